@@ -1,0 +1,66 @@
+"""Shared CLI helpers: workspace option, JSON output, terminal progress."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from merch_app.data.workspace import WorkspaceError, open_workspace
+from merch_app.jobs import Progress
+from merch_app.paths import default_workspace
+
+workspace_option = click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Workspace file (default: the per-user default workspace).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+def resolve_workspace(path: Path | None) -> Path:
+    return Path(path) if path else default_workspace()
+
+
+def open_ws(path: Path | None, create: bool = True):
+    """Open the workspace or exit with a clear message."""
+    try:
+        return open_workspace(resolve_workspace(path), create=create)
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+class TerminalProgress:
+    """Progress sink drawing a one-line bar on a terminal (silent when piped)."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = ""
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        frac = p.fraction
+        bar = ""
+        if frac is not None:
+            n = int(frac * 30)
+            bar = "[" + "#" * n + "-" * (30 - n) + f"] {frac * 100:5.1f}%"
+        eta = f" ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else ""
+        line = f"\r{self.label} {bar} {p.message}{eta}"
+        if line != self._last:
+            sys.stderr.write(line[:120].ljust(len(self._last)))
+            sys.stderr.flush()
+            self._last = line
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\n")

@@ -1,0 +1,1 @@
+"""Workspace storage (SQLite) and CSV import."""

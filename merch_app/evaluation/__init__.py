@@ -1,0 +1,1 @@
+"""Ranking metrics, baselines and evaluation protocols."""

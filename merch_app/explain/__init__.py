@@ -1,0 +1,1 @@
+"""Explanations of ranked results, returned as data for the UI to draw."""

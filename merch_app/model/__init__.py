@@ -1,0 +1,1 @@
+"""Text encoder, hybrid collaborative-filtering model, training and model registry."""

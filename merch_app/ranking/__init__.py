@@ -1,0 +1,1 @@
+"""Hybrid search, recommendation and related-item ranking."""

@@ -1,0 +1,1 @@
+"""The Qt (PySide6) skin: screens start core jobs in workers and draw results."""
