@@ -115,6 +115,11 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS idx_rejected_import ON rejected_rows(import_id);
         CREATE INDEX IF NOT EXISTS idx_imports_sha ON imports(sha256);
         CREATE INDEX IF NOT EXISTS idx_items_category ON items(category);
+        CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(
+            item_id, title, description, tags, category,
+            content='items', content_rowid='rowid',
+            tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+        );
         """
     )
 
@@ -228,6 +233,11 @@ def get_setting(db: sqlite_utils.Database, key: str, default: Any = None) -> Any
 def set_setting(db: sqlite_utils.Database, key: str, value: Any) -> None:
     with db.conn:
         db["settings"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
+
+
+def rebuild_fts(db: sqlite_utils.Database) -> None:
+    """Re-index ``items`` in the FTS5 table (call inside the import transaction)."""
+    db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, Any]:
