@@ -124,7 +124,49 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def _migration_evaluation_rules(db: sqlite_utils.Database) -> None:
+    """Judged query suites (queries + graded judgments), result snapshots, merchandising rules."""
+    db["suites"].create(
+        {"suite_id": int, "name": str, "description": str, "source": str, "created": str,
+         "updated": str},
+        pk="suite_id",
+        if_not_exists=True,
+    )
+    db["suite_queries"].create(  # queries in suite order, also those not rated yet
+        {"suite_id": int, "query": str, "position": int},
+        pk=("suite_id", "query"),
+        foreign_keys=[("suite_id", "suites", "suite_id")],
+        if_not_exists=True,
+    )
+    db["judgments"].create(
+        {"suite_id": int, "query": str, "item_id": str, "grade": int, "updated": str},
+        pk=("suite_id", "query", "item_id"),
+        foreign_keys=[("suite_id", "suites", "suite_id")],
+        if_not_exists=True,
+    )
+    db["snapshots"].create(
+        {"snapshot_id": int, "suite_id": int, "name": str, "created": str, "k": int,
+         "config": str,  # JSON: model id, weights, filters, rules
+         "results": str},  # JSON: {query: {"items": [...], "metrics": {...}}}
+        pk="snapshot_id",
+        if_not_exists=True,
+    )
+    db["rules"].create(
+        {"rule_id": int, "name": str, "kind": str, "pattern": str,
+         "params": str,  # JSON, depends on kind
+         "enabled": int, "priority": int, "created": str, "updated": str},
+        pk="rule_id",
+        if_not_exists=True,
+    )
+    db.executescript(
+        """
+        CREATE UNIQUE INDEX IF NOT EXISTS idx_suites_name ON suites(name);
+        CREATE INDEX IF NOT EXISTS idx_snapshots_suite ON snapshots(suite_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_evaluation_rules]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
