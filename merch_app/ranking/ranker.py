@@ -1,0 +1,367 @@
+"""The ranker: hybrid search, recommendations and related items.
+
+``score = w_lex·bm25/max + w_text·cos + w_cf·cf + w_pop·popularity + rules``
+on the union of the candidate sources of the mode:
+
+* search    lexical (FTS5 BM25 top ``candidates``) ∪ semantic (index top
+            ``candidates``); an empty query (no letters/digits) browses:
+            CF (when a user is given) ∪ popularity;
+* recommend CF top ``candidates`` for the user ∪ popularity top ``candidates``;
+* related   ``text``: nearest item vectors; ``cf``: the model's similar
+            items, similarity divided by the best one.
+
+One :class:`Ranker` per thread (it holds that thread's connection); it caches
+the item metadata, query vectors, per-user CF scores and the last requests,
+so calling it on every keystroke is cheap.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+
+from merch_app.ranking.candidates import ScoredCandidates, top_positions, union_positions
+from merch_app.ranking.catalog import ItemCatalog
+from merch_app.ranking.fusion import apply_pins, normalise_by_max, order_by_score, squash_cf, weigh
+from merch_app.ranking.lexical import LexicalSearcher, QueryTerms, query_terms
+from merch_app.ranking.rules import RuleContext, apply_rules
+from merch_app.ranking.semantic import QueryVectorCache, search_index
+from merch_app.ranking.types import COMPONENTS, MODES, RankedList, RankRequest
+
+_CACHE_REQUESTS = 8
+_CACHE_USERS = 16
+
+
+class Ranker:
+    """Rank items of one model bundle.
+
+    Parameters
+    ----------
+    db
+        Open workspace owned by the calling thread.
+    bundle
+        :class:`merch_app.model.bundle.ModelBundle`.
+    rules
+        Merchandising rules (objects with ``name`` and ``apply(ctx)``); none by default.
+    field_weights
+        BM25 field weights (see :data:`merch_app.ranking.lexical.DEFAULT_FIELD_WEIGHTS`).
+    """
+
+    def __init__(self, db, bundle, rules=None, field_weights: dict[str, float] | None = None) -> None:
+        self.db = db
+        self.bundle = bundle
+        self.rules = list(rules or [])
+        self.catalog = ItemCatalog.from_db(db, bundle.item_ids)
+        self.lexical = LexicalSearcher(db, field_weights)
+        self.queries = QueryVectorCache(bundle.encoder)
+        self.item_vectors = np.ascontiguousarray(bundle.item_vectors, dtype=np.float32)
+        self.popularity = np.asarray(bundle.popularity, dtype=np.float64)
+        self._requests: OrderedDict[tuple, ScoredCandidates] = OrderedDict()
+        self._users: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._masks: dict[Any, np.ndarray] = {}
+        self._known_users: Optional[set[str]] = None
+
+    # ------------------------------------------------------------------ public
+    def rank(self, request: RankRequest) -> RankedList:
+        """Rank for ``request`` and return the top ``k`` with their score split."""
+        t0 = time.perf_counter()
+        sc = self.score_candidates(request)
+        top = sc.order[: max(int(request.k), 0)]
+        pos = sc.positions[top]
+        cat = self.catalog
+        effects = {cat.item_ids[sc.positions[c]]: sc.effects[c] for c in top.tolist() if c in sc.effects}
+        return RankedList(
+            request=request,
+            item_ids=[cat.item_ids[p] for p in pos.tolist()],
+            scores=sc.scores[top].copy(),
+            components={c: sc.comps[c][top].copy() for c in COMPONENTS},
+            raw_components={c: sc.raw[c][top].copy() for c in COMPONENTS},
+            titles=[cat.titles[p] for p in pos.tolist()],
+            categories=[cat.category(p) for p in pos.tolist()],
+            prices=[float(cat.prices[p]) for p in pos.tolist()],
+            all_candidate_scores=sc.scores[sc.order].copy(),
+            n_candidates=len(sc.positions),
+            seconds=sc.seconds + (time.perf_counter() - t0),
+            notes=list(sc.notes),
+            rule_effects=effects,
+        )
+
+    def related_lists(self, item_id: str, k: int = 10, **kwargs) -> dict[str, RankedList]:
+        """Both related lists of ``item_id``: ``{"text": ..., "cf": ...}``."""
+        return {by: self.rank(RankRequest(mode="related", item_id=item_id, k=k, related_by=by, **kwargs))
+                for by in ("text", "cf")}
+
+    def position_of(self, request: RankRequest, item_id: str) -> tuple[Optional[int], dict[str, Any]]:
+        """Full rank of any item for ``request`` and its components.
+
+        Returns
+        -------
+        rank, info
+            ``rank`` is the 1-based position among all visible candidates, or
+            None when the item is not ranked; ``info`` has ``status``
+            (``shown``, ``below cut-off``, ``filtered``, ``hidden``,
+            ``not a candidate``, ``unknown item``), ``reason``, ``score``,
+            ``components``, ``raw_components`` and ``would_rank`` (where its
+            score would place it among the candidates).
+        """
+        sc = self.score_candidates(request)
+        p = self.bundle.item_pos.get(str(item_id))
+        info: dict[str, Any] = {"item_id": str(item_id), "title": "", "status": "unknown item",
+                                "reason": f"{item_id!r} is not in the model's catalogue",
+                                "score": None, "components": {}, "raw_components": {},
+                                "would_rank": None, "sources": [], "bm25": None}
+        if p is None:
+            return None, info
+        info["title"] = self.catalog.titles[p]
+        cand = sc.index_of(p)
+        if cand is not None:
+            raw = {c: float(sc.raw[c][cand]) for c in COMPONENTS}
+            comps = {c: float(sc.comps[c][cand]) for c in COMPONENTS}
+            score = float(sc.scores[cand])
+            info["sources"] = sorted(sc.sources.get(cand, ()))
+            if sc.raw_bm25 is not None:
+                info["bm25"] = float(sc.raw_bm25[cand])
+        else:
+            raw, comps, score = self._components_of(sc, p)
+            info["bm25"] = raw.pop("_bm25", None)
+        info.update(score=score, components=comps, raw_components=raw)
+        visible = sc.scores[sc.order]
+        info["would_rank"] = int(np.sum(visible > score + 1e-12)) + 1
+        if cand is not None and cand in sc.hidden_by:
+            info.update(status="hidden", reason=f"hidden by rule {sc.hidden_by[cand]!r}")
+            return None, info
+        if cand is not None:
+            rank = sc.rank_of(cand)
+            shown = rank is not None and rank <= request.k
+            info.update(status="shown" if shown else "below cut-off",
+                        reason=None if shown else f"ranked {rank}, below the top {request.k}")
+            return rank, info
+        failed = self.catalog.failed_filters(request.filters, p) if request.filters.active else []
+        if failed:
+            info.update(status="filtered", reason="filtered out by " + ", ".join(failed))
+        else:
+            info.update(status="not a candidate", reason=self._why_not_candidate(sc, raw, info["bm25"]))
+        return None, info
+
+    def score_candidates(self, request: RankRequest) -> ScoredCandidates:
+        """Score every candidate of ``request`` (cached for the last few requests)."""
+        if request.mode not in MODES:
+            raise ValueError(f"unknown mode {request.mode!r}; expected one of {', '.join(MODES)}")
+        key = request.key()
+        hit = self._requests.get(key)
+        if hit is not None:
+            self._requests.move_to_end(key)
+            return hit
+        t0 = time.perf_counter()
+        sc = getattr(self, f"_candidates_{request.mode}")(request)
+        self._finish(sc)
+        sc.seconds = time.perf_counter() - t0
+        self._requests[key] = sc
+        while len(self._requests) > _CACHE_REQUESTS:
+            self._requests.popitem(last=False)
+        return sc
+
+    def user_cf(self, user_id: Optional[str]) -> Optional[np.ndarray]:
+        """Squashed CF score of every item for ``user_id`` (None: anonymous/unknown)."""
+        model = self.bundle.model
+        if user_id is None or model is None or not self._is_known_user(user_id):
+            return None
+        hit = self._users.get(user_id)
+        if hit is None:
+            hit = squash_cf(np.asarray(model.score(user_id), dtype=np.float64))
+            hit.setflags(write=False)
+            self._users[user_id] = hit
+            while len(self._users) > _CACHE_USERS:
+                self._users.popitem(last=False)
+        return hit
+
+    def query_vector(self, text: str) -> np.ndarray:
+        return self.queries.get(text)
+
+    # --------------------------------------------------------------- internals
+    def _mask(self, request: RankRequest) -> Optional[np.ndarray]:
+        if not request.filters.active:
+            return None
+        mask = self._masks.get(request.filters)
+        if mask is None:
+            if len(self._masks) > 8:
+                self._masks.clear()
+            mask = self._masks[request.filters] = self.catalog.filter_mask(request.filters)
+        return mask
+
+    def _is_known_user(self, user_id: str) -> bool:
+        if self._known_users is None:
+            ids = getattr(self.bundle.model, "user_ids", None)
+            self._known_users = None if ids is None else {str(u) for u in ids}
+        return self._known_users is None or str(user_id) in self._known_users
+
+    def _new(self, request, positions, raw, sources, **extra) -> ScoredCandidates:
+        n = len(positions)
+        full = {c: np.asarray(raw.get(c, np.zeros(n)), dtype=np.float64) for c in COMPONENTS}
+        return ScoredCandidates(request, positions, full, {}, np.zeros(n), np.zeros(0, np.int64),
+                                sources=sources, **extra)
+
+    def _candidates_search(self, request: RankRequest) -> ScoredCandidates:
+        terms = query_terms(request.query, request.prefix)
+        if not terms.terms:
+            sc = self._candidates_recommend(request)
+            sc.terms = terms
+            if (request.query or "").strip():
+                sc.notes.append("query has no letters or digits: showing a browse list")
+            return sc
+        mask = self._mask(request)
+        n_cand = max(int(request.candidates), 1)
+        rowids, bm25, lex_truncated = self.lexical.search(terms, n_cand, request.filters)
+        lex_pos = self.catalog.positions_of_rowids(rowids)
+        keep = lex_pos >= 0
+        if mask is not None:
+            keep &= mask[np.clip(lex_pos, 0, None)]
+        lex_pos, bm25 = lex_pos[keep], bm25[keep]
+        qvec = self.queries.get(request.query.strip())
+        sem_pos, sem_cos = search_index(self.bundle.index, self.item_vectors, qvec, n_cand, mask)
+        sem_truncated = len(sem_pos) >= n_cand
+        positions = union_positions(lex_pos, sem_pos)
+        sources: dict[int, set[str]] = {}
+        lex_set, sem_set = set(lex_pos.tolist()), set(sem_pos.tolist())
+        for i, p in enumerate(positions.tolist()):
+            sources[i] = ({"lexical"} if p in lex_set else set()) | ({"semantic"} if p in sem_set else set())
+        raw_bm25 = np.zeros(len(positions))
+        raw_bm25[: len(lex_pos)] = bm25  # union keeps lexical ones first, in order
+        if lex_truncated and len(positions) > len(lex_pos):
+            rest = positions[len(lex_pos):]
+            raw_bm25[len(lex_pos):] = self.lexical.scores_for(terms, self.catalog.rowids[rest])
+        bm25_max = float(raw_bm25.max()) if len(raw_bm25) else 0.0
+        raw = {"lexical": normalise_by_max(raw_bm25),
+               "text": self.item_vectors[positions] @ qvec,
+               "popularity": self.popularity[positions]}
+        cf = self.user_cf(request.user_id)
+        if cf is not None:
+            raw["cf"] = cf[positions]
+        sc = self._new(request, positions, raw, sources, terms=terms, qvec=qvec, bm25_max=bm25_max,
+                       lexical_cutoff=float(bm25[-1]) if lex_truncated and len(bm25) else None,
+                       semantic_cutoff=float(sem_cos[-1]) if sem_truncated else None,
+                       filter_mask=mask, raw_bm25=raw_bm25)
+        if request.user_id is not None and cf is None:
+            sc.notes.append(self._no_cf_reason(request.user_id) + ": no CF component")
+        return sc
+
+    def _no_cf_reason(self, user_id) -> str:
+        if self.bundle.model is None:
+            return "no CF model in this bundle"
+        return f"user {user_id!r} is unknown to the model"
+
+    def _candidates_recommend(self, request: RankRequest) -> ScoredCandidates:
+        mask = self._mask(request)
+        n_cand = max(int(request.candidates), 1)
+        cf = self.user_cf(request.user_id)
+        pop_pos = top_positions(self.popularity, n_cand, mask)
+        cf_pos = top_positions(cf, n_cand, mask) if cf is not None else np.zeros(0, np.int64)
+        positions = union_positions(cf_pos, pop_pos)
+        cf_set, pop_set = set(cf_pos.tolist()), set(pop_pos.tolist())
+        sources = {i: ({"cf"} if p in cf_set else set()) | ({"popularity"} if p in pop_set else set())
+                   for i, p in enumerate(positions.tolist())}
+        raw = {"popularity": self.popularity[positions]}
+        if cf is not None:
+            raw["cf"] = cf[positions]
+        sc = self._new(request, positions, raw, sources, filter_mask=mask)
+        if request.user_id is not None and cf is None:
+            sc.notes.append(self._no_cf_reason(request.user_id) + ": ranked by popularity")
+        return sc
+
+    def _candidates_related(self, request: RankRequest) -> ScoredCandidates:
+        p = self.bundle.item_pos.get(str(request.item_id))
+        if p is None:
+            raise KeyError(f"item {request.item_id!r} is not in the model's catalogue")
+        mask = self._mask(request)
+        n_cand = max(int(request.candidates), 1)
+        notes: list[str] = []
+        if request.related_by == "cf":
+            positions, sims = self._cf_neighbours(request.item_id, p, n_cand, mask, notes)
+            raw = {"cf": normalise_by_max(sims), "popularity": self.popularity[positions]}
+            src = "cf"
+        elif request.related_by == "text":
+            positions, cos = search_index(self.bundle.index, self.item_vectors, self.item_vectors[p],
+                                          n_cand, mask, exclude=p)
+            raw = {"text": cos, "popularity": self.popularity[positions]}
+            src = "related"
+        else:
+            raise ValueError(f"related_by must be 'text' or 'cf', not {request.related_by!r}")
+        sources = {i: {src} for i in range(len(positions))}
+        sc = self._new(request, positions, raw, sources, filter_mask=mask,
+                       qvec=self.item_vectors[p] if src == "related" else None)
+        sc.notes.extend(notes)
+        return sc
+
+    def _cf_neighbours(self, item_id, p, n_cand, mask, notes) -> tuple[np.ndarray, np.ndarray]:
+        model = self.bundle.model
+        if model is None or not hasattr(model, "similar_items"):
+            notes.append("no CF model in this bundle: no co-behaviour neighbours")
+            return np.zeros(0, np.int64), np.zeros(0)
+        want = n_cand if mask is None else min(self.catalog.n, n_cand * 4)
+        ids, sims = model.similar_items(str(item_id), want + 1)
+        pos = np.array([self.bundle.item_pos.get(str(i), -1) for i in ids], dtype=np.int64)
+        sims = np.asarray(sims, dtype=np.float64)
+        keep = (pos >= 0) & (pos != p)
+        if mask is not None:
+            keep &= mask[np.clip(pos, 0, None)]
+        return pos[keep][:n_cand], sims[keep][:n_cand]
+
+    def _finish(self, sc: ScoredCandidates) -> None:
+        """Weigh components, apply rules (boost, hide, pins) and order."""
+        comps, scores = weigh(sc.raw, sc.request.weights)
+        applied = apply_rules(self.rules, RuleContext(sc.request, sc.positions, scores, self.catalog))
+        comps["rules"] = comps["rules"] + applied.boost
+        sc.raw["rules"] = comps["rules"].copy()
+        scores = scores + applied.boost
+        order = order_by_score(scores, sc.positions)
+        order = order[~applied.hidden[order]]
+        order, delta = apply_pins(scores, order, applied.pins)
+        if delta.any():
+            comps["rules"] = comps["rules"] + delta
+            sc.raw["rules"] = comps["rules"].copy()
+            scores = scores + delta
+            for i in np.flatnonzero(delta):
+                name = applied.pins[int(i)][1]
+                sc.effects.setdefault(int(i), []).append(
+                    {"rule": name, "effect": float(delta[i]), "pinned_to": applied.pins[int(i)][0] + 1})
+        for i, effs in applied.effects.items():
+            sc.effects.setdefault(i, []).extend(effs)
+        sc.comps, sc.scores, sc.order = comps, scores, order
+        sc.hidden_by = applied.hidden_by
+
+    def _components_of(self, sc: ScoredCandidates, p: int) -> tuple[dict, dict, float]:
+        """Components of an item that was not a candidate (same normalisers)."""
+        req = sc.request
+        raw = {c: 0.0 for c in COMPONENTS}
+        if req.mode == "search" and sc.terms is not None and sc.terms.terms:
+            rowid = int(self.catalog.rowids[p])
+            bm25 = float(self.lexical.scores_for(sc.terms, [rowid])[0]) if rowid >= 0 else 0.0
+            raw["lexical"] = bm25 / sc.bm25_max if sc.bm25_max > 0 else 0.0
+            raw["_bm25"] = bm25
+        if sc.qvec is not None:
+            raw["text"] = float(self.item_vectors[p] @ sc.qvec)
+        cf = self.user_cf(req.user_id)
+        if cf is not None and req.mode != "related":
+            raw["cf"] = float(cf[p])
+        raw["popularity"] = float(self.popularity[p])
+        ctx = RuleContext(req, np.array([p]), np.zeros(1), self.catalog)
+        raw["rules"] = float(apply_rules(self.rules, ctx).boost[0])
+        comps = {c: raw[c] * req.weights.for_component(c) for c in COMPONENTS}
+        return raw, comps, float(sum(comps.values()))
+
+    def _why_not_candidate(self, sc: ScoredCandidates, raw: dict, bm25: Optional[float]) -> str:
+        req = sc.request
+        if req.mode == "search" and sc.terms is not None and sc.terms.terms:
+            if bm25:
+                lex = (f"lexical match (BM25 {bm25:.3g}) below the lexical cut-off "
+                       f"({sc.lexical_cutoff:.3g})" if sc.lexical_cutoff is not None
+                       else "lexical match not retrieved")
+            else:
+                lex = "no lexical match"
+            cut = f" ({sc.semantic_cutoff:.3f})" if sc.semantic_cutoff is not None else ""
+            return f"not a candidate: {lex} and cosine {raw['text']:.3f} below semantic cut-off{cut}"
+        if req.mode == "related":
+            return f"not a candidate: not among the top {req.candidates} {req.related_by} neighbours"
+        return f"not a candidate: outside the top {req.candidates} by CF and by popularity"
