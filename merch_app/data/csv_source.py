@@ -1,0 +1,260 @@
+"""Reading shop exports: gzip, encoding and delimiter detection, streaming rows.
+
+A :class:`CsvSource` is opened once to sniff the format from a sample, then
+:meth:`CsvSource.records` streams ``(line_no, fields)`` records in constant
+memory.  Line numbers are physical lines in the file (header = line 1); a
+record that spans several lines (quoted newline) gets the number of its first
+line.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
+
+SAMPLE_BYTES = 1 << 20  # decoded sample used to sniff encoding, delimiter, kind and date order
+MAX_FIELD_CHARS = 16 << 20  # the csv module's own limit; our row check rejects > 64 KiB
+DELIMITERS = (",", "\t", ";", "|")
+
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
+
+_CJK_CHAR = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+class SourceError(Exception):
+    """The file cannot be read as a delimited text file (message is user-facing)."""
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of the file's bytes as stored (compressed bytes for ``.gz``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def open_bytes(path: Path) -> tuple[BinaryIO, BinaryIO]:
+    """Open ``path`` for reading decompressed bytes.
+
+    Returns ``(stream, raw)``: ``raw.tell()`` is the position in the file on
+    disk, which drives the progress bar for compressed files too.
+    """
+    raw = open(path, "rb")
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    raw.seek(0)
+    return raw, raw
+
+
+def _decodes(data: bytes, encoding: str) -> Optional[str]:
+    """Decode a sample strictly, tolerating a multibyte character cut at its end."""
+    try:
+        return codecs.getincrementaldecoder(encoding)("strict").decode(data, final=False)
+    except UnicodeDecodeError:
+        return None
+
+
+def detect_encoding(sample: bytes) -> str:
+    """Choose the encoding of a file from its first bytes.
+
+    Order: UTF-8 (``utf-8-sig`` when a BOM is present) if the sample decodes
+    strictly; GB18030 (a superset of GBK) if it decodes and most non-ASCII
+    characters are CJK; otherwise cp1252, or latin-1 when the sample holds a
+    byte cp1252 leaves undefined.
+    """
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if _decodes(sample, "utf-8") is not None:
+        return "utf-8"
+    text = _decodes(sample, "gb18030")
+    if text is not None:
+        non_ascii = [c for c in text if ord(c) > 127]
+        cjk = sum(1 for c in non_ascii if _CJK_CHAR.match(c))
+        if non_ascii and cjk >= 0.6 * len(non_ascii):
+            return "gb18030"
+    if _decodes(sample, "cp1252") is not None:
+        return "cp1252"
+    return "latin-1"
+
+
+def detect_delimiter(lines: list[str], path: Path) -> str:
+    """Pick the delimiter that splits the header and keeps the column count steady."""
+    if not lines:
+        raise SourceError(f"{path}: line 1: the file is empty")
+    best, best_score = None, (0, 0.0)
+    for delim in DELIMITERS:
+        try:
+            rows = list(csv.reader(lines[:50], delimiter=delim))
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        data = rows[1:] or rows
+        steady = sum(1 for r in data if len(r) == width) / len(data)
+        score = (1 if steady >= 0.8 else 0, steady * width)
+        if score > best_score:
+            best, best_score = delim, score
+    if best is None:
+        first = lines[0]
+        raise SourceError(
+            f"{path}: line 1: no delimiter found (tried comma, tab, semicolon, pipe) "
+            f"in header {first[:80]!r}"
+        )
+    return best
+
+
+@dataclass
+class SourceFormat:
+    encoding: str
+    delimiter: str
+    size_bytes: int
+    sample_lines: list[str]  # decoded lines of the sample (last, possibly cut line dropped)
+
+
+def sniff(path: Path) -> SourceFormat:
+    """Read a sample of ``path`` and detect encoding and delimiter.
+
+    Raises
+    ------
+    SourceError
+        Missing/unreadable file, broken gzip, binary data or no delimiter.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: file not found")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a folder, not a file")
+    size = path.stat().st_size
+    try:
+        stream, raw = open_bytes(path)
+        with raw, stream:
+            sample = stream.read(SAMPLE_BYTES)
+            at_end = not stream.read(1)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SourceError(f"{path}: cannot read the file ({exc})") from exc
+    if not sample.strip():
+        raise SourceError(f"{path}: line 1: the file is empty")
+    head = sample[:4096]
+    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if head.count(b"\x00") > len(head) // 8:
+            raise SourceError(f"{path}: line 1: binary data, not a CSV/TSV text file")
+    encoding = detect_encoding(sample)
+    text = codecs.getincrementaldecoder(encoding)("replace").decode(sample, final=at_end)
+    lines = text.splitlines(keepends=True)
+    if not at_end and len(lines) > 1:
+        lines = lines[:-1]
+    delimiter = detect_delimiter(lines, path)
+    return SourceFormat(encoding, delimiter, size, lines)
+
+
+class CsvSource:
+    """A sniffed delimited file that can stream its records.
+
+    Attributes
+    ----------
+    headers
+        Header cells, stripped.
+    bytes_read
+        Position in the file on disk while streaming (for progress).
+    """
+
+    def __init__(self, path: Path, fmt: Optional[SourceFormat] = None) -> None:
+        self.path = Path(path)
+        self.format = fmt or sniff(self.path)
+        self.encoding = self.format.encoding
+        self.delimiter = self.format.delimiter
+        self.size_bytes = self.format.size_bytes
+        first = next(csv.reader(self.format.sample_lines[:1], delimiter=self.delimiter), [])
+        self.headers = [h.strip().lstrip("\ufeff") for h in first]
+        if not any(self.headers):
+            raise SourceError(f"{self.path}: line 1: the header row is empty")
+        self._raw: Optional[BinaryIO] = None
+        self._reader = None
+        self.last_line = ""
+
+    def sample_rows(self, n: int) -> list[list[str]]:
+        """The first ``n`` data rows from the sample (for previews)."""
+        reader = csv.reader(self.format.sample_lines, delimiter=self.delimiter)
+        next(reader, None)
+        out = []
+        for row in reader:
+            if not row:
+                continue
+            out.append(row)
+            if len(out) >= n:
+                break
+        return out
+
+    @property
+    def line_num(self) -> int:
+        """Physical lines read so far while streaming (for error messages)."""
+        return self._reader.line_num if self._reader is not None else 0
+
+    @property
+    def bytes_read(self) -> int:
+        try:
+            return self._raw.tell() if self._raw is not None else 0
+        except (ValueError, OSError):
+            return self.size_bytes
+
+    def _lines(self, text: io.TextIOBase) -> Iterator[str]:
+        for line in text:
+            self.last_line = line
+            yield line
+
+    def records(self) -> Iterator[tuple[int, int, list[str]]]:
+        """Stream ``(first_line_no, last_line_no, fields)`` for each data record.
+
+        Blank lines are skipped.  Undecodable bytes become U+FFFD (the
+        importer rejects such rows).  A line the csv module cannot parse is
+        yielded with ``fields = None``.
+        """
+        stream, raw = open_bytes(self.path)
+        self._raw = raw
+        text = io.TextIOWrapper(stream, encoding=self.encoding, errors="replace", newline="")
+        try:
+            reader = self._reader = csv.reader(self._lines(text), delimiter=self.delimiter)
+            prev = 1
+            try:
+                next(reader)  # header
+            except StopIteration:
+                return
+            prev = reader.line_num
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error:
+                    yield prev + 1, reader.line_num, None  # type: ignore[misc]
+                    prev = reader.line_num
+                    continue
+                line_no = reader.line_num
+                if row:
+                    yield prev + 1, line_no, row
+                prev = line_no
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise SourceError(f"{self.path}: line {prev + 1}: cannot read the file ({exc})") from exc
+        finally:
+            text.close()
+            raw.close()
+            self._raw = None

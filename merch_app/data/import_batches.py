@@ -1,0 +1,157 @@
+"""State shared by the per-kind row loops of one import: batches, rejects, progress.
+
+The row loops (:mod:`catalogue_rows`, :mod:`event_rows`, :mod:`transactions`)
+stay tight; everything they share — counting, rejecting a row with a stable
+reason code, flushing batches with ``executemany``, progress and cancel — is
+here.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from typing import Optional
+
+from merch_app.data.csv_source import CsvSource
+from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_RAW_CHARS = 1024
+MAX_STORED_REJECTS = 10_000  # per import; every reject is still counted
+BATCH_ROWS = 10_000
+CHECK_EVERY = 4096  # rows between cancel checks / progress reports
+
+INSERT_EVENT = (
+    "INSERT INTO events(user_id, item_id, event_type, value, ts, query, session_id, import_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_REJECT = "INSERT INTO rejected_rows(import_id, line_no, raw, reason) VALUES (?, ?, ?, ?)"
+
+
+class ImportContext:
+    """Counters and batches of one running import (one thread, one connection)."""
+
+    def __init__(
+        self,
+        conn,
+        import_id: int,
+        source: CsvSource,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> None:
+        self.conn = conn
+        self.import_id = import_id
+        self.source = source
+        self.progress = progress
+        self.cancel = cancel
+        self.rows_read = 0
+        self.rows_rejected = 0
+        self.reasons: Counter[str] = Counter()
+        self.events: list[tuple] = []
+        self.events_added = 0
+        self._rejects: list[tuple] = []
+        self._stored_rejects = 0
+        self._throttle = Throttle(0.1)
+        self._eta = EtaClock()
+        self.ncols = len(source.headers)
+
+    # ------------------------------------------------------------- rejects
+    def raw_text(self, first: int, last: int, row: Optional[list[str]]) -> str:
+        """Text of a record as it stood in the file (rebuilt for multi-line records)."""
+        if first == last or row is None:
+            text = self.source.last_line.rstrip("\r\n")
+        else:
+            buf = io.StringIO()
+            csv.writer(buf, delimiter=self.source.delimiter, lineterminator="").writerow(row)
+            text = buf.getvalue()
+        return text[:MAX_RAW_CHARS]
+
+    def reject(self, first: int, last: int, row: Optional[list[str]], code: str, detail: str = "") -> None:
+        """Count a bad row under ``code`` and keep its text (first 10,000 per import)."""
+        self.rows_rejected += 1
+        self.reasons[code] += 1
+        if self._stored_rejects >= MAX_STORED_REJECTS:
+            return
+        self._stored_rejects += 1
+        reason = f"{code}: {detail}" if detail else code
+        self._rejects.append((self.import_id, first, self.raw_text(first, last, row), reason[:300]))
+        if len(self._rejects) >= 1000:
+            self.flush_rejects()
+
+    def flush_rejects(self) -> None:
+        if self._rejects:
+            self.conn.executemany(INSERT_REJECT, self._rejects)
+            self._rejects.clear()
+
+    # ---------------------------------------------------------- row checks
+    def check_record(self, first: int, last: int, row: Optional[list[str]], text_cols: frozenset) -> Optional[list[str]]:
+        """Full check of a suspicious record; returns the row (maybe trimmed) or None if rejected.
+
+        Called by the loops only when the cheap tests fail (wrong width,
+        long line, NUL, U+FFFD or several physical lines), so the common
+        row pays nothing for it.
+        """
+        if row is None:
+            self.reject(first, last, row, "bad_csv", f"unparsable quoting on lines {first}-{last}")
+            return None
+        if len(row) != self.ncols:
+            if len(row) > self.ncols and not any(c.strip() for c in row[self.ncols:]):
+                row = row[: self.ncols]  # trailing empty cells (spreadsheet export)
+            else:
+                self.reject(first, last, row, "wrong_column_count", f"expected {self.ncols}, got {len(row)}")
+                return None
+        headers = self.source.headers
+        for col, cell in enumerate(row):
+            if "\x00" in cell:
+                self.reject(first, last, row, "nul_byte", f"column {headers[col]!r}")
+                return None
+            if len(cell) * 4 > MAX_FIELD_BYTES and len(cell.encode("utf-8")) > MAX_FIELD_BYTES:
+                size = len(cell.encode("utf-8"))
+                self.reject(first, last, row, "field_too_long", f"column {headers[col]!r} has {size} bytes")
+                return None
+            if "\ufffd" in cell:
+                self.reject(first, last, row, "bad_encoding",
+                            f"column {headers[col]!r} is not valid {self.source.encoding}")
+                return None
+            if first != last and col not in text_cols and ("\n" in cell or "\r" in cell):
+                self.reject(first, last, row, "bad_csv",
+                            f"line break inside column {headers[col]!r} (unbalanced quote?)")
+                return None
+        return row
+
+    def needs_check(self, first: int, last: int, row: Optional[list[str]]) -> bool:
+        """Cheap test: does this record need :meth:`check_record`?"""
+        if row is None or len(row) != self.ncols or first != last:
+            return True
+        line = self.source.last_line
+        return len(line) > 4096 or "\x00" in line or "\ufffd" in line
+
+    # ------------------------------------------------------------- batches
+    def flush_events(self) -> None:
+        if self.events:
+            self.conn.executemany(INSERT_EVENT, self.events)
+            self.events_added += len(self.events)
+            self.events.clear()
+
+    def flush(self) -> None:
+        self.flush_events()
+        self.flush_rejects()
+
+    # ---------------------------------------------------- progress/cancel
+    def tick(self, final: bool = False) -> None:
+        """Check for cancel and report progress (throttled unless ``final``)."""
+        if self.cancel is not None:
+            self.cancel.check()
+        if self.progress is None or not (final or self._throttle.ready()):
+            return
+        done = self.source.size_bytes if final else self.source.bytes_read
+        total = self.source.size_bytes
+        self.progress(
+            Progress(
+                done=done,
+                total=total,
+                message=f"{self.rows_read:,} rows",
+                eta_seconds=0.0 if final else self._eta.eta(done, total),
+                data={"rows": self.rows_read, "bytes": done},
+            )
+        )

@@ -1,0 +1,210 @@
+"""Parsing of cell values: timestamps, numbers, ids and event types.
+
+Everything here is called once per cell on the import hot path, so the
+functions are small, avoid regexes on the common case and cache timestamps
+(shop exports repeat the same invoice time on every line of an invoice).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Optional
+
+# ---------------------------------------------------------------- event types
+
+_EVENT_SYNONYMS = {
+    "search": ("search", "query", "searched", "搜索", "查询"),
+    "view": ("view", "pv", "pageview", "viewed", "detail", "productview", "impression", "visit", "浏览", "查看"),
+    "click": ("click", "clicked", "clk", "点击"),
+    # Favourites / wish lists carry intent close to a cart add; the schema has no own type for them.
+    "cart": ("cart", "addtocart", "add2cart", "addcart", "cartadd", "basket", "fav", "favorite",
+             "favourite", "wishlist", "like", "加购", "加入购物车", "购物车", "收藏"),
+    "purchase": ("purchase", "buy", "order", "bought", "transaction", "checkout", "sale", "购买",
+                 "下单", "成交", "支付"),
+    "return": ("return", "refund", "returned", "cancel", "cancellation", "退货", "退款"),
+    "rating": ("rating", "review", "rate", "rated", "stars", "score", "评分", "评价", "打分"),
+}
+EVENT_TYPE_SYNONYMS: dict[str, str] = {
+    syn: canonical for canonical, syns in _EVENT_SYNONYMS.items() for syn in syns
+}
+_EVENT_CLEAN = str.maketrans("", "", " _-.")
+
+
+def normalise_event_type(raw: str) -> Optional[str]:
+    """Canonical event type for a raw label (``'PV'`` → ``'view'``), None if unknown."""
+    key = raw.strip().lower().translate(_EVENT_CLEAN)
+    return EVENT_TYPE_SYNONYMS.get(key)
+
+
+# ------------------------------------------------------------------- numbers
+
+_CURRENCY = str.maketrans("", "", "£$€¥￥元 \u00a0'")
+
+
+def parse_number(raw: str) -> Optional[float]:
+    """Parse a number written the way shop exports write them.
+
+    Accepts ``12``, ``-3.5``, ``1,234.50``, ``3,50`` (decimal comma),
+    ``£2.55``, ``1e3``.  Returns None when the text is not a finite number.
+    """
+    try:
+        value = float(raw)
+    except ValueError:
+        text = raw.strip().translate(_CURRENCY)
+        if text.upper().startswith(("GBP", "USD", "EUR", "RMB", "CNY")):
+            text = text[3:]
+        if "," in text:
+            if "." in text:
+                text = text.replace(",", "")
+            elif re.fullmatch(r"-?\d+,\d{1,2}", text):
+                text = text.replace(",", ".")
+            else:
+                text = text.replace(",", "")
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def clean_id(raw: str) -> str:
+    """Strip an id and undo spreadsheet damage (``'17850.0'`` → ``'17850'``)."""
+    text = raw.strip()
+    if text.endswith(".0") and text[:-2].isdigit():
+        return text[:-2]
+    return text
+
+
+# ---------------------------------------------------------------- timestamps
+
+_ISO = re.compile(
+    r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"
+    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?)?"
+    r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?"
+)
+_COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})(?:[ T]?(\d{2}):?(\d{2}):?(\d{2}))?")
+_DMY = re.compile(
+    r"(\d{1,2})[-/.](\d{1,2})[-/.](\d{2}|\d{4})"
+    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?\s*([AaPp][Mm])?)?"
+)
+_CJK = re.compile(r"(\d{4})年(\d{1,2})月(\d{1,2})日\s*(?:(\d{1,2})[:时](\d{2})分?(?:[:]?(\d{2})秒?)?)?")
+_EPOCH = re.compile(r"-?\d{9,13}(?:\.\d+)?")
+
+DAY_FIRST = "day-first"
+MONTH_FIRST = "month-first"
+
+
+def guess_date_order(samples: Iterable[str]) -> Optional[str]:
+    """Decide day-first vs month-first from slash dates like ``31/01/2011``.
+
+    Returns None when no sample is a two-number-first date or all are
+    ambiguous (both numbers ≤ 12).
+    """
+    for s in samples:
+        m = _DMY.fullmatch(s.strip())
+        if not m:
+            continue
+        a, b = int(m.group(1)), int(m.group(2))
+        if a > 12 >= b:
+            return DAY_FIRST
+        if b > 12 >= a:
+            return MONTH_FIRST
+    return None
+
+
+def is_numeric_dmy(s: str) -> bool:
+    """True for dates like ``01/02/2011`` whose day/month order needs deciding."""
+    return _DMY.fullmatch(s.strip()) is not None
+
+
+def _iso(y: int, mo: int, d: int, h: int, mi: int, s: int, tz: Optional[str]) -> Optional[str]:
+    try:
+        dt = datetime(y, mo, d, h, mi, s)
+    except ValueError:
+        return None
+    if tz and tz not in ("Z", "UTC"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    if not 1900 <= dt.year <= 2200:
+        return None
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(raw: str, date_order: Optional[str] = None) -> Optional[str]:
+    """Parse a timestamp to ``'YYYY-MM-DDTHH:MM:SSZ'`` (UTC); None if unparsable.
+
+    Understands ISO 8601 (with or without ``T``, seconds, fraction, ``Z`` or
+    an offset), ``YYYYMMDD``, ``2017年11月25日``, epoch seconds or
+    milliseconds, and ``dd/mm/yyyy`` or ``mm/dd/yyyy`` (with ``date_order``;
+    day-first when None).  Naive times are taken as UTC.
+    """
+    s = raw.strip()
+    if not s:
+        return None
+    # Fast path: 'YYYY-MM-DD HH:MM:SS' / 'YYYY-MM-DDTHH:MM:SS'
+    if len(s) == 19 and s[4] == "-" and s[7] == "-" and s[13] == ":" and s[16] == ":":
+        try:
+            return _iso(int(s[:4]), int(s[5:7]), int(s[8:10]), int(s[11:13]), int(s[14:16]),
+                        int(s[17:19]), None)
+        except ValueError:
+            return None
+    m = _ISO.fullmatch(s)
+    if m:
+        y, mo, d, h, mi, sec, tz = m.groups()
+        return _iso(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0), tz)
+    if _EPOCH.fullmatch(s):
+        value = float(s)
+        if abs(value) >= 1e11:  # milliseconds
+            value /= 1000.0
+        try:
+            dt = datetime.fromtimestamp(int(value), tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if 1970 <= dt.year <= 2200 else None
+    m = _COMPACT.fullmatch(s)
+    if m:
+        y, mo, d, h, mi, sec = m.groups()
+        return _iso(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0), None)
+    m = _DMY.fullmatch(s)
+    if m:
+        a, b, y, h, mi, sec, ampm = m.groups()
+        day, month = (int(b), int(a)) if date_order == MONTH_FIRST else (int(a), int(b))
+        year = int(y) + (2000 if len(y) == 2 else 0)
+        hour = int(h or 0)
+        if ampm:
+            if hour > 12:
+                return None
+            hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
+        return _iso(year, month, day, hour, int(mi or 0), int(sec or 0), None)
+    m = _CJK.fullmatch(s)
+    if m:
+        y, mo, d, h, mi, sec = m.groups()
+        return _iso(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0), None)
+    return None
+
+
+class TimestampParser:
+    """Cached :func:`parse_timestamp` for one file (fixed date order).
+
+    The cache is cleared when it grows past ``max_size`` so memory stays
+    bounded whatever the file size.
+    """
+
+    def __init__(self, date_order: Optional[str] = None, max_size: int = 200_000) -> None:
+        self.date_order = date_order
+        self.max_size = max_size
+        self.cache: dict[str, Optional[str]] = {}
+
+    def __call__(self, raw: str) -> Optional[str]:
+        cache = self.cache
+        try:
+            return cache[raw]
+        except KeyError:
+            pass
+        if len(cache) >= self.max_size:
+            cache.clear()
+        value = cache[raw] = parse_timestamp(raw, self.date_order)
+        return value
