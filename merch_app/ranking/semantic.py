@@ -1,10 +1,12 @@
 """Semantic candidates: encode the query, search the bundle's vector index.
 
 Query vectors are cached (LRU, :data:`QUERY_CACHE_SIZE` entries) because the
-UI ranks on every keystroke and revisits the same prefixes.  With filters
-the index is asked for more neighbours (``k / pass rate``, doubling until
-enough pass); when few items pass at all, the filtered items are scored by
-brute force, which is then both exact and cheaper than the index.
+UI ranks on every keystroke and revisits the same prefixes.  With filters,
+when few items pass (<= :data:`BRUTE_FORCE_MAX`) they are scored by brute
+force, which is then both exact and cheaper than the index; otherwise the
+index filters natively (``search(q, k, subset=...)``) or, for an index
+without that, is asked for more neighbours (``k / pass rate``, doubling until
+enough pass).
 """
 from __future__ import annotations
 
@@ -87,6 +89,16 @@ def search_index(index, item_vectors: np.ndarray, qvec: np.ndarray, k: int,
     pass_rate = 1.0 if allowed is None else max(len(allowed) / n, 1e-6)
     want = k + (1 if exclude is not None else 0)
     fetch = min(n, int(np.ceil(want / pass_rate * 1.2)) + 8)
+    if allowed is not None:
+        try:  # VectorIndex filters natively (IDSelector / exact subset)
+            scores, idx = index.search(q, want, subset=allowed)
+        except TypeError:  # an index without ``subset``: over-fetch below
+            pass
+        else:
+            idx = np.asarray(idx).reshape(-1).astype(np.int64)
+            scores = np.asarray(scores).reshape(-1).astype(np.float32)
+            keep = (idx >= 0) & (idx != (-1 if exclude is None else exclude))
+            return idx[keep][:k], scores[keep][:k]
     while True:
         scores, idx = index.search(q, fetch)
         idx = np.asarray(idx).reshape(-1).astype(np.int64)

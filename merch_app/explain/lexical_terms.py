@@ -1,0 +1,40 @@
+"""Which query terms matched which fields, and each term's BM25 contribution.
+
+Per-term BM25 comes from one FTS5 query per term restricted to the item's
+rowid: FTS5's BM25 of an OR query is the sum over its phrases, and a
+phrase's IDF and the average row length do not depend on the other phrases,
+so these per-term values add up exactly to the item's BM25 for the query.
+The fields a term matched come from column-filtered queries (``{title} :
+"term"``).  The contribution to the final score is
+``w_lex * term_bm25 / bm25_max`` with the request's normaliser.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def lexical_terms(ranker, sc, pos: int) -> Optional[dict[str, Any]]:
+    """Lexical explanation of bundle position ``pos`` within scored request ``sc``.
+
+    Returns
+    -------
+    dict or None
+        ``{"bm25", "bm25_max", "terms": [{"term", "label", "prefix", "bm25",
+        "contribution", "fields"}], "fields_matched"}``; None when the request
+        has no query terms.
+    """
+    terms = sc.terms
+    if terms is None or not terms.terms:
+        return None
+    rowid = int(ranker.catalog.rowids[pos])
+    parts = ranker.lexical.term_scores(terms, rowid) if rowid >= 0 else [
+        {"term": t, "prefix": False, "bm25": 0.0, "fields": []} for t in terms.terms]
+    w = sc.request.weights.lex
+    norm = sc.bm25_max
+    labels = terms.labels()
+    for part, label in zip(parts, labels):
+        part["label"] = label
+        part["contribution"] = w * part["bm25"] / norm if norm > 0 else 0.0
+    fields = sorted({f for p in parts for f in p["fields"]})
+    return {"bm25": sum(p["bm25"] for p in parts), "bm25_max": norm, "terms": parts,
+            "fields_matched": fields}
