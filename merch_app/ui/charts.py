@@ -1,0 +1,258 @@
+"""pyqtgraph charts built once and updated in place (``setData`` / ``setOpts``).
+
+Each class owns one ``pg.PlotWidget`` (``.widget``) and the plot items it
+draws; ``set_*`` methods only push new data into those items.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+
+# One colour per score component, used by every chart and the table delegate.
+COMPONENT_COLOURS = {
+    "lexical": "#1f77b4",
+    "text": "#ff7f0e",
+    "cf": "#2ca02c",
+    "popularity": "#9467bd",
+    "rules": "#d62728",
+}
+SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def configure_pyqtgraph() -> None:
+    """White background, dark axes, antialiasing: readable in screenshots and print."""
+    pg.setConfigOptions(background="w", foreground="#222", antialias=True)
+
+
+def component_colour(name: str) -> QColor:
+    return QColor(COMPONENT_COLOURS.get(name, "#7f7f7f"))
+
+
+def make_plot(title: str = "", left: str = "", bottom: str = "", date_axis: bool = False,
+              min_height: int = 180) -> pg.PlotWidget:
+    """A PlotWidget with title, axis labels and a light grid."""
+    axis_items = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else None
+    w = pg.PlotWidget(axisItems=axis_items)
+    w.setBackground("w")
+    if title:
+        w.setTitle(title, size="10pt", color="#222")
+    if left:
+        w.setLabel("left", left)
+    if bottom:
+        w.setLabel("bottom", bottom)
+    w.showGrid(x=True, y=True, alpha=0.2)
+    w.setMinimumHeight(min_height)
+    w.setMenuEnabled(True)
+    return w
+
+
+def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path, width: int = 1200) -> Path:
+    """Save a chart as PNG with pyqtgraph's ImageExporter."""
+    from pyqtgraph.exporters import ImageExporter
+
+    item = widget.getPlotItem() if isinstance(widget, pg.PlotWidget) else widget.scene()
+    exporter = ImageExporter(item)
+    exporter.parameters()["width"] = width
+    exporter.export(str(path))
+    return Path(path)
+
+
+def _short(label: str, n: int = 18) -> str:
+    label = str(label)
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
+class LineChart:
+    """Several named curves on one plot; curves are created on first use only."""
+
+    def __init__(self, title: str = "", left: str = "", bottom: str = "", date_axis: bool = False,
+                 legend: bool = True, symbols: bool = False) -> None:
+        self.widget = make_plot(title, left, bottom, date_axis)
+        self.legend = self.widget.addLegend(offset=(-10, 10)) if legend else None
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.symbols = symbols
+
+    def curve(self, name: str, colour: Optional[str] = None) -> pg.PlotDataItem:
+        if name not in self.curves:
+            colour = colour or SERIES_COLOURS[len(self.curves) % len(SERIES_COLOURS)]
+            kw = dict(symbol="o", symbolSize=5, symbolBrush=colour, symbolPen=None) if self.symbols else {}
+            self.curves[name] = self.widget.plot([], [], name=name, pen=pg.mkPen(colour, width=2), **kw)
+        return self.curves[name]
+
+    def set_series(self, name: str, x: Sequence[float], y: Sequence[float], colour: Optional[str] = None) -> None:
+        self.curve(name, colour).setData(np.asarray(x, float), np.asarray(y, float))
+
+    def clear(self) -> None:
+        for c in self.curves.values():
+            c.setData([], [])
+
+
+class BarChart:
+    """Vertical bars with category labels on the x axis."""
+
+    def __init__(self, title: str = "", left: str = "", colour: str = "#1f77b4", rotate_labels: bool = False) -> None:
+        self.widget = make_plot(title, left)
+        self.widget.showGrid(x=False, y=True, alpha=0.2)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=colour, pen=None)
+        self.widget.addItem(self.bars)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.labels: list[str] = []
+
+    def set_bars(self, labels: Sequence[str], values: Sequence[float], brushes: Optional[list] = None) -> None:
+        x = np.arange(len(values), dtype=float)
+        opts = dict(x=x, height=np.asarray(values, float), width=0.7)
+        if brushes is not None:
+            opts["brushes"] = brushes
+        self.bars.setOpts(**opts)
+        self.labels = [str(lbl) for lbl in labels]
+        self.widget.getAxis("bottom").setTicks([[(i, _short(lbl)) for i, lbl in enumerate(self.labels)]])
+        top = float(np.max(values)) if len(values) else 1.0
+        self.widget.setXRange(-0.6, max(len(values) - 0.4, 0.6), padding=0)
+        self.widget.setYRange(min(0.0, float(np.min(values)) if len(values) else 0.0), top * 1.1 or 1.0, padding=0)
+
+
+class GroupedBarChart:
+    """Groups (e.g. metrics) of bars, one colour per series (e.g. model, baselines)."""
+
+    def __init__(self, title: str = "", left: str = "") -> None:
+        self.widget = make_plot(title, left)
+        self.widget.showGrid(x=False, y=True, alpha=0.2)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.legend = self.widget.addLegend(offset=(-10, 10))
+        self.items: dict[str, pg.BarGraphItem] = {}
+
+    def set_groups(self, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
+        """``series[name][g]`` is the bar height of series ``name`` in group ``g``."""
+        n = max(len(series), 1)
+        width = 0.8 / n
+        for name in list(self.items):
+            if name not in series:
+                self.items[name].setOpts(x=[], height=[])
+        for s, (name, values) in enumerate(series.items()):
+            if name not in self.items:
+                colour = SERIES_COLOURS[len(self.items) % len(SERIES_COLOURS)]
+                self.items[name] = pg.BarGraphItem(x=[], height=[], width=width, brush=colour, pen=None, name=name)
+                self.widget.addItem(self.items[name])
+                self.legend.addItem(self.items[name], name)
+            x = np.arange(len(groups)) - 0.4 + width * (s + 0.5)
+            self.items[name].setOpts(x=x, height=np.nan_to_num(np.asarray(values, float)), width=width)
+        self.widget.getAxis("bottom").setTicks([[(i, g) for i, g in enumerate(groups)]])
+        top = max([float(np.nanmax(v)) for v in series.values() if len(v)] + [0.0])
+        self.widget.setXRange(-0.6, len(groups) - 0.4, padding=0)
+        self.widget.setYRange(0, top * 1.25 or 1.0, padding=0)
+
+
+class Histogram:
+    """Step histogram with a vertical cut-off line."""
+
+    def __init__(self, title: str = "", bottom: str = "", left: str = "count") -> None:
+        self.widget = make_plot(title, left, bottom)
+        self.curve = self.widget.plot([0, 1], [0], stepMode="center", fillLevel=0,
+                                      brush=(31, 119, 180, 120), pen=pg.mkPen("#1f77b4"))
+        self.cutoff = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#d62728", width=2, style=Qt.PenStyle.DashLine),
+                                      label="cut-off", labelOpts={"position": 0.9, "color": "#d62728"})
+        self.widget.addItem(self.cutoff)
+
+    def set_values(self, values: np.ndarray, cutoff: Optional[float], bins: int = 40) -> None:
+        values = np.asarray(values, float)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            self.curve.setData([0, 1], [0])
+            self.cutoff.hide()
+            return
+        counts, edges = np.histogram(values, bins=bins)
+        self.curve.setData(edges, counts)
+        if cutoff is None or not np.isfinite(cutoff):
+            self.cutoff.hide()
+        else:
+            self.cutoff.setValue(float(cutoff))
+            self.cutoff.show()
+
+
+class Heatmap:
+    """Matrix as a coloured image with row/column labels (query words × item words)."""
+
+    def __init__(self, title: str = "", colormap: str = "viridis") -> None:
+        self.widget = make_plot(title)
+        self.widget.showGrid(x=False, y=False)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.widget.getViewBox().invertY(True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(pg.colormap.get(colormap))
+        self.widget.addItem(self.image)
+        self.matrix = np.zeros((0, 0))
+
+    def set_matrix(self, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str],
+                   levels: tuple[float, float] = (0.0, 1.0)) -> None:
+        m = np.asarray(matrix, float)
+        if m.ndim != 2 or m.size == 0:
+            m = np.zeros((1, 1))
+            rows, cols = [""], [""]
+        self.matrix = m
+        self.image.setImage(np.nan_to_num(m), levels=levels)
+        self.image.setRect(0, 0, m.shape[1], m.shape[0])
+        self.widget.getAxis("left").setTicks([[(i + 0.5, _short(r, 14)) for i, r in enumerate(rows)]])
+        self.widget.getAxis("bottom").setTicks([[(j + 0.5, _short(c, 12)) for j, c in enumerate(cols)]])
+        self.widget.setXRange(0, m.shape[1], padding=0)
+        self.widget.setYRange(0, m.shape[0], padding=0)
+
+
+class Waterfall:
+    """Score build-up: one floating bar per component, then the total."""
+
+    def __init__(self, title: str = "") -> None:
+        self.widget = make_plot(title, "score")
+        self.widget.showGrid(x=False, y=True, alpha=0.2)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x=[], y0=[], height=[], width=0.6, pen=None)
+        self.widget.addItem(self.bars)
+        self.widget.addItem(pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen("#888")))
+        self.values: dict[str, float] = {}
+
+    def set_components(self, components: dict[str, float]) -> None:
+        names = list(components)
+        vals = np.array([float(components[n]) for n in names])
+        start = np.concatenate([[0.0], np.cumsum(vals)[:-1]]) if len(vals) else np.zeros(0)
+        total = float(vals.sum()) if len(vals) else 0.0
+        x = np.arange(len(names) + 1, dtype=float)
+        y0 = np.concatenate([start, [0.0]])
+        heights = np.concatenate([vals, [total]])
+        brushes = [component_colour(n) for n in names] + [QColor("#444444")]
+        self.bars.setOpts(x=x, y0=y0, height=heights, width=0.6, brushes=brushes)
+        self.values = dict(components, total=total)
+        self.widget.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names + ["total"])]])
+        lo = min(0.0, float(np.min(np.concatenate([y0, y0 + heights]))))
+        hi = max(0.0, float(np.max(np.concatenate([y0, y0 + heights]))))
+        pad = (hi - lo) * 0.1 or 0.1
+        self.widget.setXRange(-0.6, len(names) + 0.6, padding=0)
+        self.widget.setYRange(lo - pad * (lo < 0), hi + pad, padding=0)
+
+
+class ScatterMap:
+    """2-D map of items; a highlighted subset drawn on top; hover shows titles."""
+
+    def __init__(self, title: str = "") -> None:
+        self.widget = make_plot(title, "PC 2", "PC 1")
+        self.all = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(150, 150, 150, 110),
+                                      hoverable=True, tip=self._tip)
+        self.hits = pg.ScatterPlotItem(size=10, pen=pg.mkPen("#222"), brush=pg.mkBrush("#ff7f0e"),
+                                       hoverable=True, tip=self._tip)
+        self.widget.addItem(self.all)
+        self.widget.addItem(self.hits)
+
+    @staticmethod
+    def _tip(x: float, y: float, data: object) -> str:
+        return str(data) if data is not None else f"({x:.2f}, {y:.2f})"
+
+    def set_points(self, xy: np.ndarray, titles: Sequence[str]) -> None:
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        self.all.setData(x=xy[:, 0], y=xy[:, 1], data=list(titles))
+
+    def set_highlight(self, xy: np.ndarray, titles: Sequence[str]) -> None:
+        xy = np.asarray(xy, float).reshape(-1, 2)
+        self.hits.setData(x=xy[:, 0], y=xy[:, 1], data=list(titles))

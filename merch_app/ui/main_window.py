@@ -1,0 +1,351 @@
+"""The main window: side bar of screens, File menu, status bar with the running job."""
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.data.workspace import WorkspaceError
+from merch_app.jobs import Progress
+from merch_app.paths import user_data_dir
+from merch_app.ui.context import WorkspaceContext
+from merch_app.ui.workers import JobHandle, JobRunner
+
+log = logging.getLogger(__name__)
+
+# (module, class) of each screen in side-bar order; add later screens here.
+SCREENS: list[tuple[str, str]] = [
+    ("merch_app.ui.screens.data_screen", "DataScreen"),
+    ("merch_app.ui.screens.train_screen", "TrainScreen"),
+    ("merch_app.ui.screens.query_screen", "QueryScreen"),
+]
+MAX_RECENT = 8
+WORKSPACE_FILTER = "merch_app workspace (*.merch.sqlite *.sqlite *.db);;All files (*)"
+
+
+def gui_settings() -> QSettings:
+    """GUI preferences (recent workspaces, geometry) beside the default workspace."""
+    return QSettings(str(user_data_dir() / "gui.ini"), QSettings.Format.IniFormat)
+
+
+class MessageBanner(QFrame):
+    """Inline message strip at the top of the window (errors, warnings, info)."""
+
+    COLOURS = {"error": ("#fdecea", "#8a1c12"), "warning": ("#fff4e0", "#7a4b00"), "info": ("#e8f1fb", "#0d3c6e")}
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close)
+        self.level = "info"
+        self.hide()
+
+    def show_message(self, text: str, level: str = "info") -> None:
+        bg, fg = self.COLOURS.get(level, self.COLOURS["info"])
+        self.level = level
+        self.setStyleSheet(f"MessageBanner {{ background: {bg}; border: 1px solid {fg}; border-radius: 4px; }}"
+                           f" QLabel {{ color: {fg}; }}")
+        self.label.setText(text)
+        self.show()
+
+
+class JobStatus(QWidget):
+    """Status-bar strip: label of the running job, its progress bar and a cancel button."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel()
+        self.bar = QProgressBar()
+        self.bar.setFixedWidth(180)
+        self.bar.setTextVisible(True)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.clicked.connect(self._cancel)
+        lay.addWidget(self.label)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.cancel_button)
+        self.handle: Optional[JobHandle] = None
+        self.hide()
+
+    def _cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.label.setText(f"{self.handle.label}: cancelling…")
+
+    def started(self, handle: JobHandle) -> None:
+        if not handle.label:
+            return
+        self.handle = handle
+        self.label.setText(handle.label)
+        self.bar.setRange(0, 0)
+        self.show()
+
+    def progress(self, handle: JobHandle, p: Progress) -> None:
+        if handle is not self.handle:
+            return
+        frac = p.fraction
+        if frac is None:
+            self.bar.setRange(0, 0)
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(frac * 1000))
+        eta = f" — {format_eta(p.eta_seconds)} left" if p.eta_seconds is not None else ""
+        self.label.setText(f"{handle.label}: {p.message}{eta}" if p.message else handle.label)
+
+    def finished(self, handle: JobHandle) -> None:
+        if handle is self.handle:
+            self.handle = None
+            self.hide()
+
+
+def format_eta(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class MainWindow(QMainWindow):
+    """Side bar of screens + stacked pages + File menu + status bar."""
+
+    message_shown = Signal(str, str)  # text, level (tests listen to it)
+
+    def __init__(self, workspace: Optional[Path] = None) -> None:
+        super().__init__()
+        self.ctx = WorkspaceContext(self)
+        self.runners: list[JobRunner] = []
+        self.resize(1400, 900)
+        self.setAcceptDrops(False)
+
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(6, 6, 6, 0)
+        self.banner = MessageBanner()
+        outer.addWidget(self.banner)
+        body = QHBoxLayout()
+        outer.addLayout(body, 1)
+        self.sidebar = QListWidget()
+        self.sidebar.setFixedWidth(130)
+        self.sidebar.setStyleSheet("QListWidget { font-size: 11pt; } QListWidget::item { padding: 8px; }")
+        self.stack = QStackedWidget()
+        body.addWidget(self.sidebar)
+        body.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.ws_label = QLabel()
+        self.model_label = QLabel()
+        self.job_status = JobStatus()
+        sb = self.statusBar()
+        sb.addWidget(self.ws_label)
+        sb.addWidget(QLabel("|"))
+        sb.addWidget(self.model_label)
+        sb.addPermanentWidget(self.job_status)
+
+        self.screens: dict[str, QWidget] = {}
+        for module, cls_name in SCREENS:
+            self._add_screen(module, cls_name)
+        self.sidebar.currentRowChanged.connect(self._show_page)
+
+        self._build_menu()
+        self.ctx.workspace_changed.connect(self._on_workspace_changed)
+        self.ctx.models_changed.connect(self.refresh_model_label)
+        if workspace is not None:
+            self.open_workspace(workspace)
+        if self.sidebar.count():
+            self.sidebar.setCurrentRow(0)
+
+    # ---------------------------------------------------------------- screens
+    def _add_screen(self, module: str, cls_name: str) -> None:
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except ImportError as exc:  # a screen whose core is missing must not stop the app
+            log.warning("screen %s unavailable: %s", cls_name, exc)
+            return
+        screen = cls(self)
+        self.screens[screen.title] = screen
+        self.stack.addWidget(screen)
+        QListWidgetItem(screen.title, self.sidebar)
+
+    def _show_page(self, row: int) -> None:
+        self.stack.setCurrentIndex(row)
+        page = self.stack.currentWidget()
+        if hasattr(page, "on_shown"):
+            page.on_shown()
+
+    def show_screen(self, title: str) -> QWidget:
+        """Switch to the screen titled ``title`` and return it."""
+        screen = self.screens[title]
+        self.sidebar.setCurrentRow(self.stack.indexOf(screen))
+        return screen
+
+    # ------------------------------------------------------------------- jobs
+    def create_runner(self, name: str) -> JobRunner:
+        """A job runner whose jobs show in the status bar and are awaited on quit."""
+        runner = JobRunner(name, self)
+        runner.job_started.connect(self.job_status.started)
+        runner.job_progress.connect(self.job_status.progress)
+        runner.job_finished.connect(self.job_status.finished)
+        runner.job_failed.connect(lambda _h, text: self.show_message(text, "error"))
+        self.runners.append(runner)
+        return runner
+
+    def busy(self) -> bool:
+        return any(r.is_busy() for r in self.runners)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
+        """Cancel running jobs, wait for their threads, then close."""
+        if self.busy():
+            self.statusBar().showMessage("Waiting for running jobs to stop…")
+            self.job_status.hide()
+        for r in self.runners:
+            r.cancel()
+        for r in self.runners:
+            r.shutdown()
+        self._save_geometry()
+        self.ctx.close()
+        super().closeEvent(event)
+
+    def _save_geometry(self) -> None:
+        gui_settings().setValue("geometry", self.saveGeometry())
+
+    # --------------------------------------------------------------- messages
+    def show_message(self, text: str, level: str = "info") -> None:
+        """Show ``text`` in the inline banner (level: error | warning | info)."""
+        self.banner.show_message(text, level)
+        self.message_shown.emit(text, level)
+        if level == "info":
+            QTimer.singleShot(8000, lambda: self.banner.level == "info" and self.banner.hide())
+
+    # -------------------------------------------------------------- workspace
+    def open_workspace(self, path: Path | str) -> bool:
+        """Open ``path``; on failure show why and keep the current workspace."""
+        if self.busy():
+            self.show_message("Wait for the running job to finish (or cancel it) before switching workspace.",
+                              "warning")
+            return False
+        try:
+            self.ctx.open(path)
+        except (WorkspaceError, OSError) as exc:
+            self.show_message(f"Cannot open workspace: {exc}", "error")
+            return False
+        self._remember(self.ctx.path)
+        return True
+
+    def _on_workspace_changed(self, path: Path) -> None:
+        self.setWindowTitle(f"{self.ctx.name} — merch_app")
+        self.ws_label.setText(f"Workspace: {self.ctx.name}")
+        self.ws_label.setToolTip(str(path))
+        self.banner.hide()
+        self.refresh_model_label()
+
+    def refresh_model_label(self) -> None:
+        version, warning = self.ctx.active_model()
+        if warning:
+            self.model_label.setText("Active model: unreadable")
+            self.show_message(warning, "warning")
+        elif version is None:
+            self.model_label.setText("Active model: none (text-only ranking)")
+        else:
+            self.model_label.setText(f"Active model: {version.name}")
+
+    def _remember(self, path: Optional[Path]) -> None:
+        if path is None:
+            return
+        s = gui_settings()
+        recent = [p for p in (s.value("recent", []) or []) if p != str(path)]
+        recent = [str(path)] + recent
+        s.setValue("recent", recent[:MAX_RECENT])
+        self._fill_recent()
+
+    def recent_workspaces(self) -> list[str]:
+        value = gui_settings().value("recent", []) or []
+        return [value] if isinstance(value, str) else list(value)
+
+    # ------------------------------------------------------------------- menu
+    def _build_menu(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        act = QAction("&New workspace…", self)
+        act.setShortcut(QKeySequence.StandardKey.New)
+        act.triggered.connect(self._new_workspace)
+        m.addAction(act)
+        act = QAction("&Open workspace…", self)
+        act.setShortcut(QKeySequence.StandardKey.Open)
+        act.triggered.connect(self._open_workspace_dialog)
+        m.addAction(act)
+        self.recent_menu = m.addMenu("&Recent workspaces")
+        self._fill_recent()
+        m.addSeparator()
+        act = QAction("&Import…", self)
+        act.setShortcut(QKeySequence("Ctrl+I"))
+        act.triggered.connect(self._import)
+        m.addAction(act)
+        m.addSeparator()
+        act = QAction("&Quit", self)
+        act.setShortcut(QKeySequence.StandardKey.Quit)
+        act.triggered.connect(self.close)
+        m.addAction(act)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_workspaces()
+        for p in recent:
+            act = self.recent_menu.addAction(p)
+            act.triggered.connect(lambda _=False, p=p: self.open_workspace(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _start_dir(self) -> str:
+        return str(self.ctx.path.parent if self.ctx.path else user_data_dir())
+
+    def _new_workspace(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New workspace", self._start_dir(), WORKSPACE_FILTER)
+        if path:
+            if not path.endswith((".sqlite", ".db")):
+                path += ".merch.sqlite"
+            if Path(path).exists():
+                self.show_message(f"{path} already exists; use Open workspace… to open it.", "warning")
+                return
+            self.open_workspace(path)
+
+    def _open_workspace_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workspace", self._start_dir(), WORKSPACE_FILTER)
+        if path:
+            self.open_workspace(path)
+
+    def _import(self) -> None:
+        screen = self.screens.get("Data")
+        if screen is not None:
+            self.show_screen("Data")
+            screen.choose_files()

@@ -1,0 +1,63 @@
+"""Base class of the main window's screens."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import QWidget
+
+from merch_app.ui.workers import error_text
+
+if TYPE_CHECKING:
+    from merch_app.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class Screen(QWidget):
+    """A page of the main window.
+
+    Subclasses set ``title`` and override the ``on_*`` hooks; long work goes
+    through runners made with :meth:`runner` (registered with the window so the
+    status bar shows them and quitting waits for them).
+    """
+
+    title = "Screen"
+
+    def __init__(self, window: "MainWindow") -> None:
+        super().__init__()
+        self.window_ = window
+        self.ctx = window.ctx
+        self.ctx.workspace_changed.connect(lambda _p: self._safe(self.on_workspace_changed))
+        self.ctx.data_changed.connect(lambda: self._safe(self.on_data_changed))
+        self.ctx.models_changed.connect(lambda: self._safe(self.on_models_changed))
+
+    def _safe(self, hook) -> None:
+        """Run a hook; an error becomes a message in the window, never a crash."""
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("%s.%s failed", type(self).__name__, hook.__name__)
+            self.show_error(f"{self.title}: {error_text(exc)}")
+
+    def runner(self, name: str):
+        return self.window_.create_runner(f"{self.title.lower()}-{name}")
+
+    def show_error(self, text: str) -> None:
+        self.window_.show_message(text, level="error")
+
+    def show_info(self, text: str) -> None:
+        self.window_.show_message(text, level="info")
+
+    # hooks -----------------------------------------------------------------
+    def on_workspace_changed(self) -> None:
+        """A workspace was opened (also called once at start-up)."""
+
+    def on_data_changed(self) -> None:
+        """Items/events changed."""
+
+    def on_models_changed(self) -> None:
+        """Model registry changed."""
+
+    def on_shown(self) -> None:
+        """The screen became the visible page."""

@@ -1,0 +1,192 @@
+"""Model versions table (rename / activate / delete) and model-vs-baselines comparison."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui.charts import GroupedBarChart
+from merch_app.ui.screens.data_screen import fill_table, make_table
+
+# Metrics shown in the comparison, in order; other metrics are appended.
+METRIC_ORDER = ["ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "hit_rate@10", "coverage"]
+SERIES_ORDER = ["model", "popularity", "user_history", "text_only", "cf_only"]
+
+
+def metric(metrics: dict[str, Any], *names: str) -> Optional[float]:
+    """First of ``names`` present (also accepting p@10 ↔ precision@10 spellings)."""
+    aliases = {"p@10": "precision@10", "precision@10": "p@10"}
+    for n in names:
+        for key in (n, aliases.get(n)):
+            if key and isinstance(metrics.get(key), (int, float)):
+                return float(metrics[key])
+    return None
+
+
+def comparison(version_metrics: dict[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
+    """(metric names, {series: values}) of a version's model and baselines."""
+    series_src: dict[str, dict] = {}
+    if isinstance(version_metrics.get("model"), dict):
+        series_src["model"] = version_metrics["model"]
+    for name, m in (version_metrics.get("baselines") or {}).items():
+        if isinstance(m, dict):
+            series_src[name] = m
+    names: list[str] = []
+    for m in series_src.values():
+        for k, v in m.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in names:
+                names.append(k)
+    ordered = [m for m in METRIC_ORDER if m in names] + [m for m in names if m not in METRIC_ORDER]
+    ordered = [m for m in ordered if not m.startswith(("n_", "seconds"))]
+    order = [s for s in SERIES_ORDER if s in series_src] + [s for s in series_src if s not in SERIES_ORDER]
+    return ordered, {s: [float(series_src[s].get(m, float("nan"))) for m in ordered] for s in order}
+
+
+class ModelVersionsPanel(QWidget):
+    """Versions table + actions + baselines table and grouped bar chart.
+
+    ``run_registry(fn, done)`` runs ``fn(db)`` in a worker and calls ``done()``
+    afterwards; the panel never writes to the database itself.
+    """
+
+    selection_changed = Signal(object)  # ModelVersion or None
+
+    def __init__(self, run_registry: Callable[[Callable[[Any], Any], str], None]) -> None:
+        super().__init__()
+        self.run_registry = run_registry
+        self.versions: list[Any] = []
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(QLabel("<b>Model versions</b>"))
+        head.addStretch(1)
+        self.rename_button = QPushButton("Rename…")
+        self.activate_button = QPushButton("Activate")
+        self.delete_button = QPushButton("Delete…")
+        self.rename_button.clicked.connect(self._rename)
+        self.activate_button.clicked.connect(self._activate)
+        self.delete_button.clicked.connect(self._delete)
+        for b in (self.rename_button, self.activate_button, self.delete_button):
+            head.addWidget(b)
+        lay.addLayout(head)
+        self.table = make_table()
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.itemSelectionChanged.connect(self._selected)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        lower = QWidget()
+        ll = QHBoxLayout(lower)
+        ll.setContentsMargins(0, 0, 0, 0)
+        self.baselines_table = make_table()
+        self.chart = GroupedBarChart("Model vs baselines (validation)")
+        ll.addWidget(self.baselines_table, 2)
+        ll.addWidget(self.chart.widget, 3)
+        split.addWidget(lower)
+        split.setSizes([180, 260])
+        lay.addWidget(split, 1)
+        self._update_buttons()
+
+    # ---------------------------------------------------------------- filling
+    def set_versions(self, versions: list[Any]) -> None:
+        selected = self.selected()
+        keep = selected.model_id if selected else None
+        self.versions = list(versions)
+        rows = []
+        for v in self.versions:
+            m = (v.metrics or {}).get("model") or {}
+            nd, p = metric(m, "ndcg@10"), metric(m, "precision@10", "p@10")
+            rows.append([v.name, (v.created or "")[:19].replace("T", " "),
+                         round(nd, 4) if nd is not None else "—", round(p, 4) if p is not None else "—",
+                         "✔" if v.active else "", f"{v.train_seconds:.1f}s" if v.train_seconds else "",
+                         v.encoder_id, v.model_id])
+        self.table.blockSignals(True)
+        fill_table(self.table, ["name", "created", "ndcg@10", "p@10", "active", "train time", "encoder", "id"],
+                   rows)
+        self.table.setSortingEnabled(False)
+        self.table.resizeColumnsToContents()
+        self.table.blockSignals(False)
+        row = next((i for i, v in enumerate(self.versions) if v.model_id == keep), None)
+        if row is None:
+            row = next((i for i, v in enumerate(self.versions) if v.active), 0 if self.versions else None)
+        if row is not None:
+            self.table.selectRow(row)
+        self._selected()
+
+    def selected(self) -> Optional[Any]:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows or rows[0].row() >= len(self.versions):
+            return None
+        return self.versions[rows[0].row()]
+
+    def _selected(self) -> None:
+        v = self.selected()
+        self._update_buttons()
+        self.show_comparison(v)
+        self.selection_changed.emit(v)
+
+    def show_comparison(self, v: Optional[Any]) -> None:
+        if v is None:
+            fill_table(self.baselines_table, [], [])
+            self.chart.set_groups([], {})
+            return
+        names, series = comparison(v.metrics or {})
+        fill_table(self.baselines_table, ["ranker"] + names,
+                   [[s] + [round(x, 4) if x == x else "—" for x in vals] for s, vals in series.items()])
+        self.baselines_table.resizeColumnsToContents()
+        short = names[:5]
+        self.chart.set_groups(short, {s: vals[:5] for s, vals in series.items()})
+
+    def _update_buttons(self) -> None:
+        v = self.selected()
+        for b in (self.rename_button, self.delete_button):
+            b.setEnabled(v is not None)
+        self.activate_button.setEnabled(v is not None and not v.active)
+
+    # ---------------------------------------------------------------- actions
+    def _rename(self) -> None:
+        v = self.selected()
+        if v is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename model", "New name:", text=v.name)
+        if ok and name.strip():
+            self.rename(v.model_id, name.strip())
+
+    def rename(self, model_id: str, name: str) -> None:
+        from merch_app.model.registry import rename
+
+        self.run_registry(lambda db: rename(db, model_id, name), f"Renaming model to {name}")
+
+    def _activate(self) -> None:
+        v = self.selected()
+        if v is not None:
+            self.activate(v.model_id)
+
+    def activate(self, model_id: str) -> None:
+        from merch_app.model.registry import activate
+
+        self.run_registry(lambda db: activate(db, model_id), "Activating model")
+
+    def _delete(self) -> None:
+        v = self.selected()
+        if v is None:
+            return
+        answer = QMessageBox.question(self, "Delete model",
+                                      f"Delete model version “{v.name}” and its files? This cannot be undone.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(v.model_id)
+
+    def delete(self, model_id: str) -> None:
+        from merch_app.model.registry import delete
+
+        self.run_registry(lambda db: delete(db, model_id), "Deleting model")

@@ -1,0 +1,256 @@
+"""Train screen: settings form, live training curves and log, model versions."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.data.workspace import EVENT_TYPES
+from merch_app.ui.charts import LineChart
+from merch_app.ui.main_window import format_eta
+from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.model_versions import ModelVersionsPanel
+from merch_app.ui.screens.train_form import TrainForm
+from merch_app.ui.workers import error_text
+
+
+def default_config() -> dict[str, Any]:
+    """HybridConfig defaults as a dict (empty if the model package is missing)."""
+    try:
+        from merch_app.model.hybrid import HybridConfig
+    except ImportError:
+        return {}
+    return HybridConfig().to_dict()
+
+
+class TrainScreen(Screen):
+    """Start/cancel a training run and manage the model versions it produces."""
+
+    title = "Train"
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.train_runner = self.runner("train")
+        self.registry_runner = self.runner("registry")
+        self.history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_ndcg@10": [], "val_precision@10": []}
+        self.last_version: Optional[Any] = None
+        self._phase = ""
+        self._t0 = 0.0
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        lay = QHBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        event_types = [e for e in EVENT_TYPES if e != "search"]
+        self.form = TrainForm(default_config(), event_types)
+        ll.addWidget(self.form)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setStyleSheet("font-weight: bold;")
+        self.start_button.clicked.connect(lambda: self.start_training())
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_training)
+        self.defaults_button = QPushButton("Defaults")
+        self.defaults_button.setToolTip("Reset the settings to the recommended defaults")
+        self.defaults_button.clicked.connect(self.form.reset)
+        self.reuse_button = QPushButton("Use selected version's settings")
+        self.reuse_button.clicked.connect(self._reuse_settings)
+        for b in (self.start_button, self.cancel_button, self.defaults_button, self.reuse_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        ll.addLayout(buttons)
+        prow = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.eta_label = QLabel("idle")
+        self.eta_label.setMinimumWidth(220)
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.eta_label)
+        ll.addLayout(prow)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setPlaceholderText("Training log")
+        ll.addWidget(self.log, 1)
+        split.addWidget(left)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        charts = QHBoxLayout()
+        self.loss_chart = LineChart("Training loss", "loss", "epoch", legend=False, symbols=True)
+        self.loss_curve = self.loss_chart.curve("train loss", "#d62728")
+        self.val_chart = LineChart("Validation metrics", "", "epoch", symbols=True)
+        self.ndcg_curve = self.val_chart.curve("nDCG@10", "#1f77b4")
+        self.prec_curve = self.val_chart.curve("precision@10", "#2ca02c")
+        charts.addWidget(self.loss_chart.widget)
+        charts.addWidget(self.val_chart.widget)
+        rl.addLayout(charts, 2)
+        self.versions = ModelVersionsPanel(self._run_registry)
+        rl.addWidget(self.versions, 3)
+        split.addWidget(right)
+        split.setSizes([430, 820])
+        lay.addWidget(split)
+        self._set_running(False)
+
+    def _set_running(self, on: bool) -> None:
+        self.start_button.setEnabled(not on)
+        self.cancel_button.setEnabled(on)
+        self.form.setEnabled(not on)
+
+    # ----------------------------------------------------------------- hooks
+    def on_workspace_changed(self) -> None:
+        self.refresh_versions()
+        self._update_date_range()
+
+    def on_data_changed(self) -> None:
+        self._update_date_range()
+
+    def on_models_changed(self) -> None:
+        self.refresh_versions()
+
+    def _update_date_range(self) -> None:
+        if self.ctx.db is None:
+            return
+        row = self.ctx.db.execute("SELECT min(ts), max(ts) FROM events").fetchone()
+        if row and row[0]:
+            self.form.set_date_range(row[0], row[1])
+
+    def has_models(self) -> bool:
+        """True when the workspace has at least one model version (quick GUI-thread read)."""
+        if self.ctx.db is None:
+            return False
+        return bool(self.ctx.db.execute("SELECT count(*) FROM models").fetchone()[0])
+
+    # -------------------------------------------------------------- training
+    def start_training(self, overrides: Optional[dict[str, Any]] = None) -> None:
+        """Train a new model version in the training worker with the form's settings."""
+        from merch_app.model.encoder import load_encoder
+        from merch_app.model.hybrid import HybridConfig
+        from merch_app.model.training import train
+
+        if self.ctx.path is None:
+            self.show_error("Open a workspace first.")
+            return
+        values = {**self.form.values(), **(overrides or {})}
+        config = HybridConfig.from_dict(values)
+        spec = values.get("encoder") or "minilm"
+        ws = self.ctx.path
+
+        def job(ctx):
+            ctx.progress(type_progress(0, None, f"loading text encoder {spec}"))
+            encoder = load_encoder(spec)
+            return train(ctx.db(ws), config, progress=ctx.progress, cancel=ctx.cancel, encoder=encoder)
+
+        for series in self.history.values():
+            series.clear()
+        self.loss_curve.setData([], [])
+        self.ndcg_curve.setData([], [])
+        self.prec_curve.setData([], [])
+        self.progress.setValue(0)
+        self._phase = ""
+        self._t0 = time.perf_counter()
+        self.log_line(f"Training started: dim={config.dim} epochs={config.epochs} lr={config.lr:g} "
+                      f"l2={config.l2:g} dropout={config.dropout:g} negatives={config.negatives} "
+                      f"encoder={spec} split={config.split_date or 'auto'}")
+        self._set_running(True)
+        self.train_runner.start(job, label="Training model", on_progress=self._on_progress,
+                                on_result=self._on_trained, on_error=self._on_error,
+                                on_cancelled=lambda: self.log_line("Training cancelled; no version was saved."),
+                                on_finished=self._on_finished, keep_stale=True)
+
+    def cancel_training(self) -> None:
+        self.train_runner.cancel()
+        self.log_line("Cancelling…")
+
+    def log_line(self, text: str) -> None:
+        elapsed = time.perf_counter() - self._t0 if self._t0 else 0.0
+        self.log.appendPlainText(f"[{elapsed:6.1f}s] {text}")
+
+    def _on_progress(self, p) -> None:
+        if p.fraction is not None:
+            self.progress.setValue(int(p.fraction * 1000))
+        eta = f"ETA {format_eta(p.eta_seconds)}" if p.eta_seconds is not None else ""
+        d = p.data or {}
+        phase = d.get("phase") or ""
+        if phase and phase != self._phase:
+            self._phase = phase
+            self.log_line(f"phase: {phase}" + (f" — {p.message}" if p.message else ""))
+        self.eta_label.setText(" · ".join(x for x in (phase, eta) if x) or (p.message or "")[:40])
+        if d.get("epoch_end"):
+            self._add_epoch(d)
+
+    def _add_epoch(self, d: dict) -> None:
+        h = self.history
+        h["epoch"].append(float(d.get("epoch", len(h["epoch"]) + 1)))
+        for key in ("loss", "val_ndcg@10", "val_precision@10"):
+            v = d.get(key)
+            h[key].append(float(v) if isinstance(v, (int, float)) else float("nan"))
+        self.loss_curve.setData(h["epoch"], h["loss"])
+        self.ndcg_curve.setData(h["epoch"], h["val_ndcg@10"])
+        self.prec_curve.setData(h["epoch"], h["val_precision@10"])
+        self.log_line(f"epoch {int(h['epoch'][-1])}: loss {h['loss'][-1]:.4f}  "
+                      f"val nDCG@10 {h['val_ndcg@10'][-1]:.4f}  val P@10 {h['val_precision@10'][-1]:.4f}")
+
+    def _on_trained(self, version) -> None:
+        self.last_version = version
+        m = (version.metrics or {}).get("model") or {}
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))[:200]
+        self.log_line(f"Saved model version “{version.name}” in {version.train_seconds:.1f}s"
+                      + (f" — {summary}" if summary else "") + (" (active)" if version.active else ""))
+        self.progress.setValue(1000)
+        self.ctx.models_changed.emit()
+
+    def _on_error(self, exc: BaseException, _tb: str) -> None:
+        self.log_line(f"Training failed: {error_text(exc)}")
+        self.show_error(f"Training failed: {error_text(exc)}")
+
+    def _on_finished(self, state: str) -> None:
+        self._set_running(False)
+        self.eta_label.setText({"ok": "done", "cancelled": "cancelled", "error": "failed"}.get(state, state))
+
+    def _reuse_settings(self) -> None:
+        v = self.versions.selected()
+        if v is not None and v.config:
+            self.form.set_values(v.config)
+
+    # -------------------------------------------------------------- registry
+    def refresh_versions(self) -> None:
+        """Reload the versions table (in the registry worker)."""
+        from merch_app.model.registry import list_versions
+
+        ws = self.ctx.path
+        if ws is None:
+            return
+        self.registry_runner.start(lambda ctx: list_versions(ctx.db(ws)), on_result=self.versions.set_versions,
+                                   on_error=lambda exc, _tb: self.show_error(
+                                       f"Cannot list model versions: {error_text(exc)}"))
+
+    def _run_registry(self, fn, label: str) -> None:
+        ws = self.ctx.path
+        self.registry_runner.start(lambda ctx: fn(ctx.db(ws)), label=label,
+                                   on_result=lambda _r: self.ctx.models_changed.emit(),
+                                   on_error=lambda exc, _tb: self.show_error(f"{label} failed: {error_text(exc)}"),
+                                   keep_stale=True)
+
+
+def type_progress(done: float, total: Optional[float], message: str):
+    from merch_app.jobs import Progress
+
+    return Progress(done, total, message, data={"phase": "encoder"})

@@ -1,0 +1,365 @@
+"""Run core jobs off the GUI thread: the one way screens start long work.
+
+A :class:`JobRunner` owns one worker ``QThread`` (one job at a time per
+panel).  ``runner.start(fn, ...)`` cancels the job in flight, queues ``fn``
+behind it and returns a :class:`JobHandle`.  ``fn(ctx)`` runs in the worker
+thread and receives a :class:`JobContext` with
+
+* ``ctx.progress`` — a :data:`merch_app.jobs.ProgressCallback` to hand to core jobs,
+* ``ctx.cancel`` — the job's :class:`~merch_app.jobs.CancelToken`,
+* ``ctx.db(path)`` — a SQLite connection opened *in this worker thread*
+  (cached for the life of the runner, never shared with the GUI thread),
+* ``ctx.state`` — a dict that persists between jobs of the same runner
+  (e.g. a loaded model bundle for as-you-type querying).
+
+Results, progress and errors come back through queued signals and are
+delivered to the callbacks in the GUI thread.  The result of a job that was
+superseded by a newer one is dropped (sequence numbers), so a stale query can
+never overwrite a fresh one.  Workers never touch widgets.
+
+The design follows Orange's ``ConcurrentWidgetMixin`` (cancel-and-replace,
+results only for the latest task) and superqt's ``WorkerBase`` (signals
+object + errors wrapped into a signal), with a dedicated thread per runner so
+that thread-owned resources (SQLite connections) stay in one thread.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+
+from merch_app.jobs import CancelToken, Cancelled, Progress
+
+log = logging.getLogger(__name__)
+
+_SEQ = itertools.count(1)
+
+
+@dataclass
+class JobHandle:
+    """What the GUI keeps of a queued/running job."""
+
+    seq: int
+    label: str
+    token: CancelToken = field(default_factory=CancelToken)
+    state: str = "queued"  # queued | running | ok | error | cancelled | dropped
+    started: float = field(default_factory=time.perf_counter)
+    last_progress: Optional[Progress] = None
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("ok", "error", "cancelled", "dropped")
+
+
+class JobContext:
+    """Handed to a job function inside the worker thread."""
+
+    def __init__(self, handle: JobHandle, executor: "_Executor") -> None:
+        self.handle = handle
+        self.cancel = handle.token
+        self._executor = executor
+        self.state = executor.state
+        self._last_emit = 0.0
+
+    def progress(self, p: Progress) -> None:
+        """Forward a progress report to the GUI (rate-limited, epoch ends always pass)."""
+        now = time.perf_counter()
+        important = bool(p.data.get("epoch_end")) or (p.total is not None and p.done >= p.total)
+        if not important and now - self._last_emit < 0.03:
+            return
+        self._last_emit = now
+        self._executor.progressed.emit(self.handle.seq, p)
+
+    def db(self, path: Path | str):
+        """A workspace connection owned by this worker thread (opened once, cached)."""
+        from merch_app.data.workspace import open_workspace
+
+        key = ("db", str(path))
+        conn = self.state.get(key)
+        if conn is None:
+            conn = open_workspace(path)
+            self.state[key] = conn
+        return conn
+
+    def close_db(self, path: Path | str) -> None:
+        """Close the cached connection to ``path`` (e.g. before the file is replaced)."""
+        conn = self.state.pop(("db", str(path)), None)
+        if conn is not None:
+            conn.close()
+
+
+@dataclass
+class _Job:
+    handle: JobHandle
+    fn: Callable[[JobContext], Any]
+
+
+class _Executor(QObject):
+    """Lives in the worker thread; runs queued jobs one after the other."""
+
+    began = Signal(int)
+    progressed = Signal(int, object)
+    succeeded = Signal(int, object)
+    failed = Signal(int, object, str)
+    cancelled = Signal(int)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state: dict[Any, Any] = {}
+
+    @Slot(object)
+    def execute(self, job: _Job) -> None:
+        h = job.handle
+        if h.token.cancelled:  # superseded while waiting in the queue
+            self.cancelled.emit(h.seq)
+            return
+        self.began.emit(h.seq)
+        try:
+            result = job.fn(JobContext(h, self))
+        except Cancelled:
+            self.cancelled.emit(h.seq)
+        except BaseException as exc:  # noqa: BLE001 - every error goes to the GUI, never a crash
+            self.failed.emit(h.seq, exc, traceback.format_exc())
+        else:
+            self.succeeded.emit(h.seq, result)
+
+    @Slot()
+    def release(self) -> None:
+        """Close thread-owned resources (connections) before the thread ends."""
+        for key, value in list(self.state.items()):
+            if isinstance(key, tuple) and key and key[0] == "db":
+                try:
+                    value.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.state.clear()
+
+
+@dataclass
+class _Callbacks:
+    on_result: Optional[Callable[[Any], None]] = None
+    on_progress: Optional[Callable[[Progress], None]] = None
+    on_error: Optional[Callable[[BaseException, str], None]] = None
+    on_cancelled: Optional[Callable[[], None]] = None
+    on_finished: Optional[Callable[[str], None]] = None
+    keep_stale: bool = False
+
+
+class JobRunner(QObject):
+    """One worker thread and the jobs of one panel.
+
+    Signals
+    -------
+    job_started(JobHandle)
+        A job began running in the worker thread.
+    job_progress(JobHandle, Progress)
+        Progress of the current job.
+    job_finished(JobHandle)
+        The job ended; ``handle.state`` says how (ok | error | cancelled | dropped).
+    job_failed(JobHandle, str)
+        An unexpected error (message) that no ``on_error`` callback handled.
+    """
+
+    job_started = Signal(object)
+    job_progress = Signal(object, object)
+    job_finished = Signal(object)
+    job_failed = Signal(object, str)
+    _submit = Signal(object)
+    _release = Signal()
+
+    def __init__(self, name: str, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self._thread = QThread()
+        self._thread.setObjectName(f"merch-{name}")
+        self._executor = _Executor()
+        self._executor.moveToThread(self._thread)
+        self._submit.connect(self._executor.execute)
+        self._release.connect(self._executor.release)
+        self._executor.began.connect(self._on_began)
+        self._executor.progressed.connect(self._on_progress)
+        self._executor.succeeded.connect(self._on_succeeded)
+        self._executor.failed.connect(self._on_failed)
+        self._executor.cancelled.connect(self._on_cancelled)
+        self._thread.start()
+        self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
+        self._latest: Optional[JobHandle] = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+    def start(
+        self,
+        fn: Callable[[JobContext], Any],
+        *,
+        label: str = "",
+        on_result: Optional[Callable[[Any], None]] = None,
+        on_progress: Optional[Callable[[Progress], None]] = None,
+        on_error: Optional[Callable[[BaseException, str], None]] = None,
+        on_cancelled: Optional[Callable[[], None]] = None,
+        on_finished: Optional[Callable[[str], None]] = None,
+        cancel_previous: bool = True,
+        keep_stale: bool = False,
+    ) -> JobHandle:
+        """Queue ``fn(ctx)`` in the worker thread; returns its handle.
+
+        Parameters
+        ----------
+        fn
+            Runs in the worker thread with a :class:`JobContext`; its return
+            value goes to ``on_result`` in the GUI thread.
+        label
+            Short text for the status bar ("Importing items.csv").
+        on_result, on_progress, on_error, on_cancelled, on_finished
+            GUI-thread callbacks. ``on_error(exc, traceback_text)``;
+            ``on_finished(state)`` always runs last.
+        cancel_previous
+            Cancel the job in flight (default); the new job runs once it has stopped.
+        keep_stale
+            Deliver the result even if a newer job was started meanwhile.
+        """
+        if self._closed:
+            raise RuntimeError(f"job runner {self.name!r} is shut down")
+        if cancel_previous:
+            self.cancel()
+        handle = JobHandle(next(_SEQ), label)
+        cbs = _Callbacks(on_result, on_progress, on_error, on_cancelled, on_finished, keep_stale)
+        self._jobs[handle.seq] = (handle, cbs)
+        self._latest = handle
+        self._submit.emit(_Job(handle, fn))
+        return handle
+
+    def cancel(self) -> None:
+        """Ask every queued or running job of this runner to stop."""
+        for handle, _ in self._jobs.values():
+            handle.cancel()
+
+    def is_busy(self) -> bool:
+        return bool(self._jobs)
+
+    @property
+    def current(self) -> Optional[JobHandle]:
+        """The running (or last queued) job, None when idle."""
+        running = [h for h, _ in self._jobs.values() if h.state == "running"]
+        if running:
+            return running[-1]
+        return self._latest if self._latest and not self._latest.done else None
+
+    def wait(self, timeout_s: float = 30.0) -> bool:
+        """Process events until all jobs ended (GUI thread; tests and quit)."""
+        deadline = time.perf_counter() + timeout_s
+        while self._jobs and time.perf_counter() < deadline:
+            QCoreApplication.processEvents()
+            QThread.msleep(5)
+        QCoreApplication.processEvents()
+        return not self._jobs
+
+    def shutdown(self, timeout_s: float = 60.0) -> bool:
+        """Cancel everything, wait for the thread to finish and release resources."""
+        if self._closed:
+            return True
+        self.cancel()
+        self._closed = True
+        self._release.emit()
+        self._thread.quit()
+        ok = self._thread.wait(int(timeout_s * 1000))
+        QCoreApplication.processEvents()
+        if not ok:
+            log.warning("worker %s did not stop within %.0fs", self.name, timeout_s)
+        return ok
+
+    # -------------------------------------------------------- GUI-thread slots
+    def _entry(self, seq: int):
+        return self._jobs.get(seq)
+
+    def _is_stale(self, handle: JobHandle, cbs: _Callbacks) -> bool:
+        return not cbs.keep_stale and self._latest is not None and handle.seq != self._latest.seq
+
+    @Slot(int)
+    def _on_began(self, seq: int) -> None:
+        entry = self._entry(seq)
+        if entry:
+            entry[0].state = "running"
+            entry[0].started = time.perf_counter()
+            self.job_started.emit(entry[0])
+
+    @Slot(int, object)
+    def _on_progress(self, seq: int, p: Progress) -> None:
+        entry = self._entry(seq)
+        if not entry or self._is_stale(*entry):
+            return
+        handle, cbs = entry
+        handle.last_progress = p
+        if cbs.on_progress:
+            self._guard(cbs.on_progress, p)
+        self.job_progress.emit(handle, p)
+
+    @Slot(int, object)
+    def _on_succeeded(self, seq: int, result: Any) -> None:
+        entry = self._jobs.pop(seq, None)
+        if not entry:
+            return
+        handle, cbs = entry
+        if self._is_stale(handle, cbs):
+            self._end(handle, cbs, "dropped")
+            return
+        if cbs.on_result:
+            self._guard(cbs.on_result, result)
+        self._end(handle, cbs, "ok")
+
+    @Slot(int, object, str)
+    def _on_failed(self, seq: int, exc: BaseException, tb: str) -> None:
+        entry = self._jobs.pop(seq, None)
+        if not entry:
+            return
+        handle, cbs = entry
+        log.warning("job %s failed:\n%s", handle.label, tb)
+        if self._is_stale(handle, cbs):
+            self._end(handle, cbs, "dropped")
+            return
+        if cbs.on_error:
+            self._guard(cbs.on_error, exc, tb)
+        else:
+            self.job_failed.emit(handle, error_text(exc))
+        self._end(handle, cbs, "error")
+
+    @Slot(int)
+    def _on_cancelled(self, seq: int) -> None:
+        entry = self._jobs.pop(seq, None)
+        if not entry:
+            return
+        handle, cbs = entry
+        if cbs.on_cancelled and not self._is_stale(handle, cbs):
+            self._guard(cbs.on_cancelled)
+        self._end(handle, cbs, "cancelled")
+
+    def _end(self, handle: JobHandle, cbs: _Callbacks, state: str) -> None:
+        handle.state = state
+        if cbs.on_finished:
+            self._guard(cbs.on_finished, state)
+        self.job_finished.emit(handle)
+
+    def _guard(self, fn: Callable, *args: Any) -> None:
+        """Run a GUI callback; an exception there becomes a message, not a crash."""
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("callback %r failed", fn)
+            self.job_failed.emit(self._latest, f"Internal error while showing results: {error_text(exc)}")
+
+
+def error_text(exc: BaseException) -> str:
+    """A one-line, user-facing description of an exception."""
+    msg = str(exc).strip() or exc.__class__.__name__
+    known = ("WorkspaceError", "ImportFailed", "TrainingError", "ModelError", "RankingError")
+    if exc.__class__.__name__ in known or isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+        return msg
+    return f"{exc.__class__.__name__}: {msg}"

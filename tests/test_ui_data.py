@@ -1,0 +1,95 @@
+"""Data screen: import through the screen's slot, summary equals the core's, cancel leaves no trace."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from merch_app.data.importer import import_file  # noqa: E402
+from merch_app.data.summary import data_summary  # noqa: E402
+from merch_app.ui.screens.mapping_dialog import ImportRequest, MappingDialog  # noqa: E402
+from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+
+
+def test_import_fills_summary_and_charts(qtbot, tmp_path, ws_path):
+    cat, ev = write_shop(tmp_path / "shop")
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Data"]
+    wait_idle(qtbot, window)
+    screen.start_import([ImportRequest(cat), ImportRequest(ev)])
+    qtbot.waitUntil(lambda: screen.summary is not None and screen.summary.events > 0, timeout=60_000)
+    wait_idle(qtbot, window)
+
+    core = data_summary(ws_path)
+    assert core.items == 60 and core.events == 900
+    assert screen.cards["items"].value.text() == f"{core.items:,}"
+    assert screen.cards["users"].value.text() == f"{core.users:,}"
+    assert screen.cards["events"].value.text() == f"{core.events:,}"
+    assert screen.cards["anonymous_events"].value.text() == f"{core.anonymous_events:,}"
+    x, y = screen.per_day_curve.getData()
+    assert len(x) == len(core.events_per_day[0]) and y.sum() == sum(core.events_per_day[1])
+    assert screen.long_tail_curve.getData()[0].size > 0
+    assert list(screen.by_type.bars.opts["height"]) == list(core.events_by_type.values())
+    assert screen.top_table.rowCount() == len(core.top_items)
+    assert screen.imports_table.rowCount() == 2
+    assert screen.rejected_table.rowCount() == 3
+    assert "not a date" in screen.rejected_table.item(0, 3).text() or screen.rejected_table.item(0, 2).text()
+    assert [r.status for r in screen.last_results] == ["ok", "ok"]
+
+    out = tmp_path / "rejected.csv"
+    screen.export_rejected_to(out)
+    wait_idle(qtbot, window)
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_mapping_dialog_request_reflects_choices(qtbot, tmp_path, ws):
+    from merch_app.data.importer import FIELDS, preview_file
+
+    cat, _ = write_shop(tmp_path / "shop")
+    preview = preview_file(ws, cat)
+    dialog = MappingDialog(preview, FIELDS)
+    qtbot.addWidget(dialog)
+    assert dialog.kind_combo.currentData() == "catalogue"
+    assert dialog.mapping() == preview.mapping
+    dialog.columns.cellWidget(3, 1).setCurrentText("(ignore)")  # price column
+    dialog.dup_group.button(1).setChecked(True)
+    req = dialog.request()
+    assert "price" not in req.mapping and req.mapping["sku"] == "item_id"
+    assert req.on_duplicate == "replace" and req.kind == "catalogue"
+    assert dialog.rows.rowCount() == len(preview.rows)
+
+
+def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path):
+    cat, ev = write_shop(tmp_path / "shop", n_events=60_000, bad_rows=0)
+    import_file(ws_path, cat)
+    before = data_summary(ws_path)
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Data"]
+    wait_idle(qtbot, window)
+
+    screen.start_import(ImportRequest(ev))
+    qtbot.waitUntil(lambda: screen.import_runner.current is not None
+                    and screen.import_runner.current.state == "running", timeout=20_000)
+    screen.cancel_button.click()
+    qtbot.waitUntil(lambda: not screen.import_runner.is_busy(), timeout=30_000)
+    wait_idle(qtbot, window)
+    after = data_summary(ws_path)
+    assert (after.items, after.events) == (before.items, before.events)
+    assert window.banner.isVisible() and "cancelled" in window.banner.label.text()
+    assert screen.cancel_button.isHidden()
+
+
+def test_close_waits_for_running_import(qtbot, tmp_path, ws_path):
+    _, ev = write_shop(tmp_path / "shop", n_events=60_000, bad_rows=0)
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Data"]
+    screen.start_import(ImportRequest(ev))
+    qtbot.waitUntil(lambda: screen.import_runner.current is not None
+                    and screen.import_runner.current.state == "running", timeout=20_000)
+    t0 = time.perf_counter()
+    window.close()
+    assert not window.busy()
+    assert all(not r._thread.isRunning() for r in window.runners)
+    assert time.perf_counter() - t0 < 30
