@@ -1,0 +1,246 @@
+"""``merch-app query | recommend | related | explain``: the ranker on the command line."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import click
+
+from merch_app.cli.common import emit_json, json_option, open_ws, workspace_option
+
+_TITLE_WIDTH = 42
+
+
+def _weights(_ctx, _param, value):
+    from merch_app.ranking.types import Weights
+
+    try:
+        return Weights.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _common(f):
+    f = click.option("--encoder", "encoder_spec", default=None, metavar="SPEC",
+                     help="Query encoder override (e.g. 'hashing'); default: the model's encoder.")(f)
+    f = click.option("--model", "model_id", default=None, help="Model version (default: the active one).")(f)
+    f = click.option("--k", default=10, show_default=True, type=click.IntRange(1, 10_000),
+                     help="Results shown.")(f)
+    f = json_option(f)
+    return workspace_option(f)
+
+
+def _filters_options(f):
+    f = click.option("--category", default=None, help="Only items of this category.")(f)
+    f = click.option("--price-min", type=float, default=None, help="Minimum price.")(f)
+    f = click.option("--price-max", type=float, default=None, help="Maximum price.")(f)
+    f = click.option("--has-events", is_flag=True, help="Only items with behaviour data.")(f)
+    return click.option("--weights", default=None, callback=_weights, metavar="lex=..,text=..,cf=..,pop=..",
+                        help="Fusion weights (unnamed ones keep their defaults).")(f)
+
+
+_whole_words = click.option("--whole-words", is_flag=True,
+                            help="Do not treat the last word as a prefix (default: 'hear' also finds 'heart').")
+
+
+def _text_only_bundle(db, encoder):
+    """Bundle from item text vectors when no model registry is available (stop-gap)."""
+    import numpy as np
+
+    from merch_app.model.bundle import ModelBundle
+    from merch_app.model.item_vectors import item_text_vectors
+    from merch_app.model.vector_index import VectorIndex
+
+    ids, vectors = item_text_vectors(db, encoder)
+    counts = dict(db.execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
+    pop = np.log1p(np.array([counts.get(str(i), 0) for i in ids], dtype=np.float64))
+    pop = (pop / pop.max() if len(pop) and pop.max() > 0 else pop).astype(np.float32)
+    return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=pop, encoder=encoder,
+                       index=VectorIndex.from_vectors(vectors))
+
+
+def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
+    from merch_app.model.encoder import EncoderError, load_encoder
+    from merch_app.ranking.ranker import Ranker
+
+    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
+        raise click.ClickException("no items in the workspace; import a catalogue first")
+    try:
+        encoder = load_encoder(encoder_spec) if encoder_spec else None
+    except EncoderError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        from merch_app.model.registry import load_bundle
+    except ImportError:
+        bundle = _text_only_bundle(db, encoder or load_encoder(None))
+    else:
+        try:
+            bundle = load_bundle(db, model_id=model_id, encoder=encoder)
+        except (LookupError, ValueError, OSError) as exc:
+            raise click.ClickException(f"cannot load the model: {exc}") from exc
+    return Ranker(db, bundle)
+
+
+def _rank(workspace, model_id, encoder_spec, request):
+    db = open_ws(workspace)
+    try:
+        ranker = _ranker(db, model_id, encoder_spec)
+        try:
+            return ranker.rank(request)
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0] if exc.args else exc)) from exc
+    finally:
+        db.close()
+
+
+def _rows(rl) -> list[dict[str, Any]]:
+    return [{"rank": r["rank"], "item_id": r["item_id"], "title": r["title"], "score": r["score"],
+             "components": r["components"]} for r in rl.rows()]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:7.4f}" if x is not None and math.isfinite(x) else "      -"
+
+
+def _print_table(rl) -> None:
+    for note in rl.notes:
+        click.echo(f"note: {note}", err=True)
+    if not rl.item_ids:
+        click.echo("No results.")
+        return
+    id_w = max(7, *(len(i) for i in rl.item_ids))
+    head = f"{'rank':>4}  {'item_id':<{id_w}}  {'title':<{_TITLE_WIDTH}}  {'score':>7}  " \
+           f"{'lexical':>7}  {'text':>7}  {'cf':>7}  {'pop':>7}  {'rules':>7}"
+    click.echo(head)
+    click.echo("-" * len(head))
+    for r in rl.rows():
+        title = r["title"] if len(r["title"]) <= _TITLE_WIDTH else r["title"][: _TITLE_WIDTH - 1] + "…"
+        c = r["components"]
+        click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_w}}  {title:<{_TITLE_WIDTH}}  {_fmt(r['score'])}  "
+                   f"{_fmt(c['lexical'])}  {_fmt(c['text'])}  {_fmt(c['cf'])}  {_fmt(c['popularity'])}  "
+                   f"{_fmt(c['rules'])}")
+    click.echo(f"{rl.n_candidates} candidates scored in {rl.seconds * 1000:.1f} ms")
+
+
+def _output(rl, as_json: bool) -> None:
+    if as_json:
+        emit_json(_rows(rl))
+    else:
+        _print_table(rl)
+
+
+def _filters(category, price_min, price_max, has_events):
+    from merch_app.ranking.types import Filters
+
+    return Filters(category=category, price_min=price_min, price_max=price_max, has_events=has_events)
+
+
+@click.command("query")
+@click.argument("text")
+@click.option("--user", default=None, help="Rank as this user (adds the CF component).")
+@_whole_words
+@_filters_options
+@_common
+def query_command(text, user, weights, whole_words, category, price_min, price_max, has_events, k, as_json,
+                  model_id, encoder_spec, workspace) -> None:
+    """Hybrid search for TEXT (keywords + meaning + behaviour + popularity)."""
+    from merch_app.ranking.types import RankRequest
+
+    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
+                      filters=_filters(category, price_min, price_max, has_events))
+    _output(_rank(workspace, model_id, encoder_spec, req), as_json)
+
+
+@click.command("recommend")
+@click.option("--user", required=True, help="User to recommend for.")
+@_filters_options
+@_common
+def recommend_command(user, weights, category, price_min, price_max, has_events, k, as_json,
+                      model_id, encoder_spec, workspace) -> None:
+    """Recommendations for a user (CF + popularity)."""
+    from merch_app.ranking.types import RankRequest
+
+    req = RankRequest(mode="recommend", user_id=user, k=k, weights=weights,
+                      filters=_filters(category, price_min, price_max, has_events))
+    _output(_rank(workspace, model_id, encoder_spec, req), as_json)
+
+
+@click.command("related")
+@click.argument("item")
+@click.option("--by", "related_by", type=click.Choice(["text", "cf"]), default="text", show_default=True,
+              help="Similar text vectors or co-behaviour (CF).")
+@_filters_options
+@_common
+def related_command(item, related_by, weights, category, price_min, price_max, has_events, k, as_json,
+                    model_id, encoder_spec, workspace) -> None:
+    """Items related to ITEM (an item id)."""
+    from merch_app.ranking.types import RankRequest
+
+    req = RankRequest(mode="related", item_id=item, related_by=related_by, k=k, weights=weights,
+                      filters=_filters(category, price_min, price_max, has_events))
+    _output(_rank(workspace, model_id, encoder_spec, req), as_json)
+
+
+@click.command("explain")
+@click.argument("text")
+@click.option("--item", "item_ref", required=True, help="Item id (or title) to explain.")
+@click.option("--user", default=None, help="Rank as this user.")
+@_whole_words
+@_filters_options
+@_common
+def explain_command(text, item_ref, user, weights, whole_words, category, price_min, price_max, has_events, k,
+                    as_json, model_id, encoder_spec, workspace) -> None:
+    """Explain the score of --item for the query TEXT (with "why not" when it is not in the top k)."""
+    from merch_app.explain import ItemNotFound, explain_item
+    from merch_app.ranking.types import RankRequest
+
+    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
+                      filters=_filters(category, price_min, price_max, has_events))
+    db = open_ws(workspace)
+    try:
+        ranker = _ranker(db, model_id, encoder_spec)
+        try:
+            exp = explain_item(ranker, req, item_ref)
+        except ItemNotFound as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    if as_json:
+        emit_json(exp.to_dict())
+    else:
+        _print_explanation(exp)
+
+
+def _print_explanation(exp) -> None:
+    rank = f"rank {exp.rank}" if exp.rank else exp.status
+    click.echo(f"{exp.item_id}  {exp.title}  ({rank}, score {exp.score:.4f})")
+    if exp.reason:
+        click.echo(f"  {exp.reason}")
+    click.echo("\nScore split")
+    for c in exp.components:
+        click.echo(f"  {c['label']:<38} raw {_fmt(c['raw'])} × {c['weight']:<5g} = {_fmt(c['contribution'])}")
+    if exp.lexical:
+        click.echo("\nKeyword terms")
+        for t in exp.lexical["terms"]:
+            fields = ", ".join(t["fields"]) or "no match"
+            click.echo(f"  {t['label']:<20} BM25 {t['bm25']:7.3f}  → {_fmt(t['contribution'])}  in {fields}")
+    if exp.semantic and exp.semantic["drops"]:
+        click.echo(f"\nMeaning (cosine {exp.semantic['cosine']:.3f}); drop when a word is left out")
+        best = {b["query_word"]: b for b in exp.semantic["best_matches"]}
+        for d in exp.semantic["drops"]:
+            b = best.get(d["word"])
+            near = f"  nearest item word: {b['item_word']} ({b['field']}, {b['similarity']:.2f})" if b else ""
+            click.echo(f"  {d['word']:<20} {d['drop']:+.3f}{near}")
+    if exp.cf.get("because"):
+        click.echo("\nBecause you bought")
+        for b in exp.cf["because"]:
+            click.echo(f"  {b['item_id']:<10} {b['title'][:50]:<50} {b['contribution']:+.4f}")
+    for r in exp.rules:
+        click.echo(f"\nRule {r['rule']}: {r['effect']:+.4f}")
+    if exp.why_not:
+        click.echo("\nWhy not higher: " + exp.why_not.summary())
+
+
+def register(group: click.Group) -> None:
+    for cmd in (query_command, recommend_command, related_command, explain_command):
+        group.add_command(cmd)
