@@ -1,0 +1,220 @@
+"""User text vectors: a weighted mean of what each user searched and touched.
+
+u = normalise( sum_e w(e) * v(e) ), where v(e) is the text vector of the
+event's item (or of its search query) and w(e) = type weight x recency decay.
+This is the design's "user vector from BERT": it lives in the same space as
+the item vectors, so cosine(u, t_i) is a content-based user-item score.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from merch_app.model.item_vectors import encode_texts_cached
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "purchase": 3.0,
+    "cart": 2.0,
+    "click": 1.0,
+    "view": 0.5,
+    "search": 1.0,
+    "rating": 2.0,  # scale: a rating of value v weighs v / 5 * 2
+    "return": 0.0,  # returns say nothing good about taste: excluded
+}
+RATING_SCALE = 5.0
+_DAY = 86400.0
+
+
+def _event_type_weights(event_weights: Optional[dict]) -> dict[str, float]:
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    if event_weights:
+        unknown = set(event_weights) - set(DEFAULT_EVENT_WEIGHTS)
+        if unknown:
+            raise ValueError(
+                f"unknown event type(s) in event_weights: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(DEFAULT_EVENT_WEIGHTS)}"
+            )
+        weights.update({k: float(v) for k, v in event_weights.items()})
+    return weights
+
+
+def _load_events(db, until_ts: Optional[str]):
+    sql = (
+        "SELECT user_id, item_id, event_type, value, CAST(strftime('%s', ts) AS INTEGER), query "
+        "FROM events WHERE user_id IS NOT NULL AND user_id != '' AND ts IS NOT NULL"
+    )
+    params: list = []
+    if until_ts is not None:
+        sql += " AND ts < ?"
+        params.append(until_ts)
+    return db.execute(sql, params).fetchall()
+
+
+def user_text_vectors(
+    db,
+    item_ids,
+    item_vectors: np.ndarray,
+    encoder,
+    *,
+    until_ts: Optional[str] = None,
+    event_weights: Optional[dict] = None,
+    half_life_days: float = 90.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Text vectors of every user with usable events.
+
+    Parameters
+    ----------
+    db
+        Open workspace of the calling thread.
+    item_ids, item_vectors
+        Catalogue ids and their text vectors (from :func:`item_text_vectors`);
+        events on items not in ``item_ids`` are ignored.
+    encoder
+        Encodes search queries (through the workspace embedding cache).
+    until_ts
+        Only events with ``ts < until_ts`` count (time-split training).
+    event_weights
+        Overrides of :data:`DEFAULT_EVENT_WEIGHTS`; ``"rating"`` is the scale
+        of ``value / 5``.  A weight <= 0 excludes that event type.
+    half_life_days
+        An event ``d`` days before the user's last counted event weighs
+        ``0.5 ** (d / half_life_days)``; None or <= 0 disables decay.
+        (Decay relative to ``until_ts`` would only rescale each user's
+        weights by a constant, which the normalisation removes.)
+
+    Returns
+    -------
+    (user_ids, vectors)
+        Object array of user ids (sorted) and ``(n_users, dim)`` float32
+        unit-norm rows.  Anonymous events are ignored; users whose events all
+        weigh 0 (or hit unknown items) are omitted.
+    """
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+    dim = item_vectors.shape[1]
+    type_w = _event_type_weights(event_weights)
+    rows = _load_events(db, until_ts)
+    empty = (np.array([], dtype=object), np.zeros((0, dim), dtype=np.float32))
+    if not rows:
+        return empty
+
+    users, items, etypes, values, secs, queries = zip(*rows)
+    n_ev = len(rows)
+    etype_arr = np.array(etypes, dtype=object)
+    w = np.zeros(n_ev, dtype=np.float64)
+    for etype, weight in type_w.items():
+        if weight != 0.0:
+            w[etype_arr == etype] = weight
+    is_rating = etype_arr == "rating"
+    if is_rating.any():
+        vals = np.array([values[i] for i in np.flatnonzero(is_rating)], dtype=object)
+        vals = np.array([v if isinstance(v, (int, float)) else 0.0 for v in vals], dtype=np.float64)
+        w[is_rating] = np.clip(vals, 0.0, None) / RATING_SCALE * type_w["rating"]
+
+    # Column of each event in the source matrix [item vectors; query vectors].
+    item_pos = {str(i): n for n, i in enumerate(item_ids)}
+    n_items = len(item_pos)
+    col = np.array([item_pos.get(i, -1) if i is not None else -1 for i in items], dtype=np.int64)
+    is_search = etype_arr == "search"
+    query_texts: list[str] = []
+    if is_search.any():
+        qpos: dict[str, int] = {}
+        for e in np.flatnonzero(is_search):
+            q = queries[e]
+            if q is None or not str(q).strip():
+                continue  # a search without text counts via its item (if any)
+            q = str(q).strip()
+            col[e] = n_items + qpos.setdefault(q, len(qpos))
+        query_texts = list(qpos)
+    sec_arr = np.array([np.nan if s is None else s for s in secs], dtype=np.float64)
+    keep = (col >= 0) & (w > 0) & ~np.isnan(sec_arr)
+    if not keep.any():
+        return empty
+
+    user_ids, user_idx = np.unique(np.array(users, dtype=object)[keep].astype(str), return_inverse=True)
+    col, w, sec_arr = col[keep], w[keep], sec_arr[keep]
+    if half_life_days is not None and half_life_days > 0:
+        last = np.full(len(user_ids), -np.inf)
+        np.maximum.at(last, user_idx, sec_arr)
+        age_days = (last[user_idx] - sec_arr) / _DAY
+        w = w * np.exp2(-age_days / float(half_life_days))
+
+    if query_texts:
+        query_vectors, _ = encode_texts_cached(db, encoder, query_texts)
+        if query_vectors.shape[1] != dim:
+            raise ValueError(
+                f"encoder {encoder.encoder_id} gives {query_vectors.shape[1]}-d query vectors "
+                f"but the item vectors are {dim}-d"
+            )
+        sources = np.vstack([item_vectors, query_vectors])
+    else:
+        sources = item_vectors
+    vectors = _weighted_sums(user_idx, col, w, len(user_ids), sources)
+    norms = np.linalg.norm(vectors, axis=1)
+    ok = norms > 1e-9
+    vectors = vectors[ok] / norms[ok, None]
+    return user_ids[ok].astype(object), vectors.astype(np.float32)
+
+
+def _weighted_sums(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n_rows: int, sources: np.ndarray) -> np.ndarray:
+    """(n_rows, dim) = W @ sources with W given as COO triples (duplicates summed)."""
+    import torch
+
+    # Merge duplicate (user, source) pairs first: repeat views of one item are common.
+    key = rows.astype(np.int64) * sources.shape[0] + cols
+    uniq, inv = np.unique(key, return_inverse=True)
+    vals = np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.float32)
+    r = (uniq // sources.shape[0]).astype(np.int64)
+    c = (uniq % sources.shape[0]).astype(np.int64)
+    mat = torch.sparse_coo_tensor(
+        torch.from_numpy(np.vstack([r, c])),
+        torch.from_numpy(vals),
+        (n_rows, sources.shape[0]),
+        check_invariants=False,
+        is_coalesced=True,  # np.unique gave sorted, distinct (row, col) keys
+    )
+    dense = torch.sparse.mm(mat, torch.from_numpy(np.ascontiguousarray(sources, dtype=np.float32)))
+    return dense.numpy().astype(np.float32, copy=False)
+
+
+def user_vector_from_history(
+    item_idx: np.ndarray,
+    weights: np.ndarray,
+    item_vectors: np.ndarray,
+    query_vectors: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Text vector of an ad-hoc user from an explicit history.
+
+    Parameters
+    ----------
+    item_idx
+        Row numbers into ``item_vectors`` of the items in the history.
+    weights
+        One weight per item, optionally followed by one weight per query
+        vector; when only item weights are given each query weighs 1 (the
+        default search weight).
+    item_vectors
+        ``(n_items, dim)`` text vectors.
+    query_vectors
+        Optional ``(n_queries, dim)`` vectors of the user's search queries.
+
+    Returns
+    -------
+    np.ndarray
+        ``(dim,)`` float32, unit norm; all zeros if the history weighs nothing.
+    """
+    item_idx = np.asarray(item_idx, dtype=np.int64).reshape(-1)
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+    n_q = 0 if query_vectors is None else len(query_vectors)
+    if len(weights) not in (len(item_idx), len(item_idx) + n_q):
+        raise ValueError(
+            f"got {len(weights)} weights for {len(item_idx)} items and {n_q} queries"
+        )
+    total = weights[: len(item_idx)] @ item_vectors[item_idx].astype(np.float64) if len(item_idx) else 0.0
+    if n_q:
+        qw = weights[len(item_idx) :] if len(weights) > len(item_idx) else np.ones(n_q)
+        total = total + qw @ np.asarray(query_vectors, dtype=np.float64)
+    vec = np.zeros(item_vectors.shape[1], dtype=np.float64) + total
+    norm = np.linalg.norm(vec)
+    return (vec / norm if norm > 1e-12 else vec).astype(np.float32)
