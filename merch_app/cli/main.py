@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "merch_app.cli.import_cmd",
     "merch_app.cli.demo_cmd",
     "merch_app.cli.gui_cmd",
+    "merch_app.cli.encode_cmd",
     "merch_app.cli.model_cmds",
     "merch_app.cli.query_cmds",
 ]
