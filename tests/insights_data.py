@@ -46,3 +46,27 @@ def fill(db) -> None:
              for u, i, e, ts, q, s in EVENTS]
         )
         rebuild_fts(db)
+
+
+class DotModel:
+    """A CF model whose score is ``U[u] · V[i]`` (the attributes the insight views read)."""
+
+    def __init__(self, user_ids, item_ids, U, V):
+        import numpy as np
+
+        self.user_ids = np.array(user_ids, dtype=object)
+        self.item_ids = np.array(item_ids, dtype=object)
+        self.U = np.asarray(U, dtype=np.float32)
+        self.UW = self.U
+        self.V = np.asarray(V, dtype=np.float32)
+        self.alpha = 1.0
+
+    def score(self, user_id, item_idx=None, user_text=None):
+        import numpy as np
+
+        u = list(map(str, self.user_ids)).index(str(user_id))
+        s = self.V @ self.U[u]
+        return s if item_idx is None else s[np.asarray(item_idx)]
+
+    def score_matrix(self, rows):
+        return self.U[rows] @ self.V.T

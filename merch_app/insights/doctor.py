@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -124,6 +124,44 @@ class ColdStartLens:
     warm_hist: list[int] = field(default_factory=list)
 
 
+def cold_start_parts(score_rows: np.ndarray, cold_mask: np.ndarray, k: int = 10) -> dict[str, Any]:
+    """Sums behind :class:`ColdStartLens` for one chunk of users (add chunks with ``+``)."""
+    s = np.atleast_2d(np.asarray(score_rows, dtype=np.float64))
+    cold = np.asarray(cold_mask, dtype=bool)
+    n_users, n_items = s.shape
+    # rank 0 = best; ties broken by item order for determinism
+    order = np.argsort(-s, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    ranks[np.arange(n_users)[:, None], order] = np.arange(n_items)[None, :]
+    pct = ranks / max(n_items - 1, 1)
+    k = min(k, n_items)
+    bins = np.linspace(0, 1, 11)
+    cold_p, warm_p = pct[:, cold].ravel(), pct[:, ~cold].ravel()
+    return {"n_users": n_users, "cold_sum": float(cold_p.sum()), "cold_n": cold_p.size,
+            "warm_sum": float(warm_p.sum()), "warm_n": warm_p.size,
+            "top_cold": int(cold[order[:, :k]].sum()), "top_n": n_users * k,
+            "cold_hist": np.histogram(cold_p, bins)[0], "warm_hist": np.histogram(warm_p, bins)[0]}
+
+
+def combine_cold_start(parts: list[dict[str, Any]], cold_mask: np.ndarray, k: int) -> ColdStartLens:
+    """The lens from the parts of several user chunks."""
+    cold = np.asarray(cold_mask, dtype=bool)
+    tot = {key: sum(p[key] for p in parts) for key in ("n_users", "cold_sum", "cold_n", "warm_sum", "warm_n",
+                                                       "top_cold", "top_n")}
+    hist = {key: np.sum([p[key] for p in parts], axis=0) if parts else np.zeros(10, int)
+            for key in ("cold_hist", "warm_hist")}
+    return ColdStartLens(
+        n_users=int(tot["n_users"]), n_cold=int(cold.sum()), n_warm=int((~cold).sum()),
+        cold_mean_percentile=tot["cold_sum"] / tot["cold_n"] if tot["cold_n"] else float("nan"),
+        warm_mean_percentile=tot["warm_sum"] / tot["warm_n"] if tot["warm_n"] else float("nan"),
+        cold_share_catalogue=float(cold.mean()) if cold.size else 0.0,
+        cold_share_top_k=tot["top_cold"] / tot["top_n"] if tot["top_n"] else 0.0,
+        k=min(k, cold.size),
+        cold_hist=np.asarray(hist["cold_hist"]).astype(int).tolist(),
+        warm_hist=np.asarray(hist["warm_hist"]).astype(int).tolist(),
+    )
+
+
 def cold_start_lens(score_rows: np.ndarray, cold_mask: np.ndarray, k: int = 10) -> ColdStartLens:
     """Compare rank positions of cold (``cold_mask``) and warm items.
 
@@ -134,28 +172,7 @@ def cold_start_lens(score_rows: np.ndarray, cold_mask: np.ndarray, k: int = 10) 
     cold_mask
         (n_items,) bool, True for items without behaviour.
     """
-    s = np.atleast_2d(np.asarray(score_rows, dtype=np.float64))
-    cold = np.asarray(cold_mask, dtype=bool)
-    n_users, n_items = s.shape
-    # rank 0 = best; ties broken by item order for determinism
-    order = np.argsort(-s, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    ranks[np.arange(n_users)[:, None], order] = np.arange(n_items)[None, :]
-    pct = ranks / max(n_items - 1, 1)
-    k = min(k, n_items)
-    top = order[:, :k]
-    bins = np.linspace(0, 1, 11)
-    cold_p, warm_p = pct[:, cold].ravel(), pct[:, ~cold].ravel()
-    return ColdStartLens(
-        n_users=n_users, n_cold=int(cold.sum()), n_warm=int((~cold).sum()),
-        cold_mean_percentile=float(cold_p.mean()) if cold_p.size else float("nan"),
-        warm_mean_percentile=float(warm_p.mean()) if warm_p.size else float("nan"),
-        cold_share_catalogue=float(cold.mean()) if n_items else 0.0,
-        cold_share_top_k=float(cold[top].mean()) if top.size else 0.0,
-        k=k,
-        cold_hist=np.histogram(cold_p, bins)[0].astype(int).tolist(),
-        warm_hist=np.histogram(warm_p, bins)[0].astype(int).tolist(),
-    )
+    return combine_cold_start([cold_start_parts(score_rows, cold_mask, k)], cold_mask, k)
 
 
 @dataclass
@@ -272,5 +289,3 @@ def behaviour_doctor(db, untouched_limit: int = 5000) -> DoctorReport:
     untouched, n_untouched = untouched_items(db, untouched_limit)
     return DoctorReport(text.n_items, text, untouched, n_untouched)
 
-
-ScoreFn = Callable[[str], np.ndarray]

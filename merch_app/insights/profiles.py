@@ -79,18 +79,19 @@ class UserProfile:
         return d
 
 
-def user_activity(db, user_id: str, bucket: Optional[str] = None) -> ActivitySeries:
-    """Events of ``user_id`` per time bucket (day/week/month, chosen from the span if None).
+def activity_series(db, where: str, args: list, bucket: Optional[str] = None) -> ActivitySeries:
+    """Events matching ``where`` (SQL over ``events``) per time bucket and event type.
 
-    Buckets without events between the first and the last are included with
-    zeros so the series plots as a proper time axis.
+    ``bucket`` is day/week/month, chosen from the span if None.  Buckets
+    without events between the first and the last are included with zeros so
+    the series plots as a proper time axis.
     """
-    first, last = db.execute("SELECT min(ts), max(ts) FROM events WHERE user_id = ?", [user_id]).fetchone()
+    first, last = db.execute(f"SELECT min(ts), max(ts) FROM events WHERE {where}", args).fetchone()
     bucket = bucket or pick_bucket(first, last)
     expr = bucket_sql(bucket)
     rows = db.execute(
-        f"SELECT {expr} AS b, event_type, count(*) FROM events WHERE user_id = ? GROUP BY b, event_type ORDER BY b",
-        [user_id],
+        f"SELECT {expr} AS b, event_type, count(*) FROM events WHERE {where} GROUP BY b, event_type ORDER BY b",
+        args,
     ).fetchall()
     if not rows:
         return ActivitySeries(bucket, [], np.zeros(0), {})
@@ -102,6 +103,11 @@ def user_activity(db, user_id: str, bucket: Optional[str] = None) -> ActivitySer
     ordered = {t: counts[t] for t in EVENT_TYPES if t in counts}
     ordered.update({t: c for t, c in counts.items() if t not in ordered})
     return ActivitySeries(bucket, dates, date_to_epoch(dates), ordered)
+
+
+def user_activity(db, user_id: str, bucket: Optional[str] = None) -> ActivitySeries:
+    """Events of ``user_id`` per time bucket (see :func:`activity_series`)."""
+    return activity_series(db, "user_id = ?", [str(user_id)], bucket)
 
 
 def _bucket_range(first: str, last: str, bucket: str) -> list[str]:
