@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
@@ -26,7 +27,7 @@ from merch_app.ranking.candidates import ScoredCandidates, top_positions, union_
 from merch_app.ranking.catalog import ItemCatalog
 from merch_app.ranking.fusion import apply_pins, normalise_by_max, order_by_score, squash_cf, weigh
 from merch_app.ranking.lexical import LexicalSearcher, QueryTerms, query_terms
-from merch_app.ranking.rules import RuleContext, apply_rules
+from merch_app.ranking.rules import RuleContext, apply_rules, pinned_item_ids, rewrite_query
 from merch_app.ranking.semantic import QueryVectorCache, search_index
 from merch_app.ranking.types import COMPONENTS, MODES, RankedList, RankRequest
 
@@ -155,7 +156,11 @@ class Ranker:
             self._requests.move_to_end(key)
             return hit
         t0 = time.perf_counter()
-        sc = getattr(self, f"_candidates_{request.mode}")(request)
+        query, rewrites = rewrite_query(self.rules, request.query) if request.mode == "search" else ("", [])
+        sc = getattr(self, f"_candidates_{request.mode}")(replace(request, query=query) if rewrites else request)
+        sc.request = request  # rules match the query as typed; candidates came from the rewritten one
+        sc.notes.extend(rewrites)
+        self._add_pinned(sc)
         self._finish(sc)
         sc.seconds = time.perf_counter() - t0
         self._requests[key] = sc
@@ -308,6 +313,25 @@ class Ranker:
             keep &= mask[np.clip(pos, 0, None)]
         return pos[keep][:n_cand], sims[keep][:n_cand]
 
+    def _add_pinned(self, sc: ScoredCandidates) -> None:
+        """Items pinned by a rule join the candidates even when no source proposed them."""
+        if not self.rules:
+            return
+        wanted = (self.bundle.item_pos.get(i) for i in pinned_item_ids(self.rules, sc.request.query or ""))
+        new = [p for p in dict.fromkeys(wanted) if p is not None and sc.index_of(p) is None
+               and (sc.filter_mask is None or sc.filter_mask[p])]
+        for p in new:
+            raw, _comps, _score = self._components_of(sc, p)
+            bm25 = raw.pop("_bm25", 0.0)
+            raw["rules"] = 0.0  # rule effects are added in _finish
+            sc.sources[len(sc.positions)] = {"rule"}
+            sc.positions = np.append(sc.positions, p)
+            for c in COMPONENTS:
+                sc.raw[c] = np.append(sc.raw[c], raw[c])
+            if sc.raw_bm25 is not None:
+                sc.raw_bm25 = np.append(sc.raw_bm25, bm25)
+            sc._index = {}
+
     def _finish(self, sc: ScoredCandidates) -> None:
         """Weigh components, apply rules (boost, hide, pins) and order."""
         comps, scores = weigh(sc.raw, sc.request.weights)
@@ -328,6 +352,14 @@ class Ranker:
                     {"rule": name, "effect": float(delta[i]), "pinned_to": applied.pins[int(i)][0] + 1})
         for i, effs in applied.effects.items():
             sc.effects.setdefault(i, []).extend(effs)
+        moved = [e for effs in sc.effects.values() for e in effs if "kind" in e or "pinned_to" in e]
+        if moved:  # how far a merchandising rule moved an item: rank without rules -> with rules
+            before = {int(c): r + 1 for r, c in enumerate(order_by_score(scores - comps["rules"], sc.positions))}
+            after = {int(c): r + 1 for r, c in enumerate(order)}
+            for i, effs in sc.effects.items():
+                for e in effs:
+                    if "kind" in e or "pinned_to" in e:
+                        e.update(from_rank=before.get(i), to_rank=after.get(i))
         sc.comps, sc.scores, sc.order = comps, scores, order
         sc.hidden_by = applied.hidden_by
 
