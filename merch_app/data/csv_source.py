@@ -99,7 +99,7 @@ def detect_delimiter(lines: list[str], path: Path) -> str:
     """Pick the delimiter that splits the header and keeps the column count steady."""
     if not lines:
         raise SourceError(f"{path}: line 1: the file is empty")
-    best, best_score = None, (0, 0.0)
+    best, best_score = None, (-1, -1.0)
     for delim in DELIMITERS:
         try:
             rows = list(csv.reader(lines[:50], delimiter=delim))

@@ -216,8 +216,12 @@ def load_saved_mapping(db, headers: list[str]) -> Optional[tuple[str, dict[str, 
         return None
     if row[0] not in KINDS or not isinstance(mapping, dict):
         return None
-    mapping = {s: f for s, f in mapping.items() if s in headers and f in FIELDS[row[0]]}
-    return row[0], mapping
+    out = {}
+    for source, field in mapping.items():  # same normalised headers, maybe spelt differently
+        header = resolve_source(headers, source)
+        if header is not None and field in FIELDS[row[0]]:
+            out[header] = field
+    return row[0], out
 
 
 def save_mapping(conn, headers: list[str], kind: str, mapping: dict[str, str]) -> None:
