@@ -138,3 +138,25 @@ def test_item_map_titles_categories_and_sampling(db):
     assert len(s) == 3 and s.ids == sorted(s.ids)
     np.testing.assert_allclose(s.xy, m.projection.transform(vecs[[ids.index(i) for i in s.ids]]), atol=1e-5)
     assert m.to_dict(limit=2)["points"] == 7
+
+
+def test_user_map_colours_by_top_category(db):
+    from merch_app.insights.embedding_map import user_map
+
+    vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    m = user_map(db, ["u1", "u2", "u3"], vecs)
+    assert [m.categories[c] for c in m.category_codes] == ["Kitchen", "Kitchen", "Kitchen"]
+    m = user_map(db, ["u1", "u2", "u3"], vecs, item_group={"A": "mugs", "B": "mugs", "C": "garden"})
+    assert [m.categories[c] for c in m.category_codes] == ["mugs", "mugs", "mugs"]
+    assert m.titles == ["user u1", "user u2", "user u3"]
+
+
+def test_heatmap_and_profile_with_item_groups(db):
+    from merch_app.insights.profiles import user_categories
+
+    groups = {"A": "red things", "B": "blue things"}
+    h = category_hour_of_week(db, item_group=groups)
+    assert h.rows == ["red things", "(no category)", "blue things"]
+    assert h.row_totals.tolist() == [8, 5, 2]  # A 8 events; 3 searches + 2 on C; B 2
+    rows = user_categories(db, "u2", item_group=groups)
+    assert [(r["category"], r["events"], r["items"]) for r in rows] == [("blue things", 1, 1), ("red things", 1, 1)]

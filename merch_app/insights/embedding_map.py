@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from collections import Counter
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -122,25 +123,35 @@ def build_map(kind: str, ids: Sequence[str], vectors: np.ndarray, titles: Sequen
 
 
 def item_map(db, item_ids: Sequence[str], item_vectors: np.ndarray, max_points: Optional[int] = None,
-             seed: int = 0, cancel: Optional[CancelToken] = None) -> EmbeddingMap:
-    """Map of catalogue items (e.g. ``bundle.item_ids`` / ``bundle.item_vectors``), coloured by category."""
+             seed: int = 0, groups: Optional[Sequence[str]] = None,
+             cancel: Optional[CancelToken] = None) -> EmbeddingMap:
+    """Map of catalogue items (e.g. ``bundle.item_ids`` / ``bundle.item_vectors``), coloured by category.
+
+    ``groups`` (one label per item) replaces the category as colour, e.g.
+    text clusters for catalogues without categories.
+    """
     meta = item_titles(db, item_ids)
     titles = [meta.get(str(i), ("", NO_CATEGORY))[0] or str(i) for i in item_ids]
-    cats = [meta.get(str(i), ("", NO_CATEGORY))[1] for i in item_ids]
+    cats = list(groups) if groups is not None else [meta.get(str(i), ("", NO_CATEGORY))[1] for i in item_ids]
     return build_map("item", item_ids, item_vectors, titles, cats, max_points, seed, cancel)
 
 
 def user_map(db, user_ids: Sequence[str], user_vectors: np.ndarray, max_points: Optional[int] = None,
-             seed: int = 0, cancel: Optional[CancelToken] = None) -> EmbeddingMap:
-    """Map of users coloured by the category they touched most."""
-    top: dict[str, str] = {}
-    for user, cat, _n in db.execute(
-        """SELECT e.user_id, coalesce(nullif(i.category, ''), ?) AS c, count(*) AS n
-           FROM events e LEFT JOIN items i ON i.item_id = e.item_id
-           WHERE e.user_id IS NOT NULL GROUP BY e.user_id, c ORDER BY e.user_id, n DESC, c""",
-        [NO_CATEGORY],
-    ):
-        top.setdefault(user, cat)
+             seed: int = 0, item_group: Optional[Mapping[str, str]] = None,
+             cancel: Optional[CancelToken] = None) -> EmbeddingMap:
+    """Map of users coloured by the category (or ``item_group`` label) they touched most."""
+    per_user: dict[str, Counter] = {}
+    if item_group is None:
+        sql = """SELECT e.user_id, coalesce(nullif(i.category, ''), ?), count(*)
+                 FROM events e LEFT JOIN items i ON i.item_id = e.item_id
+                 WHERE e.user_id IS NOT NULL GROUP BY 1, 2"""
+        rows = db.execute(sql, [NO_CATEGORY])
+    else:
+        rows = ((u, item_group.get(i, NO_CATEGORY), n) for u, i, n in db.execute(
+            "SELECT user_id, item_id, count(*) FROM events WHERE user_id IS NOT NULL GROUP BY 1, 2"))
+    for user, cat, n in rows:
+        per_user.setdefault(user, Counter())[cat] += n
+    top = {u: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for u, c in per_user.items()}
     titles = [f"user {u}" for u in user_ids]
     cats = [top.get(str(u), NO_CATEGORY) for u in user_ids]
     return build_map("user", user_ids, user_vectors, titles, cats, max_points, seed, cancel)

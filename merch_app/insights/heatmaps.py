@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -45,7 +45,8 @@ def hour_of_week_labels() -> list[str]:
 
 
 def category_hour_of_week(db, event_types: Optional[Sequence[str]] = None, top: int = 12,
-                          user_id: Optional[str] = None) -> HeatmapData:
+                          user_id: Optional[str] = None,
+                          item_group: Optional[Mapping[str, str]] = None) -> HeatmapData:
     """Events per category (rows, busiest first) and hour of the week (168 columns, UTC).
 
     Parameters
@@ -53,9 +54,13 @@ def category_hour_of_week(db, event_types: Optional[Sequence[str]] = None, top: 
     event_types
         Count only these types (default: all).
     top
-        Categories kept; the rest are summed into a last row "(other)".
+        Categories kept; the rest are summed into a last row "(other n)".
     user_id
         Restrict to one user's events.
+    item_group
+        ``{item_id: group}`` used instead of the item's category (e.g. text
+        clusters from :func:`merch_app.insights.groups.item_groups`); events
+        of items missing from it count as "(no category)".
     """
     where, args = ["e.ts IS NOT NULL"], []
     if event_types:
@@ -64,20 +69,22 @@ def category_hour_of_week(db, event_types: Optional[Sequence[str]] = None, top: 
     if user_id is not None:
         where.append("e.user_id = ?")
         args.append(str(user_id))
-    rows = db.execute(
-        f"""SELECT coalesce(nullif(i.category, ''), ?) AS c,
-                   ((CAST(strftime('%w', substr(e.ts, 1, 10)) AS INTEGER) + 6) % 7) * 24
-                     + CAST(substr(e.ts, 12, 2) AS INTEGER) AS how,
-                   count(*)
-            FROM events e LEFT JOIN items i ON i.item_id = e.item_id
-            WHERE {' AND '.join(where)} GROUP BY c, how""",
-        [NO_CATEGORY] + args,
-    ).fetchall()
+    how = ("((CAST(strftime('%w', substr(e.ts, 1, 10)) AS INTEGER) + 6) % 7) * 24"
+           " + CAST(substr(e.ts, 12, 2) AS INTEGER)")
+    if item_group is None:
+        sql = f"""SELECT coalesce(nullif(i.category, ''), ?) AS c, {how} AS how, count(*)
+                  FROM events e LEFT JOIN items i ON i.item_id = e.item_id
+                  WHERE {' AND '.join(where)} GROUP BY c, how"""
+        rows = db.execute(sql, [NO_CATEGORY] + args).fetchall()
+    else:
+        sql = f"SELECT e.item_id, {how} AS how, count(*) FROM events e WHERE {' AND '.join(where)} GROUP BY 1, 2"
+        rows = [(item_group.get(i, NO_CATEGORY) if i is not None else NO_CATEGORY, h, n)
+                for i, h, n in db.execute(sql, args)]
     per_cat: dict[str, np.ndarray] = {}
-    for cat, how, n in rows:
-        if how is None or not 0 <= how < HOURS_PER_WEEK:
+    for cat, hour, n in rows:
+        if hour is None or not 0 <= hour < HOURS_PER_WEEK:
             continue
-        per_cat.setdefault(cat, np.zeros(HOURS_PER_WEEK))[how] += n
+        per_cat.setdefault(cat, np.zeros(HOURS_PER_WEEK))[hour] += n
     order = sorted(per_cat, key=lambda c: (-per_cat[c].sum(), c))
     keep, rest = order[:top], order[top:]
     labels = list(keep)

@@ -75,12 +75,14 @@ class Segments:
 
 
 def user_segments(db, model, k: int = 6, max_users: int = 20000, seed: int = 0,
-                  top_categories: int = 15, cancel: Optional[CancelToken] = None) -> Segments:
+                  top_categories: int = 15, groups: Optional[Sequence[str]] = None,
+                  cancel: Optional[CancelToken] = None) -> Segments:
     """Cluster users by direction of ``U`` (cosine k-means) and score segments × categories.
 
     The affinity matrix uses ``UW`` and ``V`` so each cell is the mean
     bilinear score of the segment's users for the category's items, centred
     per category (see :func:`~merch_app.insights.segments.segment_category_affinity`).
+    ``groups`` (one label per model item) replaces the catalogue category.
     """
     _need(model, "U", "UW", "V", "user_ids", "item_ids")
     n = len(model.user_ids)
@@ -90,10 +92,11 @@ def user_segments(db, model, k: int = 6, max_users: int = 20000, seed: int = 0,
     if n > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_users, replace=False))
     result = kmeans(_unit_rows(np.asarray(model.U)[rows]), k, seed=seed, cancel=cancel)
-    meta = item_titles(db, model.item_ids)
-    cats = [meta.get(str(i), ("", NO_CATEGORY))[1] for i in model.item_ids]
+    if groups is None:
+        meta = item_titles(db, model.item_ids)
+        groups = [meta.get(str(i), ("", NO_CATEGORY))[1] for i in model.item_ids]
     alpha = float(getattr(model, "alpha", 1.0))
-    affinity = segment_category_affinity(alpha * np.asarray(model.UW)[rows], result.labels, model.V, cats,
+    affinity = segment_category_affinity(alpha * np.asarray(model.UW)[rows], result.labels, model.V, groups,
                                          top_categories=top_categories)
     return Segments([str(model.user_ids[r]) for r in rows], rows, result, affinity)
 

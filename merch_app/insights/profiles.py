@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -122,19 +122,33 @@ def _bucket_range(first: str, last: str, bucket: str) -> list[str]:
     return [str(d) for d in days]
 
 
-def user_categories(db, user_id: str, limit: int = 15) -> list[dict[str, Any]]:
-    """Categories of the items the user touched: events, distinct items and share of events."""
-    rows = db.execute(
-        """SELECT coalesce(nullif(i.category, ''), ?) AS c, count(*), count(DISTINCT e.item_id)
-           FROM events e LEFT JOIN items i ON i.item_id = e.item_id
-           WHERE e.user_id = ? AND e.item_id IS NOT NULL
-           GROUP BY c ORDER BY count(*) DESC, c LIMIT ?""",
-        [NO_CATEGORY, user_id, limit],
-    ).fetchall()
-    total = db.execute(
-        "SELECT count(*) FROM events WHERE user_id = ? AND item_id IS NOT NULL", [user_id]
-    ).fetchone()[0] or 1
-    return [{"category": c, "events": n, "items": k, "share": n / total} for c, n, k in rows]
+def user_categories(db, user_id: str, limit: int = 15,
+                    item_group: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+    """Categories (or ``item_group`` labels) of the items the user touched.
+
+    Rows ``{category, events, items, share}``, share = of the user's item events.
+    """
+    if item_group is None:
+        rows = db.execute(
+            """SELECT coalesce(nullif(i.category, ''), ?) AS c, count(*), count(DISTINCT e.item_id)
+               FROM events e LEFT JOIN items i ON i.item_id = e.item_id
+               WHERE e.user_id = ? AND e.item_id IS NOT NULL
+               GROUP BY c ORDER BY count(*) DESC, c""",
+            [NO_CATEGORY, user_id],
+        ).fetchall()
+    else:
+        events: Counter[str] = Counter()
+        items: dict[str, set] = {}
+        for item_id, n in db.execute(
+            "SELECT item_id, count(*) FROM events WHERE user_id = ? AND item_id IS NOT NULL GROUP BY item_id",
+            [user_id],
+        ):
+            g = item_group.get(item_id, NO_CATEGORY)
+            events[g] += n
+            items.setdefault(g, set()).add(item_id)
+        rows = sorted(((g, events[g], len(items[g])) for g in events), key=lambda r: (-r[1], r[0]))
+    total = sum(r[1] for r in rows) or 1
+    return [{"category": c, "events": n, "items": k, "share": n / total} for c, n, k in rows[:limit]]
 
 
 def user_tags(db, user_id: str, limit: int = 20) -> list[tuple[str, int]]:
@@ -216,8 +230,13 @@ def user_history(db, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
     return [dict(zip(keys, r)) for r in rows]
 
 
-def user_profile(db, user_id: str, history_limit: int = 200, terms: int = 15) -> UserProfile:
-    """The full profile of ``user_id``; an unknown user gives an empty profile (``exists`` False)."""
+def user_profile(db, user_id: str, history_limit: int = 200, terms: int = 15,
+                 item_group: Optional[Mapping[str, str]] = None) -> UserProfile:
+    """The full profile of ``user_id``; an unknown user gives an empty profile (``exists`` False).
+
+    ``item_group`` (item id -> label) replaces the catalogue category in the
+    category distribution (see :mod:`merch_app.insights.groups`).
+    """
     user_id = str(user_id)
     n, n_items, n_sessions, first, last = db.execute(
         """SELECT count(*), count(DISTINCT item_id), count(DISTINCT session_id), min(ts), max(ts)
@@ -238,7 +257,7 @@ def user_profile(db, user_id: str, history_limit: int = 200, terms: int = 15) ->
         last_ts=last,
         event_mix=event_mix,
         activity=user_activity(db, user_id),
-        categories=user_categories(db, user_id),
+        categories=user_categories(db, user_id, item_group=item_group),
         tags=user_tags(db, user_id),
         interest_terms=interest_terms(db, user_id, k=terms),
         history=user_history(db, user_id, history_limit),
