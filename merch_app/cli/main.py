@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "merch_app.cli.encode_cmd",
     "merch_app.cli.model_cmds",
     "merch_app.cli.query_cmds",
+    "merch_app.cli.insights_cmds",
 ]
 
 
