@@ -44,19 +44,9 @@ _whole_words = click.option("--whole-words", is_flag=True,
 
 
 def _text_only_bundle(db, encoder):
-    """Bundle from item text vectors when no model registry is available (stop-gap)."""
-    import numpy as np
+    from merch_app.ranking.text_bundle import text_only_bundle
 
-    from merch_app.model.bundle import ModelBundle
-    from merch_app.model.item_vectors import item_text_vectors
-    from merch_app.model.vector_index import VectorIndex
-
-    ids, vectors = item_text_vectors(db, encoder)
-    counts = dict(db.execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
-    pop = np.log1p(np.array([counts.get(str(i), 0) for i in ids], dtype=np.float64))
-    pop = (pop / pop.max() if len(pop) and pop.max() > 0 else pop).astype(np.float32)
-    return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=pop, encoder=encoder,
-                       index=VectorIndex.from_vectors(vectors))
+    return text_only_bundle(db, encoder)
 
 
 def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):

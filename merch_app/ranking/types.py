@@ -24,7 +24,7 @@ COMPONENTS = ("lexical", "text", "cf", "popularity", "rules")
 MODES = ("search", "recommend", "related")
 
 # Chosen by the grid search documented in docs/quality.md (search section).
-DEFAULT_WEIGHTS = {"lex": 0.6, "text": 0.4, "cf": 0.15, "pop": 0.05}
+DEFAULT_WEIGHTS = {"lex": 0.5, "text": 0.5, "cf": 0.2, "pop": 0.1}
 
 _WEIGHT_ALIASES = {
     "lex": "lex", "lexical": "lex", "bm25": "lex",
