@@ -64,7 +64,7 @@ def test_bad_weights_is_a_usage_error(ws_file):
 
 
 def test_recommend_and_related(ws_file):
-    r = run("recommend", "--user", "u1", "-w", ws_file, "--json", "--k", "2")
+    r = run("recommend", "--user", "u1", "-w", ws_file, "--json", "--k", "2", "--weights", "cf=1,pop=0.01")
     assert [x["item_id"] for x in json.loads(r.output)] == ["22003", "22001"]
     r = run("related", "22001", "-w", ws_file, "--json", "--k", "2")
     assert r.exit_code == 0 and "22001" not in [x["item_id"] for x in json.loads(r.output)]
