@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "merch_app.cli.model_cmds",
     "merch_app.cli.query_cmds",
     "merch_app.cli.insights_cmds",
+    "merch_app.cli.suite_cmds",
 ]
 
 

@@ -203,14 +203,48 @@ def run_suite(suite: Suite, rank: RankFn, *, k: int = 10, label: str = "", confi
                     dict(config or {}))
 
 
-def model_ranker(db, model_id: Optional[str] = None, *, weights=None, filters=None, rules="workspace",
-                 encoder=None):
-    """A :data:`RankFn` over the workspace's ranker with one model version and settings.
+def load_ranking_bundle(db, model_id: Optional[str] = None, encoder=None):
+    """The bundle to rank with: a model version from the registry, or text-only vectors.
+
+    Without a model registry (or with no trained model and ``model_id`` None)
+    items are ranked by text vectors and popularity only.
+
+    Raises
+    ------
+    LookupError
+        ``model_id`` names no model version.
+    """
+    try:
+        from merch_app.model.registry import load_bundle
+    except ImportError:
+        load_bundle = None
+    if load_bundle is not None:
+        return load_bundle(db, model_id=model_id, encoder=encoder)
+    if model_id:
+        raise LookupError(f"model {model_id!r} not found (no model registry in this build)")
+    from merch_app.model.encoder import load_encoder
+    from merch_app.ranking.text_bundle import text_only_bundle
+
+    return text_only_bundle(db, encoder or load_encoder(None))
+
+
+def system_config(bundle, weights, filters, rules) -> dict[str, Any]:
+    """JSON-safe description of a ranking system (model, weights, filters, rules)."""
+    version = getattr(bundle, "version", None)
+    return {"model_id": getattr(version, "model_id", None),
+            "model": getattr(version, "name", None) or "text-only",
+            "encoder": getattr(bundle.encoder, "encoder_id", ""),
+            "weights": {k: getattr(weights, k) for k in ("lex", "text", "cf", "pop")},
+            "filters": filters.describe(), "rules": [getattr(r, "name", str(r)) for r in rules or ()]}
+
+
+def model_ranker(db, bundle, *, weights=None, filters=None, rules="workspace") -> tuple[RankFn, dict]:
+    """A :data:`RankFn` over the workspace's ranker with one bundle and settings.
 
     Parameters
     ----------
-    model_id
-        Model version (None = active model, or text-only when none is trained).
+    bundle
+        From :func:`load_ranking_bundle`.
     weights
         :class:`merch_app.ranking.types.Weights` or a ``"lex=0.5,..."`` string.
     rules
@@ -222,7 +256,6 @@ def model_ranker(db, model_id: Optional[str] = None, *, weights=None, filters=No
     (rank_fn, config)
         The ranker and a JSON-safe description of it.
     """
-    from merch_app.model.registry import load_bundle
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.rules import load_rules
     from merch_app.ranking.types import Filters, RankRequest, Weights
@@ -232,15 +265,10 @@ def model_ranker(db, model_id: Optional[str] = None, *, weights=None, filters=No
     filters = filters or Filters()
     if rules == "workspace":
         rules = load_rules(db, enabled_only=True)
-    bundle = load_bundle(db, model_id, encoder=encoder) if encoder is not None else load_bundle(db, model_id)
     ranker = Ranker(db, bundle, rules=rules)
 
     def rank(query: str, n: int) -> list[str]:
         return list(ranker.rank(RankRequest(mode="search", query=query, k=n, weights=weights,
                                             filters=filters, prefix=False)).item_ids)
 
-    version = getattr(bundle, "version", None)
-    config = {"model_id": getattr(version, "model_id", None), "model": getattr(version, "name", None) or
-              "text-only", "weights": {k: getattr(weights, k) for k in ("lex", "text", "cf", "pop")},
-              "filters": filters.describe(), "rules": [getattr(r, "name", str(r)) for r in rules or ()]}
-    return rank, config
+    return rank, system_config(bundle, weights, filters, rules)

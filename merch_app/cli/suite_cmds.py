@@ -1,0 +1,335 @@
+"""``merch-app suite ...`` (judged query suites) and ``merch-app rules ...`` (merchandising rules)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+
+_Q_WIDTH = 36
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "     -"
+    return f"{v:6.3f}" if isinstance(v, float) else str(v)
+
+
+def _short(text: str, n: int = _Q_WIDTH) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _encoder_option(f):
+    return click.option("--encoder", "encoder_spec", default=None, metavar="SPEC",
+                        help="Query encoder override (e.g. 'hashing'); default: the model's encoder.")(f)
+
+
+def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
+    from merch_app.evaluation.suite_run import load_ranking_bundle
+    from merch_app.model.encoder import EncoderError, load_encoder
+
+    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
+        raise click.ClickException("no items in the workspace; import a catalogue first")
+    try:
+        encoder = load_encoder(encoder_spec) if encoder_spec else None
+        return load_ranking_bundle(db, model_id, encoder)
+    except (EncoderError, LookupError, ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot load the model: {exc}") from exc
+
+
+def _load_suite(db, ref: Optional[str], behaviour: bool = False):
+    """A suite from a CSV/qrels file, a stored suite name, or generated from behaviour."""
+    from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+    from merch_app.evaluation.suites import SuiteError, load_suite, read_suite_file
+
+    try:
+        if behaviour:
+            return generate_from_behaviour(db, "behaviour")
+        if ref is None:
+            raise click.UsageError("give a SUITE (file or stored name) or --behaviour")
+        if Path(ref).is_file():
+            return read_suite_file(ref)
+        return load_suite(db, ref)
+    except SuiteError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _weights(spec: Optional[str]):
+    from merch_app.ranking.types import Weights
+
+    try:
+        return Weights.parse(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--weights") from exc
+
+
+def _run(db, suite, bundle, *, label, weights, rules, k, progress=True):
+    from merch_app.evaluation.suite_run import model_ranker, run_suite
+
+    rank, config = model_ranker(db, bundle, weights=weights, rules=rules)
+    bar = TerminalProgress(f"{label}:") if progress else None
+    try:
+        return run_suite(suite, rank, k=k, label=label, config=config, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+
+
+def _print_run(run) -> None:
+    metrics = run.metric_names
+    head = f"{'query':<{_Q_WIDTH}}  " + "  ".join(f"{m:>8}" for m in metrics) + f"  {'unjudged':>8}"
+    click.echo(head)
+    click.echo("-" * len(head))
+    for q in run.worst_first():
+        click.echo(f"{_short(q.query):<{_Q_WIDTH}}  " + "  ".join(f"{_fmt(q.metrics[m]):>8}" for m in metrics)
+                   + f"  {q.unjudged:>8}")
+    click.echo("-" * len(head))
+    click.echo(f"{'mean':<{_Q_WIDTH}}  " + "  ".join(f"{_fmt(run.mean[m]):>8}" for m in metrics)
+               + f"  {run.mean_unjudged:8.2f}")
+    for m in metrics:
+        lo, hi = run.ci[m]
+        click.echo(f"  {m}: {run.mean[m]:.4f}  95% CI [{lo:.4f}, {hi:.4f}]")
+    click.echo(f"{len(run.queries)} queries ({run.n_scored} with relevant judgments), "
+               f"{run.seconds:.2f}s, system: {run.config.get('model', '?')}")
+
+
+@click.group("suite")
+def suite_group() -> None:
+    """Judged query suites: run, import/export, generate from behaviour, compare."""
+
+
+@suite_group.command("run")
+@click.argument("suite", required=False)
+@click.option("--behaviour", is_flag=True, help="Use judgments generated from behaviour instead of SUITE.")
+@click.option("--model", "model_id", default=None, help="Model version (default: the active one).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Cut-off for P@k.")
+@click.option("--weights", default=None, metavar="lex=..,text=..", help="Fusion weights.")
+@click.option("--no-rules", is_flag=True, help="Rank without the workspace's merchandising rules.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write per-query CSV.")
+@click.option("--snapshot", default=None, metavar="NAME", help="Save the top-k lists as a snapshot (stored suites).")
+@click.option("--against", type=int, default=None, metavar="SNAPSHOT_ID", help="Diff with a snapshot.")
+@click.option("--threshold", default=0.05, show_default=True, help="NDCG drop that counts as a regression.")
+@_encoder_option
+@json_option
+@workspace_option
+def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_path, snapshot, against, threshold,
+              encoder_spec, as_json, workspace) -> None:
+    """Run SUITE (a query,item_id,grade CSV, a qrels file or a stored suite name) and print metrics."""
+    from merch_app.evaluation.compare import diff_snapshot, load_snapshot, save_snapshot
+    from merch_app.evaluation.report import run_report_html, run_rows, write_csv, write_report
+    from merch_app.evaluation.suites import save_suite
+
+    db = open_ws(workspace)
+    try:
+        s = _load_suite(db, suite, behaviour)
+        bundle = _bundle(db, model_id, encoder_spec)
+        run = _run(db, s, bundle, label=model_id or "active", weights=_weights(weights),
+                   rules=None if no_rules else "workspace", k=k, progress=not as_json)
+        out = run.to_dict()
+        if snapshot is not None:
+            sid = s.suite_id if s.suite_id is not None else save_suite(db, s)
+            out["snapshot_id"] = save_snapshot(db, run, sid, snapshot)
+        if against is not None:
+            try:
+                out["diff"] = diff_snapshot(load_snapshot(db, against), run, threshold=threshold)
+            except KeyError as exc:
+                raise click.ClickException(str(exc.args[0])) from exc
+        if html_path:
+            write_report(run_report_html(run), html_path)
+        if csv_path:
+            write_csv(run_rows(run), csv_path)
+    finally:
+        db.close()
+    if as_json:
+        emit_json(out)
+        return
+    _print_run(run)
+    if "snapshot_id" in out:
+        click.echo(f"snapshot {out['snapshot_id']} saved")
+    if "diff" in out:
+        d = out["diff"]
+        click.echo(f"vs snapshot {d['snapshot']!r}: {len(d['regressions'])} regressions "
+                   f"(NDCG drop > {threshold}), {d['improvements']} improvements, {d['changed_lists']} lists changed")
+        for q in d["regressions"]:
+            click.echo(f"  REGRESSION {q}")
+
+
+@suite_group.command("compare")
+@click.argument("suite", required=False)
+@click.option("--behaviour", is_flag=True, help="Compare over judgments generated from behaviour.")
+@click.option("--model", "models", multiple=True, help="A model version to compare (repeatable).")
+@click.option("--system", "systems", multiple=True, metavar="'label=A model=ID weights=lex=1,text=0 rules=off'",
+              help="A system as key=value pairs (repeatable); the first system is the baseline.")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--metric", default="ndcg@10", show_default=True)
+@click.option("--test", "method", type=click.Choice(["randomization", "bootstrap"]), default="randomization",
+              show_default=True)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@_encoder_option
+@json_option
+@workspace_option
+def suite_compare(suite, behaviour, models, systems, k, metric, method, html_path, csv_path, encoder_spec,
+                  as_json, workspace) -> None:
+    """Compare two or more models/settings over SUITE: deltas, wins/losses, p-value, overlap."""
+    from merch_app.evaluation.compare import compare_runs
+    from merch_app.evaluation.report import comparison_report_html, comparison_rows, write_csv, write_report
+
+    specs = [{"model": m, "label": m} for m in models] + [_parse_system(s) for s in systems]
+    if len(specs) < 2:
+        raise click.UsageError("give at least two systems (--model and/or --system)")
+    db = open_ws(workspace)
+    try:
+        s = _load_suite(db, suite, behaviour)
+        runs, bundles = [], {}
+        for n, spec in enumerate(specs):
+            key = spec.get("model")
+            if key not in bundles:
+                bundles[key] = _bundle(db, key, encoder_spec)
+            label = spec.get("label") or f"system {n + 1}"
+            runs.append(_run(db, s, bundles[key], label=label, weights=_weights(spec.get("weights")),
+                             rules=None if spec.get("rules") == "off" else "workspace", k=k,
+                             progress=not as_json))
+        if len({r.label for r in runs}) < len(runs):
+            raise click.UsageError("systems need distinct labels (add label=NAME)")
+        if metric not in runs[0].metric_names:
+            raise click.BadParameter(f"unknown metric; choose from {', '.join(runs[0].metric_names)}",
+                                     param_hint="--metric")
+        cmp = compare_runs(runs, metric, method=method)
+        if html_path:
+            write_report(comparison_report_html(cmp), html_path)
+        if csv_path:
+            write_csv(comparison_rows(cmp), csv_path)
+    finally:
+        db.close()
+    if as_json:
+        emit_json(cmp.to_dict())
+        return
+    for r in runs:
+        click.echo(f"{r.label:<20} " + "  ".join(f"{m} {r.mean[m]:.4f}" for m in r.metric_names))
+    for p in cmp.pairs:
+        t = p["test"]
+        click.echo(f"{p['system']} vs {p['baseline']}: {metric} {t['delta']:+.4f} "
+                   f"(95% CI [{t['ci_delta'][0]:+.4f}, {t['ci_delta'][1]:+.4f}]), p = {t['p_value']:.4g} "
+                   f"({t['method']}), {p['wins']} wins / {p['losses']} losses / {p['ties']} ties, "
+                   f"Jaccard@{k} {p[f'mean_jaccard@{k}']:.3f}, RBO {p['mean_rbo']:.3f}")
+
+
+def _parse_system(text: str) -> dict[str, str]:
+    out = {}
+    for part in text.split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("label", "model", "weights", "rules"):
+            raise click.BadParameter(f"bad system part {part!r}: use label=, model=, weights=, rules=on|off",
+                                     param_hint="--system")
+        out[key] = value
+    return out
+
+
+@suite_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Suite name (default: the file name).")
+@click.option("--replace", is_flag=True, help="Replace a stored suite of the same name.")
+@json_option
+@workspace_option
+def suite_import(file, name, replace, as_json, workspace) -> None:
+    """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
+    from merch_app.evaluation.suites import SuiteError, read_suite_file, save_suite
+
+    db = open_ws(workspace)
+    try:
+        s = read_suite_file(file, name)
+        save_suite(db, s, replace=replace)
+    except SuiteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    if as_json:
+        emit_json(s.summary())
+    else:
+        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+
+
+@suite_group.command("export")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "qrels"]), default=None,
+              help="Default: qrels for .qrels/.txt files, else CSV.")
+@workspace_option
+def suite_export(name, file, fmt, workspace) -> None:
+    """Write the stored suite NAME to FILE."""
+    from merch_app.evaluation.suites import SuiteError, load_suite, write_qrels, write_suite_csv
+
+    db = open_ws(workspace)
+    try:
+        s = load_suite(db, name)
+        fmt = fmt or ("qrels" if file.suffix.lower() in (".qrels", ".txt") else "csv")
+        paths = write_qrels(s, file) if fmt == "qrels" else (write_suite_csv(s, file),)
+    except (SuiteError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@suite_group.command("list")
+@json_option
+@workspace_option
+def suite_list(as_json, workspace) -> None:
+    """List stored suites."""
+    from merch_app.evaluation.suites import list_suites
+
+    db = open_ws(workspace)
+    try:
+        rows = list_suites(db)
+    finally:
+        db.close()
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<30} {r['queries']:>5} queries {r['judgments']:>6} judgments  {r['source']}")
+    if not rows:
+        click.echo("No suites. Import one with 'merch-app suite import FILE' or rate results in the GUI.")
+
+
+@suite_group.command("generate")
+@click.option("--name", default="behaviour", show_default=True)
+@click.option("--min-events", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--max-queries", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as CSV.")
+@click.option("--no-store", is_flag=True, help="Do not store the suite in the workspace.")
+@json_option
+@workspace_option
+def suite_generate(name, min_events, max_queries, output, no_store, as_json, workspace) -> None:
+    """Generate a suite from behaviour: search followed by click (1), cart (2), purchase (3)."""
+    from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+    from merch_app.evaluation.suites import SuiteError, save_suite, write_suite_csv
+
+    db = open_ws(workspace)
+    try:
+        s = generate_from_behaviour(db, name, min_events=min_events, max_queries=max_queries,
+                                    progress=TerminalProgress("generating:"))
+        if not no_store:
+            save_suite(db, s)
+        if output:
+            write_suite_csv(s, output)
+    except SuiteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    if as_json:
+        emit_json(s.summary())
+    else:
+        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+
+
+def register(group: click.Group) -> None:
+    from merch_app.cli.rules_cmds import rules_group
+
+    group.add_command(suite_group)
+    group.add_command(rules_group)
