@@ -21,6 +21,7 @@ COMPONENT_COLOURS = {
     "popularity": "#9467bd",
     "rules": "#d62728",
 }
+MAX_CELL_LABELS = 120
 SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -46,6 +47,8 @@ def make_plot(title: str = "", left: str = "", bottom: str = "", date_axis: bool
     if bottom:
         w.setLabel("bottom", bottom)
     w.showGrid(x=True, y=True, alpha=0.2)
+    for name in ("left", "bottom"):
+        w.getAxis(name).enableAutoSIPrefix(False)  # "(x0.001)" axis scaling confuses readers
     w.setMinimumHeight(min_height)
     w.setMenuEnabled(True)
     return w
@@ -102,6 +105,7 @@ class BarChart:
         self.widget.addItem(self.bars)
         self.widget.setMouseEnabled(x=False, y=False)
         self.labels: list[str] = []
+        self.value_texts: list[pg.TextItem] = []  # one per bar slot, reused between updates
 
     def set_bars(self, labels: Sequence[str], values: Sequence[float], brushes: Optional[list] = None) -> None:
         x = np.arange(len(values), dtype=float)
@@ -109,11 +113,23 @@ class BarChart:
         if brushes is not None:
             opts["brushes"] = brushes
         self.bars.setOpts(**opts)
+        while len(self.value_texts) < len(values):
+            t = pg.TextItem(color="#222", anchor=(0.5, 1.0))
+            self.widget.addItem(t)
+            self.value_texts.append(t)
+        for i, t in enumerate(self.value_texts):
+            if i < len(values):
+                v = float(values[i])
+                t.setText(f"{v:,.0f}" if abs(v) >= 10 else f"{v:.3g}")
+                t.setPos(i, max(v, 0.0))
+                t.show()
+            else:
+                t.hide()
         self.labels = [str(lbl) for lbl in labels]
         self.widget.getAxis("bottom").setTicks([[(i, _short(lbl)) for i, lbl in enumerate(self.labels)]])
         top = float(np.max(values)) if len(values) else 1.0
         self.widget.setXRange(-0.6, max(len(values) - 0.4, 0.6), padding=0)
-        self.widget.setYRange(min(0.0, float(np.min(values)) if len(values) else 0.0), top * 1.1 or 1.0, padding=0)
+        self.widget.setYRange(min(0.0, float(np.min(values)) if len(values) else 0.0), top * 1.15 or 1.0, padding=0)
 
 
 class GroupedBarChart:
@@ -185,6 +201,7 @@ class Heatmap:
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setColorMap(pg.colormap.get(colormap))
         self.widget.addItem(self.image)
+        self.cell_texts: list[pg.TextItem] = []  # value labels, a pool reused between updates
         self.matrix = np.zeros((0, 0))
 
     def set_matrix(self, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str],
@@ -195,11 +212,31 @@ class Heatmap:
             rows, cols = [""], [""]
         self.matrix = m
         self.image.setImage(np.nan_to_num(m), levels=levels)
+        self._label_cells(m if m.size <= MAX_CELL_LABELS and any(rows) else np.zeros((0, 0)), levels)
         self.image.setRect(0, 0, m.shape[1], m.shape[0])
         self.widget.getAxis("left").setTicks([[(i + 0.5, _short(r, 14)) for i, r in enumerate(rows)]])
         self.widget.getAxis("bottom").setTicks([[(j + 0.5, _short(c, 12)) for j, c in enumerate(cols)]])
         self.widget.setXRange(0, m.shape[1], padding=0)
         self.widget.setYRange(0, m.shape[0], padding=0)
+
+
+    def _label_cells(self, m: np.ndarray, levels: tuple[float, float]) -> None:
+        n = m.size
+        while len(self.cell_texts) < n:
+            t = pg.TextItem(anchor=(0.5, 0.5))
+            self.widget.addItem(t)
+            self.cell_texts.append(t)
+        mid = (levels[0] + levels[1]) / 2
+        for k, t in enumerate(self.cell_texts):
+            if k >= n:
+                t.hide()
+                continue
+            i, j = divmod(k, m.shape[1])
+            v = float(m[i, j])
+            t.setText(f"{v:.2f}")
+            t.setColor("#000" if v > mid else "#fff")
+            t.setPos(j + 0.5, i + 0.5)
+            t.show()
 
 
 class Waterfall:
@@ -225,7 +262,8 @@ class Waterfall:
         brushes = [component_colour(n) for n in names] + [QColor("#444444")]
         self.bars.setOpts(x=x, y0=y0, height=heights, width=0.6, brushes=brushes)
         self.values = dict(components, total=total)
-        self.widget.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names + ["total"])]])
+        short = {"lexical": "lex", "popularity": "pop"}
+        self.widget.getAxis("bottom").setTicks([[(i, short.get(n, n)) for i, n in enumerate(names + ["total"])]])
         lo = min(0.0, float(np.min(np.concatenate([y0, y0 + heights]))))
         hi = max(0.0, float(np.max(np.concatenate([y0, y0 + heights]))))
         pad = (hi - lo) * 0.1 or 0.1

@@ -47,6 +47,7 @@ class JobHandle:
 
     seq: int
     label: str
+    channel: str = ""
     token: CancelToken = field(default_factory=CancelToken)
     state: str = "queued"  # queued | running | ok | error | cancelled | dropped
     started: float = field(default_factory=time.perf_counter)
@@ -192,7 +193,7 @@ class JobRunner(QObject):
         self._executor.cancelled.connect(self._on_cancelled)
         self._thread.start()
         self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
-        self._latest: Optional[JobHandle] = None
+        self._latest: dict[str, JobHandle] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ API
@@ -208,6 +209,7 @@ class JobRunner(QObject):
         on_finished: Optional[Callable[[str], None]] = None,
         cancel_previous: bool = True,
         keep_stale: bool = False,
+        channel: str = "",
     ) -> JobHandle:
         """Queue ``fn(ctx)`` in the worker thread; returns its handle.
 
@@ -225,33 +227,38 @@ class JobRunner(QObject):
             Cancel the job in flight (default); the new job runs once it has stopped.
         keep_stale
             Deliver the result even if a newer job was started meanwhile.
+        channel
+            Jobs only supersede (cancel, make stale) jobs of the same channel,
+            e.g. "query" and "explain" jobs sharing one worker thread.
         """
         if self._closed:
             raise RuntimeError(f"job runner {self.name!r} is shut down")
         if cancel_previous:
-            self.cancel()
-        handle = JobHandle(next(_SEQ), label)
+            self.cancel(channel)
+        handle = JobHandle(next(_SEQ), label, channel)
         cbs = _Callbacks(on_result, on_progress, on_error, on_cancelled, on_finished, keep_stale)
         self._jobs[handle.seq] = (handle, cbs)
-        self._latest = handle
+        self._latest[channel] = handle
         self._submit.emit(_Job(handle, fn))
         return handle
 
-    def cancel(self) -> None:
-        """Ask every queued or running job of this runner to stop."""
+    def cancel(self, channel: Optional[str] = None) -> None:
+        """Ask every queued or running job (of ``channel``, or all) to stop."""
         for handle, _ in self._jobs.values():
-            handle.cancel()
+            if channel is None or handle.channel == channel:
+                handle.cancel()
 
-    def is_busy(self) -> bool:
-        return bool(self._jobs)
+    def is_busy(self, channel: Optional[str] = None) -> bool:
+        return any(channel is None or h.channel == channel for h, _ in self._jobs.values())
 
     @property
     def current(self) -> Optional[JobHandle]:
-        """The running (or last queued) job, None when idle."""
+        """The running (or a queued) job, None when idle."""
         running = [h for h, _ in self._jobs.values() if h.state == "running"]
         if running:
             return running[-1]
-        return self._latest if self._latest and not self._latest.done else None
+        queued = [h for h, _ in self._jobs.values()]
+        return queued[-1] if queued else None
 
     def wait(self, timeout_s: float = 30.0) -> bool:
         """Process events until all jobs ended (GUI thread; tests and quit)."""
@@ -281,7 +288,8 @@ class JobRunner(QObject):
         return self._jobs.get(seq)
 
     def _is_stale(self, handle: JobHandle, cbs: _Callbacks) -> bool:
-        return not cbs.keep_stale and self._latest is not None and handle.seq != self._latest.seq
+        latest = self._latest.get(handle.channel)
+        return not cbs.keep_stale and latest is not None and handle.seq != latest.seq
 
     @Slot(int)
     def _on_began(self, seq: int) -> None:
@@ -353,7 +361,7 @@ class JobRunner(QObject):
             fn(*args)
         except Exception as exc:  # noqa: BLE001
             log.exception("callback %r failed", fn)
-            self.job_failed.emit(self._latest, f"Internal error while showing results: {error_text(exc)}")
+            self.job_failed.emit(None, f"Internal error while showing results: {error_text(exc)}")
 
 
 def error_text(exc: BaseException) -> str:

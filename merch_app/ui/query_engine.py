@@ -1,0 +1,202 @@
+"""Worker-side state of the Query screen: one Ranker per (workspace, model) in the query thread.
+
+Everything here runs inside the Query screen's worker thread (never the GUI
+thread): it loads the model bundle, builds the :class:`Ranker` on the worker's
+own connection, and answers rank / explain / why-not / profile requests.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "query_engine"
+MAP_POINTS = 4000
+
+
+@dataclass
+class EngineInfo:
+    """What the GUI shows about the loaded ranker."""
+
+    model_name: str
+    model_id: Optional[str]
+    encoder_id: str
+    n_items: int
+    warning: Optional[str] = None
+    categories: list[str] = field(default_factory=list)
+    price_range: tuple[float, float] = (0.0, 0.0)
+    users: list[tuple[str, int]] = field(default_factory=list)  # (user_id, events), most active first
+
+
+@dataclass
+class ItemMap:
+    """PCA map of item vectors (a sample when the catalogue is large)."""
+
+    ids: list[str]
+    xy: np.ndarray
+    titles: list[str]
+    pos: dict[str, int]
+
+
+class QueryEngine:
+    """A Ranker bound to one workspace connection and one model version."""
+
+    def __init__(self, key: tuple, ranker, info: EngineInfo) -> None:
+        self.key = key
+        self.ranker = ranker
+        self.info = info
+        self.map: Optional[ItemMap] = None
+
+    def item_map(self, cancel=None) -> ItemMap:
+        """PCA map of the bundle's item vectors (computed once)."""
+        if self.map is None:
+            from merch_app.insights.embedding_map import item_map
+
+            b = self.ranker.bundle
+            m = item_map(self.ranker.db, list(map(str, b.item_ids)), b.item_vectors, max_points=MAP_POINTS,
+                         cancel=cancel)
+            self.map = ItemMap(m.ids, m.xy, m.titles, {i: n for n, i in enumerate(m.ids)})
+        return self.map
+
+    def project(self, item_ids: list[str]) -> np.ndarray:
+        """Map coordinates of any items (projected with the fitted PCA)."""
+        from merch_app.insights.embedding_map import fit_pca
+
+        b = self.ranker.bundle
+        if not hasattr(self, "_projection"):
+            self._projection = fit_pca(b.item_vectors, 2)
+        rows = [b.item_pos[i] for i in item_ids if i in b.item_pos]
+        if not rows:
+            return np.zeros((0, 2), np.float32)
+        return self._projection.transform(b.item_vectors[rows])
+
+
+def text_only_bundle(db, encoder):
+    """Bundle from item text vectors alone (no trained model yet)."""
+    from merch_app.model.bundle import ModelBundle
+    from merch_app.model.item_vectors import item_text_vectors
+    from merch_app.model.vector_index import VectorIndex
+
+    ids, vectors = item_text_vectors(db, encoder)
+    counts = dict(db.execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
+    pop = np.log1p(np.array([counts.get(str(i), 0) for i in ids], dtype=np.float64))
+    pop = (pop / pop.max() if len(pop) and pop.max() > 0 else pop).astype(np.float32)
+    return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=pop, encoder=encoder,
+                       index=VectorIndex.from_vectors(vectors))
+
+
+def _load_bundle(db, encoder_spec: Optional[str]):
+    """(bundle, warning): the active model's bundle, else a text-only one (with a warning if broken)."""
+    from merch_app.model.encoder import load_encoder
+
+    warning = None
+    try:
+        from merch_app.model.registry import active_version, load_bundle
+    except ImportError:
+        active_version = load_bundle = None
+    if load_bundle is not None:
+        try:
+            version = active_version(db)
+        except Exception as exc:  # noqa: BLE001
+            version, warning = None, f"The model registry cannot be read ({exc}); ranking by text only."
+        if version is not None:
+            try:
+                encoder = load_encoder(encoder_spec) if encoder_spec else None
+                return load_bundle(db, model_id=version.model_id, encoder=encoder), None
+            except Exception as exc:  # noqa: BLE001 - a broken model must not stop querying
+                log.warning("active model %s cannot be loaded: %s", version.model_id, exc)
+                warning = (f"The active model “{version.name}” cannot be loaded ({exc}); ranking by text only. "
+                           "Train a new model or activate another version on the Train screen.")
+    return text_only_bundle(db, load_encoder(encoder_spec or "minilm")), warning
+
+
+def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str]) -> QueryEngine:
+    """The engine cached in the worker thread, rebuilt when workspace/generation/encoder changed."""
+    from merch_app.ranking.ranker import Ranker
+
+    key = (str(workspace), generation, encoder_spec)
+    engine: Optional[QueryEngine] = ctx.state.get(STATE_KEY)
+    if engine is not None and engine.key == key:
+        return engine
+    ctx.state.pop(STATE_KEY, None)
+    db = ctx.db(workspace)
+    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
+        raise LookupError("The workspace has no items yet: import a catalogue or transactions on the Data screen.")
+    bundle, warning = _load_bundle(db, encoder_spec)
+    ctx.cancel.check()
+    ranker = Ranker(db, bundle)
+    v = bundle.version
+    cats = [r[0] for r in db.execute(
+        "SELECT category FROM items WHERE category IS NOT NULL AND category != '' "
+        "GROUP BY category ORDER BY count(*) DESC LIMIT 200").fetchall()]
+    lo, hi = db.execute("SELECT min(price), max(price) FROM items").fetchone()
+    users = db.execute("SELECT user_id, count(*) AS n FROM events WHERE user_id IS NOT NULL "
+                       "GROUP BY user_id ORDER BY n DESC LIMIT 2000").fetchall()
+    info = EngineInfo(model_name=v.name if v else "text only (no model)", model_id=v.model_id if v else None,
+                      encoder_id=getattr(bundle.encoder, "encoder_id", "?"), n_items=len(bundle.item_ids),
+                      warning=warning, categories=cats, price_range=(float(lo or 0), float(hi or 0)),
+                      users=[(str(u), int(n)) for u, n in users])
+    engine = QueryEngine(key, ranker, info)
+    ctx.state[STATE_KEY] = engine
+    return engine
+
+
+def user_profile_line(db, user_id: str) -> str:
+    """'#events · top category · last seen' for the user picker."""
+    n, last = db.execute("SELECT count(*), max(ts) FROM events WHERE user_id = ?", [user_id]).fetchone()
+    if not n:
+        return f"{user_id}: no events (new user — recommendations fall back to popularity)"
+    row = db.execute(
+        "SELECT i.category, count(*) AS c FROM events e JOIN items i ON i.item_id = e.item_id "
+        "WHERE e.user_id = ? AND i.category IS NOT NULL AND i.category != '' "
+        "GROUP BY i.category ORDER BY c DESC LIMIT 1", [user_id]).fetchone()
+    top = f"top category {row[0]}" if row else "no category data"
+    bought = db.execute("SELECT count(*) FROM events WHERE user_id = ? AND event_type = 'purchase'",
+                        [user_id]).fetchone()[0]
+    return f"{user_id}: {n:,} events ({bought:,} purchases) · {top} · last seen {str(last)[:10]}"
+
+
+@dataclass
+class QueryResult:
+    """One answered request, plus map positions of its results."""
+
+    ranked: Any  # RankedList
+    request: Any
+    info: EngineInfo
+    hits_xy: np.ndarray
+    map: Optional[ItemMap] = None  # sent with the first result of an engine
+
+
+def run_query(ctx, workspace: Path, generation: int, encoder_spec: Optional[str], request,
+              send_map: bool) -> QueryResult:
+    """Rank ``request`` (resolving an item title for related mode) in the worker."""
+    engine = get_engine(ctx, workspace, generation, encoder_spec)
+    if request.mode == "related" and request.item_id:
+        from merch_app.explain.why_not import resolve_item
+
+        request.item_id, _ = resolve_item(engine.ranker, request.item_id)
+    ranked = engine.ranker.rank(request)
+    ctx.cancel.check()
+    item_map = engine.item_map(ctx.cancel) if send_map else None
+    return QueryResult(ranked, request, engine.info, engine.project(ranked.item_ids), item_map)
+
+
+def run_explain(ctx, workspace: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
+    """``explain_item`` for one result."""
+    from merch_app.explain import explain_item
+
+    engine = get_engine(ctx, workspace, generation, encoder_spec)
+    return explain_item(engine.ranker, request, item_id)
+
+
+def run_why_not(ctx, workspace: Path, generation: int, encoder_spec: Optional[str], request, item_ref: str):
+    """``why_not`` for any item id or title."""
+    from merch_app.explain.why_not import why_not
+
+    engine = get_engine(ctx, workspace, generation, encoder_spec)
+    return why_not(engine.ranker, request, item_ref)

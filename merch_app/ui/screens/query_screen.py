@@ -1,0 +1,312 @@
+"""Query screen: as-you-type ranking, results with score bars, explanations, score map."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui import query_engine as qe
+from merch_app.ui.charts import Histogram, ScatterMap, export_png
+from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.explain_panel import ExplainPanel
+from merch_app.ui.screens.query_controls import QueryControls
+from merch_app.ui.screens.results_table import BAR_COLUMN, COLUMNS, ComponentBarDelegate, ResultsModel
+from merch_app.ui.workers import error_text
+
+DEBOUNCE_MS = 150
+
+
+class QueryScreen(Screen):
+    """Type, tune and see why: every rank/explain call runs in the query worker."""
+
+    title = "Query"
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.runner_ = self.runner("rank")
+        self.encoder_spec: Optional[str] = None  # None: the model's own encoder (tests set "hashing:64")
+        self.generation = 0  # bumped when data or models change: the worker rebuilds its ranker
+        self.map_generation = -1
+        self.result: Optional[qe.QueryResult] = None
+        self.results_shown = 0
+        self.engine_info: Optional[qe.EngineInfo] = None
+        self._warned_generation = -1
+        self._selected_id: Optional[str] = None
+        self._explained_for: Optional[qe.QueryResult] = None
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.run_query)
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        self.controls = QueryControls()
+        self.controls.changed.connect(self._debounce.start)
+        self.controls.user_changed.connect(self._lookup_user)
+        lay.addWidget(self.controls)
+
+        status_row = QHBoxLayout()
+        self.status = QLabel("Type to search.")
+        self.status.setStyleSheet("color: #555;")
+        self.export_results_button = QPushButton("Export results…")
+        self.export_results_button.setToolTip("Results and the selected explanation as CSV or JSON")
+        self.export_results_button.clicked.connect(self._export_results_dialog)
+        self.export_charts_button = QPushButton("Export charts…")
+        self.export_charts_button.setToolTip("Distribution, map, waterfall and heatmap as PNG files")
+        self.export_charts_button.clicked.connect(self._export_charts_dialog)
+        status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.export_results_button)
+        status_row.addWidget(self.export_charts_button)
+        lay.addLayout(status_row)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.model = ResultsModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(BAR_COLUMN, ComponentBarDelegate(self.table))
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setAlternatingRowColors(True)
+        hh = self.table.horizontalHeader()
+        for col, width in (("rank", 40), ("change", 40), ("id", 62), ("category", 90), ("price", 56),
+                           ("score", 58), ("components", 130)):
+            self.table.setColumnWidth(COLUMNS.index(col), width)
+        hh.setSectionResizeMode(COLUMNS.index("title"), QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._row_selected(cur.row()))
+        self.explain = ExplainPanel()
+        self.explain.why_not_requested.connect(self.ask_why_not)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.table, 1)
+        ll.addWidget(self.explain.why_not_group)
+        split.addWidget(left)
+
+        self.tabs = QTabWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.explain)
+        self.tabs.addTab(scroll, "Explanation")
+        overview = QWidget()
+        ol = QVBoxLayout(overview)
+        ol.setContentsMargins(0, 0, 0, 0)
+        self.histogram = Histogram("Scores of all candidates (dashed: k-th result)", "final score")
+        self.map = ScatterMap("Item vectors (PCA) — results in orange; hover for titles")
+        ol.addWidget(self.histogram.widget, 2)
+        ol.addWidget(self.map.widget, 3)
+        self.tabs.addTab(overview, "Scores && map")
+        split.addWidget(self.tabs)
+        split.setSizes([620, 620])
+        lay.addWidget(split, 1)
+
+    def show_explanation_tab(self) -> None:
+        self.tabs.setCurrentIndex(0)
+
+    def show_overview_tab(self) -> None:
+        self.tabs.setCurrentIndex(1)
+
+    # ----------------------------------------------------------------- hooks
+    def on_workspace_changed(self) -> None:
+        self._invalidate(clear=True)
+
+    def on_data_changed(self) -> None:
+        self._invalidate()
+
+    def on_models_changed(self) -> None:
+        self._invalidate()
+
+    def on_shown(self) -> None:
+        if self.result is None or self.result.info is None:
+            self._debounce.start()
+
+    def _invalidate(self, clear: bool = False) -> None:
+        self.generation += 1
+        if clear:
+            self.model.clear()
+            self.result = None
+            self.explain.clear()
+        if self.isVisible():
+            self._debounce.start()
+
+    # --------------------------------------------------------------- ranking
+    def _args(self) -> tuple:
+        return (self.ctx.path, self.generation, self.encoder_spec)
+
+    def run_query(self) -> None:
+        """Rank the current inputs in the worker (cancels a stale query; its result is dropped)."""
+        if self.ctx.path is None:
+            return
+        request = self.controls.request()
+        if request is None:
+            self.status.setText("Type an item id or title to see its related items.")
+            return
+        args = self._args()
+        send_map = self.map_generation != self.generation
+        self.status.setText("ranking…" if self.engine_info else "loading the model and item vectors…")
+        self.runner_.start(lambda ctx: qe.run_query(ctx, *args, request, send_map),
+                           label="" if self.engine_info else "Loading model for querying",
+                           on_result=self._show_result, on_error=self._query_failed, channel="query")
+
+    def _show_result(self, res: qe.QueryResult) -> None:
+        rl = res.ranked
+        first_of_engine = self.engine_info is None or self.engine_info is not res.info
+        self.engine_info = res.info
+        if first_of_engine:
+            self.controls.set_choices(res.info.users, res.info.categories, res.info.price_range)
+            self.window_.model_label.setText(f"Active model: {res.info.model_name}")
+        if res.info.warning and self._warned_generation != self.generation:
+            self._warned_generation = self.generation
+            self.window_.show_message(res.info.warning, "warning")
+        if res.map is not None:
+            self.map_generation = self.generation
+            self.map.set_points(res.map.xy, res.map.titles)
+        self.result = res
+        self.model.set_ranked(rl)
+        self.table.setColumnHidden(COLUMNS.index("category"), not any(rl.categories))
+        self.results_shown += 1
+        notes = f" · {'; '.join(rl.notes)}" if rl.notes else ""
+        self.status.setText(f"{len(rl)} of {rl.n_candidates:,} candidates · {rl.seconds * 1000:.0f} ms · "
+                            f"model: {res.info.model_name}{notes}")
+        cutoff = float(rl.scores[-1]) if len(rl) else None
+        self.histogram.set_values(rl.all_candidate_scores, cutoff)
+        self.map.set_highlight(res.hits_xy, rl.titles[: len(res.hits_xy)])
+        row = self.model.row_of(self._selected_id) if self._selected_id else None
+        self.table.selectionModel().blockSignals(True)
+        if row is not None:
+            self.table.selectRow(row)
+        else:
+            self.table.clearSelection()
+        self.table.selectionModel().blockSignals(False)
+        if row is not None:
+            self._explain(self._selected_id)  # same item, new scores
+        else:
+            self._selected_id = None
+            self.explain.clear()
+
+    def _query_failed(self, exc: BaseException, _tb: str) -> None:
+        text = error_text(exc)
+        self.status.setText(f"<span style='color:#b42318'>{text}</span>")
+        if isinstance(exc, LookupError) and self.engine_info is None:
+            self.model.clear()
+
+    # ------------------------------------------------------------ explaining
+    def select_row(self, row: int) -> None:
+        """Select a result row (fills the explanation panel)."""
+        self.table.selectRow(row)
+        self._row_selected(row)
+
+    def _row_selected(self, row: int) -> None:
+        item_id = self.model.item_id(row)
+        if item_id is None:
+            return
+        self._selected_id = item_id
+        exp = self.explain.explanation
+        if exp is not None and exp.item_id == item_id and self._explained_for is self.result:
+            return  # already showing this item for these results
+        self._explain(item_id)
+
+    def _explain(self, item_id: str) -> None:
+        if self.result is None:
+            return
+        request, args, result = self.result.request, self._args(), self.result
+        self.runner_.start(lambda ctx: qe.run_explain(ctx, *args, request, item_id), channel="explain",
+                           on_result=lambda exp: self._show_explanation(exp, result),
+                           on_error=lambda exc, _tb: self.explain.clear(f"Cannot explain {item_id}: {error_text(exc)}"))
+
+    def _show_explanation(self, exp, result) -> None:
+        self._explained_for = result
+        self.explain.show_explanation(exp)
+
+    def ask_why_not(self, ref: str) -> None:
+        """Where does ``ref`` (id or title) rank for the current request, and why not higher?"""
+        if self.result is None:
+            self.explain.show_why_not_error("Run a query first.")
+            return
+        request, args = self.result.request, self._args()
+        self.runner_.start(lambda ctx: qe.run_why_not(ctx, *args, request, ref), channel="why_not",
+                           on_result=self.explain.show_why_not,
+                           on_error=lambda exc, _tb: self.explain.show_why_not_error(error_text(exc)))
+
+    def _lookup_user(self, user_id: Optional[str]) -> None:
+        if user_id is None:
+            self.controls.profile.setText("anonymous: popularity and text only")
+            return
+        ws = self.ctx.path
+        self.runner_.start(lambda ctx: qe.user_profile_line(ctx.db(ws), user_id), channel="profile",
+                           on_result=self.controls.profile.setText,
+                           on_error=lambda exc, _tb: self.controls.profile.setText(error_text(exc)))
+
+    # --------------------------------------------------------------- export
+    def _export_results_dialog(self) -> None:
+        if self.result is None:
+            self.show_error("Nothing to export yet: run a query first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.json", "JSON (*.json);;CSV (*.csv)")
+        if path:
+            self.export_results(Path(path))
+
+    def export_results(self, path: Path) -> Path:
+        """Write the results (and the shown explanation) as JSON, or the results as CSV."""
+        rl = self.result.ranked
+        rows = rl.rows()
+        if path.suffix.lower() == ".csv":
+            comps = list(rows[0]["components"]) if rows else []
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["rank", "item_id", "title", "category", "price", "score"] + comps)
+                for r in rows:
+                    w.writerow([r["rank"], r["item_id"], r["title"], r["category"], r["price"],
+                                f"{r['score']:.6f}"] + [f"{r['components'][c]:.6f}" for c in comps])
+        else:
+            exp = self.explain.explanation
+            why = self.explain.why_not_result
+            doc = {"request": self.result.request.to_dict(), "model": self.result.info.model_name,
+                   "results": rows, "explanation": exp.to_dict() if exp is not None else None,
+                   "why_not": why.to_dict() if why is not None else None}
+            path.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default), encoding="utf-8")
+        self.show_info(f"Results written to {path}")
+        return path
+
+    def _export_charts_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export charts to folder")
+        if folder:
+            self.export_charts(Path(folder))
+
+    def export_charts(self, folder: Path) -> list[Path]:
+        """Save the four charts as PNG files in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        out = [export_png(self.histogram.widget, folder / "score_distribution.png"),
+               export_png(self.map.widget, folder / "item_map.png"),
+               export_png(self.explain.waterfall.widget, folder / "score_waterfall.png"),
+               export_png(self.explain.heatmap.widget, folder / "word_heatmap.png")]
+        self.show_info(f"{len(out)} charts written to {folder}")
+        return out
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

@@ -1,0 +1,101 @@
+"""Query screen: as-you-type results, explanation charts, why-not, exports, stale results dropped."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from merch_app.data.importer import import_file  # noqa: E402
+from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+
+
+@pytest.fixture
+def query_window(qtbot, tmp_path, ws_path):
+    cat, ev = write_shop(tmp_path / "shop")
+    import_file(ws_path, cat)
+    import_file(ws_path, ev)
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Query"]
+    screen.encoder_spec = "hashing:64"
+    window.show_screen("Query")
+    wait_idle(qtbot, window)
+    return window, screen
+
+
+def test_typing_ranks_and_explains(qtbot, query_window, tmp_path):
+    window, screen = query_window
+    shown = screen.results_shown
+    qtbot.keyClicks(screen.controls.query_box, "vintage mug")
+    qtbot.waitUntil(lambda: screen.results_shown > shown and screen.result.request.query == "vintage mug",
+                    timeout=30_000)
+    wait_idle(qtbot, window)
+    rl = screen.result.ranked
+    assert screen.model.rowCount() == len(rl) > 0
+    assert "mug" in rl.titles[0].lower()
+    # histogram and map hold data
+    x, y = screen.histogram.curve.getData()
+    assert y.sum() == rl.n_candidates
+    assert len(screen.map.all.data) > 0 and len(screen.map.hits.data) == len(rl)
+
+    screen.select_row(0)
+    qtbot.waitUntil(lambda: screen.explain.explanation is not None, timeout=30_000)
+    exp = screen.explain.explanation
+    assert exp.item_id == rl.item_ids[0]
+    assert screen.explain.waterfall.bars.opts["height"] is not None
+    heights = list(screen.explain.waterfall.bars.opts["height"])
+    assert abs(heights[-1] - float(rl.scores[0])) < 1e-6  # total bar = the score
+    assert screen.explain.heatmap.matrix.shape[0] == 2  # two query words
+    assert "<b>" in screen.explain.header.text()
+
+    last_id = rl.item_ids[-1]
+    screen.explain.why_not_box.setText(last_id)
+    screen.explain.why_not_button.click()
+    qtbot.waitUntil(lambda: screen.explain.why_not_result is not None, timeout=30_000)
+    assert screen.explain.why_not_result.rank == len(rl)
+    assert f"rank <b>{len(rl)}</b>" in screen.explain.why_not_label.text()
+
+    out = screen.export_results(tmp_path / "r.json")
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert len(doc["results"]) == len(rl) and doc["explanation"]["item_id"] == rl.item_ids[0]
+    csv_out = screen.export_results(tmp_path / "r.csv")
+    assert len(csv_out.read_text(encoding="utf-8").splitlines()) == len(rl) + 1
+    pngs = screen.export_charts(tmp_path / "charts")
+    assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_weight_change_shows_rank_changes(qtbot, query_window):
+    window, screen = query_window
+    screen.controls.query_box.setText("red")
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.query == "red", timeout=30_000)
+    wait_idle(qtbot, window)
+    n = screen.results_shown
+    screen.controls.sliders["pop"].setValue(1.0)
+    qtbot.waitUntil(lambda: screen.results_shown > n, timeout=30_000)
+    wait_idle(qtbot, window)
+    changes = screen.model.changes
+    assert changes and all(c == "=" or c[0] in "▲▼" or c == "new" for c in changes)
+    assert screen.result.request.weights.pop == 1.0
+
+
+def test_stale_queries_are_dropped(qtbot, query_window):
+    window, screen = query_window
+    n = screen.results_shown
+    for text in ("b", "bl", "blu", "blue", "blue c", "blue cu", "blue cup"):
+        screen.controls.query_box.setText(text)
+        screen.run_query()  # bypass the debounce: every keystroke starts a job
+    qtbot.waitUntil(lambda: not window.busy(), timeout=30_000)
+    assert screen.result.request.query == "blue cup"
+    assert screen.results_shown - n <= 2  # older queries were cancelled or their results dropped
+
+
+def test_user_profile_and_recommend_mode(qtbot, query_window):
+    window, screen = query_window
+    screen.controls.set_user("U03")
+    qtbot.waitUntil(lambda: screen.controls.profile.text().startswith("U03:"), timeout=30_000)
+    assert "events" in screen.controls.profile.text() and "last seen" in screen.controls.profile.text()
+    screen.controls.mode.setCurrentIndex(screen.controls.mode.findData("recommend"))
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.mode == "recommend",
+                    timeout=30_000)
+    assert screen.result.request.user_id == "U03" and screen.model.rowCount() > 0
