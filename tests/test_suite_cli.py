@@ -134,3 +134,13 @@ def test_rules_cli_round_trip(shop):
     assert f"no rule with id {rid}" in res.output
     res = invoke("rules", "add", "boost", "--category", "Home", "--tag", "x", "-w", shop, ok=False)
     assert "exactly one of" in res.output
+
+
+def test_rules_apply_in_query_and_explain(shop):
+    invoke("rules", "add", "pin", "--pattern", "candle", "--item", "22004", "--position", "1", "-w", shop,
+           "--name", "mug first")
+    rows = json.loads(invoke("query", "candle", "-w", shop, *ENC, "--json").output)
+    assert rows[0]["item_id"] == "22004" and rows[0]["components"]["rules"] > 0
+    exp = json.loads(invoke("explain", "candle", "--item", "22004", "-w", shop, *ENC, "--json").output)
+    assert exp["rules"][0]["rule"] == "mug first" and exp["rules"][0]["to_rank"] == 1
+    assert exp["rules"][0]["from_rank"] > 1

@@ -68,7 +68,9 @@ def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
             bundle = load_bundle(db, model_id=model_id, encoder=encoder)
         except (LookupError, ValueError, OSError) as exc:
             raise click.ClickException(f"cannot load the model: {exc}") from exc
-    return Ranker(db, bundle)
+    from merch_app.ranking.rules import load_rules
+
+    return Ranker(db, bundle, rules=load_rules(db, enabled_only=True))  # the workspace's enabled rules
 
 
 def _rank(workspace, model_id, encoder_spec, request):

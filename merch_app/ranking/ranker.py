@@ -89,6 +89,13 @@ class Ranker:
             rule_effects=effects,
         )
 
+    def set_rules(self, rules) -> None:
+        """Replace the rules (e.g. after they were edited); cached results are dropped if they changed."""
+        rules = list(rules or [])
+        if rules != self.rules:
+            self.rules = rules
+            self._requests.clear()
+
     def related_lists(self, item_id: str, k: int = 10, **kwargs) -> dict[str, RankedList]:
         """Both related lists of ``item_id``: ``{"text": ..., "cf": ...}``."""
         return {by: self.rank(RankRequest(mode="related", item_id=item_id, k=k, related_by=by, **kwargs))
