@@ -119,9 +119,12 @@ def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str
     """The engine cached in the worker thread, rebuilt when workspace/generation/encoder changed."""
     from merch_app.ranking.ranker import Ranker
 
+    from merch_app.ranking.rules import load_rules
+
     key = (str(workspace), generation, encoder_spec)
     engine: Optional[QueryEngine] = ctx.state.get(STATE_KEY)
     if engine is not None and engine.key == key:
+        engine.ranker.set_rules(load_rules(ctx.db(workspace), enabled_only=True))  # edited on the Rules screen
         return engine
     ctx.state.pop(STATE_KEY, None)
     db = ctx.db(workspace)
@@ -129,7 +132,7 @@ def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str
         raise LookupError("The workspace has no items yet: import a catalogue or transactions on the Data screen.")
     bundle, warning = _load_bundle(db, encoder_spec)
     ctx.cancel.check()
-    ranker = Ranker(db, bundle)
+    ranker = Ranker(db, bundle, rules=load_rules(db, enabled_only=True))
     v = bundle.version
     cats = [r[0] for r in db.execute(
         "SELECT category FROM items WHERE category IS NOT NULL AND category != '' "
