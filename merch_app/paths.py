@@ -52,4 +52,5 @@ def resource_path(*parts: str) -> Path:
 def demo_files() -> list[Path]:
     """Demo CSV files shipped in ``resources/demo`` in import order."""
     folder = resource_path("demo")
-    return sorted(p for p in folder.iterdir() if p.suffix in {".csv", ".gz"} or p.name.endswith(".csv.gz"))
+    return sorted(p for p in folder.iterdir() if (p.suffix in {".csv", ".gz"} or p.name.endswith(".csv.gz"))
+                  and not p.name.endswith("_suite.csv"))  # judged query suites are not shop data
