@@ -61,8 +61,28 @@ def test_mapping_dialog_request_reflects_choices(qtbot, tmp_path, ws):
     assert dialog.rows.rowCount() == len(preview.rows)
 
 
-def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path):
-    cat, ev = write_shop(tmp_path / "shop", n_events=60_000, bad_rows=0)
+@pytest.fixture
+def held_import(monkeypatch):
+    """Make imports wait at their first progress report until they are cancelled (no timing race)."""
+    from merch_app.data import importer
+
+    real = importer.import_file
+
+    def held(db, path, *, progress=None, cancel=None, **kw):
+        deadline = time.perf_counter() + 20
+
+        def prog(p):
+            while not cancel.cancelled and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            progress(p)
+
+        return real(db, path, progress=prog, cancel=cancel, **kw)
+
+    monkeypatch.setattr(importer, "import_file", held)
+
+
+def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path, held_import):
+    cat, ev = write_shop(tmp_path / "shop", n_events=30_000, bad_rows=0)
     import_file(ws_path, cat)
     before = data_summary(ws_path)
     window = make_window(qtbot, ws_path)
@@ -81,8 +101,8 @@ def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path):
     assert screen.cancel_button.isHidden()
 
 
-def test_close_waits_for_running_import(qtbot, tmp_path, ws_path):
-    _, ev = write_shop(tmp_path / "shop", n_events=60_000, bad_rows=0)
+def test_close_waits_for_running_import(qtbot, tmp_path, ws_path, held_import):
+    _, ev = write_shop(tmp_path / "shop", n_events=30_000, bad_rows=0)
     window = make_window(qtbot, ws_path)
     screen = window.screens["Data"]
     screen.start_import(ImportRequest(ev))
@@ -92,4 +112,5 @@ def test_close_waits_for_running_import(qtbot, tmp_path, ws_path):
     window.close()
     assert not window.busy()
     assert all(not r._thread.isRunning() for r in window.runners)
-    assert time.perf_counter() - t0 < 30
+    assert time.perf_counter() - t0 < 15  # cancelled, not run to the 20 s hold
+    assert data_summary(ws_path).events == 0

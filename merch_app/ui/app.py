@@ -42,7 +42,7 @@ class DemoLoader:
         self.dialog.setWindowModality(Qt.WindowModality.WindowModal)
         self.dialog.setMinimumDuration(300)
         self.runner = window.create_runner("demo")
-        self.dialog.canceled.connect(self.runner.cancel)
+        self.dialog.canceled.connect(lambda: self.runner.cancel())
 
     def start(self) -> None:
         from merch_app.data.demo import ensure_demo_workspace

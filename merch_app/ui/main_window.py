@@ -65,6 +65,10 @@ class MessageBanner(QFrame):
         lay.addWidget(self.label, 1)
         lay.addWidget(close)
         self.level = "info"
+        self.auto_hide = QTimer(self)  # info messages fade after a while; owned, so deleted with us
+        self.auto_hide.setSingleShot(True)
+        self.auto_hide.setInterval(8000)
+        self.auto_hide.timeout.connect(self.hide)
         self.hide()
 
     def show_message(self, text: str, level: str = "info") -> None:
@@ -74,6 +78,10 @@ class MessageBanner(QFrame):
                            f" QLabel {{ color: {fg}; }}")
         self.label.setText(text)
         self.show()
+        if level == "info":
+            self.auto_hide.start()
+        else:
+            self.auto_hide.stop()
 
 
 class JobStatus(QWidget):
@@ -246,8 +254,6 @@ class MainWindow(QMainWindow):
         """Show ``text`` in the inline banner (level: error | warning | info)."""
         self.banner.show_message(text, level)
         self.message_shown.emit(text, level)
-        if level == "info":
-            QTimer.singleShot(8000, lambda: self.banner.level == "info" and self.banner.hide())
 
     # -------------------------------------------------------------- workspace
     def open_workspace(self, path: Path | str) -> bool:

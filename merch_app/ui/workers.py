@@ -50,6 +50,7 @@ class JobHandle:
     channel: str = ""
     token: CancelToken = field(default_factory=CancelToken)
     state: str = "queued"  # queued | running | ok | error | cancelled | dropped
+    superseded: bool = False  # a newer job of the same channel replaced it: its result is stale
     started: float = field(default_factory=time.perf_counter)
     last_progress: Optional[Progress] = None
 
@@ -193,7 +194,6 @@ class JobRunner(QObject):
         self._executor.cancelled.connect(self._on_cancelled)
         self._thread.start()
         self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
-        self._latest: dict[str, JobHandle] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ API
@@ -224,9 +224,11 @@ class JobRunner(QObject):
             GUI-thread callbacks. ``on_error(exc, traceback_text)``;
             ``on_finished(state)`` always runs last.
         cancel_previous
-            Cancel the job in flight (default); the new job runs once it has stopped.
+            Cancel the jobs in flight of this channel (default) and drop their
+            results; the new job runs once they have stopped.  False queues
+            the job behind them and every result is delivered.
         keep_stale
-            Deliver the result even if a newer job was started meanwhile.
+            Deliver the result even if a newer job superseded this one.
         channel
             Jobs only supersede (cancel, make stale) jobs of the same channel,
             e.g. "query" and "explain" jobs sharing one worker thread.
@@ -234,11 +236,13 @@ class JobRunner(QObject):
         if self._closed:
             raise RuntimeError(f"job runner {self.name!r} is shut down")
         if cancel_previous:
-            self.cancel(channel)
+            for old, _ in self._jobs.values():
+                if old.channel == channel:
+                    old.superseded = True
+                    old.cancel()
         handle = JobHandle(next(_SEQ), label, channel)
         cbs = _Callbacks(on_result, on_progress, on_error, on_cancelled, on_finished, keep_stale)
         self._jobs[handle.seq] = (handle, cbs)
-        self._latest[channel] = handle
         self._submit.emit(_Job(handle, fn))
         return handle
 
@@ -288,8 +292,7 @@ class JobRunner(QObject):
         return self._jobs.get(seq)
 
     def _is_stale(self, handle: JobHandle, cbs: _Callbacks) -> bool:
-        latest = self._latest.get(handle.channel)
-        return not cbs.keep_stale and latest is not None and handle.seq != latest.seq
+        return handle.superseded and not cbs.keep_stale
 
     @Slot(int)
     def _on_began(self, seq: int) -> None:

@@ -133,7 +133,7 @@ class DataScreen(Screen):
         self.progress.setFixedWidth(260)
         self.progress_label = QLabel()
         self.cancel_button = QPushButton("Cancel import")
-        self.cancel_button.clicked.connect(self.import_runner.cancel)
+        self.cancel_button.clicked.connect(lambda: self.import_runner.cancel())
         for w in (self.import_button, self.demo_button, hint):
             bar.addWidget(w)
         bar.addStretch(1)

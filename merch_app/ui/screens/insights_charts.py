@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, Signal
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsItem
 
 from merch_app.insights.common import PATH_LEVELS, WEEKDAYS
 from merch_app.ui.charts import BarChart, Heatmap, make_plot
@@ -83,6 +84,8 @@ class CategoryMap(QObject):
         for c, name in enumerate(self.names):
             if c >= len(self.layers):
                 layer = pg.ScatterPlotItem(pxMode=True, useCache=True, pen=None)
+                # hover ring and label repaint over a cached picture of the points (ms, not tens of ms)
+                layer.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
                 self.widget.addItem(layer)
                 self.layers.append(layer)
             layer = self.layers[c]

@@ -1,0 +1,111 @@
+"""JobRunner: results in the GUI thread, stale results dropped, errors wrapped, channels, shutdown."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from merch_app.jobs import Progress  # noqa: E402
+from merch_app.ui.workers import JobRunner, error_text  # noqa: E402
+
+
+@pytest.fixture
+def runner(qtbot):
+    r = JobRunner("test")
+    yield r
+    r.shutdown()
+
+
+def counting_job(n, delay=0.005):
+    def job(ctx):
+        for i in range(n):
+            ctx.cancel.check()
+            time.sleep(delay)
+            ctx.progress(Progress(i + 1, n, f"step {i + 1}"))
+        return (n, threading.current_thread().name)
+    return job
+
+
+def test_result_and_progress_arrive_in_gui_thread(qtbot, runner):
+    got, progress = [], []
+    gui = threading.current_thread()
+    runner.start(counting_job(5, 0.04), on_result=lambda r: got.append((r, threading.current_thread())),
+                 on_progress=progress.append)
+    assert runner.wait(10)
+    (result, thread), = got
+    assert result[0] == 5 and thread is gui and result[1] != gui.name  # ran elsewhere, delivered here
+    assert progress and progress[-1].done == 5
+
+
+def test_new_job_cancels_previous_and_stale_results_are_dropped(qtbot, runner):
+    got, states = [], []
+    for n in (200, 150, 3):
+        runner.start(counting_job(n), on_result=got.append, on_finished=states.append)
+    assert runner.wait(10)
+    assert [r[0] for r in got] == [3]
+    assert states == ["cancelled", "cancelled", "ok"]
+
+
+def test_finished_but_superseded_result_is_dropped(qtbot, runner):
+    got, states = [], []
+    release = threading.Event()
+
+    def ignores_cancel(ctx):
+        release.wait(5)
+        return "old"
+
+    runner.start(ignores_cancel, on_result=got.append, on_finished=states.append)
+    qtbot.waitUntil(lambda: runner.current is not None and runner.current.state == "running", timeout=5000)
+    runner.start(lambda ctx: "new", on_result=got.append, on_finished=states.append)
+    release.set()
+    assert runner.wait(10)
+    assert got == ["new"] and states == ["dropped", "ok"]
+
+
+def test_errors_are_wrapped_not_raised(qtbot, runner):
+    errors, failed = [], []
+    runner.start(lambda ctx: 1 / 0, on_error=lambda exc, tb: errors.append((exc, tb)))
+    runner.job_failed.connect(lambda h, text: failed.append(text))
+    runner.start(lambda ctx: {}["missing"], cancel_previous=False)  # no on_error: the runner's signal carries it
+    assert runner.wait(10)
+    assert isinstance(errors[0][0], ZeroDivisionError) and "Traceback" in errors[0][1]
+    assert failed == ["KeyError: 'missing'"]
+    assert error_text(ValueError("bad value")) == "bad value"
+
+
+def test_channels_do_not_cancel_each_other(qtbot, runner):
+    got = []
+    runner.start(counting_job(20), on_result=lambda r: got.append(("query", r[0])), channel="query")
+    runner.start(counting_job(2), on_result=lambda r: got.append(("explain", r[0])), channel="explain")
+    assert runner.wait(10)
+    assert sorted(got) == [("explain", 2), ("query", 20)]
+
+
+def test_worker_state_and_connection_stay_in_one_thread(qtbot, runner, ws_path):
+    seen = []
+
+    def job(ctx):
+        db = ctx.db(ws_path)
+        seen.append((id(db), threading.get_ident()))
+        return db.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    got = []
+    for _ in range(3):
+        runner.start(job, on_result=got.append, cancel_previous=False)
+    assert runner.wait(10)
+    assert got == [0, 0, 0] and len(set(seen)) == 1
+
+
+def test_shutdown_cancels_and_waits(qtbot):
+    r = JobRunner("shutdown")
+    states = []
+    r.start(counting_job(10_000, 0.002), on_finished=states.append)
+    qtbot.waitUntil(lambda: r.current is not None and r.current.state == "running", timeout=5000)
+    t0 = time.perf_counter()
+    assert r.shutdown(10)
+    assert time.perf_counter() - t0 < 5 and not r._thread.isRunning()
+    with pytest.raises(RuntimeError):
+        r.start(lambda ctx: None)
