@@ -11,7 +11,7 @@ import json
 
 from merch_app.data.header_mapping import ATTRS
 from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
-from merch_app.data.values import clean_id, parse_number
+from merch_app.data.values import clean_id, number_detail, parse_number
 
 UPSERT_ITEM = (
     "INSERT INTO items(item_id, title, description, tags, category, price, attrs, import_id) "
@@ -60,7 +60,7 @@ def run(ctx: ImportContext, mapping: dict[str, str]) -> int:
             if raw_price:
                 price = parse_number(raw_price)
                 if price is None:
-                    reject(first, last, row, "bad_number", f"price {raw_price!r}")
+                    reject(first, last, row, "bad_number", number_detail("price", raw_price))
                     continue
         texts = [(row[c].strip() or None) if c is not None else None for c in text_fields]
         attrs = {name: row[c].strip() for name, c in attr_cols if row[c].strip()}

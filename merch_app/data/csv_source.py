@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
@@ -70,11 +71,29 @@ def _decodes(data: bytes, encoding: str) -> Optional[str]:
         return None
 
 
+def _mostly_utf8(sample: bytes) -> bool:
+    """True when most non-ASCII lines are valid UTF-8 (a file mixing in a few cp1252 lines).
+
+    Decoding such a file as cp1252 would garble every UTF-8 line; as UTF-8
+    only the odd lines are rejected (``bad_encoding``, naming the line).
+    """
+    good = bad = 0
+    for line in sample.split(b"\n")[:-1]:  # the last line may be cut mid-character
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            good += 1
+        except UnicodeDecodeError:
+            bad += 1
+    return good > 0 and good >= 2 * bad
+
+
 def detect_encoding(sample: bytes) -> str:
     """Choose the encoding of a file from its first bytes.
 
     Order: UTF-8 (``utf-8-sig`` when a BOM is present) if the sample decodes
-    strictly; GB18030 (a superset of GBK) if it decodes and most non-ASCII
+    strictly or at least two thirds of its non-ASCII lines do; GB18030 (a superset of GBK) if it decodes and most non-ASCII
     characters are CJK; otherwise cp1252, or latin-1 when the sample holds a
     byte cp1252 leaves undefined.
     """
@@ -82,7 +101,7 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if _decodes(sample, "utf-8") is not None:
+    if _decodes(sample, "utf-8") is not None or _mostly_utf8(sample):
         return "utf-8"
     text = _decodes(sample, "gb18030")
     if text is not None:
@@ -122,6 +141,70 @@ def detect_delimiter(lines: list[str], path: Path) -> str:
     return best
 
 
+_SAVE_AS_CSV = "; open it in your spreadsheet program, save it as CSV UTF-8 and import that file"
+_MAGIC = (
+    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx)" + _SAVE_AS_CSV),
+    (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)" + _SAVE_AS_CSV),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"SQLite format 3\x00", "a SQLite database (a workspace?)"),
+)
+_CONTROL_BYTES = frozenset(range(0, 9)) | {11} | frozenset(range(14, 27)) | frozenset(range(28, 32)) | {127}
+
+
+def utf16_without_bom(head: bytes) -> Optional[str]:
+    """``'utf-16-le'``/``'utf-16-be'`` when every other byte is NUL (text saved as UTF-16 without BOM)."""
+    if len(head) < 8:
+        return None
+    half = len(head) // 2
+    even_nul, odd_nul = head[0::2].count(0), head[1::2].count(0)
+    if odd_nul >= 0.7 * half and even_nul <= 0.05 * half:
+        return "utf-16-le"
+    if even_nul >= 0.7 * half and odd_nul <= 0.05 * half:
+        return "utf-16-be"
+    return None
+
+
+def not_text_reason(head: bytes) -> Optional[str]:
+    """What ``head`` (the first decompressed bytes) is when it is not delimited text, else None."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or utf16_without_bom(head):
+        return None
+    control = sum(1 for b in head if b in _CONTROL_BYTES)
+    if control > max(8, len(head) // 33):  # > 3 % control bytes: compressed or binary data
+        return "binary data"
+    text = head.lstrip(codecs.BOM_UTF8).lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page (a web page or error page saved instead of the export?)"
+    if text.startswith(b"<?xml"):
+        return "an XML document"
+    if text[:1] in (b"{", b"[") and text[1:].lstrip()[:1] in (b"{", b"[", b'"'):
+        return "JSON"
+    return None
+
+
+def _read_sample(stream, path: Path) -> tuple[bytes, bool]:
+    """Up to SAMPLE_BYTES of decompressed data and whether the file ended within them."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while size < SAMPLE_BYTES:
+            block = stream.read(min(1 << 13, SAMPLE_BYTES - size))  # small: a cut gzip loses one block
+            if not block:
+                return b"".join(parts), True
+            parts.append(block)
+            size += len(block)
+        return b"".join(parts), not stream.read(1)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        line = b"".join(parts).count(b"\n") + 1
+        raise SourceError(f"{path}: line {line}: the compressed file is cut short or damaged ({exc}); "
+                          f"download or export it again") from exc
+
+
 @dataclass
 class SourceFormat:
     encoding: str
@@ -147,17 +230,16 @@ def sniff(path: Path) -> SourceFormat:
     try:
         stream, raw = open_bytes(path)
         with raw, stream:
-            sample = stream.read(SAMPLE_BYTES)
-            at_end = not stream.read(1)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            sample, at_end = _read_sample(stream, path)
+    except OSError as exc:
         raise SourceError(f"{path}: cannot read the file ({exc})") from exc
-    if not sample.strip():
+    if not sample.lstrip(codecs.BOM_UTF8).strip():
         raise SourceError(f"{path}: line 1: the file is empty")
     head = sample[:4096]
-    if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        if head.count(b"\x00") > len(head) // 8:
-            raise SourceError(f"{path}: line 1: binary data, not a CSV/TSV text file")
-    encoding = detect_encoding(sample)
+    what = not_text_reason(head)
+    if what is not None:
+        raise SourceError(f"{path}: line 1: not a CSV/TSV text file: this is {what}")
+    encoding = utf16_without_bom(head) or detect_encoding(sample)
     text = codecs.getincrementaldecoder(encoding)("replace").decode(sample, final=at_end)
     lines = text.splitlines(keepends=True)
     if not at_end and len(lines) > 1:
@@ -166,13 +248,37 @@ def sniff(path: Path) -> SourceFormat:
     return SourceFormat(encoding, delimiter, size, lines)
 
 
+def dedupe_headers(headers: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Give repeated non-empty header names a suffix: ``['a', 'a']`` → ``['a', 'a (2)']``."""
+    seen: set[str] = set(headers)
+    counts: dict[str, int] = {}
+    out, renamed = [], []
+    for h in headers:
+        if not h or h not in counts:
+            counts[h] = 1
+            out.append(h)
+            continue
+        n = counts[h] + 1
+        while f"{h} ({n})" in seen:
+            n += 1
+        counts[h] = n
+        new = f"{h} ({n})"
+        seen.add(new)
+        out.append(new)
+        renamed.append((h, new))
+    return out, renamed
+
+
 class CsvSource:
     """A sniffed delimited file that can stream its records.
 
     Attributes
     ----------
     headers
-        Header cells, stripped.
+        Header cells, stripped; a repeated name gets a suffix (``title``,
+        ``title (2)``) so every column can be mapped on its own.
+    renamed
+        ``[(original, new name)]`` for the repeated header names.
     bytes_read
         Position in the file on disk while streaming (for progress).
     """
@@ -184,7 +290,7 @@ class CsvSource:
         self.delimiter = self.format.delimiter
         self.size_bytes = self.format.size_bytes
         first = next(csv.reader(self.format.sample_lines[:1], delimiter=self.delimiter), [])
-        self.headers = [h.strip().lstrip("\ufeff") for h in first]
+        self.headers, self.renamed = dedupe_headers([h.strip().lstrip("\ufeff") for h in first])
         if not any(self.headers):
             raise SourceError(f"{self.path}: line 1: the header row is empty")
         self._raw: Optional[BinaryIO] = None
@@ -252,8 +358,10 @@ class CsvSource:
                 if row:
                     yield prev + 1, line_no, row
                 prev = line_no
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise SourceError(f"{self.path}: line {prev + 1}: cannot read the file ({exc})") from exc
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            problem = ("the compressed file is cut short or damaged" if isinstance(exc, (EOFError, zlib.error))
+                       else "cannot read the file")
+            raise SourceError(f"{self.path}: line {prev + 1}: {problem} ({exc})") from exc
         finally:
             text.close()
             raw.close()

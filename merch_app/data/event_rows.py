@@ -18,7 +18,9 @@ from typing import Optional
 
 from merch_app.data.header_mapping import normalise_header
 from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
-from merch_app.data.values import TimestampParser, clean_id, normalise_event_type, parse_number
+from merch_app.data.values import (
+    TimestampParser, clean_id, in_range, normalise_event_type, number_detail, parse_number,
+)
 
 _RATING_HEADERS = {"rating", "score", "stars", "评分", "打分", "rate"}
 _QUANTITY_HEADERS = {"quantity", "qty", "units", "数量", "购买数量"}
@@ -88,20 +90,19 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         raw_ts = row[i_ts]
         ts = parse_ts(raw_ts)
         if ts is None:
-            if raw_ts.strip():
-                reject(first, last, row, "bad_date", repr(raw_ts))
-            else:
-                reject(first, last, row, "missing_date")
+            reject(first, last, row, *parse_ts.problem(raw_ts))
             continue
         value = 1.0
         raw_value = row[i_value].strip() if i_value is not None else ""
         if raw_value:
             try:
                 value = float(raw_value)
+                if not in_range(value):  # nan, inf, 1e300
+                    raise ValueError(raw_value)
             except ValueError:
                 parsed = parse_number(raw_value)
                 if parsed is None:
-                    reject(first, last, row, "bad_number", f"value {raw_value!r}")
+                    reject(first, last, row, "bad_number", number_detail("value", raw_value))
                     continue
                 value = parsed
             if etype == "return":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from typing import Optional
 
@@ -20,6 +21,8 @@ MAX_RAW_CHARS = 1024
 MAX_STORED_REJECTS = 10_000  # per import; every reject is still counted
 BATCH_ROWS = 10_000
 CHECK_EVERY = 4096  # rows between cancel checks / progress reports
+
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls but tab, LF, CR
 
 INSERT_EVENT = (
     "INSERT INTO events(user_id, item_id, event_type, value, ts, query, session_id, import_id) "
@@ -97,6 +100,11 @@ class ImportContext:
         if len(row) != self.ncols:
             if len(row) > self.ncols and not any(c.strip() for c in row[self.ncols:]):
                 row = row[: self.ncols]  # trailing empty cells (spreadsheet export)
+            elif first != last:
+                self.reject(first, last, row, "bad_csv",
+                            f"unbalanced quote: the record starting on line {first} runs to line {last} "
+                            f"and has {len(row)} of {self.ncols} columns")
+                return None
             else:
                 self.reject(first, last, row, "wrong_column_count", f"expected {self.ncols}, got {len(row)}")
                 return None
@@ -108,6 +116,11 @@ class ImportContext:
             if len(cell) * 4 > MAX_FIELD_BYTES and len(cell.encode("utf-8")) > MAX_FIELD_BYTES:
                 size = len(cell.encode("utf-8"))
                 self.reject(first, last, row, "field_too_long", f"column {headers[col]!r} has {size} bytes")
+                return None
+            control = _CONTROL.search(cell)
+            if control is not None:  # terminal escapes, bells, backspaces: never shop data
+                self.reject(first, last, row, "control_char",
+                            f"column {headers[col]!r} holds control character {control.group()!r}")
                 return None
             if "\ufffd" in cell:
                 self.reject(first, last, row, "bad_encoding",
@@ -124,7 +137,7 @@ class ImportContext:
         if row is None or len(row) != self.ncols or first != last:
             return True
         line = self.source.last_line
-        return len(line) > 4096 or "\x00" in line or "\ufffd" in line
+        return len(line) > 4096 or "\x00" in line or "\ufffd" in line or _CONTROL.search(line) is not None
 
     # ------------------------------------------------------------- batches
     def flush_events(self) -> None:

@@ -28,7 +28,9 @@ from merch_app.data.header_mapping import (
 )
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
-from merch_app.data.values import DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy
+from merch_app.data.values import (
+    DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
+)
 from merch_app.data.workspace import rebuild_fts
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
 
@@ -145,11 +147,24 @@ def _check_mapping(source: CsvSource, kind: str, mapping: dict[str, str]) -> Non
         raise ImportFailed(f"{source.path}: line 1: several columns mapped to {', '.join(sorted(dupes))}")
     missing = [f for f in REQUIRED[kind] if f not in fields]
     if missing:
+        if _looks_like_data(source.headers):
+            raise ImportFailed(
+                f"{source.path}: line 1: the first line looks like data, not column names "
+                f"({', '.join(source.headers[:4])}, ...): the file has no header row; add one "
+                f"(e.g. {','.join(FIELDS[kind][:4])}) and import again"
+            )
         raise ImportFailed(
             f"{source.path}: line 1: no column for {', '.join(missing)} in a {kind} file "
             f"(columns: {', '.join(source.headers)}); map one with --map COLUMN={missing[0]} "
             f"or choose another --kind"
         )
+
+
+def _looks_like_data(headers: list[str]) -> bool:
+    """True when at least half of the header cells are numbers or dates (no header row)."""
+    cells = [h for h in headers if h.strip()]
+    data = sum(1 for h in cells if parse_number(h) is not None or parse_timestamp(h) is not None)
+    return bool(cells) and data * 2 >= len(cells)
 
 
 def preview_file(db, path: Union[str, Path], *, kind: Optional[str] = None, n_rows: int = 20) -> FilePreview:
@@ -303,7 +318,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started) ->
         rebuild_fts(db)
         items, events = _totals(db)
         accepted = ctx.rows_read - ctx.rows_rejected
-        message = _message(ctx, accepted, items, events) + note
+        message = _message(ctx, accepted, items, events) + note + _renamed_note(source)
         tx.finish_import_row(import_id, ctx.rows_read, accepted, ctx.rows_rejected, message)
         save_mapping(db.conn, source.headers, kind, mapping)
         tx.commit()
@@ -327,6 +342,13 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started) ->
         items, events, items - items_before, ctx.events_added, time.perf_counter() - started, message,
         mapping,
     )
+
+
+def _renamed_note(source: CsvSource) -> str:
+    if not source.renamed:
+        return ""
+    pairs = ", ".join(f"{new!r}" for _old, new in source.renamed)
+    return f" Repeated column names were numbered: {pairs}."
 
 
 def _estimate_rows(source: CsvSource) -> int:

@@ -25,7 +25,7 @@ import json
 from typing import Optional
 
 from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
-from merch_app.data.values import TimestampParser, clean_id, parse_number
+from merch_app.data.values import TimestampParser, clean_id, in_range, number_detail, parse_number
 
 # Upper-cased stock codes that are not products (Online Retail and common shop exports).
 NON_PRODUCT_CODES = frozenset(
@@ -115,11 +115,13 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         raw_qty = row[i_qty]
         try:
             qty = int(raw_qty)
+            if not in_range(qty):
+                raise ValueError(raw_qty)
         except ValueError:
             qty = parse_number(raw_qty) if raw_qty.strip() else None
             if qty is None:
                 reject(first, last, row, "bad_number" if raw_qty.strip() else "missing_quantity",
-                       f"Quantity {raw_qty!r}" if raw_qty.strip() else "")
+                       number_detail("Quantity", raw_qty) if raw_qty.strip() else "")
                 continue
         if qty == 0:
             reject(first, last, row, "zero_quantity")
@@ -127,21 +129,21 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         raw_ts = row[i_ts]
         ts = parse_ts(raw_ts)
         if ts is None:
-            if raw_ts.strip():
-                reject(first, last, row, "bad_date", repr(raw_ts))
-            else:
-                reject(first, last, row, "missing_date")
+            reject(first, last, row, *parse_ts.problem(raw_ts))
             continue
         price = None
         if i_price is not None:
             raw_price = row[i_price]
             try:
                 price = float(raw_price)
+                if not in_range(price):
+                    raise ValueError(raw_price)
             except ValueError:
+                price = None
                 if raw_price.strip():
                     price = parse_number(raw_price)
                     if price is None:
-                        reject(first, last, row, "bad_number", f"price {raw_price!r}")
+                        reject(first, last, row, "bad_number", number_detail("price", raw_price))
                         continue
         user = row[i_user].strip() if i_user is not None else ""
         if user.endswith(".0"):

@@ -38,6 +38,7 @@ def normalise_event_type(raw: str) -> Optional[str]:
 
 # ------------------------------------------------------------------- numbers
 
+MAX_ABS_NUMBER = 1e9  # quantities, prices and values beyond this are export errors, not data
 _CURRENCY = str.maketrans("", "", "£$€¥￥元 \u00a0'")
 
 
@@ -45,7 +46,8 @@ def parse_number(raw: str) -> Optional[float]:
     """Parse a number written the way shop exports write them.
 
     Accepts ``12``, ``-3.5``, ``1,234.50``, ``3,50`` (decimal comma),
-    ``£2.55``, ``1e3``.  Returns None when the text is not a finite number.
+    ``£2.55``, ``1e3``.  Returns None when the text is not a finite number
+    within ±:data:`MAX_ABS_NUMBER`.
     """
     try:
         value = float(raw)
@@ -64,9 +66,25 @@ def parse_number(raw: str) -> Optional[float]:
             value = float(text)
         except ValueError:
             return None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:  # also false for NaN
         return None
     return value
+
+
+def in_range(value: float) -> bool:
+    """True for a finite number within ±:data:`MAX_ABS_NUMBER` (the import hot path's check)."""
+    return -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER
+
+
+def number_detail(label: str, raw: str) -> str:
+    """Reject detail for a number cell: ``"price 'ten'"``, ``"value '1e300' is out of range ..."``."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return f"{label} {raw!r}"
+    if value != value:
+        return f"{label} {raw!r} is not a number"
+    return f"{label} {raw!r} is out of range (more than {MAX_ABS_NUMBER:.0e} in size)"
 
 
 def clean_id(raw: str) -> str:
@@ -186,17 +204,34 @@ def parse_timestamp(raw: str, date_order: Optional[str] = None) -> Optional[str]
     return None
 
 
+FUTURE_GRACE = timedelta(days=2)  # time zones and clock skew; later dates are export errors
+
+
 class TimestampParser:
     """Cached :func:`parse_timestamp` for one file (fixed date order).
 
-    The cache is cleared when it grows past ``max_size`` so memory stays
-    bounded whatever the file size.
+    Dates later than now + :data:`FUTURE_GRACE` parse to None (a shop export
+    cannot hold events that did not happen yet); :meth:`problem` says why a
+    cell was refused.  The cache is cleared when it grows past ``max_size``
+    so memory stays bounded whatever the file size.
     """
 
-    def __init__(self, date_order: Optional[str] = None, max_size: int = 200_000) -> None:
+    def __init__(self, date_order: Optional[str] = None, max_size: int = 200_000,
+                 now: Optional[datetime] = None) -> None:
         self.date_order = date_order
         self.max_size = max_size
         self.cache: dict[str, Optional[str]] = {}
+        latest = (now or datetime.now(timezone.utc)) + FUTURE_GRACE
+        self.latest = latest.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def problem(self, raw: str) -> tuple[str, str]:
+        """``(reason code, detail)`` for a cell this parser refused."""
+        if not raw.strip():
+            return "missing_date", ""
+        value = parse_timestamp(raw, self.date_order)
+        if value is not None and value > self.latest:
+            return "future_date", f"{raw!r} is after {self.latest[:10]}"
+        return "bad_date", repr(raw)
 
     def __call__(self, raw: str) -> Optional[str]:
         cache = self.cache
@@ -206,5 +241,8 @@ class TimestampParser:
             pass
         if len(cache) >= self.max_size:
             cache.clear()
-        value = cache[raw] = parse_timestamp(raw, self.date_order)
+        value = parse_timestamp(raw, self.date_order)
+        if value is not None and value > self.latest:
+            value = None
+        cache[raw] = value
         return value
