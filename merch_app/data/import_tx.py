@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from merch_app.data.workspace import open_workspace
+from merch_app.safety import sql_identifier
 
 BULK_MIN_ROWS = 50_000
 _SAVEPOINT = "merch_import"
@@ -61,7 +62,7 @@ class ImportTransaction:
             "AND sql IS NOT NULL"
         ).fetchall()
         for name, _sql in self._dropped:
-            self.conn.execute(f'DROP INDEX "{name}"')
+            self.conn.execute(f"DROP INDEX {sql_identifier(name)}")
 
     def _restore_indexes(self) -> None:
         for _name, sql in self._dropped:

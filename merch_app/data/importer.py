@@ -33,6 +33,7 @@ from merch_app.data.values import (
 )
 from merch_app.data.workspace import rebuild_fts
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
+from merch_app.safety import csv_row
 
 __all__ = [
     "KINDS", "FIELDS", "ColumnGuess", "FilePreview", "ImportResult", "ImportFailed", "ImportError_",
@@ -392,7 +393,11 @@ def rejected_rows(db, import_id: Optional[int] = None, limit: int = 1000) -> lis
 
 
 def export_rejected_csv(db, import_id: Optional[int], path: Union[str, Path]) -> int:
-    """Write the rejected rows of an import (all imports when None) to a UTF-8 CSV; returns the count."""
+    """Write the rejected rows of an import (all imports when None) to a UTF-8 CSV; returns the count.
+
+    Cells that a spreadsheet would run as a formula get a leading apostrophe
+    (:func:`merch_app.safety.csv_cell`).
+    """
     db, close = open_db(db)
     try:
         sql = "SELECT import_id, line_no, reason, raw FROM rejected_rows"
@@ -406,7 +411,7 @@ def export_rejected_csv(db, import_id: Optional[int], path: Union[str, Path]) ->
             writer = csv.writer(f)
             writer.writerow(["import_id", "line_no", "reason", "raw"])
             for row in db.execute(sql, args):
-                writer.writerow(row)
+                writer.writerow(csv_row(row))  # raw shop text may hold =formulas
                 n += 1
         return n
     finally:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.safety import csv_row
 from merch_app.ui import query_engine as qe
 from merch_app.ui.charts import Histogram, ScatterMap, export_png
 from merch_app.ui.screens.base import Screen
@@ -276,8 +277,8 @@ class QueryScreen(Screen):
                 w = csv.writer(f)
                 w.writerow(["rank", "item_id", "title", "category", "price", "score"] + comps)
                 for r in rows:
-                    w.writerow([r["rank"], r["item_id"], r["title"], r["category"], r["price"],
-                                f"{r['score']:.6f}"] + [f"{r['components'][c]:.6f}" for c in comps])
+                    w.writerow(csv_row([r["rank"], r["item_id"], r["title"], r["category"], r["price"],
+                                        f"{r['score']:.6f}"] + [f"{r['components'][c]:.6f}" for c in comps]))
         else:
             exp = self.explain.explanation
             why = self.explain.why_not_result
