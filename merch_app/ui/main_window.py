@@ -36,6 +36,8 @@ SCREENS: list[tuple[str, str]] = [
     ("merch_app.ui.screens.data_screen", "DataScreen"),
     ("merch_app.ui.screens.train_screen", "TrainScreen"),
     ("merch_app.ui.screens.query_screen", "QueryScreen"),
+    ("merch_app.ui.screens.users_screen", "UsersScreen"),
+    ("merch_app.ui.screens.catalogue_screen", "CatalogueScreen"),
 ]
 MAX_RECENT = 8
 WORKSPACE_FILTER = "merch_app workspace (*.merch.sqlite *.sqlite *.db);;All files (*)"

@@ -49,6 +49,7 @@ class CategoryMap(QObject):
         super().__init__()
         self.widget = make_plot(title, "PC 2", "PC 1", min_height=300)
         self.widget.setMenuEnabled(False)
+        self.widget.showGrid(x=False, y=False)  # grid lines over the whole view double the frame time
         self.legend = self.widget.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=1)
         self.point_size = point_size
         self.layers: list[pg.ScatterPlotItem] = []
@@ -249,3 +250,29 @@ class SignedHeatmap(Heatmap):
         self.set_matrix(v, list(rows), list(cols), levels=(-(m or 1.0), m or 1.0))
         self.widget.getAxis("bottom").setTicks([[(j + 0.5, c[:16]) for j, c in enumerate(cols)]])
         self.widget.getAxis("bottom").setStyle(tickTextOffset=4)
+
+
+class HBarChart:
+    """Horizontal bars with their labels on the left (long category names stay readable)."""
+
+    def __init__(self, title: str = "", bottom: str = "", colour: str = "#1f77b4", label_chars: int = 28) -> None:
+        self.widget = make_plot(title, "", bottom, min_height=200)
+        self.widget.showGrid(x=True, y=False, alpha=0.2)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.widget.getViewBox().invertY(True)
+        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], brush=colour, pen=None)
+        self.widget.addItem(self.bars)
+        self.label_chars = label_chars
+        self.labels: list[str] = []
+        self.values = np.zeros(0)
+
+    def set_bars(self, labels: Sequence[str], values: Sequence[float]) -> None:
+        self.values = np.asarray(values, float)
+        self.labels = [str(lbl) for lbl in labels]
+        n = len(self.values)
+        self.bars.setOpts(x0=np.zeros(n), y=np.arange(n, dtype=float), height=0.7, width=self.values)
+        short = [lbl if len(lbl) <= self.label_chars else lbl[: self.label_chars - 1] + "…" for lbl in self.labels]
+        self.widget.getAxis("left").setTicks([list(enumerate(short))])
+        top = float(self.values.max()) if n else 1.0
+        self.widget.setXRange(0, top * 1.05 or 1.0, padding=0)
+        self.widget.setYRange(-0.6, max(n - 0.4, 0.6), padding=0)

@@ -1,0 +1,170 @@
+"""Catalogue doctor panel: text and duplicate findings, untouched items, cold start, popularity bias."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui.charts import BarChart, GroupedBarChart, LineChart
+from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.insights_common import note_label, selected_text
+
+ROWS_SHOWN = 500
+
+
+def doctor_job(ctx, path, generation: int, encoder_spec: Optional[str]) -> dict[str, Any]:
+    """Full doctor report plus titles of the items it names (runs in the doctor worker)."""
+    from merch_app.insights.common import item_titles
+    from merch_app.insights.model_views import model_doctor
+    from merch_app.ui.screens.insights_common import engine
+
+    eng = engine(ctx, path, generation, encoder_spec)
+    db = ctx.db(path)
+    report = model_doctor(db, eng.ranker.bundle, progress=ctx.progress, cancel=ctx.cancel)
+    ids = report.untouched[:ROWS_SHOWN] + [i for g in report.text.duplicate_groups[:ROWS_SHOWN] for i in g]
+    ids += [i for a, b, _ in (report.near_duplicates or [])[:ROWS_SHOWN] for i in (a, b)]
+    return {"report": report, "titles": {k: v[0] for k, v in item_titles(db, ids).items()},
+            "model_name": eng.info.model_name}
+
+
+class DoctorPanel(QWidget):
+    """Run button, summary, three charts and the finding tables.
+
+    Signals
+    -------
+    run_requested()
+    item_requested(str)
+        An item id was double-clicked in a finding table.
+    """
+
+    run_requested = Signal()
+    item_requested = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run catalogue doctor")
+        self.run_button.setStyleSheet("font-weight: bold;")
+        self.run_button.clicked.connect(self.run_requested.emit)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(240)
+        self.status = note_label("Checks item texts, duplicates and untouched items; with a model also "
+                                 "near-duplicates, the cold-start lens and popularity bias.")
+        row.addWidget(self.run_button)
+        row.addWidget(self.progress)
+        row.addWidget(self.status, 1)
+        lay.addLayout(row)
+        self.summary = QLabel()
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+
+        charts = QGridLayout()
+        self.lorenz = LineChart("Popularity bias: who gets the recommendation slots", "share of slots",
+                                "share of items (least recommended first)")
+        self.lorenz_curve = self.lorenz.curve("model", "#d62728")
+        self.equality = self.lorenz.curve("perfect equality", "#9a9a9a")
+        self.deciles = BarChart("Slots per popularity tenth (left = most popular)", "share of slots",
+                                colour="#9467bd")
+        self.cold = GroupedBarChart("Cold-start lens: where items rank (0 = top)", "share of items")
+        charts.addWidget(self.lorenz.widget, 0, 0)
+        charts.addWidget(self.deciles.widget, 0, 1)
+        charts.addWidget(self.cold.widget, 0, 2)
+        lay.addLayout(charts, 2)
+
+        self.tabs = QTabWidget()
+        self.tables: dict[str, QTableWidget] = {}
+        for key, label in (("text", "Empty / short text"), ("dups", "Duplicate text"),
+                           ("near", "Near-duplicates"), ("untouched", "No behaviour")):
+            t = make_table()
+            t.cellDoubleClicked.connect(lambda _r, _c, t=t: self._open(t))
+            self.tables[key] = t
+            self.tabs.addTab(t, label)
+        lay.addWidget(self.tabs, 2)
+
+    def _open(self, table: QTableWidget) -> None:
+        item_id = selected_text(table, 0)
+        if item_id:
+            self.item_requested.emit(item_id)
+
+    def set_progress(self, p) -> None:
+        frac = p.fraction
+        self.progress.setValue(int((frac or 0) * 1000))
+        self.status.setText(p.message or "working…")
+
+    def show_report(self, result: dict[str, Any]) -> None:
+        r, titles = result["report"], result["titles"]
+        self.report = r
+        self.progress.setValue(1000)
+        self.status.setText(f"Done with {result['model_name']}. " + " ".join(r.notes))
+        s = r.summary()
+        parts = [f"<b>{s['items']:,}</b> items: <b>{s['empty_text']:,}</b> without text, "
+                 f"<b>{s['short_text']:,}</b> with very short text, <b>{s['duplicate_text_items']:,}</b> in "
+                 f"{s['duplicate_text_groups']:,} groups of identical text, <b>{s['untouched']:,}</b> no one touched"]
+        if r.near_duplicates is not None:
+            parts.append(f"<b>{len(r.near_duplicates):,}</b> near-duplicate pairs (cosine ≥ 0.95)")
+        pb, cs = r.popularity_bias, r.cold_start
+        if pb is not None:
+            parts.append(f"model top-{pb.k} over {pb.n_users} users: coverage <b>{pb.coverage:.1%}</b>, "
+                         f"long-tail share <b>{pb.long_tail_share:.1%}</b> (tail is {pb.catalogue_tail_share:.0%} "
+                         f"of the catalogue), Gini <b>{pb.gini:.2f}</b>")
+        if cs is not None:
+            parts.append(f"cold items rank at the <b>{cs.cold_mean_percentile:.0%}</b> mark on average vs "
+                         f"<b>{cs.warm_mean_percentile:.0%}</b> for established ones; they fill "
+                         f"{cs.cold_share_top_k:.1%} of top-{cs.k} slots while being {cs.cold_share_catalogue:.1%} "
+                         "of the catalogue")
+        self.summary.setText("<br>".join(parts))
+        self._charts(pb, cs)
+        self._tables(r, titles)
+
+    def _charts(self, pb, cs) -> None:
+        if pb is not None:
+            self.lorenz.set_series("model", pb.lorenz_x, pb.lorenz_y)
+            self.lorenz.set_series("perfect equality", [0, 1], [0, 1])
+            labels = [f"{10 * d}–{10 * d + 10}%" for d in range(len(pb.by_popularity))]
+            self.deciles.set_bars(labels, pb.by_popularity)
+        else:
+            self.lorenz.clear()
+            self.deciles.set_bars([], [])
+        if cs is not None:
+            cold = np.asarray(cs.cold_hist, float)
+            warm = np.asarray(cs.warm_hist, float)
+            groups = [f"{10 * b}%" for b in range(len(cold))]
+            self.cold.set_groups(groups, {"no behaviour": cold / max(cold.sum(), 1),
+                                          "established": warm / max(warm.sum(), 1)})
+        else:
+            self.cold.set_groups([], {})
+
+    def _tables(self, r, titles: dict[str, str]) -> None:
+        t = r.text
+        rows = [[i, "empty", ""] for i in t.empty[:ROWS_SHOWN]] + \
+               [[s["item_id"], "short", s["text"]] for s in t.short[:ROWS_SHOWN]]
+        fill_table(self.tables["text"], ["item", "problem", "text"], rows)
+        fill_table(self.tables["dups"], ["item", "group", "same text as", "title"],
+                   [[i, g + 1, ", ".join(x for x in group if x != i)[:80], titles.get(i, "")]
+                    for g, group in enumerate(t.duplicate_groups[:ROWS_SHOWN]) for i in group])
+        fill_table(self.tables["near"], ["item", "title", "near-duplicate", "its title", "cosine"],
+                   [[a, titles.get(a, ""), b, titles.get(b, ""), round(c, 4)]
+                    for a, b, c in (r.near_duplicates or [])[:ROWS_SHOWN]])
+        fill_table(self.tables["untouched"], ["item", "title"], [[i, titles.get(i, "")] for i in r.untouched[:ROWS_SHOWN]])
+        counts = {"text": len(t.empty) + len(t.short), "dups": t.n_duplicate_items,
+                  "near": len(r.near_duplicates or []), "untouched": r.n_untouched}
+        for n, key in enumerate(("text", "dups", "near", "untouched")):
+            self.tabs.setTabText(n, f"{self.tabs.tabText(n).split(' (')[0]} ({counts[key]:,})")
+            self.tables[key].resizeColumnsToContents()

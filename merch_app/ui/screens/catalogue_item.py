@@ -1,0 +1,182 @@
+"""Item page of the Catalogue screen: events over time, funnel, buyers, queries, related items."""
+from __future__ import annotations
+
+import html
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui.charts import LineChart
+from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.insights_charts import EVENT_COLOURS, FunnelChart
+from merch_app.ui.screens.insights_common import boxed, fmt_ts, note_label, selected_text
+
+
+def item_page_job(ctx, path, item_id: str):
+    from merch_app.insights.item_page import item_page
+
+    return item_page(ctx.db(path), item_id)
+
+
+def item_model_job(ctx, path, generation: int, encoder_spec: Optional[str], item_id: str, queries: list[str]):
+    from merch_app.insights.item_page import item_model_views
+    from merch_app.ui.screens.insights_common import engine
+
+    eng = engine(ctx, path, generation, encoder_spec)
+    out = item_model_views(eng.ranker, item_id, queries, k=10)
+    out["model_name"] = eng.info.model_name
+    out["item_id"] = str(item_id)
+    return out
+
+
+class ItemPagePanel(QWidget):
+    """Shows one item; double-clicking an item id in any table opens that item.
+
+    Signals
+    -------
+    item_requested(str)
+        The user asked for an item (typed id or double-click).
+    user_requested(str)
+        A buyer was double-clicked (open the user on the Users screen).
+    """
+
+    item_requested = Signal(str)
+    user_requested = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = None
+        self.model_views: Optional[dict[str, Any]] = None
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.id_box = QLineEdit()
+        self.id_box.setPlaceholderText("Item id (or click a point on the map)")
+        self.id_box.returnPressed.connect(self._ask)
+        self.open_button = QPushButton("Open item")
+        self.open_button.clicked.connect(self._ask)
+        row.addWidget(self.id_box, 1)
+        row.addWidget(self.open_button)
+        lay.addLayout(row)
+        self.header = QLabel("No item open.")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("font-size: 11pt;")
+        lay.addWidget(self.header)
+
+        grid = QGridLayout()
+        self.activity = LineChart("Events over time", "events", "", date_axis=True, symbols=True)
+        self.funnel = FunnelChart("Funnel of everyone who touched it")
+        grid.addWidget(self.activity.widget, 0, 0)
+        grid.addWidget(self.funnel.widget, 0, 1)
+        self.buyers = self._table(self._buyer_clicked)
+        self.queries = self._table(None)
+        self.related_text = self._table(self._related_clicked)
+        self.related_cf = self._table(self._related_clicked)
+        grid.addWidget(boxed("Who buys it (double-click: open user)", self.buyers), 1, 0)
+        grid.addWidget(boxed("Queries that lead to it, and its rank for them", self.queries), 1, 1)
+        grid.addWidget(boxed("Related by text", self.related_text), 2, 0)
+        grid.addWidget(boxed("Related by behaviour (CF)", self.related_cf), 2, 1)
+        for r, stretch in ((0, 3), (1, 2), (2, 2)):
+            grid.setRowStretch(r, stretch)
+        lay.addLayout(grid, 1)
+        self.note = note_label()
+        lay.addWidget(self.note)
+
+    def _table(self, on_double) -> QTableWidget:
+        t = make_table()
+        t.setMinimumHeight(110)
+        if on_double is not None:
+            t.cellDoubleClicked.connect(lambda _r, _c, t=t, f=on_double: f(t))
+        return t
+
+    def _ask(self) -> None:
+        text = self.id_box.text().strip()
+        if text:
+            self.item_requested.emit(text)
+
+    def _buyer_clicked(self, table: QTableWidget) -> None:
+        user = selected_text(table, 0)
+        if user:
+            self.user_requested.emit(user)
+
+    def _related_clicked(self, table: QTableWidget) -> None:
+        item_id = selected_text(table, 1)
+        if item_id:
+            self.item_requested.emit(item_id)
+
+    # ---------------------------------------------------------------- drawing
+    def loading(self, item_id: str) -> None:
+        self.id_box.setText(item_id)
+        self.header.setText(f"Loading {html.escape(item_id)}…")
+
+    def show_page(self, page) -> None:
+        """Fill the model-free part from an :class:`~merch_app.insights.item_page.ItemPage`."""
+        self.page = page
+        self.model_views = None
+        it = page.item
+        if not page.exists:
+            self.header.setText(f"<b>{html.escape(str(it['item_id']))}</b> is not in the catalogue.")
+        else:
+            price = f" · price {it['price']:g}" if it.get("price") is not None else ""
+            mix = ", ".join(f"{n:,} {t}" for t, n in page.event_mix.items()) or "no events"
+            self.header.setText(
+                f"<code>{html.escape(str(it['item_id']))}</code> <b>{html.escape(it.get('title') or '')}</b>"
+                f" <span style='color:#555'>[{html.escape(it.get('category') or 'no category')}{price}]</span><br>"
+                f"{page.n_events:,} events by {page.n_users:,} users, {fmt_ts(page.first_ts)[:10]} … "
+                f"{fmt_ts(page.last_ts)[:10]} — {mix}")
+        a = page.activity
+        self.activity.clear()
+        for etype, counts in a.counts.items():
+            self.activity.set_series(etype, a.epoch, counts, EVENT_COLOURS.get(etype))
+        self.activity.widget.setTitle(f"Events per {a.bucket}", size="10pt", color="#222")
+        f = page.funnel
+        self.funnel.set_funnel(f.stages, f.reached, f.step_rate)
+        fill_table(self.buyers, ["user", "purchases", "quantity", "returns", "last"],
+                   [[b["user_id"], b["purchases"], b["quantity"], b["returns"], fmt_ts(b["last_ts"])[:10]]
+                    for b in page.buyers])
+        self._fill_queries()
+        for t in (self.related_text, self.related_cf):
+            fill_table(t, ["rank", "item", "title"], [])
+        self.note.setText(f"Returned by {f.returned} of {f.actors} shoppers." if f.returned else "")
+
+    def _fill_queries(self) -> None:
+        ranks = {r["query"]: r for r in (self.model_views or {}).get("query_ranks", [])}
+        rows = []
+        for q in self.page.queries if self.page else []:
+            r = ranks.get(q["query"])
+            rank = "…" if self.model_views is None else (r["rank"] if r and r["rank"] is not None else "—")
+            rows.append([q["query"], q["actors"], rank])
+        fill_table(self.queries, ["query", "sessions", "rank now"], rows)
+        if not rows:
+            fill_table(self.queries, ["query", "sessions", "rank now"],
+                       [["(no searches recorded before events on this item)", "", ""]])
+
+    def show_model_views(self, views: dict[str, Any]) -> None:
+        """Related lists and query ranks from :func:`~merch_app.insights.item_page.item_model_views`."""
+        self.model_views = views
+        for key, table in (("related_text", self.related_text), ("related_cf", self.related_cf)):
+            rows = [[r["rank"], r["item_id"], r["title"]] for r in views.get(key, [])]
+            fill_table(table, ["rank", "item", "title"], rows or [["", "", "— none (needs a trained model) —"
+                                                                    if key == "related_cf" else "— none —"]])
+            table.resizeColumnsToContents()
+            table.horizontalHeader().setStretchLastSection(True)
+        self._fill_queries()
+        notes = "; ".join(views.get("notes", []))
+        self.note.setText(f"Ranked with {views.get('model_name', 'the active model')}." + (f" {notes}" if notes else ""))
+
+    def sizes(self) -> dict[str, int]:
+        curves = [c.getData()[1] for c in self.activity.curves.values()]
+        return {"activity": int(sum(float(y.sum()) for y in curves if y is not None)),
+                "funnel": len(self.funnel.values), "buyers": self.buyers.rowCount(),
+                "related_text": self.related_text.rowCount(), "queries": self.queries.rowCount()}

@@ -1,0 +1,315 @@
+"""Catalogue screen: embedding map, heatmaps, item page and the catalogue doctor."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.catalogue_doctor import DoctorPanel, doctor_job
+from merch_app.ui.screens.catalogue_item import ItemPagePanel, item_model_job, item_page_job
+from merch_app.ui.screens.insights_charts import CategoryMap, HourOfWeekHeatmap, SignedHeatmap
+from merch_app.ui.screens.insights_common import boxed, engine, item_groups_job, model_of, note_label
+from merch_app.ui.workers import error_text
+
+MAP_POINTS = 200_000  # more are thinned by a seeded sample
+MAP_KINDS = {"Items — text vectors (BERT)": "items-text", "Items — model vectors (CF)": "items-model",
+             "Users — model vectors (CF)": "users"}
+EVENT_FILTERS = {"all events": None, "purchases": ["purchase"], "views and clicks": ["view", "click"],
+                 "carts": ["cart"], "searches": ["search"], "returns": ["return"]}
+
+
+# ------------------------------------------------------------- worker jobs
+def map_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], kind: str) -> dict[str, Any]:
+    from merch_app.insights.embedding_map import item_map, user_map
+
+    eng = engine(ctx, path, generation, encoder_spec)
+    groups = item_groups_job(ctx, path, generation, encoder_spec)
+    db, b, model = ctx.db(path), eng.ranker.bundle, model_of(eng)
+    if kind != "items-text" and (model is None or getattr(model, "V", None) is None):
+        raise ValueError("this map needs a trained CF model; train one on the Train screen "
+                         "(the text-vector map works without)")
+    if kind == "users":
+        m = user_map(db, [str(u) for u in model.user_ids], model.U, MAP_POINTS, item_group=groups.mapping(),
+                     cancel=ctx.cancel)
+    else:
+        vectors = b.item_vectors if kind == "items-text" else model.V
+        ids = [str(i) for i in (b.item_ids if kind == "items-text" else model.item_ids)]
+        labels = groups.labels if ids == groups.item_ids else None
+        m = item_map(db, ids, vectors, MAP_POINTS, groups=labels, cancel=ctx.cancel)
+    return {"map": m, "groups": groups, "model_name": eng.info.model_name}
+
+
+def heatmap_job(ctx, path: Path, event_types: Optional[list[str]], item_group: Optional[dict]):
+    from merch_app.insights.heatmaps import category_hour_of_week
+
+    return category_hour_of_week(ctx.db(path), event_types, top=14, item_group=item_group)
+
+
+def segments_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], k: int):
+    from merch_app.insights.model_views import user_segments
+    from merch_app.insights.segments import describe_segments
+
+    eng = engine(ctx, path, generation, encoder_spec)
+    model = model_of(eng)
+    if model is None or getattr(model, "U", None) is None:
+        return None
+    groups = item_groups_job(ctx, path, generation, encoder_spec)
+    labels = groups.labels if [str(i) for i in model.item_ids] == groups.item_ids else None
+    seg = user_segments(ctx.db(path), model, k=k, groups=labels, top_categories=14, cancel=ctx.cancel)
+    return {"segments": seg, "described": describe_segments(seg.result.labels, seg.affinity)}
+
+
+class CatalogueScreen(Screen):
+    """Catalogue and model views; clicking an item anywhere opens its page."""
+
+    title = "Catalogue"
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.model_runner = self.runner("model")
+        self.heat_runner = self.runner("heatmap")
+        self.item_runner = self.runner("item")
+        self.doctor_runner = self.runner("doctor")
+        self.encoder_spec: Optional[str] = None  # None: the model's encoder (tests use "hashing:64")
+        self.generation = 0
+        self.item_group: Optional[dict[str, str]] = None
+        self.map_result: Optional[dict[str, Any]] = None
+        self.heat = None
+        self.segments: Optional[dict[str, Any]] = None
+        self.item_id: Optional[str] = None
+        self._loaded = False
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_map(), "Map")
+        self.tabs.addTab(self._build_heatmaps(), "Heatmaps")
+        self.item_panel = ItemPagePanel()
+        self.item_panel.item_requested.connect(self.open_item)
+        self.item_panel.user_requested.connect(self._open_user)
+        self.tabs.addTab(self.item_panel, "Item")
+        self.doctor = DoctorPanel()
+        self.doctor.run_requested.connect(self.run_doctor)
+        self.doctor.item_requested.connect(self.open_item)
+        self.tabs.addTab(self.doctor, "Doctor")
+        lay.addWidget(self.tabs)
+
+    def _build_map(self) -> QWidget:
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.map_kind = QComboBox()
+        self.map_kind.addItems(list(MAP_KINDS))
+        self.map_kind.currentIndexChanged.connect(lambda _i: self.load_map())
+        self.find_box = QLineEdit()
+        self.find_box.setPlaceholderText("Find item id on the map…")
+        self.find_box.returnPressed.connect(self._find_on_map)
+        row.addWidget(self.map_kind)
+        row.addWidget(self.find_box)
+        self.map_note = note_label("Hover a point for its title; click it to open the item page.")
+        row.addWidget(self.map_note, 1)
+        lay.addLayout(row)
+        self.map = CategoryMap("2-D PCA of the vectors, coloured by category")
+        self.map.point_clicked.connect(self._map_clicked)
+        lay.addWidget(self.map.widget, 1)
+        return page
+
+    def _build_heatmaps(self) -> QWidget:
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.event_filter = QComboBox()
+        self.event_filter.addItems(list(EVENT_FILTERS))
+        self.event_filter.currentIndexChanged.connect(lambda _i: self.load_heatmap())
+        self.normalise = QCheckBox("Scale each row to its busiest hour")
+        self.normalise.setChecked(True)
+        self.normalise.toggled.connect(lambda _on: self._draw_heatmap())
+        row.addWidget(QLabel("Count"))
+        row.addWidget(self.event_filter)
+        row.addWidget(self.normalise)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.how = HourOfWeekHeatmap("Activity by category and hour of the week (UTC)")
+        lay.addWidget(self.how.widget, 3)
+        self.how_note = note_label()
+        lay.addWidget(self.how_note)
+        seg = QWidget()
+        sl = QVBoxLayout(seg)
+        sl.setContentsMargins(0, 0, 0, 0)
+        srow = QHBoxLayout()
+        self.k_box = QSpinBox()
+        self.k_box.setRange(2, 20)
+        self.k_box.setValue(6)
+        self.k_box.valueChanged.connect(lambda _v: self.load_segments())
+        srow.addWidget(QLabel("Segments (k-means of user vectors):"))
+        srow.addWidget(self.k_box)
+        srow.addStretch(1)
+        sl.addLayout(srow)
+        self.affinity = SignedHeatmap("Segment × category: mean model score relative to the other segments")
+        sl.addWidget(self.affinity.widget, 1)
+        self.seg_note = note_label()
+        sl.addWidget(self.seg_note)
+        lay.addWidget(boxed("User segments", seg), 3)
+        return page
+
+    # ------------------------------------------------------------------- hooks
+    def on_workspace_changed(self) -> None:
+        self.generation += 1
+        self.item_group, self.map_result, self.heat, self.segments = None, None, None, None
+        self._loaded = False
+        if self.isVisible():
+            self.on_shown()
+
+    def on_data_changed(self) -> None:
+        self.on_workspace_changed()
+
+    def on_models_changed(self) -> None:
+        self.generation += 1
+        self._loaded = False
+        if self.isVisible():
+            self.on_shown()
+
+    def on_shown(self) -> None:
+        if not self._loaded and self.ctx.path is not None:
+            self._loaded = True
+            self.load_map()
+            self.load_heatmap()
+            self.load_segments()
+
+    # -------------------------------------------------------------------- map
+    def _model_job(self, fn, label: str, on_result, channel: str) -> None:
+        """Model jobs share one worker (one bundle in memory); a new job replaces one of its channel only."""
+        self.model_runner.start(fn, label=label, on_result=on_result, on_error=self._error, channel=channel)
+
+    def load_map(self) -> None:
+        if self.ctx.path is None:
+            return
+        kind = MAP_KINDS[self.map_kind.currentText()]
+        args = (self.ctx.path, self.generation, self.encoder_spec, kind)
+        self.map_note.setText("Projecting vectors…")
+        self._model_job(lambda ctx: map_job(ctx, *args), "Embedding map", self._show_map, "map")
+
+    def _show_map(self, result: dict[str, Any]) -> None:
+        self.map_result = result
+        m = result["map"]
+        self.map.set_map(m.xy, m.ids, m.titles, m.category_codes, m.categories)
+        groups = result["groups"]
+        colour = {"category": "category", "text clusters": "text cluster of the titles (no categories in "
+                  "the catalogue)", "none": "nothing (no categories)"}[groups.source]
+        ev = ", ".join(f"{r:.0%}" for r in m.explained_ratio)
+        self.map_note.setText(f"{len(m):,} {m.kind}s from {result['model_name']}, coloured by {colour}; "
+                              f"PC variance {ev}. Hover for titles, click to open.")
+        if groups.source == "text clusters" and self.item_group is None:
+            self.item_group = groups.mapping()
+            self.load_heatmap()
+
+    def _find_on_map(self) -> None:
+        item_id = self.find_box.text().strip()
+        if item_id and not self.map.select(item_id):
+            self.map_note.setText(f"{item_id} is not on this map.")
+
+    def _map_clicked(self, point_id: str) -> None:
+        if self.map_result and self.map_result["map"].kind == "user":
+            self._open_user(point_id)
+        else:
+            self.open_item(point_id)
+
+    # --------------------------------------------------------------- heatmaps
+    def load_heatmap(self) -> None:
+        if self.ctx.path is None:
+            return
+        types = EVENT_FILTERS[self.event_filter.currentText()]
+        groups = self.item_group
+        self.heat_runner.start(lambda ctx, p=self.ctx.path: heatmap_job(ctx, p, types, groups),
+                               on_result=self._show_heatmap, on_error=self._error)
+
+    def _show_heatmap(self, heat) -> None:
+        self.heat = heat
+        self._draw_heatmap()
+
+    def _draw_heatmap(self) -> None:
+        h = self.heat
+        if h is None:
+            return
+        self.how.set_data(h.values, h.rows, normalise_rows=self.normalise.isChecked())
+        total = int(h.values.sum())
+        self.how_note.setText(f"{total:,} events in {len(h.rows)} rows; brighter = busier"
+                              + (" (each row scaled to its own peak)." if self.normalise.isChecked() else "."))
+
+    def load_segments(self) -> None:
+        if self.ctx.path is None:
+            return
+        args = (self.ctx.path, self.generation, self.encoder_spec, int(self.k_box.value()))
+        self._model_job(lambda ctx: segments_job(ctx, *args), "User segments", self._show_segments, "segments")
+
+    def _show_segments(self, result: Optional[dict[str, Any]]) -> None:
+        self.segments = result
+        if result is None:
+            self.affinity.set_data([[0.0]], [""], [""])
+            self.seg_note.setText("Segments need a trained CF model (Train screen).")
+            return
+        aff = result["segments"].affinity
+        self.affinity.set_data(aff.values, aff.rows, aff.cols)
+        self.seg_note.setText("Red: the segment likes the category more than the other segments do; blue: less. "
+                              + " · ".join(f"segment {d['segment']} → {', '.join(d['top_categories'][:2])}"
+                                           for d in result["described"]))
+
+    # ------------------------------------------------------------------- item
+    def open_item(self, item_id: str) -> None:
+        """Open the item page of ``item_id`` (model parts follow when the model runner is free)."""
+        if self.ctx.path is None:
+            return
+        self.item_id = str(item_id)
+        self.tabs.setCurrentWidget(self.item_panel)
+        self.item_panel.loading(self.item_id)
+        self.item_runner.start(lambda ctx, p=self.ctx.path, i=self.item_id: item_page_job(ctx, p, i),
+                               on_result=self._show_item, on_error=self._error)
+
+    def _show_item(self, page) -> None:
+        self.item_panel.show_page(page)
+        if not page.exists:
+            return
+        args = (self.ctx.path, self.generation, self.encoder_spec, str(page.item["item_id"]),
+                [q["query"] for q in page.queries[:10]])
+        self._model_job(lambda ctx: item_model_job(ctx, *args), "Related items", self._show_item_model, "item")
+
+    def _show_item_model(self, views: dict[str, Any]) -> None:
+        if views.get("item_id") == self.item_id:  # an older item's views may arrive late
+            self.item_panel.show_model_views(views)
+
+    def _open_user(self, user_id: str) -> None:
+        users = self.window_.screens.get("Users")
+        if users is not None:
+            self.window_.show_screen("Users")
+            users.open_user(user_id)
+
+    # ----------------------------------------------------------------- doctor
+    def run_doctor(self) -> None:
+        if self.ctx.path is None:
+            return
+        self.doctor.run_button.setEnabled(False)
+        args = (self.ctx.path, self.generation, self.encoder_spec)
+        self.doctor_runner.start(lambda ctx: doctor_job(ctx, *args), label="Catalogue doctor",
+                                 on_result=self.doctor.show_report, on_progress=self.doctor.set_progress,
+                                 on_error=self._error,
+                                 on_finished=lambda _s: self.doctor.run_button.setEnabled(True))
+
+    def _error(self, exc: BaseException, _tb: str) -> None:
+        self.show_error(f"Catalogue: {error_text(exc)}")

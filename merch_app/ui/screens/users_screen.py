@@ -1,0 +1,323 @@
+"""Users screen (用户画像): pick a user; profile charts, behaviour paths, funnels, recommendations."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.ui.charts import LineChart
+from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.insights_charts import EVENT_COLOURS, HBarChart
+from merch_app.ui.screens.insights_common import engine, fmt_ts, item_groups_job, model_of, note_label
+from merch_app.ui.screens.users_panels import ALL_EVENTS, PathsPanel, RecsPanel
+from merch_app.ui.workers import error_text
+
+LIST_KINDS = {"Most active": "active", "Random": "random", "Cold (fewest events)": "cold"}
+LIST_SIZE = 200
+RECS_K = 20
+
+
+# ------------------------------------------------------------- worker jobs
+def list_job(ctx, path: Path, kind: str, text: str) -> list[dict]:
+    from merch_app.insights.profiles import list_users, search_users
+
+    db = ctx.db(path)
+    return search_users(db, text, LIST_SIZE) if text else list_users(db, kind, LIST_SIZE)
+
+
+def profile_job(ctx, path: Path, user_id: str, item_group: Optional[dict]) -> dict[str, Any]:
+    from merch_app.insights.paths import top_queries, user_sessions
+    from merch_app.insights.profiles import user_profile
+
+    db = ctx.db(path)
+    profile = user_profile(db, user_id, item_group=item_group)
+    ctx.cancel.check()
+    return {"profile": profile, "sessions": user_sessions(db, user_id),
+            "queries": [q["query"] for q in top_queries(db, 200)]}
+
+
+def path_job(ctx, path: Path, user_id: str, session_id: Optional[str]):
+    from merch_app.insights.paths import behaviour_path
+
+    return behaviour_path(ctx.db(path), user_id=user_id, session_id=session_id)
+
+
+def funnel_job(ctx, path: Path, kind: str, text: str):
+    from merch_app.insights.paths import item_funnel, query_funnel
+
+    db = ctx.db(path)
+    return item_funnel(db, text) if kind == "item" else query_funnel(db, text)
+
+
+def recs_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], user_id: str) -> dict[str, Any]:
+    from merch_app.insights.model_views import nearest_users
+    from merch_app.ranking.types import RankRequest
+
+    eng = engine(ctx, path, generation, encoder_spec)
+    request = RankRequest(mode="recommend", user_id=user_id, k=RECS_K)
+    ranked = eng.ranker.rank(request)
+    model = model_of(eng)
+    nearest = nearest_users(model, user_id, 10) if model is not None and getattr(model, "U", None) is not None \
+        else []
+    groups = item_groups_job(ctx, path, generation, encoder_spec)
+    return {"ranked": ranked, "request": request, "nearest": nearest, "info": eng.info,
+            "groups": groups.mapping() if groups.source == "text clusters" else None}
+
+
+def explain_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
+    from merch_app.explain import explain_item
+
+    return explain_item(engine(ctx, path, generation, encoder_spec).ranker, request, item_id)
+
+
+class UsersScreen(Screen):
+    """Profiles, paths, funnels and recommendations of one user at a time."""
+
+    title = "Users"
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.list_runner = self.runner("list")
+        self.profile_runner = self.runner("profile")
+        self.path_runner = self.runner("path")
+        self.funnel_runner = self.runner("funnel")
+        self.model_runner = self.runner("model")
+        self.encoder_spec: Optional[str] = None  # None: the model's encoder (tests use "hashing:64")
+        self.generation = 0
+        self.user_id: Optional[str] = None
+        self.profile = None
+        self.recs: Optional[dict[str, Any]] = None
+        self.item_group: Optional[dict[str, str]] = None
+        self._loaded = False
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(200)
+        self._search_timer.timeout.connect(self.refresh_list)
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        lay = QHBoxLayout(self)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        picker = QWidget()
+        pl = QVBoxLayout(picker)
+        pl.setContentsMargins(0, 0, 0, 0)
+        self.search_box = QLineEdit()
+        self.search_box.setPlaceholderText("Search user id…")
+        self.search_box.textChanged.connect(lambda _t: self._search_timer.start())
+        self.kind_box = QComboBox()
+        self.kind_box.addItems(list(LIST_KINDS))
+        self.kind_box.currentIndexChanged.connect(lambda _i: self.refresh_list())
+        self.user_list = QListWidget()
+        self.user_list.currentItemChanged.connect(self._user_picked)
+        pl.addWidget(self.search_box)
+        pl.addWidget(self.kind_box)
+        pl.addWidget(self.user_list, 1)
+        split.addWidget(picker)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_profile(), "Profile")
+        self.paths = PathsPanel()
+        self.paths.session_selected.connect(self._session_picked)
+        self.paths.funnel_requested.connect(self.show_funnel)
+        self.tabs.addTab(self.paths, "Paths && funnels")
+        self.recs_panel = RecsPanel()
+        self.recs_panel.item_selected.connect(self.explain)
+        self.recs_panel.user_activated.connect(self.open_user)
+        self.tabs.addTab(self.recs_panel, "Recommendations")
+        split.addWidget(self.tabs)
+        split.setSizes([210, 1100])
+        lay.addWidget(split)
+
+    def _build_profile(self) -> QWidget:
+        page = QWidget()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.header = QLabel("Pick a user on the left.")
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("font-size: 11pt;")
+        lay.addWidget(self.header)
+        grid = QGridLayout()
+        self.activity = LineChart("Activity over time", "events", "", date_axis=True, symbols=True)
+        self.mix = HBarChart("Event types", "events", colour="#1f77b4")
+        self.categories = HBarChart("Categories of touched items", "events", colour="#ff7f0e")
+        self.terms = HBarChart("Interest terms (tf-idf of queries and item titles)", "score", colour="#2ca02c")
+        grid.addWidget(self.activity.widget, 0, 0)
+        grid.addWidget(self.mix.widget, 0, 1)
+        grid.addWidget(self.categories.widget, 1, 0)
+        grid.addWidget(self.terms.widget, 1, 1)
+        grid.setColumnStretch(0, 3)
+        grid.setColumnStretch(1, 2)
+        lay.addLayout(grid, 3)
+        self.history = make_table()
+        self.history.setMinimumHeight(140)
+        lay.addWidget(self.history, 2)
+        self.profile_note = note_label()
+        lay.addWidget(self.profile_note)
+        return page
+
+    # ------------------------------------------------------------------- hooks
+    def on_workspace_changed(self) -> None:
+        self.generation += 1
+        self.user_id, self.profile, self.recs, self.item_group = None, None, None, None
+        self._loaded = False
+        if self.isVisible():
+            self.on_shown()
+
+    def on_data_changed(self) -> None:
+        self.on_workspace_changed()
+
+    def on_models_changed(self) -> None:
+        self.generation += 1
+        self.item_group = None
+        if self.user_id:
+            self.load_recommendations()
+
+    def on_shown(self) -> None:
+        if not self._loaded and self.ctx.path is not None:
+            self._loaded = True
+            self.refresh_list()
+
+    # --------------------------------------------------------------- the list
+    def refresh_list(self) -> None:
+        if self.ctx.path is None:
+            return
+        kind = LIST_KINDS[self.kind_box.currentText()]
+        text = self.search_box.text().strip()
+        self.list_runner.start(lambda ctx, p=self.ctx.path: list_job(ctx, p, kind, text),
+                               on_result=self._show_list, on_error=self._error)
+
+    def _show_list(self, rows: list[dict]) -> None:
+        self.user_list.blockSignals(True)
+        self.user_list.clear()
+        for r in rows:
+            item = QListWidgetItem(f"{r['user_id']}  ·  {r['events']:,} events")
+            item.setData(Qt.ItemDataRole.UserRole, r["user_id"])
+            item.setToolTip(f"last seen {fmt_ts(r['last_ts'])}")
+            self.user_list.addItem(item)
+        self.user_list.blockSignals(False)
+        if not rows:
+            self.header.setText("No users match." if self.search_box.text().strip() else
+                                "This workspace has no events with a user id yet.")
+        elif self.user_id is None:
+            self.user_list.setCurrentRow(0)
+
+    def _user_picked(self, current: Optional[QListWidgetItem], _prev) -> None:
+        if current is not None:
+            self.open_user(current.data(Qt.ItemDataRole.UserRole))
+
+    # ---------------------------------------------------------------- a user
+    def open_user(self, user_id: str) -> None:
+        """Show ``user_id`` on every tab (profile, paths, recommendations)."""
+        if self.ctx.path is None:
+            return
+        self.user_id = str(user_id)
+        self.header.setText(f"Loading {html.escape(self.user_id)}…")
+        groups = self.item_group
+        self.profile_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: profile_job(ctx, p, u, groups),
+                                  on_result=self._show_profile, on_error=self._error)
+        self._session_picked(ALL_EVENTS)
+        self.load_recommendations()
+
+    def _show_profile(self, result: dict[str, Any]) -> None:
+        p = result["profile"]
+        self.profile = p
+        if not p.exists:
+            self.header.setText(f"User <b>{html.escape(p.user_id)}</b> has no events.")
+        else:
+            mix = ", ".join(f"{n:,} {t}" for t, n in p.event_mix.items())
+            terms = " · ".join(html.escape(t) for t, _, _ in p.interest_terms[:8])
+            self.header.setText(
+                f"<b>{html.escape(p.user_id)}</b> — {p.n_events:,} events on {p.n_items:,} items in "
+                f"{p.n_sessions:,} sessions, {fmt_ts(p.first_ts)[:10]} … {fmt_ts(p.last_ts)[:10]}<br>"
+                f"<span style='color:#555'>{mix}</span><br>interested in: <b>{terms or '—'}</b>")
+        a = p.activity
+        self.activity.clear()
+        for etype, counts in a.counts.items():
+            self.activity.set_series(etype, a.epoch, counts, EVENT_COLOURS.get(etype))
+        self.activity.widget.setTitle(f"Activity per {a.bucket}", size="10pt", color="#222")
+        self.mix.set_bars(list(p.event_mix), list(p.event_mix.values()))
+        self.categories.set_bars([c["category"] for c in p.categories], [c["events"] for c in p.categories])
+        self.terms.set_bars([t for t, _, _ in p.interest_terms], [s for _, s, _ in p.interest_terms])
+        fill_table(self.history, ["time (UTC)", "event", "item", "title / query", "category", "value", "session"],
+                   [[fmt_ts(h["ts"]), h["event_type"], h["item_id"] or "", h["title"] or h["query"] or "",
+                     h["category"] if h["item_id"] else "", h["value"], h["session_id"] or ""]
+                    for h in p.history])
+        self.history.resizeColumnsToContents()
+        grouped = " (categories: text clusters of item titles)" if self.item_group else ""
+        self.profile_note.setText(f"Latest {len(p.history)} events{grouped}.")
+        self.paths.set_sessions(result["sessions"])
+        items = [h["item_id"] for h in p.history if h["item_id"]]
+        self.paths.set_completions(list(dict.fromkeys(result["queries"] + items)))
+
+    def _session_picked(self, session_id: str) -> None:
+        if self.user_id is None or self.ctx.path is None:
+            return
+        sid = None if session_id == ALL_EVENTS or session_id.startswith("auto-") else session_id
+        self.path_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: path_job(ctx, p, u, sid),
+                               on_result=self.paths.set_path, on_error=self._error)
+
+    def show_funnel(self, kind: str, text: str) -> None:
+        if self.ctx.path is None:
+            return
+        self.funnel_runner.start(lambda ctx, p=self.ctx.path: funnel_job(ctx, p, kind, text),
+                                 on_result=self.paths.show_funnel, on_error=self._error)
+
+    def load_recommendations(self) -> None:
+        if self.user_id is None or self.ctx.path is None:
+            return
+        self.recs_panel.status.setText("Loading the model and ranking…")
+        args = (self.ctx.path, self.generation, self.encoder_spec, self.user_id)
+        self.model_runner.start(lambda ctx: recs_job(ctx, *args), label="Recommending",
+                                on_result=self._show_recs, on_error=self._error, channel="recs")
+
+    def _show_recs(self, result: dict[str, Any]) -> None:
+        self.recs = result
+        info = result["info"]
+        self.recs_panel.show_result(result["ranked"], result["nearest"], info.model_name,
+                                    "; ".join(result["ranked"].notes) or info.warning)
+        if result["groups"] is not None and self.item_group is None:
+            self.item_group = result["groups"]  # catalogue without categories: redo with text clusters
+            if self.profile is not None and self.profile.user_id == self.user_id:
+                groups = self.item_group
+                self.profile_runner.start(
+                    lambda ctx, p=self.ctx.path, u=self.user_id: profile_job(ctx, p, u, groups),
+                    on_result=self._show_profile, on_error=self._error)
+
+    def explain(self, item_id: str) -> None:
+        if self.recs is None or self.ctx.path is None:
+            return
+        args = (self.ctx.path, self.generation, self.encoder_spec, self.recs["request"], item_id)
+        self.model_runner.start(lambda ctx: explain_job(ctx, *args), on_result=self.recs_panel.explain.show_explanation,
+                                on_error=self._error, channel="explain")
+
+    def _error(self, exc: BaseException, _tb: str) -> None:
+        self.show_error(f"Users: {error_text(exc)}")
+
+    # ------------------------------------------------------------ for tests
+    def chart_sizes(self) -> dict[str, int]:
+        """Number of data points each chart holds (tests and screenshots check them)."""
+        curves = [c.getData()[1] for c in self.activity.curves.values()]
+        return {"activity": int(sum(np.nansum(y) for y in curves if y is not None)),
+                "mix": len(self.mix.values), "categories": len(self.categories.values),
+                "terms": len(self.terms.values), "history": self.history.rowCount(),
+                "path": self.paths.chart.n_points, "funnel": len(self.paths.funnel_chart.values),
+                "recs": self.recs_panel.model.rowCount()}
