@@ -310,13 +310,14 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started) ->
         ctx.tick(final=False)
         parse_ts = TimestampParser(date_order)
         if kind == "transactions":
-            transactions.run(ctx, mapping, parse_ts)
+            items_written = transactions.run(ctx, mapping, parse_ts)
         elif kind == "events":
-            event_rows.run(ctx, mapping, parse_ts)
+            items_written = event_rows.run(ctx, mapping, parse_ts)
         else:
-            catalogue_rows.run(ctx, mapping)
+            items_written = catalogue_rows.run(ctx, mapping)
         ctx.tick()
-        rebuild_fts(db)
+        if items_written or (earlier and on_duplicate == "replace"):
+            rebuild_fts(db)
         items, events = _totals(db)
         accepted = ctx.rows_read - ctx.rows_rejected
         message = _message(ctx, accepted, items, events) + note + _renamed_note(source)
