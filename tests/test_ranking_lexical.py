@@ -92,3 +92,37 @@ def test_any_text_never_raises(shared_ranker, q):
 @given(st.lists(st.sampled_from(HOSTILE + ["heart", "red", "hold"]), max_size=6).map(" ".join))
 def test_hostile_combinations_never_raise(shared_ranker, q):
     shared_ranker.rank(RankRequest(query=q, k=5))
+
+
+def test_python_bm25_equals_fts5(db):
+    from merch_app.ranking.testing import insert_items as add
+
+    add(db, [{"item_id": "X1", "title": "Café crème mug", "description": "crème brûlée mug mug"}])
+    lex = LexicalSearcher(db)
+    for text in ("white heart hold", "cafe mug", "crème", "red candle napkins", "mu", "85123A"):
+        terms = query_terms(text)
+        rowids, scores, _ = lex.search(terms, 50)
+        assert len(rowids)
+        np.testing.assert_allclose(lex.scores_for(terms, rowids), scores, rtol=1e-9)
+
+
+def test_scan_budget_keeps_exact_scores(db, monkeypatch):
+    import merch_app.ranking.lexical as lexical
+
+    lex = LexicalSearcher(db)
+    terms = query_terms("white red candle", prefix=False)
+    full_ids, full_scores, _ = lex.search(terms, 50)
+    monkeypatch.setattr(lexical, "OR_SCAN_BUDGET", 1)
+    ids, scores, truncated = LexicalSearcher(db).search(terms, 50)
+    assert truncated and 0 < len(ids) < len(full_ids)
+    exact = dict(zip(full_ids.tolist(), full_scores.tolist()))
+    for r, s in zip(ids.tolist(), scores.tolist()):
+        assert s == pytest.approx(exact[r], rel=1e-9)
+
+
+def test_all_terms_first_when_enough(db):
+    lex = LexicalSearcher(db)
+    ids, scores, truncated = lex.search(query_terms("white heart", prefix=False), 1)
+    assert truncated and len(ids) == 1
+    row = db.execute("SELECT item_id FROM items WHERE rowid = ?", [int(ids[0])]).fetchone()[0]
+    assert row == "85123A"

@@ -22,12 +22,17 @@ from typing import Optional
 
 import numpy as np
 
+from merch_app.ranking.bm25 import Fts5Stats, bm25_rows, fts_tokens
+
 FIELDS = ("item_id", "title", "description", "tags", "category")
 # title > tags > category > description; item codes weigh most so that an
 # exact code or model number is the first hit.
 DEFAULT_FIELD_WEIGHTS = {"item_id": 10.0, "title": 4.0, "description": 1.0, "tags": 2.0,
                          "category": 1.5}
 MAX_TERMS = 16
+# Rows the OR query may touch (sum of the terms' document counts) before the
+# most common terms are left out of it (FTS5 BM25 costs ~1-2 us per row).
+OR_SCAN_BUDGET = 20_000
 MIN_PREFIX_CHARS = 2
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -59,7 +64,7 @@ class QueryTerms:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased letter/digit runs of ``text`` (mirrors FTS5 ``unicode61``)."""
-    return [t.casefold() for t in _TOKEN.findall(text or "")]
+    return [t.lower() for t in _TOKEN.findall(text or "")]
 
 
 def query_terms(text: str, prefix: bool = True) -> QueryTerms:
@@ -118,19 +123,67 @@ class LexicalSearcher:
         self.db = db
         self.field_weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
         self._bm25 = f"bm25(items_fts, {_weights_sql(self.field_weights)})"
+        self._stats: Optional[Fts5Stats] = None
 
     def search(self, terms: QueryTerms, limit: int, filters=None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Top ``limit`` rows by BM25.
+        """Top ``limit`` rows by BM25 of the OR of the terms.
+
+        Cost control for large catalogues: with several terms the rows
+        matching *all* of them are fetched first (cheap, and their BM25 is the
+        OR-query BM25); only if they are fewer than ``limit`` is the OR query
+        run.  When the terms' document counts add up to more than
+        :data:`OR_SCAN_BUDGET` rows, the OR query runs over the rarest terms
+        only, and the rows found are rescored with all terms
+        (:mod:`merch_app.ranking.bm25`), so every returned score is the exact
+        BM25; rows matching only the very common terms are then left to the
+        semantic source.
 
         Returns
         -------
         rowids, scores, truncated
             ``items`` rowids and positive BM25 scores, best first; ``truncated``
-            is True when more rows matched than were returned.
+            is True when more rows may match than were returned.
         """
-        match = terms.match()
-        if match is None or limit <= 0:
+        if not terms.terms or limit <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), False
+        found: dict[int, float] = {}
+        n = len(terms.terms)
+        if n > 1:
+            rows = self._run(" AND ".join(terms.phrase(i) for i in range(n)), limit + 1, filters)
+            if len(rows) > limit:
+                return self._pack(dict(rows[:limit]), True, limit)
+            found.update(rows)
+        stats = self.stats
+        order = sorted(range(n), key=lambda i: stats.doc_freq(*self._folded(terms, i)))
+        chosen, budget = [], 0
+        for i in order:
+            df = stats.doc_freq(*self._folded(terms, i))
+            if chosen and budget + df > OR_SCAN_BUDGET:
+                break
+            chosen.append(i)
+            budget += df
+        exact = len(chosen) == n
+        rows = self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit + 1, filters)
+        truncated = len(rows) > limit or not exact
+        if exact:
+            found.update(rows)
+        else:
+            missing = [r for r, _ in rows if r not in found]
+            found.update(zip(missing, self.scores_for(terms, missing)))
+        return self._pack(found, truncated, limit)
+
+    @property
+    def stats(self) -> Fts5Stats:
+        if self._stats is None:
+            self._stats = Fts5Stats(self.db)
+        return self._stats
+
+    @staticmethod
+    def _folded(terms: QueryTerms, i: int) -> tuple[str, bool]:
+        toks = fts_tokens(terms.terms[i])
+        return (toks[0] if toks else terms.terms[i]), terms.prefix_last and i == len(terms.terms) - 1
+
+    def _run(self, match: str, limit: int, filters) -> list[tuple[int, float]]:
         where, args = _filter_sql(filters)
         if where:
             sql = (f"SELECT f.rowid, -{self._bm25} AS s FROM items_fts f JOIN items i "
@@ -138,29 +191,38 @@ class LexicalSearcher:
         else:
             sql = f"SELECT rowid, -{self._bm25} AS s FROM items_fts WHERE items_fts MATCH ? " \
                   "ORDER BY s DESC LIMIT ?"
-        rows = self.db.execute(sql, [match, *args, int(limit) + 1]).fetchall()
-        truncated = len(rows) > limit
-        rows = rows[:limit]
-        rowids = np.array([r[0] for r in rows], dtype=np.int64)
-        scores = np.array([r[1] for r in rows], dtype=np.float64)
-        return rowids, scores, truncated
+        return [(int(r), float(s)) for r, s in self.db.execute(sql, [match, *args, int(limit)])]
+
+    @staticmethod
+    def _pack(found: dict[int, float], truncated: bool, limit: int):
+        items = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+        truncated = truncated or len(items) > limit
+        items = items[:limit]
+        return (np.array([r for r, _ in items], dtype=np.int64),
+                np.array([s for _, s in items], dtype=np.float64), truncated)
 
     def scores_for(self, terms: QueryTerms, rowids) -> np.ndarray:
-        """BM25 of the given rows for this query (0 where a row does not match)."""
+        """BM25 of the given rows for this query (0 where a row does not match).
+
+        Computed in Python from FTS5's statistics (see :mod:`merch_app.ranking.bm25`):
+        asking FTS5 per row costs as much as running the whole query.
+        """
         rowids = [int(r) for r in rowids]
         out = np.zeros(len(rowids), dtype=np.float64)
-        match = terms.match()
-        if match is None or not rowids:
+        if not terms.terms or not rowids:
             return out
-        where = {r: n for n, r in enumerate(rowids)}
-        for start in range(0, len(rowids), 500):
-            chunk = rowids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            cur = self.db.execute(
-                f"SELECT rowid, -{self._bm25} FROM items_fts WHERE items_fts MATCH ? "
-                f"AND rowid IN ({marks})", [match, *chunk])
-            for rowid, score in cur:
-                out[where[rowid]] = score
+        texts: dict[int, tuple] = {}
+        for s in range(0, len(rowids), 500):
+            chunk = rowids[s:s + 500]
+            for row in self.db.execute(
+                    f"SELECT rowid, {', '.join(FIELDS)} FROM items WHERE rowid IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                texts[int(row[0])] = tuple("" if v is None else str(v) for v in row[1:])
+        weights = [float(self.field_weights.get(f, 1.0)) for f in FIELDS]
+        per_term = bm25_rows(self.stats, terms.terms, terms.prefix_last, texts, weights)
+        for n, r in enumerate(rowids):
+            if r in per_term:
+                out[n] = sum(per_term[r])
         return out
 
     def term_scores(self, terms: QueryTerms, rowid: int) -> list[dict]:
