@@ -42,7 +42,7 @@ def _file_entry(path: Path, result: ImportResult) -> dict:
 
 
 def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicate: str,
-               progress, cancel) -> ImportResult:
+               progress, cancel, pseudonymise=None) -> ImportResult:
     """Preview ``path``, apply ``--map`` overrides to its mapping, import it."""
     preview = preview_file(db, path, kind=None if kind == "auto" else kind)
     mapping = None
@@ -52,7 +52,7 @@ def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicat
         except ValueError as exc:
             raise ImportFailed(f"{path}: {exc}") from exc
     return import_file(db, path, kind=preview.kind, mapping=mapping, on_duplicate=on_duplicate,
-                       progress=progress, cancel=cancel)
+                       pseudonymise=pseudonymise, progress=progress, cancel=cancel)
 
 
 @click.command("import")
@@ -65,9 +65,11 @@ def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicat
 @click.option("--on-duplicate", type=click.Choice(list(ON_DUPLICATE)), default="skip", show_default=True,
               help="A file already imported (same sha256): skip it, replace the earlier import, "
                    "append it again, or fail.")
+@click.option("--pseudonymise/--no-pseudonymise", default=None,
+              help="Store keyed-HMAC pseudonyms instead of user ids (default: as earlier imports did).")
 @json_option
 @click.pass_context
-def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicate, as_json) -> None:
+def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicate, pseudonymise, as_json) -> None:
     """Import FILE... (CSV/TSV, .gz too): catalogues, events or transaction exports.
 
     Each file is imported in its own transaction; a file that cannot be
@@ -82,7 +84,7 @@ def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicat
         for path in files:
             bar = TerminalProgress(f"import {path.name}", enabled=False if as_json else None)
             try:
-                result = import_one(db, path, kind, overrides, on_duplicate, bar, CancelToken())
+                result = import_one(db, path, kind, overrides, on_duplicate, bar, CancelToken(), pseudonymise)
             except ImportFailed as exc:
                 bar.close()
                 failures.append(str(exc))

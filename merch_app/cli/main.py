@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "merch_app.cli.query_cmds",
     "merch_app.cli.insights_cmds",
     "merch_app.cli.suite_cmds",
+    "merch_app.cli.privacy_cmd",
 ]
 
 

@@ -11,9 +11,10 @@ import csv
 import io
 import re
 from collections import Counter
-from typing import Optional
+from typing import Callable, Optional
 
 from merch_app.data.csv_source import CsvSource
+from merch_app.data.values import clean_id
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -41,8 +42,13 @@ class ImportContext:
         source: CsvSource,
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
+        *,
+        pseudonymise: Optional[Callable[[str], str]] = None,
+        user_col: Optional[int] = None,
     ) -> None:
         self.conn = conn
+        self.pseudonymise = pseudonymise  # raw user id -> pseudonym (privacy.Pseudonymiser), or None
+        self.user_col = user_col  # column of the user id, for rejected lines of pseudonymised imports
         self.import_id = import_id
         self.source = source
         self.progress = progress
@@ -60,7 +66,18 @@ class ImportContext:
 
     # ------------------------------------------------------------- rejects
     def raw_text(self, first: int, last: int, row: Optional[list[str]]) -> str:
-        """Text of a record as it stood in the file (rebuilt for multi-line records)."""
+        """Text of a record as it stood in the file (rebuilt for multi-line records).
+
+        In a pseudonymised import the user cell is replaced by its pseudonym,
+        and a line that cannot be split into cells is withheld.
+        """
+        if self.pseudonymise is not None and self.user_col is not None:
+            if row is None or len(row) <= self.user_col:
+                return "(line withheld: user ids are pseudonymised in this workspace)"
+            row = list(row)
+            user = clean_id(row[self.user_col])
+            row[self.user_col] = self.pseudonymise(user) if user else ""
+            first = -1  # rebuild from the cells
         if first == last or row is None:
             text = self.source.last_line.rstrip("\r\n")
         else:
@@ -142,7 +159,11 @@ class ImportContext:
     # ------------------------------------------------------------- batches
     def flush_events(self) -> None:
         if self.events:
-            self.conn.executemany(INSERT_EVENT, self.events)
+            batch = self.events
+            if self.pseudonymise is not None:
+                p = self.pseudonymise
+                batch = [(p(e[0]) if e[0] else e[0],) + e[1:] for e in batch]
+            self.conn.executemany(INSERT_EVENT, batch)
             self.events_added += len(self.events)
             self.events.clear()
 

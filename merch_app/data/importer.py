@@ -28,6 +28,7 @@ from merch_app.data.header_mapping import (
 )
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
+from merch_app.data.privacy import import_pseudonymiser
 from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
@@ -229,6 +230,7 @@ def import_file(
     kind: str = "auto",
     mapping: Optional[dict[str, str]] = None,
     on_duplicate: str = "skip",
+    pseudonymise: Optional[bool] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ImportResult:
@@ -250,6 +252,10 @@ def import_file(
         ``"skip"`` (status ``skipped``, nothing written), ``"replace"`` (rows
         of the earlier import are removed, then the file is imported again),
         ``"append"`` (import again) or ``"error"`` (raise ImportFailed).
+    pseudonymise
+        Store keyed-HMAC pseudonyms instead of user ids (see
+        :mod:`merch_app.data.privacy`); None follows the workspace (on once
+        an earlier import pseudonymised).
     progress, cancel
         Job protocol: ``Progress(done=bytes, total=file size, data={"rows", "bytes"})``
         about 10×/s; ``cancel.check()`` every 4,096 rows.
@@ -275,13 +281,13 @@ def import_file(
     started = time.perf_counter()
     db, close = open_db(db)
     try:
-        return _import(db, Path(path), kind, mapping, on_duplicate, progress, cancel, started)
+        return _import(db, Path(path), kind, mapping, on_duplicate, progress, cancel, started, pseudonymise)
     finally:
         if close:
             db.close()
 
 
-def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started) -> ImportResult:
+def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, pseudonymise=None) -> ImportResult:
     source = _source(path)
     kind, _, _, mapping, _ = _plan(db, source, kind, mapping)
     _check_mapping(source, kind, mapping)
@@ -306,7 +312,10 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started) ->
             tx.remove_imports(earlier)
         tx.start_bulk()
         import_id = tx.add_import_row(path.name, sha, kind, mapping, now)
-        ctx = ImportContext(db.conn, import_id, source, progress, cancel)
+        user_src = next((s for s, f in mapping.items() if f == "user_id"), None)
+        ctx = ImportContext(db.conn, import_id, source, progress, cancel,
+                            pseudonymise=import_pseudonymiser(db.conn, pseudonymise) if user_src else None,
+                            user_col=source.headers.index(user_src) if user_src else None)
         ctx.tick(final=False)
         parse_ts = TimestampParser(date_order)
         if kind == "transactions":

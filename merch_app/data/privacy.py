@@ -1,0 +1,241 @@
+"""Privacy by choice: pseudonymised user ids at import and "forget this user".
+
+Pseudonymisation replaces every user id by ``anon_`` + the first 20 hex digits
+of HMAC-SHA256(key, id).  The 256-bit key is created at random on the first
+pseudonymised import and kept in the workspace (``settings`` key
+:data:`KEY_SETTING`), so the same customer gets the same pseudonym in every
+later import and nothing else needs storing.  Once a workspace has had a
+pseudonymised import, later imports pseudonymise too unless told otherwise
+(:data:`MODE_SETTING`), so raw and pseudonymised ids never mix.  Explanations,
+insights and exports read the ids stored in ``events``: they show pseudonyms.
+
+This is pseudonymisation, not anonymisation: whoever holds the workspace (and
+so the key) can test a known customer id against it.  Share exports, not the
+workspace file, when that matters.
+
+:func:`forget_user` removes one user's events (given the original id or its
+pseudonym), their rejected lines and cached query vectors, then refreshes the
+active model with :func:`merch_app.model.training.update_with_new_events`.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+from merch_app.jobs import CancelToken, ProgressCallback
+
+KEY_SETTING = "privacy.hmac_key"
+MODE_SETTING = "privacy.pseudonymise"
+PSEUDONYM_PREFIX = "anon_"
+_PSEUDONYM = re.compile(r"anon_[0-9a-f]{20}")
+_SPLIT = re.compile(r"[,;\t|]")
+
+
+class PrivacyError(ValueError):
+    """A privacy action cannot be done (message is user-facing)."""
+
+
+def pseudonym(key: bytes, user_id: str) -> str:
+    """The pseudonym of ``user_id`` under ``key`` (stable, not reversible without the key)."""
+    digest = hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:20]
+
+
+def is_pseudonym(text: str) -> bool:
+    return bool(_PSEUDONYM.fullmatch(text or ""))
+
+
+class Pseudonymiser:
+    """Callable mapping raw user ids to pseudonyms, with a bounded cache for the import hot path."""
+
+    def __init__(self, key: bytes, max_cache: int = 500_000) -> None:
+        self.key = key
+        self.max_cache = max_cache
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, user_id: str) -> str:
+        try:
+            return self._cache[user_id]
+        except KeyError:
+            if len(self._cache) >= self.max_cache:
+                self._cache.clear()
+            value = self._cache[user_id] = pseudonym(self.key, user_id)
+            return value
+
+
+def _setting(conn, key: str) -> Any:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def workspace_key(db) -> Optional[bytes]:
+    """The workspace's pseudonymisation key, or None if it never pseudonymised."""
+    conn = getattr(db, "conn", db)
+    value = _setting(conn, KEY_SETTING)
+    return bytes.fromhex(value) if value else None
+
+
+def is_pseudonymised(db) -> bool:
+    """True when imports into this workspace pseudonymise user ids by default."""
+    return bool(_setting(getattr(db, "conn", db), MODE_SETTING))
+
+
+def import_pseudonymiser(conn, requested: Optional[bool]) -> Optional[Pseudonymiser]:
+    """The pseudonymiser an import should use, creating the key when first needed.
+
+    Runs inside the import's transaction (no commit): a rolled-back import
+    leaves no key behind.
+
+    Parameters
+    ----------
+    requested
+        True / False as asked by the caller; None follows the workspace
+        (pseudonymise if an earlier import did).
+    """
+    on = bool(_setting(conn, MODE_SETTING)) if requested is None else requested
+    if not on:
+        return None
+    value = _setting(conn, KEY_SETTING)
+    if not value:
+        value = secrets.token_hex(32)
+        conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [KEY_SETTING, json.dumps(value)])
+    conn.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [MODE_SETTING, "true"])
+    return Pseudonymiser(bytes.fromhex(value))
+
+
+def stored_user_id(db, user_id: str) -> Optional[str]:
+    """The id under which ``user_id`` (original id or pseudonym) is stored in ``events``, or None."""
+    user_id = str(user_id).strip()
+    candidates = [user_id]
+    key = workspace_key(db)
+    if key is not None and not is_pseudonym(user_id):
+        candidates.insert(0, pseudonym(key, user_id))
+    for candidate in candidates:
+        if db.execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", [candidate]).fetchone():
+            return candidate
+    return None
+
+
+@dataclass
+class ForgetResult:
+    user_id: str  # as stored (pseudonym in a pseudonymised workspace)
+    events_removed: int
+    rejected_rows_removed: int
+    cached_vectors_removed: int
+    model_id: Optional[str]  # model refreshed after the removal, if any
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rejected_rows_of(db, ids: set[str]) -> list[int]:
+    """Rejected lines holding one of ``ids`` as a whole cell (any common delimiter)."""
+    out = []
+    for row_id, raw in db.execute("SELECT id, raw FROM rejected_rows"):
+        if not raw:
+            continue
+        try:
+            cells = next(csv.reader([raw]), [])
+        except csv.Error:
+            cells = []
+        parts = {c.strip().strip('"') for c in _SPLIT.split(raw)} | {c.strip() for c in cells}
+        if parts & ids:
+            out.append(row_id)
+    return out
+
+
+def _query_hashes_only_of(db, user_id: str) -> list[str]:
+    """Text hashes of the user's search queries that no other user's event carries."""
+    from merch_app.model.item_vectors import text_hash
+
+    rows = db.execute(
+        "SELECT DISTINCT query FROM events e WHERE user_id = ? AND query IS NOT NULL AND query != '' "
+        "AND NOT EXISTS (SELECT 1 FROM events o WHERE o.query = e.query AND o.user_id IS NOT ?)",
+        [user_id, user_id],
+    ).fetchall()
+    hashes = set()
+    for (query,) in rows:
+        for text in {query, query.strip(), " ".join(query.split()), query.strip().lower()}:
+            hashes.add(text_hash(text))
+    return sorted(hashes)
+
+
+def forget_user(
+    db,
+    user_id: str,
+    *,
+    retrain: bool = True,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    retrainer: Optional[Callable[..., Any]] = None,
+) -> ForgetResult:
+    """Remove everything the workspace holds about one user, then refresh the model.
+
+    Parameters
+    ----------
+    db
+        Open workspace owned by the calling thread.
+    user_id
+        The original id (pseudonymised by the workspace key when needed) or
+        the stored id / pseudonym.
+    retrain
+        Refresh the active model afterwards (incrementally) so it no longer
+        holds the user's history.
+    retrainer
+        Override of the refresh function (tests); default
+        :func:`merch_app.model.training.update_with_new_events`.
+
+    Returns
+    -------
+    ForgetResult
+
+    Raises
+    ------
+    PrivacyError
+        The user has no events in the workspace.
+    """
+    stored = stored_user_id(db, user_id)
+    if stored is None:
+        raise PrivacyError(f"user {user_id!r} has no events in this workspace (nothing to forget)")
+    ids = {stored, str(user_id).strip()}
+    conn = db.conn
+    with conn:  # one transaction: all or nothing
+        hashes = _query_hashes_only_of(db, stored)
+        n_vectors = 0
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            cur = conn.execute(
+                f"DELETE FROM embeddings WHERE text_hash IN ({','.join('?' * len(chunk))})", chunk)
+            n_vectors += cur.rowcount
+        n_events = conn.execute("DELETE FROM events WHERE user_id = ?", [stored]).rowcount
+        reject_ids = _rejected_rows_of(db, ids)
+        for start in range(0, len(reject_ids), 500):
+            chunk = reject_ids[start:start + 500]
+            conn.execute(f"DELETE FROM rejected_rows WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+    model_id = None
+    if retrain:
+        model_id = _refresh_model(db, progress, cancel, retrainer)
+    message = (f"forgot user {stored}: {n_events:,} events, {len(reject_ids):,} rejected lines, "
+               f"{n_vectors:,} cached query vectors removed")
+    message += f"; model refreshed as {model_id}" if model_id else "; no trained model to refresh"
+    return ForgetResult(stored, n_events, len(reject_ids), n_vectors, model_id, message)
+
+
+def _refresh_model(db, progress, cancel, retrainer) -> Optional[str]:
+    """Update the active model without the removed events; the new model id or None."""
+    if retrainer is None:
+        try:
+            from merch_app.model.training import update_with_new_events as retrainer
+        except ImportError:
+            return None
+    if db.execute("SELECT 1 FROM models WHERE active = 1 LIMIT 1").fetchone() is None:
+        return None
+    result = retrainer(db, progress=progress, cancel=cancel)
+    return getattr(result, "model_id", None) or (result if isinstance(result, str) else None)
