@@ -158,3 +158,18 @@ def test_progress_reports_cached_and_encoded(ws):
     last = seen[-1]
     assert (last.done, last.total) == (4, 4)
     assert last.data["cached"] == 3 and last.data["encoded"] == 1
+
+
+def test_readonly_workspace_still_returns_vectors(ws_path):
+    from merch_app.data.workspace import open_workspace
+
+    db = open_workspace(ws_path)
+    add_items(db, ITEMS)
+    db.close()
+    ro = open_workspace(ws_path, readonly=True)
+    try:
+        ids, vecs = item_text_vectors(ro, HashingEncoder(16))
+        assert len(ids) == 3 and vecs.shape == (3, 16)
+        assert cache_size(ro) == 0
+    finally:
+        ro.close()

@@ -26,9 +26,10 @@ import numpy as np
 
 from merch_app.jobs import EtaClock, Progress, Throttle
 
-# Must be set before transformers / huggingface_hub are imported anywhere.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Must be set before transformers / huggingface_hub are imported anywhere: the
+# app never downloads (local_files_only=True is passed as well).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 import string
 import time
 from dataclasses import dataclass
@@ -180,7 +181,8 @@ def encode_texts_cached(
 
     Only distinct texts missing from the cache are encoded; they are written
     back in chunks of :data:`CHUNK_TEXTS`, each in its own short transaction,
-    so a cancel keeps whole chunks and never leaves a partial row.
+    so a cancel keeps whole chunks and never leaves a partial row.  On a
+    read-only workspace the vectors are returned without being cached.
 
     Returns
     -------
@@ -216,6 +218,7 @@ def encode_texts_cached(
         )
 
     report(0)
+    writable = True
     for start in range(0, len(missing), CHUNK_TEXTS):
         if cancel is not None:
             cancel.check()
@@ -232,7 +235,13 @@ def encode_texts_cached(
             raise ValueError(f"encoder {encoder.encoder_id} returned shape {vecs.shape}, expected ({len(chunk)}, {dim})")
         if cancel is not None:
             cancel.check()  # cancelled during the last batch: drop the unfinished chunk
-        _write_cache(db, encoder.encoder_id, dim, chunk, vecs)
+        if writable:
+            try:
+                _write_cache(db, encoder.encoder_id, dim, chunk, vecs)
+            except sqlite3.OperationalError as exc:
+                if "readonly" not in str(exc).replace(" ", "").lower():
+                    raise
+                writable = False  # read-only workspace: vectors are still returned
         found.update(zip(chunk, vecs))
         stats.encoded += len(chunk)
     report(len(missing), final=True)
