@@ -380,14 +380,17 @@ def delete_suite(db, name: str) -> bool:
     return True
 
 
-def set_judgment(db, suite_name: str, query: str, item_id: str, grade: Optional[int]) -> None:
+def set_judgment(db, suite_name: str, query: str, item_id: Optional[str], grade: Optional[int]) -> None:
     """Rate one result in a stored suite (created if missing); ``grade=None`` removes it.
 
-    Used by inline rating: each key press is saved at once.
+    Used by inline rating: each key press is saved at once.  With ``item_id``
+    None only the query is added to the suite.
     """
     q = normalise_query(query)
     if not q:
         raise SuiteError("a query must not be empty")
+    if not str(suite_name or "").strip():
+        raise SuiteError("a suite needs a name")
     if grade is not None:
         grade = check_grade(grade)
     now = _now()
@@ -400,7 +403,9 @@ def set_judgment(db, suite_name: str, query: str, item_id: str, grade: Optional[
                          [sid]).fetchone()[0]
         db.execute("INSERT OR IGNORE INTO suite_queries(suite_id, query, position) VALUES (?, ?, ?)",
                    [sid, q, pos])
-        if grade is None:
+        if item_id is None:
+            pass
+        elif grade is None:
             db.execute("DELETE FROM judgments WHERE suite_id = ? AND query = ? AND item_id = ?",
                        [sid, q, str(item_id)])
         else:

@@ -38,6 +38,8 @@ SCREENS: list[tuple[str, str]] = [
     ("merch_app.ui.screens.query_screen", "QueryScreen"),
     ("merch_app.ui.screens.users_screen", "UsersScreen"),
     ("merch_app.ui.screens.catalogue_screen", "CatalogueScreen"),
+    ("merch_app.ui.screens.evaluate_screen", "EvaluateScreen"),
+    ("merch_app.ui.screens.rules_screen", "RulesScreen"),
 ]
 MAX_RECENT = 8
 WORKSPACE_FILTER = "merch_app workspace (*.merch.sqlite *.sqlite *.db);;All files (*)"
@@ -220,6 +222,16 @@ class MainWindow(QMainWindow):
         screen = self.screens[title]
         self.sidebar.setCurrentRow(self.stack.indexOf(screen))
         return screen
+
+    def open_query(self, text: str) -> None:
+        """Show the Query screen searching for ``text`` (e.g. a query clicked on the Evaluate screen)."""
+        screen = self.screens.get("Query")
+        if screen is None:
+            return
+        self.show_screen("Query")
+        controls = screen.controls
+        controls.mode.setCurrentIndex(max(controls.mode.findData("search"), 0))
+        controls.query_box.setText(text)
 
     # ------------------------------------------------------------------- jobs
     def create_runner(self, name: str) -> JobRunner:

@@ -1,0 +1,413 @@
+"""Evaluate screen: judged query suites, suite runs with metrics, comparisons and reports."""
+from __future__ import annotations
+
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from merch_app.evaluation import report
+from merch_app.evaluation.suite_run import SuiteRun
+from merch_app.evaluation.suites import list_suites
+from merch_app.paths import resource_path
+from merch_app.ranking.types import Weights
+from merch_app.ui import evaluate_jobs as ej
+from merch_app.ui.charts import export_png
+from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.evaluate_compare import ComparePanel
+from merch_app.ui.screens.evaluate_judge import JudgePanel
+from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell
+from merch_app.ui.workers import error_text
+
+MAX_RUNS = 6
+SUITE_FILTER = "Suites (*.csv *.qrels *.txt);;All files (*)"
+
+
+class EvaluateScreen(Screen):
+    """Suites on top; Judge / Results / Compare tabs below."""
+
+    title = "Evaluate"
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.run_runner = self.runner("suite")
+        self.io_runner = self.runner("suite-io")
+        self.encoder_spec: Optional[str] = None  # None: the model's encoder (tests use "hashing:64")
+        self.generation = 0
+        self.runs: "OrderedDict[str, SuiteRun]" = OrderedDict()
+        self.run: Optional[SuiteRun] = None
+        self.run_suite_id: Optional[int] = None
+        self._suites: list[dict] = []
+        self._build()
+
+    # ---------------------------------------------------------------- layout
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Suite:"))
+        self.suite_combo = QComboBox()
+        self.suite_combo.setMinimumWidth(200)
+        self.suite_combo.currentIndexChanged.connect(self._suite_changed)
+        bar.addWidget(self.suite_combo)
+        self.suite_info = QLabel()
+        self.suite_info.setStyleSheet("color: #555;")
+        bar.addWidget(self.suite_info, 1)
+        self.buttons = {}
+        for key, text, slot in (("new", "New…", self._new_suite_dialog), ("import", "Import…", self._import_dialog),
+                                ("export", "Export…", self._export_dialog),
+                                ("behaviour", "From behaviour", self.generate_suite),
+                                ("demo", "Add demo suite", self.add_demo_suite),
+                                ("delete", "Delete", self.delete_suite)):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            self.buttons[key] = b
+            bar.addWidget(b)
+        lay.addLayout(bar)
+
+        sysrow = QHBoxLayout()
+        sysrow.addWidget(QLabel("System:"))
+        self.label_edit = QLineEdit()
+        self.label_edit.setPlaceholderText("name (default: model + weights)")
+        self.label_edit.setMaximumWidth(180)
+        self.model_combo = QComboBox()
+        self.weight_boxes: dict[str, QDoubleSpinBox] = {}
+        sysrow.addWidget(self.label_edit)
+        sysrow.addWidget(self.model_combo)
+        for key in ("lex", "text", "cf", "pop"):
+            box = QDoubleSpinBox()
+            box.setRange(0.0, 5.0)
+            box.setSingleStep(0.05)
+            box.setValue(getattr(Weights(), key))
+            box.setPrefix(f"{key} ")
+            self.weight_boxes[key] = box
+            sysrow.addWidget(box)
+        self.rules_check = QCheckBox("rules")
+        self.rules_check.setChecked(True)
+        self.rules_check.setToolTip("Apply the workspace's enabled merchandising rules")
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 100)
+        self.k_spin.setValue(10)
+        self.k_spin.setPrefix("k = ")
+        self.run_button = QPushButton("Run suite")
+        self.run_button.setStyleSheet("font-weight: bold;")
+        self.run_button.clicked.connect(self.run_suite)
+        self.report_button = QPushButton("Export report…")
+        self.report_button.clicked.connect(self._report_dialog)
+        for w in (self.rules_check, self.k_spin, self.run_button, self.report_button):
+            sysrow.addWidget(w)
+        sysrow.addStretch(1)
+        lay.addLayout(sysrow)
+
+        self.tabs = QTabWidget()
+        self.judge = JudgePanel(self)
+        self.judge.judged.connect(lambda *_: self._refresh_info())
+        self.tabs.addTab(self.judge, "Judge")
+        self.tabs.addTab(self._results_tab(), "Results")
+        self.compare = ComparePanel(self)
+        self.tabs.addTab(self.compare, "Compare")
+        lay.addWidget(self.tabs, 1)
+
+    def _results_tab(self) -> QWidget:
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        self.mean_label = QLabel("Run a suite to see per-query metrics (worst first). Double-click a query to "
+                                 "open it on the Query screen.")
+        self.mean_label.setWordWrap(True)
+        lay.addWidget(self.mean_label)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.results = SortableTable(["query", "ndcg@10", "p@k", "mrr", "unjudged", "relevant"])
+        self.results.view.doubleClicked.connect(lambda idx: self.open_query_row(idx.row()))
+        split.addWidget(self.results.view)
+        charts = QWidget()
+        cl = QVBoxLayout(charts)
+        cl.setContentsMargins(0, 0, 0, 0)
+        self.ndcg_chart = HBarChart("NDCG@10 of the 20 worst queries", "NDCG@10")
+        self.means_chart = MeansChart()
+        cl.addWidget(self.ndcg_chart.widget, 3)
+        cl.addWidget(self.means_chart.widget, 2)
+        split.addWidget(charts)
+        split.setSizes([560, 640])
+        lay.addWidget(split, 1)
+        return w
+
+    # ----------------------------------------------------------------- hooks
+    def on_workspace_changed(self) -> None:
+        self.generation += 1
+        self.runs.clear()
+        self.run = None
+        self.refresh_suites()
+        self.refresh_models()
+
+    def on_data_changed(self) -> None:
+        self.generation += 1
+
+    def on_models_changed(self) -> None:
+        self.generation += 1
+        self.refresh_models()
+
+    def on_shown(self) -> None:
+        self.refresh_suites()
+
+    # ---------------------------------------------------------------- suites
+    def refresh_suites(self, select: Optional[str] = None) -> None:
+        """Reload the suite list (a quick read on the GUI connection)."""
+        current = select or self.suite_combo.currentData()
+        self._suites = list_suites(self.ctx.db) if self.ctx.db is not None else []
+        self.suite_combo.blockSignals(True)
+        self.suite_combo.clear()
+        for s in self._suites:
+            self.suite_combo.addItem(s["name"], s["name"])
+        self.suite_combo.addItem("Behaviour (events with queries)", ej.BEHAVIOUR)
+        idx = self.suite_combo.findData(current) if current else 0
+        self.suite_combo.setCurrentIndex(max(idx, 0))
+        self.suite_combo.blockSignals(False)
+        has_demo = any(s["name"] == "demo" for s in self._suites)
+        self.buttons["demo"].setVisible(not has_demo and resource_path("demo", "demo_suite.csv").exists())
+        self._suite_changed()
+
+    def refresh_models(self) -> None:
+        self.model_combo.clear()
+        if self.ctx.db is None:
+            return
+        for label, model_id in ej.model_choices(self.ctx.db):
+            self.model_combo.addItem(label, model_id)
+
+    def suite_name(self) -> Optional[str]:
+        return self.suite_combo.currentData()
+
+    def suite_id(self) -> Optional[int]:
+        name = self.suite_name()
+        return next((s["suite_id"] for s in self._suites if s["name"] == name), None)
+
+    def _suite_changed(self) -> None:
+        self._refresh_info()
+        name = self.suite_name()
+        stored = name not in (None, ej.BEHAVIOUR)
+        self.buttons["export"].setEnabled(stored)
+        self.buttons["delete"].setEnabled(stored)
+        queries = []
+        if stored and self.ctx.db is not None:
+            sid = self.suite_id()
+            queries = [r[0] for r in self.ctx.db.execute(
+                "SELECT query FROM suite_queries WHERE suite_id = ? ORDER BY position", [sid])]
+        self.judge.set_queries(queries)
+        self.compare.refresh_snapshots()
+
+    def _refresh_info(self) -> None:
+        name = self.suite_name()
+        if name == ej.BEHAVIOUR:
+            self.suite_info.setText("judgments generated from searches followed by click (1), cart (2), purchase (3)")
+            return
+        if self.ctx.db is not None and name:
+            self._suites = list_suites(self.ctx.db)
+        s = next((s for s in self._suites if s["name"] == name), None)
+        self.suite_info.setText(f"{s['queries']} queries · {s['judgments']} judgments · {s['source'] or 'gui'}"
+                                if s else "no suite yet: New… / Import… / From behaviour")
+
+    def suite_edited(self) -> None:
+        self._refresh_info()
+
+    def new_suite(self, name: str) -> None:
+        """Create an empty suite ``name`` and select it (queries are added on the Judge tab)."""
+        from merch_app.evaluation.suites import Suite, save_suite
+
+        name = name.strip()
+        if not name:
+            return
+        path = self.ctx.path
+        self.io_runner.start(lambda ctx: save_suite(ctx.db(path), Suite(name, source="gui"), replace=False),
+                             cancel_previous=False, keep_stale=True,
+                             on_result=lambda _sid: self.refresh_suites(select=name),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    def import_suite(self, file: Path, name: Optional[str] = None) -> None:
+        """Import a CSV/qrels file as a suite (replaces a suite of the same name)."""
+        from merch_app.evaluation.suites import read_suite_file, save_suite
+
+        path = self.ctx.path
+
+        def job(ctx):
+            s = read_suite_file(file, name)
+            save_suite(ctx.db(path), s)
+            return s
+
+        self.io_runner.start(job, cancel_previous=False, keep_stale=True, label=f"Importing {Path(file).name}",
+                             on_result=lambda s: (self.refresh_suites(select=s.name), self.show_info(
+                                 f"Suite “{s.name}”: {len(s.queries)} queries, {s.n_judgments} judgments.")),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    def add_demo_suite(self) -> None:
+        self.import_suite(resource_path("demo", "demo_suite.csv"), "demo")
+
+    def export_suite(self, file: Path) -> None:
+        from merch_app.evaluation.suites import load_suite, write_qrels, write_suite_csv
+
+        name, path = self.suite_name(), self.ctx.path
+
+        def job(ctx):
+            s = load_suite(ctx.db(path), name)
+            return write_qrels(s, file) if Path(file).suffix.lower() in (".qrels", ".txt") else write_suite_csv(s, file)
+
+        self.io_runner.start(job, cancel_previous=False, keep_stale=True,
+                             on_result=lambda _p: self.show_info(f"Suite “{name}” written to {file}."),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    def generate_suite(self) -> None:
+        from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+        from merch_app.evaluation.suites import save_suite
+
+        path = self.ctx.path
+
+        def job(ctx):
+            s = generate_from_behaviour(ctx.db(path), "behaviour", progress=ctx.progress, cancel=ctx.cancel)
+            save_suite(ctx.db(path), s)
+            return s
+
+        self.io_runner.start(job, label="Generating a suite from behaviour",
+                             on_result=lambda s: self.refresh_suites(select=s.name),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    def delete_suite(self) -> None:
+        from merch_app.evaluation.suites import delete_suite
+
+        name, path = self.suite_name(), self.ctx.path
+        if name in (None, ej.BEHAVIOUR):
+            return
+        self.io_runner.start(lambda ctx: delete_suite(ctx.db(path), name), cancel_previous=False, keep_stale=True,
+                             on_result=lambda _ok: self.refresh_suites(),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    # ------------------------------------------------------------------- run
+    def system(self) -> ej.System:
+        weights = Weights(**{k: float(b.value()) for k, b in self.weight_boxes.items()})
+        model_id = self.model_combo.currentData()
+        sys_ = ej.System(model_id=model_id, weights=weights, rules_on=self.rules_check.isChecked())
+        label = self.label_edit.text().strip() or (
+            f"{self.model_combo.currentText() or 'active model'} · lex {weights.lex:g}/text {weights.text:g}/"
+            f"cf {weights.cf:g}/pop {weights.pop:g}{'' if sys_.rules_on else ' · no rules'}")
+        return ej.System(label, model_id, weights, sys_.rules_on)
+
+    def job_args(self) -> tuple:
+        return (self.ctx.path, self.encoder_spec, self.generation)
+
+    def run_suite(self) -> None:
+        """Run the selected suite with the system in the controls (in the worker)."""
+        ref = self.suite_name()
+        if self.ctx.path is None or ref is None:
+            self.show_error("Pick a suite first.")
+            return
+        system, (path, enc, gen), k = self.system(), self.job_args(), self.k_spin.value()
+        self.mean_label.setText(f"Running “{ref}” with {system.label}…")
+        self.tabs.setCurrentIndex(1)
+        self.run_runner.start(lambda ctx: ej.run_suite_job(ctx, path, ref, system, enc, gen, k),
+                              label=f"Running suite {ref}", on_result=self._show_run,
+                              on_error=lambda exc, _tb: self.mean_label.setText(
+                                  f"<span style='color:#b42318'>Cannot run the suite: {error_text(exc)}</span>"))
+
+    def _show_run(self, result) -> None:
+        run, self.run_suite_id = result
+        self.run = run
+        self.runs.pop(run.label, None)
+        self.runs[run.label] = run
+        while len(self.runs) > MAX_RUNS:
+            self.runs.popitem(last=False)
+        k = run.k
+        self.results.model.setHorizontalHeaderLabels(["query", "ndcg@10", f"p@{k}", "mrr", f"unjudged@{k}",
+                                                      "relevant"])
+        rows = [[cell(q.query), cell(q.metrics["ndcg@10"]), cell(q.metrics[f"p@{k}"]), cell(q.metrics["mrr"]),
+                 cell(q.unjudged), cell(q.n_relevant)] for q in run.queries]
+        self.results.set_rows(rows, sort_column=1, ascending=True)
+        worst = [q for q in run.worst_first() if q.scored]
+        vals = [q.metrics["ndcg@10"] for q in worst]
+        brushes = [QColor("#d62728") if v < 0.5 else QColor("#ff7f0e") if v < 0.8 else QColor("#2ca02c")
+                   for v in vals]
+        self.ndcg_chart.set_bars([q.query for q in worst], vals, brushes=brushes, lo=0.0, hi=1.0)
+        self.means_chart.set_runs(list(self.runs.values()))
+        parts = [f"{m} <b>{run.mean[m]:.3f}</b> [{run.ci[m][0]:.3f}, {run.ci[m][1]:.3f}]" for m in run.metric_names]
+        self.mean_label.setText(f"<b>{run.label}</b> on “{run.suite}”: " + " · ".join(parts) +
+                                f" · mean unjudged@{k} {run.mean_unjudged:.2f} · {run.n_scored}/{len(run.queries)}"
+                                f" queries scored · {run.seconds:.1f}s. Double-click a query to open it.")
+        self.compare.set_runs(list(self.runs), run.metric_names)
+
+    def open_query_row(self, view_row: int) -> None:
+        text = self.results.text(view_row)
+        if text:
+            self.window_.open_query(text)
+
+    def titles(self, item_ids: list[str]) -> dict[str, str]:
+        """Titles of a few items (quick read on the GUI connection)."""
+        ids = list(dict.fromkeys(str(i) for i in item_ids))
+        if self.ctx.db is None or not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {str(i): t or "" for i, t in self.ctx.db.execute(
+            f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}
+
+    # --------------------------------------------------------------- reports
+    def export_report(self, html_path: Path) -> list[Path]:
+        """Write the evaluation (and comparison, if any) as HTML with PNG charts, plus CSV files."""
+        if self.run is None:
+            raise ValueError("run a suite first")
+        html_path = Path(html_path)
+        out = []
+        with tempfile.TemporaryDirectory() as tmp:
+            imgs = {"NDCG@10 of the worst queries": export_png(self.ndcg_chart.widget, Path(tmp) / "ndcg.png"),
+                    "Means with 95% CI": export_png(self.means_chart.widget, Path(tmp) / "means.png")}
+            out.append(report.write_report(report.run_report_html(self.run, imgs), html_path))
+            out.append(report.write_csv(report.run_rows(self.run), html_path.with_suffix(".csv")))
+            cmp = self.compare.comparison
+            if cmp is not None:
+                imgs = {"Per-query delta": export_png(self.compare.delta_chart.widget, Path(tmp) / "delta.png"),
+                        "Rank moves": export_png(self.compare.slope.widget, Path(tmp) / "slope.png")}
+                cpath = html_path.with_name(html_path.stem + "_comparison.html")
+                out.append(report.write_report(report.comparison_report_html(cmp, imgs), cpath))
+                out.append(report.write_csv(report.comparison_rows(cmp), cpath.with_suffix(".csv")))
+        return out
+
+    # ---------------------------------------------------------------- dialogs
+    def _new_suite_dialog(self) -> None:
+        name, ok = QInputDialog.getText(self, "New suite", "Name of the new suite:")
+        if ok and name.strip():
+            self.new_suite(name)
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import suite", "", SUITE_FILTER)
+        if path:
+            self.import_suite(Path(path))
+
+    def _export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export suite", f"{self.suite_name()}.csv", SUITE_FILTER)
+        if path:
+            self.export_suite(Path(path))
+
+    def _report_dialog(self) -> None:
+        if self.run is None:
+            self.show_error("Run a suite first: the report shows the last run (and the comparison, if any).")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export report", "evaluation.html", "HTML (*.html)")
+        if path:
+            try:
+                files = self.export_report(Path(path))
+            except (OSError, ValueError) as exc:
+                self.show_error(f"Cannot write the report: {exc}")
+                return
+            self.show_info("Wrote " + ", ".join(p.name for p in files))

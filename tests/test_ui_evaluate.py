@@ -1,0 +1,128 @@
+"""Evaluate and Rules screens: rate results inline, run a suite, compare, snapshot, report, rule impact."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from merch_app.data.importer import import_file  # noqa: E402
+from merch_app.evaluation.suites import load_suite  # noqa: E402
+from merch_app.ranking.rules import load_rules  # noqa: E402
+from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, ws_path):
+    cat, ev = write_shop(tmp_path / "shop")
+    import_file(ws_path, cat)
+    import_file(ws_path, ev)
+    w = make_window(qtbot, ws_path)
+    for title in ("Evaluate", "Rules", "Query"):
+        w.screens[title].encoder_spec = "hashing:64"
+    wait_idle(qtbot, w)
+    return w
+
+
+def _judge(qtbot, screen, query):
+    judge = screen.judge
+    shown = judge.results_shown
+    judge.new_query.setText(query)
+    judge.add_button.click()
+    qtbot.waitUntil(lambda: judge.results_shown > shown and judge.query == query, timeout=60_000)
+    return judge
+
+
+def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
+    screen = window.show_screen("Evaluate")
+    screen.new_suite("mine")
+    qtbot.waitUntil(lambda: screen.suite_name() == "mine", timeout=10_000)
+    judge = _judge(qtbot, screen, "mug")
+    assert judge.table.rowCount() >= 10
+    first, second = judge.item_ids[0], judge.item_ids[1]
+    judge.table.setFocus()
+    judge.table.selectRow(0)
+    saved = judge.saved
+    qtbot.keyClick(judge.table, Qt.Key.Key_3)  # rates row 0 and moves to row 1
+    qtbot.keyClick(judge.table, Qt.Key.Key_0)
+    qtbot.waitUntil(lambda: judge.saved >= saved + 2, timeout=10_000)
+    assert judge.table.item(0, 0).text() == "3 perfect" and judge.table.currentRow() == 2
+    suite = load_suite(window.ctx.db, "mine")
+    assert suite.judgments == {"mug": {first: 3, second: 0}}
+    assert "1 queries · 2 judgments" in screen.suite_info.text()
+
+    # a second query, then run the suite
+    judge = _judge(qtbot, screen, "red cushion")
+    judge.table.selectRow(0)
+    qtbot.keyClick(judge.table, Qt.Key.Key_2)
+    qtbot.waitUntil(lambda: len(load_suite(window.ctx.db, "mine").judgments["red cushion"]) == 1, timeout=10_000)
+    screen.label_edit.setText("default")
+    screen.run_suite()
+    qtbot.waitUntil(lambda: screen.run is not None, timeout=60_000)
+    run = screen.run
+    assert [q.query for q in run.queries] == ["mug", "red cushion"]
+    assert run.by_query()["mug"].metrics["ndcg@10"] == pytest.approx(1.0)  # the 3 is ranked first
+    assert screen.results.row_count() == 2
+    assert "ndcg@10" in screen.mean_label.text()
+    assert len(screen.ndcg_chart.labels) == 2
+
+    # a click on a query opens it in the Query screen
+    screen.open_query_row(0)
+    query = window.screens["Query"]
+    assert window.stack.currentWidget() is query
+    assert query.controls.query_box.text() == screen.results.text(0)
+    window.show_screen("Evaluate")
+
+    # another system, then compare with significance and overlap
+    screen.label_edit.setText("popular")
+    for key, value in (("lex", 0.0), ("text", 0.0), ("pop", 1.0)):
+        screen.weight_boxes[key].setValue(value)
+    screen.run_suite()
+    qtbot.waitUntil(lambda: screen.run.label == "popular", timeout=60_000)
+    wait_idle(qtbot, window)
+    cmp = screen.compare
+    cmp.baseline.setCurrentText("default")
+    cmp.compare()
+    assert cmp.comparison is not None and cmp.comparison.labels == ["default", "popular"]
+    assert cmp.summary.row_count() == 1 and cmp.queries.row_count() == 2
+    assert 0 <= cmp.comparison.pairs[0]["test"]["p_value"] <= 1
+    assert cmp.slope.moves  # slope chart of the selected query
+
+    # snapshot of the baseline; the popular run regresses against it
+    cmp.save_snapshot()
+    qtbot.waitUntil(lambda: cmp.snapshots.count() == 1, timeout=10_000)
+    cmp.baseline.setCurrentText("popular")
+    cmp.diff_with_snapshot()
+    assert cmp.diff["regressions"] and "regressions" in cmp.status.text()
+
+    files = screen.export_report(tmp_path / "eval.html")
+    names = sorted(p.name for p in files)
+    assert names == ["eval.csv", "eval.html", "eval_comparison.csv", "eval_comparison.html"]
+    html = (tmp_path / "eval.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == 2
+
+
+def test_rule_impact_preview_and_save(qtbot, window):
+    screen = window.show_screen("Rules")
+    screen.kind.setCurrentText("pin")
+    screen.pattern.setText("mug")
+    screen.item.setText("SKU001")
+    screen.position.setValue(1)
+    screen.preview_impact()
+    qtbot.waitUntil(lambda: screen.impacts_shown == 1, timeout=60_000)
+    imp = screen.impact
+    assert imp.touched and imp.touched[0]["query"] == "mug" and imp.touched[0]["after"][0] == "SKU001"
+    assert "queries change" in screen.impact_label.text()
+    assert screen.slope.moves
+    assert load_rules(window.ctx.db) == []  # nothing saved by the preview
+    screen.save_rule()
+    qtbot.waitUntil(lambda: screen.table.rowCount() == 1, timeout=10_000)
+    rules = load_rules(window.ctx.db)
+    assert rules[0].params == {"item_id": "SKU001", "position": 1} and rules[0].enabled
+    screen.table.item(0, 0).setCheckState(Qt.CheckState.Unchecked)
+    qtbot.waitUntil(lambda: not load_rules(window.ctx.db)[0].enabled, timeout=10_000)
+    screen.kind.setCurrentText("boost")
+    screen.value.setText("")
+    screen.preview_impact()
+    assert "needs a value" in screen.impact_label.text()
