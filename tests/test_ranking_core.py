@@ -248,3 +248,19 @@ def test_weights_parse():
 def test_bad_mode(ranker):
     with pytest.raises(ValueError):
         ranker.rank(RankRequest(mode="nope"))
+
+
+def test_filtered_search_with_real_vector_index(ranker, monkeypatch):
+    import merch_app.ranking.semantic as semantic
+    from merch_app.model.vector_index import VectorIndex
+
+    monkeypatch.setattr(semantic, "BRUTE_FORCE_MAX", 0)
+    ranker.bundle.index = VectorIndex.from_vectors(ranker.bundle.item_vectors, kind="flat")
+    rl = ranker.rank(RankRequest(query="zzz qqq", k=3, candidates=3, filters=Filters(category="Home"),
+                                 weights=Weights(lex=0, text=1, cf=0, pop=0)))
+    assert len(rl.item_ids) == 3 and set(rl.categories) == {"Home"}
+    mask = ranker.catalog.filter_mask(Filters(category="Home"))
+    q = ranker.query_vector("zzz qqq")
+    sims = np.where(mask, ranker.item_vectors @ q, -np.inf)
+    expected = [ranker.catalog.item_ids[i] for i in np.argsort(-sims)[:3]]
+    assert rl.item_ids == expected
