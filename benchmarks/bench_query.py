@@ -164,7 +164,8 @@ def bench_size(n: int, n_queries: int, encoder, seed: int) -> dict:
     }
 
 
-def render(results: list[dict], n_queries: int) -> str:
+def render(results: list[dict], n_queries: int, threads: str = "1") -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         START,
         "## Query latency (`benchmarks/bench_query.py`)",
@@ -174,7 +175,8 @@ def render(results: list[dict], n_queries: int) -> str:
         "item code); the real all-MiniLM-L6-v2 encodes every query (no cache hit). Candidates: "
         "BM25 top 300 ∪ vector top 300. Brute force = encode + numpy mat-vec over the same vectors "
         f"+ top-{K} (semantic only, no lexical, no fusion). Machine: {os.cpu_count()} cores, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}.",
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+        f"torch/FAISS threads: {threads}; load average (1, 5, 15 min) when written: {load}.",
         "",
         "| items | index | first query ms | hybrid p50 ms | hybrid p99 ms | goal p99 | brute force p50 / p99 ms "
         "| encode p50 | BM25 p50 / p99 | index p50 / p99 | candidates |",
@@ -204,13 +206,29 @@ def write_section(section: str, path: Path = BENCH_DOC) -> None:
     os.replace(tmp, path)
 
 
+def single_thread() -> None:
+    """One intra-op thread for torch and FAISS: a single short query gains nothing
+    from two, and on a busy 2-core machine two threads oversubscribe it
+    (measured here: MiniLM query encode p50 340 ms with 2 threads vs 30 ms with 1
+    while other jobs ran)."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Query latency benchmark")
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--threads", choices=("1", "default"), default="1",
+                    help="Intra-op threads for torch/FAISS (default 1, see single_thread()).")
     args = ap.parse_args(argv)
+    if args.threads == "1":
+        single_thread()
     encoder = load_encoder("minilm")
     encoder.encode(["warm up the encoder"])
     results = []
@@ -218,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_size(n, args.queries, encoder, args.seed)
         print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
         results.append(r)
-    section = render(results, args.queries)
+    section = render(results, args.queries, args.threads)
     print(section)
     if not args.no_write:
         write_section(section)

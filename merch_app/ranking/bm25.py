@@ -120,16 +120,24 @@ def bm25_rows(stats: Fts5Stats, terms: Sequence[str], prefix_last: bool, rows: d
     folded = [fts_tokens(t)[0] if fts_tokens(t) else t for t in terms]
     prefix = [prefix_last and i == len(terms) - 1 for i in range(len(terms))]
     idf = [stats.idf(t, p) for t, p in zip(folded, prefix)]
-    sizes = stats.doc_sizes(rows.keys())
-    out: dict[int, list[float]] = {}
+    freqs: dict[int, list[float]] = {}
     for rowid, columns in rows.items():
         freq = [0.0] * len(terms)
         for col, text in enumerate(columns):
+            if not text:
+                continue
+            low = text.lower() if text.isascii() else " ".join(fts_tokens(text))
+            if not any(t in low for t in folded):  # cheap reject before tokenising
+                continue
             w = column_weights[col]
-            for tok in fts_tokens(text or ""):
+            for tok in _TOKEN.findall(low):
                 for i, t in enumerate(folded):
                     if tok == t or (prefix[i] and tok.startswith(t)):
                         freq[i] += w
+        freqs[rowid] = freq
+    sizes = stats.doc_sizes([r for r, f in freqs.items() if any(f)])
+    out: dict[int, list[float]] = {}
+    for rowid, freq in freqs.items():
         d = sizes.get(rowid, 0)
         norm = K1 * (1 - B + B * d / stats.avgdl) if stats.avgdl else K1
         out[rowid] = [idf[i] * (f * (K1 + 1.0)) / (f + norm) if f else 0.0 for i, f in enumerate(freq)]

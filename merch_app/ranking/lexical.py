@@ -31,8 +31,9 @@ DEFAULT_FIELD_WEIGHTS = {"item_id": 10.0, "title": 4.0, "description": 1.0, "tag
                          "category": 1.5}
 MAX_TERMS = 16
 # Rows the OR query may touch (sum of the terms' document counts) before the
-# most common terms are left out of it (FTS5 BM25 costs ~1-2 us per row).
-OR_SCAN_BUDGET = 20_000
+# most common terms are left out of it (FTS5 BM25 costs ~1-2 us per row, so
+# this bounds the OR query to ~5-10 ms).
+OR_SCAN_BUDGET = 5_000
 MIN_PREFIX_CHARS = 2
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -133,10 +134,10 @@ class LexicalSearcher:
         OR-query BM25); only if they are fewer than ``limit`` is the OR query
         run.  When the terms' document counts add up to more than
         :data:`OR_SCAN_BUDGET` rows, the OR query runs over the rarest terms
-        only, and the rows found are rescored with all terms
-        (:mod:`merch_app.ranking.bm25`), so every returned score is the exact
-        BM25; rows matching only the very common terms are then left to the
-        semantic source.
+        only, plus a query for rows having one of those and one of the common
+        terms (FTS5 scores both over every phrase), so every returned score
+        is the exact BM25; rows matching only the very common terms are then
+        left to the semantic source.
 
         Returns
         -------
@@ -163,13 +164,22 @@ class LexicalSearcher:
             chosen.append(i)
             budget += df
         exact = len(chosen) == n
-        rows = self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit + 1, filters)
+        rare = " OR ".join(terms.phrase(i) for i in sorted(chosen))
+        rows = self._run(rare if exact else f"({rare})", limit + 1, filters)
         truncated = len(rows) > limit or not exact
-        if exact:
-            found.update(rows)
-        else:
-            missing = [r for r, _ in rows if r not in found]
-            found.update(zip(missing, self.scores_for(terms, missing)))
+        if not exact:
+            # Rows with a chosen and a left-out term, scored by FTS5 over all
+            # phrases (exact).  A row found only by the rare-term query either
+            # has no left-out term (its score is exact) or scores below the
+            # ``limit`` rows of this query, so it cannot reach the top.
+            common = " OR ".join(terms.phrase(i) for i in range(n) if i not in chosen)
+            both = self._run(f"({rare}) AND ({common})", limit + 1, filters)
+            found.update(both)
+            if len(both) > limit:
+                floor = both[limit - 1][1]
+                rows = [(r, sc) for r, sc in rows if r in found or sc >= floor]
+        for r, sc in rows:
+            found.setdefault(r, sc)
         return self._pack(found, truncated, limit)
 
     @property
