@@ -215,10 +215,10 @@ def load_ranking_bundle(db, model_id: Optional[str] = None, encoder=None):
         ``model_id`` names no model version.
     """
     try:
-        from merch_app.model.registry import load_bundle
+        from merch_app.model.registry import active_version, load_bundle
     except ImportError:
-        load_bundle = None
-    if load_bundle is not None:
+        active_version = load_bundle = None
+    if load_bundle is not None and (model_id is not None or active_version(db) is not None):
         return load_bundle(db, model_id=model_id, encoder=encoder)
     if model_id:
         raise LookupError(f"model {model_id!r} not found (no model registry in this build)")
