@@ -72,6 +72,8 @@ def test_import_export_list_and_snapshots(shop, suite_csv, tmp_path):
     assert res.exit_code != 0 and "already exists" in res.output
     listed = json.loads(invoke("suite", "list", "-w", shop, "--json").output)
     assert listed[0]["name"] == "hand" and listed[0]["judgments"] == 6
+    demo = json.loads(invoke("suite", "import", "--demo", "-w", shop, "--json").output)
+    assert demo["name"] == "demo" and demo["queries"] == 34
     invoke("suite", "export", "hand", tmp_path / "out.qrels", "-w", shop)
     assert (tmp_path / "out.qrels").read_text().startswith("1 0 ")
     invoke("suite", "export", "hand", tmp_path / "out.csv", "-w", shop)

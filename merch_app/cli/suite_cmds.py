@@ -231,15 +231,21 @@ def _parse_system(text: str) -> dict[str, str]:
 
 
 @suite_group.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--demo", is_flag=True, help="Import the bundled demo suite (as 'demo') instead of FILE.")
 @click.option("--name", default=None, help="Suite name (default: the file name).")
 @click.option("--replace", is_flag=True, help="Replace a stored suite of the same name.")
 @json_option
 @workspace_option
-def suite_import(file, name, replace, as_json, workspace) -> None:
+def suite_import(file, demo, name, replace, as_json, workspace) -> None:
     """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
     from merch_app.evaluation.suites import SuiteError, read_suite_file, save_suite
+    from merch_app.paths import resource_path
 
+    if demo:
+        file, name = resource_path("demo", "demo_suite.csv"), name or "demo"
+    if file is None:
+        raise click.UsageError("give a FILE or --demo")
     db = open_ws(workspace)
     try:
         s = read_suite_file(file, name)
