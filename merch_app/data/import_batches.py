@@ -172,8 +172,8 @@ class ImportContext:
         self.flush_rejects()
 
     # ---------------------------------------------------- progress/cancel
-    def tick(self, final: bool = False) -> None:
-        """Check for cancel and report progress (throttled unless ``final``)."""
+    def tick(self, final: bool = False, note: str = "") -> None:
+        """Check for cancel and report progress (throttled unless ``final``; ``note`` joins the message)."""
         if self.cancel is not None:
             self.cancel.check()
         if self.progress is None or not (final or self._throttle.ready()):
@@ -184,7 +184,7 @@ class ImportContext:
             Progress(
                 done=done,
                 total=total,
-                message=f"{self.rows_read:,} rows",
+                message=f"{self.rows_read:,} rows" + (f" - {note}" if note else ""),
                 eta_seconds=0.0 if final else self._eta.eta(done, total),
                 data={"rows": self.rows_read, "bytes": done},
             )

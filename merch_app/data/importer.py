@@ -324,7 +324,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
             items_written = event_rows.run(ctx, mapping, parse_ts)
         else:
             items_written = catalogue_rows.run(ctx, mapping)
-        ctx.tick()
+        ctx.tick(final=True, note="finishing: items, indexes, search index")
         if items_written or (earlier and on_duplicate == "replace"):
             rebuild_fts(db)
         items, events = _totals(db)
