@@ -1,0 +1,275 @@
+"""The trainable part of the hybrid model (torch) and its training loops.
+
+Two losses share the network:
+
+* the **CF loss** fits the bilinear score ``uᵀWv + b_i`` on observed
+  (user, item) pairs against popularity-sampled negatives (implicit) or on
+  ratings (explicit).  ``u = P_u + A·t_u``, ``v = Q_i + B·t_i``; ID embeddings
+  are dropped at random so the text path alone also scores well (cold start);
+* the **combiner loss** learns how the CF score, the item bias, the user's own
+  history features and the item trend features add up.  Its examples come
+  from an internal cut inside the training period (history before the cut,
+  labels = items bought after it), and the CF inputs are detached: the
+  combiner only learns weights, so the CF part cannot memorise the labels and
+  the history weight is learned the way it is used at recommendation time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from merch_app.jobs import CancelToken, EtaClock, Progress, Throttle
+from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
+
+
+class HybridNet(nn.Module):
+    """Parameters of M(u, v) = α·uᵀWv + β·b(i) + γ·h(u, i) + η·g(i) (+ b_u, explicit)."""
+
+    def __init__(self, n_users: int, n_items: int, user_text: np.ndarray, item_text: np.ndarray,
+                 dim: int, dropout: float, seed: int) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        text_dim = item_text.shape[1]
+        self.register_buffer("T_u", torch.from_numpy(np.ascontiguousarray(user_text, np.float32)))
+        self.register_buffer("T_i", torch.from_numpy(np.ascontiguousarray(item_text, np.float32)))
+        self.P = nn.Parameter(torch.randn(n_users, dim, generator=gen) * 0.01)
+        self.Q = nn.Parameter(torch.randn(n_items, dim, generator=gen) * 0.01)
+        self.A = nn.Parameter(torch.randn(dim, text_dim, generator=gen) / math.sqrt(text_dim))
+        self.B = nn.Parameter(torch.randn(dim, text_dim, generator=gen) / math.sqrt(text_dim))
+        self.W = nn.Parameter(torch.eye(dim) + torch.randn(dim, dim, generator=gen) * 0.01)
+        self.b_item = nn.Parameter(torch.zeros(n_items))
+        self.b_user = nn.Parameter(torch.zeros(n_users))
+        self.w_text_bias = nn.Parameter(torch.zeros(text_dim))
+        self.global_bias = nn.Parameter(torch.zeros(()))
+        self.drop = nn.Dropout(dropout)
+
+    def _rows(self, emb: torch.Tensor, T: torch.Tensor, M: torch.Tensor, idx: np.ndarray,
+              id_dropout: float, gen: Optional[torch.Generator]):
+        """Vectors ``emb + M·t`` for the distinct rows in ``idx``; (vectors, inverse, rows, keep).
+
+        Working on distinct rows makes the cost of the text projection and of
+        the backward pass depend on the rows touched, not on the batch size.
+        ID dropout and dropout act per row and batch.
+        """
+        rows, inv = np.unique(np.asarray(idx), return_inverse=True)
+        rows, inv = torch.from_numpy(rows), torch.from_numpy(inv.reshape(-1))
+        keep = torch.ones(len(rows))
+        if self.training and id_dropout > 0:
+            keep = (torch.rand(len(rows), generator=gen) >= id_dropout).float()
+        vec = self.drop(emb[rows] * keep[:, None] + T[rows] @ M.T)
+        return vec, inv, rows, keep
+
+    def cf_parts(self, u: np.ndarray, i: np.ndarray, id_dropout: float = 0.0,
+                 gen: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(bilinear, item bias, L2 penalty) for pairs; ID parts dropped with ``id_dropout``."""
+        uvec, uinv, urows, _ = self._rows(self.P, self.T_u, self.A, u, id_dropout, gen)
+        vvec, iinv, irows, ikeep = self._rows(self.Q, self.T_i, self.B, i, id_dropout, gen)
+        bil = ((uvec @ self.W)[uinv] * vvec[iinv]).sum(-1)
+        bias_rows = self.b_item[irows] * ikeep + self.T_i[irows] @ self.w_text_bias
+        penalty = (self.P[urows].pow(2).sum() + self.Q[irows].pow(2).sum()
+                   + self.b_item[irows].pow(2).sum()) / len(u)
+        return bil, bias_rows[iinv], penalty
+
+    def proj_penalty(self) -> torch.Tensor:
+        eye = torch.eye(self.W.shape[0])
+        return self.A.pow(2).sum() + self.B.pow(2).sum() + (self.W - eye).pow(2).sum()
+
+    def numpy_state(self) -> dict[str, np.ndarray]:
+        names = ["P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"]
+        out = {n: getattr(self, n).detach().numpy().astype(np.float32).copy() for n in names}
+        out["T_u"] = self.T_u.numpy().copy()
+        out["T_i"] = self.T_i.numpy().copy()
+        return out
+
+
+def popularity_sampler(item_idx: np.ndarray, n_items: int, power: float) -> np.ndarray:
+    """Cumulative sampling distribution ∝ (count + 1)^power (unseen items stay possible)."""
+    counts = np.bincount(item_idx, minlength=n_items).astype(np.float64)
+    p = (counts + 1.0) ** power
+    cdf = np.cumsum(p)
+    return cdf / cdf[-1]
+
+
+def sample(cdf: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, rng.random(n)), len(cdf) - 1).astype(np.int64)
+
+
+@dataclass
+class CombinerExamples:
+    """Internal-cut examples for the combiner (fixed for the whole fit).
+
+    Positives are items a user bought after the cut; negatives are the user's
+    history items not bought again plus popularity-sampled items.
+    """
+
+    u: np.ndarray
+    i: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    hist: np.ndarray  # (n, n_hist) history features at the cut
+    trend: np.ndarray  # (n, n_trend) item trend features at the cut
+
+
+def combiner_examples(lu: np.ndarray, li: np.ndarray, lw: np.ndarray, state: HistoryState,
+                      trend: np.ndarray, item_counts: np.ndarray, negatives: int,
+                      rng: np.random.Generator, power: float = 0.75) -> CombinerExamples:
+    """Build :class:`CombinerExamples` from label pairs (lu, li, lw) and the history at the cut.
+
+    Every history item of a label user is an example (positive if bought
+    again).  All other items are represented by ``negatives`` samples per
+    label, drawn from a half-uniform, half-popularity proposal q and weighted
+    by ``1 / (m_u q(j))``: the weighted loss is then an unbiased estimate of
+    the loss over the *whole* catalogue, so the fitted weights say how likely a
+    history item is bought compared with any other item (without the weights
+    the sample would make unseen items look as likely as history items).
+    """
+    n_items = state.n_items
+    pop = (item_counts.astype(np.float64) + 1.0) ** power
+    q = 0.5 / n_items + 0.5 * pop / pop.sum()
+    cdf = np.cumsum(q)
+    cdf /= cdf[-1]
+    label_keys = np.sort(lu * n_items + li)
+    users, n_labels = np.unique(lu, return_counts=True)
+    hu, hi = state.keys // n_items, state.keys % n_items
+    h_mask = np.isin(hu, users) & ~np.isin(state.keys, label_keys)
+    m = np.maximum(n_labels * negatives, 1)
+    neg_u = np.repeat(users, m)
+    neg_i = sample(cdf, len(neg_u), rng)
+    neg_w = 1.0 / (np.repeat(m, m) * q[neg_i])
+    neg_keys = neg_u * n_items + neg_i
+    keep = ~np.isin(neg_keys, label_keys) & ~np.isin(neg_keys, state.keys)
+    neg_u, neg_i, neg_w = neg_u[keep], neg_i[keep], neg_w[keep]
+    n_h = int(h_mask.sum())
+    u = np.concatenate([lu, hu[h_mask], neg_u])
+    i = np.concatenate([li, hi[h_mask], neg_i])
+    y = np.concatenate([np.ones(len(lu)), np.zeros(n_h + len(neg_u))]).astype(np.float32)
+    w = np.concatenate([np.minimum(lw, 1.0), np.ones(n_h), neg_w]).astype(np.float32)
+    return CombinerExamples(u, i, y, w, state.features(u, i), trend[i])
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
+                 iters: int = 25) -> tuple[np.ndarray, float]:
+    """Weighted L2-regularised logistic regression by Newton steps; (coef, intercept).
+
+    The combiner has about ten inputs, so exact second-order steps are cheap
+    and, unlike SGD on the side of the CF loss, converge every epoch.
+    """
+    Xb = np.hstack([X.astype(np.float64), np.ones((len(X), 1))])
+    beta = np.zeros(Xb.shape[1])
+    reg = np.full(Xb.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        z = np.clip(Xb @ beta, -30, 30)
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = Xb.T @ (w * (p - y)) + reg * beta
+        H = (Xb * (w * p * (1 - p))[:, None]).T @ Xb + np.diag(reg + 1e-9)
+        step = np.linalg.solve(H, g)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-6:
+            break
+    return beta[:-1], float(beta[-1])
+
+
+class Reporter:
+    """Turns batch ticks into throttled :class:`Progress` reports."""
+
+    def __init__(self, progress: Optional[Callable[[Progress], None]], total: int) -> None:
+        self.progress, self.total, self.done = progress, max(total, 1), 0
+        self.clock, self.throttle = EtaClock(), Throttle(0.1)
+
+    def tick(self, message: str, data: dict, force: bool = False) -> None:
+        self.done += 1 if not force else 0
+        if self.progress and (force or self.throttle.ready()):
+            self.progress(Progress(done=min(self.done, self.total), total=self.total, message=message,
+                                   eta_seconds=self.clock.eta(self.done, self.total), data=dict(data)))
+
+
+def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg_cdf: np.ndarray,
+                       rng: np.random.Generator, gen: torch.Generator, reporter: Reporter,
+                       cancel: Optional[CancelToken], message: str, epoch: int) -> float:
+    """One pass of the implicit CF loss over the positive pairs ``pos`` = (u, i, w).
+
+    Each batch of positives shares ``cfg.shared_negatives`` items drawn from
+    ``neg_cdf`` (popularity-aware); every positive is scored against all of
+    them in one matrix product.  Negatives carry ``cfg.negatives`` times the
+    weight of a positive in the BCE loss.  Returns the mean loss.
+    """
+    softplus = nn.functional.softplus
+    u, i, w = pos
+    order = rng.permutation(len(u))
+    u, i, w = u[order], i[order], np.minimum(w[order], 1.0).astype(np.float32)
+    n_batches = max(1, math.ceil(len(u) / cfg.batch_size))
+    net.train()
+    running, seen = 0.0, 0
+    for b in range(n_batches):
+        if cancel is not None:
+            cancel.check()
+        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+        ub, ib, wb = u[sl], i[sl], torch.from_numpy(w[sl])
+        neg = sample(neg_cdf, cfg.shared_negatives, rng)
+        n_pos = len(ub)
+        uvec, uinv, urows, _ = net._rows(net.P, net.T_u, net.A, ub, cfg.id_dropout, gen)
+        vvec, iinv, irows, ikeep = net._rows(net.Q, net.T_i, net.B, np.concatenate([ib, neg]),
+                                             cfg.id_dropout, gen)
+        bias = net.b_item[irows] * ikeep + net.T_i[irows] @ net.w_text_bias + net.global_bias
+        uw = (uvec @ net.W)[uinv]
+        pos_logit = (uw * vvec[iinv[:n_pos]]).sum(-1) + bias[iinv[:n_pos]]
+        neg_logit = uw @ vvec[iinv[n_pos:]].T + bias[iinv[n_pos:]][None, :]
+        loss = (wb * softplus(-pos_logit)).mean() + cfg.negatives * softplus(neg_logit).mean()
+        pen = (net.P[urows].pow(2).sum() + net.Q[irows].pow(2).sum() + net.b_item[irows].pow(2).sum()) / n_pos
+        loss = loss + cfg.l2 * pen + cfg.l2 * 1e-2 * net.proj_penalty()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item() * n_pos
+        seen += n_pos
+        reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
+                                "loss": running / seen, "epoch_end": False})
+    return running / max(seen, 1)
+
+
+def run_explicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, data, gen: torch.Generator,
+                       reporter: Reporter, cancel: Optional[CancelToken], message: str, epoch: int) -> float:
+    """One pass of the MSE loss over ratings ``data`` = (u, i, rating); returns the mean loss."""
+    u, i, r = data
+    n_batches = max(1, math.ceil(len(u) / cfg.batch_size))
+    net.train()
+    running, seen = 0.0, 0
+    for b in range(n_batches):
+        if cancel is not None:
+            cancel.check()
+        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+        tu, tr = torch.from_numpy(u[sl]), torch.from_numpy(r[sl])
+        bil, bias, pen = net.cf_parts(u[sl], i[sl])
+        pred = bil + bias + net.b_user[tu] + net.global_bias
+        loss = ((pred - tr) ** 2).mean()
+        loss = loss + cfg.l2 * (pen + net.b_user[tu].pow(2).mean()) + cfg.l2 * 1e-2 * net.proj_penalty()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item() * len(tu)
+        seen += len(tu)
+        reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
+                                "loss": running / seen, "epoch_end": False})
+    return running / max(seen, 1)
+
+
+def validation_metrics(scores: np.ndarray, val_users: np.ndarray, label_keys: np.ndarray,
+                       n_items: int, k: int = 10) -> dict[str, float]:
+    """Mean NDCG@k / precision@k of full-catalogue score rows against label keys."""
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    rel = np.isin(val_users[:, None] * n_items + top, label_keys).astype(np.float64)
+    n_rel = np.bincount(np.searchsorted(val_users, label_keys // n_items), minlength=len(val_users))
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (rel * disc).sum(1)
+    idcg = np.array([disc[: min(n, k)].sum() for n in n_rel])
+    ndcg = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
+    return {"val_ndcg@10": float(ndcg.mean()), "val_precision@10": float(rel.sum(1).mean() / k)}

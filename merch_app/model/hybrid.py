@@ -1,0 +1,280 @@
+"""The hybrid BERT + collaborative-filtering model (fit, score, explain, save/load).
+
+Score of user u for item i (implicit mode)::
+
+    M(u, i) = α·uᵀWv          bilinear CF part, u = P_u + A·t_u, v = Q_i + B·t_i
+            + β·(b_i + wᵀt_i)  item bias (ID part + text part)
+            + γ·h(u, i)        the user's own history with the item (repeat purchases)
+            + η·g(i)           item trend (recent sales, novelty)
+
+t_u / t_i are BERT text vectors, P/Q learned ID embeddings (zero for items
+without behaviour, so cold-start items score through ``B·t_i``).  Every part
+is kept separately so :meth:`HybridModel.explain` can say where a score came
+from.  Explicit mode (ratings) scores ``uᵀWv + b_i + b_u + μ`` fitted by MSE.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from merch_app.jobs import CancelToken, Progress
+from merch_app.model import cf_module as cf
+from merch_app.model.hybrid_scoring import ModelLoadError, ScoringMixin
+from merch_app.model.interactions import (
+    DEFAULT_EVENT_WEIGHTS, HISTORY_FEATURES, TREND_FEATURES, HistoryState, Interactions,
+    history_text_vectors, item_trend_features,
+)
+
+N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
+
+
+@dataclass
+class HybridConfig:
+    """Hyper-parameters of :class:`HybridModel` (all JSON-serialisable)."""
+
+    dim: int = 64
+    epochs: int = 20
+    lr: float = 0.005
+    l2: float = 1e-4
+    dropout: float = 0.1
+    id_dropout: float = 0.25
+    negatives: int = 4  # weight of the negatives per positive in the BCE loss
+    shared_negatives: int = 512  # items sampled per batch, scored against every positive
+    batch_size: int = 4096
+    event_weights: dict = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    mode: str = "auto"  # implicit | explicit | auto (explicit when rating events exist)
+    seed: int = 42
+    split_date: Optional[str] = None
+    early_stopping_patience: int = 3
+    history_features: bool = True
+    history_half_life_days: float = 60.0
+    user_text_half_life_days: float = 90.0
+    internal_cut: float = 0.8
+    val_fraction: float = 0.15
+    max_val_users: int = 2000
+    refit_epochs: int = 2
+    neg_power: float = 0.75
+    encoder: Optional[str] = None
+    activate: str = "if_none"  # if_none | always | never
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HybridConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+
+class HybridModel(ScoringMixin):
+    """BERT + CF hybrid recommender with an explainable additive score."""
+
+    def __init__(self, config: HybridConfig | None = None) -> None:
+        self.config = config or HybridConfig()
+        self.user_ids = np.zeros(0, dtype=object)
+        self.item_ids = np.zeros(0, dtype=object)
+        self.arrays: dict[str, np.ndarray] = {}
+        self.state: Optional[HistoryState] = None
+        self.explicit = False
+        self.history: list[dict] = []  # per-epoch log
+        self.best_epoch = 0
+        self.combiner = np.zeros(3 + N_HIST + N_TREND, np.float32)
+        self.combiner[:2] = 1.0  # α = β = 1 until a combiner is fitted
+        self._derive()
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, interactions: Interactions, item_text: np.ndarray, user_text: np.ndarray | None = None,
+            progress: Optional[Callable[[Progress], None]] = None, cancel: Optional[CancelToken] = None,
+            validation: Optional[float] = None, ref_day: Optional[float] = None) -> "HybridModel":
+        """Train on ``interactions`` (all before the evaluation cut-off).
+
+        Parameters
+        ----------
+        interactions
+            Behaviour over the whole catalogue; ``item_text`` row i belongs to
+            ``interactions.item_ids[i]``.
+        item_text, user_text
+            BERT vectors (unit norm).  Without ``user_text`` the user vectors
+            are the recency-weighted mean of their history items' vectors.
+        progress, cancel
+            Job protocol; progress comes once per batch (throttled) and at each
+            epoch end with ``data["epoch_end"] = True`` and validation metrics.
+        validation
+            Share of the internal-cut label users held out for early stopping
+            on NDCG@10 (default ``config.val_fraction``).
+        ref_day
+            "Now" for the history features at recommendation time (days since
+            1970); default just after the last event.
+        """
+        cfg = self.config
+        item_text = np.ascontiguousarray(item_text, np.float32)
+        if item_text.shape[0] != interactions.n_items:
+            raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
+        self.user_ids, self.item_ids = interactions.user_ids, interactions.item_ids
+        self.explicit = cfg.mode == "explicit" or (
+            cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
+        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
+        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            if self.explicit:
+                net = self._fit_explicit(interactions, item_text, user_text, progress, cancel)
+            else:
+                net = self._fit_implicit(interactions, item_text, user_text, progress, cancel,
+                                         cfg.val_fraction if validation is None else validation)
+        state = HistoryState.build(interactions, ref_day, cfg.history_half_life_days)
+        self._set_state(net, state, item_trend_features(interactions, ref_day))
+        return self
+
+    def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
+        cfg = self.config
+        net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed)
+        return net, torch.optim.Adam(net.parameters(), lr=cfg.lr)
+
+    def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction):
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        n_u, n_i = inter.n_users, inter.n_items
+        t0, t1 = (float(inter.ts.min()), float(inter.ts.max())) if len(inter) else (0.0, 0.0)
+        cut = t0 + cfg.internal_cut * (t1 - t0)
+        pre, post = inter.before(cut), inter.since(cut)
+        state_cut = HistoryState.build(pre, cut, cfg.history_half_life_days)
+        trend_cut = item_trend_features(pre, cut)
+        # labels: what users with a history before the cut bought after it
+        lu, li, lw = post.pairs()
+        has_hist = np.zeros(n_u, bool)
+        has_hist[state_cut.keys // n_i] = True
+        keep = has_hist[lu]
+        lu, li, lw = lu[keep], li[keep], lw[keep]
+        label_users = np.unique(lu)
+        n_val = min(int(round(val_fraction * len(label_users))), cfg.max_val_users)
+        val_users = np.sort(rng.permutation(label_users)[:n_val]) if len(label_users) >= 10 else label_users[:0]
+        in_val = np.isin(lu, val_users)
+        val_keys = np.sort(lu[in_val] * n_i + li[in_val])
+        cdf = cf.popularity_sampler(pre.item_idx, n_i, cfg.neg_power)
+        examples = None
+        if (~in_val).any():
+            examples = cf.combiner_examples(lu[~in_val], li[~in_val], lw[~in_val], state_cut, trend_cut,
+                                            np.bincount(pre.item_idx, minlength=n_i), cfg.negatives, rng,
+                                            cfg.neg_power)
+        tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text)
+        net, opt = self._new_net(inter, tu_cut, item_text)
+        pu, pi, pw = pre.pairs()
+        all_u, all_i, all_w = inter.pairs()
+        per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
+        per_refit = max(1, math.ceil(len(all_u) / cfg.batch_size))
+        rep = cf.Reporter(progress, cfg.epochs * per_epoch + cfg.refit_epochs * per_refit)
+        best, best_metric, bad = None, -np.inf, 0
+        self.history = []
+        for epoch in range(1, cfg.epochs + 1):
+            msg = f"epoch {epoch}/{cfg.epochs}"
+            loss = cf.run_implicit_epoch(net, opt, cfg, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
+            self._set_state(net, state_cut, trend_cut)
+            if examples is not None:
+                self._fit_combiner(examples)
+            metrics = {}
+            if len(val_users):
+                metrics = cf.validation_metrics(self.score_matrix(val_users), val_users, val_keys, n_i)
+            self.history.append({"epoch": epoch, "loss": loss, **metrics})
+            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, **metrics},
+                     force=True)
+            score = metrics.get("val_ndcg@10", float(epoch))
+            if score > best_metric + 1e-5:
+                best, best_metric, bad = (copy.deepcopy(net.state_dict()), self.combiner.copy()), score, 0
+                self.best_epoch = epoch
+            else:
+                bad += 1
+                if bad >= cfg.early_stopping_patience:
+                    rep.total -= (cfg.epochs - epoch) * per_epoch
+                    break
+        net.load_state_dict(best[0])
+        self.combiner = best[1]
+        # refit the CF part on the whole period; the combiner keeps its weights
+        final_tu = user_text if user_text is not None else history_text_vectors(
+            HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text)
+        net.T_u = torch.from_numpy(np.ascontiguousarray(final_tu, np.float32))
+        cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
+        for r in range(1, cfg.refit_epochs + 1):
+            msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.best_epoch + r
+            loss = cf.run_implicit_epoch(net, opt, cfg, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
+                                         msg, epoch)
+            self.history.append({"epoch": epoch, "loss": loss, "refit": True})
+            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True},
+                     force=True)
+        return net
+
+    def _fit_combiner(self, ex: "cf.CombinerExamples") -> None:
+        """Fit α, β, γ, η on the internal-cut examples with the current CF part."""
+        bil = np.einsum("nd,nd->n", self.UW[ex.u], self.V[ex.i])
+        cols = [bil[:, None], self.item_bias[ex.i][:, None]]
+        if self.config.history_features:
+            cols += [ex.hist, ex.trend]
+        coef, _ = cf.fit_logistic(np.hstack(cols), ex.y, ex.w)
+        comb = np.zeros(3 + N_HIST + N_TREND, np.float32)
+        comb[0], comb[1] = coef[0], coef[1]
+        if self.config.history_features:
+            comb[3:] = coef[2:]
+        self.combiner = comb
+        self.arrays["combiner"] = comb.copy()
+        self._derive()
+
+    def _fit_explicit(self, inter, item_text, user_text, progress, cancel):
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        r = inter.subset((inter.event_type == "rating") & np.isfinite(inter.value))
+        order = np.argsort(r.ts, kind="stable")
+        n_val = int(len(order) * cfg.val_fraction) if len(order) >= 20 else 0
+        tr, va = order[: len(order) - n_val], order[len(order) - n_val:]
+        tu = user_text if user_text is not None else history_text_vectors(
+            HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
+                               cfg.user_text_half_life_days), item_text)
+        net, opt = self._new_net(inter, tu, item_text)
+        with torch.no_grad():
+            net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
+        per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+        rep = cf.Reporter(progress, cfg.epochs * per_epoch)
+        best, best_rmse, bad = None, float("inf"), 0
+        self.history = []
+        for epoch in range(1, cfg.epochs + 1):
+            perm = rng.permutation(tr)
+            data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
+            loss = cf.run_explicit_epoch(net, opt, cfg, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
+            metrics = {}
+            if len(va):
+                self._set_state(net, None, np.zeros((inter.n_items, N_TREND), np.float32))
+                pred = self.predict_pairs(r.user_idx[va], r.item_idx[va])
+                err = pred - r.value[va]
+                metrics = {"val_rmse": float(np.sqrt(np.mean(err ** 2))), "val_mae": float(np.mean(np.abs(err)))}
+            self.history.append({"epoch": epoch, "loss": loss, **metrics})
+            rep.tick(f"epoch {epoch}/{cfg.epochs}", {"phase": "train", "epoch": epoch, "loss": loss,
+                                                     "epoch_end": True, **metrics}, force=True)
+            rmse = metrics.get("val_rmse", -epoch)
+            if not len(va) or rmse < best_rmse - 1e-6:
+                best, best_rmse, bad, self.best_epoch = copy.deepcopy(net.state_dict()), rmse, 0, epoch
+            else:
+                bad += 1
+                if bad >= cfg.early_stopping_patience:
+                    break
+        net.load_state_dict(best)
+        return net
+
+    # ------------------------------------------------------------ state
+    def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:
+        """Copy the trained parameters into numpy arrays used for scoring."""
+        a = net.numpy_state()
+        if self.explicit:
+            self.combiner = np.zeros(3 + N_HIST + N_TREND, np.float32)
+            self.combiner[:3] = [1.0, 1.0, float(net.global_bias.item())]
+        a["combiner"] = self.combiner.copy()
+        a["trend"] = trend.astype(np.float32)
+        n_u, n_i = a["P"].shape[0], a["Q"].shape[0]
+        self.state = state or HistoryState.empty(n_u, n_i)
+        self.arrays = a
+        self._derive()

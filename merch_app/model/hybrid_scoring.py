@@ -1,0 +1,272 @@
+"""Scoring, explanation, cold-start items and persistence of :class:`HybridModel`.
+
+Kept apart from the training code in ``hybrid.py``; everything here works on
+plain numpy arrays (no torch), so loading a model for ranking is cheap.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
+
+FORMAT_VERSION = 1
+N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
+REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
+
+
+class ModelLoadError(Exception):
+    """A saved model cannot be read (message names the file and the problem)."""
+
+
+class ScoringMixin:
+    """Read-side methods of the hybrid model (expects the attributes set by ``HybridModel``)."""
+
+    # -------------------------------------------------------------- derived
+    def _derive(self) -> None:
+        """Precompute u, v, item bias and id lookups from the stored arrays."""
+        self.user_pos = {str(u): n for n, u in enumerate(self.user_ids)}
+        self.item_pos = {str(i): n for n, i in enumerate(self.item_ids)}
+        a = self.arrays
+        if not a:
+            return
+        c = a["combiner"]
+        self.alpha, self.beta, self.mu = float(c[0]), float(c[1]), float(c[2])
+        self.gamma, self.eta = c[3:3 + N_HIST].copy(), c[3 + N_HIST:].copy()
+        self.U = a["P"] + a["T_u"] @ a["A"].T
+        self.V = a["Q"] + a["T_i"] @ a["B"].T
+        self.UW = self.U @ a["W"]
+        self.item_bias = a["b_item"] + a["T_i"] @ a["w_text_bias"]
+        self.trend_score = a["trend"] @ self.eta
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _items(self, item_idx) -> np.ndarray:
+        return np.arange(self.n_items) if item_idx is None else np.asarray(item_idx, dtype=np.int64)
+
+    def _user_vector(self, user_id, user_text) -> tuple[int, Optional[np.ndarray]]:
+        """(user index or -1, uᵀW row or None when nothing is known about the user)."""
+        if not self.arrays:
+            raise RuntimeError("model is not trained")
+        u = self.user_pos.get(str(user_id), -1) if user_id is not None else -1
+        if u >= 0:
+            return u, self.UW[u]
+        if user_text is not None:
+            t = np.asarray(user_text, np.float32).reshape(-1)
+            return -1, (self.arrays["A"] @ t) @ self.arrays["W"]
+        return -1, None
+
+    # --------------------------------------------------------------- scores
+    def score_parts(self, user_id, item_idx=None, user_text: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per-item parts of the score that sum to :meth:`score`.
+
+        Keys: ``bilinear`` (α·uᵀWv), ``item_bias``, ``history`` (the user's own
+        past with the item), ``trend`` (recent item sales); explicit models add
+        ``user_bias`` and ``global``.  All zeros for an anonymous user without
+        a text vector.
+        """
+        items = self._items(item_idx)
+        u, uw = self._user_vector(user_id, user_text)
+        zeros = np.zeros(len(items), np.float32)
+        keys = ["bilinear", "item_bias", "history", "trend"] + (["user_bias", "global"] if self.explicit else [])
+        if uw is None:
+            return {k: zeros.copy() for k in keys}
+        parts = {
+            "bilinear": (self.alpha * (self.V[items] @ uw)).astype(np.float32),
+            "item_bias": (self.beta * self.item_bias[items]).astype(np.float32),
+            "history": (self.state.features(np.full(len(items), u), items) @ self.gamma).astype(np.float32)
+            if u >= 0 else zeros.copy(),
+            "trend": self.trend_score[items].astype(np.float32),
+        }
+        if self.explicit:
+            parts["user_bias"] = np.full(len(items), self.arrays["b_user"][u] if u >= 0 else 0.0, np.float32)
+            parts["global"] = np.full(len(items), self.mu, np.float32)
+        return parts
+
+    def score(self, user_id, item_idx=None, user_text: np.ndarray | None = None) -> np.ndarray:
+        """Total CF-side score per item (bilinear + biases + history + trend); 0s if anonymous."""
+        parts = self.score_parts(user_id, item_idx, user_text)
+        return np.sum(np.stack(list(parts.values())), axis=0).astype(np.float32)
+
+    def predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of (user index, item index) pairs (explicit: predicted ratings)."""
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        s = self.alpha * np.einsum("nd,nd->n", self.UW[users], self.V[items]) + self.beta * self.item_bias[items]
+        s = s + self.trend_score[items] + self.state.features(users, items) @ self.gamma
+        if self.explicit:
+            s = s + self.arrays["b_user"][users] + self.mu
+        return s.astype(np.float32)
+
+    def score_matrix(self, users: np.ndarray, parts: tuple[str, ...] = ("bilinear", "item_bias", "history", "trend")
+                     ) -> np.ndarray:
+        """Scores of user indices × all items, shape (len(users), n_items), for chosen parts."""
+        users = np.asarray(users, np.int64)
+        s = np.zeros((len(users), self.n_items), np.float32)
+        if "bilinear" in parts:
+            s += self.alpha * (self.UW[users] @ self.V.T)
+        if "item_bias" in parts:
+            s += self.beta * self.item_bias[None, :]
+        if "trend" in parts:
+            s += self.trend_score[None, :]
+        if "history" in parts and len(self.state.keys) and np.any(self.gamma):
+            row_of = np.full(len(self.user_ids), -1)
+            row_of[users] = np.arange(len(users))
+            ku = self.state.keys // self.state.n_items
+            hit = np.flatnonzero(row_of[ku] >= 0)
+            ki = self.state.keys[hit] % self.state.n_items
+            s[row_of[ku[hit]], ki] += self.state.features(ku[hit], ki) @ self.gamma
+        if self.explicit:
+            s += (self.arrays["b_user"][users] + self.mu)[:, None]
+        return s
+
+    _score_rows = score_matrix
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = False, item_idx=None,
+                  user_text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (item ids, scores) for a user (history items excluded if asked)."""
+        items = self._items(item_idx)
+        s = self.score(user_id, items, user_text).astype(np.float64)
+        u = self.user_pos.get(str(user_id), -1) if user_id is not None else -1
+        if exclude_seen and u >= 0:
+            seen, _, _ = self.state.user_items(u)
+            s[np.isin(items, seen)] = -np.inf
+        k = min(k, int(np.isfinite(s).sum()))
+        if k <= 0:
+            return np.zeros(0, dtype=object), np.zeros(0, np.float32)
+        top = np.argpartition(-s, k - 1)[:k]
+        top = top[np.argsort(-s[top], kind="stable")]
+        return self.item_ids[items[top]], s[top].astype(np.float32)
+
+    def similar_items(self, item_id, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Items whose learned vectors v (co-behaviour + text) are closest (cosine)."""
+        i = self.item_pos.get(str(item_id))
+        if i is None:
+            raise KeyError(f"unknown item {item_id!r}")
+        norm = np.linalg.norm(self.V, axis=1)
+        sims = (self.V @ self.V[i]) / np.maximum(norm * norm[i], 1e-12)
+        sims[i] = -np.inf
+        k = min(k, self.n_items - 1)
+        top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.zeros(0, np.int64)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return self.item_ids[top], sims[top].astype(np.float32)
+
+    def explain(self, user_id, item_id, top: int = 5, user_text: np.ndarray | None = None) -> dict[str, Any]:
+        """Why ``item_id`` scores what it does for ``user_id``.
+
+        Returns
+        -------
+        dict
+            ``score``; ``parts`` (bilinear / item_bias / history / trend, summing
+            to ``score``); ``because``: the user's history items pushing the
+            item up most — contribution = the item's recency-weighted share of
+            the history × α·v_jᵀWv_i, plus the history part for the item itself;
+            ``factors``: the bilinear part split over latent dimensions (sums to
+            ``parts["bilinear"]``).
+        """
+        i = self.item_pos.get(str(item_id))
+        if i is None:
+            raise KeyError(f"unknown item {item_id!r}")
+        parts = {k: float(v[0]) for k, v in self.score_parts(user_id, [i], user_text).items()}
+        u, uw = self._user_vector(user_id, user_text)
+        because: list[dict[str, Any]] = []
+        if u >= 0:
+            hist_items, count, recent = self.state.user_items(u)
+            if len(hist_items):
+                w = recent if recent.sum() > 0 else count
+                share = w / max(float(w.sum()), 1e-12)
+                contrib = share * self.alpha * ((self.V[hist_items] @ self.arrays["W"]) @ self.V[i])
+                contrib = contrib + np.where(hist_items == i, parts["history"], 0.0)
+                order = np.argsort(-contrib, kind="stable")[:top]
+                because = [{"item_id": str(self.item_ids[hist_items[j]]), "contribution": float(contrib[j]),
+                            "same_item": bool(hist_items[j] == i), "times": float(count[j])}
+                           for j in order if contrib[j] > 0]
+        factors: list[dict[str, Any]] = []
+        if uw is not None:
+            f = self.alpha * uw * self.V[i]
+            order = np.argsort(-np.abs(f), kind="stable")[:top]
+            factors = [{"dim": int(d), "contribution": float(f[d])} for d in order]
+        return {"user_id": user_id, "item_id": str(item_id), "known_user": u >= 0,
+                "score": float(sum(parts.values())), "parts": parts, "because": because, "factors": factors}
+
+    # ----------------------------------------------------------- cold start
+    def add_items(self, item_ids, item_text: np.ndarray) -> None:
+        """Add (or re-text) items; new ones score through their text vector at once."""
+        item_text = np.asarray(item_text, np.float32).reshape(len(item_ids), -1)
+        a = self.arrays
+        new_ids, new_rows = [], []
+        for iid, t in zip(item_ids, item_text):
+            pos = self.item_pos.get(str(iid))
+            if pos is None:
+                new_ids.append(str(iid))
+                new_rows.append(t)
+            else:
+                a["T_i"][pos] = t
+        if new_ids:
+            m = len(new_ids)
+            a["T_i"] = np.vstack([a["T_i"], np.asarray(new_rows, np.float32)])
+            a["Q"] = np.vstack([a["Q"], np.zeros((m, a["Q"].shape[1]), np.float32)])
+            a["b_item"] = np.concatenate([a["b_item"], np.zeros(m, np.float32)])
+            a["trend"] = np.vstack([a["trend"], np.zeros((m, a["trend"].shape[1]), np.float32)])
+            self.item_ids = np.concatenate([self.item_ids, np.asarray(new_ids, dtype=object)])
+            self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
+        self._derive()
+
+    # ---------------------------------------------------------- persistence
+    def save(self, folder: Path) -> None:
+        """Write ``config.json``, ``ids.json`` and ``arrays.safetensors`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT_VERSION, "kind": "hybrid", "config": self.config.to_dict(),
+                "explicit": self.explicit, "n_users": len(self.user_ids), "n_items": self.n_items,
+                "best_epoch": self.best_epoch, "history": self.history}
+        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=float))
+        ids = {"user_ids": [str(u) for u in self.user_ids], "item_ids": [str(i) for i in self.item_ids]}
+        (folder / "ids.json").write_text(json.dumps(ids))
+        arrays = {k: np.ascontiguousarray(v) for k, v in {**self.arrays, **self.state.arrays()}.items()}
+        save_file(arrays, str(folder / "arrays.safetensors"))
+
+    @classmethod
+    def load(cls, folder: Path):
+        """Read a model saved by :meth:`save`; :class:`ModelLoadError` if anything is off."""
+        from merch_app.model.hybrid import HybridConfig  # circular at import time
+
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "config.json").read_text())
+            ids = json.loads((folder / "ids.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{folder}: cannot read model description ({exc})") from exc
+        if meta.get("format") != FORMAT_VERSION:
+            raise ModelLoadError(f"{folder / 'config.json'}: unsupported model format {meta.get('format')!r}")
+        path = folder / "arrays.safetensors"
+        try:
+            arrays = load_file(str(path))
+        except (OSError, SafetensorError, ValueError) as exc:
+            raise ModelLoadError(f"{path}: cannot read model arrays ({exc})") from exc
+        missing = [k for k in REQUIRED if k not in arrays]
+        if missing:
+            raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
+        n_u, n_i = len(ids["user_ids"]), len(ids["item_ids"])
+        if arrays["P"].shape[0] != n_u or arrays["Q"].shape[0] != n_i or arrays["T_i"].shape[0] != n_i:
+            raise ModelLoadError(f"{path}: array shapes do not match ids.json ({n_u} users, {n_i} items)")
+        model = cls(HybridConfig.from_dict(meta.get("config", {})))
+        model.user_ids = np.asarray(ids["user_ids"], dtype=object)
+        model.item_ids = np.asarray(ids["item_ids"], dtype=object)
+        model.explicit = bool(meta.get("explicit"))
+        model.best_epoch = int(meta.get("best_epoch", 0))
+        model.history = meta.get("history", [])
+        try:
+            model.state = HistoryState.from_arrays(arrays)
+        except KeyError as exc:
+            raise ModelLoadError(f"{path}: missing history arrays ({exc})") from exc
+        model.arrays = {k: v for k, v in arrays.items() if not k.startswith("hist_")}
+        model.combiner = model.arrays["combiner"].copy()
+        model._derive()
+        return model

@@ -1,0 +1,324 @@
+"""Behaviour data as index arrays, plus the per-user history features.
+
+:class:`Interactions` holds one row per event (user index, item index, type
+weight, time in days).  :func:`load_interactions` builds it from the
+``events`` table.  :class:`HistoryState` summarises each user's history at a
+reference time (weighted counts, recency-weighted counts, last time) and turns
+(user, item) pairs into the history features the hybrid model scores with;
+:func:`item_trend_features` does the same for item-level recent popularity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "purchase": 1.0,
+    "cart": 0.6,
+    "click": 0.3,
+    "view": 0.1,
+    "rating": 1.0,
+    "return": 0.0,  # 0 = dropped; a negative weight subtracts from the pair
+}
+HISTORY_FEATURES = ("log_count", "log_recent_count", "recent_repeat", "has_history")
+TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
+EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
+
+
+def ts_to_days(ts: Sequence[str]) -> np.ndarray:
+    """ISO-8601 UTC strings ('YYYY-MM-DDTHH:MM:SSZ') -> float days since 1970."""
+    arr = np.array([s[:19] for s in ts], dtype="datetime64[s]")
+    return (arr - EPOCH).astype(np.float64) / 86400.0
+
+
+def days_to_ts(day: float) -> str:
+    """Float days since 1970 -> 'YYYY-MM-DDTHH:MM:SSZ'."""
+    return str(EPOCH + np.timedelta64(int(round(day * 86400.0)), "s")) + "Z"
+
+
+@dataclass
+class Interactions:
+    """Events as parallel arrays over a fixed user and item index.
+
+    Attributes
+    ----------
+    user_ids, item_ids
+        Index -> id (object arrays); ``item_ids`` is the whole catalogue.
+    user_idx, item_idx
+        Per event (int64).
+    weight
+        Event-type weight per event (float32).
+    ts
+        Event time in days since 1970 (float64).
+    event_type
+        Per event (object array of strings).
+    value
+        Event value (ratings); NaN when absent (float32).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    weight: np.ndarray
+    ts: np.ndarray
+    event_type: np.ndarray
+    value: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.user_idx = np.asarray(self.user_idx, dtype=np.int64)
+        self.item_idx = np.asarray(self.item_idx, dtype=np.int64)
+        self.weight = np.asarray(self.weight, dtype=np.float32)
+        self.ts = np.asarray(self.ts, dtype=np.float64)
+        self.event_type = np.asarray(self.event_type, dtype=object)
+        if self.value is None:
+            self.value = np.full(len(self.user_idx), np.nan, dtype=np.float32)
+        self.value = np.asarray(self.value, dtype=np.float32)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    def subset(self, mask: np.ndarray) -> "Interactions":
+        """The events where ``mask`` is true (same user/item index)."""
+        return Interactions(
+            self.user_ids, self.item_ids, self.user_idx[mask], self.item_idx[mask],
+            self.weight[mask], self.ts[mask], self.event_type[mask], self.value[mask],
+        )
+
+    def before(self, day: float) -> "Interactions":
+        return self.subset(self.ts < day)
+
+    def since(self, day: float) -> "Interactions":
+        return self.subset(self.ts >= day)
+
+    def pairs(self, positive_only: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct (user, item) pairs with summed weight (types like 'rating' included)."""
+        if len(self) == 0:
+            e = np.zeros(0, np.int64)
+            return e, e, np.zeros(0, np.float32)
+        key = self.user_idx * self.n_items + self.item_idx
+        uniq, inv = np.unique(key, return_inverse=True)
+        w = np.bincount(inv, weights=self.weight, minlength=len(uniq)).astype(np.float32)
+        u, i = uniq // self.n_items, uniq % self.n_items
+        if positive_only:
+            keep = w > 0
+            u, i, w = u[keep], i[keep], w[keep]
+        return u, i, w
+
+
+def from_arrays(
+    users: Sequence, items: Sequence, ts: Sequence, *, item_ids: Sequence | None = None,
+    event_types: Sequence[str] | None = None, values: Sequence | None = None,
+    event_weights: dict[str, float] | None = None, user_ids: Sequence | None = None,
+) -> Interactions:
+    """Build :class:`Interactions` from parallel id lists (tests, benchmarks).
+
+    ``ts`` may be ISO strings or float days.  Events whose item is not in
+    ``item_ids`` (when given) are dropped; users get an index in order of first
+    appearance unless ``user_ids`` fixes it (events of other users dropped).
+    """
+    weights = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+    users = np.asarray(users, dtype=object)
+    items = np.asarray(items, dtype=object)
+    types = np.asarray(event_types if event_types is not None else ["purchase"] * len(users), dtype=object)
+    t = np.asarray(ts)
+    t = ts_to_days(t) if t.dtype.kind in "OU" else t.astype(np.float64)
+    if item_ids is None:
+        item_ids = np.asarray(list(dict.fromkeys(items.tolist())), dtype=object)
+    item_ids = np.asarray(item_ids, dtype=object)
+    item_pos = {str(x): n for n, x in enumerate(item_ids)}
+    if user_ids is None:
+        user_ids = np.asarray(list(dict.fromkeys(users.tolist())), dtype=object)
+    user_ids = np.asarray(user_ids, dtype=object)
+    user_pos = {str(x): n for n, x in enumerate(user_ids)}
+    ii = np.array([item_pos.get(str(x), -1) for x in items], dtype=np.int64)
+    uu = np.array([user_pos.get(str(x), -1) for x in users], dtype=np.int64)
+    w = np.array([weights.get(str(x), 0.0) for x in types], dtype=np.float32)
+    vals = np.asarray(values if values is not None else np.full(len(users), np.nan), dtype=np.float32)
+    keep = (ii >= 0) & (uu >= 0) & ((w != 0) | (types == "rating"))
+    return Interactions(user_ids, item_ids, uu[keep], ii[keep], w[keep], t[keep], types[keep], vals[keep])
+
+
+def load_interactions(
+    db, item_ids: Sequence, *, until_ts: Optional[str] = None, since_ts: Optional[str] = None,
+    event_weights: dict[str, float] | None = None, user_ids: Sequence | None = None,
+) -> Interactions:
+    """Events of known users from the workspace as :class:`Interactions`.
+
+    Parameters
+    ----------
+    db
+        Open workspace.
+    item_ids
+        The catalogue order (usually the ids from ``item_text_vectors``);
+        events on items outside it are dropped.
+    until_ts, since_ts
+        Keep events with ``since_ts <= ts < until_ts`` (ISO strings).
+    event_weights
+        Overrides of :data:`DEFAULT_EVENT_WEIGHTS`; types with weight 0 (and
+        'search') are dropped, except ratings.
+    user_ids
+        Fix the user index (e.g. a trained model's users).
+    """
+    sql = "SELECT user_id, item_id, event_type, value, ts FROM events WHERE user_id IS NOT NULL " \
+          "AND item_id IS NOT NULL AND event_type != 'search'"
+    args: list = []
+    if until_ts:
+        sql += " AND ts < ?"
+        args.append(until_ts)
+    if since_ts:
+        sql += " AND ts >= ?"
+        args.append(since_ts)
+    rows = db.execute(sql + " ORDER BY ts, id", args).fetchall()
+    if not rows:
+        empty = np.zeros(0, dtype=object)
+        return from_arrays(empty, empty, np.zeros(0), item_ids=item_ids, event_types=empty,
+                           user_ids=user_ids if user_ids is not None else empty)
+    users, items, types, values, ts = zip(*rows)
+    vals = [np.nan if v is None else float(v) for v in values]
+    return from_arrays(users, items, list(ts), item_ids=item_ids, event_types=types, values=vals,
+                       event_weights=event_weights, user_ids=user_ids)
+
+
+@dataclass
+class HistoryState:
+    """Each user's purchase history summarised at ``ref_day`` (sorted by user*n_items+item)."""
+
+    ref_day: float
+    n_users: int
+    n_items: int
+    keys: np.ndarray  # int64, user * n_items + item, sorted
+    count: np.ndarray  # weighted count
+    recent: np.ndarray  # recency-weighted count
+    last_age: np.ndarray  # days between the last event and ref_day
+
+    @classmethod
+    def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0) -> "HistoryState":
+        mask = (inter.ts < ref_day) & (inter.weight > 0)
+        u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+        key = u * inter.n_items + i
+        uniq, inv = np.unique(key, return_inverse=True)
+        decay = np.exp2(-(ref_day - t) / half_life_days)
+        count = np.bincount(inv, weights=w, minlength=len(uniq))
+        recent = np.bincount(inv, weights=w * decay, minlength=len(uniq))
+        last = np.full(len(uniq), -np.inf)
+        np.maximum.at(last, inv, t)
+        return cls(float(ref_day), inter.n_users, inter.n_items, uniq.astype(np.int64),
+                   count.astype(np.float32), recent.astype(np.float32),
+                   (ref_day - last).astype(np.float32))
+
+    @classmethod
+    def empty(cls, n_users: int, n_items: int, ref_day: float = 0.0) -> "HistoryState":
+        z = np.zeros(0, np.float32)
+        return cls(float(ref_day), n_users, n_items, np.zeros(0, np.int64), z, z.copy(), z.copy())
+
+    def resized(self, n_users: int, n_items: int) -> "HistoryState":
+        """The same history over a larger user/item index (new ids have none)."""
+        keys = (self.keys // self.n_items) * n_items + self.keys % self.n_items
+        return HistoryState(self.ref_day, n_users, n_items, keys.astype(np.int64), self.count,
+                            self.recent, self.last_age)
+
+    def arrays(self, prefix: str = "hist_") -> dict[str, np.ndarray]:
+        return {prefix + "keys": self.keys, prefix + "count": self.count, prefix + "recent": self.recent,
+                prefix + "last_age": self.last_age,
+                prefix + "meta": np.array([self.ref_day, self.n_users, self.n_items], np.float64)}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], prefix: str = "hist_") -> "HistoryState":
+        ref, nu, ni = a[prefix + "meta"].tolist()
+        return cls(ref, int(nu), int(ni), a[prefix + "keys"], a[prefix + "count"],
+                   a[prefix + "recent"], a[prefix + "last_age"])
+
+    def user_items(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item idx, count, recent count) of user ``u``."""
+        lo = np.searchsorted(self.keys, u * self.n_items)
+        hi = np.searchsorted(self.keys, (u + 1) * self.n_items)
+        return self.keys[lo:hi] % self.n_items, self.count[lo:hi], self.recent[lo:hi]
+
+    def lookup(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Row into the state arrays per (user, item) pair, -1 when absent."""
+        q = np.asarray(users, np.int64) * self.n_items + np.asarray(items, np.int64)
+        if len(self.keys) == 0:
+            return np.full(len(q), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+        return np.where(self.keys[pos] == q, pos, -1)
+
+    def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, 4) float32."""
+        users, items = np.broadcast_arrays(np.asarray(users, np.int64), np.asarray(items, np.int64))
+        out = np.zeros((users.size, len(HISTORY_FEATURES)), np.float32)
+        users = users.ravel()
+        inside = users >= 0
+        row = np.full(users.size, -1)
+        if inside.any():
+            row[inside] = self.lookup(users[inside], items.ravel()[inside])
+        hit = row >= 0
+        r = row[hit]
+        out[hit, 0] = np.log1p(self.count[r])
+        out[hit, 1] = np.log1p(self.recent[r])
+        out[hit, 2] = np.exp(-self.last_age[r] / 30.0)
+        out[hit, 3] = 1.0
+        return out
+
+    def user_features(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item idx, features) for every item in user ``u``'s history."""
+        items, _, _ = self.user_items(u)
+        return items, self.features(np.full(len(items), u), items)
+
+
+def item_trend_features(inter: Interactions, ref_day: float) -> np.ndarray:
+    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 3).
+
+    Counts events of all known users with positive weight before ``ref_day``;
+    the features let the model prefer what currently sells over items that
+    stopped selling (discontinued stock is common in shop data).
+    """
+    mask = (inter.ts < ref_day) & (inter.weight > 0)
+    i, w, t = inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+    age = ref_day - t
+    out = np.zeros((inter.n_items, len(TREND_FEATURES)), np.float32)
+    out[:, 0] = np.log1p(np.bincount(i, weights=w * (age <= 30), minlength=inter.n_items))
+    out[:, 1] = np.log1p(np.bincount(i, weights=w * (age <= 90), minlength=inter.n_items))
+    first = np.full(inter.n_items, np.inf)
+    np.minimum.at(first, i, t)
+    sold = np.isfinite(first)
+    out[sold, 2] = np.exp(-(ref_day - first[sold]) / 60.0)
+    return out
+
+
+def history_text_vectors(state: HistoryState, item_text: np.ndarray) -> np.ndarray:
+    """User text vectors: recency-weighted mean of history item vectors, unit norm.
+
+    Users without history get a zero vector.
+    """
+    out = np.zeros((state.n_users, item_text.shape[1]), np.float32)
+    if len(state.keys) == 0:
+        return out
+    users = state.keys // state.n_items
+    items = state.keys % state.n_items
+    w = state.recent + 1e-3 * state.count  # old-only histories still count a little
+    order = np.argsort(users, kind="stable")
+    users, items, w = users[order], items[order], w[order]
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    starts = np.concatenate([[0], bounds])
+    chunk = 20000  # rows of item_text gathered at once (memory bound)
+    for lo in range(0, len(users), chunk):
+        hi = min(lo + chunk, len(users))
+        contrib = item_text[items[lo:hi]] * w[lo:hi, None]
+        seg_starts = starts[(starts >= lo) & (starts < hi)] - lo
+        if len(seg_starts) == 0 or seg_starts[0] != 0:
+            seg_starts = np.concatenate([[0], seg_starts])
+        sums = np.add.reduceat(contrib, seg_starts, axis=0)
+        out[users[lo + seg_starts]] += sums
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
