@@ -158,8 +158,10 @@ def run(points: int, frames: int) -> dict:
     _shield_singletons()
     app = create_app()
     data = synthetic_map(points)
-    return {"points": points, "frames": frames, "map": bench_category_map(app, data, frames),
-            "naive": bench_naive(app, data, frames)}
+    out = {"points": points, "frames": frames, "map": bench_category_map(app, data, frames),
+           "naive": bench_naive(app, data, frames)}
+    out["load"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return out
 
 
 def section(r: dict) -> str:
@@ -171,8 +173,8 @@ def section(r: dict) -> str:
         "",
         f"`benchmarks/bench_map.py` — {r['points']:,} points in 13 colour groups, 1200×800 plot, "
         f"{r['frames']} pan/zoom frames each repainted synchronously on the offscreen (software) Qt "
-        f"platform; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}.",
+        f"platform; {platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{r['load']:.1f} during the run: other jobs shared the CPU), Python {platform.python_version()}.",
         "",
         "| variant | set data ms | first paint ms | frame mean ms | median | p95 | max | fps (mean) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -185,6 +187,12 @@ def section(r: dict) -> str:
         f"p95 {m['hover']['p95']:.1f} ms; the lookup alone {m['lookup_us']:.0f} µs. The naive item's "
         f"built-in hover spends {nv['first_hover_ms']:.0f} ms on its first mouse move creating one "
         "SpotItem per point.",
+        "",
+        "Grid lines over the map doubled the frame time (they are off on the map). The benchmark raises the "
+        "reference count of None/True/False first: PySide6 6.12.0 on Python 3.11 drops one reference to None "
+        "per call of any void Qt method, so a few hundred thousand calls (minutes of panning) abort the "
+        "interpreter with `none_dealloc`; pyproject.toml therefore asks for PySide6-Essentials < 6.12 "
+        "(6.11.3 checked: no leak).",
         END,
     ]
     return "\n".join(lines)

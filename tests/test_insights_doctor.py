@@ -114,3 +114,16 @@ def test_popularity_bias_deciles_on_larger_catalogue():
     pb = popularity_bias(rankings, items, pop, k=2)
     assert pb.by_popularity == pytest.approx([0.5, 0, 0, 0, 0, 0.25, 0, 0, 0, 0.25])
     assert len(pb.lorenz_x) == 101 and pb.lorenz_y[-1] == pytest.approx(1.0)
+
+
+def test_cold_threshold_falls_back_to_thinly_known_items():
+    from merch_app.insights.doctor import cold_threshold
+
+    assert cold_threshold(np.array([0] * 5 + [9] * 95)) == 0  # 5% untouched: the strict lens
+    assert cold_threshold(np.array([0] * 1 + [2] * 9 + [50] * 90)) == 2  # 1% untouched only
+    assert cold_threshold(np.array([100] * 10)) == 10 and cold_threshold(np.array([])) == 0
+
+
+def test_cold_start_lens_without_cold_items():
+    lens = cold_start_lens(np.array([[1.0, 2.0]]), np.array([False, False]), k=1)
+    assert lens.cold_mean_percentile is None and lens.warm_mean_percentile == pytest.approx(0.5)

@@ -94,6 +94,8 @@ def test_category_means_and_segment_affinity():
     assert h.rows == ["segment 1 (2 users)", "segment 2 (1 users)"] and h.cols == ["mugs", "lamps"]
     c = segment_category_affinity(users, labels, items, ["mugs", "mugs", "lamps"])
     np.testing.assert_allclose(c.values, [[1.5, -0.5], [-1.5, 0.5]])
+    both = segment_category_affinity(users, labels, items, ["mugs", "mugs", "lamps"], centre="both")
+    np.testing.assert_allclose(both.values, [[1.0, -1.0], [-1.0, 1.0]])  # v - row - col + grand mean
     d = describe_segments(labels, c, n=1)
     assert d == [{"segment": 1, "users": 2, "top_categories": ["mugs"]},
                  {"segment": 2, "users": 1, "top_categories": ["lamps"]}]

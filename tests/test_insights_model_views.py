@@ -54,10 +54,16 @@ def test_item_page_unknown_item(db):
 
 def test_nearest_users_cosine():
     m = DotModel(["a", "b", "c", "d"], ["x"], [[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], [[1, 0]])
+    raw = nearest_users(m, "a", k=3, centre=False)
+    assert [n["user_id"] for n in raw] == ["b", "c", "d"]
+    assert raw[0]["similarity"] == pytest.approx(0.9 / np.hypot(0.9, 0.1), abs=1e-6)
+    assert raw[2]["similarity"] == pytest.approx(-1.0)
+    # centred: the mean user (0.225, 0.275) is subtracted before the cosine
     near = nearest_users(m, "a", k=3)
+    c = np.array(m.U) - np.array(m.U).mean(axis=0)
+    cos = (c @ c[0]) / (np.linalg.norm(c, axis=1) * np.linalg.norm(c[0]))
     assert [n["user_id"] for n in near] == ["b", "c", "d"]
-    assert near[0]["similarity"] == pytest.approx(0.9 / np.hypot(0.9, 0.1), abs=1e-6)
-    assert near[2]["similarity"] == pytest.approx(-1.0)
+    assert [n["similarity"] for n in near] == pytest.approx(cos[1:].tolist(), abs=1e-6)
     assert nearest_users(m, "zz") == []
     with pytest.raises(ValueError, match="no trained model"):
         nearest_users(None, "a")
@@ -112,3 +118,13 @@ def test_model_doctor_without_model(db):
     r = model_doctor(db, _bundle(None))
     assert r.near_duplicates is not None and r.popularity_bias is None
     assert "text-only" in r.notes[0]
+
+
+def test_probe_queries_from_title(db):
+    from merch_app.insights.item_page import probe_queries
+
+    # "Red ceramic mug": df red 2, ceramic 3, mug 3 -> rarest "red"
+    assert probe_queries(db, "A") == ["red ceramic mug", "ceramic mug", "red"]
+    # two words: the noun phrase is the title; garden and lantern are both in one item, the first wins
+    assert probe_queries(db, "C") == ["garden lantern", "garden"]
+    assert probe_queries(db, "E") == [] and probe_queries(db, "nope") == []

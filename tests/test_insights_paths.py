@@ -103,3 +103,16 @@ def test_query_funnel_without_session_uses_window(ws):
 
 def test_top_queries_normalised(db):
     assert top_queries(db) == [{"query": "red mug", "searches": 3, "users": 2}]
+
+
+def test_group_steps_collapses_baskets(ws):
+    from merch_app.insights.paths import group_steps
+
+    ws["events"].insert_all([
+        dict(user_id="b", item_id=i, event_type="purchase", ts="2024-03-01T10:00:00Z", session_id="inv1")
+        for i in ("X", "Y", "Z")
+    ] + [dict(user_id="b", item_id="X", event_type="return", ts="2024-03-01T10:00:00Z", session_id="inv2"),
+         dict(user_id="b", item_id="Y", event_type="purchase", ts="2024-03-05T10:00:00Z", session_id="inv3")])
+    groups = group_steps(behaviour_path(ws, user_id="b").steps, max_titles=2)
+    assert [(g.event_type, g.count) for g in groups] == [("purchase", 3), ("return", 1), ("purchase", 1)]
+    assert groups[0].titles == ["X", "Y"] and groups[1].level == 5

@@ -68,7 +68,11 @@ def test_users_screen_profile_paths_funnel_recs(qtbot, shop_path, with_model):
     sizes = users.chart_sizes()
     assert sizes["activity"] == users.profile.n_events > 0
     assert sizes["mix"] >= 2 and sizes["categories"] >= 1 and sizes["terms"] >= 3 and sizes["history"] > 0
-    assert sizes["path"] == users.profile.n_events and sizes["recs"] == 20
+    assert sizes["recs"] == 20
+    from merch_app.insights.paths import group_steps
+
+    assert len(users.paths.path.steps) == users.profile.n_events
+    assert sizes["path"] == len(group_steps(users.paths.path.steps)) > 0
     assert "events on" in users.header.text()
     # recommendations are explained like on the Query screen, nearest users come from the model
     qtbot.waitUntil(lambda: users.recs_panel.explain.explanation is not None, timeout=30_000)
@@ -160,3 +164,44 @@ def test_catalogue_without_model_and_empty_workspace(qtbot, tmp_path):
     users = window.show_screen("Users")
     wait_idle(qtbot, window)
     assert users.user_list.count() == 0 and "no events" in users.header.text()
+
+
+def test_category_map_many_points_hover_and_click(qtbot):
+    from PySide6.QtCore import QPointF
+
+    from merch_app.ui.app import create_app
+    from merch_app.ui.screens.insights_charts import CategoryMap
+
+    create_app()
+    rng = np.random.default_rng(0)
+    n = 50_000
+    xy = rng.normal(size=(n, 2)).astype(np.float32)
+    codes = rng.integers(0, 13, size=n)
+    names = [f"c{i}" for i in range(12)] + ["(other)"]
+    m = CategoryMap("test")
+    qtbot.addWidget(m.widget)
+    m.widget.resize(800, 600)
+    m.widget.show()
+    m.set_map(xy, [f"I{i}" for i in range(n)], [f"item {i}" for i in range(n)], codes, names)
+    assert m.point_count() == n and len(m.legend.items) == 13
+    assert all(len(layer.data) == int((codes == c).sum()) for c, layer in enumerate(m.layers))
+    i = 1234
+    assert m.nearest(float(xy[i, 0]), float(xy[i, 1])) in {i} | set(
+        np.flatnonzero(np.all(np.isclose(xy, xy[i], atol=1e-3), axis=1)).tolist())
+    assert m.nearest(1e6, 1e6) is None
+    # the mouse over a point (scene coordinates, as the scene reports them) rings it and shows its title
+    px, py = float(xy[i, 0]), float(xy[i, 1])
+    m.widget.getViewBox().setRange(xRange=(px - 0.01, px + 0.01), yRange=(py - 0.01, py + 0.01), padding=0)
+    qtbot.wait(50)
+    scene_pos = m.widget.getViewBox().mapViewToScene(QPointF(px, py))
+    m._moved((scene_pos,))
+    assert m.hovered == i and m.label.isVisible() and "item 1234" in m.label.toPlainText()
+
+    class Click:
+        def scenePos(self):  # noqa: N802 - Qt name
+            return scene_pos
+
+    with qtbot.waitSignal(m.point_clicked) as sig:
+        m._clicked(Click())
+    assert sig.args == ["I1234"]
+    assert m.select("I7") and m.hovered == 7 and not m.select("nope")

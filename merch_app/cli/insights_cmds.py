@@ -122,7 +122,7 @@ def users_command(kind, n, prefix, seed, as_json, workspace):
 @workspace_option
 def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspace):
     """Item page of ITEM_ID: events, buyers, queries leading to it, funnel, related items, query ranks."""
-    from merch_app.insights.item_page import item_model_views, item_page
+    from merch_app.insights.item_page import item_model_views, item_page, probe_queries
     from merch_app.ranking.ranker import Ranker
 
     db = open_ws(workspace)
@@ -132,7 +132,10 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
             raise click.ClickException(f"item {item_id!r} is not in the catalogue")
         if not no_model:
             ranker = Ranker(db, _bundle(db, model_id, encoder_spec, "Loading model"))
-            page.model = item_model_views(ranker, item_id, [q["query"] for q in page.queries[:10]], k)
+            queries = [q["query"] for q in page.queries[:10]]
+            probe = not queries  # no recorded searches: rank for the item's own title words
+            page.model = item_model_views(ranker, item_id, queries or probe_queries(db, item_id), k)
+            page.model["probe"] = probe
         out = page.to_dict()
     finally:
         db.close()
@@ -154,8 +157,10 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
     for by in ("text", "cf"):
         for r in model.get(f"related_{by}", []):
             click.echo(f"  related ({by}) {r['rank']:>2}. {r['item_id']:<10} {r['title'][:50]}")
+    kind = "title words" if model.get("probe") else "query"
     for r in model.get("query_ranks", []):
-        click.echo(f"  rank for {r['query']!r}: {r['rank'] if r['rank'] is not None else '-'} ({r['status']})")
+        click.echo(f"  rank for {kind} {r['query']!r}: {r['rank'] if r['rank'] is not None else '-'} "
+                   f"({r['status']})")
 
 
 @click.command("funnel")

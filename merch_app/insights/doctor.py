@@ -115,13 +115,34 @@ class ColdStartLens:
     n_users: int
     n_cold: int
     n_warm: int
-    cold_mean_percentile: float
-    warm_mean_percentile: float
+    cold_mean_percentile: Optional[float]  # None when there are no cold (or no warm) items
+    warm_mean_percentile: Optional[float]
     cold_share_catalogue: float
     cold_share_top_k: float
     k: int
     cold_hist: list[int] = field(default_factory=list)  # percentile histogram (10 bins)
     warm_hist: list[int] = field(default_factory=list)
+    cold_max_events: int = 0  # "cold" = at most this many events
+
+
+COLD_STEPS = (0, 1, 2, 3, 5, 10)
+
+
+def cold_threshold(event_counts: np.ndarray, min_share: float = 0.05) -> int:
+    """Largest event count that still makes an item "cold".
+
+    0 (no behaviour at all) when at least ``min_share`` of the catalogue has
+    none; otherwise the smallest of 1, 2, 3, 5, 10 events that reaches that
+    share — transaction exports, where every item was bought at least once,
+    still get a lens on their thinly-known items.
+    """
+    counts = np.asarray(event_counts)
+    if counts.size == 0:
+        return 0
+    for t in COLD_STEPS:
+        if float(np.mean(counts <= t)) >= min_share:
+            return t
+    return COLD_STEPS[-1]
 
 
 def cold_start_parts(score_rows: np.ndarray, cold_mask: np.ndarray, k: int = 10) -> dict[str, Any]:
@@ -143,7 +164,8 @@ def cold_start_parts(score_rows: np.ndarray, cold_mask: np.ndarray, k: int = 10)
             "cold_hist": np.histogram(cold_p, bins)[0], "warm_hist": np.histogram(warm_p, bins)[0]}
 
 
-def combine_cold_start(parts: list[dict[str, Any]], cold_mask: np.ndarray, k: int) -> ColdStartLens:
+def combine_cold_start(parts: list[dict[str, Any]], cold_mask: np.ndarray, k: int,
+                       cold_max_events: int = 0) -> ColdStartLens:
     """The lens from the parts of several user chunks."""
     cold = np.asarray(cold_mask, dtype=bool)
     tot = {key: sum(p[key] for p in parts) for key in ("n_users", "cold_sum", "cold_n", "warm_sum", "warm_n",
@@ -152,13 +174,14 @@ def combine_cold_start(parts: list[dict[str, Any]], cold_mask: np.ndarray, k: in
             for key in ("cold_hist", "warm_hist")}
     return ColdStartLens(
         n_users=int(tot["n_users"]), n_cold=int(cold.sum()), n_warm=int((~cold).sum()),
-        cold_mean_percentile=tot["cold_sum"] / tot["cold_n"] if tot["cold_n"] else float("nan"),
-        warm_mean_percentile=tot["warm_sum"] / tot["warm_n"] if tot["warm_n"] else float("nan"),
+        cold_mean_percentile=tot["cold_sum"] / tot["cold_n"] if tot["cold_n"] else None,
+        warm_mean_percentile=tot["warm_sum"] / tot["warm_n"] if tot["warm_n"] else None,
         cold_share_catalogue=float(cold.mean()) if cold.size else 0.0,
         cold_share_top_k=tot["top_cold"] / tot["top_n"] if tot["top_n"] else 0.0,
         k=min(k, cold.size),
         cold_hist=np.asarray(hist["cold_hist"]).astype(int).tolist(),
         warm_hist=np.asarray(hist["warm_hist"]).astype(int).tolist(),
+        cold_max_events=cold_max_events,
     )
 
 

@@ -148,6 +148,26 @@ def item_page(db, item_id: str) -> ItemPage:
     )
 
 
+def probe_queries(db, item_id: str, n: int = 3) -> list[str]:
+    """Queries a shopper might type for the item, for catalogues without recorded searches.
+
+    The item's title (normalised), its last two content words (the product
+    noun phrase in most titles, "light holder") and its rarest title word in
+    the catalogue (the most specific one), without repeats.
+    """
+    from merch_app.insights.common import words
+    from merch_app.insights.profiles import catalogue_doc_freq
+
+    row = db.execute("SELECT title FROM items WHERE item_id = ?", [str(item_id)]).fetchone()
+    ws = words(row[0]) if row and row[0] else []
+    if not ws:
+        return []
+    df, _ = catalogue_doc_freq(db, sorted(set(ws)))
+    rarest = min(ws, key=lambda w: (df.get(w, 0), ws.index(w)))
+    out = [" ".join(ws), " ".join(ws[-2:]), rarest]
+    return list(dict.fromkeys(q for q in out if q))[:n]
+
+
 def item_model_views(ranker, item_id: str, queries: list[str], k: int = 10) -> dict[str, Any]:
     """Related items (text and CF) and the item's rank for each query, from a ranker.
 

@@ -20,6 +20,7 @@ from merch_app.insights.doctor import (
     DoctorReport,
     behaviour_doctor,
     cold_start_parts,
+    cold_threshold,
     combine_cold_start,
     near_duplicates,
     popularity_bias,
@@ -42,9 +43,21 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def nearest_users(model, user_id: str, k: int = 10) -> list[dict[str, Any]]:
+def _centred_unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, scaled to unit length.
+
+    Learned user vectors share a large common component (everyone's text
+    vector has the shop's "average product" in it), so raw cosines are all
+    near 1; centring compares what is particular to each user.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    return _unit_rows(x - x.mean(axis=0, keepdims=True))
+
+
+def nearest_users(model, user_id: str, k: int = 10, centre: bool = True) -> list[dict[str, Any]]:
     """Users whose model vectors ``U`` are closest by cosine: ``{user_id, similarity}``.
 
+    ``centre`` subtracts the mean user vector first (see :func:`_centred_unit_rows`).
     An unknown user gives an empty list.
     """
     _need(model, "U", "user_ids")
@@ -53,7 +66,7 @@ def nearest_users(model, user_id: str, k: int = 10) -> list[dict[str, Any]]:
         u = ids.index(str(user_id))
     except ValueError:
         return []
-    vecs = _unit_rows(model.U)
+    vecs = _centred_unit_rows(model.U) if centre else _unit_rows(model.U)
     sims = vecs @ vecs[u]
     sims[u] = -np.inf
     k = min(k, len(ids) - 1)
@@ -77,11 +90,12 @@ class Segments:
 def user_segments(db, model, k: int = 6, max_users: int = 20000, seed: int = 0,
                   top_categories: int = 15, groups: Optional[Sequence[str]] = None,
                   cancel: Optional[CancelToken] = None) -> Segments:
-    """Cluster users by direction of ``U`` (cosine k-means) and score segments × categories.
+    """Cluster users by direction of their centred ``U`` (cosine k-means) and score segments × categories.
 
     The affinity matrix uses ``UW`` and ``V`` so each cell is the mean
-    bilinear score of the segment's users for the category's items, centred
-    per category (see :func:`~merch_app.insights.segments.segment_category_affinity`).
+    bilinear score of the segment's users for the category's items, double
+    centred (per category and per segment; see
+    :func:`~merch_app.insights.segments.segment_category_affinity`).
     ``groups`` (one label per model item) replaces the catalogue category.
     """
     _need(model, "U", "UW", "V", "user_ids", "item_ids")
@@ -91,13 +105,13 @@ def user_segments(db, model, k: int = 6, max_users: int = 20000, seed: int = 0,
     rows = np.arange(n)
     if n > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_users, replace=False))
-    result = kmeans(_unit_rows(np.asarray(model.U)[rows]), k, seed=seed, cancel=cancel)
+    result = kmeans(_centred_unit_rows(np.asarray(model.U)[rows]), k, seed=seed, cancel=cancel)
     if groups is None:
         meta = item_titles(db, model.item_ids)
         groups = [meta.get(str(i), ("", NO_CATEGORY))[1] for i in model.item_ids]
     alpha = float(getattr(model, "alpha", 1.0))
     affinity = segment_category_affinity(alpha * np.asarray(model.UW)[rows], result.labels, model.V, groups,
-                                         top_categories=top_categories)
+                                         top_categories=top_categories, centre="both")
     return Segments([str(model.user_ids[r]) for r in rows], rows, result, affinity)
 
 
@@ -157,7 +171,8 @@ def model_doctor(db, bundle, n_users: int = 500, k: int = 10, near_duplicate_thr
     rows = sample_user_rows(model, n_users, seed)
     model_items = [str(i) for i in model.item_ids]
     counts = item_event_counts(db, model_items)
-    cold = counts == 0
+    cold_max = cold_threshold(counts)
+    cold = counts <= cold_max
     rankings: list[list[str]] = []
     parts = []
     for start in range(0, len(rows), 64):  # 64 users × n_items scores at a time
@@ -171,7 +186,7 @@ def model_doctor(db, bundle, n_users: int = 500, k: int = 10, near_duplicate_thr
             t = t[np.argsort(-r[t], kind="stable")]
             rankings.append([model_items[j] for j in t])
     if parts:
-        report.cold_start = combine_cold_start(parts, cold, k)
+        report.cold_start = combine_cold_start(parts, cold, k, cold_max)
     report.popularity_bias = popularity_bias(rankings, model_items, counts, k)
     report.notes.append(f"model checks over {len(rows)} sampled users, top {k}")
     report_progress(Progress(3, 3, "done"))

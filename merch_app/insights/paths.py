@@ -77,6 +77,36 @@ class BehaviourPath:
                 "sequence": self.sequence(), "steps": [asdict(s) for s in self.steps]}
 
 
+@dataclass
+class StepGroup:
+    """Consecutive path steps of one type at one time (e.g. the lines of one invoice)."""
+
+    ts: str
+    event_type: str
+    level: int
+    count: int
+    titles: list[str]  # first few titles (or queries)
+
+
+def group_steps(steps: list[PathStep], max_titles: int = 5) -> list[StepGroup]:
+    """Collapse runs of steps with the same timestamp and event type into one group.
+
+    Transaction exports record a whole basket at one instant; drawing each line
+    as its own point hides the path, one point per basket shows it.
+    """
+    out: list[StepGroup] = []
+    for s in steps:
+        label = s.title or s.query or (s.item_id or "")
+        last = out[-1] if out else None
+        if last is not None and last.ts == s.ts and last.event_type == s.event_type:
+            last.count += 1
+            if len(last.titles) < max_titles and label:
+                last.titles.append(label)
+        else:
+            out.append(StepGroup(s.ts, s.event_type, s.level, 1, [label] if label else []))
+    return out
+
+
 def behaviour_path(db, user_id: Optional[str] = None, session_id: Optional[str] = None,
                    limit: int = 2000) -> BehaviourPath:
     """The events of a user (optionally one session of theirs) or of a session, oldest first.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def category_means(item_vectors: np.ndarray, item_categories: Sequence[str]) -> 
 
 def segment_category_affinity(user_vectors: np.ndarray, labels: np.ndarray, item_vectors: np.ndarray,
                               item_categories: Sequence[str], top_categories: int = 15,
-                              centre: bool = True) -> HeatmapData:
+                              centre: Union[bool, str] = True) -> HeatmapData:
     """Mean model score of each segment's users for each category's items.
 
     With a dot-product model the mean of ``u · v`` over the users ``u`` of a
@@ -113,9 +113,11 @@ def segment_category_affinity(user_vectors: np.ndarray, labels: np.ndarray, item
     Parameters
     ----------
     centre
-        Subtract each category's mean over segments, so the colours show which
-        segment likes a category *more than the others* rather than which
-        categories are popular with everybody.
+        True: subtract each category's mean over segments, so the colours show
+        which segment likes a category *more than the others* rather than which
+        categories are popular with everybody.  ``"both"``: also subtract each
+        segment's mean (double centring), so a segment that scores everything
+        low (few, inactive users) still shows what it prefers.  False: raw means.
     """
     labels = np.asarray(labels)
     k = int(labels.max()) + 1 if len(labels) else 0
@@ -126,6 +128,8 @@ def segment_category_affinity(user_vectors: np.ndarray, labels: np.ndarray, item
     values = centroids @ means.T if k and len(names) else np.zeros((k, len(names)))
     if centre and k > 1:
         values = values - values.mean(axis=0, keepdims=True)
+    if centre == "both" and values.size:
+        values = values - values.mean(axis=1, keepdims=True)
     sizes = np.bincount(labels, minlength=k)
     rows = [f"segment {s + 1} ({sizes[s]} users)" for s in range(k)]
     return HeatmapData("User segment × category affinity" + (" (relative)" if centre else ""),

@@ -17,8 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.ui.charts import BarChart, GroupedBarChart, LineChart
+from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.insights_charts import VBarChart
 from merch_app.ui.screens.insights_common import note_label, selected_text
 
 ROWS_SHOWN = 500
@@ -80,9 +81,12 @@ class DoctorPanel(QWidget):
                                 "share of items (least recommended first)")
         self.lorenz_curve = self.lorenz.curve("model", "#d62728")
         self.equality = self.lorenz.curve("perfect equality", "#9a9a9a")
-        self.deciles = BarChart("Slots per popularity tenth (left = most popular)", "share of slots",
-                                colour="#9467bd")
-        self.cold = GroupedBarChart("Cold-start lens: where items rank (0 = top)", "share of items")
+        self.deciles = VBarChart("Slots per popularity tenth (10% = the most popular tenth)", "share of slots",
+                                 colour="#9467bd", label_chars=8)
+        self.cold = LineChart("Cold-start lens: where items rank for users", "share of the group",
+                              "rank position (0% = top of the list)", symbols=True)
+        self.cold_curve = self.cold.curve("cold items", "#1f77b4")
+        self.warm_curve = self.cold.curve("established items", "#ff7f0e")
         charts.addWidget(self.lorenz.widget, 0, 0)
         charts.addWidget(self.deciles.widget, 0, 1)
         charts.addWidget(self.cold.widget, 0, 2)
@@ -124,11 +128,14 @@ class DoctorPanel(QWidget):
             parts.append(f"model top-{pb.k} over {pb.n_users} users: coverage <b>{pb.coverage:.1%}</b>, "
                          f"long-tail share <b>{pb.long_tail_share:.1%}</b> (tail is {pb.catalogue_tail_share:.0%} "
                          f"of the catalogue), Gini <b>{pb.gini:.2f}</b>")
-        if cs is not None:
-            parts.append(f"cold items rank at the <b>{cs.cold_mean_percentile:.0%}</b> mark on average vs "
-                         f"<b>{cs.warm_mean_percentile:.0%}</b> for established ones; they fill "
-                         f"{cs.cold_share_top_k:.1%} of top-{cs.k} slots while being {cs.cold_share_catalogue:.1%} "
-                         "of the catalogue")
+        if cs is not None and cs.cold_mean_percentile is not None and cs.warm_mean_percentile is not None:
+            what = "items without behaviour" if cs.cold_max_events == 0 else \
+                f"items with ≤ {cs.cold_max_events} event{'s' if cs.cold_max_events > 1 else ''} " \
+                "(every item has some behaviour)"
+            parts.append(f"cold-start lens — {what}: they rank at the <b>{cs.cold_mean_percentile:.0%}</b> mark "
+                         f"on average vs <b>{cs.warm_mean_percentile:.0%}</b> for the others, and fill "
+                         f"<b>{cs.cold_share_top_k:.1%}</b> of top-{cs.k} slots while being "
+                         f"{cs.cold_share_catalogue:.1%} of the catalogue")
         self.summary.setText("<br>".join(parts))
         self._charts(pb, cs)
         self._tables(r, titles)
@@ -137,19 +144,24 @@ class DoctorPanel(QWidget):
         if pb is not None:
             self.lorenz.set_series("model", pb.lorenz_x, pb.lorenz_y)
             self.lorenz.set_series("perfect equality", [0, 1], [0, 1])
-            labels = [f"{10 * d}–{10 * d + 10}%" for d in range(len(pb.by_popularity))]
-            self.deciles.set_bars(labels, pb.by_popularity)
+            labels = [f"{10 * d + 10}%" for d in range(len(pb.by_popularity))]
+            self.deciles.set_bars(labels, pb.by_popularity, [f"{v:.0%}" if v >= 0.005 else "" for v in
+                                                             pb.by_popularity])
         else:
             self.lorenz.clear()
             self.deciles.set_bars([], [])
         if cs is not None:
             cold = np.asarray(cs.cold_hist, float)
             warm = np.asarray(cs.warm_hist, float)
-            groups = [f"{10 * b}%" for b in range(len(cold))]
-            self.cold.set_groups(groups, {"no behaviour": cold / max(cold.sum(), 1),
-                                          "established": warm / max(warm.sum(), 1)})
+            x = np.arange(len(cold)) * 10 + 5  # bin centres in %
+            self.cold_curve.setData(x, cold / max(cold.sum(), 1))
+            self.warm_curve.setData(x, warm / max(warm.sum(), 1))
+            name = "no behaviour" if cs.cold_max_events == 0 else \
+                f"≤ {cs.cold_max_events} event{'s' if cs.cold_max_events > 1 else ''}"
+            if self.cold.legend is not None and self.cold.legend.items:
+                self.cold.legend.items[0][1].setText(f"cold items ({name})")
         else:
-            self.cold.set_groups([], {})
+            self.cold.clear()
 
     def _tables(self, r, titles: dict[str, str]) -> None:
         t = r.text

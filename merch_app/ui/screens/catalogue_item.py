@@ -33,7 +33,13 @@ def item_model_job(ctx, path, generation: int, encoder_spec: Optional[str], item
     from merch_app.ui.screens.insights_common import engine
 
     eng = engine(ctx, path, generation, encoder_spec)
+    probe = not queries
+    if probe:
+        from merch_app.insights.item_page import probe_queries
+
+        queries = probe_queries(ctx.db(path), item_id)
     out = item_model_views(eng.ranker, item_id, queries, k=10)
+    out["probe"] = probe
     out["model_name"] = eng.info.model_name
     out["item_id"] = str(item_id)
     return out
@@ -141,7 +147,7 @@ class ItemPagePanel(QWidget):
             self.activity.set_series(etype, a.epoch, counts, EVENT_COLOURS.get(etype))
         self.activity.widget.setTitle(f"Events per {a.bucket}", size="10pt", color="#222")
         f = page.funnel
-        self.funnel.set_funnel(f.stages, f.reached, f.step_rate)
+        self.funnel.set_funnel(f.stages, f.reached, f.step_rate, f.returned)
         fill_table(self.buyers, ["user", "purchases", "quantity", "returns", "last"],
                    [[b["user_id"], b["purchases"], b["quantity"], b["returns"], fmt_ts(b["last_ts"])[:10]]
                     for b in page.buyers])
@@ -151,16 +157,25 @@ class ItemPagePanel(QWidget):
         self.note.setText(f"Returned by {f.returned} of {f.actors} shoppers." if f.returned else "")
 
     def _fill_queries(self) -> None:
-        ranks = {r["query"]: r for r in (self.model_views or {}).get("query_ranks", [])}
+        views = self.model_views or {}
+        ranks = {r["query"]: r for r in views.get("query_ranks", [])}
+        queries = self.page.queries if self.page else []
         rows = []
-        for q in self.page.queries if self.page else []:
+        for q in queries:
             r = ranks.get(q["query"])
             rank = "…" if self.model_views is None else (r["rank"] if r and r["rank"] is not None else "—")
             rows.append([q["query"], q["actors"], rank])
+        if not queries and views.get("probe"):  # no searches recorded: how it ranks for its own title words
+            rows = [[f"{r['query']}", "(title words)", r["rank"] if r["rank"] is not None else "—"]
+                    for r in views.get("query_ranks", [])]
+        self.queries.clearSpans()
         fill_table(self.queries, ["query", "sessions", "rank now"], rows)
+        self.queries.resizeColumnsToContents()
+        self.queries.horizontalHeader().setStretchLastSection(True)
         if not rows:
             fill_table(self.queries, ["query", "sessions", "rank now"],
-                       [["(no searches recorded before events on this item)", "", ""]])
+                       [["no searches recorded before events on this item", "", ""]])
+            self.queries.setSpan(0, 0, 1, 3)
 
     def show_model_views(self, views: dict[str, Any]) -> None:
         """Related lists and query ranks from :func:`~merch_app.insights.item_page.item_model_views`."""

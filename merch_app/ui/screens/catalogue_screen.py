@@ -162,7 +162,8 @@ class CatalogueScreen(Screen):
         srow.addWidget(self.k_box)
         srow.addStretch(1)
         sl.addLayout(srow)
-        self.affinity = SignedHeatmap("Segment × category: mean model score relative to the other segments")
+        self.affinity = SignedHeatmap("Segment × category: model score relative to the segment's own average "
+                                      "and to the other segments")
         sl.addWidget(self.affinity.widget, 1)
         self.seg_note = note_label()
         sl.addWidget(self.seg_note)
@@ -213,6 +214,10 @@ class CatalogueScreen(Screen):
         groups = result["groups"]
         colour = {"category": "category", "text clusters": "text cluster of the titles (no categories in "
                   "the catalogue)", "none": "nothing (no categories)"}[groups.source]
+        what = {"items-text": "Item text vectors (BERT)", "items-model": "Item model vectors (CF)",
+                "users": "User model vectors (CF)"}[MAP_KINDS[self.map_kind.currentText()]]
+        self.map.widget.setTitle(f"{what}, 2-D PCA, coloured by {groups.source if groups.source != 'none' else 'category'}",
+                                 size="10pt", color="#222")
         ev = ", ".join(f"{r:.0%}" for r in m.explained_ratio)
         self.map_note.setText(f"{len(m):,} {m.kind}s from {result['model_name']}, coloured by {colour}; "
                               f"PC variance {ev}. Hover for titles, click to open.")
@@ -267,7 +272,8 @@ class CatalogueScreen(Screen):
             return
         aff = result["segments"].affinity
         self.affinity.set_data(aff.values, aff.rows, aff.cols)
-        self.seg_note.setText("Red: the segment likes the category more than the other segments do; blue: less. "
+        self.seg_note.setText("Red: the segment prefers the category (beyond its usual level and beyond the "
+                              "other segments); blue: avoids it. "
                               + " · ".join(f"segment {d['segment']} → {', '.join(d['top_categories'][:2])}"
                                            for d in result["described"]))
 

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
 from merch_app.insights.common import PATH_LEVELS, WEEKDAYS
-from merch_app.ui.charts import BarChart, Heatmap, make_plot
+from merch_app.ui.charts import Heatmap, make_plot
 
 # 12 distinguishable colours (Tableau 10 + 2) and grey for "(other)" / "(no category)".
 CATEGORY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -50,7 +50,8 @@ class CategoryMap(QObject):
         self.widget = make_plot(title, "PC 2", "PC 1", min_height=300)
         self.widget.setMenuEnabled(False)
         self.widget.showGrid(x=False, y=False)  # grid lines over the whole view double the frame time
-        self.legend = self.widget.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=1)
+        self.legend = self.widget.addLegend(offset=(-5, 5), labelTextSize="8pt", colCount=1,
+                                            brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#bbbbbb"))
         self.point_size = point_size
         self.layers: list[pg.ScatterPlotItem] = []
         self.marker = pg.ScatterPlotItem(size=14, pen=pg.mkPen("#000", width=2), brush=None)
@@ -174,46 +175,81 @@ class PathChart:
         self.widget.addItem(self.points)
         self.n_points = 0
 
-    def set_path(self, x: np.ndarray, levels: np.ndarray, event_types: Sequence[str], tips: Sequence[str]) -> None:
+    def set_path(self, x: np.ndarray, levels: np.ndarray, event_types: Sequence[str], tips: Sequence[str],
+                 sizes: Optional[Sequence[float]] = None) -> None:
+        """Points at (``x``, level) joined in order; ``sizes`` in pixels (default 9)."""
         x, levels = np.asarray(x, float), np.asarray(levels, float)
         self.n_points = len(x)
         self.line.setData(x, levels)
         brushes = [pg.mkBrush(EVENT_COLOURS.get(t, "#444")) for t in event_types]
-        self.points.setData(x=x, y=levels, brush=brushes, data=list(tips))
+        size = list(sizes) if sizes is not None else 9
+        self.points.setData(x=x, y=levels, brush=brushes, size=size, data=list(tips))
         if len(x):
-            pad = max((x.max() - x.min()) * 0.03, 30.0)
+            pad = max((x.max() - x.min()) * 0.03, 0.5 if x.max() - x.min() < 1000 else 30.0)
             self.widget.setXRange(x.min() - pad, x.max() + pad, padding=0)
         self.widget.setYRange(-0.5, len(PATH_LEVELS) - 0.5, padding=0)
 
 
-class FunnelChart:
-    """Funnel bars with count and step conversion above each bar."""
+class VBarChart:
+    """Vertical bars with a label above each (formatted by ``fmt``); at least ``min_slots`` wide."""
 
-    def __init__(self, title: str = "Funnel") -> None:
-        self.chart = BarChart(title, "actors", colour="#2ca02c")
-        self.widget = self.chart.widget
-        self.widget.setMinimumHeight(200)
+    def __init__(self, title: str = "", left: str = "", colour: str = "#1f77b4", min_slots: int = 4,
+                 label_chars: int = 14) -> None:
+        self.widget = make_plot(title, left, min_height=200)
+        self.widget.showGrid(x=False, y=True, alpha=0.2)
+        self.widget.setMouseEnabled(x=False, y=False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=colour, pen=None)
+        self.widget.addItem(self.bars)
+        self.colour = colour
+        self.min_slots = min_slots
+        self.label_chars = label_chars
         self.texts: list[pg.TextItem] = []
-        self.values: list[int] = []
+        self.labels: list[str] = []
+        self.values = np.zeros(0)
 
-    def set_funnel(self, stages: Sequence[str], reached: Sequence[int], rates: Sequence[float]) -> None:
-        self.values = [int(v) for v in reached]
-        colours = [EVENT_COLOURS.get(s, "#2ca02c") for s in stages]
-        self.chart.set_bars(list(stages), self.values, brushes=[pg.mkBrush(c) for c in colours])
-        top = max(self.values, default=0) or 1
-        self.widget.setYRange(0, top * 1.25, padding=0)
-        while len(self.texts) < len(stages):
+    def set_bars(self, labels: Sequence[str], values: Sequence[float], texts: Optional[Sequence[str]] = None,
+                 colours: Optional[Sequence[str]] = None) -> None:
+        """Bars ``values`` named ``labels``; ``texts`` are drawn above them (default: the values)."""
+        self.values = np.asarray(values, float)
+        self.labels = [str(lbl) for lbl in labels]
+        n = len(self.values)
+        brushes = [pg.mkBrush(c) for c in colours] if colours is not None else [pg.mkBrush(self.colour)] * n
+        self.bars.setOpts(x=np.arange(n, dtype=float), height=self.values, width=0.7, brushes=brushes)
+        texts = list(texts) if texts is not None else [f"{v:,.4g}" for v in self.values]
+        while len(self.texts) < n:
             t = pg.TextItem("", color="#222", anchor=(0.5, 1))
             self.widget.addItem(t)
             self.texts.append(t)
-        for n, t in enumerate(self.texts):
-            if n < len(stages):
-                rate = "" if n == 0 else f"\n{rates[n] * 100:.0f}% of previous"
-                t.setText(f"{self.values[n]:,}{rate}")
-                t.setPos(n, self.values[n])
-                t.show()
-            else:
-                t.hide()
+        for i, t in enumerate(self.texts):
+            t.setVisible(i < n)
+            if i < n:
+                t.setText(texts[i])
+                t.setPos(i, max(float(self.values[i]), 0.0))
+        short = [lbl if len(lbl) <= self.label_chars else lbl[: self.label_chars - 1] + "…" for lbl in self.labels]
+        self.widget.getAxis("bottom").setTicks([list(enumerate(short))])
+        extra = max(self.min_slots - n, 0) / 2
+        self.widget.setXRange(-0.6 - extra, n - 0.4 + extra, padding=0)
+        top = float(self.values.max()) if n else 1.0
+        self.widget.setYRange(0, top * 1.3 or 1.0, padding=0)
+
+
+class FunnelChart(VBarChart):
+    """Funnel bars with the count and the step conversion above each; returns as a last red bar."""
+
+    def __init__(self, title: str = "Funnel") -> None:
+        super().__init__(title, "shoppers", colour="#2ca02c", min_slots=5)
+
+    def set_funnel(self, stages: Sequence[str], reached: Sequence[int], rates: Sequence[float],
+                   returned: int = 0) -> None:
+        labels, values = list(stages), [int(v) for v in reached]
+        texts = [f"{v:,}" if n == 0 else f"{v:,}\n{rates[n]:.0%} of previous" for n, v in enumerate(values)]
+        if returned:
+            base = values[-1] if values else 0
+            labels.append("returned")
+            values.append(int(returned))
+            texts.append(f"{returned:,}\n{returned / base:.0%} of buyers" if base else f"{returned:,}")
+        colours = [EVENT_COLOURS.get(s, "#2ca02c") for s in stages] + (["#d62728"] if returned else [])
+        self.set_bars(labels, values, texts, colours)
 
 
 class HourOfWeekHeatmap(Heatmap):
@@ -233,7 +269,7 @@ class HourOfWeekHeatmap(Heatmap):
             v = np.divide(v, peak, out=np.zeros_like(v), where=peak > 0)
         top = float(v.max()) if v.size else 1.0
         self.set_matrix(v, list(rows), [""] * (v.shape[1] if v.ndim == 2 else 0), levels=(0.0, top or 1.0))
-        self.widget.getAxis("left").setTicks([[(i + 0.5, r[:26]) for i, r in enumerate(rows)]])
+        self.widget.getAxis("left").setTicks([[(i + 0.5, r[:30]) for i, r in enumerate(rows)]])
         self.widget.getAxis("bottom").setTicks([[(d * 24 + 12, day) for d, day in enumerate(WEEKDAYS)]])
 
 
@@ -243,13 +279,18 @@ class SignedHeatmap(Heatmap):
     def __init__(self, title: str = "") -> None:
         super().__init__(title, colormap="CET-D1")
         self.widget.setMinimumHeight(240)
+        self.widget.getAxis("bottom").setHeight(52)
 
     def set_data(self, values: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> None:
         v = np.asarray(values, float)
         m = float(np.abs(v).max()) if v.size else 1.0
         self.set_matrix(v, list(rows), list(cols), levels=(-(m or 1.0), m or 1.0))
-        self.widget.getAxis("bottom").setTicks([[(j + 0.5, c[:16]) for j, c in enumerate(cols)]])
-        self.widget.getAxis("bottom").setStyle(tickTextOffset=4)
+        self.widget.getAxis("left").setTicks([[(i + 0.5, r[:24]) for i, r in enumerate(rows)]])
+        # "a · b · c" group names wrap onto one line per word
+        self.widget.getAxis("bottom").setTicks([[(j + 0.5, "\n".join(c.split(" · ")[:3])[:40])
+                                                 for j, c in enumerate(cols)]])
+        for k, t in enumerate(getattr(self, "cell_texts", [])[: v.size]):  # dark text on pale cells
+            t.setColor("#ffffff" if abs(v.flat[k]) > 0.6 * (m or 1.0) else "#111111")
 
 
 class HBarChart:

@@ -123,18 +123,27 @@ class PathsPanel(QWidget):
         self._draw()
 
     def _draw(self) -> None:
+        from merch_app.insights.common import ts_to_epoch
+        from merch_app.insights.paths import group_steps
+
         p = self.path
         if p is None:
             self.chart.set_path(np.zeros(0), np.zeros(0), [], [])
             return
-        even = self.even.isChecked()
-        x = np.arange(len(p.steps), dtype=float) if even else p.epoch
-        tips = [f"{fmt_ts(s.ts)} · {s.event_type}\n{s.title or s.query or ''} ({s.item_id or 'no item'})"
-                for s in p.steps]
+        groups = group_steps(p.steps)  # one point per basket (same time, same event type)
+        epoch = ts_to_epoch([g.ts for g in groups]) if groups else np.zeros(0)
+        same_time = len(groups) > 1 and float(epoch.max() - epoch.min()) == 0.0
+        even = self.even.isChecked() or same_time
+        x = np.arange(len(groups), dtype=float) if even else epoch
+        tips = [f"{fmt_ts(g.ts)} · {g.event_type} ×{g.count}\n" + "\n".join(g.titles)
+                + ("\n…" if g.count > len(g.titles) else "") for g in groups]
+        sizes = [min(7 + 2.5 * np.sqrt(g.count), 26) for g in groups]
         self.chart.widget.getAxis("bottom").setLabel("step" if even else "time (UTC)")
-        self.chart.set_path(x, p.levels, [s.event_type for s in p.steps], tips)
+        self.chart.set_path(x, np.array([g.level for g in groups], float), [g.event_type for g in groups],
+                            tips, sizes)
         more = " (older events cut)" if p.truncated else ""
-        self.path_note.setText(f"{p.subject}: {len(p.steps)} events{more} · " + " → ".join(p.sequence()[:12]))
+        self.path_note.setText(f"{p.subject}: {len(p.steps)} events in {len(groups)} steps{more} "
+                               "(a point per basket, bigger = more items) · " + " → ".join(p.sequence()[:10]))
 
     # ----------------------------------------------------------------- funnel
     def set_completions(self, texts: list[str]) -> None:
@@ -149,7 +158,7 @@ class PathsPanel(QWidget):
 
     def show_funnel(self, funnel) -> None:
         self.funnel = funnel
-        self.funnel_chart.set_funnel(funnel.stages, funnel.reached, funnel.step_rate)
+        self.funnel_chart.set_funnel(funnel.stages, funnel.reached, funnel.step_rate, funnel.returned)
         ret = f"; {funnel.returned} returned it" if funnel.returned else ""
         self.funnel_note.setText(f"{funnel.subject}: {funnel.actors:,} shoppers (users, or sessions when "
                                  f"anonymous){ret}. A step counts everyone who got that far or further.")
@@ -201,11 +210,14 @@ class RecsPanel(QWidget):
         split.addWidget(left)
         self.explain = ExplainPanel()
         self.explain.why_not_group.hide()
+        # recommendations have no query: the word heatmap and keyword table would stay empty
+        self.explain.heatmap.widget.hide()
+        self.explain.terms_table.parentWidget().hide()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.explain)
         split.addWidget(scroll)
-        split.setSizes([620, 640])
+        split.setSizes([760, 500])
         lay.addWidget(split)
 
     def _row(self, row: int) -> None:
@@ -215,6 +227,7 @@ class RecsPanel(QWidget):
 
     def show_result(self, ranked, nearest: list[dict], model_name: str, note: Optional[str]) -> None:
         self.model.set_ranked(ranked, compare=False)
+        self.table.setColumnHidden(COLUMNS.index("category"), not any(ranked.categories))
         self.explain.clear("Select a recommendation to see why it is there.")
         extra = f" — {note}" if note else ""
         self.status.setText(f"Top {len(ranked)} for this user with {model_name}{extra}")

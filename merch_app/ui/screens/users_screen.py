@@ -109,7 +109,7 @@ class UsersScreen(Screen):
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(200)
-        self._search_timer.timeout.connect(self.refresh_list)
+        self._search_timer.timeout.connect(lambda: self.isVisible() and self.refresh_list())
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -160,6 +160,8 @@ class UsersScreen(Screen):
         self.mix = HBarChart("Event types", "events", colour="#1f77b4")
         self.categories = HBarChart("Categories of touched items", "events", colour="#ff7f0e")
         self.terms = HBarChart("Interest terms (tf-idf of queries and item titles)", "score", colour="#2ca02c")
+        for chart in (self.activity, self.mix, self.categories, self.terms):
+            chart.widget.setMinimumHeight(230)
         grid.addWidget(self.activity.widget, 0, 0)
         grid.addWidget(self.mix.widget, 0, 1)
         grid.addWidget(self.categories.widget, 1, 0)
@@ -168,8 +170,9 @@ class UsersScreen(Screen):
         grid.setColumnStretch(1, 2)
         lay.addLayout(grid, 3)
         self.history = make_table()
-        self.history.setMinimumHeight(140)
-        lay.addWidget(self.history, 2)
+        self.history.setMinimumHeight(120)
+        self.history.verticalHeader().setDefaultSectionSize(22)
+        lay.addWidget(self.history, 1)
         self.profile_note = note_label()
         lay.addWidget(self.profile_note)
         return page
@@ -231,11 +234,22 @@ class UsersScreen(Screen):
             return
         self.user_id = str(user_id)
         self.header.setText(f"Loading {html.escape(self.user_id)}…")
+        self._select_in_list(self.user_id)
         groups = self.item_group
         self.profile_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: profile_job(ctx, p, u, groups),
                                   on_result=self._show_profile, on_error=self._error)
         self._session_picked(ALL_EVENTS)
         self.load_recommendations()
+
+    def _select_in_list(self, user_id: str) -> None:
+        """Highlight ``user_id`` in the list if it is there (without reopening it)."""
+        self.user_list.blockSignals(True)
+        self.user_list.setCurrentRow(-1)
+        for row in range(self.user_list.count()):
+            if self.user_list.item(row).data(Qt.ItemDataRole.UserRole) == user_id:
+                self.user_list.setCurrentRow(row)
+                break
+        self.user_list.blockSignals(False)
 
     def _show_profile(self, result: dict[str, Any]) -> None:
         p = result["profile"]
@@ -256,17 +270,24 @@ class UsersScreen(Screen):
         self.activity.widget.setTitle(f"Activity per {a.bucket}", size="10pt", color="#222")
         self.mix.set_bars(list(p.event_mix), list(p.event_mix.values()))
         self.categories.set_bars([c["category"] for c in p.categories], [c["events"] for c in p.categories])
-        self.terms.set_bars([t for t, _, _ in p.interest_terms], [s for _, s, _ in p.interest_terms])
+        terms = p.interest_terms[:12]
+        self.terms.set_bars([t for t, _, _ in terms], [s for _, s, _ in terms])
         fill_table(self.history, ["time (UTC)", "event", "item", "title / query", "category", "value", "session"],
                    [[fmt_ts(h["ts"]), h["event_type"], h["item_id"] or "", h["title"] or h["query"] or "",
-                     h["category"] if h["item_id"] else "", h["value"], h["session_id"] or ""]
-                    for h in p.history])
+                     self._category(h), h["value"], h["session_id"] or ""] for h in p.history])
         self.history.resizeColumnsToContents()
         grouped = " (categories: text clusters of item titles)" if self.item_group else ""
         self.profile_note.setText(f"Latest {len(p.history)} events{grouped}.")
         self.paths.set_sessions(result["sessions"])
         items = [h["item_id"] for h in p.history if h["item_id"]]
         self.paths.set_completions(list(dict.fromkeys(result["queries"] + items)))
+
+    def _category(self, h: dict[str, Any]) -> str:
+        if not h["item_id"]:
+            return ""
+        if self.item_group:
+            return self.item_group.get(h["item_id"], h["category"])
+        return h["category"]
 
     def _session_picked(self, session_id: str) -> None:
         if self.user_id is None or self.ctx.path is None:
