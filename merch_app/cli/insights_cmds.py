@@ -67,7 +67,8 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
     for s in out["sessions"][:5]:
         click.echo(f"  session {s['session_id']:<12} {s['start']}  {' → '.join(s['sequence'])}")
     for h in out["history"][:history]:
-        click.echo(f"  {h['ts']}  {h['event_type']:<8} {h['item_id'] or '':<10} {(h['title'] or h['query'] or '')[:50]}")
+        text = (h["title"] or h["query"] or "")[:50]
+        click.echo(f"  {h['ts']}  {h['event_type']:<8} {h['item_id'] or '':<10} {text}")
     for r in out.get("recommendations", []):
         click.echo(f"  rec {r['rank']:>2}. {r['item_id']:<10} {r['title'][:50]:<50} {r['score']:.4f}")
     if out.get("nearest_users"):

@@ -91,7 +91,8 @@ def bucket_sql(bucket: str, column: str = "ts") -> str:
     if bucket == "day":
         return f"substr({column}, 1, 10)"
     if bucket == "week":  # Monday of the ISO week
-        return f"date(substr({column}, 1, 10), '-' || ((CAST(strftime('%w', substr({column}, 1, 10)) AS INTEGER) + 6) % 7) || ' days')"
+        day = f"substr({column}, 1, 10)"
+        return f"date({day}, '-' || ((CAST(strftime('%w', {day}) AS INTEGER) + 6) % 7) || ' days')"
     if bucket == "month":
         return f"substr({column}, 1, 7) || '-01'"
     raise ValueError(f"unknown time bucket {bucket!r}: use day, week or month")

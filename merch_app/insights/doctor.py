@@ -64,7 +64,8 @@ def text_findings(db, min_chars: int = MIN_TEXT_CHARS, min_words: int = MIN_TEXT
 
 def untouched_items(db, limit: Optional[int] = None) -> tuple[list[str], int]:
     """Items with no event of any kind: (first ``limit`` ids, total count)."""
-    sql = "SELECT item_id FROM items i WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.item_id = i.item_id) ORDER BY item_id"
+    sql = ("SELECT item_id FROM items i WHERE NOT EXISTS "
+           "(SELECT 1 FROM events e WHERE e.item_id = i.item_id) ORDER BY item_id")
     ids = [r[0] for r in db.execute(sql)]
     return (ids[:limit] if limit else ids), len(ids)
 

@@ -174,7 +174,8 @@ class DoctorPanel(QWidget):
         fill_table(self.tables["near"], ["item", "title", "near-duplicate", "its title", "cosine"],
                    [[a, titles.get(a, ""), b, titles.get(b, ""), round(c, 4)]
                     for a, b, c in (r.near_duplicates or [])[:ROWS_SHOWN]])
-        fill_table(self.tables["untouched"], ["item", "title"], [[i, titles.get(i, "")] for i in r.untouched[:ROWS_SHOWN]])
+        fill_table(self.tables["untouched"], ["item", "title"],
+                   [[i, titles.get(i, "")] for i in r.untouched[:ROWS_SHOWN]])
         counts = {"text": len(t.empty) + len(t.short), "dups": t.n_duplicate_items,
                   "near": len(r.near_duplicates or []), "untouched": r.n_untouched}
         for n, key in enumerate(("text", "dups", "near", "untouched")):

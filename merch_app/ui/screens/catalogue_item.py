@@ -188,7 +188,8 @@ class ItemPagePanel(QWidget):
             table.horizontalHeader().setStretchLastSection(True)
         self._fill_queries()
         notes = "; ".join(views.get("notes", []))
-        self.note.setText(f"Ranked with {views.get('model_name', 'the active model')}." + (f" {notes}" if notes else ""))
+        model_name = views.get("model_name", "the active model")
+        self.note.setText(f"Ranked with {model_name}." + (f" {notes}" if notes else ""))
 
     def sizes(self) -> dict[str, int]:
         curves = [c.getData()[1] for c in self.activity.curves.values()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -216,8 +215,8 @@ class CatalogueScreen(Screen):
                   "the catalogue)", "none": "nothing (no categories)"}[groups.source]
         what = {"items-text": "Item text vectors (BERT)", "items-model": "Item model vectors (CF)",
                 "users": "User model vectors (CF)"}[MAP_KINDS[self.map_kind.currentText()]]
-        self.map.widget.setTitle(f"{what}, 2-D PCA, coloured by {groups.source if groups.source != 'none' else 'category'}",
-                                 size="10pt", color="#222")
+        by = groups.source if groups.source != "none" else "category"
+        self.map.widget.setTitle(f"{what}, 2-D PCA, coloured by {by}", size="10pt", color="#222")
         ev = ", ".join(f"{r:.0%}" for r in m.explained_ratio)
         self.map_note.setText(f"{len(m):,} {m.kind}s from {result['model_name']}, coloured by {colour}; "
                               f"PC variance {ev}. Hover for titles, click to open.")
