@@ -172,3 +172,12 @@ def test_rules_persist_and_survive_restart(ws_path):
         save_rule(db, MerchRule("pin", "*", {"item_id": "A", "position": -1}))
     assert len(load_rules(db)) == 1  # the failed save changed nothing
     db.close()
+
+
+def test_describe_effect():
+    from merch_app.ranking.rules import describe_effect
+
+    assert describe_effect({"rule": "x", "effect": 0.2, "from_rank": 7, "to_rank": 2}) == "score +0.200, moved 7 → 2"
+    assert describe_effect({"rule": "p", "effect": 0.05, "pinned_to": 1, "from_rank": None, "to_rank": 1}) == \
+        "score +0.050, moved - → 1 (pinned to 1)"
+    assert describe_effect({"rule": "legacy", "effect": -1.0}) == "score -1.000"

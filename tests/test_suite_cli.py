@@ -146,3 +146,5 @@ def test_rules_apply_in_query_and_explain(shop):
     exp = json.loads(invoke("explain", "candle", "--item", "22004", "-w", shop, *ENC, "--json").output)
     assert exp["rules"][0]["rule"] == "mug first" and exp["rules"][0]["to_rank"] == 1
     assert exp["rules"][0]["from_rank"] > 1
+    text = invoke("explain", "candle", "--item", "22004", "-w", shop, *ENC).output
+    assert "Rule mug first: score +" in text and "→ 1 (pinned to 1)" in text

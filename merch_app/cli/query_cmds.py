@@ -227,8 +227,10 @@ def _print_explanation(exp) -> None:
         click.echo("\nBecause you bought")
         for b in exp.cf["because"]:
             click.echo(f"  {b['item_id']:<10} {b['title'][:50]:<50} {b['contribution']:+.4f}")
+    from merch_app.ranking.rules import describe_effect
+
     for r in exp.rules:
-        click.echo(f"\nRule {r['rule']}: {r['effect']:+.4f}")
+        click.echo(f"\nRule {r['rule']}: {describe_effect(r)}")
     if exp.why_not:
         click.echo("\nWhy not higher: " + exp.why_not.summary())
 

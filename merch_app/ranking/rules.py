@@ -123,6 +123,17 @@ def _describe(rule) -> dict[str, Any]:
     return out
 
 
+def describe_effect(effect: dict[str, Any]) -> str:
+    """One rule effect for people: ``score +0.200, moved 7 → 2 (pinned to 2)``."""
+    text = f"score {float(effect.get('effect', 0.0)):+.3f}"
+    a, b = effect.get("from_rank"), effect.get("to_rank")
+    if a is not None or b is not None:
+        text += f", moved {a if a is not None else '-'} → {b if b is not None else '-'}"
+    if effect.get("pinned_to") is not None:
+        text += f" (pinned to {effect['pinned_to']})"
+    return text
+
+
 # ------------------------------------------------------------ merch rules
 RULE_KINDS = ("pin", "boost", "bury", "hide", "synonym", "rewrite")
 ATTRIBUTES = ("category", "tag", "price", "item")

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.ranking.rules import describe_effect
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
 from merch_app.ui.screens.data_screen import fill_table, make_table
 
@@ -180,7 +181,7 @@ class ExplainPanel(QWidget):
             self.semantic_label.setText("")
         rules = exp.rules or []
         self.rules_label.setText("Rules applied: " + ("; ".join(
-            f"{html.escape(str(r.get('rule')))} ({html.escape(str(r.get('effect')))})" for r in rules) or "none"))
+            f"{html.escape(str(r.get('rule')))} ({html.escape(describe_effect(r))})" for r in rules) or "none"))
 
     def _ask_why_not(self) -> None:
         ref = self.why_not_box.text().strip()
