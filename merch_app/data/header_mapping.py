@@ -65,7 +65,8 @@ _DROP = str.maketrans("", "", " _-.#:()[]/\\\t\u3000")
 
 def normalise_header(name: str) -> str:
     """``' Customer_ID '`` → ``'customerid'`` (NFKC, lower case, separators removed)."""
-    return unicodedata.normalize("NFKC", name).strip().lstrip("\ufeff").lower().translate(_DROP)
+    text = unicodedata.normalize("NFKC", name).lower().translate(_DROP).strip().lstrip("\ufeff").strip()
+    return unicodedata.normalize("NFKC", text)  # removing separators can leave composable pairs
 
 
 def header_key(headers: list[str]) -> str:
