@@ -6,9 +6,9 @@ Usage::
         [--workspace PATH] [--user ID] [--item ID] [--epochs 4]
 
 Without ``--workspace`` the demo files are imported into a fresh temp
-workspace.  The screens use the active model; when the workspace has none (or
-there is no model registry yet) a model is trained here (MiniLM text vectors,
-``--epochs`` epochs) and handed to the screens' workers.
+workspace.  The screens use the active model; when the workspace has none a model is
+trained here (MiniLM text vectors, ``--epochs`` epochs) and saved as the
+active version (or, without a model registry, handed to the screens' workers).
 
 Writes users.png, users_paths.png, users_recs.png, catalogue.png,
 heatmaps.png, item.png and doctor.png.
@@ -85,6 +85,23 @@ def trained_bundle(path: Path, epochs: int):
     return bundle, seconds
 
 
+def register(path: Path, bundle, seconds: float) -> bool:
+    """Save the model as the active version (True), or False without a model registry."""
+    from merch_app.data.workspace import open_workspace
+
+    try:
+        from merch_app.model.registry import save_version
+    except ImportError:
+        return False
+    db = open_workspace(path)
+    try:
+        save_version(db, bundle.model, name=bundle.version.name, encoder_id=bundle.encoder.encoder_id,
+                     train_seconds=seconds, activate_mode="always")
+    finally:
+        db.close()
+    return True
+
+
 def has_active_model(path: Path) -> bool:
     from merch_app.data.workspace import open_workspace
 
@@ -142,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     if not has_active_model(path):
         bundle, seconds = trained_bundle(path, args.epochs)
         print(f"trained a model here in {seconds:.0f}s ({len(bundle.model.user_ids)} users)")
-        query_engine._load_bundle = lambda _db, _spec: (bundle, None)
+        if not register(path, bundle, seconds):  # no registry yet: hand the bundle to the workers
+            query_engine._load_bundle = lambda _db, _spec: (bundle, None)
 
     app = create_app()
     window = MainWindow(path)

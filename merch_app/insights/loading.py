@@ -31,16 +31,18 @@ def load_insight_bundle(db, model_id: Optional[str] = None, encoder_spec: Option
         encoder = load_encoder(encoder_spec) if encoder_spec else None
     except EncoderError as exc:
         raise InsightError(str(exc)) from exc
+    from merch_app.model.hybrid_scoring import ModelLoadError
+
     try:
         from merch_app.model.registry import load_bundle
-    except ImportError:
+    except ImportError:  # no registry in this build: text-only
         load_bundle = None
     if load_bundle is not None:
         try:
             return load_bundle(db, model_id=model_id, encoder=encoder)
-        except (LookupError, ValueError, OSError) as exc:
-            if model_id is not None:
-                raise InsightError(f"cannot load model {model_id!r}: {exc}") from exc
+        except (LookupError, ValueError, OSError, ModelLoadError) as exc:
+            which = f"model {model_id!r}" if model_id else "the active model"
+            raise InsightError(f"cannot load {which}: {exc}") from exc
     from merch_app.ranking.text_bundle import text_only_bundle
 
     try:
