@@ -162,3 +162,14 @@ def test_heatmap_and_profile_with_item_groups(db):
     assert h.row_totals.tolist() == [8, 5, 2]  # A 8 events; 3 searches + 2 on C; B 2
     rows = user_categories(db, "u2", item_group=groups)
     assert [(r["category"], r["events"], r["items"]) for r in rows] == [("blue things", 1, 1), ("red things", 1, 1)]
+
+
+def test_pca_fitted_on_a_sample_keeps_the_axes():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6000, 10))
+    x[:, 3] *= 5  # the leading axis is e_3, then e_7
+    x[:, 7] *= 3
+    full, sample = fit_pca(x, 2, max_rows=None), fit_pca(x, 2, max_rows=1000, seed=4)
+    assert abs(full.components[0] @ sample.components[0]) > 0.99
+    assert abs(sample.components[0, 3]) > 0.99 and abs(sample.components[1, 7]) > 0.99
+    assert sample.transform(x).shape == (6000, 2)

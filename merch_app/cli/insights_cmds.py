@@ -43,15 +43,21 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
     from merch_app.insights.paths import user_sessions
     from merch_app.insights.profiles import user_profile
 
+    from merch_app.insights.groups import item_groups
+
     db = open_ws(workspace)
     try:
-        profile = user_profile(db, user_id, history_limit=history)
-        if not profile.exists:
+        if db.execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", [user_id]).fetchone() is None:
             raise click.ClickException(f"user {user_id!r} has no events in this workspace")
+        bundle = None if no_model else _bundle(db, model_id, encoder_spec, "Loading model")
+        groups = item_groups(db, [str(i) for i in bundle.item_ids], bundle.item_vectors) if bundle else None
+        mapping = groups.mapping() if groups is not None and groups.source == "text clusters" else None
+        profile = user_profile(db, user_id, history_limit=history, item_group=mapping)
         out: dict[str, Any] = profile.to_dict()
+        out["category_source"] = "text clusters" if mapping else "category"
         out["sessions"] = user_sessions(db, user_id)[:20]
-        if not no_model:
-            out.update(_user_model_part(db, user_id, k, model_id, encoder_spec))
+        if bundle is not None:
+            out.update(_user_model_part(db, bundle, user_id, k))
     finally:
         db.close()
     if as_json:
@@ -78,12 +84,11 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
         click.echo(f"note: {note}", err=True)
 
 
-def _user_model_part(db, user_id, k, model_id, encoder_spec) -> dict[str, Any]:
+def _user_model_part(db, bundle, user_id, k) -> dict[str, Any]:
     from merch_app.insights.model_views import nearest_users
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.types import RankRequest
 
-    bundle = _bundle(db, model_id, encoder_spec, "Loading model")
     ranked = Ranker(db, bundle).rank(RankRequest(mode="recommend", user_id=str(user_id), k=k))
     out: dict[str, Any] = {"recommendations": ranked.rows(), "notes": list(ranked.notes), "nearest_users": []}
     if bundle.model is not None and getattr(bundle.model, "U", None) is not None:
