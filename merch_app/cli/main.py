@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import importlib
+import sqlite3
 
 import click
 
 from merch_app import __version__
+from merch_app.data.workspace import storage_problem
 
 # Modules that define commands; each exposes ``register(group)``.
 COMMAND_MODULES = [
@@ -21,7 +23,20 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group; storage failures (damaged file, full disk, read-only) end in one clear line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            problem = storage_problem(exc)
+            if problem is None:
+                raise
+            raise click.ClickException(f"workspace: {problem}") from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="merch-app")
 def cli() -> None:
     """merch_app: import shop data, train a BERT + CF model, query, explain, evaluate."""

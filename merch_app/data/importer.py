@@ -32,7 +32,7 @@ from merch_app.data.privacy import import_pseudonymiser
 from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
-from merch_app.data.workspace import rebuild_fts
+from merch_app.data.workspace import rebuild_fts, storage_problem
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
 from merch_app.safety import csv_row
 
@@ -341,7 +341,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
     except BaseException as exc:
         tx.rollback()
         where = f"line {source.line_num}" if source.line_num else "import"
-        message = f"{path}: {where}: {type(exc).__name__}: {exc}"
+        message = f"{path}: {where}: {storage_problem(exc) or f'{type(exc).__name__}: {exc}'}"
         record_attempt(db, path.name, sha, kind, mapping, now, "failed", message, ctx)
         if isinstance(exc, Exception):
             raise ImportFailed(message) from exc

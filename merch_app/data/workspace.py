@@ -10,6 +10,7 @@ bringing the schema from version n to n+1.  The version is stored in
 """
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 from pathlib import Path
@@ -229,9 +230,9 @@ def open_workspace(
             raise WorkspaceError(f"{p}: workspace does not exist")
         if p.exists() and p.is_dir():
             raise WorkspaceError(f"{p}: is a folder, not a workspace file")
-        if not readonly:
-            p.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if path != ":memory:" and not readonly:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
@@ -247,8 +248,34 @@ def open_workspace(
         else:
             migrate(db)
     except sqlite3.DatabaseError as exc:
+        problem = storage_problem(exc)
+        if problem:
+            raise WorkspaceError(f"{path}: {problem}") from exc
         raise WorkspaceError(f"{path}: not a merch_app workspace ({exc})") from exc
+    except OSError as exc:  # e.g. the folder cannot be created
+        raise WorkspaceError(f"{path}: cannot open the workspace ({exc})") from exc
     return db
+
+
+def storage_problem(exc: BaseException) -> Optional[str]:
+    """A user-facing sentence for SQLite/OS errors caused by the storage, else None.
+
+    Read-only files or media, a full disk (or ``max_page_count`` reached), a
+    damaged file, a database locked by another program.
+    """
+    text = str(exc).lower()
+    errno_ = getattr(exc, "errno", None)
+    if "readonly" in text or "read-only" in text or errno_ == errno.EROFS:
+        return ("the workspace is read-only (file, folder or disk); nothing was changed. Open it read-only "
+                "to look at it, or copy it to a writable folder")
+    if "disk is full" in text or "database or disk is full" in text or errno_ in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full; nothing was changed. Free some space and try again"
+    if "malformed" in text:
+        return ("the workspace file is damaged (database disk image is malformed); restore a backup, "
+                "or rescue its data with `sqlite3 FILE .recover` into a new file")
+    if "locked" in text or "busy" in text:
+        return "the workspace is locked by another program or window; try again when it has finished"
+    return None
 
 
 def workspace_path(db: sqlite_utils.Database) -> Optional[Path]:
