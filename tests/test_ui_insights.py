@@ -10,7 +10,7 @@ from merch_app.data.importer import import_file  # noqa: E402
 from ui_support import make_window, wait_idle, write_shop  # noqa: E402
 
 
-def trained_bundle(db):
+def trained_bundle(db, epochs: int = 2):
     """A bundle with a small HybridModel trained on the workspace (hashing text vectors)."""
     from merch_app.model.bundle import ModelBundle
     from merch_app.model.encoder import load_encoder
@@ -22,7 +22,7 @@ def trained_bundle(db):
     encoder = load_encoder("hashing:64")
     ids, vectors = item_text_vectors(db, encoder)
     inter = load_interactions(db, ids)
-    model = HybridModel(HybridConfig(dim=8, epochs=2, refit_epochs=1, batch_size=1024)).fit(inter, vectors)
+    model = HybridModel(HybridConfig(dim=8, epochs=epochs, refit_epochs=1, batch_size=1024)).fit(inter, vectors)
     counts = dict(db.execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
     pop = np.log1p(np.array([counts.get(str(i), 0) for i in ids], dtype=np.float64))
     pop = (pop / max(pop.max(), 1e-9)).astype(np.float32)
@@ -205,3 +205,49 @@ def test_category_map_many_points_hover_and_click(qtbot):
         m._clicked(Click())
     assert sig.args == ["I1234"]
     assert m.select("I7") and m.hovered == 7 and not m.select("nope")
+
+
+@pytest.mark.slow
+def test_every_view_on_the_demo_workspace(qtbot, tmp_path, monkeypatch):
+    """The bundled demo (Online Retail subset: purchases and returns, no categories) in every view."""
+    from merch_app.data.demo import ensure_demo_workspace
+    from merch_app.data.workspace import open_workspace
+    from merch_app.ui import query_engine
+
+    path = ensure_demo_workspace(tmp_path / "demo.merch.sqlite")
+    db = open_workspace(path)
+    bundle = trained_bundle(db, epochs=1)
+    db.close()
+    monkeypatch.setattr(query_engine, "_load_bundle", lambda _db, _spec: (bundle, None))
+    window = _window(qtbot, path)
+
+    users = window.show_screen("Users")
+    qtbot.waitUntil(lambda: users.profile is not None and users.recs is not None, timeout=120_000)
+    wait_idle(qtbot, window)
+    sizes = users.chart_sizes()
+    assert sizes["activity"] == users.profile.n_events and sizes["mix"] >= 1 and sizes["terms"] > 0
+    assert sizes["history"] > 0 and sizes["path"] > 0 and sizes["recs"] == 20
+    # no categories in Online Retail: the profile falls back to text clusters of the titles
+    qtbot.waitUntil(lambda: users.item_group is not None, timeout=60_000)
+    wait_idle(qtbot, window)
+    assert users.chart_sizes()["categories"] > 1
+    users.show_funnel("item", "85123A")
+    qtbot.waitUntil(lambda: users.paths.funnel is not None, timeout=30_000)
+    assert users.paths.funnel.stages == ["purchase"] and users.paths.funnel.returned > 0
+
+    cat = window.show_screen("Catalogue")
+    qtbot.waitUntil(lambda: cat.map_result is not None and cat.segments is not None and cat.heat is not None,
+                    timeout=120_000)
+    wait_idle(qtbot, window)
+    assert len(cat.map) == len(bundle.item_ids) and len(cat.map.names) == 12  # text clusters
+    assert cat.heat.values.shape[1] == 168 and len(cat.heat.rows) > 1 and cat.heat.values[:, 5 * 24:6 * 24].sum() == 0
+    assert cat.affinity.matrix.shape[0] == 6
+    cat.open_item("85123A")
+    qtbot.waitUntil(lambda: cat.item_panel.model_views is not None, timeout=60_000)
+    assert cat.item_panel.sizes()["related_text"] == 10 and cat.item_panel.queries.rowCount() >= 2
+    cat.run_doctor()
+    qtbot.waitUntil(lambda: cat.doctor.report is not None, timeout=240_000)
+    r = cat.doctor.report
+    assert r.near_duplicates and r.text.duplicate_groups and r.cold_start.cold_max_events >= 1
+    assert len(cat.doctor.lorenz_curve.getData()[0]) > 2
+

@@ -259,10 +259,12 @@ class UsersScreen(Screen):
         else:
             mix = ", ".join(f"{n:,} {t}" for t, n in p.event_mix.items())
             terms = " · ".join(html.escape(t) for t, _, _ in p.interest_terms[:8])
+            tags = ", ".join(f"{html.escape(t)} ({n})" for t, n in p.tags[:8])
             self.header.setText(
                 f"<b>{html.escape(p.user_id)}</b> — {p.n_events:,} events on {p.n_items:,} items in "
                 f"{p.n_sessions:,} sessions, {fmt_ts(p.first_ts)[:10]} … {fmt_ts(p.last_ts)[:10]}<br>"
-                f"<span style='color:#555'>{mix}</span><br>interested in: <b>{terms or '—'}</b>")
+                f"<span style='color:#555'>{mix}" + (f" · tags: {tags}" if tags else "") + "</span><br>"
+                f"interested in: <b>{terms or '—'}</b>")
         a = p.activity
         self.activity.clear()
         for etype, counts in a.counts.items():
