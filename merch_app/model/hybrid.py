@@ -59,6 +59,7 @@ class HybridConfig:
     max_val_users: int = 2000
     refit_epochs: int = 2
     neg_power: float = 0.75
+    threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
     encoder: Optional[str] = None
     activate: str = "if_none"  # if_none | always | never
 
@@ -120,16 +121,23 @@ class HybridModel(ScoringMixin):
             cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
         t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
         ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
-        with torch.random.fork_rng():
-            torch.manual_seed(cfg.seed)
-            if self.explicit:
-                net = self._fit_explicit(interactions, item_text, user_text, progress, cancel)
-            else:
-                net = self._fit_implicit(interactions, item_text, user_text, progress, cancel,
-                                         cfg.val_fraction if validation is None else validation)
+        threads = torch.get_num_threads()
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                torch.set_num_threads(max(1, int(cfg.threads)))
+                net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
+        finally:
+            torch.set_num_threads(threads)
         state = HistoryState.build(interactions, ref_day, cfg.history_half_life_days)
         self._set_state(net, state, item_trend_features(interactions, ref_day))
         return self
+
+    def _fit(self, interactions, item_text, user_text, progress, cancel, validation):
+        if self.explicit:
+            return self._fit_explicit(interactions, item_text, user_text, progress, cancel)
+        share = self.config.val_fraction if validation is None else validation
+        return self._fit_implicit(interactions, item_text, user_text, progress, cancel, share)
 
     def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
         cfg = self.config
@@ -264,6 +272,54 @@ class HybridModel(ScoringMixin):
                     break
         net.load_state_dict(best)
         return net
+
+    def continue_training(self, interactions: Interactions, epochs: int = 3,
+                          progress: Optional[Callable[[Progress], None]] = None,
+                          cancel: Optional[CancelToken] = None, ref_day: Optional[float] = None) -> "HybridModel":
+        """More CF epochs on ``interactions`` (which use this model's user/item index).
+
+        Add new items/users first (:meth:`add_items`, :meth:`add_users`).  The
+        combiner weights are kept; history and trend features are rebuilt at
+        ``ref_day`` (default: just after the last event).
+        """
+        cfg, a = self.config, self.arrays
+        if interactions.n_items != self.n_items or interactions.n_users != len(self.user_ids):
+            raise ValueError("interactions do not use the model's user/item index")
+        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else self.state.ref_day
+        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
+        threads = torch.get_num_threads()
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                torch.set_num_threads(max(1, int(cfg.threads)))
+                net = cf.HybridNet(len(self.user_ids), self.n_items, a["T_u"], a["T_i"], cfg.dim, cfg.dropout, cfg.seed)
+                with torch.no_grad():
+                    for name in ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"):
+                        getattr(net, name).copy_(torch.from_numpy(np.asarray(a[name], np.float32)))
+                    net.global_bias.fill_(self.mu if self.explicit else 0.0)
+                opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+                rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
+                if self.explicit:
+                    r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))
+                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(r) / cfg.batch_size)))
+                    for e in range(1, epochs + 1):
+                        perm = rng.permutation(len(r))
+                        cf.run_explicit_epoch(net, opt, cfg, (r.user_idx[perm], r.item_idx[perm], r.value[perm]),
+                                              gen, rep, cancel, f"update {e}/{epochs}", e)
+                else:
+                    pairs = interactions.pairs()
+                    cdf = cf.popularity_sampler(interactions.item_idx, self.n_items, cfg.neg_power)
+                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(pairs[0]) / cfg.batch_size)))
+                    for e in range(1, epochs + 1):
+                        loss = cf.run_implicit_epoch(net, opt, cfg, pairs, cdf, rng, gen, rep, cancel,
+                                                     f"update {e}/{epochs}", e)
+                        rep.tick(f"update {e}/{epochs}", {"phase": "train", "epoch": e, "loss": loss,
+                                                          "epoch_end": True}, force=True)
+        finally:
+            torch.set_num_threads(threads)
+        state = HistoryState.build(interactions, ref_day, cfg.history_half_life_days)
+        self._set_state(net, state, item_trend_features(interactions, ref_day))
+        return self
 
     # ------------------------------------------------------------ state
     def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:

@@ -218,6 +218,41 @@ class ScoringMixin:
             self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive()
 
+    def add_users(self, user_ids, user_text: np.ndarray) -> None:
+        """Add users (no ID embedding yet) scored through their text vector and history."""
+        user_text = np.asarray(user_text, np.float32).reshape(len(user_ids), -1)
+        new = [(str(u), t) for u, t in zip(user_ids, user_text) if str(u) not in self.user_pos]
+        if not new:
+            return
+        a, m = self.arrays, len(new)
+        a["T_u"] = np.vstack([a["T_u"], np.asarray([t for _, t in new], np.float32)])
+        a["P"] = np.vstack([a["P"], np.zeros((m, a["P"].shape[1]), np.float32)])
+        a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
+        self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
+        self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
+        self._derive()
+
+    def with_history(self, inter, ref_day: float):
+        """A copy whose history and trend features are rebuilt from ``inter`` at ``ref_day``.
+
+        ``inter`` must use this model's user and item index (load it with
+        ``user_ids=model.user_ids`` and ``item_ids=model.item_ids``).  Used to
+        score "as of" a date (evaluation) or to bring a model up to date
+        with events that arrived after training.
+        """
+        import copy
+
+        from merch_app.model.interactions import item_trend_features
+
+        if len(inter.item_ids) != self.n_items or len(inter.user_ids) != len(self.user_ids):
+            raise ValueError("interactions do not use the model's user/item index")
+        other = copy.copy(self)
+        other.arrays = dict(self.arrays)
+        other.arrays["trend"] = item_trend_features(inter, ref_day)
+        other.state = HistoryState.build(inter, ref_day, self.config.history_half_life_days)
+        other._derive()
+        return other
+
     # ---------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:
         """Write ``config.json``, ``ids.json`` and ``arrays.safetensors`` into ``folder``."""

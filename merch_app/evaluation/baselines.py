@@ -1,0 +1,101 @@
+"""Reference rankers every model is compared with, on the same split.
+
+* **popularity**: the most bought items of the training period, same list for all;
+* **user history**: the user's own items, most often bought first (ties by
+  popularity), then popularity — strong wherever repeat purchases dominate;
+* **text only**: cosine of the BERT user vector and the item vectors;
+* **CF only**: the model's bilinear part plus item bias, without history or
+  trend features.
+
+Each function returns ``{user_id: [item ids, best first]}``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from merch_app.model.interactions import Interactions
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` highest scores per row, best first (ties by index)."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), np.int64)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -vals), axis=1) if scores.shape[0] else top
+    return np.take_along_axis(top, order, axis=1)
+
+
+def item_popularity(train: Interactions) -> np.ndarray:
+    """Positive events per item in the training data (catalogue order)."""
+    mask = train.weight > 0
+    return np.bincount(train.item_idx[mask], minlength=train.n_items).astype(np.float64)
+
+
+def popularity_ranking(train: Interactions, users: Iterable[str], k: int = 10) -> dict[str, list[str]]:
+    """The same most-popular list for every user."""
+    pop = item_popularity(train)
+    order = np.lexsort((np.arange(len(pop)), -pop))[:k]
+    top = [str(train.item_ids[i]) for i in order]
+    return {str(u): list(top) for u in users}
+
+
+def user_history_ranking(train: Interactions, users: Iterable[str], k: int = 10) -> dict[str, list[str]]:
+    """Own items by purchase count (ties: more popular first), then popular items."""
+    pop = item_popularity(train)
+    pop_order = np.lexsort((np.arange(len(pop)), -pop))
+    rank_of = np.empty(len(pop), np.int64)
+    rank_of[pop_order] = np.arange(len(pop))
+    mask = train.weight > 0
+    key = train.user_idx[mask] * train.n_items + train.item_idx[mask]
+    uniq, counts = np.unique(key, return_counts=True)
+    upos = {str(u): n for n, u in enumerate(train.user_ids)}
+    starts = np.searchsorted(uniq, np.arange(train.n_users + 1) * train.n_items)
+    out: dict[str, list[str]] = {}
+    for user in users:
+        u = upos.get(str(user))
+        own: list[int] = []
+        if u is not None:
+            lo, hi = starts[u], starts[u + 1]
+            items, c = uniq[lo:hi] % train.n_items, counts[lo:hi]
+            own = items[np.lexsort((rank_of[items], -c))][:k].tolist()
+        chosen = set(own)
+        for i in pop_order:
+            if len(own) >= k:
+                break
+            if i not in chosen:
+                own.append(int(i))
+        out[str(user)] = [str(train.item_ids[i]) for i in own]
+    return out
+
+
+def score_ranking(scores: np.ndarray, user_ids: Sequence[str], item_ids: Sequence, k: int = 10
+                  ) -> dict[str, list[str]]:
+    """Rows of ``scores`` (one per user in ``user_ids``) -> top-``k`` item ids."""
+    top = top_k_rows(np.asarray(scores), k)
+    return {str(u): [str(item_ids[j]) for j in row] for u, row in zip(user_ids, top)}
+
+
+def text_only_ranking(user_text: np.ndarray, item_text: np.ndarray, user_ids: Sequence[str],
+                      item_ids: Sequence, k: int = 10, chunk: int = 512) -> dict[str, list[str]]:
+    """Rank items by the cosine of the user's text vector with each item's text vector."""
+    out: dict[str, list[str]] = {}
+    for lo in range(0, len(user_ids), chunk):
+        s = user_text[lo:lo + chunk] @ item_text.T
+        out.update(score_ranking(s, user_ids[lo:lo + chunk], item_ids, k))
+    return out
+
+
+def model_ranking(model, user_ids: Sequence[str], k: int = 10,
+                  parts: tuple[str, ...] = ("bilinear", "item_bias", "history", "trend"),
+                  chunk: int = 512) -> dict[str, list[str]]:
+    """Top-``k`` of a :class:`HybridModel` using only the score ``parts`` given (CF only: bilinear + item bias)."""
+    rows = np.array([model.user_pos[str(u)] for u in user_ids], dtype=np.int64)
+    out: dict[str, list[str]] = {}
+    for lo in range(0, len(rows), chunk):
+        s = model.score_matrix(rows[lo:lo + chunk], parts)
+        out.update(score_ranking(s, user_ids[lo:lo + chunk], model.item_ids, k))
+    return out

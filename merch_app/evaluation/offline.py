@@ -1,0 +1,181 @@
+"""Offline evaluation of a model version on a time split, with baselines.
+
+:func:`evaluate` loads a registered model and rebuilds its split from the
+workspace; :func:`evaluate_model` does the work on in-memory objects (the
+training job calls it before the version is saved).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from merch_app.evaluation import baselines as bl
+from merch_app.evaluation.metrics import mae, ranking_report, rmse
+from merch_app.evaluation.split import normalise_date, relevant_items, time_split
+from merch_app.jobs import CancelToken, Progress
+from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
+
+CF_ONLY_PARTS = ("bilinear", "item_bias")
+
+
+def _report(rankings, relevant, k, catalogue, popularity) -> dict[str, float]:
+    return ranking_report(rankings, relevant, k, catalogue=catalogue, popularity=popularity)
+
+
+def cold_start_view(model, train: Interactions, relevant: dict[str, set], users: list[str], k: int = 10,
+                    chunk: int = 256) -> dict[str, Any]:
+    """How items without training behaviour (first sold in the test period) are ranked.
+
+    Returns the number of such items among the relevant ones, their share of
+    relevant pairs, and for the model, its text path alone and popularity: the
+    mean percentile of those items in the user's full ranking (1 = top, 0.5 =
+    random), their recall@k, and the share of top-k slots going to cold items.
+    """
+    counts = bl.item_popularity(train)
+    cold = counts == 0
+    pos = model.item_pos
+    pairs_total = sum(len(relevant[u]) for u in users)
+    cold_rel = {u: [pos[i] for i in relevant[u] if i in pos and cold[pos[i]]] for u in users}
+    n_cold_pairs = sum(len(v) for v in cold_rel.values())
+    out: dict[str, Any] = {
+        "n_cold_items_relevant": int(len({j for v in cold_rel.values() for j in v})),
+        "n_cold_items_catalogue": int(cold.sum()),
+        "cold_share_of_relevant_pairs": n_cold_pairs / pairs_total if pairs_total else 0.0,
+    }
+    if not n_cold_pairs:
+        return out
+    rows = np.array([model.user_pos[u] for u in users], np.int64)
+    text_u, text_i = model.arrays["T_u"], model.arrays["T_i"]
+    scorers = {
+        "model": lambda r: model.score_matrix(r),
+        "text_only": lambda r: text_u[r] @ text_i.T,
+        "popularity": lambda r: np.tile(counts, (len(r), 1)),
+    }
+    for name, scorer in scorers.items():
+        pct, hits, top_cold, slots = [], 0, 0, 0
+        for lo in range(0, len(users), chunk):
+            r = rows[lo:lo + chunk]
+            s = np.asarray(scorer(r), np.float64)
+            top = bl.top_k_rows(s, k)
+            top_cold += int(cold[top].sum())
+            slots += top.size
+            for n, u in enumerate(users[lo:lo + chunk]):
+                items = cold_rel[u]
+                if not items:
+                    continue
+                row = s[n]
+                above = (row[None, :] > row[items][:, None]).sum(1)
+                pct.extend((1.0 - above / max(len(row) - 1, 1)).tolist())
+                hits += int(np.isin(items, top[n]).sum())
+        out[name] = {"mean_percentile": float(np.mean(pct)), f"recall@{k}": hits / n_cold_pairs,
+                     f"cold_share_of_top{k}": top_cold / max(slots, 1)}
+    return out
+
+
+def evaluate_model(model, train: Interactions, relevant: dict[str, set], k: int = 10, *,
+                   test_ratings: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+                   progress=None, cancel: Optional[CancelToken] = None) -> dict[str, Any]:
+    """Metrics of ``model`` and the baselines for the users in ``relevant`` known to the model.
+
+    Parameters
+    ----------
+    train
+        The training interactions (for popularity and user history).
+    relevant
+        user -> items bought in the test period.
+    test_ratings
+        (user idx, item idx, rating) of test ratings (explicit models): adds MAE/RMSE.
+    """
+    users = sorted(u for u in relevant if u in model.user_pos and relevant[u])
+    rel = {u: relevant[u] for u in users}
+    catalogue = [str(i) for i in model.item_ids]
+    pop_counts = bl.item_popularity(train)
+    popularity = {catalogue[i]: float(c) for i, c in enumerate(pop_counts)}
+    steps = ["model", "cf_only", "text_only", "popularity", "user_history", "cold_start"]
+
+    def step(n: int, name: str) -> None:
+        if cancel is not None:
+            cancel.check()
+        if progress:
+            progress(Progress(n, len(steps), f"evaluating {name}", data={"phase": "evaluate"}))
+
+    step(0, "model")
+    out: dict[str, Any] = {"k": k, "n_test_users": len(users)}
+    out["model"] = _report(bl.model_ranking(model, users, k), rel, k, catalogue, popularity)
+    step(1, "CF only")
+    base: dict[str, Any] = {}
+    base["cf_only"] = _report(bl.model_ranking(model, users, k, CF_ONLY_PARTS), rel, k, catalogue, popularity)
+    step(2, "text only")
+    rows = [model.user_pos[u] for u in users]
+    base["text_only"] = _report(bl.text_only_ranking(model.arrays["T_u"][rows], model.arrays["T_i"], users,
+                                                     model.item_ids, k), rel, k, catalogue, popularity)
+    step(3, "popularity")
+    base["popularity"] = _report(bl.popularity_ranking(train, users, k), rel, k, catalogue, popularity)
+    step(4, "user history")
+    base["user_history"] = _report(bl.user_history_ranking(train, users, k), rel, k, catalogue, popularity)
+    out["baselines"] = base
+    step(5, "cold start")
+    out["cold_start"] = cold_start_view(model, train, rel, users, k)
+    if test_ratings is not None and len(test_ratings[0]):
+        pred = model.predict_pairs(test_ratings[0], test_ratings[1])
+        out["mae"], out["rmse"] = mae(pred, test_ratings[2]), rmse(pred, test_ratings[2])
+        mean = np.full(len(pred), float(np.nanmean(train.value)) if np.isfinite(train.value).any() else 0.0)
+        base["global_mean"] = {"mae": mae(mean, test_ratings[2]), "rmse": rmse(mean, test_ratings[2])}
+    best = max(base, key=lambda b: base[b].get(f"ndcg@{k}", -1.0))
+    out["strongest_baseline"] = best
+    out["beats_strongest"] = all(out["model"][m] > base[best][m] for m in (f"precision@{k}", f"ndcg@{k}"))
+    return out
+
+
+def test_ratings_for(db, model, split_ts: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user idx, item idx, rating) of rating events from ``split_ts`` on, known users/items only."""
+    rows = db.execute("SELECT user_id, item_id, value FROM events WHERE event_type = 'rating' "
+                      "AND value IS NOT NULL AND user_id IS NOT NULL AND ts >= ?", [split_ts]).fetchall()
+    trip = [(model.user_pos[u], model.item_pos[i], float(v)) for u, i, v in rows
+            if u in model.user_pos and i in model.item_pos]
+    if not trip:
+        e = np.zeros(0, np.int64)
+        return e, e, np.zeros(0)
+    u, i, v = map(np.array, zip(*trip))
+    return u, i, v
+
+
+def evaluate(db, model_id: Optional[str] = None, k: int = 10, split_date: Optional[str] = None,
+             progress=None, cancel: Optional[CancelToken] = None) -> dict[str, Any]:
+    """Evaluate a registered model (active one if None) and the baselines on its time split.
+
+    The split is the one the model was trained with unless ``split_date``
+    overrides it (a note warns when the override leaks training data).
+
+    Returns
+    -------
+    dict
+        ``{"model": {...}, "baselines": {"popularity", "user_history", "text_only",
+        "cf_only"}, "split_date", "n_test_users", "cold_start", ...}`` plus
+        ``mae``/``rmse`` for explicit (rating) models.
+    """
+    from merch_app.model.registry import active_version, get_version, load_model
+
+    version = get_version(db, model_id) if model_id else active_version(db)
+    if version is None:
+        from merch_app.model.registry import RegistryError
+
+        raise RegistryError("no model to evaluate: train one first (merch-app train)")
+    model = load_model(db, version.model_id)
+    trained_split = version.data_snapshot.get("split_ts")
+    split_ts = normalise_date(split_date) if split_date else (trained_split or time_split(db).split_ts)
+    notes = []
+    if trained_split and split_ts < trained_split:
+        notes.append(f"split {split_ts[:10]} is before the model's training cut-off {trained_split[:10]}: "
+                     "test events were seen in training")
+    train = load_interactions(db, model.item_ids, until_ts=split_ts, event_weights=model.config.event_weights,
+                              user_ids=model.user_ids)
+    split_day = float(ts_to_days([split_ts])[0])
+    model = model.with_history(train, split_day)  # score as of the split: no test events in the history
+    seen = {str(model.user_ids[u]) for u in np.unique(train.user_idx)}
+    relevant = relevant_items(db, split_ts, seen, model.item_ids)
+    out = evaluate_model(model, train, relevant, k, progress=progress, cancel=cancel,
+                         test_ratings=test_ratings_for(db, model, split_ts) if model.explicit else None)
+    out.update({"split_date": split_ts, "model_id": version.model_id, "notes": notes})
+    return out

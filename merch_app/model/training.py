@@ -1,0 +1,223 @@
+"""The training job: split, encode, fit, evaluate, register.
+
+:func:`train` is a plain job function (``progress``/``cancel``); the UI runs it
+in a worker thread, the CLI in the foreground.  Nothing persistent changes
+until the very end, so a cancel or an error leaves the registry and the
+active model as they were.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from merch_app.data.workspace import open_workspace
+from merch_app.evaluation.offline import evaluate_model, test_ratings_for
+from merch_app.evaluation.split import relevant_items, time_split
+from merch_app.jobs import CancelToken, Progress
+from merch_app.model.hybrid import HybridConfig, HybridModel
+from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
+from merch_app.model.registry import active_version, encoder_for_version, get_version, load_model, save_version
+
+
+class TrainingError(ValueError):
+    """Training cannot start or finish (message is user-facing)."""
+
+
+def _phase(progress, phase: str):
+    """Forward a sub-job's reports with ``data["phase"]`` set."""
+    if progress is None:
+        return None
+
+    def report(p: Progress) -> None:
+        progress(Progress(p.done, p.total, p.message, p.eta_seconds, {**p.data, "phase": p.data.get("phase", phase)}))
+
+    return report
+
+
+def encoder_spec_of(encoder) -> Optional[str]:
+    """A ``load_encoder`` spec that recreates ``encoder`` (None = the default BERT)."""
+    enc_id = str(getattr(encoder, "encoder_id", ""))
+    if enc_id.startswith("hashing-"):
+        return f"hashing:{encoder.dim}"
+    folder = getattr(encoder, "model_dir", None)
+    if folder is not None and not enc_id.startswith("all-MiniLM-L6-v2@"):
+        return str(folder)
+    return None
+
+
+def _user_text(db, inter: Interactions, item_ids, item_text, encoder, until_ts, cfg) -> Optional[np.ndarray]:
+    """BERT user vectors aligned with ``inter.user_ids`` (None: let the model derive them)."""
+    try:
+        from merch_app.model.user_vectors import user_text_vectors
+    except ImportError:
+        return None
+    uids, vecs = user_text_vectors(db, item_ids, item_text, encoder, until_ts=until_ts,
+                                   event_weights=cfg.event_weights, half_life_days=cfg.user_text_half_life_days)
+    if len(uids) == 0:
+        return None
+    from merch_app.model.interactions import HistoryState, history_text_vectors
+
+    out = history_text_vectors(HistoryState.build(inter, float(inter.ts.max()) + 1e-6 if len(inter) else 0.0,
+                                                  cfg.user_text_half_life_days), item_text)
+    pos = {str(u): n for n, u in enumerate(uids)}
+    rows = [(n, pos[str(u)]) for n, u in enumerate(inter.user_ids) if str(u) in pos]
+    if rows:
+        mine, theirs = map(np.array, zip(*rows))
+        out[mine] = vecs[theirs]
+    return out
+
+
+def _snapshot(db, inter: Interactions, split, n_events: int) -> dict[str, Any]:
+    first, last = split.first_ts, split.last_ts
+    return {"events": n_events, "train_events": len(inter), "users": int(len(np.unique(inter.user_idx))),
+            "items": inter.n_items, "first_ts": first, "last_ts": last, "split_ts": split.split_ts,
+            "split_fraction": split.fraction}
+
+
+def _refresh_to_now(db, model: HybridModel, item_ids, item_text, encoder, cfg) -> None:
+    """Bring history/trend features (and unseen users) up to the last event, without retraining."""
+    rows = db.execute("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL").fetchall()
+    new_users = sorted({r[0] for r in rows} - set(model.user_pos))
+    if new_users:
+        uids, vecs = np.zeros(0, dtype=object), np.zeros((0, item_text.shape[1]), np.float32)
+        try:
+            from merch_app.model.user_vectors import user_text_vectors
+
+            uids, vecs = user_text_vectors(db, item_ids, item_text, encoder, event_weights=cfg.event_weights,
+                                           half_life_days=cfg.user_text_half_life_days)
+        except ImportError:
+            pass
+        pos = {str(u): n for n, u in enumerate(uids)}
+        text = np.zeros((len(new_users), item_text.shape[1]), np.float32)
+        for n, u in enumerate(new_users):
+            if u in pos:
+                text[n] = vecs[pos[u]]
+        model.add_users(new_users, text)
+    everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=model.user_ids)
+    if len(everything):
+        refreshed = model.with_history(everything, float(everything.ts.max()) + 1e-6)
+        model.state, model.arrays = refreshed.state, refreshed.arrays
+        model._derive()
+
+
+def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,
+          encoder=None, name: Optional[str] = None) -> "ModelVersion":  # noqa: F821
+    """Train, evaluate and register a new model version.
+
+    Parameters
+    ----------
+    db_or_path
+        Open workspace or its path (a path opens a connection of this thread).
+    config
+        Hyper-parameters; ``config.split_date`` overrides the 80 % time split,
+        ``config.activate`` decides whether the new version becomes active.
+    progress, cancel
+        Job protocol: ``data["phase"]`` is ``encode``, ``train`` or
+        ``evaluate``; training reports every batch and each epoch end.
+    encoder
+        Text encoder; default ``load_encoder(config.encoder)``.
+
+    Returns
+    -------
+    ModelVersion
+        The registered version (metrics: model, baselines, cold start).
+
+    Raises
+    ------
+    TrainingError, SplitError
+        Not enough data; nothing is written.
+    Cancelled
+        ``cancel`` was set; nothing is written.
+    """
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.item_vectors import item_text_vectors
+
+    own = isinstance(db_or_path, (str, Path))
+    db = open_workspace(db_or_path) if own else db_or_path
+    try:
+        cfg = HybridConfig.from_dict((config or HybridConfig()).to_dict())
+        t0 = time.perf_counter()
+        encoder = encoder or load_encoder(cfg.encoder)
+        if cfg.encoder is None:
+            cfg.encoder = encoder_spec_of(encoder)
+        split = time_split(db, cfg.split_date)
+        item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+        if len(item_ids) == 0:
+            raise TrainingError("the workspace has no items: import a catalogue or transactions first")
+        inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
+        if len(inter) == 0 or inter.n_users == 0:
+            raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
+        user_text = _user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg)
+        if cancel is not None:
+            cancel.check()
+        split_day = float(ts_to_days([split.split_ts])[0])
+        model = HybridModel(cfg).fit(inter, item_text, user_text, progress=_phase(progress, "train"),
+                                     cancel=cancel, ref_day=split_day)
+        train_seconds = time.perf_counter() - t0
+        seen = {str(model.user_ids[u]) for u in np.unique(inter.user_idx)}
+        relevant = relevant_items(db, split.split_ts, seen, item_ids)
+        metrics = evaluate_model(model, inter, relevant, 10, progress=_phase(progress, "evaluate"), cancel=cancel,
+                                 test_ratings=test_ratings_for(db, model, split.split_ts) if model.explicit else None)
+        metrics.update({"split_date": split.split_ts, "best_epoch": model.best_epoch, "epochs": model.history,
+                        "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
+        n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        snapshot = _snapshot(db, inter, split, n_events)
+        _refresh_to_now(db, model, item_ids, item_text, encoder, cfg)
+        snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
+        if cancel is not None:
+            cancel.check()
+        return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
+                            encoder_id=encoder.encoder_id, train_seconds=train_seconds,
+                            activate_mode=cfg.activate)
+    finally:
+        if own:
+            db.close()
+
+
+def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, progress=None,
+                           cancel: Optional[CancelToken] = None, encoder=None) -> "ModelVersion":  # noqa: F821
+    """Continue training a version (active one if None) on everything up to now.
+
+    New catalogue items and new users join through their text vectors, the
+    CF part gets ``epochs`` more passes over all events and the history
+    features move to the last event.  The result is a new version (activated
+    when its parent was active); the parent stays in the registry.
+    """
+    from merch_app.model.item_vectors import item_text_vectors
+
+    own = isinstance(db, (str, Path))
+    db = open_workspace(db) if own else db
+    try:
+        version = get_version(db, model_id) if model_id else active_version(db)
+        if version is None:
+            raise TrainingError("no model to update: train one first (merch-app train)")
+        t0 = time.perf_counter()
+        model = load_model(db, version.model_id)
+        encoder = encoder_for_version(version, encoder)
+        item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+        known = set(model.item_pos)
+        new = [n for n, i in enumerate(item_ids) if str(i) not in known]
+        if new:
+            model.add_items([str(item_ids[n]) for n in new], item_text[new])
+        since = version.data_snapshot.get("history_until") or version.data_snapshot.get("last_ts")
+        cfg = model.config
+        n_new = db.execute("SELECT count(*) FROM events WHERE ts > ?", [since or ""]).fetchone()[0]
+        _refresh_to_now(db, model, model.item_ids, model.arrays["T_i"], encoder, cfg)
+        everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=model.user_ids)
+        model.continue_training(everything, epochs=epochs, progress=_phase(progress, "train"), cancel=cancel)
+        if cancel is not None:
+            cancel.check()
+        snapshot = {**version.data_snapshot, "parent": version.model_id, "new_events": int(n_new),
+                    "new_items": len(new), "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
+                    "history_until": db.execute("SELECT max(ts) FROM events").fetchone()[0]}
+        metrics = {**version.metrics, "note": f"updated from {version.model_id}; metrics are the parent's"}
+        return save_version(db, model, name=f"{version.name} + update", metrics=metrics, data_snapshot=snapshot,
+                            encoder_id=encoder.encoder_id,
+                            train_seconds=time.perf_counter() - t0,
+                            activate_mode="always" if version.active else "never")
+    finally:
+        if own:
+            db.close()
