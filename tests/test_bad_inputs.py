@@ -9,6 +9,7 @@ Data screen's import slot (see :func:`test_data_screen_reports_every_bad_file`).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -323,3 +324,135 @@ def test_data_screen_preview_error_names_file_and_line(qtbot, base_ws):
     qtbot.waitUntil(lambda: window.banner.isVisible() and "excel_saved_as.csv" in window.banner.label.text(),
                     timeout=30_000)
     assert "line 1" in window.banner.label.text() and "Excel workbook" in window.banner.label.text()
+
+
+# --------------------------------------------------- hostile values in exports
+def test_csv_cell_known_answers():
+    from merch_app.safety import csv_cell, csv_row, html_text
+
+    assert csv_row(["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "-3.5", "+44", "1e5", "plain", None, 7,
+                    -2.5, "'quoted"]) == [
+        "'=1+1", "'+cmd", "'-2+3", "'@SUM(A1)", "'\t=1", "'\r=1", "-3.5", "+44", "1e5", "plain", "", 7, -2.5,
+        "'quoted"]
+    assert csv_cell('=HYPERLINK("http://evil.example","click")').startswith("'=")
+    assert html_text('<img src=x onerror="alert(1)">&') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;"
+
+
+def test_sql_identifier_validation():
+    from merch_app.safety import UnsafeIdentifier, sql_identifier
+
+    assert sql_identifier("idx_events_user") == '"idx_events_user"'
+    for bad in ("", "1abc", "a b", 'x"; DROP TABLE items; --', "items;", "é", "a" * 65, None):
+        with pytest.raises(UnsafeIdentifier):
+            sql_identifier(bad)
+
+
+def test_rejected_rows_export_escapes_formulas(ws, tmp_path):
+    import csv
+
+    from merch_app.data.importer import export_rejected_csv
+
+    f = tmp_path / "evil.csv"
+    f.write_text('user_id,item_id,event_type,ts\n"=HYPERLINK(""http://evil.example"",""x"")",A1,view,never\n'
+                 "@SUM(1+1),A2,teleport,2011-01-01 10:00:00\nu1,A3,view,2011-01-01 10:00:00\n", encoding="utf-8")
+    import_file(ws, f)
+    out = tmp_path / "rejected.csv"
+    assert export_rejected_csv(ws, None, out) == 2
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert [r[3][:2] for r in rows[1:]] == ['"=', "'@"]  # a raw line starting with a quote is text already
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "@", "\t", "\r")) and not (
+                cell.startswith("-") and not cell.lstrip("-").replace(".", "").isdigit())
+
+
+def test_query_screen_csv_export_escapes_formula_titles(qtbot, tmp_path, ws_path):
+    pytest.importorskip("pytestqt")
+    import csv
+
+    from ui_support import make_window, wait_idle
+
+    import_file(ws_path, BAD / "formula_payloads.csv")
+    import_file(ws_path, BAD / "html_payload.csv")
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Query"]
+    screen.encoder_spec = "hashing:64"
+    window.show_screen("Query")
+    wait_idle(qtbot, window)
+    shown = screen.results_shown
+    qtbot.keyClicks(screen.controls.query_box, "sum cmd hyperlink")
+    qtbot.waitUntil(lambda: screen.results_shown > shown and screen.result.request.query == "sum cmd hyperlink",
+                    timeout=30_000)
+    wait_idle(qtbot, window)
+    out = screen.export_results(tmp_path / "results.csv")
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {"'=1+1", "'@A4"} & {r["item_id"] for r in rows}
+    for r in rows:
+        for key in ("item_id", "title", "category"):
+            assert not (r[key] or "").startswith(("=", "+", "@", "\t", "\r")), r
+        float(r["score"])  # numbers stay numbers
+
+
+# ------------------------------------------------------------- the SQL audit
+# Every f-string that builds SQL interpolates only these audited expressions; values are "?" parameters.
+AUDITED_SQL_INTERPOLATIONS = {
+    "' AND '.join(where)": "conditions are fixed SQL text; values are ? parameters",
+    "', '.join('?' * len(cols))": "placeholders",
+    "', '.join(FIELDS)": "constant column names",
+    "', '.join(cols)": "constant column lists",
+    "','.join('?' * len(chunk))": "placeholders",
+    "_SAVEPOINT": "constant savepoint name",
+    "base": "constant SELECT",
+    "expr": "bucket_sql(): one of three fixed expressions",
+    "how": "constant expression",
+    "int(self._cache_size)": "an int",
+    "marks": "','.join('?' * n) placeholders",
+    "placeholders(len(chunk))": "placeholders",
+    "self._bm25": "bm25() with float weights formatted by repr(float)",
+    "sql": "a constant query",
+    "sql_identifier(name)": "validated identifier (merch_app.safety)",
+    "t": "loop over the constant table names ('items', 'events')",
+    "version + 1": "an int",
+    "where": "fixed SQL text from the calling function; values are ? parameters",
+}
+_SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|CREATE|DROP|WHERE|SAVEPOINT|RELEASE|ROLLBACK|"
+                        r"VALUES|ORDER BY|GROUP BY|MATCH|JOIN)\b")
+
+
+def test_sql_is_parameterised_or_uses_audited_fragments():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "merch_app"
+    unaudited = []
+    for path in sorted(root.rglob("*.py")):
+        src = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(src)):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            literal = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            if not _SQL_WORDS.search(literal):
+                continue
+            for part in node.values:
+                if isinstance(part, ast.FormattedValue):
+                    expr = ast.get_source_segment(src, part.value)
+                    if expr not in AUDITED_SQL_INTERPOLATIONS:
+                        unaudited.append(f"{path.relative_to(root.parent)}:{node.lineno}: {{{expr}}}")
+    assert not unaudited, ("SQL built with unaudited interpolations (pass values as ? parameters, names through "
+                           "merch_app.safety.sql_identifier, then add the expression here):\n" + "\n".join(unaudited))
+
+
+def test_hostile_ids_and_names_do_not_change_the_schema(ws):
+    schema = ws.execute("SELECT type, name FROM sqlite_master ORDER BY name").fetchall()
+    import_file(ws, BAD / "sql_values.csv")
+    import_file(ws, BAD / "sql_column_names.csv")
+    import_file(ws, BAD / "sql_comment_kind.csv")
+    from merch_app.data.privacy import forget_user
+    from merch_app.insights.profiles import list_users
+
+    users = {u["user_id"] for u in list_users(ws, "active")}
+    assert "'; DROP TABLE events; --" in users
+    forget_user(ws, "Robert'); DROP TABLE items;--", retrain=False)
+    assert ws.execute("SELECT type, name FROM sqlite_master ORDER BY name").fetchall() == schema
+    assert ws.execute("SELECT count(*) FROM events").fetchone()[0] == 1

@@ -271,3 +271,43 @@ def test_coverage_and_long_tail_share_bounds(rankings, n_items):
     assert 0.0 <= M.long_tail_share(rankings, tail) <= 1.0
     counts = M.recommendation_counts(rankings, list(range(n_items)))
     assert counts.sum() == sum(len(r) for r in rankings)
+
+
+# ----------------------------------------------------------- the query box
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ranker(tmp_path_factory):
+    from merch_app.model.encoder import load_encoder
+    from merch_app.ranking.ranker import Ranker
+    from merch_app.ranking.text_bundle import text_only_bundle
+
+    folder = tmp_path_factory.mktemp("rank")
+    cat = folder / "cat.csv"
+    cat.write_text("sku,title,category,price\n" + "".join(
+        f"S{i},{t} {i},{c},{i}.5\n" for i, (t, c) in enumerate(
+            [("red heart mug", "kitchen"), ("blue \"star\" plate", "kitchen"), ("NEAR lamp AND OR", "decor"),
+             ("title:colon cushion", "decor"), ("中文 茶杯", "厨房"), ("emoji 🎁 gift box", "gifts")] * 3)))
+    db = open_workspace(folder / "ws.sqlite")
+    import_file(db, cat)
+    yield Ranker(db, text_only_bundle(db, load_encoder("hashing:32")))
+    db.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=40), st.booleans())
+@example('"', True)
+@example("NEAR(a b", False)
+@example("title:* OR -", True)
+@example("a AND", True)
+@example("'; DROP TABLE items; --", True)
+@example("*", True)
+@example("\x00", True)
+def test_any_query_text_ranks_without_error(ranker, query, prefix):
+    from merch_app.ranking.types import RankRequest
+
+    result = ranker.rank(RankRequest(query=query, k=5, prefix=prefix))
+    assert len(result.item_ids) <= 5
+    assert all(math.isfinite(float(s)) for s in result.scores)
