@@ -20,7 +20,7 @@ N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(ValueError):
     """A saved model cannot be read (message names the file and the problem)."""
 
 

@@ -1,0 +1,248 @@
+"""``merch-app train | evaluate | update | models ...``: the model lifecycle on the command line."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+from typing import Any
+
+import click
+
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.jobs import CancelToken, Cancelled
+
+METRIC_COLUMNS = ("precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "coverage")
+
+
+def _errors():
+    """Exception types that become a one-line CLI error."""
+    from merch_app.evaluation.split import SplitError
+    from merch_app.model.encoder import EncoderError
+    from merch_app.model.registry import ModelLoadError, RegistryError
+    from merch_app.model.training import TrainingError
+
+    return (SplitError, EncoderError, ModelLoadError, RegistryError, TrainingError)
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(token: CancelToken):
+    """Ctrl+C sets the cancel token, so the job stops cleanly at its next batch."""
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: token.cancel())
+    except ValueError:  # not in the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _version_dict(v) -> dict[str, Any]:
+    return dataclasses.asdict(v)
+
+
+def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
+    cols = [c.format(k=k) for c in METRIC_COLUMNS]
+    rows = [("model", metrics.get("model", {}))]
+    rows += [(f"  {name}", m) for name, m in metrics.get("baselines", {}).items() if f"ndcg@{k}" in m]
+    lines = [f"{'':16}" + "".join(f"{c:>13}" for c in cols)]
+    for name, m in rows:
+        lines.append(f"{name:16}" + "".join(f"{m.get(c, float('nan')):>13.4f}" for c in cols))
+    cs = metrics.get("cold_start", {})
+    if cs.get("model"):
+        lines.append(f"cold start: {cs['n_cold_items_relevant']} new items among the relevant ones; "
+                     f"model ranks them at percentile {cs['model']['mean_percentile']:.2f} "
+                     f"(text only {cs['text_only']['mean_percentile']:.2f})")
+    if "rmse" in metrics:
+        lines.append(f"ratings: MAE {metrics['mae']:.4f}  RMSE {metrics['rmse']:.4f}")
+    return "\n".join(lines)
+
+
+@click.command("train")
+@workspace_option
+@click.option("--epochs", type=click.IntRange(1, 1000), default=None, help="Maximum epochs (default 20).")
+@click.option("--dim", type=click.IntRange(2, 1024), default=None, help="Embedding size (default 64).")
+@click.option("--split-date", default=None, metavar="YYYY-MM-DD",
+              help="Train before this date, test from it (default: 80 % of the event time range).")
+@click.option("--encoder", "encoder_spec", default=None, metavar="DIR|minilm|hashing",
+              help="Text encoder (default: the bundled MiniLM).")
+@click.option("--name", default=None, help="Display name of the new version.")
+@click.option("--activate", type=click.Choice(["if_none", "always", "never"]), default="if_none",
+              show_default=True, help="Make the new version active.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 42).")
+@json_option
+def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activate, seed, as_json):
+    """Train, evaluate and register a new model version."""
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.hybrid import HybridConfig
+    from merch_app.model.training import train
+
+    cfg = HybridConfig(split_date=split_date, encoder=encoder_spec, activate=activate)
+    for field, value in (("epochs", epochs), ("dim", dim), ("seed", seed)):
+        if value is not None:
+            setattr(cfg, field, value)
+    db = open_ws(workspace)
+    bar = TerminalProgress("train", enabled=None if not as_json else False)
+    token = CancelToken()
+
+    def progress(p):
+        bar(p)
+
+    try:
+        encoder = load_encoder(encoder_spec) if encoder_spec else None
+        with _ctrl_c_cancels(token):
+            version = train(db, cfg, progress=progress, cancel=token, encoder=encoder, name=name)
+    except Cancelled:
+        raise click.ClickException("training cancelled; the registry is unchanged") from None
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+        db.close()
+    if as_json:
+        emit_json(_version_dict(version))
+        return
+    click.echo(f"model {version.model_id} ({'active' if version.active else 'not active'}), "
+               f"trained in {version.train_seconds:.1f} s, test from {version.data_snapshot.get('split_ts', '')[:10]}, "
+               f"{version.metrics.get('n_test_users', 0)} test users")
+    click.echo(_metrics_table(version.metrics))
+
+
+@click.command("evaluate")
+@workspace_option
+@click.option("--model", "model_id", default=None, help="Model version (default: the active one).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Cut-off.")
+@click.option("--split-date", default=None, metavar="YYYY-MM-DD", help="Override the model's split date.")
+@json_option
+def evaluate_command(workspace, model_id, k, split_date, as_json):
+    """Evaluate a model version and the baselines on its time split."""
+    from merch_app.evaluation.offline import evaluate
+
+    db = open_ws(workspace, create=False)
+    bar = TerminalProgress("evaluate", enabled=None if not as_json else False)
+    try:
+        result = evaluate(db, model_id=model_id, k=k, split_date=split_date, progress=bar)
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+        db.close()
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"model {result['model_id']}: test from {result['split_date'][:10]}, "
+               f"{result['n_test_users']} test users, k={k}")
+    for note in result.get("notes", []):
+        click.echo(f"note: {note}")
+    click.echo(_metrics_table(result, k))
+
+
+@click.command("update")
+@workspace_option
+@click.option("--model", "model_id", default=None, help="Version to update (default: the active one).")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1, 100), help="Extra epochs.")
+@json_option
+def update_command(workspace, model_id, epochs, as_json):
+    """Continue training a model on the events that arrived since (new version)."""
+    from merch_app.model.training import update_with_new_events
+
+    db = open_ws(workspace, create=False)
+    bar = TerminalProgress("update", enabled=None if not as_json else False)
+    token = CancelToken()
+    try:
+        with _ctrl_c_cancels(token):
+            version = update_with_new_events(db, model_id=model_id, epochs=epochs, progress=bar, cancel=token)
+    except Cancelled:
+        raise click.ClickException("update cancelled; the registry is unchanged") from None
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+        db.close()
+    if as_json:
+        emit_json(_version_dict(version))
+    else:
+        click.echo(f"new version {version.model_id} from {version.data_snapshot.get('parent')}: "
+                   f"{version.data_snapshot.get('new_events', 0)} new events, "
+                   f"{version.data_snapshot.get('new_items', 0)} new items"
+                   + (" (active)" if version.active else ""))
+
+
+@click.group("models")
+def models_group() -> None:
+    """List, activate, rename and delete model versions."""
+
+
+def _registry_call(workspace, fn, *args):
+    db = open_ws(workspace, create=False)
+    try:
+        return fn(db, *args)
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+
+
+@models_group.command("list")
+@workspace_option
+@json_option
+def models_list(workspace, as_json):
+    """All versions, newest first (* = active)."""
+    from merch_app.model.registry import list_versions
+
+    versions = _registry_call(workspace, list_versions)
+    if as_json:
+        emit_json([_version_dict(v) for v in versions])
+        return
+    if not versions:
+        click.echo("no models yet: run merch-app train")
+    for v in versions:
+        m = v.metrics.get("model", {})
+        click.echo(f"{'*' if v.active else ' '} {v.model_id}  {v.name[:30]:30}  {v.created}  "
+                   f"P@10 {m.get('precision@10', float('nan')):.3f}  NDCG@10 {m.get('ndcg@10', float('nan')):.3f}")
+
+
+@models_group.command("activate")
+@click.argument("model_id")
+@workspace_option
+@json_option
+def models_activate(model_id, workspace, as_json):
+    """Make MODEL_ID the active version."""
+    from merch_app.model.registry import activate
+
+    v = _registry_call(workspace, activate, model_id)
+    emit_json(_version_dict(v)) if as_json else click.echo(f"active: {v.model_id}")
+
+
+@models_group.command("rename")
+@click.argument("model_id")
+@click.argument("name")
+@workspace_option
+@json_option
+def models_rename(model_id, name, workspace, as_json):
+    """Give MODEL_ID the display name NAME."""
+    from merch_app.model.registry import rename
+
+    v = _registry_call(workspace, rename, model_id, name)
+    emit_json(_version_dict(v)) if as_json else click.echo(f"{v.model_id}: {v.name}")
+
+
+@models_group.command("delete")
+@click.argument("model_id")
+@workspace_option
+@json_option
+def models_delete(model_id, workspace, as_json):
+    """Delete MODEL_ID and its files."""
+    from merch_app.model.registry import delete
+
+    _registry_call(workspace, delete, model_id)
+    emit_json({"deleted": model_id}) if as_json else click.echo(f"deleted {model_id}")
+
+
+def register(group: click.Group) -> None:
+    for cmd in (train_command, evaluate_command, update_command, models_group):
+        group.add_command(cmd)
+
+
+__all__ = ["register"]
