@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from merch_app.data.workspace import open_workspace
 from merch_app.model.item_vectors import text_hash
 
 RAW_IDS = ("cust-alice", "cust-bob", "cust-carol")
+RAW_SHOP_ID = re.compile(r"\bU\d\d\b")  # user ids of ui_support.write_shop
 
 
 def events_file(path: Path, extra: str = "") -> Path:
@@ -169,3 +171,68 @@ def test_forget_cli(ws_path, tmp_path):
     assert doc["user_id"] == "cust-carol" and doc["events_removed"] == 6
     res = runner.invoke(cli, ["forget", "cust-carol", "-w", str(ws_path), "--yes"])
     assert res.exit_code == 1 and "has no events in this workspace" in res.output
+
+
+# ------------------------------------------------------- with a trained model
+@pytest.fixture
+def trained_shop(tmp_path, ws_path):
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.hybrid import HybridConfig
+    from merch_app.model.training import train
+    from ui_support import write_shop
+
+    cat, ev = write_shop(tmp_path / "shop")
+    db = open_workspace(ws_path)
+    import_file(db, cat)
+    import_file(db, ev, pseudonymise=True)
+    version = train(db, HybridConfig(epochs=2, encoder="hashing"), encoder=load_encoder("hashing"))
+    yield db, version
+    db.close()
+
+
+def test_explanations_and_recommendations_show_pseudonyms(trained_shop, ws_path):
+    db, _ = trained_shop
+    key = workspace_key(db)
+    anon = pseudonym(key, "U03")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["recommend", "--user", anon, "-w", str(ws_path), "--json", "--k", "5"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)) == 5
+    res = runner.invoke(cli, ["explain", "red mug", "--item", "SKU000", "--user", anon, "-w", str(ws_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert anon in res.stdout and not RAW_SHOP_ID.search(res.stdout)
+    res = runner.invoke(cli, ["user", anon, "-w", str(ws_path), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert anon in res.stdout and not RAW_SHOP_ID.search(res.stdout)
+    assert doc
+
+
+def test_forget_scrubs_every_model_version_and_retrains(trained_shop):
+    from merch_app.model.registry import active_version, list_versions, load_bundle, load_model
+    from merch_app.ranking.ranker import Ranker
+    from merch_app.ranking.types import RankRequest
+
+    db, first = trained_shop
+    key = workspace_key(db)
+    anon, other = pseudonym(key, "U05"), pseudonym(key, "U06")
+    old = load_model(db, first.model_id)
+    u = old.user_pos[anon]
+    assert abs(old.arrays["P"][u]).sum() > 0 and len(old.state.user_items(u)[0]) > 0
+    result = forget_user(db, "U05")  # the original id works in a pseudonymised workspace
+    assert result.user_id == anon and result.models_scrubbed == 1 and result.events_removed > 0
+    new = active_version(db)
+    assert new.model_id == result.model_id != first.model_id
+    assert new.data_snapshot["parent"] == first.model_id
+    for version in list_versions(db):
+        model = load_model(db, version.model_id)
+        assert anon not in model.user_pos
+        tomb = [i for i, x in enumerate(model.user_ids) if str(x).startswith("forgotten-")]
+        assert tomb == [u]  # same position, shapes kept
+        assert not model.arrays["P"][u].any() and not model.arrays["T_u"][u].any()
+        assert len(model.state.user_items(u)[0]) == 0
+        assert other in model.user_pos
+    ranker = Ranker(db, load_bundle(db))
+    assert len(ranker.rank(RankRequest(mode="recommend", user_id=other, k=5)).item_ids) == 5
+    cold = ranker.rank(RankRequest(mode="recommend", user_id=anon, k=5))  # now an unknown user: still answers
+    assert len(cold.item_ids) == 5

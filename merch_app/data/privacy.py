@@ -14,8 +14,10 @@ so the key) can test a known customer id against it.  Share exports, not the
 workspace file, when that matters.
 
 :func:`forget_user` removes one user's events (given the original id or its
-pseudonym), their rejected lines and cached query vectors, then refreshes the
-active model with :func:`merch_app.model.training.update_with_new_events`.
+pseudonym), their rejected lines and cached query vectors, removes them from
+every saved model version (vectors zeroed, history dropped, id replaced by a
+tombstone), then refreshes the active model with
+:func:`merch_app.model.training.update_with_new_events`.
 """
 from __future__ import annotations
 
@@ -23,10 +25,14 @@ import csv
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
+
+import numpy as np
 
 from merch_app.jobs import CancelToken, ProgressCallback
 
@@ -130,6 +136,7 @@ class ForgetResult:
     cached_vectors_removed: int
     model_id: Optional[str]  # model refreshed after the removal, if any
     message: str
+    models_scrubbed: int = 0  # saved model versions the user was removed from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,13 +226,82 @@ def forget_user(
         for start in range(0, len(reject_ids), 500):
             chunk = reject_ids[start:start + 500]
             conn.execute(f"DELETE FROM rejected_rows WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-    model_id = None
+    scrubbed = scrub_user_from_models(db, stored)
+    model_id, refresh_note = None, "; no trained model to refresh"
     if retrain:
-        model_id = _refresh_model(db, progress, cancel, retrainer)
+        try:
+            model_id = _refresh_model(db, progress, cancel, retrainer)
+        except Exception as exc:  # noqa: BLE001 - the data is already gone; say what is left to do
+            refresh_note = f"; the model refresh failed ({exc}): run `merch-app update` later"
     message = (f"forgot user {stored}: {n_events:,} events, {len(reject_ids):,} rejected lines, "
-               f"{n_vectors:,} cached query vectors removed")
-    message += f"; model refreshed as {model_id}" if model_id else "; no trained model to refresh"
-    return ForgetResult(stored, n_events, len(reject_ids), n_vectors, model_id, message)
+               f"{n_vectors:,} cached query vectors removed, {scrubbed} saved model version(s) scrubbed")
+    message += f"; model refreshed as {model_id}" if model_id else refresh_note
+    return ForgetResult(stored, n_events, len(reject_ids), n_vectors, model_id, message, scrubbed)
+
+
+def scrub_user(model, user_id: str) -> bool:
+    """Remove one user from a loaded hybrid model in place; False if the model does not know them.
+
+    The user's learned and text vectors and bias become zero, their purchase
+    history leaves the history state, and their id becomes a tombstone
+    (``forgotten-<n>``) so every array keeps its shape.
+    """
+    u = model.user_pos.get(str(user_id))
+    if u is None:
+        return False
+    for name in ("P", "T_u", "b_user"):
+        arr = model.arrays.get(name)
+        if arr is not None and len(arr) > u:
+            arr = np.array(arr, copy=True)
+            arr[u] = 0
+            model.arrays[name] = arr
+    state = model.state
+    keep = (state.keys // max(state.n_items, 1)) != u
+    model.state = type(state)(state.ref_day, state.n_users, state.n_items, state.keys[keep], state.count[keep],
+                              state.recent[keep], state.last_age[keep])
+    ids = np.array(model.user_ids, dtype=object, copy=True)
+    ids[u] = f"forgotten-{secrets.token_hex(6)}"
+    model.user_ids = ids
+    model._derive()
+    return True
+
+
+def scrub_user_from_models(db, user_id: str) -> int:
+    """Remove ``user_id`` from every saved model version that holds it; returns how many.
+
+    Each version's ``ids.json`` and ``arrays.safetensors`` are rewritten into
+    a temporary folder and moved over the old files one by one (each move is
+    atomic and both states load), so a crash never leaves a broken version.
+    A version that cannot be read is skipped (its own error shows on load).
+    """
+    if db.execute("SELECT 1 FROM models LIMIT 1").fetchone() is None:
+        return 0
+    from merch_app.model.hybrid import HybridModel
+    from merch_app.model.registry import ModelLoadError, list_versions, version_folder
+
+    done = 0
+    for version in list_versions(db):
+        folder = version_folder(db, version)
+        try:
+            ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if str(user_id) not in set(map(str, ids.get("user_ids", []))):
+            continue
+        try:
+            model = HybridModel.load(folder)
+        except ModelLoadError:
+            continue
+        scrub_user(model, user_id)
+        tmp = folder.with_name(f"{folder.name}.scrub-{secrets.token_hex(4)}")
+        try:
+            model.save(tmp)
+            for name in ("arrays.safetensors", "ids.json"):
+                os.replace(tmp / name, folder / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        done += 1
+    return done
 
 
 def _refresh_model(db, progress, cancel, retrainer) -> Optional[str]:
