@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned to the CPU wheel (torch==2.13.0); an unpinned torch pulls CUDA.
-	$(PY) -m pip install -q -e '.[test]'
+	# The ray extra (~40 s, ~450 MB) lets CI run the Ray engine tests; `make run` never imports Ray.
+	$(PY) -m pip install -q -e '.[test,ray]'
 	@touch $(STAMP)
 
 qt-libs:

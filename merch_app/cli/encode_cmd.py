@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.jobs import CancelToken, Cancelled
 
 
@@ -19,12 +20,13 @@ from merch_app.jobs import CancelToken, Cancelled
 )
 @click.option("--int8", is_flag=True, help="Dynamic int8 quantisation of the BERT encoder (faster).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+@engine_options
 @json_option
-def encode_command(workspace, encoder_spec, int8, batch_size, as_json) -> None:
+def encode_command(workspace, encoder_spec, int8, batch_size, engine, ray_address, workers, as_json) -> None:
     """Encode all item texts (only texts missing from the cache are run)."""
     from merch_app.model.encoder import EncoderError, load_encoder
-    from merch_app.model.item_vectors import encode_items
 
+    runner = get_engine_or_exit(engine, ray_address, workers)
     db = open_ws(workspace)
     try:
         try:
@@ -34,11 +36,11 @@ def encode_command(workspace, encoder_spec, int8, batch_size, as_json) -> None:
         bar = TerminalProgress("encode", enabled=None if not as_json else False)
         cancel = CancelToken()
         try:
-            result = encode_items(db, encoder, batch_size=batch_size, progress=bar, cancel=cancel)
+            result = runner.encode_items(db, encoder, batch_size=batch_size, progress=bar, cancel=cancel)
         except (KeyboardInterrupt, Cancelled):
             bar.close()
             raise click.ClickException("encoding interrupted; vectors of finished chunks are kept in the cache")
-        except ValueError as exc:
+        except (ValueError, RuntimeError) as exc:  # EngineError is a ValueError; Ray failures RuntimeErrors
             bar.close()
             raise click.ClickException(str(exc)) from exc
         bar.close()
@@ -52,6 +54,7 @@ def encode_command(workspace, encoder_spec, int8, batch_size, as_json) -> None:
         "seconds": round(stats.seconds, 3),
         "items_per_s": round(len(result.item_ids) / stats.seconds, 1) if stats.seconds > 0 else None,
         "encoder_id": encoder.encoder_id,
+        **runner.describe(),
     }
     if as_json:
         emit_json(out)
@@ -62,6 +65,7 @@ def encode_command(workspace, encoder_spec, int8, batch_size, as_json) -> None:
     click.echo(
         f"{out['items']} items: {out['encoded']} texts encoded, {out['cached']} from cache "
         f"in {out['seconds']:.1f} s with {out['encoder_id']}"
+        + (f" on Ray ({out['workers']} workers)" if out["engine"] == "ray" else "")
     )
 
 

@@ -304,3 +304,23 @@ def cache_size(db, encoder_id: Optional[str] = None) -> int:
     if encoder_id is None:
         return db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
     return db.execute("SELECT count(*) FROM embeddings WHERE encoder_id = ?", [encoder_id]).fetchone()[0]
+
+
+def cached_vectors(db, encoder_id: str, dim: int, hashes: list[str]) -> dict[str, np.ndarray]:
+    """Cached vectors of ``encoder_id`` for the text hashes found in the cache.
+
+    The lookup that :func:`encode_texts_cached` does, for engines that encode
+    elsewhere (e.g. on a Ray cluster) and share this workspace's cache.
+    """
+    return _lookup_cache(db, encoder_id, int(dim), list(hashes))
+
+
+def store_vectors(db, encoder_id: str, dim: int, hashes: list[str], vectors: np.ndarray) -> bool:
+    """Write vectors to the cache in one transaction; False on a read-only workspace."""
+    try:
+        _write_cache(db, encoder_id, int(dim), list(hashes), vectors)
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc).replace(" ", "").lower():
+            raise
+        return False
+    return True

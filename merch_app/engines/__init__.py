@@ -1,0 +1,85 @@
+"""Where the heavy jobs run: embedded in this process (``local``) or on Ray (``ray``).
+
+Both engines run the same core code (encoder, item text cache, hybrid model
+and its loss, registry); the ray engine only decides where the batches go.
+The laptop default is ``local`` and never imports Ray; Ray is an optional
+extra (``pip install 'merch_app[ray]'``) imported only when the ray engine
+actually runs a job.
+
+>>> get_engine("local").name
+'local'
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+ENGINES = ("local", "ray")
+DEFAULT_RAY_WORKERS = 2
+
+
+class EngineError(ValueError):
+    """Unknown engine, bad engine option, or the engine cannot run (message is user-facing)."""
+
+
+class Engine(Protocol):
+    """What the CLI and the app ask of an engine."""
+
+    name: str
+
+    def describe(self) -> dict:
+        """Engine name and its settings, e.g. ``{"engine": "ray", "workers": 2}``."""
+        ...
+
+    def encode_items(self, db, encoder, template: Optional[str] = None, *, batch_size: int = 64,
+                     progress=None, cancel=None):
+        """Encode the catalogue through the workspace cache; returns ``ItemVectors``."""
+        ...
+
+    def train(self, db, config=None, progress=None, cancel=None, encoder=None, name: Optional[str] = None):
+        """Train, evaluate and register a model version; returns its ``ModelVersion``."""
+        ...
+
+
+def get_engine(name: str = "local", *, address: Optional[str] = None, workers: Optional[int] = None,
+               num_cpus: Optional[int] = None) -> Engine:
+    """The engine called ``name``.
+
+    Parameters
+    ----------
+    name
+        ``local`` (in-process, the default) or ``ray``.
+    address
+        Ray cluster address (``ray`` only); None starts Ray on this machine.
+    workers
+        Ray actors (encode) and training workers (``ray`` only; default 2).
+    num_cpus
+        CPUs of a Ray runtime started on this machine (default: all).
+
+    Raises
+    ------
+    EngineError
+        Unknown name, options given to the local engine, or Ray not installed.
+    """
+    key = (name or "local").strip().lower()
+    if key == "local":
+        if address or (workers not in (None, 1)):
+            raise EngineError("--ray-address and --workers need --engine ray")
+        from merch_app.engines.local import LocalEngine
+
+        return LocalEngine()
+    if key == "ray":
+        if workers is not None and int(workers) < 1:
+            raise EngineError(f"--workers must be at least 1, got {workers}")
+        from merch_app.engines.ray_runtime import RayUnavailable, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailable as exc:
+            raise EngineError(str(exc)) from exc
+        from merch_app.engines.ray_engine import RayEngine
+
+        return RayEngine(address=address, workers=int(workers or DEFAULT_RAY_WORKERS), num_cpus=num_cpus)
+    raise EngineError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")
+
+
+__all__ = ["ENGINES", "Engine", "EngineError", "get_engine"]
