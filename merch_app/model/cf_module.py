@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from merch_app.jobs import CancelToken, EtaClock, Progress, Throttle
+from merch_app.jobs import CancelToken, EtaClock, Progress
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
 
 
@@ -176,15 +176,16 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
 
 
 class Reporter:
-    """Turns batch ticks into throttled :class:`Progress` reports."""
+    """Turns batch ticks into :class:`Progress` reports (every batch, as the Train screen plots them)."""
 
     def __init__(self, progress: Optional[Callable[[Progress], None]], total: int) -> None:
         self.progress, self.total, self.done = progress, max(total, 1), 0
-        self.clock, self.throttle = EtaClock(), Throttle(0.1)
+        self.clock = EtaClock()
 
     def tick(self, message: str, data: dict, force: bool = False) -> None:
-        self.done += 1 if not force else 0
-        if self.progress and (force or self.throttle.ready()):
+        """Count one batch (``force``: an epoch-end report that does not count) and report."""
+        self.done += 0 if force else 1
+        if self.progress:
             self.progress(Progress(done=min(self.done, self.total), total=self.total, message=message,
                                    eta_seconds=self.clock.eta(self.done, self.total), data=dict(data)))
 

@@ -24,6 +24,18 @@ class ModelLoadError(ValueError):
     """A saved model cannot be read (message names the file and the problem)."""
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return data
+
+
 class ScoringMixin:
     """Read-side methods of the hybrid model (expects the attributes set by ``HybridModel``)."""
 
@@ -273,11 +285,11 @@ class ScoringMixin:
         from merch_app.model.hybrid import HybridConfig  # circular at import time
 
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / "config.json").read_text())
-            ids = json.loads((folder / "ids.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{folder}: cannot read model description ({exc})") from exc
+        if not folder.is_dir():
+            raise ModelLoadError(f"{folder}: model folder does not exist")
+        meta, ids = (_read_json(folder / name) for name in ("config.json", "ids.json"))
+        if not all(isinstance(ids.get(k), list) for k in ("user_ids", "item_ids")):
+            raise ModelLoadError(f"{folder / 'ids.json'}: user_ids / item_ids lists missing")
         if meta.get("format") != FORMAT_VERSION:
             raise ModelLoadError(f"{folder / 'config.json'}: unsupported model format {meta.get('format')!r}")
         path = folder / "arrays.safetensors"
