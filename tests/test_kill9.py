@@ -205,3 +205,138 @@ def active_model_id(path: Path) -> Optional[str]:
         return row[0] if row else None
     finally:
         db.close()
+
+
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory):
+    """A workspace (+ models folder) with a shop and one active model version."""
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.hybrid import HybridConfig
+    from merch_app.model.training import train
+    from ui_support import write_shop
+
+    folder = tmp_path_factory.mktemp("trained")
+    cat, ev = write_shop(folder / "shop", n_items=200, n_users=200, n_events=8000)
+    path = folder / "ws.merch.sqlite"
+    db = open_workspace(path)
+    import_file(db, cat)
+    import_file(db, ev)
+    version = train(db, HybridConfig(epochs=2, encoder="hashing"), encoder=load_encoder("hashing"))
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return path, version.model_id
+
+
+@pytest.fixture
+def trained_ws(trained_template, tmp_path) -> tuple[Path, str]:
+    import shutil
+
+    src, model_id = trained_template
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    shutil.copytree(src.with_name(src.name + ".models"), dst.with_name(dst.name + ".models"))
+    return dst, model_id
+
+
+def assert_previous_model_serves(path: Path, model_id: str) -> None:
+    """The previously active version is still the active one, loads, and ranks."""
+    from merch_app.model.registry import list_versions, load_bundle
+    from merch_app.ranking.ranker import Ranker
+    from merch_app.ranking.types import RankRequest
+
+    db = open_workspace(path)
+    try:
+        assert [(v.model_id, v.active) for v in list_versions(db)] == [(model_id, True)]
+        bundle = load_bundle(db)
+        assert bundle.version.model_id == model_id and bundle.model is not None
+        ranked = Ranker(db, bundle).rank(RankRequest(query="red mug", user_id="U01", k=5))
+        assert len(ranked.item_ids) == 5
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("point", ["epochs", "evaluation"])
+def test_kill_during_training_keeps_the_active_model(trained_ws, point):
+    path, model_id = trained_ws
+    before = snapshot(path)
+    folders = sorted(p.name for p in path.with_name(path.name + ".models").iterdir())
+    when = {"epochs": lambda s: "epoch 2/" in s, "evaluation": lambda s: "evaluating" in s}[point]
+    seen, seconds = run_and_kill(["train", "-w", str(path), "--encoder", "hashing", "--epochs", "40",
+                                  "--activate", "always"], when)
+    print(f"\nkill during training ({point}) after {seconds:.1f} s")
+    assert snapshot(path) == before
+    assert sorted(p.name for p in path.with_name(path.name + ".models").iterdir()) == folders
+    assert_previous_model_serves(path, model_id)
+
+
+SAVE_DRIVER = r'''
+import os, sys, time
+import merch_app.model.hybrid_scoring as hs
+from merch_app.data.workspace import open_workspace
+from merch_app.model.registry import load_model, save_version
+
+path, point = sys.argv[1], sys.argv[2]
+real_save_file, real_replace = hs.save_file, os.replace
+
+def hold():
+    sys.stderr.write("HOLD\n")
+    sys.stderr.flush()
+    time.sleep(120)
+
+def save_file(arrays, target):
+    if point == "arrays":  # half of the arrays file is on disk
+        with open(target, "wb") as f:
+            f.write(b"\x00" * 4096)
+            f.flush()
+        hold()
+    real_save_file(arrays, target)
+
+def replace(src, dst):
+    folder = os.path.isdir(src)  # the version folder's rename (files inside are replaced too)
+    if folder and point == "before_rename":
+        hold()
+    real_replace(src, dst)
+    if folder and point == "after_rename":  # the folder is in place, the registry row not yet written
+        hold()
+
+hs.save_file, os.replace = save_file, replace
+db = open_workspace(path)
+model = load_model(db)
+save_version(db, model, name="copy", activate_mode="always")
+sys.stderr.write("SAVED\n")
+'''
+
+
+@pytest.mark.parametrize("point", ["arrays", "before_rename", "after_rename"])
+def test_kill_during_model_save_keeps_the_active_model(trained_ws, tmp_path, point):
+    """The save is paused at a chosen step by a patched file write in the child, then killed."""
+    path, model_id = trained_ws
+    before = snapshot(path)
+    driver = tmp_path / "save_driver.py"
+    driver.write_text(SAVE_DRIVER, encoding="utf-8")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(driver), str(path), point], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, env=cli_env(), cwd=ROOT)
+    os.close(slave)
+    seen = ""
+    try:
+        deadline = time.perf_counter() + 120
+        while "HOLD" not in seen and time.perf_counter() < deadline and proc.poll() is None:
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    seen += os.read(master, 65536).decode("utf-8", "replace")
+                except OSError:
+                    break
+        assert "HOLD" in seen, seen[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+    assert snapshot(path) == before
+    assert_previous_model_serves(path, model_id)
+    leftovers = [p.name for p in path.with_name(path.name + ".models").iterdir() if p.name != model_id]
+    assert len(leftovers) == 1  # a temp folder (or, after the rename, an unregistered folder)
+    assert (".tmp-" in leftovers[0]) == (point != "after_rename")
