@@ -5,6 +5,7 @@ before is lost.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -149,3 +150,159 @@ def test_corrupt_workspace_files(filled, tmp_path):
     res = CliRunner().invoke(cli, ["users", "-w", str(damaged)])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "the workspace file is damaged" in res.output and ".recover" in res.output
+
+
+# ------------------------------------------------------------- model files
+@pytest.fixture(scope="module")
+def model_template(tmp_path_factory):
+    """A workspace with a shop and two model versions: ``old`` (inactive) and ``new`` (active)."""
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.hybrid import HybridConfig
+    from merch_app.model.training import train
+    from ui_support import write_shop
+
+    folder = tmp_path_factory.mktemp("models")
+    cat, ev = write_shop(folder / "shop")
+    path = folder / "ws.merch.sqlite"
+    db = open_workspace(path)
+    import_file(db, cat)
+    import_file(db, ev)
+    enc = load_encoder("hashing")
+    old = train(db, HybridConfig(epochs=2, encoder="hashing", activate="never"), encoder=enc, name="old")
+    new = train(db, HybridConfig(epochs=2, encoder="hashing", activate="always"), encoder=enc, name="new")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return path, old.model_id, new.model_id
+
+
+@pytest.fixture
+def models_ws(model_template, tmp_path):
+    import shutil
+
+    src, old, new = model_template
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    shutil.copytree(src.with_name(src.name + ".models"), dst.with_name(dst.name + ".models"))
+    return dst, old, new
+
+
+def version_dir(path: Path, model_id: str) -> Path:
+    return path.with_name(path.name + ".models") / model_id
+
+
+def query_json(path: Path, *extra: str):
+    return CliRunner().invoke(cli, ["query", "red mug", "-w", str(path), "--json", "--k", "5", *extra])
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
+def test_damaged_vector_index_is_rebuilt(models_ws, damage):
+    path, _, new = models_ws
+    expected = json.loads(query_json(path).stdout)
+    index = version_dir(path, new) / "index.faiss"
+    if damage == "missing":
+        index.unlink()
+    elif damage == "garbage":
+        index.write_bytes(b"FAISS? no." * 100)
+    else:
+        index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    res = query_json(path)
+    assert res.exit_code == 0, res.output
+    assert [r["item_id"] for r in json.loads(res.stdout)] == [r["item_id"] for r in expected]
+
+
+def _break(folder: Path, damage: str) -> str:
+    """Damage one model file; returns words the error message must contain."""
+    if damage == "arrays_truncated":
+        f = folder / "arrays.safetensors"
+        f.write_bytes(f.read_bytes()[:1000])
+        return "arrays.safetensors: cannot read model arrays"
+    if damage == "arrays_missing":
+        (folder / "arrays.safetensors").unlink()
+        return "arrays.safetensors: cannot read model arrays"
+    if damage == "config_garbage":
+        (folder / "config.json").write_text("{not json")
+        return "config.json: cannot read"
+    if damage == "config_not_an_object":
+        (folder / "config.json").write_text("[1, 2, 3]")
+        return "config.json"
+    if damage == "ids_without_users":
+        (folder / "ids.json").write_text('{"item_ids": []}')
+        return "ids.json"
+    if damage == "ids_wrong_count":
+        ids = json.loads((folder / "ids.json").read_text())
+        ids["user_ids"] = ids["user_ids"][:-3]
+        (folder / "ids.json").write_text(json.dumps(ids))
+        return "array shapes do not match ids.json"
+    if damage == "folder_missing":
+        import shutil
+
+        shutil.rmtree(folder)
+        return "is missing"
+    raise AssertionError(damage)
+
+
+DAMAGES = ["arrays_truncated", "arrays_missing", "config_garbage", "config_not_an_object", "ids_without_users",
+           "ids_wrong_count", "folder_missing"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_model_gives_a_clear_message_and_loses_nothing(models_ws, damage):
+    from merch_app.model.registry import ModelLoadError, load_bundle, load_model
+
+    path, old, new = models_ws
+    before = table_rows(path)
+    words = _break(version_dir(path, new), damage)
+    db = open_workspace(path)
+    with pytest.raises(ModelLoadError) as err:
+        load_bundle(db)
+    assert words in str(err.value)
+    assert load_model(db, old).n_items == 60  # the other version is untouched
+    db.close()
+    for args in (["query", "red mug"], ["recommend", "--user", "U01"], ["explain", "red mug", "--item", "SKU001"]):
+        res = CliRunner().invoke(cli, [*args, "-w", str(path)])
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+        assert "cannot load the model" in res.output and words in res.output
+    # recover: activate the other version; everything works again
+    res = CliRunner().invoke(cli, ["models", "activate", old, "-w", str(path)])
+    assert res.exit_code == 0, res.output
+    assert query_json(path).exit_code == 0
+    after = table_rows(path)
+    assert after["events"] == before["events"] and after["items"] == before["items"]
+
+
+def test_query_screen_falls_back_to_text_with_a_broken_model(models_ws):
+    from merch_app.ui.query_engine import _load_bundle
+
+    path, _, new = models_ws
+    _break(version_dir(path, new), "arrays_truncated")
+    db = open_workspace(path)
+    bundle, warning = _load_bundle(db, "hashing:64")
+    db.close()
+    assert bundle.model is None and len(bundle.item_ids) == 60
+    assert "cannot be loaded" in warning and "ranking by text only" in warning
+
+
+@pytest.mark.parametrize("error", [(28, "No space left on device", "the disk is full"),
+                                   (30, "Read-only file system", "the workspace is read-only")])
+def test_model_save_on_a_full_or_readonly_disk(models_ws, monkeypatch, error):
+    import merch_app.model.hybrid_scoring as hs
+
+    path, old, new = models_ws
+    before = table_rows(path)
+    folders = sorted(p.name for p in path.with_name(path.name + ".models").iterdir())
+    code, text, words = error
+
+    def failing_save_file(arrays, target):
+        with open(target, "wb") as f:
+            f.write(b"\x00" * 100)  # part of the file was written
+        raise OSError(code, text)
+
+    monkeypatch.setattr(hs, "save_file", failing_save_file)
+    res = CliRunner().invoke(cli, ["train", "-w", str(path), "--encoder", "hashing", "--epochs", "1",
+                                   "--activate", "always"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert words in res.output and "nothing was changed" in res.output
+    monkeypatch.undo()
+    assert table_rows(path) == before
+    assert sorted(p.name for p in path.with_name(path.name + ".models").iterdir()) == folders  # no temp folder
+    assert query_json(path).exit_code == 0
