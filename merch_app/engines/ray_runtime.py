@@ -33,10 +33,11 @@ def ray_errors(what: str) -> Iterator[None]:
     (e.g. :class:`~merch_app.model.encoder.EncoderError` raised in an actor's
     constructor arrives as ``RayActorError``, reported here).
     """
-    ray = require_ray()
     try:
         yield
-    except ray.exceptions.RayError as exc:
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray."):  # the job's own errors pass unchanged
+            raise
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
         raise RayJobFailed(f"{what} on Ray failed: {cause[:300]}") from exc

@@ -190,6 +190,37 @@ class Reporter:
                                    eta_seconds=self.clock.eta(self.done, self.total), data=dict(data)))
 
 
+def implicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, wb: np.ndarray,
+                        neg: np.ndarray, gen: Optional[torch.Generator]) -> torch.Tensor:
+    """Implicit CF loss of one batch: positives (ub, ib) with weights ``wb`` (<= 1) against shared ``neg``.
+
+    BCE of every positive against the batch's shared negatives (weighted by
+    ``cfg.negatives``) plus the L2 penalties; the training loops (local and
+    the Ray engine's distributed one) differ only in how batches are cut.
+    """
+    softplus = nn.functional.softplus
+    n_pos = len(ub)
+    wb = torch.from_numpy(np.ascontiguousarray(wb, dtype=np.float32))
+    uvec, uinv, urows, _ = net._rows(net.P, net.T_u, net.A, ub, cfg.id_dropout, gen)
+    vvec, iinv, irows, ikeep = net._rows(net.Q, net.T_i, net.B, np.concatenate([ib, neg]), cfg.id_dropout, gen)
+    bias = net.b_item[irows] * ikeep + net.T_i[irows] @ net.w_text_bias + net.global_bias
+    uw = (uvec @ net.W)[uinv]
+    pos_logit = (uw * vvec[iinv[:n_pos]]).sum(-1) + bias[iinv[:n_pos]]
+    neg_logit = uw @ vvec[iinv[n_pos:]].T + bias[iinv[n_pos:]][None, :]
+    loss = (wb * softplus(-pos_logit)).mean() + cfg.negatives * softplus(neg_logit).mean()
+    pen = (net.P[urows].pow(2).sum() + net.Q[irows].pow(2).sum() + net.b_item[irows].pow(2).sum()) / n_pos
+    return loss + cfg.l2 * pen + cfg.l2 * 1e-2 * net.proj_penalty()
+
+
+def explicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, rb: np.ndarray) -> torch.Tensor:
+    """MSE of one batch of ratings ``rb`` for pairs (ub, ib), plus the L2 penalties."""
+    tu, tr = torch.from_numpy(np.asarray(ub)), torch.from_numpy(np.asarray(rb, dtype=np.float32))
+    bil, bias, pen = net.cf_parts(ub, ib)
+    pred = bil + bias + net.b_user[tu] + net.global_bias
+    loss = ((pred - tr) ** 2).mean()
+    return loss + cfg.l2 * (pen + net.b_user[tu].pow(2).mean()) + cfg.l2 * 1e-2 * net.proj_penalty()
+
+
 def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg_cdf: np.ndarray,
                        rng: np.random.Generator, gen: torch.Generator, reporter: Reporter,
                        cancel: Optional[CancelToken], message: str, epoch: int) -> float:
@@ -200,7 +231,6 @@ def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg
     them in one matrix product.  Negatives carry ``cfg.negatives`` times the
     weight of a positive in the BCE loss.  Returns the mean loss.
     """
-    softplus = nn.functional.softplus
     u, i, w = pos
     order = rng.permutation(len(u))
     u, i, w = u[order], i[order], np.minimum(w[order], 1.0).astype(np.float32)
@@ -211,19 +241,10 @@ def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg
         if cancel is not None:
             cancel.check()
         sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-        ub, ib, wb = u[sl], i[sl], torch.from_numpy(w[sl])
+        ub, ib, wb = u[sl], i[sl], w[sl]
         neg = sample(neg_cdf, cfg.shared_negatives, rng)
         n_pos = len(ub)
-        uvec, uinv, urows, _ = net._rows(net.P, net.T_u, net.A, ub, cfg.id_dropout, gen)
-        vvec, iinv, irows, ikeep = net._rows(net.Q, net.T_i, net.B, np.concatenate([ib, neg]),
-                                             cfg.id_dropout, gen)
-        bias = net.b_item[irows] * ikeep + net.T_i[irows] @ net.w_text_bias + net.global_bias
-        uw = (uvec @ net.W)[uinv]
-        pos_logit = (uw * vvec[iinv[:n_pos]]).sum(-1) + bias[iinv[:n_pos]]
-        neg_logit = uw @ vvec[iinv[n_pos:]].T + bias[iinv[n_pos:]][None, :]
-        loss = (wb * softplus(-pos_logit)).mean() + cfg.negatives * softplus(neg_logit).mean()
-        pen = (net.P[urows].pow(2).sum() + net.Q[irows].pow(2).sum() + net.b_item[irows].pow(2).sum()) / n_pos
-        loss = loss + cfg.l2 * pen + cfg.l2 * 1e-2 * net.proj_penalty()
+        loss = implicit_batch_loss(net, cfg, ub, ib, wb, neg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -245,16 +266,12 @@ def run_explicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, data, ge
         if cancel is not None:
             cancel.check()
         sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-        tu, tr = torch.from_numpy(u[sl]), torch.from_numpy(r[sl])
-        bil, bias, pen = net.cf_parts(u[sl], i[sl])
-        pred = bil + bias + net.b_user[tu] + net.global_bias
-        loss = ((pred - tr) ** 2).mean()
-        loss = loss + cfg.l2 * (pen + net.b_user[tu].pow(2).mean()) + cfg.l2 * 1e-2 * net.proj_penalty()
+        loss = explicit_batch_loss(net, cfg, u[sl], i[sl], r[sl])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += loss.item() * len(tu)
-        seen += len(tu)
+        running += loss.item() * len(u[sl])
+        seen += len(u[sl])
         reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
                                 "loss": running / seen, "epoch_end": False})
     return running / max(seen, 1)

@@ -144,6 +144,14 @@ class HybridModel(ScoringMixin):
         net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed)
         return net, torch.optim.Adam(net.parameters(), lr=cfg.lr)
 
+    def _implicit_epoch(self, net, opt, pos, neg_cdf, rng, gen, rep, cancel, message: str, epoch: int) -> float:
+        """One implicit-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
+        return cf.run_implicit_epoch(net, opt, self.config, pos, neg_cdf, rng, gen, rep, cancel, message, epoch)
+
+    def _explicit_epoch(self, net, opt, data, gen, rep, cancel, message: str, epoch: int) -> float:
+        """One rating-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
+        return cf.run_explicit_epoch(net, opt, self.config, data, gen, rep, cancel, message, epoch)
+
     def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction):
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -182,7 +190,7 @@ class HybridModel(ScoringMixin):
         self.history = []
         for epoch in range(1, cfg.epochs + 1):
             msg = f"epoch {epoch}/{cfg.epochs}"
-            loss = cf.run_implicit_epoch(net, opt, cfg, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
+            loss = self._implicit_epoch(net, opt, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
             self._set_state(net, state_cut, trend_cut)
             if examples is not None:
                 self._fit_combiner(examples)
@@ -210,8 +218,8 @@ class HybridModel(ScoringMixin):
         cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
         for r in range(1, cfg.refit_epochs + 1):
             msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.best_epoch + r
-            loss = cf.run_implicit_epoch(net, opt, cfg, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
-                                         msg, epoch)
+            loss = self._implicit_epoch(net, opt, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
+                                        msg, epoch)
             self.history.append({"epoch": epoch, "loss": loss, "refit": True})
             rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True},
                      force=True)
@@ -253,7 +261,7 @@ class HybridModel(ScoringMixin):
         for epoch in range(1, cfg.epochs + 1):
             perm = rng.permutation(tr)
             data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
-            loss = cf.run_explicit_epoch(net, opt, cfg, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
+            loss = self._explicit_epoch(net, opt, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
             metrics = {}
             if len(va):
                 self._set_state(net, None, np.zeros((inter.n_items, N_TREND), np.float32))

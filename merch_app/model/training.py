@@ -104,7 +104,8 @@ def _refresh_to_now(db, model: HybridModel, item_ids, item_text, encoder, cfg) -
 
 
 def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,
-          encoder=None, name: Optional[str] = None) -> "ModelVersion":  # noqa: F821
+          encoder=None, name: Optional[str] = None, *, fit=None,
+          engine: Optional[dict] = None) -> "ModelVersion":  # noqa: F821
     """Train, evaluate and register a new model version.
 
     Parameters
@@ -119,6 +120,12 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         ``evaluate``; training reports every batch and each epoch end.
     encoder
         Text encoder; default ``load_encoder(config.encoder)``.
+    fit, engine
+        Where the model is fitted (see :mod:`merch_app.engines`): ``fit(cfg,
+        inter, item_text, user_text, progress=, cancel=, ref_day=)`` returns
+        the fitted :class:`HybridModel` (default: in this process);
+        ``engine`` (e.g. ``{"engine": "ray", "workers": 2}``) is recorded in
+        the registry row and the data snapshot.
 
     Returns
     -------
@@ -154,8 +161,9 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         if cancel is not None:
             cancel.check()
         split_day = float(ts_to_days([split.split_ts])[0])
-        model = HybridModel(cfg).fit(inter, item_text, user_text, progress=_phase(progress, "train"),
-                                     cancel=cancel, ref_day=split_day)
+        fit = fit or _fit_here
+        model = fit(cfg, inter, item_text, user_text, progress=_phase(progress, "train"), cancel=cancel,
+                    ref_day=split_day)
         train_seconds = time.perf_counter() - t0
         seen = {str(model.user_ids[u]) for u in np.unique(inter.user_idx)}
         relevant = relevant_items(db, split.split_ts, seen, item_ids)
@@ -164,17 +172,23 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         metrics.update({"split_date": split.split_ts, "best_epoch": model.best_epoch, "epochs": model.history,
                         "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
         n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        snapshot = _snapshot(db, inter, split, n_events)
+        snapshot = {**_snapshot(db, inter, split, n_events), **(engine or {})}
         _refresh_to_now(db, model, item_ids, item_text, encoder, cfg)
         snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
         if cancel is not None:
             cancel.check()
         return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
                             encoder_id=encoder.encoder_id, train_seconds=train_seconds,
-                            activate_mode=cfg.activate)
+                            activate_mode=cfg.activate, engine=(engine or {}).get("engine", "local"))
     finally:
         if own:
             db.close()
+
+
+def _fit_here(cfg: HybridConfig, inter: Interactions, item_text, user_text, progress=None, cancel=None,
+              ref_day=None) -> HybridModel:
+    """The local engine's fit: in this process."""
+    return HybridModel(cfg).fit(inter, item_text, user_text, progress=progress, cancel=cancel, ref_day=ref_day)
 
 
 def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, progress=None,
