@@ -1,17 +1,17 @@
-"""The trainable part of the hybrid model (torch) and its training loops.
+"""The trainable parts of the hybrid model and their training loops.
 
-Two losses share the network:
-
-* the **CF loss** fits the bilinear score ``uᵀWv + b_i`` on observed
-  (user, item) pairs against popularity-sampled negatives (implicit) or on
-  ratings (explicit).  ``u = P_u + A·t_u``, ``v = Q_i + B·t_i``; ID embeddings
-  are dropped at random so the text path alone also scores well (cold start);
-* the **combiner loss** learns how the CF score, the item bias, the user's own
-  history features and the item trend features add up.  Its examples come
-  from an internal cut inside the training period (history before the cut,
-  labels = items bought after it), and the CF inputs are detached: the
-  combiner only learns weights, so the CF part cannot memorise the labels and
-  the history weight is learned the way it is used at recommendation time.
+* The **CF part** (torch) fits the bilinear score ``uᵀWv + b_i`` with Adam on
+  mini-batches: BCE of observed (user, item) pairs against sampled negatives
+  (implicit) or MSE on ratings (explicit).  ``u = P_u + A·t_u``,
+  ``v = Q_i + B·t_i``; ID embeddings are dropped at random (``id_dropout``)
+  so the text path alone also scores well (cold start).
+* The **combiner** (a weighted logistic regression, fitted exactly after every
+  epoch) learns how the CF score, the item bias, the user's own history
+  features and the item trend features add up.  Its examples come from an
+  internal cut inside the training period (history before the cut, labels =
+  items bought after it) while the CF part only sees events before that cut,
+  so the CF part cannot memorise the labels and the history weight is learned
+  the way it is used at recommendation time.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from merch_app.jobs import CancelToken, EtaClock, Progress
-from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
+from merch_app.model.interactions import HistoryState
 
 
 class HybridNet(nn.Module):
