@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.jobs import CancelToken, Cancelled
 
 METRIC_COLUMNS = ("precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "coverage")
@@ -19,9 +20,10 @@ def _errors():
     from merch_app.evaluation.split import SplitError
     from merch_app.model.encoder import EncoderError
     from merch_app.model.registry import ModelLoadError, RegistryError
+    from merch_app.engines import EngineError
     from merch_app.model.training import TrainingError
 
-    return (SplitError, EncoderError, ModelLoadError, RegistryError, TrainingError)
+    return (SplitError, EncoderError, ModelLoadError, RegistryError, TrainingError, EngineError)
 
 
 @contextlib.contextmanager
@@ -71,12 +73,15 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
 @click.option("--activate", type=click.Choice(["if_none", "always", "never"]), default="if_none",
               show_default=True, help="Make the new version active.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
+@engine_options
 @json_option
-def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activate, seed, as_json):
+def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activate, seed, engine, ray_address,
+                  workers, as_json):
     """Train, evaluate and register a new model version."""
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+
+    runner = get_engine_or_exit(engine, ray_address, workers)
 
     cfg = HybridConfig(split_date=split_date, encoder=encoder_spec, activate=activate)
     for field, value in (("epochs", epochs), ("dim", dim), ("seed", seed)):
@@ -92,7 +97,7 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activa
     try:
         encoder = load_encoder(encoder_spec) if encoder_spec else None
         with _ctrl_c_cancels(token):
-            version = train(db, cfg, progress=progress, cancel=token, encoder=encoder, name=name)
+            version = runner.train(db, cfg, progress=progress, cancel=token, encoder=encoder, name=name)
     except Cancelled:
         raise click.ClickException("training cancelled; the registry is unchanged") from None
     except _errors() as exc:
@@ -105,7 +110,8 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activa
         return
     click.echo(f"model {version.model_id} ({'active' if version.active else 'not active'}), "
                f"trained in {version.train_seconds:.1f} s, test from {version.data_snapshot.get('split_ts', '')[:10]}, "
-               f"{version.metrics.get('n_test_users', 0)} test users")
+               f"{version.metrics.get('n_test_users', 0)} test users"
+               + (f", on Ray ({version.data_snapshot.get('workers')} workers)" if version.engine == "ray" else ""))
     click.echo(_metrics_table(version.metrics))
 
 
@@ -189,6 +195,7 @@ def _registry_call(workspace, fn, *args):
 @json_option
 def models_list(workspace, as_json):
     """All versions, newest first (* = active)."""
+    from merch_app.engines import engine_label
     from merch_app.model.registry import list_versions
 
     versions = _registry_call(workspace, list_versions)
@@ -199,7 +206,7 @@ def models_list(workspace, as_json):
         click.echo("no models yet: run merch-app train")
     for v in versions:
         m = v.metrics.get("model", {})
-        click.echo(f"{'*' if v.active else ' '} {v.model_id}  {v.name[:30]:30}  {v.created}  "
+        click.echo(f"{'*' if v.active else ' '} {v.model_id}  {v.name[:30]:30}  {v.created}  {engine_label(v):8}  "
                    f"P@10 {m.get('precision@10', float('nan')):.3f}  NDCG@10 {m.get('ndcg@10', float('nan')):.3f}")
 
 

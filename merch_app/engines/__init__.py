@@ -40,6 +40,13 @@ class Engine(Protocol):
         ...
 
 
+def engine_label(version) -> str:
+    """How a registry row says where it was trained: ``local`` or ``ray x2`` (workers)."""
+    engine = getattr(version, "engine", None) or "local"
+    workers = (getattr(version, "data_snapshot", None) or {}).get("workers")
+    return f"{engine} x{workers}" if engine != "local" and workers else engine
+
+
 def get_engine(name: str = "local", *, address: Optional[str] = None, workers: Optional[int] = None,
                num_cpus: Optional[int] = None) -> Engine:
     """The engine called ``name``.
@@ -82,4 +89,4 @@ def get_engine(name: str = "local", *, address: Optional[str] = None, workers: O
     raise EngineError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "EngineError", "get_engine"]
+__all__ = ["ENGINES", "Engine", "EngineError", "engine_label", "get_engine"]

@@ -91,7 +91,7 @@ def _text_blocks(keys: list[str], texts: list[str], workers: int):
     import pyarrow as pa
 
     n = len(keys)
-    per_block = max(64, min(4 * TEXTS_PER_CALL, math.ceil(n / max(1, 4 * workers))))
+    per_block = max(1, min(4 * TEXTS_PER_CALL, math.ceil(n / max(1, 4 * workers))))
     return [pa.table({"key": keys[lo:lo + per_block], "text": texts[lo:lo + per_block]})
             for lo in range(0, n, per_block)]
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.engines import engine_label
 from merch_app.ui.charts import GroupedBarChart
 from merch_app.ui.screens.data_screen import fill_table, make_table
 
@@ -109,10 +110,10 @@ class ModelVersionsPanel(QWidget):
             rows.append([v.name, (v.created or "")[:19].replace("T", " "),
                          round(nd, 4) if nd is not None else "—", round(p, 4) if p is not None else "—",
                          "✔" if v.active else "", f"{v.train_seconds:.1f}s" if v.train_seconds else "",
-                         v.encoder_id, v.model_id])
+                         engine_label(v), v.encoder_id, v.model_id])
         self.table.blockSignals(True)
-        fill_table(self.table, ["name", "created", "ndcg@10", "p@10", "active", "train time", "encoder", "id"],
-                   rows)
+        fill_table(self.table, ["name", "created", "ndcg@10", "p@10", "active", "train time", "engine", "encoder",
+                                "id"], rows)
         self.table.setSortingEnabled(False)
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
