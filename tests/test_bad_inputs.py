@@ -408,6 +408,7 @@ AUDITED_SQL_INTERPOLATIONS = {
     "expr": "bucket_sql(): one of three fixed expressions",
     "how": "constant expression",
     "int(self._cache_size)": "an int",
+    "int(wait_ms)": "an int",
     "marks": "','.join('?' * n) placeholders",
     "placeholders(len(chunk))": "placeholders",
     "self._bm25": "bm25() with float weights formatted by repr(float)",

@@ -145,6 +145,11 @@ def test_kill_during_import_keeps_exactly_the_previous_data(prior_ws, big_events
 
 def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_events):
     """WAL: a second connection (the Query screen's) reads and ranks while the import transaction is open."""
+    from merch_app.model.encoder import load_encoder
+    from merch_app.ranking.ranker import Ranker
+    from merch_app.ranking.text_bundle import text_only_bundle
+    from merch_app.ranking.types import RankRequest
+
     db = open_workspace(prior_ws)
     before = db.execute("SELECT count(*) FROM events").fetchone()[0]
     db.close()
@@ -176,6 +181,8 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
         seen = reader.execute("SELECT count(*) FROM events").fetchone()[0]
         users = reader.execute("SELECT count(DISTINCT user_id) FROM events").fetchone()[0]
         hits = reader.execute("SELECT item_id FROM items_fts WHERE items_fts MATCH 'P1*'").fetchall()
+        ranked = Ranker(reader, text_only_bundle(reader, load_encoder("hashing:32"))).rank(
+            RankRequest(query="P1", k=3))  # what the Query screen's worker does
         reader.close()
         read_seconds = time.perf_counter() - t0
     finally:
@@ -184,6 +191,7 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
         thread.join(120)
     assert isinstance(outcome.get("error"), Cancelled)
     assert seen == before == 500 and users == 7 and sorted(hits) == [("P1",), ("P10",), ("P11",), ("P12",)]
+    assert ranked.item_ids[0] == "P1" and len(ranked.item_ids) == 3
     assert read_seconds < 5  # no waiting for the writer's lock
     print(f"\nreads during an open import transaction took {read_seconds * 1000:.0f} ms")
     check = open_workspace(prior_ws)

@@ -167,11 +167,17 @@ def _write_cache(db, encoder_id: str, dim: int, hashes: list[str], vectors: np.n
         (encoder_id, h, dim, np.ascontiguousarray(v, dtype=np.float32).tobytes())
         for h, v in zip(hashes, vectors)
     ]
-    with db.conn:  # one short transaction per chunk; rolled back on any error
-        db.conn.executemany(
-            "INSERT OR REPLACE INTO embeddings (encoder_id, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
-            rows,
-        )
+    conn = db.conn
+    wait_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute("PRAGMA busy_timeout = 200")  # a cache write must not wait behind a running import
+    try:
+        with conn:  # one short transaction per chunk; rolled back on any error
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (encoder_id, text_hash, dim, vector) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
 
 
 def encode_texts_cached(
@@ -182,7 +188,8 @@ def encode_texts_cached(
     Only distinct texts missing from the cache are encoded; they are written
     back in chunks of :data:`CHUNK_TEXTS`, each in its own short transaction,
     so a cancel keeps whole chunks and never leaves a partial row.  On a
-    read-only workspace the vectors are returned without being cached.
+    read-only workspace, or while another connection holds the write lock
+    (an import), the vectors are returned without being cached.
 
     Returns
     -------
@@ -239,9 +246,10 @@ def encode_texts_cached(
             try:
                 _write_cache(db, encoder.encoder_id, dim, chunk, vecs)
             except sqlite3.OperationalError as exc:
-                if "readonly" not in str(exc).replace(" ", "").lower():
+                text = str(exc).replace(" ", "").lower()
+                if "readonly" not in text and "locked" not in text:
                     raise
-                writable = False  # read-only workspace: vectors are still returned
+                writable = False  # read-only workspace or another job writing: vectors are still returned
         found.update(zip(chunk, vecs))
         stats.encoded += len(chunk)
     report(len(missing), final=True)
