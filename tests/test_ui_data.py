@@ -114,3 +114,45 @@ def test_close_waits_for_running_import(qtbot, tmp_path, ws_path, held_import):
     assert all(not r._thread.isRunning() for r in window.runners)
     assert time.perf_counter() - t0 < 15  # cancelled, not run to the 20 s hold
     assert data_summary(ws_path).events == 0
+
+
+def test_dropped_files_go_through_preview_and_mapping_dialog(qtbot, tmp_path, ws_path, monkeypatch):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    cat, ev = write_shop(tmp_path / "shop")
+    shown = []
+
+    def fake_exec(dialog):  # the modal dialog, answered as a user would: OK with the proposed mapping
+        shown.append((dialog.preview.kind, dialog.mapping()))
+        return MappingDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(MappingDialog, "exec", fake_exec)
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Data"]
+    wait_idle(qtbot, window)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(cat)), QUrl.fromLocalFile(str(ev))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    screen.dropEvent(event)
+    qtbot.waitUntil(lambda: screen.summary is not None and screen.summary.events > 0, timeout=60_000)
+    wait_idle(qtbot, window)
+    assert [k for k, _ in shown] == ["catalogue", "events"]
+    assert shown[0][1]["sku"] == "item_id"
+    assert (screen.summary.items, screen.summary.events) == (60, 900)
+
+
+def test_unreadable_file_is_reported_not_raised(qtbot, tmp_path, ws_path):
+    bad = tmp_path / "empty.csv"
+    bad.write_bytes(b"")
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Data"]
+    wait_idle(qtbot, window)
+    screen.open_files([bad])
+    wait_idle(qtbot, window)
+    assert window.banner.level == "error" and "empty.csv" in window.banner.label.text()
+    screen.start_import(ImportRequest(bad))
+    wait_idle(qtbot, window)
+    assert [r.status for r in screen.last_results] == ["failed"]
+    assert window.banner.level == "error"

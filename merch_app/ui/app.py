@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication, QProgressDialog
 
 from merch_app.paths import default_workspace, demo_workspace
 from merch_app.ui.charts import configure_pyqtgraph
+from merch_app.ui.compat import shield_pyside_612_refcount
 from merch_app.ui.main_window import MainWindow
 from merch_app.ui.workers import error_text
 
@@ -22,6 +23,7 @@ DEMO_TRAIN_OVERRIDES = {"epochs": 3}
 
 def create_app() -> QApplication:
     """The QApplication (reused if one exists, e.g. under pytest-qt)."""
+    shield_pyside_612_refcount()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("merch_app")
     app.setOrganizationName("merch_app")

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -258,6 +259,10 @@ class MainWindow(QMainWindow):
             r.shutdown()
         self._save_geometry()
         self.ctx.close()
+        # Tear pyqtgraph scenes down now (pyqtgraph's own close()), not inside Qt's recursive
+        # deletion of the window, where items can be asked for their boundingRect half-destroyed.
+        for view in self.findChildren(pg.GraphicsView):
+            view.close()
         super().closeEvent(event)
 
     def _save_geometry(self) -> None:

@@ -24,15 +24,17 @@ that thread-owned resources (SQLite connections) stay in one thread.
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from merch_app.jobs import CancelToken, Cancelled, Progress
 
@@ -99,6 +101,53 @@ class JobContext:
             conn.close()
 
 
+class _GuiThreadGC:
+    """While worker threads exist, Python's cyclic GC runs only in the GUI thread.
+
+    A collection triggered by an allocation in a worker thread may free the
+    Python wrappers of Qt widgets (e.g. of a closed window); PySide then
+    deletes their C++ objects from a "pending call" at a random point of the
+    GUI thread, which crashes Qt.  As pyqtgraph's ``GarbageCollector`` does,
+    automatic collection is switched off and a GUI-thread timer collects
+    instead, for as long as any runner thread is alive.
+    """
+
+    def __init__(self) -> None:
+        self.users = 0
+        self.timer: Optional[QTimer] = None
+        self.was_enabled = True
+
+    def acquire(self) -> None:
+        if self.users == 0:
+            self.was_enabled = gc.isenabled()
+            gc.disable()
+            self.timer = QTimer()
+            self.timer.timeout.connect(self.collect)
+            self.timer.start(500)
+        self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.timer is not None:
+            self.timer.stop()
+            self.timer = None
+            gc.collect()
+            if self.was_enabled:
+                gc.enable()
+
+    @staticmethod
+    def collect() -> None:
+        threshold = gc.get_threshold()
+        counts = gc.get_count()
+        for generation in (2, 1, 0):
+            if counts[generation] > threshold[generation]:
+                gc.collect(generation)
+                return
+
+
+_GC = _GuiThreadGC()
+
+
 @dataclass
 class _Job:
     handle: JobHandle
@@ -106,7 +155,12 @@ class _Job:
 
 
 class _Executor(QObject):
-    """Lives in the worker thread; runs queued jobs one after the other."""
+    """Lives in the worker thread; runs queued jobs one after the other.
+
+    Jobs are handed over by sequence number through ``jobs`` (filled and
+    emptied by the GUI thread) so that the job function and everything its
+    closure holds (possibly widgets) are released in the GUI thread.
+    """
 
     began = Signal(int)
     progressed = Signal(int, object)
@@ -117,22 +171,36 @@ class _Executor(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.state: dict[Any, Any] = {}
+        self.jobs: dict[int, _Job] = {}
+        self.lock = threading.Lock()
 
-    @Slot(object)
-    def execute(self, job: _Job) -> None:
-        h = job.handle
-        if h.token.cancelled:  # superseded while waiting in the queue
-            self.cancelled.emit(h.seq)
+    @Slot(int)
+    def execute(self, seq: int) -> None:
+        with self.lock:
+            job = self.jobs.get(seq)
+        if job is None:
             return
-        self.began.emit(h.seq)
+        h, fn = job.handle, job.fn
+        del job
+        if h.token.cancelled:  # superseded while waiting in the queue
+            self.cancelled.emit(seq)
+            return
+        self.began.emit(seq)
+        outcome: tuple = ()
         try:
-            result = job.fn(JobContext(h, self))
+            outcome = ("ok", fn(JobContext(h, self)))
         except Cancelled:
-            self.cancelled.emit(h.seq)
+            outcome = ("cancelled",)
         except BaseException as exc:  # noqa: BLE001 - every error goes to the GUI, never a crash
-            self.failed.emit(h.seq, exc, traceback.format_exc())
+            tb = traceback.format_exc()
+            outcome = ("error", exc.with_traceback(None), tb)
+        del fn  # the GUI thread still holds the job; its closure dies there
+        if outcome[0] == "ok":
+            self.succeeded.emit(seq, outcome[1])
+        elif outcome[0] == "cancelled":
+            self.cancelled.emit(seq)
         else:
-            self.succeeded.emit(h.seq, result)
+            self.failed.emit(seq, outcome[1], outcome[2])
 
     @Slot()
     def release(self) -> None:
@@ -175,7 +243,7 @@ class JobRunner(QObject):
     job_progress = Signal(object, object)
     job_finished = Signal(object)
     job_failed = Signal(object, str)
-    _submit = Signal(object)
+    _submit = Signal(int)
     _release = Signal()
 
     def __init__(self, name: str, parent: Optional[QObject] = None) -> None:
@@ -192,6 +260,7 @@ class JobRunner(QObject):
         self._executor.succeeded.connect(self._on_succeeded)
         self._executor.failed.connect(self._on_failed)
         self._executor.cancelled.connect(self._on_cancelled)
+        _GC.acquire()
         self._thread.start()
         self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
         self._closed = False
@@ -233,8 +302,9 @@ class JobRunner(QObject):
             Jobs only supersede (cancel, make stale) jobs of the same channel,
             e.g. "query" and "explain" jobs sharing one worker thread.
         """
-        if self._closed:
-            raise RuntimeError(f"job runner {self.name!r} is shut down")
+        if self._closed:  # e.g. a debounce timer firing while the window closes
+            log.debug("job %r not started: runner %s is shut down", label, self.name)
+            return JobHandle(next(_SEQ), label, channel, state="dropped")
         if cancel_previous:
             for old, _ in self._jobs.values():
                 if old.channel == channel:
@@ -243,7 +313,9 @@ class JobRunner(QObject):
         handle = JobHandle(next(_SEQ), label, channel)
         cbs = _Callbacks(on_result, on_progress, on_error, on_cancelled, on_finished, keep_stale)
         self._jobs[handle.seq] = (handle, cbs)
-        self._submit.emit(_Job(handle, fn))
+        with self._executor.lock:
+            self._executor.jobs[handle.seq] = _Job(handle, fn)
+        self._submit.emit(handle.seq)
         return handle
 
     def cancel(self, channel: Optional[str] = None) -> None:
@@ -285,11 +357,19 @@ class JobRunner(QObject):
         QCoreApplication.processEvents()
         if not ok:
             log.warning("worker %s did not stop within %.0fs", self.name, timeout_s)
+        else:
+            _GC.release()
         return ok
 
     # -------------------------------------------------------- GUI-thread slots
     def _entry(self, seq: int):
         return self._jobs.get(seq)
+
+    def _pop(self, seq: int):
+        """Forget job ``seq`` (in the GUI thread, so its closure is freed here)."""
+        with self._executor.lock:
+            self._executor.jobs.pop(seq, None)
+        return self._jobs.pop(seq, None)
 
     def _is_stale(self, handle: JobHandle, cbs: _Callbacks) -> bool:
         return handle.superseded and not cbs.keep_stale
@@ -315,7 +395,7 @@ class JobRunner(QObject):
 
     @Slot(int, object)
     def _on_succeeded(self, seq: int, result: Any) -> None:
-        entry = self._jobs.pop(seq, None)
+        entry = self._pop(seq)
         if not entry:
             return
         handle, cbs = entry
@@ -328,7 +408,7 @@ class JobRunner(QObject):
 
     @Slot(int, object, str)
     def _on_failed(self, seq: int, exc: BaseException, tb: str) -> None:
-        entry = self._jobs.pop(seq, None)
+        entry = self._pop(seq)
         if not entry:
             return
         handle, cbs = entry
@@ -344,7 +424,7 @@ class JobRunner(QObject):
 
     @Slot(int)
     def _on_cancelled(self, seq: int) -> None:
-        entry = self._jobs.pop(seq, None)
+        entry = self._pop(seq)
         if not entry:
             return
         handle, cbs = entry
