@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -99,3 +101,69 @@ def test_user_profile_and_recommend_mode(qtbot, query_window):
     qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.mode == "recommend",
                     timeout=30_000)
     assert screen.result.request.user_id == "U03" and screen.model.rowCount() > 0
+
+
+@pytest.fixture
+def trained_ws(tmp_path, ws_path):
+    from merch_app.data.workspace import open_workspace
+    from merch_app.model.encoder import load_encoder
+    from merch_app.model.hybrid import HybridConfig
+    from merch_app.model.training import train
+
+    cat, ev = write_shop(tmp_path / "shop", n_events=1500)
+    import_file(ws_path, cat)
+    import_file(ws_path, ev)
+    db = open_workspace(ws_path)
+    try:
+        version = train(db, HybridConfig(dim=16, epochs=2, refit_epochs=1, batch_size=256, encoder="hashing:64"),
+                        encoder=load_encoder("hashing:64"))
+    finally:
+        db.close()
+    return ws_path, version
+
+
+def test_user_query_with_trained_model_explains_behaviour(qtbot, trained_ws):
+    ws_path, version = trained_ws
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Query"]
+    window.show_screen("Query")
+    wait_idle(qtbot, window)
+    assert screen.engine_info.model_id == version.model_id and screen.engine_info.warning is None
+    screen.controls.set_user("U01")
+    screen.controls.mode.setCurrentIndex(screen.controls.mode.findData("recommend"))
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.mode == "recommend"
+                    and screen.result.request.user_id == "U01", timeout=30_000)
+    wait_idle(qtbot, window)
+    rl = screen.result.ranked
+    assert len(rl) > 0 and float(np.abs(rl.components["cf"]).sum()) > 0
+    screen.select_row(0)
+    qtbot.waitUntil(lambda: screen.explain.explanation is not None, timeout=30_000)
+    exp = screen.explain.explanation
+    assert exp.cf and screen.explain.because_list.count() >= 1
+    assert screen.explain.because_list.item(0).text() != ""
+
+
+def test_damaged_active_model_still_opens_with_warning(qtbot, trained_ws):
+    from merch_app.data.workspace import models_dir, open_workspace
+
+    ws_path, version = trained_ws
+    db = open_workspace(ws_path)
+    folder = models_dir(db) / version.path
+    db.close()
+    (folder / "arrays.safetensors").write_bytes(b"garbage")  # damaged but present
+    window = make_window(qtbot, ws_path)
+    screen = window.screens["Query"]
+    window.show_screen("Query")
+    screen.encoder_spec = "hashing:64"
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: screen.engine_info is not None, timeout=30_000)
+    assert screen.engine_info.warning and "cannot be loaded" in screen.engine_info.warning
+    assert window.banner.level == "warning"
+    screen.controls.query_box.setText("mug")
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.query == "mug", timeout=30_000)
+    assert len(screen.result.ranked) > 0  # text-only ranking still works
+
+    (folder / "arrays.safetensors").unlink()  # missing file: caught already when the workspace opens
+    window2 = make_window(qtbot, ws_path)
+    wait_idle(qtbot, window2)
+    assert "damaged" in window2.model_label.text() and window2.banner.level == "warning"

@@ -16,6 +16,8 @@ from merch_app.data.workspace import WorkspaceError, open_workspace
 
 log = logging.getLogger(__name__)
 
+MODEL_FILES = ("config.json", "ids.json", "arrays.safetensors")  # checked cheaply at start-up
+
 
 class WorkspaceContext(QObject):
     """Holds the current workspace and tells screens when it changes.
@@ -74,14 +76,22 @@ class WorkspaceContext(QObject):
         if self.db is None:
             return None, None
         try:
-            from merch_app.model.registry import active_version
+            from merch_app.model.registry import active_version, version_folder
         except ImportError:
             return None, None
         try:
-            return active_version(self.db), None
+            version = active_version(self.db)
+            if version is None:
+                return None, None
+            folder = version_folder(self.db, version)
         except Exception as exc:  # noqa: BLE001 - a broken registry must not stop start-up
             log.warning("cannot read the active model: %s", exc)
-            return None, f"The active model cannot be read ({exc}). Train or activate another version."
+            return None, f"The model registry cannot be read ({exc}). Train a new model on the Train screen."
+        missing = [f for f in MODEL_FILES if not (folder / f).is_file()]
+        if missing:
+            return version, (f"The active model “{version.name}” is damaged (missing {', '.join(missing)} in "
+                             f"{folder}); ranking falls back to text only. Train or activate another version.")
+        return version, None
 
 
 __all__ = ["WorkspaceContext", "WorkspaceError"]

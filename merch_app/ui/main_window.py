@@ -299,7 +299,8 @@ class MainWindow(QMainWindow):
     def refresh_model_label(self) -> None:
         version, warning = self.ctx.active_model()
         if warning:
-            self.model_label.setText("Active model: unreadable")
+            self.model_label.setText(f"Active model: {version.name} (damaged)" if version else
+                                     "Active model: unreadable")
             self.show_message(warning, "warning")
         elif version is None:
             self.model_label.setText("Active model: none (text-only ranking)")

@@ -105,9 +105,8 @@ def _load_bundle(db, encoder_spec: Optional[str]):
         except Exception as exc:  # noqa: BLE001
             version, warning = None, f"The model registry cannot be read ({exc}); ranking by text only."
         if version is not None:
-            try:
-                encoder = load_encoder(encoder_spec) if encoder_spec else None
-                return load_bundle(db, model_id=version.model_id, encoder=encoder), None
+            try:  # the model's own encoder (queries must be encoded like its item vectors)
+                return load_bundle(db, model_id=version.model_id), None
             except Exception as exc:  # noqa: BLE001 - a broken model must not stop querying
                 log.warning("active model %s cannot be loaded: %s", version.model_id, exc)
                 warning = (f"The active model “{version.name}” cannot be loaded ({exc}); ranking by text only. "

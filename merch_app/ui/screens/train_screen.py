@@ -43,10 +43,13 @@ class TrainScreen(Screen):
         super().__init__(window)
         self.train_runner = self.runner("train")
         self.registry_runner = self.runner("registry")
-        self.history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_ndcg@10": [], "val_precision@10": []}
+        self.history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_ndcg@10": [], "val_precision@10": [],
+                                                "refit_epoch": [], "refit_loss": [], "batch_x": [], "batch_loss": []}
+        self._batches_per_epoch: dict[int, int] = {}
         self.last_version: Optional[Any] = None
         self._phase = ""
         self._t0 = 0.0
+        self._run_epochs = 1
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -94,8 +97,16 @@ class TrainScreen(Screen):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         charts = QHBoxLayout()
-        self.loss_chart = LineChart("Training loss", "loss", "epoch", legend=False, symbols=True)
-        self.loss_curve = self.loss_chart.curve("train loss", "#d62728")
+        self.loss_chart = LineChart("Training loss", "loss", "epoch", legend=True)
+        self.batch_curve = self.loss_chart.curve("batches (running mean)", "#f4a3a3")
+        self.loss_curve = self.loss_chart.curve("epoch", "#d62728")
+        self.loss_curve.setSymbol("o")
+        self.loss_curve.setSymbolBrush("#d62728")
+        self.loss_curve.setSymbolSize(6)
+        self.refit_curve = self.loss_chart.curve("refit on all data", "#7f7f7f")
+        self.refit_curve.setSymbol("s")
+        self.refit_curve.setSymbolBrush("#7f7f7f")
+        self.refit_curve.setSymbolSize(6)
         self.val_chart = LineChart("Validation metrics", "", "epoch", symbols=True)
         self.ndcg_curve = self.val_chart.curve("nDCG@10", "#1f77b4")
         self.prec_curve = self.val_chart.curve("precision@10", "#2ca02c")
@@ -160,11 +171,12 @@ class TrainScreen(Screen):
 
         for series in self.history.values():
             series.clear()
-        self.loss_curve.setData([], [])
-        self.ndcg_curve.setData([], [])
-        self.prec_curve.setData([], [])
+        self._batches_per_epoch.clear()
+        for curve in (self.loss_curve, self.batch_curve, self.refit_curve, self.ndcg_curve, self.prec_curve):
+            curve.setData([], [])
         self.progress.setValue(0)
         self._phase = ""
+        self._run_epochs = config.epochs + config.refit_epochs
         self._t0 = time.perf_counter()
         self.log_line(f"Training started: dim={config.dim} epochs={config.epochs} lr={config.lr:g} "
                       f"l2={config.l2:g} dropout={config.dropout:g} negatives={config.negatives} "
@@ -195,9 +207,32 @@ class TrainScreen(Screen):
         self.eta_label.setText(" · ".join(x for x in (phase, eta) if x) or (p.message or "")[:40])
         if d.get("epoch_end"):
             self._add_epoch(d)
+        elif phase == "train" and isinstance(d.get("loss"), (int, float)) and "batch" in d:
+            self._add_batch(p, d)
+
+    def _add_batch(self, p, d: dict) -> None:
+        """Running loss within an epoch, drawn between the epoch points (x = epoch - 1 + fraction)."""
+        epoch, batch = int(d.get("epoch", 1)), int(d["batch"])
+        done = self.history["epoch"]
+        if done and epoch <= done[-1]:
+            return  # refit epochs restart the numbering: they have their own curve
+        self._batches_per_epoch[epoch] = max(batch, self._batches_per_epoch.get(epoch, 0))
+        per_epoch = self._batches_per_epoch.get(1) if epoch > 1 else None
+        if not per_epoch:  # during epoch 1: estimate from the job's total batch count
+            per_epoch = max(1.0, (p.total or batch) / max(self._run_epochs, 1))
+        h = self.history
+        h["batch_x"].append(epoch - 1 + min(batch / per_epoch, 1.0))
+        h["batch_loss"].append(float(d["loss"]))
+        self.batch_curve.setData(h["batch_x"], h["batch_loss"])
 
     def _add_epoch(self, d: dict) -> None:
         h = self.history
+        if d.get("refit"):  # refit epochs (whole period, no validation) get their own curve
+            h["refit_epoch"].append(float(d.get("epoch", 0)))
+            h["refit_loss"].append(float(d.get("loss", float("nan"))))
+            self.refit_curve.setData(h["refit_epoch"], h["refit_loss"])
+            self.log_line(f"refit epoch {int(h['refit_epoch'][-1])}: loss {h['refit_loss'][-1]:.4f}")
+            return
         h["epoch"].append(float(d.get("epoch", len(h["epoch"]) + 1)))
         for key in ("loss", "val_ndcg@10", "val_precision@10"):
             v = d.get(key)

@@ -1,0 +1,120 @@
+"""Train screen: a short training run draws live curves and lands in the versions table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from merch_app.data.importer import import_file  # noqa: E402
+from merch_app.data.workspace import open_workspace  # noqa: E402
+from merch_app.model import registry  # noqa: E402
+from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+
+
+def list_versions(path):
+    db = open_workspace(path)
+    try:
+        return registry.list_versions(db)
+    finally:
+        db.close()
+
+
+def active_version(path):
+    db = open_workspace(path)
+    try:
+        return registry.active_version(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def train_window(qtbot, tmp_path, ws_path):
+    cat, ev = write_shop(tmp_path / "shop", n_events=1500)
+    import_file(ws_path, cat)
+    import_file(ws_path, ev)
+    window = make_window(qtbot, ws_path)
+    screen = window.show_screen("Train")
+    wait_idle(qtbot, window)
+    screen.form.set_encoder("hashing:64")
+    screen.form.dim.setValue(16)
+    screen.form.batch_size.setValue(256)
+    return window, screen
+
+
+def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window, ws_path):
+    window, screen = train_window
+    assert screen.versions.table.rowCount() == 0
+    screen.start_training(overrides={"epochs": 2, "refit_epochs": 1})
+    assert not screen.start_button.isEnabled() and screen.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
+    wait_idle(qtbot, window)
+
+    x, y = screen.loss_curve.getData()
+    assert list(x) == [1.0, 2.0] and np.all(np.isfinite(y))
+    assert screen.batch_curve.getData()[0].size >= 1  # batch reports are rate-limited to ~30/s
+    nd = screen.ndcg_curve.getData()[1]
+    assert len(nd) == 2 and np.all((nd >= 0) & (nd <= 1))
+    versions = list_versions(ws_path)
+    assert len(versions) == 1 and screen.versions.table.rowCount() == 1
+    assert screen.versions.table.item(0, 0).text() == versions[0].name
+    assert screen.versions.table.item(0, 4).text() == "✔"  # first version becomes active
+    assert "epoch 2" in screen.log.toPlainText() and "Saved model version" in screen.log.toPlainText()
+    # model vs baselines: table rows = model + baselines, chart bars filled
+    assert screen.versions.baselines_table.rowCount() >= 2
+    assert "model" in screen.versions.chart.items
+    assert len(screen.versions.chart.items["model"].opts["height"]) > 0
+    assert window.model_label.text() == f"Active model: {versions[0].name}"
+    assert screen.start_button.isEnabled()
+
+
+def test_rename_activate_delete(qtbot, train_window, ws_path):
+    window, screen = train_window
+    for _ in range(2):
+        screen.start_training(overrides={"epochs": 1, "refit_epochs": 0})
+        qtbot.waitUntil(lambda: not screen.train_runner.is_busy(), timeout=120_000)
+    wait_idle(qtbot, window)
+    versions = list_versions(ws_path)
+    assert len(versions) == 2 and screen.versions.table.rowCount() == 2
+    inactive = next(v for v in versions if not v.active)
+    screen.versions.rename(inactive.model_id, "candidate B")
+    screen.versions.activate(inactive.model_id)
+    wait_idle(qtbot, window)
+    assert active_version(ws_path).name == "candidate B"
+    qtbot.waitUntil(lambda: any(screen.versions.table.item(r, 0).text() == "candidate B"
+                                for r in range(screen.versions.table.rowCount())), timeout=10_000)
+    other = next(v for v in versions if v.model_id != inactive.model_id)
+    screen.versions.delete(other.model_id)
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: screen.versions.table.rowCount() == 1, timeout=10_000)
+    assert [v.name for v in list_versions(ws_path)] == ["candidate B"]
+
+
+def test_cancel_training_saves_nothing(qtbot, train_window, ws_path, monkeypatch):
+    import time
+
+    from merch_app.model import training
+
+    real = training.train
+
+    def held(db, config, progress=None, cancel=None, **kw):
+        """Training whose batch reports wait for the cancel (no race with a fast machine)."""
+        deadline = time.perf_counter() + 20
+
+        def prog(p):
+            progress(p)
+            if "batch" in p.data:
+                while not cancel.cancelled and time.perf_counter() < deadline:
+                    time.sleep(0.01)
+
+        return real(db, config, progress=prog, cancel=cancel, **kw)
+
+    monkeypatch.setattr(training, "train", held)
+    window, screen = train_window
+    screen.start_training(overrides={"epochs": 50, "early_stopping_patience": 50})
+    qtbot.waitUntil(lambda: len(screen.history["batch_x"]) > 0, timeout=120_000)
+    screen.cancel_button.click()
+    qtbot.waitUntil(lambda: not screen.train_runner.is_busy(), timeout=60_000)
+    assert list_versions(ws_path) == []
+    assert "cancelled" in screen.log.toPlainText()
+    assert screen.start_button.isEnabled()
