@@ -58,6 +58,8 @@ class HybridConfig:
     val_fraction: float = 0.15
     max_val_users: int = 2000
     refit_epochs: int = 2
+    extra_cuts: int = 3  # earlier internal cuts pooled for the history/trend weights
+    relative_recency: bool = True  # history ages from the user's own last event
     neg_power: float = 0.75
     threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
     encoder: Optional[str] = None
@@ -129,8 +131,7 @@ class HybridModel(ScoringMixin):
                 net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
         finally:
             torch.set_num_threads(threads)
-        state = HistoryState.build(interactions, ref_day, cfg.history_half_life_days)
-        self._set_state(net, state, item_trend_features(interactions, ref_day))
+        self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
         return self
 
     def _fit(self, interactions, item_text, user_text, progress, cancel, validation):
@@ -160,7 +161,7 @@ class HybridModel(ScoringMixin):
         t0, t1 = (float(inter.ts.min()), float(inter.ts.max())) if len(inter) else (0.0, 0.0)
         cut = t0 + cfg.internal_cut * (t1 - t0)
         pre, post = inter.before(cut), inter.since(cut)
-        state_cut = HistoryState.build(pre, cut, cfg.history_half_life_days)
+        state_cut = self.history_state(pre, cut)
         trend_cut = item_trend_features(pre, cut)
         # labels: what users with a history before the cut bought after it
         lu, li, lw = post.pairs()
@@ -179,6 +180,9 @@ class HybridModel(ScoringMixin):
             examples = cf.combiner_examples(lu[~in_val], li[~in_val], lw[~in_val], state_cut, trend_cut,
                                             np.bincount(pre.item_idx, minlength=n_i), cfg.negatives, rng,
                                             cfg.neg_power)
+        self.hist_weights = None
+        if cfg.history_features and len(label_users):
+            self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
         tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text)
         net, opt = self._new_net(inter, tu_cut, item_text)
         pu, pi, pw = pre.pairs()
@@ -225,17 +229,59 @@ class HybridModel(ScoringMixin):
                      force=True)
         return net
 
+    def _history_weights(self, inter: Interactions, t0: float, t1: float, val_users: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+        """Relative weights of the history and trend features, pooled over several internal cuts.
+
+        Cuts at ``internal_cut``, ``internal_cut - 0.1``, ... (``extra_cuts`` more),
+        each labelled by the following ``1 - internal_cut`` of the time range;
+        several seasons make the weights less tied to one period.  Validation
+        users are left out.  Returns (γ, η) concatenated.
+        """
+        cfg, span = self.config, t1 - t0
+        horizon = (1.0 - cfg.internal_cut) * span
+        X, y, w = [], [], []
+        for k in range(cfg.extra_cuts + 1):
+            c0 = t0 + (cfg.internal_cut - 0.1 * k) * span
+            if c0 <= t0:
+                break
+            pre = inter.before(c0)
+            window = inter.subset((inter.ts >= c0) & (inter.ts < c0 + horizon + 1e-9 + (k == 0)))
+            state = self.history_state(pre, c0)
+            lu, li, lw = window.pairs()
+            has = np.zeros(inter.n_users, bool)
+            has[state.keys // inter.n_items] = True
+            keep = has[lu] & ~np.isin(lu, val_users)
+            if not keep.any():
+                continue
+            ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, item_trend_features(pre, c0),
+                                      np.bincount(pre.item_idx, minlength=inter.n_items), cfg.negatives, rng,
+                                      cfg.neg_power)
+            X.append(np.hstack([ex.hist, ex.trend]))
+            y.append(ex.y)
+            w.append(ex.w)
+        if not X:
+            return np.zeros(N_HIST + N_TREND, np.float32)
+        coef, _ = cf.fit_logistic(np.vstack(X), np.concatenate(y), np.concatenate(w))
+        return coef.astype(np.float32)
+
     def _fit_combiner(self, ex: "cf.CombinerExamples") -> None:
-        """Fit α, β, γ, η on the internal-cut examples with the current CF part."""
+        """Fit how the CF score, item bias and history/trend features add up, with the current CF part.
+
+        With ``history_features``, the history and trend features enter through
+        one combined column (relative weights from :meth:`_history_weights`),
+        scaled here together with α (bilinear) and β (item bias).
+        """
         bil = np.einsum("nd,nd->n", self.UW[ex.u], self.V[ex.i])
         cols = [bil[:, None], self.item_bias[ex.i][:, None]]
-        if self.config.history_features:
-            cols += [ex.hist, ex.trend]
+        hw = getattr(self, "hist_weights", None)
+        if self.config.history_features and hw is not None:
+            cols.append((np.hstack([ex.hist, ex.trend]) @ hw)[:, None])
         coef, _ = cf.fit_logistic(np.hstack(cols), ex.y, ex.w)
         comb = np.zeros(3 + N_HIST + N_TREND, np.float32)
         comb[0], comb[1] = coef[0], coef[1]
-        if self.config.history_features:
-            comb[3:] = coef[2:]
+        if len(coef) > 2:
+            comb[3:] = coef[2] * hw
         self.combiner = comb
         self.arrays["combiner"] = comb.copy()
         self._derive()
@@ -325,9 +371,13 @@ class HybridModel(ScoringMixin):
                                                           "epoch_end": True}, force=True)
         finally:
             torch.set_num_threads(threads)
-        state = HistoryState.build(interactions, ref_day, cfg.history_half_life_days)
-        self._set_state(net, state, item_trend_features(interactions, ref_day))
+        self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
         return self
+
+    def history_state(self, inter: Interactions, ref_day: float) -> HistoryState:
+        """The user histories at ``ref_day`` as this model's features see them."""
+        return HistoryState.build(inter, ref_day, self.config.history_half_life_days,
+                                  relative=self.config.relative_recency)
 
     # ------------------------------------------------------------ state
     def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:

@@ -261,7 +261,8 @@ class ScoringMixin:
         other = copy.copy(self)
         other.arrays = dict(self.arrays)
         other.arrays["trend"] = item_trend_features(inter, ref_day)
-        other.state = HistoryState.build(inter, ref_day, self.config.history_half_life_days)
+        other.state = HistoryState.build(inter, ref_day, self.config.history_half_life_days,
+                                         relative=getattr(self.config, "relative_recency", False))
         other._derive()
         return other
 

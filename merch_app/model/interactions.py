@@ -116,6 +116,15 @@ class Interactions:
         return u, i, w
 
 
+def _positions(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Index of each value in ``ids`` (-1 if absent), via the distinct values only."""
+    if len(values) == 0:
+        return np.zeros(0, np.int64)
+    uniq, inv = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    pos = {str(x): n for n, x in enumerate(ids)}
+    return np.array([pos.get(u, -1) for u in uniq.tolist()], dtype=np.int64)[inv.reshape(-1)]
+
+
 def from_arrays(
     users: Sequence, items: Sequence, ts: Sequence, *, item_ids: Sequence | None = None,
     event_types: Sequence[str] | None = None, values: Sequence | None = None,
@@ -136,14 +145,14 @@ def from_arrays(
     if item_ids is None:
         item_ids = np.asarray(list(dict.fromkeys(items.tolist())), dtype=object)
     item_ids = np.asarray(item_ids, dtype=object)
-    item_pos = {str(x): n for n, x in enumerate(item_ids)}
     if user_ids is None:
         user_ids = np.asarray(list(dict.fromkeys(users.tolist())), dtype=object)
     user_ids = np.asarray(user_ids, dtype=object)
-    user_pos = {str(x): n for n, x in enumerate(user_ids)}
-    ii = np.array([item_pos.get(str(x), -1) for x in items], dtype=np.int64)
-    uu = np.array([user_pos.get(str(x), -1) for x in users], dtype=np.int64)
-    w = np.array([weights.get(str(x), 0.0) for x in types], dtype=np.float32)
+    ii = _positions(items, item_ids)
+    uu = _positions(users, user_ids)
+    type_names, type_inv = np.unique(types.astype(str), return_inverse=True) if len(types) else ([], np.zeros(0, int))
+    w = np.array([weights.get(str(x), 0.0) for x in type_names], dtype=np.float32)[type_inv] \
+        if len(types) else np.zeros(0, np.float32)
     vals = np.asarray(values if values is not None else np.full(len(users), np.nan), dtype=np.float32)
     keep = (ii >= 0) & (uu >= 0) & ((w != 0) | (types == "rating"))
     return Interactions(user_ids, item_ids, uu[keep], ii[keep], w[keep], t[keep], types[keep], vals[keep])
@@ -203,9 +212,22 @@ class HistoryState:
     last_age: np.ndarray  # days between the last event and ref_day
 
     @classmethod
-    def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0) -> "HistoryState":
+    def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0,
+              relative: bool = False) -> "HistoryState":
+        """Summarise the events before ``ref_day``.
+
+        ``relative`` measures ages from each user's own last event instead of
+        ``ref_day``: items of the user's latest basket count as recent even
+        after a pause (a customer back after months still re-buys what they
+        bought last time), which keeps the learned recency weights valid
+        across seasons.
+        """
         mask = (inter.ts < ref_day) & (inter.weight > 0)
         u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+        if relative and len(t):
+            last_u = np.full(inter.n_users, -np.inf)
+            np.maximum.at(last_u, u, t)
+            t = t + (ref_day - last_u[u])
         key = u * inter.n_items + i
         uniq, inv = np.unique(key, return_inverse=True)
         decay = np.exp2(-(ref_day - t) / half_life_days)

@@ -77,30 +77,28 @@ def _snapshot(db, inter: Interactions, split, n_events: int) -> dict[str, Any]:
             "split_fraction": split.fraction}
 
 
-def _refresh_to_now(db, model: HybridModel, item_ids, item_text, encoder, cfg) -> None:
-    """Bring history/trend features (and unseen users) up to the last event, without retraining."""
-    rows = db.execute("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL").fetchall()
-    new_users = sorted({r[0] for r in rows} - set(model.user_pos))
-    if new_users:
-        uids, vecs = np.zeros(0, dtype=object), np.zeros((0, item_text.shape[1]), np.float32)
-        try:
-            from merch_app.model.user_vectors import user_text_vectors
+def _refresh_to_now(db, model: HybridModel, cfg) -> None:
+    """Bring history/trend features (and unseen users) up to the last event, without retraining.
 
-            uids, vecs = user_text_vectors(db, item_ids, item_text, encoder, event_weights=cfg.event_weights,
-                                           half_life_days=cfg.user_text_half_life_days)
-        except ImportError:
-            pass
-        pos = {str(u): n for n, u in enumerate(uids)}
-        text = np.zeros((len(new_users), item_text.shape[1]), np.float32)
-        for n, u in enumerate(new_users):
-            if u in pos:
-                text[n] = vecs[pos[u]]
-        model.add_users(new_users, text)
-    everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=model.user_ids)
-    if len(everything):
-        refreshed = model.with_history(everything, float(everything.ts.max()) + 1e-6)
-        model.state, model.arrays = refreshed.state, refreshed.arrays
-        model._derive()
+    Users first seen after the training cut-off join with a text vector from
+    their history (no ID embedding), so they get recommendations at once.
+    """
+    from merch_app.model.interactions import HistoryState, history_text_vectors
+
+    rows = db.execute("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL").fetchall()
+    new_users = sorted({str(r[0]) for r in rows} - set(model.user_pos))
+    order = [str(u) for u in model.user_ids] + new_users
+    everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=order)
+    if not len(everything):
+        return
+    now = float(everything.ts.max()) + 1e-6
+    if new_users:
+        text = history_text_vectors(HistoryState.build(everything, now, cfg.user_text_half_life_days),
+                                    model.arrays["T_i"])
+        model.add_users(new_users, text[len(model.user_ids):])
+    refreshed = model.with_history(everything, now)
+    model.state, model.arrays = refreshed.state, refreshed.arrays
+    model._derive()
 
 
 def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,
@@ -173,7 +171,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
                         "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
         n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
         snapshot = {**_snapshot(db, inter, split, n_events), **(engine or {})}
-        _refresh_to_now(db, model, item_ids, item_text, encoder, cfg)
+        _refresh_to_now(db, model, cfg)
         snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
         if cancel is not None:
             cancel.check()
@@ -219,7 +217,7 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
         since = version.data_snapshot.get("history_until") or version.data_snapshot.get("last_ts")
         cfg = model.config
         n_new = db.execute("SELECT count(*) FROM events WHERE ts > ?", [since or ""]).fetchone()[0]
-        _refresh_to_now(db, model, model.item_ids, model.arrays["T_i"], encoder, cfg)
+        _refresh_to_now(db, model, cfg)
         everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=model.user_ids)
         model.continue_training(everything, epochs=epochs, progress=_phase(progress, "train"), cancel=cancel)
         if cancel is not None:
