@@ -187,7 +187,8 @@ def encoder_for_version(version: ModelVersion, encoder=None):
         return encoder
     if version.encoder_id.startswith("hashing-"):
         return load_encoder("hashing:" + version.encoder_id.split("-", 1)[1])
-    return load_encoder(version.config.get("encoder"))
+    quantize = "int8" if "+int8" in (version.encoder_id or "") else None  # trained with the int8 encoder
+    return load_encoder(version.config.get("encoder"), quantize=quantize)
 
 
 def item_popularity(db, item_ids) -> np.ndarray:
