@@ -18,6 +18,16 @@ import numpy as np
 from merch_app.model.interactions import Interactions
 
 
+# Scores held at once when ranking users against the whole catalogue: 512 users x 1M items
+# would need ~2 GB per block (plus the int64 argpartition), so blocks shrink with the catalogue.
+MAX_BLOCK_CELLS = 4_000_000
+
+
+def row_block(n_items: int, max_rows: int = 512) -> int:
+    """Users per scoring block for a catalogue of ``n_items`` (at most ``max_rows``, at least 1)."""
+    return max(1, min(int(max_rows), MAX_BLOCK_CELLS // max(int(n_items), 1)))
+
+
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` highest scores per row, best first (ties by index)."""
     k = min(k, scores.shape[1])
@@ -83,6 +93,7 @@ def text_only_ranking(user_text: np.ndarray, item_text: np.ndarray, user_ids: Se
                       item_ids: Sequence, k: int = 10, chunk: int = 512) -> dict[str, list[str]]:
     """Rank items by the cosine of the user's text vector with each item's text vector."""
     out: dict[str, list[str]] = {}
+    chunk = row_block(len(item_ids), chunk)
     for lo in range(0, len(user_ids), chunk):
         s = user_text[lo:lo + chunk] @ item_text.T
         out.update(score_ranking(s, user_ids[lo:lo + chunk], item_ids, k))
@@ -95,6 +106,7 @@ def model_ranking(model, user_ids: Sequence[str], k: int = 10,
     """Top-``k`` of a :class:`HybridModel` using only the score ``parts`` given (CF only: bilinear + item bias)."""
     rows = np.array([model.user_pos[str(u)] for u in user_ids], dtype=np.int64)
     out: dict[str, list[str]] = {}
+    chunk = row_block(model.n_items, chunk)
     for lo in range(0, len(rows), chunk):
         s = model.score_matrix(rows[lo:lo + chunk], parts)
         out.update(score_ranking(s, user_ids[lo:lo + chunk], model.item_ids, k))

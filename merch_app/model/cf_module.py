@@ -291,3 +291,23 @@ def validation_metrics(scores: np.ndarray, val_users: np.ndarray, label_keys: np
     idcg = np.array([disc[: min(n, k)].sum() for n in n_rel])
     ndcg = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
     return {"val_ndcg@10": float(ndcg.mean()), "val_precision@10": float(rel.sum(1).mean() / k)}
+
+
+def chunked_validation_metrics(score_rows: Callable[[np.ndarray], np.ndarray], val_users: np.ndarray,
+                               label_keys: np.ndarray, n_items: int, k: int = 10,
+                               max_cells: int = 4_000_000) -> dict[str, float]:
+    """:func:`validation_metrics` over blocks of users, ``score_rows(users)`` at most ``max_cells`` scores each.
+
+    Scoring 2,000 validation users against a million items at once needs
+    ~40 GB (scores, their negation, the int64 argpartition); blocks keep the
+    memory flat.  ``val_users`` and ``label_keys`` are sorted; the means are
+    weighted by block size, so the result equals the unblocked one.
+    """
+    step = max(1, int(max_cells) // max(int(n_items), 1))
+    sums: dict[str, float] = {}
+    for lo in range(0, len(val_users), step):
+        users = val_users[lo:lo + step]
+        a, b = np.searchsorted(label_keys, [users[0] * n_items, (users[-1] + 1) * n_items])
+        for name, value in validation_metrics(score_rows(users), users, label_keys[a:b], n_items, k).items():
+            sums[name] = sums.get(name, 0.0) + value * len(users)
+    return {name: value / max(len(val_users), 1) for name, value in sums.items()}

@@ -51,6 +51,7 @@ class HybridConfig:
     seed: int = 42
     split_date: Optional[str] = None
     early_stopping_patience: int = 3
+    min_epochs: int = 4  # early stopping never ends training before this epoch
     history_features: bool = True
     history_half_life_days: float = 60.0
     user_text_half_life_days: float = 90.0
@@ -200,7 +201,7 @@ class HybridModel(ScoringMixin):
                 self._fit_combiner(examples)
             metrics = {}
             if len(val_users):
-                metrics = cf.validation_metrics(self.score_matrix(val_users), val_users, val_keys, n_i)
+                metrics = cf.chunked_validation_metrics(self.score_matrix, val_users, val_keys, n_i)
             self.history.append({"epoch": epoch, "loss": loss, **metrics})
             rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, **metrics},
                      force=True)
@@ -210,7 +211,7 @@ class HybridModel(ScoringMixin):
                 self.best_epoch = epoch
             else:
                 bad += 1
-                if bad >= cfg.early_stopping_patience:
+                if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
                     rep.total -= (cfg.epochs - epoch) * per_epoch
                     break
         net.load_state_dict(best[0])
