@@ -44,3 +44,31 @@ def test_recent_workspaces_are_remembered(qtbot, tmp_path):
     actions = [act.text() for act in window.recent_menu.actions()]
     assert actions[:2] == [str(b.resolve()), str(a.resolve())]
     assert window.windowTitle().startswith("b")
+
+
+class _BrokenScreen:
+    pass
+
+
+def test_a_screen_that_fails_to_start_does_not_stop_the_window(qtbot, ws_path, monkeypatch):
+    import sys
+    import types
+
+    from merch_app.ui import main_window
+    from merch_app.ui.screens.base import Screen
+
+    class Broken(Screen):
+        title = "Broken"
+
+        def __init__(self, window):
+            super().__init__(window)
+            raise RuntimeError("boom")
+
+    mod = types.ModuleType("broken_screen_for_test")
+    mod.Broken = Broken
+    monkeypatch.setitem(sys.modules, "broken_screen_for_test", mod)
+    monkeypatch.setattr(main_window, "SCREENS", main_window.SCREENS + [("broken_screen_for_test", "Broken")])
+    window = make_window(qtbot, ws_path)
+    wait_idle(qtbot, window)
+    assert "Broken" not in window.screens and "Data" in window.screens
+    assert window.banner.level == "error" and "boom" in window.banner.label.text()

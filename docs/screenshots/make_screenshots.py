@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default="minilm", help="text encoder spec for training (minilm | hashing:64)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--query", default="vintage heart")
+    ap.add_argument("--why-not", default="regency cakestand", help="item id or title for the why-not box")
     ap.add_argument("--no-train", action="store_true", help="skip training (text-only ranking)")
-    ap.add_argument("--user", default=None, help="rank as this user id on the Query screen")
+    ap.add_argument("--user", default="top", help="rank as this user id on the Query screen ('top': most active)")
     ap.add_argument("--files", nargs="*", type=Path, help="files to import (default: the demo files)")
     args = ap.parse_args(argv)
 
@@ -84,9 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         query = window.show_screen("Query")
         if args.encoder.startswith("hashing"):
             query.encoder_spec = args.encoder
+        pump(app, 0.5)  # let the debounced first query start (it loads the model)
+        wait_idle(app, window)
+        query.controls.query_box.setText(args.query)
+        pump(app, 0.5)
         wait_idle(app, window)
         if args.user:
-            query.controls.set_user(args.user)
+            user = args.user
+            if user == "top" and query.engine_info and query.engine_info.users:
+                user = query.engine_info.users[0][0]  # the most active customer
+            query.controls.set_user(user)
         query.controls.query_box.setText(args.query)
         pump(app, 0.5)
         wait_idle(app, window)
@@ -97,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         query.show_overview_tab()
         pump(app)
         window.grab().save(str(OUT / "query.png"))
-        if query.model.rowCount() > 5:
-            query.explain.why_not_box.setText(query.model.item_id(query.model.rowCount() - 1))
-            query.explain.why_not_button.click()
-            wait_idle(app, window)
+        query.explain.why_not_box.setText(args.why_not)
+        query.explain.why_not_button.click()
+        pump(app, 0.2)
+        wait_idle(app, window)
         query.show_explanation_tab()
         pump(app)
         window.grab().save(str(OUT / "explain.png"))

@@ -111,5 +111,7 @@ def run_gui(workspace: Optional[Path] = None, demo: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app()
     window = build_window(workspace, demo)
+    # Closing the window already stops the workers; this also covers quitting by other means.
+    app.aboutToQuit.connect(lambda: [r.shutdown() for r in window.runners])
     window.show()
     return app.exec()

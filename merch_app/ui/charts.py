@@ -74,9 +74,9 @@ class LineChart:
     """Several named curves on one plot; curves are created on first use only."""
 
     def __init__(self, title: str = "", left: str = "", bottom: str = "", date_axis: bool = False,
-                 legend: bool = True, symbols: bool = False) -> None:
+                 legend: bool = True, symbols: bool = False, legend_offset: tuple[int, int] = (-10, 10)) -> None:
         self.widget = make_plot(title, left, bottom, date_axis)
-        self.legend = self.widget.addLegend(offset=(-10, 10)) if legend else None
+        self.legend = self.widget.addLegend(offset=legend_offset) if legend else None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.symbols = symbols
 
@@ -139,7 +139,7 @@ class GroupedBarChart:
         self.widget = make_plot(title, left)
         self.widget.showGrid(x=False, y=True, alpha=0.2)
         self.widget.setMouseEnabled(x=False, y=False)
-        self.legend = self.widget.addLegend(offset=(-10, 10))
+        self.legend = self.widget.addLegend(offset=(8, 4), colCount=3)  # a band above the bars
         self.items: dict[str, pg.BarGraphItem] = {}
 
     def set_groups(self, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
@@ -153,14 +153,13 @@ class GroupedBarChart:
             if name not in self.items:
                 colour = SERIES_COLOURS[len(self.items) % len(SERIES_COLOURS)]
                 self.items[name] = pg.BarGraphItem(x=[], height=[], width=width, brush=colour, pen=None, name=name)
-                self.widget.addItem(self.items[name])
-                self.legend.addItem(self.items[name], name)
+                self.widget.addItem(self.items[name])  # named: the legend picks it up
             x = np.arange(len(groups)) - 0.4 + width * (s + 0.5)
             self.items[name].setOpts(x=x, height=np.nan_to_num(np.asarray(values, float)), width=width)
         self.widget.getAxis("bottom").setTicks([[(i, g) for i, g in enumerate(groups)]])
         top = max([float(np.nanmax(v)) for v in series.values() if len(v)] + [0.0])
         self.widget.setXRange(-0.6, len(groups) - 0.4, padding=0)
-        self.widget.setYRange(0, top * 1.25 or 1.0, padding=0)
+        self.widget.setYRange(0, top * 1.45 or 1.0, padding=0)
 
 
 class Histogram:

@@ -28,6 +28,7 @@ from merch_app.data.workspace import WorkspaceError
 from merch_app.jobs import Progress
 from merch_app.paths import user_data_dir
 from merch_app.ui.context import WorkspaceContext
+from merch_app.ui.widgets import set_elided
 from merch_app.ui.workers import JobHandle, JobRunner
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,15 @@ class MessageBanner(QFrame):
 class JobStatus(QWidget):
     """Status-bar strip: label of the running job, its progress bar and a cancel button."""
 
+    LABEL_WIDTH = 460  # fixed: long progress messages are elided, never widen the window
+
     def __init__(self) -> None:
         super().__init__()
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel()
+        self.label.setFixedWidth(self.LABEL_WIDTH)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.bar = QProgressBar()
         self.bar.setFixedWidth(180)
         self.bar.setTextVisible(True)
@@ -112,13 +117,13 @@ class JobStatus(QWidget):
     def _cancel(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
-            self.label.setText(f"{self.handle.label}: cancelling…")
+            set_elided(self.label, f"{self.handle.label}: cancelling…", self.LABEL_WIDTH)
 
     def started(self, handle: JobHandle) -> None:
         if not handle.label:
             return
         self.handle = handle
-        self.label.setText(handle.label)
+        set_elided(self.label, handle.label, self.LABEL_WIDTH)
         self.bar.setRange(0, 0)
         self.show()
 
@@ -132,12 +137,24 @@ class JobStatus(QWidget):
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(frac * 1000))
         eta = f" — {format_eta(p.eta_seconds)} left" if p.eta_seconds is not None else ""
-        self.label.setText(f"{handle.label}: {p.message}{eta}" if p.message else handle.label)
+        set_elided(self.label, f"{handle.label}: {p.message}{eta}" if p.message else handle.label, self.LABEL_WIDTH)
 
     def finished(self, handle: JobHandle) -> None:
         if handle is self.handle:
             self.handle = None
             self.hide()
+
+
+class PageStack(QStackedWidget):
+    """Stacked pages whose size hints are the current page's (a wide hidden page does not widen the window)."""
+
+    def sizeHint(self):  # noqa: N802 - Qt name
+        page = self.currentWidget()
+        return page.sizeHint() if page is not None else super().sizeHint()
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt name
+        page = self.currentWidget()
+        return page.minimumSizeHint() if page is not None else super().minimumSizeHint()
 
 
 def format_eta(seconds: Optional[float]) -> str:
@@ -173,13 +190,16 @@ class MainWindow(QMainWindow):
         self.sidebar = QListWidget()
         self.sidebar.setFixedWidth(130)
         self.sidebar.setStyleSheet("QListWidget { font-size: 11pt; } QListWidget::item { padding: 8px; }")
-        self.stack = QStackedWidget()
+        self.stack = PageStack()
+        self.stack.currentChanged.connect(lambda _i: self.stack.updateGeometry())
         body.addWidget(self.sidebar)
         body.addWidget(self.stack, 1)
         self.setCentralWidget(central)
 
         self.ws_label = QLabel()
         self.model_label = QLabel()
+        self.ws_label.setMaximumWidth(320)  # long names must not widen the window
+        self.model_label.setMaximumWidth(420)
         self.job_status = JobStatus()
         sb = self.statusBar()
         sb.addWidget(self.ws_label)
@@ -188,6 +208,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.job_status)
 
         self.screens: dict[str, QWidget] = {}
+        self._broken_screens: list[str] = []
         for module, cls_name in SCREENS:
             self._add_screen(module, cls_name)
         self.sidebar.currentRowChanged.connect(self._show_page)
@@ -195,6 +216,8 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self.ctx.workspace_changed.connect(self._on_workspace_changed)
         self.ctx.models_changed.connect(self.refresh_model_label)
+        if self._broken_screens:
+            self.show_message("Some screens could not start: " + "; ".join(self._broken_screens), "error")
         if workspace is not None:
             self.open_workspace(workspace)
         if self.sidebar.count():
@@ -207,7 +230,13 @@ class MainWindow(QMainWindow):
         except ImportError as exc:  # a screen whose core is missing must not stop the app
             log.warning("screen %s unavailable: %s", cls_name, exc)
             return
-        screen = cls(self)
+        try:
+            screen = cls(self)
+        except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others
+            log.exception("screen %s failed to start", cls_name)
+            self._broken_screens.append(f"{cls_name}: {exc}")
+            return
+        screen.ready = True
         self.screens[screen.title] = screen
         self.stack.addWidget(screen)
         QListWidgetItem(screen.title, self.sidebar)

@@ -28,12 +28,15 @@ class Screen(QWidget):
         super().__init__()
         self.window_ = window
         self.ctx = window.ctx
+        self.ready = False  # set by the window once the constructor has finished
         self.ctx.workspace_changed.connect(lambda _p: self._safe(self.on_workspace_changed))
         self.ctx.data_changed.connect(lambda: self._safe(self.on_data_changed))
         self.ctx.models_changed.connect(lambda: self._safe(self.on_models_changed))
 
     def _safe(self, hook) -> None:
         """Run a hook; an error becomes a message in the window, never a crash."""
+        if not self.ready:  # constructor failed: the window left this screen out
+            return
         try:
             hook()
         except Exception as exc:  # noqa: BLE001

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from merch_app.ui.charts import BarChart, LineChart
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.mapping_dialog import ImportRequest, MappingDialog
+from merch_app.ui.widgets import set_elided
 from merch_app.ui.workers import error_text
 
 FILE_FILTER = "Shop exports (*.csv *.tsv *.txt *.csv.gz *.gz);;All files (*)"
@@ -104,6 +105,7 @@ class DataScreen(Screen):
     """Import files and show the workspace's data summary."""
 
     title = "Data"
+    PROGRESS_LABEL_WIDTH = 320
 
     def __init__(self, window) -> None:
         super().__init__(window)
@@ -132,6 +134,7 @@ class DataScreen(Screen):
         self.progress = QProgressBar()
         self.progress.setFixedWidth(260)
         self.progress_label = QLabel()
+        self.progress_label.setFixedWidth(self.PROGRESS_LABEL_WIDTH)
         self.cancel_button = QPushButton("Cancel import")
         self.cancel_button.clicked.connect(lambda: self.import_runner.cancel())
         for w in (self.import_button, self.demo_button, hint):
@@ -304,7 +307,8 @@ class DataScreen(Screen):
             return results
 
         self._set_importing(True)
-        self.progress_label.setText(f"Importing {requests[0].label}" + (f" (+{n - 1} more)" if n > 1 else ""))
+        set_elided(self.progress_label, f"Importing {requests[0].label}" + (f" (+{n - 1} more)" if n > 1 else ""),
+                   self.PROGRESS_LABEL_WIDTH)
         self.import_runner.start(
             job,
             label=f"Importing {n} file{'s' if n > 1 else ''}",
@@ -321,7 +325,7 @@ class DataScreen(Screen):
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(p.fraction * 1000))
         if p.message:
-            self.progress_label.setText(p.message[:80])
+            set_elided(self.progress_label, p.message, self.PROGRESS_LABEL_WIDTH)
 
     def _import_done(self, results: list) -> None:
         self.last_results = results
@@ -426,5 +430,6 @@ class DataScreen(Screen):
         ws, import_id = self.ctx.path, self.rejected_import.currentData()
         self.preview_runner.start(
             lambda ctx: export_rejected_csv(ctx.db(ws), import_id, path), label="Exporting rejected rows",
+            channel="export", cancel_previous=False,
             on_result=lambda _r: self.show_info(f"Rejected rows written to {path}"),
             on_error=lambda exc, _tb: self.show_error(f"Export failed: {error_text(exc)}"))

@@ -20,6 +20,7 @@ from superqt import QLabeledDoubleSlider
 
 from merch_app.ranking.types import DEFAULT_WEIGHTS, MODES, Filters, RankRequest, Weights
 from merch_app.ui.charts import COMPONENT_COLOURS
+from merch_app.ui.widgets import shrinkable
 
 ANONYMOUS = "(anonymous)"
 ANY_CATEGORY = "(any category)"
@@ -81,7 +82,7 @@ class QueryControls(QWidget):
         row1.addWidget(self.k)
         lay.addLayout(row1)
 
-        self.profile = QLabel("anonymous: popularity and text only")
+        self.profile = shrinkable(QLabel("anonymous: popularity and text only"))
         self.profile.setStyleSheet("color: #555;")
         lay.addWidget(self.profile)
 

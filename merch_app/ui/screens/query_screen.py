@@ -29,6 +29,7 @@ from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.explain_panel import ExplainPanel
 from merch_app.ui.screens.query_controls import QueryControls
 from merch_app.ui.screens.results_table import BAR_COLUMN, COLUMNS, ComponentBarDelegate, ResultsModel
+from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 DEBOUNCE_MS = 150
@@ -66,7 +67,7 @@ class QueryScreen(Screen):
         lay.addWidget(self.controls)
 
         status_row = QHBoxLayout()
-        self.status = QLabel("Type to search.")
+        self.status = shrinkable(QLabel("Type to search."))
         self.status.setStyleSheet("color: #555;")
         self.export_results_button = QPushButton("Export results…")
         self.export_results_button.setToolTip("Results and the selected explanation as CSV or JSON")

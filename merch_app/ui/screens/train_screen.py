@@ -22,6 +22,7 @@ from merch_app.ui.main_window import format_eta
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
 from merch_app.ui.screens.train_form import TrainForm
+from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 
@@ -81,10 +82,9 @@ class TrainScreen(Screen):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
-        self.eta_label = QLabel("idle")
-        self.eta_label.setMinimumWidth(220)
-        prow.addWidget(self.progress, 1)
-        prow.addWidget(self.eta_label)
+        self.eta_label = shrinkable(QLabel("idle"))
+        prow.addWidget(self.progress, 3)
+        prow.addWidget(self.eta_label, 2)
         ll.addLayout(prow)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -107,7 +107,7 @@ class TrainScreen(Screen):
         self.refit_curve.setSymbol("s")
         self.refit_curve.setSymbolBrush("#7f7f7f")
         self.refit_curve.setSymbolSize(6)
-        self.val_chart = LineChart("Validation metrics", "", "epoch", symbols=True)
+        self.val_chart = LineChart("Validation metrics", "", "epoch", symbols=True, legend_offset=(10, -10))
         self.ndcg_curve = self.val_chart.curve("nDCG@10", "#1f77b4")
         self.prec_curve = self.val_chart.curve("precision@10", "#2ca02c")
         charts.addWidget(self.loss_chart.widget)
@@ -274,6 +274,7 @@ class TrainScreen(Screen):
         if ws is None:
             return
         self.registry_runner.start(lambda ctx: list_versions(ctx.db(ws)), on_result=self.versions.set_versions,
+                                   channel="list",
                                    on_error=lambda exc, _tb: self.show_error(
                                        f"Cannot list model versions: {error_text(exc)}"))
 
@@ -282,7 +283,7 @@ class TrainScreen(Screen):
         self.registry_runner.start(lambda ctx: fn(ctx.db(ws)), label=label,
                                    on_result=lambda _r: self.ctx.models_changed.emit(),
                                    on_error=lambda exc, _tb: self.show_error(f"{label} failed: {error_text(exc)}"),
-                                   keep_stale=True)
+                                   channel="action", cancel_previous=False)  # every click is carried out, in order
 
 
 def type_progress(done: float, total: Optional[float], message: str):
