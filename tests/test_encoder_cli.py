@@ -37,7 +37,10 @@ def test_encode_json_then_everything_cached(small_ws):
     out = json.loads(first.output)
     assert out["items"] == 3 and out["encoded"] == 3 and out["cached"] == 0
     assert out["encoder_id"] == "hashing-64"
-    assert set(out) == {"items", "encoded", "cached", "seconds", "items_per_s", "encoder_id"}
+    assert set(out) == {
+        "items", "encoded", "cached", "seconds", "items_per_s", "encoder_id", "engine", "workers",
+    }
+    assert out["engine"] == "local"
 
     second = json.loads(run("-w", str(small_ws), "--encoder", "hashing", "--json").output)
     assert (second["encoded"], second["cached"]) == (0, 3)
