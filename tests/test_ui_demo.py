@@ -25,5 +25,5 @@ def test_demo_workspace_is_imported_then_trained(qtbot, tmp_path, monkeypatch):
     train = window.screens["Train"]
     assert window.stack.currentWidget() is train  # the short demo training started
     qtbot.waitUntil(lambda: train.last_version is not None, timeout=300_000)
-    assert train.versions.table.rowCount() == 1
+    qtbot.waitUntil(lambda: train.versions.table.rowCount() == 1, timeout=30_000)  # list refreshed in a worker
     assert window.model_label.text() == f"Active model: {train.last_version.name}"

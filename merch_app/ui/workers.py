@@ -24,7 +24,6 @@ that thread-owned resources (SQLite connections) stay in one thread.
 """
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import threading
@@ -34,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from merch_app.jobs import CancelToken, Cancelled, Progress
+from merch_app.ui.gui_gc import GuiThreadGC
 
 log = logging.getLogger(__name__)
 
@@ -101,51 +101,7 @@ class JobContext:
             conn.close()
 
 
-class _GuiThreadGC:
-    """While worker threads exist, Python's cyclic GC runs only in the GUI thread.
-
-    A collection triggered by an allocation in a worker thread may free the
-    Python wrappers of Qt widgets (e.g. of a closed window); PySide then
-    deletes their C++ objects from a "pending call" at a random point of the
-    GUI thread, which crashes Qt.  As pyqtgraph's ``GarbageCollector`` does,
-    automatic collection is switched off and a GUI-thread timer collects
-    instead, for as long as any runner thread is alive.
-    """
-
-    def __init__(self) -> None:
-        self.users = 0
-        self.timer: Optional[QTimer] = None
-        self.was_enabled = True
-
-    def acquire(self) -> None:
-        if self.users == 0:
-            self.was_enabled = gc.isenabled()
-            gc.disable()
-            self.timer = QTimer()
-            self.timer.timeout.connect(self.collect)
-            self.timer.start(500)
-        self.users += 1
-
-    def release(self) -> None:
-        self.users -= 1
-        if self.users == 0 and self.timer is not None:
-            self.timer.stop()
-            self.timer = None
-            gc.collect()
-            if self.was_enabled:
-                gc.enable()
-
-    @staticmethod
-    def collect() -> None:
-        threshold = gc.get_threshold()
-        counts = gc.get_count()
-        for generation in (2, 1, 0):
-            if counts[generation] > threshold[generation]:
-                gc.collect(generation)
-                return
-
-
-_GC = _GuiThreadGC()
+_GC = GuiThreadGC()  # shared by all runners
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """Data screen: import files (dialog or drag & drop) and see what the workspace holds."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,16 +11,12 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -29,47 +24,12 @@ from PySide6.QtWidgets import (
 
 from merch_app.ui.charts import BarChart, LineChart
 from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.common import StatCard, fill_table, iso_to_epoch, make_table  # noqa: F401 (re-exported)
 from merch_app.ui.screens.mapping_dialog import ImportRequest, MappingDialog
 from merch_app.ui.widgets import set_elided
 from merch_app.ui.workers import error_text
 
 FILE_FILTER = "Shop exports (*.csv *.tsv *.txt *.csv.gz *.gz);;All files (*)"
-
-
-def iso_to_epoch(ts: str) -> float:
-    """'YYYY-MM-DD' or 'YYYY-MM-DDTHH:MM:SSZ' → seconds since 1970 (UTC)."""
-    ts = ts.rstrip("Z")
-    fmt = "%Y-%m-%dT%H:%M:%S" if "T" in ts else "%Y-%m-%d"
-    return datetime.strptime(ts, fmt).replace(tzinfo=timezone.utc).timestamp()
-
-
-def fill_table(table: QTableWidget, headers: list[str], rows: list[list[Any]]) -> None:
-    """Replace a read-only table's content."""
-    table.setSortingEnabled(False)
-    table.clear()
-    table.setColumnCount(len(headers))
-    table.setHorizontalHeaderLabels(headers)
-    table.setRowCount(len(rows))
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            item = QTableWidgetItem()
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                item.setData(Qt.ItemDataRole.DisplayRole, value)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            else:
-                item.setText("" if value is None else str(value))
-            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-            table.setItem(r, c, item)
-    table.setSortingEnabled(True)
-
-
-def make_table() -> QTableWidget:
-    t = QTableWidget(0, 0)
-    t.verticalHeader().setVisible(False)
-    t.setAlternatingRowColors(True)
-    t.horizontalHeader().setStretchLastSection(True)
-    t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-    return t
 
 
 def failed_result(req: ImportRequest, exc: Exception):
@@ -79,26 +39,6 @@ def failed_result(req: ImportRequest, exc: Exception):
     return ImportResult(import_id=None, file_name=req.path.name, kind=req.kind, status="failed", rows_read=0,
                         rows_accepted=0, rows_rejected=0, rejected_reasons={}, items=0, events=0, items_added=0,
                         events_added=0, seconds=0.0, message=str(exc))
-
-
-class StatCard(QFrame):
-    """A big number with a caption."""
-
-    def __init__(self, caption: str) -> None:
-        super().__init__()
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet("StatCard { background: #f6f8fa; border-radius: 6px; }")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(10, 6, 10, 6)
-        self.value = QLabel("—")
-        self.value.setStyleSheet("font-size: 16pt; font-weight: bold; color: #1f3b57;")
-        cap = QLabel(caption)
-        cap.setStyleSheet("color: #555;")
-        lay.addWidget(self.value)
-        lay.addWidget(cap)
-
-    def set(self, text: str) -> None:
-        self.value.setText(text)
 
 
 class DataScreen(Screen):

@@ -15,14 +15,13 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
-    QTableWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from merch_app.ranking.rules import describe_effect
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
-from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.common import fill_table, make_table
 
 MAX_HEATMAP_COLUMNS = 14
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from merch_app.engines import engine_label
 from merch_app.ui.charts import GroupedBarChart
-from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.common import fill_table, make_table
 
 # Metrics shown in the comparison, in order; other metrics are appended.
 METRIC_ORDER = ["ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "hit_rate@10", "coverage"]
