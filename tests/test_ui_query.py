@@ -167,3 +167,19 @@ def test_damaged_active_model_still_opens_with_warning(qtbot, trained_ws):
     window2 = make_window(qtbot, ws_path)
     wait_idle(qtbot, window2)
     assert "damaged" in window2.model_label.text() and window2.banner.level == "warning"
+
+
+def test_filters_restrict_results(qtbot, query_window):
+    window, screen = query_window
+    c = screen.controls
+    qtbot.waitUntil(lambda: c.category.count() > 1, timeout=30_000)  # filled from the loaded engine
+    c.category.setCurrentIndex(c.category.findData("kitchen"))
+    c.price_max.setText("20")
+    c.query_box.setText("vintage")
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.query == "vintage"
+                    and screen.result.request.filters.price_max == 20.0, timeout=30_000)
+    wait_idle(qtbot, window)
+    rl = screen.result.ranked
+    assert len(rl) > 0
+    assert set(rl.categories) == {"kitchen"} and max(rl.prices) <= 20.0
+    assert not screen.table.isColumnHidden(4)  # category column shown when items have categories
