@@ -22,6 +22,7 @@ def query_window(qtbot, tmp_path, ws_path):
     screen = window.screens["Query"]
     screen.encoder_spec = "hashing:64"
     window.show_screen("Query")
+    qtbot.waitUntil(lambda: screen.engine_info is not None, timeout=30_000)  # first (debounced) query ran
     wait_idle(qtbot, window)
     return window, screen
 
@@ -127,6 +128,7 @@ def test_user_query_with_trained_model_explains_behaviour(qtbot, trained_ws):
     window = make_window(qtbot, ws_path)
     screen = window.screens["Query"]
     window.show_screen("Query")
+    qtbot.waitUntil(lambda: screen.engine_info is not None, timeout=30_000)
     wait_idle(qtbot, window)
     assert screen.engine_info.model_id == version.model_id and screen.engine_info.warning is None
     screen.controls.set_user("U01")
