@@ -91,7 +91,8 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # ERROR: Ray warns at every start that token authentication is on (the default, wanted)
+    kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
         if address:
             ray.init(address=address, **kwargs)
