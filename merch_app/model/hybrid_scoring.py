@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: history feature share_of_user
 N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
@@ -292,7 +292,8 @@ class ScoringMixin:
         if not all(isinstance(ids.get(k), list) for k in ("user_ids", "item_ids")):
             raise ModelLoadError(f"{folder / 'ids.json'}: user_ids / item_ids lists missing")
         if meta.get("format") != FORMAT_VERSION:
-            raise ModelLoadError(f"{folder / 'config.json'}: unsupported model format {meta.get('format')!r}")
+            raise ModelLoadError(f"{folder / 'config.json'}: model format {meta.get('format')!r} is not "
+                                 f"{FORMAT_VERSION} (saved by another merch_app version); retrain the model")
         path = folder / "arrays.safetensors"
         try:
             arrays = load_file(str(path))
@@ -301,6 +302,9 @@ class ScoringMixin:
         missing = [k for k in REQUIRED if k not in arrays]
         if missing:
             raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
+        if arrays["combiner"].shape != (3 + N_HIST + N_TREND,):
+            raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, this version uses "
+                                 f"{3 + N_HIST + N_TREND}; retrain the model")
         n_u, n_i = len(ids["user_ids"]), len(ids["item_ids"])
         if arrays["P"].shape[0] != n_u or arrays["Q"].shape[0] != n_i or arrays["T_i"].shape[0] != n_i:
             raise ModelLoadError(f"{path}: array shapes do not match ids.json ({n_u} users, {n_i} items)")

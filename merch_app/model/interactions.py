@@ -22,7 +22,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "rating": 1.0,
     "return": 0.0,  # 0 = dropped; a negative weight subtracts from the pair
 }
-HISTORY_FEATURES = ("log_count", "log_recent_count", "recent_repeat", "has_history")
+HISTORY_FEATURES = ("log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user")
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 
@@ -276,7 +276,7 @@ class HistoryState:
         return np.where(self.keys[pos] == q, pos, -1)
 
     def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, 4) float32."""
+        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, 5) float32."""
         users, items = np.broadcast_arrays(np.asarray(users, np.int64), np.asarray(items, np.int64))
         out = np.zeros((users.size, len(HISTORY_FEATURES)), np.float32)
         users = users.ravel()
@@ -290,7 +290,17 @@ class HistoryState:
         out[hit, 1] = np.log1p(self.recent[r])
         out[hit, 2] = np.exp(-self.last_age[r] / 30.0)
         out[hit, 3] = 1.0
+        out[hit, 4] = self.count[r] / self.user_totals()[users[hit]]
         return out
+
+    def user_totals(self) -> np.ndarray:
+        """Weighted event count per user (cached; the denominator of ``share_of_user``)."""
+        tot = getattr(self, "_totals", None)
+        if tot is None or len(tot) != self.n_users:
+            tot = np.bincount(self.keys // max(self.n_items, 1), weights=self.count, minlength=self.n_users)
+            tot = np.maximum(tot, 1e-9).astype(np.float32)
+            self._totals = tot
+        return tot
 
     def user_features(self, u: int) -> tuple[np.ndarray, np.ndarray]:
         """(item idx, features) for every item in user ``u``'s history."""
