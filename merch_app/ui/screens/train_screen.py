@@ -234,6 +234,12 @@ class TrainScreen(Screen):
             self.log_line(f"refit epoch {int(h['refit_epoch'][-1])}: loss {h['refit_loss'][-1]:.4f}")
             return
         h["epoch"].append(float(d.get("epoch", len(h["epoch"]) + 1)))
+        if isinstance(d.get("loss"), (int, float)):
+            # The epoch's mean loss ends its running-mean curve; batch reports are
+            # rate-limited, so a short epoch may otherwise leave no batch point.
+            h["batch_x"].append(h["epoch"][-1])
+            h["batch_loss"].append(float(d["loss"]))
+            self.batch_curve.setData(h["batch_x"], h["batch_loss"])
         for key in ("loss", "val_ndcg@10", "val_precision@10"):
             v = d.get(key)
             h[key].append(float(v) if isinstance(v, (int, float)) else float("nan"))
