@@ -129,3 +129,36 @@ def test_ray_fit_on_ratings_matches_local(ray_runtime):
     base = float(np.sqrt(np.mean((inter.value.mean() - inter.value) ** 2)))
     assert rmse(on_ray) < 0.8 * base
     assert abs(rmse(on_ray) - rmse(local)) < 0.1 * base
+
+
+def test_ivfpq_index_built_on_ray_is_shipped_to_the_app(ray_runtime, shop):
+    """IVF-PQ trained and filled in shards on Ray: as good as the app's own build, loaded by the app."""
+    from merch_app.engines.ray_index import build_index_on_ray, ship_index
+    from merch_app.model.vector_index import VectorIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 32))
+    x = (centres[rng.integers(0, 50, 20000)] + 0.3 * rng.normal(size=(20000, 32))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    queries = x[rng.choice(len(x), 100, replace=False)]
+    _, truth = VectorIndex.from_vectors(x, kind="flat").search(queries, 10)
+    reports = []
+    on_ray = build_index_on_ray(x, "ivfpq", shard_rows=6000, progress=reports.append)
+    local = VectorIndex.from_vectors(x, kind="ivfpq")
+    assert on_ray.kind == "ivfpq" and on_ray.ntotal == len(x) and reports[-1].done == len(x)
+
+    def recall(index):
+        _, got = index.search(queries, 10)
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+
+    assert recall(on_ray) >= recall(local) - 0.05
+    np.testing.assert_allclose(on_ray._reconstruct(np.array([0, 19999])), local._reconstruct(np.array([0, 19999])),
+                               atol=0.2)  # same row numbering (both are PQ approximations of x)
+    # shipped into a model version's folder, the app's bundle uses it
+    v = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32))
+    model = registry.load_model(shop, v.model_id)
+    ship_index(shop, v.model_id, build_index_on_ray(model.arrays["T_i"], "ivfpq"))
+    bundle = registry.load_bundle(shop, v.model_id, encoder=HashingEncoder(32))
+    assert bundle.index.kind == "ivfpq" and bundle.index.ntotal == model.n_items
+    with pytest.raises(ValueError, match="only IVF"):
+        build_index_on_ray(x, "hnsw")

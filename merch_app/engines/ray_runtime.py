@@ -54,9 +54,13 @@ def require_ray():
 
 def quiet_ray_data() -> None:
     """Turn off Ray Data's progress bars and per-run log banners (the job reports progress itself)."""
+    import warnings
+
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
+    with warnings.catch_warnings():  # the first context warns about its own deprecated fields
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = ray.data.DataContext.get_current()
     for name, value in (("enable_progress_bars", False), ("enable_operator_progress_bars", False),
                         ("print_on_execution_start", False), ("enable_progress_bar_name_truncation", True)):
         if hasattr(ctx, name):

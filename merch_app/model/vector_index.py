@@ -102,6 +102,52 @@ def _training_sample(x: np.ndarray, nlist: int) -> np.ndarray:
     return np.ascontiguousarray(x[rows])
 
 
+def untrained_index(n: int, dim: int, kind: str = "auto", threshold: int = DEFAULT_THRESHOLD):
+    """The empty FAISS index :meth:`VectorIndex.build` uses for ``n`` vectors of ``dim``; (index, kind, nlist).
+
+    IVF kinds still need ``index.train`` (on :func:`training_sample`); their
+    list count follows ``n``, so an index trained here and filled elsewhere
+    (e.g. in shards on a Ray cluster) is the one the app would build.
+    """
+    faiss = _faiss()
+    if kind not in KINDS:
+        raise VectorIndexError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
+    if dim == 0:
+        raise VectorIndexError("vectors have zero dimensions")
+    if kind == "auto":
+        kind = "flat" if n < threshold else "ivf"
+    nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
+    if n == 0 or kind == "flat":
+        kind = "flat"
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    else:
+        # k-means wants >= 39 points per centroid, so small catalogues get fewer lists.
+        if kind == "ivf":
+            spec = f"IVF{nlist},Flat"
+        elif kind == "ivfsq8":
+            spec = f"IVF{nlist},SQ8"
+        else:
+            m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
+            nbits = 8 if n >= 256 * 39 else max(1, min(8, int(math.log2(max(n // 39, 2)))))
+            spec = f"IVF{nlist},PQ{m}x{nbits}"
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivfpq":
+            index.do_polysemous_training = False  # only helps Hamming filtering; 4x slower training
+        faiss.extract_index_ivf(index).nprobe = min(nlist, max(16, nlist // 8))
+    return index, kind, nlist
+
+
+def training_sample(x: np.ndarray, nlist: int) -> np.ndarray:
+    """The rows IVF training uses (at most 40 per list, fixed seed)."""
+    return _training_sample(x, nlist)
+
+
 class VectorIndex:
     """Inner-product (cosine on unit vectors) index over item vectors.
 
@@ -127,44 +173,19 @@ class VectorIndex:
             One of :data:`KINDS`; ``auto`` = ``flat`` for ``n < threshold``,
             else ``ivf`` (see the module docstring for why).
         """
-        faiss = _faiss()
-        if kind not in KINDS:
-            raise VectorIndexError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
         x = _as_matrix(vectors, "vectors")
-        n, dim = x.shape
-        if dim == 0:
-            raise VectorIndexError("vectors have zero dimensions")
-        if kind == "auto":
-            kind = "flat" if n < threshold else "ivf"
-        nlist = max(1, min(int(round(4 * math.sqrt(n))), n // 39))
-        if n == 0 or kind == "flat":
-            kind = "flat"
-            index = faiss.IndexFlatIP(dim)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            index.hnsw.efSearch = 128
-        elif kind == "sq8":
-            index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-        else:
-            # k-means wants >= 39 points per centroid, so small catalogues get fewer lists.
-            if kind == "ivf":
-                spec = f"IVF{nlist},Flat"
-            elif kind == "ivfsq8":
-                spec = f"IVF{nlist},SQ8"
-            else:
-                m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-                nbits = 8 if n >= 256 * 39 else max(1, min(8, int(math.log2(max(n // 39, 2)))))
-                spec = f"IVF{nlist},PQ{m}x{nbits}"
-            index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-            if kind == "ivfpq":
-                index.do_polysemous_training = False  # only helps Hamming filtering; 4x slower training
-            faiss.extract_index_ivf(index).nprobe = min(nlist, max(16, nlist // 8))
+        n = x.shape[0]
+        index, kind, nlist = untrained_index(n, x.shape[1], kind, threshold)
         if n and not index.is_trained:
             index.train(_training_sample(x, nlist))
         if n:
             index.add(x)
         self.index, self.kind = index, kind
+        return self
+
+    def adopt(self, index, kind: Optional[str] = None) -> "VectorIndex":
+        """Use a FAISS index built elsewhere (e.g. on a Ray cluster) as this index's contents."""
+        self.index, self.kind = index, kind or _kind_of(index)
         return self
 
     # -- querying ---------------------------------------------------------
