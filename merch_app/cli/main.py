@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "merch_app.cli.insights_cmds",
     "merch_app.cli.suite_cmds",
     "merch_app.cli.privacy_cmd",
+    "merch_app.cli.settings_cmd",
 ]
 
 

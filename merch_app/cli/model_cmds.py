@@ -69,16 +69,19 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
               help="Train before this date, test from it (default: 80 % of the event time range).")
 @click.option("--encoder", "encoder_spec", default=None, metavar="DIR|minilm|hashing",
               help="Text encoder (default: the bundled MiniLM).")
+@click.option("--int8/--fp32", "int8", default=None,
+              help="int8 BERT encoder (~4x faster encoding, slightly lower quality); default: the workspace "
+                   "setting encoder_int8.")
 @click.option("--name", default=None, help="Display name of the new version.")
 @click.option("--activate", type=click.Choice(["if_none", "always", "never"]), default="if_none",
               show_default=True, help="Make the new version active.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
 @engine_options
 @json_option
-def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activate, seed, engine, ray_address,
-                  workers, as_json):
+def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, activate, seed, engine,
+                  ray_address, workers, as_json):
     """Train, evaluate and register a new model version."""
-    from merch_app.model.encoder import load_encoder
+    from merch_app.model.encoder import workspace_encoder
     from merch_app.model.hybrid import HybridConfig
 
     runner = get_engine_or_exit(engine, ray_address, workers)
@@ -95,7 +98,7 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, name, activa
         bar(p)
 
     try:
-        encoder = load_encoder(encoder_spec) if encoder_spec else None
+        encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
         with _ctrl_c_cancels(token):
             version = runner.train(db, cfg, progress=progress, cancel=token, encoder=encoder, name=name)
     except Cancelled:

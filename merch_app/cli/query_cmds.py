@@ -20,7 +20,15 @@ def _weights(_ctx, _param, value):
         raise click.BadParameter(str(exc)) from exc
 
 
+def _remember_int8(ctx, _param, value):
+    ctx.meta["merch_app.int8"] = value
+    return value
+
+
 def _common(f):
+    f = click.option("--int8/--fp32", default=None, expose_value=False, callback=_remember_int8,
+                     help="Query with the int8 / fp32 BERT encoder (must match the model's; without a model "
+                          "default: the workspace setting encoder_int8).")(f)
     f = click.option("--encoder", "encoder_spec", default=None, metavar="SPEC",
                      help="Query encoder override (e.g. 'hashing'); default: the model's encoder.")(f)
     f = click.option("--model", "model_id", default=None, help="Model version (default: the active one).")(f)
@@ -50,19 +58,21 @@ def _text_only_bundle(db, encoder):
 
 
 def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
-    from merch_app.model.encoder import EncoderError, load_encoder
+    from merch_app.model.encoder import EncoderError, workspace_encoder
     from merch_app.ranking.ranker import Ranker
 
     if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
         raise click.ClickException("no items in the workspace; import a catalogue first")
+    ctx = click.get_current_context(silent=True)
+    int8 = ctx.meta.get("merch_app.int8") if ctx is not None else None
     try:
-        encoder = load_encoder(encoder_spec) if encoder_spec else None
+        encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
     except EncoderError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         from merch_app.model.registry import load_bundle
     except ImportError:
-        bundle = _text_only_bundle(db, encoder or load_encoder(None))
+        bundle = _text_only_bundle(db, encoder or workspace_encoder(db))
     else:
         try:
             bundle = load_bundle(db, model_id=model_id, encoder=encoder)

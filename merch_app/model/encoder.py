@@ -33,6 +33,11 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+INT8_SUFFIX = "+int8"
+# Workspace setting: true = BERT encoders run int8 unless a command says otherwise.  Off by
+# default: int8 encodes ~4x faster but costs 0.01-0.02 NDCG@10 on the judged demo suite
+# (docs/benchmarks.md, int8 section), so it stays opt-in.
+INT8_SETTING = "encoder_int8"
 DEFAULT_MAX_LENGTH = 128
 QUANTIZE_CHOICES = (None, "int8")
 
@@ -367,7 +372,8 @@ def load_encoder(spec: Optional[str] = None, quantize: Optional[str] = None):
     spec
         None or ``"minilm"``: bundled all-MiniLM-L6-v2; ``"hashing"`` or
         ``"hashing:<dim>"``: :class:`HashingEncoder`; anything else: a local
-        model folder for :class:`BertEncoder`.
+        model folder for :class:`BertEncoder`.  A ``+int8`` suffix
+        (``"minilm+int8"``) asks for the int8 variant.
     quantize
         None or ``"int8"`` (BERT encoders only).
 
@@ -377,6 +383,8 @@ def load_encoder(spec: Optional[str] = None, quantize: Optional[str] = None):
         Unknown spec, unusable folder, or quantisation asked for a hashing encoder.
     """
     spec = (spec or "minilm").strip()
+    if spec.lower().endswith(INT8_SUFFIX):  # "minilm+int8": the int8 variant of a BERT spec
+        spec, quantize = spec[: -len(INT8_SUFFIX)] or "minilm", "int8"
     if quantize in ("", "none", "fp32"):
         quantize = None
     low = spec.lower()
@@ -403,3 +411,27 @@ def load_encoder(spec: Optional[str] = None, quantize: Optional[str] = None):
                 enc = BertEncoder(name, quantize=quantize)
             _CACHE[key] = enc
         return enc
+
+
+def workspace_encoder(db, spec: Optional[str] = None, int8: Optional[bool] = None):
+    """The encoder for ``spec`` with the int8 choice of the command or the workspace.
+
+    Parameters
+    ----------
+    db
+        Open workspace (its ``encoder_int8`` setting is the default).
+    spec
+        As for :func:`load_encoder`; a ``+int8`` suffix always wins.
+    int8
+        ``--int8`` (True) / ``--fp32`` (False) from a command, None = the
+        workspace setting.  The setting only applies to BERT encoders.
+    """
+    base = (spec or "minilm").strip()
+    if base.lower().endswith(INT8_SUFFIX):
+        return load_encoder(base)
+    if int8 is None:
+        from merch_app.data.workspace import get_setting
+
+        hashing = base.lower().startswith("hashing")
+        int8 = bool(get_setting(db, INT8_SETTING, False)) and not hashing
+    return load_encoder(base, quantize="int8" if int8 else None)

@@ -84,18 +84,31 @@ def rename(db, model_id: str, name: str) -> ModelVersion:
     return get_version(db, model_id)
 
 
-def _ensure_index(folder: Path, item_text: np.ndarray) -> None:
+# Workspace setting: the FAISS index kind of new model versions (``auto`` or a VectorIndex kind).
+INDEX_SETTING = "vector_index"
+
+
+def index_kind(db) -> str:
+    """The workspace's vector index kind (``auto`` unless set with ``merch-app settings``)."""
+    from merch_app.data.workspace import get_setting
+    from merch_app.model.vector_index import KINDS
+
+    kind = str(get_setting(db, INDEX_SETTING, "auto") or "auto")
+    return kind if kind in KINDS else "auto"
+
+
+def _ensure_index(folder: Path, item_text: np.ndarray, kind: str = "auto") -> None:
     from merch_app.model.vector_index import VectorIndex
 
     if not (folder / INDEX_FILE).exists():
-        VectorIndex.from_vectors(np.ascontiguousarray(item_text, np.float32)).save(folder / INDEX_FILE)
+        VectorIndex.from_vectors(np.ascontiguousarray(item_text, np.float32), kind=kind).save(folder / INDEX_FILE)
 
 
 def activate(db, model_id: str) -> ModelVersion:
     """Make ``model_id`` the active version (builds its vector index if missing)."""
     version = get_version(db, model_id)
     model = load_model(db, model_id)
-    _ensure_index(version_folder(db, version), model.arrays["T_i"])
+    _ensure_index(version_folder(db, version), model.arrays["T_i"], index_kind(db))
     with db.conn:
         db.execute("UPDATE models SET active = CASE WHEN model_id = ? THEN 1 ELSE 0 END", [model_id])
     return get_version(db, model_id)
@@ -145,7 +158,7 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
     try:
         model.save(tmp)
         if make_active:
-            _ensure_index(tmp, model.arrays["T_i"])
+            _ensure_index(tmp, model.arrays["T_i"], index_kind(db))
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,16 +229,16 @@ def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle
         Model files missing or damaged, or ``encoder`` differs from the one
         the model was trained with.
     """
-    from merch_app.model.encoder import load_encoder
+    from merch_app.model.encoder import workspace_encoder
     from merch_app.model.item_vectors import item_text_vectors
     from merch_app.model.vector_index import VectorIndex, VectorIndexError
 
     version = get_version(db, model_id) if model_id else active_version(db)
     if version is None:
-        encoder = encoder or load_encoder(None)
+        encoder = encoder or workspace_encoder(db)
         ids, vectors = item_text_vectors(db, encoder)
         return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=item_popularity(db, ids),
-                           encoder=encoder, index=VectorIndex.from_vectors(vectors))
+                           encoder=encoder, index=VectorIndex.from_vectors(vectors, kind=index_kind(db)))
     model = load_model(db, version.model_id)
     encoder = encoder_for_version(version, encoder)
     if version.encoder_id and encoder.encoder_id != version.encoder_id:
@@ -249,7 +262,7 @@ def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle
             index = None
     item_vectors = model.arrays["T_i"]
     if index is None:
-        index = VectorIndex.from_vectors(item_vectors)
+        index = VectorIndex.from_vectors(item_vectors, kind=index_kind(db))
     return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
                        popularity=item_popularity(db, model.item_ids), encoder=encoder, index=index,
                        model=model, version=version)

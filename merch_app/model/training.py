@@ -42,10 +42,11 @@ def encoder_spec_of(encoder) -> Optional[str]:
     enc_id = str(getattr(encoder, "encoder_id", ""))
     if enc_id.startswith("hashing-"):
         return f"hashing:{encoder.dim}"
+    int8 = "+int8" if getattr(encoder, "quantize", None) == "int8" else ""
     folder = getattr(encoder, "model_dir", None)
     if folder is not None and not enc_id.startswith("all-MiniLM-L6-v2@"):
-        return str(folder)
-    return None
+        return str(folder) + int8
+    return "minilm+int8" if int8 else None
 
 
 def _user_text(db, inter: Interactions, item_ids, item_text, encoder, until_ts, cfg) -> Optional[np.ndarray]:
@@ -117,7 +118,8 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         Job protocol: ``data["phase"]`` is ``encode``, ``train`` or
         ``evaluate``; training reports every batch and each epoch end.
     encoder
-        Text encoder; default ``load_encoder(config.encoder)``.
+        Text encoder; default ``config.encoder`` with the workspace's int8 setting
+        (``encoder.workspace_encoder``).
     fit, engine
         Where the model is fitted (see :mod:`merch_app.engines`): ``fit(cfg,
         inter, item_text, user_text, progress=, cancel=, ref_day=)`` returns
@@ -137,7 +139,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     Cancelled
         ``cancel`` was set; nothing is written.
     """
-    from merch_app.model.encoder import load_encoder
+    from merch_app.model.encoder import workspace_encoder
     from merch_app.model.item_vectors import item_text_vectors
 
     own = isinstance(db_or_path, (str, Path))
@@ -145,7 +147,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     try:
         cfg = HybridConfig.from_dict((config or HybridConfig()).to_dict())
         t0 = time.perf_counter()
-        encoder = encoder or load_encoder(cfg.encoder)
+        encoder = encoder or workspace_encoder(db, cfg.encoder)
         if cfg.encoder is None:
             cfg.encoder = encoder_spec_of(encoder)
         split = time_split(db, cfg.split_date)

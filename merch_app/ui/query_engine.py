@@ -92,7 +92,7 @@ def text_only_bundle(db, encoder):
 
 def _load_bundle(db, encoder_spec: Optional[str]):
     """(bundle, warning): the active model's bundle, else a text-only one (with a warning if broken)."""
-    from merch_app.model.encoder import load_encoder
+    from merch_app.model.encoder import load_encoder, workspace_encoder
 
     warning = None
     try:
@@ -111,7 +111,7 @@ def _load_bundle(db, encoder_spec: Optional[str]):
                 log.warning("active model %s cannot be loaded: %s", version.model_id, exc)
                 warning = (f"The active model “{version.name}” cannot be loaded ({exc}); ranking by text only. "
                            "Train a new model or activate another version on the Train screen.")
-    return text_only_bundle(db, load_encoder(encoder_spec or "minilm")), warning
+    return text_only_bundle(db, workspace_encoder(db, encoder_spec)), warning  # int8 if the workspace says so
 
 
 def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str]) -> QueryEngine:
