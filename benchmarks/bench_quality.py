@@ -162,6 +162,27 @@ def section(runs: list[dict], n_items: int, n_events: int, machine: dict) -> str
         for name in ("model", "cf_only", "text_only", "popularity"):
             c = bh[name]
             lines.append(f"| {name} | {c[f'precision@{K}']:.4f} | {c[f'recall@{K}']:.4f} | {c[f'ndcg@{K}']:.4f} |")
+    repeat = 1.0 - bh["share_of_relevant_pairs"] if bh else float("nan")
+    gain_pop = bh["model"][f"ndcg@{K}"] / max(bh["popularity"][f"ndcg@{K}"], 1e-9) if bh else float("nan")
+    gain_cf = bh["model"][f"ndcg@{K}"] / max(bh["cf_only"][f"ndcg@{K}"], 1e-9) if bh else float("nan")
+    lines += ["", f"How to read this.  Re-purchases carry this protocol: {repeat:.0%} of the relevant pairs are items the "
+              "user bought before, and they are the predictable ones (the user-history list gets most of its "
+              "hits from them), so that list is a strong baseline. "
+              "The model scores M(u,i) = α·uᵀWv + β·b(i) + γ·h(u,i) + η·g(i): the bilinear CF part (ID "
+              "embeddings plus projected MiniLM vectors), an item bias, the user's own history with the item "
+              "(log counts, recency-weighted counts measured from the user's last purchase, share of the user's "
+              "purchases) and item trend (sales in the last 30/90 days, novelty).  The weights of the history "
+              "and trend features are learned on internal cuts inside the training period (history before "
+              "the cut, labels = what was bought after it), with the CF part trained only on events before "
+              "the cut, so the model learns how much repeat and how much CF matter from the same question the "
+              "test asks.  On repeat items the model orders much like the baseline (the margin above is "
+              "small and the NDCG part of it is within seed noise); its gain is discovery: on items new to "
+              f"the user its NDCG@{K} is {gain_pop:.1f}× popularity's and {gain_cf:.1f}× its own CF part's.  Why not more: the "
+              "test period is Sep–Dec (Christmas stock), the internal cuts only see Mar–Aug, so "
+              "seasonal returns of last December's items cannot be learned; items never sold before the "
+              "cut-off have no trend signal and rank below the median (see cold start) — pushing them up "
+              "(an indicator for 'not sold yet' or imputed demand) ranked them at the 0.55–0.63 percentile "
+              "but cost 0.002–0.003 NDCG@10 overall, so it is not the default."]
     comb = first.get("combiner", {})
     times = ", ".join(f"seed {r['seed']}: fit {r['fit_s']:.0f} s, job {r['train_job_s']:.0f} s" for r in runs)
     lines += ["", f"Training time on this 2-core machine ({times}; the job includes item/user text vectors "
@@ -187,7 +208,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="42", help="comma-separated seeds (first one fills the table)")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/quality.md alone")
+    ap.add_argument("--from-json", action="store_true",
+                    help="rewrite the section from benchmarks/out/quality_runs.json without training")
     args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads((ROOT / "benchmarks" / "out" / "quality_runs.json").read_text())
+        text = section(saved["runs"], saved["n_items"], saved["n_events"], saved["machine"])
+        print(text)
+        if not args.no_doc:
+            write_section(text)
+        return
     machine = machine_info()
     db, n_items, n_events = build_workspace()
     runs = []
@@ -199,6 +229,9 @@ def main() -> None:
                           "user_history": {k: round(b["user_history"][k], 4) for k in (f"precision@{K}", f"ndcg@{K}")},
                           "beats": r["metrics"]["beats_strongest"]}), flush=True)
         runs.append(r)
+    (ROOT / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
+    (ROOT / "benchmarks" / "out" / "quality_runs.json").write_text(json.dumps(
+        {"runs": runs, "n_items": n_items, "n_events": n_events, "machine": machine}, indent=1, default=str))
     text = section(runs, n_items, n_events, machine)
     print(text)
     if not args.no_doc:

@@ -25,6 +25,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 HISTORY_FEATURES = ("log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user")
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
+_LOAD_BLOCK = 200_000  # events read per block by load_interactions
 
 
 def ts_to_days(ts: Sequence[str]) -> np.ndarray:
@@ -188,15 +189,38 @@ def load_interactions(
     if since_ts:
         sql += " AND ts >= ?"
         args.append(since_ts)
-    rows = db.execute(sql + " ORDER BY ts, id", args).fetchall()
-    if not rows:
+    # Read in blocks and keep only index arrays: fetchall() of 6M events held ~5 GB of row
+    # tuples at 10M events; this way the peak is one block plus the final arrays.
+    weights = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+    item_ids = np.asarray(item_ids, dtype=object)
+    item_pos = {str(x): n for n, x in enumerate(item_ids)}
+    fixed = None if user_ids is None else {str(x): n for n, x in enumerate(user_ids)}
+    seen: dict[str, int] = {}  # users in order of first appearance (when not fixed)
+    names: dict[str, str] = {}  # one string object per event type
+    parts = []
+    cur = db.execute(sql + " ORDER BY ts, id", args)
+    while True:
+        rows = cur.fetchmany(_LOAD_BLOCK)
+        if not rows:
+            break
+        users, items, types, values, ts = zip(*rows)
+        n = len(rows)
+        ii = np.fromiter((item_pos.get(str(x), -1) for x in items), np.int64, n)
+        uu = np.fromiter((seen.setdefault(str(x), len(seen)) for x in users) if fixed is None
+                         else (fixed.get(str(x), -1) for x in users), np.int64, n)
+        tt = np.empty(n, dtype=object)
+        tt[:] = [names.setdefault(t, t) for t in types]
+        w = np.fromiter((weights.get(str(t), 0.0) for t in types), np.float32, n)
+        vals = np.fromiter((np.nan if v is None else float(v) for v in values), np.float32, n)
+        keep = (ii >= 0) & (uu >= 0) & ((w != 0) | (tt == "rating"))
+        days = ts_to_days([t for t, k in zip(ts, keep.tolist()) if k])
+        parts.append((uu[keep], ii[keep], w[keep], days, tt[keep], vals[keep]))
+    uids = np.asarray(list(seen) if fixed is None else user_ids, dtype=object)
+    if not parts:
         empty = np.zeros(0, dtype=object)
-        return from_arrays(empty, empty, np.zeros(0), item_ids=item_ids, event_types=empty,
-                           user_ids=user_ids if user_ids is not None else empty)
-    users, items, types, values, ts = zip(*rows)
-    vals = [np.nan if v is None else float(v) for v in values]
-    return from_arrays(users, items, list(ts), item_ids=item_ids, event_types=types, values=vals,
-                       event_weights=event_weights, user_ids=user_ids)
+        return from_arrays(empty, empty, np.zeros(0), item_ids=item_ids, event_types=empty, user_ids=uids)
+    cols = [np.concatenate([p[j] for p in parts]) for j in range(6)]
+    return Interactions(uids, item_ids, *cols)
 
 
 @dataclass
