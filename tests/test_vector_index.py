@@ -49,7 +49,7 @@ def test_flat_matches_brute_force_exactly(clustered):
 def test_auto_switches_to_approximate_above_threshold(clustered):
     x, q = clustered
     index = VectorIndex().build(x, threshold=1000)
-    assert index.kind == "ivf"
+    assert index.kind == "ivfsq8"
     _, idx = index.search(q, 10)
     assert recall(idx, brute_force(x, q, 10)[1]) >= 0.95
 
