@@ -26,6 +26,9 @@ from typing import Any, Optional
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import merch_app  # noqa: E402,F401  (sets the app's OpenMP wait policy before torch/faiss load)
+
 BENCH_DOC = ROOT / "docs" / "benchmarks.md"
 OUT = ROOT / "benchmarks" / "out"
 VENV_BIN = Path(sys.executable).parent
