@@ -39,8 +39,9 @@ test: setup
 	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# make bench: every benchmark (30-40 min on 2 cores); make bench BENCH_ARGS=--quick: a few minutes.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

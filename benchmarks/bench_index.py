@@ -23,6 +23,7 @@ The result replaces the ``<!-- bench:index -->`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchlib import load_average, machine_info, machine_line, percentiles, write_section  # noqa: E402
+from benchlib import OUT, load_average, machine_info, machine_line, percentiles, write_section  # noqa: E402
 
 CANDIDATES = 300
 KINDS = ("flat", "ivf", "ivfsq8", "ivfpq", "sq8", "hnsw")
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     encoder = load_encoder("minilm", quantize="int8")
     results = [bench_size(int(s), encoder, args.queries, args.hnsw) for s in args.sizes.split(",")]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "index_results.json").write_text(json.dumps({"results": results, "machine": machine}, default=float))
     text = render(results, machine, args.queries)
     print(text)
     if not args.no_write:

@@ -25,6 +25,7 @@ The result replaces the ``<!-- bench:int8 -->`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from benchlib import load_average, machine_info, machine_line, write_section  # noqa: E402
+from benchlib import OUT, load_average, machine_info, machine_line, write_section  # noqa: E402
 
 SYSTEMS = [("text only", "lex=0,text=1,cf=0,pop=0"), ("hybrid (default weights)", None)]
 INDEX_KINDS = ("ivf", "ivfsq8", "ivfpq", "sq8")
@@ -162,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     machine = machine_info()
-    text = render(run(), machine)
+    result = run()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "int8_results.json").write_text(json.dumps({**result, "machine": machine}, default=float))
+    text = render(result, machine)
     print(text)
     if not args.no_write:
         write_section("int8", text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import json
 import os
 import shutil
 import sys
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = "10k" if args.quick else args.scale
     machine = machine_info()
     r = run(scale, args.encode_seconds, args.epochs, args.stall_dump)
+    (OUT / "responsiveness" / "results.json").write_text(json.dumps({**r, "machine": machine}, indent=1))
     text = render(r, machine)
     print(text)
     if not args.no_write:
