@@ -39,7 +39,11 @@ def _event_type_weights(event_weights: Optional[dict]) -> dict[str, float]:
     return weights
 
 
+_BLOCK = 200_000  # events read per block: fetchall() of 8M events held ~5 GB of row tuples
+
+
 def _load_events(db, until_ts: Optional[str]):
+    """Cursor over (user, item, type, value, unix seconds, query) of the counted events."""
     sql = (
         "SELECT user_id, item_id, event_type, value, CAST(strftime('%s', ts) AS INTEGER), query "
         "FROM events WHERE user_id IS NOT NULL AND user_id != '' AND ts IS NOT NULL"
@@ -48,7 +52,7 @@ def _load_events(db, until_ts: Optional[str]):
     if until_ts is not None:
         sql += " AND ts < ?"
         params.append(until_ts)
-    return db.execute(sql, params).fetchall()
+    return db.execute(sql, params)
 
 
 def user_text_vectors(
@@ -93,11 +97,52 @@ def user_text_vectors(
     item_vectors = np.asarray(item_vectors, dtype=np.float32)
     dim = item_vectors.shape[1]
     type_w = _event_type_weights(event_weights)
-    rows = _load_events(db, until_ts)
     empty = (np.array([], dtype=object), np.zeros((0, dim), dtype=np.float32))
-    if not rows:
+    item_pos = {str(i): n for n, i in enumerate(item_ids)}
+    n_items = len(item_pos)
+    qpos: dict[str, int] = {}  # search text -> column after the items
+    upos: dict[str, int] = {}  # user -> index in order of first counted event
+    parts = []
+    cur = _load_events(db, until_ts)
+    while True:
+        rows = cur.fetchmany(_BLOCK)
+        if not rows:
+            break
+        parts.append(_block_columns(rows, type_w, item_pos, n_items, qpos, upos))
+    if not upos:
         return empty
+    uu, col, w, sec_arr = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    # Users sorted by id, as np.unique would give them.
+    first_seen = np.array(list(upos), dtype=object)
+    order = np.argsort(first_seen.astype(str), kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    user_ids, user_idx = first_seen[order], rank[uu]
+    if half_life_days is not None and half_life_days > 0:
+        last = np.full(len(user_ids), -np.inf)
+        np.maximum.at(last, user_idx, sec_arr)
+        age_days = (last[user_idx] - sec_arr) / _DAY
+        w = w * np.exp2(-age_days / float(half_life_days))
 
+    is_item = col < n_items
+    vectors = _weighted_sums(user_idx[is_item], col[is_item], w[is_item], len(user_ids), item_vectors)
+    if qpos:  # the item matrix is not copied next to the query vectors (1.5 GB at 1M items)
+        query_vectors, _ = encode_texts_cached(db, encoder, list(qpos))
+        if query_vectors.shape[1] != dim:
+            raise ValueError(
+                f"encoder {encoder.encoder_id} gives {query_vectors.shape[1]}-d query vectors "
+                f"but the item vectors are {dim}-d"
+            )
+        q = ~is_item
+        vectors += _weighted_sums(user_idx[q], col[q] - n_items, w[q], len(user_ids), query_vectors)
+    norms = np.linalg.norm(vectors, axis=1)
+    ok = norms > 1e-9
+    vectors = vectors[ok] / norms[ok, None]
+    return user_ids[ok].astype(object), vectors.astype(np.float32)
+
+
+def _block_columns(rows, type_w: dict, item_pos: dict, n_items: int, qpos: dict, upos: dict):
+    """(user index, source column, weight, seconds) of the counted events of one block."""
     users, items, etypes, values, secs, queries = zip(*rows)
     n_ev = len(rows)
     etype_arr = np.array(etypes, dtype=object)
@@ -110,50 +155,17 @@ def user_text_vectors(
         vals = np.array([values[i] for i in np.flatnonzero(is_rating)], dtype=object)
         vals = np.array([v if isinstance(v, (int, float)) else 0.0 for v in vals], dtype=np.float64)
         w[is_rating] = np.clip(vals, 0.0, None) / RATING_SCALE * type_w["rating"]
-
-    # Column of each event in the source matrix [item vectors; query vectors].
-    item_pos = {str(i): n for n, i in enumerate(item_ids)}
-    n_items = len(item_pos)
+    # Column of each event in the sources [item vectors; query vectors].
     col = np.array([item_pos.get(i, -1) if i is not None else -1 for i in items], dtype=np.int64)
-    is_search = etype_arr == "search"
-    query_texts: list[str] = []
-    if is_search.any():
-        qpos: dict[str, int] = {}
-        for e in np.flatnonzero(is_search):
-            q = queries[e]
-            if q is None or not str(q).strip():
-                continue  # a search without text counts via its item (if any)
-            q = str(q).strip()
-            col[e] = n_items + qpos.setdefault(q, len(qpos))
-        query_texts = list(qpos)
+    for e in np.flatnonzero(etype_arr == "search"):
+        q = queries[e]
+        if q is None or not str(q).strip():
+            continue  # a search without text counts via its item (if any)
+        col[e] = n_items + qpos.setdefault(str(q).strip(), len(qpos))
     sec_arr = np.array([np.nan if s is None else s for s in secs], dtype=np.float64)
-    keep = (col >= 0) & (w > 0) & ~np.isnan(sec_arr)
-    if not keep.any():
-        return empty
-
-    user_ids, user_idx = np.unique(np.array(users, dtype=object)[keep].astype(str), return_inverse=True)
-    col, w, sec_arr = col[keep], w[keep], sec_arr[keep]
-    if half_life_days is not None and half_life_days > 0:
-        last = np.full(len(user_ids), -np.inf)
-        np.maximum.at(last, user_idx, sec_arr)
-        age_days = (last[user_idx] - sec_arr) / _DAY
-        w = w * np.exp2(-age_days / float(half_life_days))
-
-    if query_texts:
-        query_vectors, _ = encode_texts_cached(db, encoder, query_texts)
-        if query_vectors.shape[1] != dim:
-            raise ValueError(
-                f"encoder {encoder.encoder_id} gives {query_vectors.shape[1]}-d query vectors "
-                f"but the item vectors are {dim}-d"
-            )
-        sources = np.vstack([item_vectors, query_vectors])
-    else:
-        sources = item_vectors
-    vectors = _weighted_sums(user_idx, col, w, len(user_ids), sources)
-    norms = np.linalg.norm(vectors, axis=1)
-    ok = norms > 1e-9
-    vectors = vectors[ok] / norms[ok, None]
-    return user_ids[ok].astype(object), vectors.astype(np.float32)
+    keep = np.flatnonzero((col >= 0) & (w > 0) & ~np.isnan(sec_arr))
+    uu = np.fromiter((upos.setdefault(str(users[e]), len(upos)) for e in keep), np.int64, len(keep))
+    return uu, col[keep], w[keep], sec_arr[keep]
 
 
 def _weighted_sums(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n_rows: int, sources: np.ndarray) -> np.ndarray:
