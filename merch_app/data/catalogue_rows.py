@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from merch_app.data.header_mapping import ATTRS
-from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
+from merch_app.data.import_batches import BATCH_ROWS, ImportContext
 from merch_app.data.values import clean_id, number_detail, parse_number
 
 UPSERT_ITEM = (
@@ -37,19 +37,10 @@ def run(ctx: ImportContext, mapping: dict[str, str]) -> int:
     i_price = col.get("price")
     text_cols = frozenset(c for c in text_fields if c is not None) | {c for _, c in attr_cols}
     import_id = ctx.import_id
-    needs_check, check, reject = ctx.needs_check, ctx.check_record, ctx.reject
+    reject = ctx.reject
     batch: list[tuple] = []
     written = 0
-    n = 0
-    for first, last, row in ctx.source.records():
-        n += 1
-        if not n % CHECK_EVERY:
-            ctx.rows_read = n
-            ctx.tick()
-        if needs_check(first, last, row):
-            row = check(first, last, row, text_cols)
-            if row is None:
-                continue
+    for first, last, row in ctx.checked_records(text_cols):
         item = clean_id(row[i_item])
         if not item:
             reject(first, last, row, "missing_item_id")
@@ -70,7 +61,6 @@ def run(ctx: ImportContext, mapping: dict[str, str]) -> int:
             ctx.conn.executemany(UPSERT_ITEM, batch)
             written += len(batch)
             batch.clear()
-    ctx.rows_read = n
     if batch:
         ctx.conn.executemany(UPSERT_ITEM, batch)
         written += len(batch)

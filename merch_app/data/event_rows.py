@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 from merch_app.data.header_mapping import normalise_header
-from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
+from merch_app.data.import_batches import BATCH_ROWS, ImportContext
 from merch_app.data.values import (
     TimestampParser, clean_id, in_range, normalise_event_type, number_detail, parse_number,
 )
@@ -49,19 +49,10 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     import_id = ctx.import_id
     events = ctx.events
     append = events.append
-    needs_check, check, reject = ctx.needs_check, ctx.check_record, ctx.reject
+    reject = ctx.reject
     type_cache: dict[str, Optional[str]] = {}
     items_seen: set[str] = set()
-    n = 0
-    for first, last, row in ctx.source.records():
-        n += 1
-        if not n % CHECK_EVERY:
-            ctx.rows_read = n
-            ctx.tick()
-        if needs_check(first, last, row):
-            row = check(first, last, row, text_cols)
-            if row is None:
-                continue
+    for first, last, row in ctx.checked_records(text_cols):
         if fixed_type is None:
             raw_type = row[i_type]
             try:
@@ -117,7 +108,6 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
             items_seen.add(item)
         if len(events) >= BATCH_ROWS:
             ctx.flush_events()
-    ctx.rows_read = n
     ctx.flush()
     before = ctx.conn.total_changes
     ctx.conn.executemany(

@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from merch_app.data.csv_source import CsvSource
 from merch_app.data.values import clean_id
@@ -148,6 +148,27 @@ class ImportContext:
                             f"line break inside column {headers[col]!r} (unbalanced quote?)")
                 return None
         return row
+
+    def checked_records(self, text_cols: frozenset) -> Iterator[tuple[int, int, list[str]]]:
+        """Yield ``(first_line, last_line, row)`` for each record that passes the row checks.
+
+        Counts ``rows_read``, reports progress and polls cancel every
+        ``CHECK_EVERY`` rows; records that fail a check are rejected (with their
+        line numbers) by :meth:`check_record` and not yielded.
+        """
+        needs_check, check = self.needs_check, self.check_record
+        n = 0
+        for first, last, row in self.source.records():
+            n += 1
+            if not n % CHECK_EVERY:
+                self.rows_read = n
+                self.tick()
+            if needs_check(first, last, row):
+                row = check(first, last, row, text_cols)
+                if row is None:
+                    continue
+            yield first, last, row
+        self.rows_read = n
 
     def needs_check(self, first: int, last: int, row: Optional[list[str]]) -> bool:
         """Cheap test: does this record need :meth:`check_record`?"""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Optional
 
-from merch_app.data.import_batches import BATCH_ROWS, CHECK_EVERY, ImportContext
+from merch_app.data.import_batches import BATCH_ROWS, ImportContext
 from merch_app.data.values import TimestampParser, clean_id, in_range, number_detail, parse_number
 
 # Upper-cased stock codes that are not products (Online Retail and common shop exports).
@@ -82,20 +82,11 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     import_id = ctx.import_id
     events = ctx.events
     append = events.append
-    needs_check, check, reject = ctx.needs_check, ctx.check_record, ctx.reject
+    reject = ctx.reject
     # item code -> [descriptions {text: n}, purchase prices {price: n}, countries {name: n}]
     agg: dict[str, list[dict]] = {}
     non_product: dict[tuple[str, str], Optional[str]] = {}
-    n = 0
-    for first, last, row in ctx.source.records():
-        n += 1
-        if not n % CHECK_EVERY:
-            ctx.rows_read = n
-            ctx.tick()
-        if needs_check(first, last, row):
-            row = check(first, last, row, text_cols)
-            if row is None:
-                continue
+    for first, last, row in ctx.checked_records(text_cols):
         item = row[i_item].strip()
         if not item:
             reject(first, last, row, "missing_item_id")
@@ -170,7 +161,6 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
                 countries[country] = countries.get(country, 0) + 1
         if len(events) >= BATCH_ROWS:
             ctx.flush_events()
-    ctx.rows_read = n
     ctx.flush()
     write_items(ctx, agg)
     return len(agg)
