@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -38,6 +38,24 @@ def _ctrl_c_cancels(token: CancelToken):
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _run_job(db, bar: TerminalProgress, what: str, job: Callable[[CancelToken], Any]) -> Any:
+    """Run ``job(cancel_token)`` with Ctrl+C as cancel; failures become CLI errors.
+
+    The progress bar and the workspace connection are closed in every case.
+    """
+    token = CancelToken()
+    try:
+        with _ctrl_c_cancels(token):
+            return job(token)
+    except Cancelled:
+        raise click.ClickException(f"{what} cancelled; the registry is unchanged") from None
+    except _errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+        db.close()
 
 
 def _version_dict(v) -> dict[str, Any]:
@@ -92,22 +110,12 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
             setattr(cfg, field, value)
     db = open_ws(workspace)
     bar = TerminalProgress("train", enabled=None if not as_json else False)
-    token = CancelToken()
 
-    def progress(p):
-        bar(p)
-
-    try:
+    def job(token: CancelToken):
         encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
-        with _ctrl_c_cancels(token):
-            version = runner.train(db, cfg, progress=progress, cancel=token, encoder=encoder, name=name)
-    except Cancelled:
-        raise click.ClickException("training cancelled; the registry is unchanged") from None
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bar.close()
-        db.close()
+        return runner.train(db, cfg, progress=bar, cancel=token, encoder=encoder, name=name)
+
+    version = _run_job(db, bar, "training", job)
     if as_json:
         emit_json(_version_dict(version))
         return
@@ -130,13 +138,8 @@ def evaluate_command(workspace, model_id, k, split_date, as_json):
 
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("evaluate", enabled=None if not as_json else False)
-    try:
-        result = evaluate(db, model_id=model_id, k=k, split_date=split_date, progress=bar)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bar.close()
-        db.close()
+    result = _run_job(db, bar, "evaluation", lambda token: evaluate(
+        db, model_id=model_id, k=k, split_date=split_date, progress=bar, cancel=token))
     if as_json:
         emit_json(result)
         return
@@ -158,17 +161,8 @@ def update_command(workspace, model_id, epochs, as_json):
 
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("update", enabled=None if not as_json else False)
-    token = CancelToken()
-    try:
-        with _ctrl_c_cancels(token):
-            version = update_with_new_events(db, model_id=model_id, epochs=epochs, progress=bar, cancel=token)
-    except Cancelled:
-        raise click.ClickException("update cancelled; the registry is unchanged") from None
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bar.close()
-        db.close()
+    version = _run_job(db, bar, "update", lambda token: update_with_new_events(
+        db, model_id=model_id, epochs=epochs, progress=bar, cancel=token))
     if as_json:
         emit_json(_version_dict(version))
     else:
