@@ -14,7 +14,6 @@ from.  Explicit mode (ratings) scores ``uᵀWv + b_i + b_u + μ`` fitted by MSE.
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional
@@ -215,14 +214,14 @@ class HybridModel(ScoringMixin):
                      force=True)
             score = metrics.get(cfg.early_stopping_metric, float(epoch))
             if score > best_metric + 1e-5:
-                best, best_metric, bad = (copy.deepcopy(net.state_dict()), self.combiner.copy()), score, 0
+                best, best_metric, bad = (net.trained_state(), self.combiner.copy()), score, 0
                 self.best_epoch = epoch
             else:
                 bad += 1
                 if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
                     rep.total -= (cfg.epochs - epoch) * per_epoch
                     break
-        net.load_state_dict(best[0])
+        net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
         self.combiner = best[1]
         # refit the CF part on the whole period; the combiner keeps its weights
         final_tu = user_text if user_text is not None else history_text_vectors(
@@ -342,12 +341,12 @@ class HybridModel(ScoringMixin):
                                                      "epoch_end": True, **metrics}, force=True)
             rmse = metrics.get("val_rmse", -epoch)
             if not len(va) or rmse < best_rmse - 1e-6:
-                best, best_rmse, bad, self.best_epoch = copy.deepcopy(net.state_dict()), rmse, 0, epoch
+                best, best_rmse, bad, self.best_epoch = net.trained_state(), rmse, 0, epoch
             else:
                 bad += 1
                 if bad >= cfg.early_stopping_patience:
                     break
-        net.load_state_dict(best)
+        net.load_state_dict(best, strict=False)
         return net
 
     def continue_training(self, interactions: Interactions, epochs: int = 3,

@@ -219,6 +219,8 @@ class ScoringMixin:
                 new_ids.append(str(iid))
                 new_rows.append(t)
             else:
+                if not a["T_i"].flags.writeable or not a["T_i"].flags.owndata:
+                    a["T_i"] = a["T_i"].copy()  # may be shared with the training input: re-text a copy
                 a["T_i"][pos] = t
         if new_ids:
             m = len(new_ids)
