@@ -139,7 +139,9 @@ class TrainScreen(Screen):
     def _update_date_range(self) -> None:
         if self.ctx.db is None:
             return
-        row = self.ctx.db.execute("SELECT min(ts), max(ts) FROM events").fetchone()
+        # Two subqueries: SQLite answers a lone min() or max() from the ts index in O(log n), but
+        # "min(ts), max(ts)" together scans every event (~0.2 s in the GUI thread at 1M events).
+        row = self.ctx.db.execute("SELECT (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)").fetchone()
         if row and row[0]:
             self.form.set_date_range(row[0], row[1])
 
