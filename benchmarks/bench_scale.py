@@ -184,17 +184,17 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
           "still renders, hashes, looks up and assembles every item. The projection is distinct texts / rate: "
           "the one-off cost of a first encode, later runs only encode changed texts.", "",
           "### Training", "",
-          f"`training.train` with {args.epochs} epochs + 1 refit epoch (the Train screen's job: split, item "
+          f"`training.train` with {args.epochs} epoch(s) and no refit (the Train screen's job: split, item "
           "vectors, user vectors, fit, evaluation against baselines, registry with vector index). events/s = "
           "training events (before the split, search excluded) / seconds per epoch.", "",
-          "| scale | train events | users | s / epoch | events/s | refit epoch s | prepare s | evaluate + save s "
+          "| scale | train events | users | s / epoch | events/s | prepare s | evaluate + save s "
           "| job s | peak RSS | plain MF s / epoch | plain MF events/s | load |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         t, ref = r["train"], r["train_ref"]
         ok = f" {_ok(t['rss_mib'], RSS_GOAL_MIB)}" if r["name"] == "1m" else ""
         L.append(f"| {r['name']} | {t['train_events']:,} | {t['users']:,} | {t['epoch_s']:.1f} | "
-                 f"{t['train_events'] / t['epoch_s']:,.0f} | {t['refit_epoch_s'] or 0:.1f} | {t['prepare_s']:.1f} | "
+                 f"{t['train_events'] / t['epoch_s']:,.0f} | {t['prepare_s']:.1f} | "
                  f"{t['evaluate_save_s']:.1f} | {t['total_s']:.0f} | {fmt_mib(t['rss_mib'])}{ok} | "
                  f"{ref['epoch_s']:.1f} | {ref['events'] * 0.8 / ref['epoch_s']:,.0f} | {r['load']['train']:.1f} |")
     L += ["", "Plain MF: ID embeddings only (no text, no history features), distinct (user, item) pairs of all "
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="10k,100k,1m")
     ap.add_argument("--quick", action="store_true", help="10k and 100k only, fewer queries and samples")
     ap.add_argument("--fresh", type=int, default=2000, help="distinct texts encoded for real per scale")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)

@@ -155,7 +155,8 @@ def job_train(ws: Path, epochs: int, quantize: str | None) -> dict:
 
     db = open_workspace(ws)
     encoder = _encoder(quantize)
-    config = HybridConfig(epochs=epochs, refit_epochs=1, early_stopping_patience=epochs + 1, activate="always")
+    config = HybridConfig(epochs=epochs, min_epochs=epochs, refit_epochs=0, early_stopping_patience=epochs + 1,
+                          activate="always")
     phases: dict[str, float] = {}  # phase -> time of its first report
     marks: list[tuple[float, dict]] = []
 
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quantize", default=None)
     ap.add_argument("--n", type=int, default=1000, help="texts (seed: left fresh; encode_ref: sample)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--queries", type=int, default=30)
     a = ap.parse_args(argv)
     q = None if a.quantize in (None, "", "none") else a.quantize
