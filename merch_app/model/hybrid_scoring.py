@@ -13,6 +13,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
 
 FORMAT_VERSION = 2  # 2: history feature share_of_user
@@ -285,8 +286,6 @@ class ScoringMixin:
     @classmethod
     def load(cls, folder: Path):
         """Read a model saved by :meth:`save`; :class:`ModelLoadError` if anything is off."""
-        from merch_app.model.hybrid import HybridConfig  # circular at import time
-
         folder = Path(folder)
         if not folder.is_dir():
             raise ModelLoadError(f"{folder}: model folder does not exist")

@@ -1,0 +1,72 @@
+"""Hyper-parameters of the hybrid model (:class:`HybridConfig`, JSON-serialisable)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+from merch_app.model.interactions import DEFAULT_EVENT_WEIGHTS
+
+
+@dataclass
+class HybridConfig:
+    """Hyper-parameters of :class:`~merch_app.model.hybrid.HybridModel` (all JSON-serialisable)."""
+
+    dim: int = 64
+    epochs: int = 20
+    lr: float = 0.005
+    l2: float = 1e-4
+    dropout: float = 0.1
+    id_dropout: float = 0.25
+    negatives: int = 4  # weight of the negatives per positive in the BCE loss
+    shared_negatives: int = 512  # items sampled per batch, scored against every positive
+    batch_size: int = 4096
+    event_weights: dict = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    mode: str = "auto"  # implicit | explicit | auto (explicit when rating events exist)
+    seed: int = 42
+    split_date: Optional[str] = None
+    early_stopping_patience: int = 3
+    min_epochs: int = 4  # early stopping never ends training before this epoch
+    # val_cf_ndcg@10: the CF part alone on the validation users.  The full
+    # model's val_ndcg@10 is dominated by the history features and barely
+    # moves with the CF part, so it stops too early to train the CF part.
+    early_stopping_metric: str = "val_cf_ndcg@10"
+    history_features: bool = True
+    history_half_life_days: float = 60.0
+    user_text_half_life_days: float = 90.0
+    internal_cut: float = 0.8
+    label_horizon_days: Optional[float] = None  # label window of the internal cuts (None: 1 - internal_cut)
+    val_fraction: float = 0.15
+    max_val_users: int = 2000
+    refit_epochs: int = 2
+    extra_cuts: int = 3  # earlier internal cuts pooled for the history/trend weights
+    relative_recency: bool = True  # history ages from the user's own last event
+    neg_power: float = 0.75
+    threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
+    encoder: Optional[str] = None
+    activate: str = "if_none"  # if_none | always | never
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for ``config.json``).
+
+        Returns
+        -------
+        dict
+            Field name to value.
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HybridConfig":
+        """A config from :meth:`to_dict` output; unknown keys are ignored, missing ones take defaults.
+
+        Parameters
+        ----------
+        d
+            Saved fields (None or empty: all defaults).
+
+        Returns
+        -------
+        HybridConfig
+        """
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
