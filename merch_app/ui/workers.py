@@ -26,148 +26,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from merch_app.jobs import CancelToken, Cancelled, Progress
+from merch_app.jobs import Progress
 from merch_app.ui.gui_gc import GuiThreadGC
+from merch_app.ui.job_executor import JobContext, JobHandle, _Executor, _Job  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 _SEQ = itertools.count(1)
-
-
-@dataclass
-class JobHandle:
-    """What the GUI keeps of a queued/running job."""
-
-    seq: int
-    label: str
-    channel: str = ""
-    token: CancelToken = field(default_factory=CancelToken)
-    state: str = "queued"  # queued | running | ok | error | cancelled | dropped
-    superseded: bool = False  # a newer job of the same channel replaced it: its result is stale
-    started: float = field(default_factory=time.perf_counter)
-    last_progress: Optional[Progress] = None
-
-    def cancel(self) -> None:
-        self.token.cancel()
-
-    @property
-    def done(self) -> bool:
-        return self.state in ("ok", "error", "cancelled", "dropped")
-
-
-class JobContext:
-    """Handed to a job function inside the worker thread."""
-
-    def __init__(self, handle: JobHandle, executor: "_Executor") -> None:
-        self.handle = handle
-        self.cancel = handle.token
-        self._executor = executor
-        self.state = executor.state
-        self._last_emit = 0.0
-
-    def progress(self, p: Progress) -> None:
-        """Forward a progress report to the GUI (rate-limited, epoch ends always pass)."""
-        now = time.perf_counter()
-        important = bool(p.data.get("epoch_end")) or (p.total is not None and p.done >= p.total)
-        if not important and now - self._last_emit < 0.03:
-            return
-        self._last_emit = now
-        self._executor.progressed.emit(self.handle.seq, p)
-
-    def db(self, path: Path | str):
-        """A workspace connection owned by this worker thread (opened once, cached)."""
-        from merch_app.data.workspace import open_workspace
-
-        key = ("db", str(path))
-        conn = self.state.get(key)
-        if conn is None:
-            conn = open_workspace(path)
-            self.state[key] = conn
-        return conn
-
-    def close_db(self, path: Path | str) -> None:
-        """Close the cached connection to ``path`` (e.g. before the file is replaced)."""
-        conn = self.state.pop(("db", str(path)), None)
-        if conn is not None:
-            conn.close()
-
-
 _GC = GuiThreadGC()  # shared by all runners
-
-
-@dataclass
-class _Job:
-    handle: JobHandle
-    fn: Callable[[JobContext], Any]
-
-
-class _Executor(QObject):
-    """Lives in the worker thread; runs queued jobs one after the other.
-
-    Jobs are handed over by sequence number through ``jobs`` (filled and
-    emptied by the GUI thread) so that the job function and everything its
-    closure holds (possibly widgets) are released in the GUI thread.
-    """
-
-    began = Signal(int)
-    progressed = Signal(int, object)
-    succeeded = Signal(int, object)
-    failed = Signal(int, object, str)
-    cancelled = Signal(int)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.state: dict[Any, Any] = {}
-        self.jobs: dict[int, _Job] = {}
-        self.lock = threading.Lock()
-
-    @Slot(int)
-    def execute(self, seq: int) -> None:
-        with self.lock:
-            job = self.jobs.get(seq)
-        if job is None:
-            return
-        h, fn = job.handle, job.fn
-        del job
-        if h.token.cancelled:  # superseded while waiting in the queue
-            self.cancelled.emit(seq)
-            return
-        self.began.emit(seq)
-        outcome: tuple = ()
-        try:
-            outcome = ("ok", fn(JobContext(h, self)))
-        except Cancelled:
-            outcome = ("cancelled",)
-        except BaseException as exc:  # noqa: BLE001 - every error goes to the GUI, never a crash
-            tb = traceback.format_exc()
-            outcome = ("error", exc.with_traceback(None), tb)
-        del fn  # the GUI thread still holds the job; its closure dies there
-        if outcome[0] == "ok":
-            self.succeeded.emit(seq, outcome[1])
-        elif outcome[0] == "cancelled":
-            self.cancelled.emit(seq)
-        else:
-            self.failed.emit(seq, outcome[1], outcome[2])
-
-    @Slot()
-    def release(self) -> None:
-        """Close thread-owned resources (connections) before the thread ends."""
-        for key, value in list(self.state.items()):
-            if isinstance(key, tuple) and key and key[0] == "db":
-                try:
-                    value.close()
-                except Exception:  # noqa: BLE001
-                    pass
-        self.state.clear()
 
 
 @dataclass
