@@ -1,12 +1,8 @@
-"""Merchandising rules: the ranker's rules hook and the rules merchandisers write.
+"""Merchandising rules: the rules merchandisers write, and their storage.
 
-The hook: a rule looks at the scored candidates of one request and returns a
-:class:`RuleEffect`: an additive boost per candidate (which goes into the
-``rules`` score component), candidates to hide (a filter the merchandiser
-set, reported by "why not") and positional pins.  A pin is turned into an
-additive amount too (see :func:`merch_app.ranking.fusion.apply_pins`) so that
-components still add up to the score and sorting by score gives the order.
-With no rules (the default) the ``rules`` component is zero everywhere.
+The ranker's rules hook (:class:`RuleContext`, :class:`RuleEffect`,
+:func:`apply_rules`, ...) is in :mod:`merch_app.ranking.rule_hook`; its names
+are re-exported here.
 
 The rules (:class:`MerchRule`, stored in the workspace table ``rules``):
 
@@ -31,108 +27,13 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 import numpy as np
 
-
-@dataclass
-class RuleContext:
-    """What a rule sees: the request and the candidates before rules apply.
-
-    Attributes
-    ----------
-    positions
-        Bundle positions of the candidates.
-    scores
-        Fused scores without rules, aligned with ``positions``.
-    """
-
-    request: Any
-    positions: np.ndarray
-    scores: np.ndarray
-    catalog: Any
-
-
-@dataclass
-class RuleEffect:
-    """Effect of one rule on the candidates of a request (arrays aligned with them).
-
-    ``pins`` maps a candidate index to a 0-based result position.
-    """
-
-    boost: Optional[np.ndarray] = None
-    hide: Optional[np.ndarray] = None
-    pins: dict[int, int] = field(default_factory=dict)
-
-
-class Rule(Protocol):
-    """A merchandising rule."""
-
-    name: str
-
-    def apply(self, ctx: RuleContext) -> RuleEffect:
-        ...
-
-
-@dataclass
-class AppliedRules:
-    """Combined effect of all rules on one candidate set."""
-
-    boost: np.ndarray
-    hidden: np.ndarray
-    hidden_by: dict[int, str]
-    pins: dict[int, tuple[int, str]]
-    effects: dict[int, list[dict[str, Any]]]
-
-
-def apply_rules(rules, ctx: RuleContext) -> AppliedRules:
-    """Run every rule on ``ctx`` and combine their effects (boosts add up)."""
-    n = len(ctx.positions)
-    boost = np.zeros(n, dtype=np.float64)
-    hidden = np.zeros(n, dtype=bool)
-    hidden_by: dict[int, str] = {}
-    pins: dict[int, tuple[int, str]] = {}
-    effects: dict[int, list[dict[str, Any]]] = {}
-    for rule in rules or ():
-        eff = rule.apply(ctx)
-        name = getattr(rule, "name", type(rule).__name__)
-        if eff.boost is not None:
-            b = np.asarray(eff.boost, dtype=np.float64)
-            boost += b
-            for i in np.flatnonzero(b):
-                effects.setdefault(int(i), []).append({"rule": name, "effect": float(b[i]),
-                                                       **_describe(rule)})
-        if eff.hide is not None:
-            for i in np.flatnonzero(np.asarray(eff.hide, dtype=bool)):
-                if not hidden[i]:
-                    hidden_by[int(i)] = name
-                hidden[i] = True
-        for i, where in eff.pins.items():
-            pins[int(i)] = (int(where), name)
-    return AppliedRules(boost, hidden, hidden_by, pins, effects)
-
-
-def _describe(rule) -> dict[str, Any]:
-    """Extra fields an effect carries for explanations (kind and id of a stored rule)."""
-    out = {}
-    if getattr(rule, "kind", None):
-        out["kind"] = rule.kind
-    if getattr(rule, "rule_id", None) is not None:
-        out["rule_id"] = rule.rule_id
-    return out
-
-
-def describe_effect(effect: dict[str, Any]) -> str:
-    """One rule effect for people: ``score +0.200, moved 7 → 2 (pinned to 2)``."""
-    text = f"score {float(effect.get('effect', 0.0)):+.3f}"
-    a, b = effect.get("from_rank"), effect.get("to_rank")
-    if a is not None or b is not None:
-        text += f", moved {a if a is not None else '-'} → {b if b is not None else '-'}"
-    if effect.get("pinned_to") is not None:
-        text += f" (pinned to {effect['pinned_to']})"
-    return text
-
+from merch_app.ranking.rule_hook import (  # noqa: F401 - re-exported
+    AppliedRules, Rule, RuleContext, RuleEffect, apply_rules, describe_effect,
+)
 
 # ------------------------------------------------------------ merch rules
 RULE_KINDS = ("pin", "boost", "bury", "hide", "synonym", "rewrite")
