@@ -1,0 +1,119 @@
+"""A judged query suite as plain data: :class:`Suite`, grades, query and CSV-cell hygiene.
+
+Grades: 0 = not relevant, 1 = somewhat, 2 = relevant, 3 = perfect.  A query
+counts as relevant-bearing when at least one item has grade >= 1.
+Reading and writing files is in :mod:`merch_app.evaluation.suite_files`,
+workspace storage in :mod:`merch_app.evaluation.suites`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+MAX_GRADE = 3
+FORMULA_LEAD = ("=", "+", "-", "@")
+QRELS_TOPICS_SUFFIX = ".topics.tsv"
+
+
+class SuiteError(ValueError):
+    """A suite file or suite operation is invalid (message is user-facing)."""
+
+
+def normalise_query(text: str) -> str:
+    """Whitespace-collapsed, stripped query (case is kept for display)."""
+    return " ".join(str(text or "").split())
+
+
+def csv_safe(cell: object) -> str:
+    """Text of ``cell`` that spreadsheets will not run as a formula.
+
+    Cells starting with ``= + - @`` (or a tab/CR, which some programs strip
+    first) get a leading apostrophe; :func:`csv_unsafe` removes it again.
+    """
+    text = "" if cell is None else str(cell)
+    if text and (text[0] in FORMULA_LEAD or text[0] in "\t\r"):
+        return "'" + text
+    return text
+
+
+def csv_unsafe(text: str) -> str:
+    """Undo :func:`csv_safe` (drop the apostrophe it added)."""
+    if len(text) >= 2 and text[0] == "'" and (text[1] in FORMULA_LEAD or text[1] in "\t\r"):
+        return text[1:]
+    return text
+
+
+@dataclass
+class Suite:
+    """Named queries with graded judgments.
+
+    Attributes
+    ----------
+    name
+        Unique name within a workspace.
+    queries
+        Query texts in display order (including queries not rated yet).
+    judgments
+        ``query -> {item_id: grade}``.
+    source
+        Where it came from: ``gui``, ``csv:<file>``, ``qrels:<file>``, ``behaviour``.
+    """
+
+    name: str
+    queries: list[str] = field(default_factory=list)
+    judgments: dict[str, dict[str, int]] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+    suite_id: Optional[int] = None
+
+    def add_query(self, query: str) -> str:
+        """Add ``query`` (normalised) if missing; returns the normalised text."""
+        q = normalise_query(query)
+        if not q:
+            raise SuiteError("a query must not be empty")
+        if q not in self.judgments:
+            self.judgments[q] = {}
+            self.queries.append(q)
+        return q
+
+    def set_grade(self, query: str, item_id: str, grade: Optional[int]) -> None:
+        """Set (or with ``grade=None`` remove) the judgment of ``item_id`` for ``query``."""
+        q = self.add_query(query)
+        if grade is None:
+            self.judgments[q].pop(str(item_id), None)
+            return
+        self.judgments[q][str(item_id)] = check_grade(grade)
+
+    def grades(self, query: str) -> dict[str, int]:
+        return self.judgments.get(normalise_query(query), {})
+
+    def relevant_queries(self) -> list[str]:
+        """Queries with at least one item graded >= 1."""
+        return [q for q in self.queries if any(g >= 1 for g in self.judgments.get(q, {}).values())]
+
+    @property
+    def n_judgments(self) -> int:
+        return sum(len(j) for j in self.judgments.values())
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """``(query, item_id, grade)`` rows in query order, items by grade then id."""
+        out = []
+        for q in self.queries:
+            for item_id, g in sorted(self.judgments.get(q, {}).items(), key=lambda kv: (-kv[1], kv[0])):
+                out.append((q, item_id, g))
+        return out
+
+    def summary(self) -> dict:
+        return {"name": self.name, "queries": len(self.queries), "judgments": self.n_judgments,
+                "relevant_queries": len(self.relevant_queries()), "source": self.source}
+
+
+def check_grade(grade: object) -> int:
+    """``grade`` as an int in 0..3, or :class:`SuiteError`."""
+    try:
+        g = int(str(grade).strip()) if not isinstance(grade, int) else grade
+    except ValueError:
+        raise SuiteError(f"grade {grade!r} is not a whole number 0-{MAX_GRADE}") from None
+    if not 0 <= g <= MAX_GRADE:
+        raise SuiteError(f"grade {g} is outside 0-{MAX_GRADE}")
+    return g
