@@ -29,6 +29,7 @@ class Screen(QWidget):
         self.window_ = window
         self.ctx = window.ctx
         self.ready = False  # set by the window once the constructor has finished
+        self._loaded = False  # see load_on_show / reload_when_shown
         self.ctx.workspace_changed.connect(lambda _p: self._safe(self.on_workspace_changed))
         self.ctx.data_changed.connect(lambda: self._safe(self.on_data_changed))
         self.ctx.models_changed.connect(lambda: self._safe(self.on_models_changed))
@@ -51,6 +52,27 @@ class Screen(QWidget):
 
     def show_info(self, text: str) -> None:
         self.window_.show_message(text, level="info")
+
+    # lazy loading ------------------------------------------------------------
+    def load_on_show(self) -> bool:
+        """Whether :meth:`on_shown` should load the screen's data now (then marks it loaded).
+
+        True once after start-up or :meth:`reload_when_shown`, when a workspace is open.
+
+        Returns
+        -------
+        bool
+        """
+        if self._loaded or self.ctx.path is None:
+            return False
+        self._loaded = True
+        return True
+
+    def reload_when_shown(self) -> None:
+        """Forget the loaded data: load again now if the screen is visible, else when it is shown."""
+        self._loaded = False
+        if self.isVisible():
+            self.on_shown()
 
     # hooks -----------------------------------------------------------------
     def on_workspace_changed(self) -> None:

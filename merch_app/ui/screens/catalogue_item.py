@@ -4,20 +4,11 @@ from __future__ import annotations
 import html
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QGridLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QTableWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGridLayout, QTableWidget, QVBoxLayout, QWidget
 
 from merch_app.ui.charts import LineChart
-from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
 from merch_app.ui.screens.insights_charts import EVENT_COLOURS, FunnelChart
 from merch_app.ui.screens.insights_common import boxed, fmt_ts, note_label, selected_text
 
@@ -65,19 +56,10 @@ class ItemPagePanel(QWidget):
         self.model_views: Optional[dict[str, Any]] = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        self.id_box = QLineEdit()
-        self.id_box.setPlaceholderText("Item id (or click a point on the map)")
-        self.id_box.returnPressed.connect(self._ask)
-        self.open_button = QPushButton("Open item")
-        self.open_button.clicked.connect(self._ask)
-        row.addWidget(self.id_box, 1)
-        row.addWidget(self.open_button)
+        row, self.id_box, self.open_button = entry_row("Item id (or click a point on the map)", "Open item",
+                                                       self._ask)
         lay.addLayout(row)
-        self.header = QLabel("No item open.")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setStyleSheet("font-size: 11pt;")
+        self.header = header_label("No item open.")
         lay.addWidget(self.header)
 
         grid = QGridLayout()

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.catalogue_doctor import DoctorPanel, doctor_job
 from merch_app.ui.screens.catalogue_item import ItemPagePanel, item_model_job, item_page_job
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.insights_charts import CategoryMap, HourOfWeekHeatmap, SignedHeatmap
 from merch_app.ui.screens.insights_common import boxed, engine, item_groups_job, model_of, note_label
 from merch_app.ui.workers import error_text
@@ -89,7 +90,6 @@ class CatalogueScreen(Screen):
         self.heat = None
         self.segments: Optional[dict[str, Any]] = None
         self.item_id: Optional[str] = None
-        self._loaded = False
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -109,9 +109,7 @@ class CatalogueScreen(Screen):
         lay.addWidget(self.tabs)
 
     def _build_map(self) -> QWidget:
-        page = QWidget()
-        lay = QVBoxLayout(page)
-        lay.setContentsMargins(0, 0, 0, 0)
+        page, lay = bare_column()
         row = QHBoxLayout()
         self.map_kind = QComboBox()
         self.map_kind.addItems(list(MAP_KINDS))
@@ -130,9 +128,7 @@ class CatalogueScreen(Screen):
         return page
 
     def _build_heatmaps(self) -> QWidget:
-        page = QWidget()
-        lay = QVBoxLayout(page)
-        lay.setContentsMargins(0, 0, 0, 0)
+        page, lay = bare_column()
         row = QHBoxLayout()
         self.event_filter = QComboBox()
         self.event_filter.addItems(list(EVENT_FILTERS))
@@ -149,9 +145,7 @@ class CatalogueScreen(Screen):
         lay.addWidget(self.how.widget, 3)
         self.how_note = note_label()
         lay.addWidget(self.how_note)
-        seg = QWidget()
-        sl = QVBoxLayout(seg)
-        sl.setContentsMargins(0, 0, 0, 0)
+        seg, sl = bare_column()
         srow = QHBoxLayout()
         self.k_box = QSpinBox()
         self.k_box.setRange(2, 20)
@@ -173,22 +167,17 @@ class CatalogueScreen(Screen):
     def on_workspace_changed(self) -> None:
         self.generation += 1
         self.item_group, self.map_result, self.heat, self.segments = None, None, None, None
-        self._loaded = False
-        if self.isVisible():
-            self.on_shown()
+        self.reload_when_shown()
 
     def on_data_changed(self) -> None:
         self.on_workspace_changed()
 
     def on_models_changed(self) -> None:
         self.generation += 1
-        self._loaded = False
-        if self.isVisible():
-            self.on_shown()
+        self.reload_when_shown()
 
     def on_shown(self) -> None:
-        if not self._loaded and self.ctx.path is not None:
-            self._loaded = True
+        if self.load_on_show():
             self.load_map()
             self.load_heatmap()
             self.load_segments()

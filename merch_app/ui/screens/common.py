@@ -1,11 +1,13 @@
-"""Widgets and helpers shared by several screens (read-only tables, stat cards, dates)."""
+"""Widgets and helpers shared by several screens (read-only tables, stat cards, layouts, dates)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
+from PySide6.QtWidgets import (
+    QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
 
 
 def iso_to_epoch(ts: str) -> float:
@@ -36,12 +38,80 @@ def fill_table(table: QTableWidget, headers: list[str], rows: list[list[Any]]) -
 
 
 def make_table() -> QTableWidget:
+    """An empty read-only looking table: rows selected whole, no row numbers, last column stretched.
+
+    Returns
+    -------
+    QTableWidget
+    """
     t = QTableWidget(0, 0)
     t.verticalHeader().setVisible(False)
     t.setAlternatingRowColors(True)
     t.horizontalHeader().setStretchLastSection(True)
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
     return t
+
+
+def bare_column() -> tuple[QWidget, QVBoxLayout]:
+    """A plain widget with a margin-free vertical layout (a page, a tab, one side of a splitter).
+
+    Returns
+    -------
+    tuple of (QWidget, QVBoxLayout)
+        The widget and its layout, to add children to.
+    """
+    widget = QWidget()
+    lay = QVBoxLayout(widget)
+    lay.setContentsMargins(0, 0, 0, 0)
+    return widget, lay
+
+
+def header_label(text: str) -> QLabel:
+    """The rich-text, word-wrapped, larger title line at the top of a page or panel.
+
+    Parameters
+    ----------
+    text
+        The first text shown (rich text allowed).
+
+    Returns
+    -------
+    QLabel
+    """
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setWordWrap(True)
+    label.setStyleSheet("font-size: 11pt;")
+    return label
+
+
+def entry_row(placeholder: str, button_text: str,
+              on_submit: Callable[[], None]) -> tuple[QHBoxLayout, QLineEdit, QPushButton]:
+    """A line edit and a button beside it; Return in the box and a click both call ``on_submit``.
+
+    Parameters
+    ----------
+    placeholder
+        Grey hint in the empty box.
+    button_text
+        Label of the button.
+    on_submit
+        Called without arguments (read the box's text there).
+
+    Returns
+    -------
+    tuple of (QHBoxLayout, QLineEdit, QPushButton)
+        The row to add to a layout, the box and the button.
+    """
+    row = QHBoxLayout()
+    box = QLineEdit()
+    box.setPlaceholderText(placeholder)
+    box.returnPressed.connect(on_submit)
+    button = QPushButton(button_text)
+    button.clicked.connect(on_submit)
+    row.addWidget(box, 1)
+    row.addWidget(button)
+    return row, box, button
 
 
 class StatCard(QFrame):

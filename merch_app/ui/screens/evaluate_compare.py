@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from merch_app.evaluation.compare import (Comparison, compare_runs, diff_snapshot, list_snapshots, load_snapshot,
                                           rank_moves, save_snapshot)
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import HBarChart, SlopeChart, SortableTable, cell
 from merch_app.ui.workers import error_text
 
@@ -72,9 +73,7 @@ class ComparePanel(QWidget):
         lay.addLayout(top)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         ll.addWidget(QLabel("Compare the baseline with:"))
         self.others = QListWidget()
         self.others.setMaximumHeight(90)
@@ -92,9 +91,7 @@ class ComparePanel(QWidget):
             lambda idx: self.screen.window_.open_query(self.queries.text(idx.row())))
         ll.addWidget(self.queries.view, 1)
         split.addWidget(left)
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        right, rl = bare_column()
         self.delta_chart = HBarChart("Per-query Δ vs baseline (ties left out; largest loss on top)", "Δ")
         self.slope = SlopeChart("Rank moves for the selected query")
         rl.addWidget(self.delta_chart.widget, 2)

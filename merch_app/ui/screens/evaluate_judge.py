@@ -9,17 +9,15 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
     QListWidget,
-    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from merch_app.ui import evaluate_jobs as ej
+from merch_app.ui.screens.common import bare_column, entry_row
 from merch_app.ui.screens.evaluate_widgets import fmt, grade_brush
 from merch_app.ui.workers import error_text
 
@@ -56,27 +54,16 @@ class JudgePanel(QWidget):
 
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         ll.addWidget(QLabel("Queries of the suite"))
         self.queries = QListWidget()
         self.queries.currentTextChanged.connect(self.show_query)
         ll.addWidget(self.queries, 1)
-        add_row = QHBoxLayout()
-        self.new_query = QLineEdit()
-        self.new_query.setPlaceholderText("Add a query…")
-        self.new_query.returnPressed.connect(self.add_query)
-        self.add_button = QPushButton("Add")
-        self.add_button.clicked.connect(self.add_query)
-        add_row.addWidget(self.new_query, 1)
-        add_row.addWidget(self.add_button)
+        add_row, self.new_query, self.add_button = entry_row("Add a query…", "Add", self.add_query)
         ll.addLayout(add_row)
         split.addWidget(left)
 
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        right, rl = bare_column()
         self.header = QLabel("Pick or add a query; then select a result and press 0–3 to rate it "
                              "(0 not relevant … 3 perfect, Del clears).")
         self.header.setWordWrap(True)

@@ -33,6 +33,7 @@ from merch_app.ranking.types import Weights
 from merch_app.ui import evaluate_jobs as ej
 from merch_app.ui.charts import export_png
 from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_compare import ComparePanel
 from merch_app.ui.screens.evaluate_judge import JudgePanel
 from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell
@@ -137,9 +138,7 @@ class EvaluateScreen(Screen):
         self.results = SortableTable(["query", "ndcg@10", "p@k", "mrr", "unjudged", "relevant"])
         self.results.view.doubleClicked.connect(lambda idx: self.open_query_row(idx.row()))
         split.addWidget(self.results.view)
-        charts = QWidget()
-        cl = QVBoxLayout(charts)
-        cl.setContentsMargins(0, 0, 0, 0)
+        charts, cl = bare_column()
         self.ndcg_chart = HBarChart("NDCG@10 of the 20 worst queries", "NDCG@10")
         self.means_chart = MeansChart()
         cl.addWidget(self.ndcg_chart.widget, 3)

@@ -7,21 +7,11 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QVBoxLayout, QWidget
 
 from merch_app.ranking.rules import describe_effect
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
-from merch_app.ui.screens.common import fill_table, make_table
+from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
 
 MAX_HEATMAP_COLUMNS = 14
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -62,10 +52,7 @@ class ExplainPanel(QWidget):
         self.explanation: Optional[Any] = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        self.header = QLabel("Select a result to see why it is there.")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setStyleSheet("font-size: 11pt;")
+        self.header = header_label("Select a result to see why it is there.")
         lay.addWidget(self.header)
         self.legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {n}" for n, c in COMPONENT_COLOURS.items())
                              + "  · <span style='background:#ffe066'>keyword match</span>"
@@ -106,14 +93,8 @@ class ExplainPanel(QWidget):
 
         why_box = QGroupBox("Why not…? (item id or title)")
         wl = QVBoxLayout(why_box)
-        row = QHBoxLayout()
-        self.why_not_box = QLineEdit()
-        self.why_not_box.setPlaceholderText("e.g. 22423 or 'cake stand'")
-        self.why_not_box.returnPressed.connect(self._ask_why_not)
-        self.why_not_button = QPushButton("Explain rank")
-        self.why_not_button.clicked.connect(self._ask_why_not)
-        row.addWidget(self.why_not_box, 1)
-        row.addWidget(self.why_not_button)
+        row, self.why_not_box, self.why_not_button = entry_row("e.g. 22423 or 'cake stand'", "Explain rank",
+                                                               self._ask_why_not)
         wl.addLayout(row)
         self.why_not_label = QLabel()
         self.why_not_label.setWordWrap(True)

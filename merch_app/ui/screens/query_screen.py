@@ -19,13 +19,13 @@ from PySide6.QtWidgets import (
     QTableView,
     QTabWidget,
     QVBoxLayout,
-    QWidget,
 )
 
 from merch_app.safety import csv_row
 from merch_app.ui import query_engine as qe
 from merch_app.ui.charts import Histogram, ScatterMap, export_png
 from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.explain_panel import ExplainPanel
 from merch_app.ui.screens.query_controls import QueryControls
 from merch_app.ui.screens.results_table import BAR_COLUMN, COLUMNS, ComponentBarDelegate, ResultsModel
@@ -98,9 +98,7 @@ class QueryScreen(Screen):
         self.table.selectionModel().currentRowChanged.connect(lambda cur, _prev: self._row_selected(cur.row()))
         self.explain = ExplainPanel()
         self.explain.why_not_requested.connect(self.ask_why_not)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         ll.addWidget(self.table, 1)
         ll.addWidget(self.explain.why_not_group)
         split.addWidget(left)
@@ -110,9 +108,7 @@ class QueryScreen(Screen):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.explain)
         self.tabs.addTab(scroll, "Explanation")
-        overview = QWidget()
-        ol = QVBoxLayout(overview)
-        ol.setContentsMargins(0, 0, 0, 0)
+        overview, ol = bare_column()
         self.histogram = Histogram("Scores of all candidates (dashed: k-th result)", "final score")
         self.map = ScatterMap("Item vectors (PCA) — results in orange; hover for titles")
         ol.addWidget(self.histogram.widget, 2)

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from merch_app.evaluation.suites import list_suites
@@ -29,6 +28,7 @@ from merch_app.ranking.rules import ATTRIBUTES, RULE_KINDS, MerchRule, RuleError
 from merch_app.ranking.types import Weights
 from merch_app.ui import evaluate_jobs as ej
 from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import SlopeChart, SortableTable, cell
 from merch_app.ui.workers import error_text
 
@@ -68,9 +68,7 @@ class RulesScreen(Screen):
     def _build(self) -> None:
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         intro = QLabel("Rules in this workspace. Tick to switch on; enabled rules apply in ranking, the CLI "
                        "and explanations.")
         intro.setWordWrap(True)
@@ -98,9 +96,7 @@ class RulesScreen(Screen):
         ll.addLayout(row)
         split.addWidget(left)
 
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        right, rl = bare_column()
         rl.addWidget(self._form())
         rl.addWidget(self._impact_box(), 1)
         split.addWidget(right)
@@ -177,9 +173,7 @@ class RulesScreen(Screen):
         self.impact_label.setWordWrap(True)
         lay.addWidget(self.impact_label)
         split = QSplitter(Qt.Orientation.Horizontal)
-        tables = QWidget()
-        tl = QVBoxLayout(tables)
-        tl.setContentsMargins(0, 0, 0, 0)
+        tables, tl = bare_column()
         self.metrics = SortableTable(["judgments", "metric", "before", "after", "Δ", "p-value"], stretch=0)
         self.metrics.view.setMaximumHeight(150)
         tl.addWidget(self.metrics.view)

@@ -12,14 +12,13 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QVBoxLayout,
-    QWidget,
 )
 
 from merch_app.data.workspace import EVENT_TYPES
 from merch_app.ui.charts import LineChart
 from merch_app.ui.main_window import format_eta
 from merch_app.ui.screens.base import Screen
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
 from merch_app.ui.screens.train_form import TrainForm
 from merch_app.ui.widgets import shrinkable
@@ -57,9 +56,7 @@ class TrainScreen(Screen):
     def _build(self) -> None:
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         event_types = [e for e in EVENT_TYPES if e != "search"]
         self.form = TrainForm(default_config(), event_types)
         ll.addWidget(self.form)
@@ -93,9 +90,7 @@ class TrainScreen(Screen):
         ll.addWidget(self.log, 1)
         split.addWidget(left)
 
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        right, rl = bare_column()
         charts = QHBoxLayout()
         self.loss_chart = LineChart("Training loss", "loss", "epoch", legend=True)
         self.batch_curve = self.loss_chart.curve("batches (running mean)", "#f4a3a3")

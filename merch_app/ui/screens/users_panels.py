@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.explain_panel import ExplainPanel
 from merch_app.ui.screens.insights_charts import FunnelChart, PathChart
 from merch_app.ui.screens.insights_common import boxed, fmt_ts, note_label
@@ -55,9 +56,7 @@ class PathsPanel(QWidget):
         self.sessions = QListWidget()
         self.sessions.currentItemChanged.connect(self._session_changed)
         top.addWidget(boxed("Sessions (newest first)", self.sessions))
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
+        right, rl = bare_column()
         self.chart = PathChart("Behaviour path — hover a point for the item")
         self.even = QCheckBox("Evenly spaced (step order instead of time)")
         self.even.toggled.connect(lambda _on: self._draw())
@@ -71,9 +70,7 @@ class PathsPanel(QWidget):
         top.setSizes([300, 900])
         lay.addWidget(top, 3)
 
-        fbox = QWidget()
-        fl = QVBoxLayout(fbox)
-        fl.setContentsMargins(0, 0, 0, 0)
+        fbox, fl = bare_column()
         row = QHBoxLayout()
         self.funnel_kind = QComboBox()
         self.funnel_kind.addItems(["item", "query"])
@@ -183,9 +180,7 @@ class RecsPanel(QWidget):
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        left, ll = bare_column()
         self.status = note_label("Select a user.")
         ll.addWidget(self.status)
         self.model = ResultsModel()

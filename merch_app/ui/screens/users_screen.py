@@ -11,19 +11,17 @@ from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QSplitter,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.base import Screen
-from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.common import bare_column, fill_table, header_label, make_table
 from merch_app.ui.screens.insights_charts import EVENT_COLOURS, HBarChart
 from merch_app.ui.screens.insights_common import engine, fmt_ts, item_groups_job, model_of, note_label
 from merch_app.ui.screens.users_panels import ALL_EVENTS, PathsPanel, RecsPanel
@@ -105,7 +103,6 @@ class UsersScreen(Screen):
         self.profile = None
         self.recs: Optional[dict[str, Any]] = None
         self.item_group: Optional[dict[str, str]] = None
-        self._loaded = False
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(200)
@@ -116,9 +113,7 @@ class UsersScreen(Screen):
     def _build(self) -> None:
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
-        picker = QWidget()
-        pl = QVBoxLayout(picker)
-        pl.setContentsMargins(0, 0, 0, 0)
+        picker, pl = bare_column()
         self.search_box = QLineEdit()
         self.search_box.setPlaceholderText("Search user id…")
         self.search_box.textChanged.connect(lambda _t: self._search_timer.start())
@@ -147,13 +142,8 @@ class UsersScreen(Screen):
         lay.addWidget(split)
 
     def _build_profile(self) -> QWidget:
-        page = QWidget()
-        lay = QVBoxLayout(page)
-        lay.setContentsMargins(0, 0, 0, 0)
-        self.header = QLabel("Pick a user on the left.")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setStyleSheet("font-size: 11pt;")
+        page, lay = bare_column()
+        self.header = header_label("Pick a user on the left.")
         lay.addWidget(self.header)
         grid = QGridLayout()
         self.activity = LineChart("Activity over time", "events", "", date_axis=True, symbols=True)
@@ -181,9 +171,7 @@ class UsersScreen(Screen):
     def on_workspace_changed(self) -> None:
         self.generation += 1
         self.user_id, self.profile, self.recs, self.item_group = None, None, None, None
-        self._loaded = False
-        if self.isVisible():
-            self.on_shown()
+        self.reload_when_shown()
 
     def on_data_changed(self) -> None:
         self.on_workspace_changed()
@@ -195,8 +183,7 @@ class UsersScreen(Screen):
             self.load_recommendations()
 
     def on_shown(self) -> None:
-        if not self._loaded and self.ctx.path is not None:
-            self._loaded = True
+        if self.load_on_show():
             self.refresh_list()
 
     # --------------------------------------------------------------- the list
