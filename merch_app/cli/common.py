@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Union
 
 import click
 
@@ -32,6 +33,32 @@ def open_ws(path: Path | None, create: bool = True):
         return open_workspace(resolve_workspace(path), create=create)
     except WorkspaceError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) -> Iterator[Any]:
+    """The workspace connection for one command, closed when the block ends.
+
+    Parameters
+    ----------
+    path
+        ``--workspace`` value (None: the default workspace); opened as by :func:`open_ws`.
+    errors
+        Exception types raised in the block that are user errors: they become a
+        :class:`click.ClickException` with their message.
+
+    Yields
+    ------
+    sqlite3.Connection
+        The open workspace.
+    """
+    db = open_ws(path)
+    try:
+        yield db
+    except errors as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
 
 
 def emit_json(obj: Any) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
 from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.jobs import CancelToken, Cancelled
 
@@ -29,8 +29,7 @@ def encode_command(workspace, encoder_spec, int8, batch_size, engine, ray_addres
     from merch_app.model.encoder import EncoderError, workspace_encoder
 
     runner = get_engine_or_exit(engine, ray_address, workers)
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         try:
             encoder = workspace_encoder(db, encoder_spec, int8)
         except EncoderError as exc:
@@ -46,8 +45,6 @@ def encode_command(workspace, encoder_spec, int8, batch_size, engine, ray_addres
             bar.close()
             raise click.ClickException(str(exc)) from exc
         bar.close()
-    finally:
-        db.close()
     stats = result.stats
     out = {
         "items": int(len(result.item_ids)),

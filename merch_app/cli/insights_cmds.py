@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
 
 
 def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str], label: str):
@@ -45,8 +45,7 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
 
     from merch_app.insights.groups import item_groups
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         if db.execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", [user_id]).fetchone() is None:
             raise click.ClickException(f"user {user_id!r} has no events in this workspace")
         bundle = None if no_model else _bundle(db, model_id, encoder_spec, "Loading model")
@@ -58,8 +57,6 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
         out["sessions"] = user_sessions(db, user_id)[:20]
         if bundle is not None:
             out.update(_user_model_part(db, bundle, user_id, k))
-    finally:
-        db.close()
     if as_json:
         emit_json(out)
         return
@@ -107,11 +104,8 @@ def users_command(kind, n, prefix, seed, as_json, workspace):
     """Users to look at: most active, a random sample, cold (fewest events) or by id prefix."""
     from merch_app.insights.profiles import list_users, search_users
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rows = search_users(db, prefix, n) if prefix else list_users(db, kind, n, seed)
-    finally:
-        db.close()
     if as_json:
         emit_json(rows)
         return
@@ -131,8 +125,7 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
     from merch_app.insights.item_page import item_model_views, item_page, probe_queries
     from merch_app.ranking.ranker import Ranker
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         page = item_page(db, item_id)
         if not page.exists:
             raise click.ClickException(f"item {item_id!r} is not in the catalogue")
@@ -143,8 +136,6 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
             page.model = item_model_views(ranker, item_id, queries or probe_queries(db, item_id), k)
             page.model["probe"] = probe
         out = page.to_dict()
-    finally:
-        db.close()
     if as_json:
         emit_json(out)
         return
@@ -181,11 +172,8 @@ def funnel_command(item_id, query, window_hours, as_json, workspace):
 
     if (item_id is None) == (query is None):
         raise click.UsageError("give exactly one of --item or --query")
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         f = item_funnel(db, item_id) if item_id is not None else query_funnel(db, query, window_hours)
-    finally:
-        db.close()
     if as_json:
         emit_json(f.to_dict())
         return
@@ -206,11 +194,8 @@ def heatmap_command(top, event_types, as_json, workspace):
     """Events per category and hour of the week (UTC)."""
     from merch_app.insights.heatmaps import category_hour_of_week
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         h = category_hour_of_week(db, list(event_types) or None, top)
-    finally:
-        db.close()
     if as_json:
         emit_json(h.to_dict())
         return
@@ -235,8 +220,7 @@ def segments_command(k, seed, model_id, encoder_spec, as_json, workspace):
     from merch_app.insights.model_views import user_segments
     from merch_app.insights.segments import describe_segments
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         bundle = _bundle(db, model_id, encoder_spec, "Loading model")
         if bundle.model is None:
             raise click.ClickException("segments need a trained CF model; train one first (merch-app train)")
@@ -246,8 +230,6 @@ def segments_command(k, seed, model_id, encoder_spec, as_json, workspace):
             seg = user_segments(db, bundle.model, k=k, seed=seed, groups=groups.labels)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
     out = {"segments": describe_segments(seg.result.labels, seg.affinity), "group_source": groups.source,
            "affinity": seg.affinity.to_dict()}
     if as_json:
@@ -273,8 +255,7 @@ def doctor_command(no_model, n_users, k, threshold, limit, model_id, encoder_spe
     cold-start lens and popularity bias of the model."""
     from merch_app.insights.model_views import model_doctor
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         bundle = None if no_model else _bundle(db, model_id, encoder_spec, "Loading model")
         bar = TerminalProgress("Doctor")
         try:
@@ -282,8 +263,6 @@ def doctor_command(no_model, n_users, k, threshold, limit, model_id, encoder_spe
                                   progress=bar)
         finally:
             bar.close()
-    finally:
-        db.close()
     out = report.to_dict(limit)
     if as_json:
         emit_json(out)

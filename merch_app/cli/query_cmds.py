@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
 
 _TITLE_WIDTH = 42
 
@@ -84,15 +84,12 @@ def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
 
 
 def _rank(workspace, model_id, encoder_spec, request):
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         ranker = _ranker(db, model_id, encoder_spec)
         try:
             return ranker.rank(request)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0] if exc.args else exc)) from exc
-    finally:
-        db.close()
 
 
 def _rows(rl) -> list[dict[str, Any]]:
@@ -198,15 +195,12 @@ def explain_command(text, item_ref, user, weights, whole_words, category, price_
 
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
                       filters=_filters(category, price_min, price_max, has_events))
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         ranker = _ranker(db, model_id, encoder_spec)
         try:
             exp = explain_item(ranker, req, item_ref)
         except ItemNotFound as exc:
             raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
     if as_json:
         emit_json(exp.to_dict())
     else:

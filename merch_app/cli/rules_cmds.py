@@ -5,7 +5,7 @@ from typing import Optional
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
 
 
 def _print_rules(rules) -> None:
@@ -43,11 +43,8 @@ def rules_list(as_json, workspace) -> None:
     """List the workspace's rules (enabled and disabled)."""
     from merch_app.ranking.rules import load_rules
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rules = load_rules(db)
-    finally:
-        db.close()
     if as_json:
         emit_json([r.to_dict() for r in rules])
     else:
@@ -114,11 +111,8 @@ def rules_add(kind, pattern, item, position, category, tag, price_min, price_max
     if dry_run:
         _impact(rule, suite, model_id, encoder_spec, 10, as_json, workspace)
         return
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         stored = save_rule(db, rule)
-    finally:
-        db.close()
     if as_json:
         emit_json(stored.to_dict())
     else:
@@ -128,11 +122,8 @@ def rules_add(kind, pattern, item, position, category, tag, price_min, price_max
 def _switch(rule_id: int, enabled: bool, as_json: bool, workspace) -> None:
     from merch_app.ranking.rules import set_rule_enabled
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rule = set_rule_enabled(db, rule_id, enabled)
-    finally:
-        db.close()
     if as_json:
         emit_json(rule.to_dict())
     else:
@@ -167,11 +158,8 @@ def rules_delete(rule_id, workspace) -> None:
     """Delete rule RULE_ID."""
     from merch_app.ranking.rules import delete_rule
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         delete_rule(db, rule_id)
-    finally:
-        db.close()
     click.echo(f"rule {rule_id} deleted")
 
 
@@ -188,11 +176,8 @@ def rules_impact(rule_id, suite, model_id, k, encoder_spec, as_json, workspace) 
     """What enabling rule RULE_ID changes: touched queries, rank moves, metric change."""
     from merch_app.ranking.rules import get_rule
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rule = get_rule(db, rule_id)
-    finally:
-        db.close()
     _impact(rule, suite, model_id, encoder_spec, k, as_json, workspace)
 
 
@@ -200,14 +185,13 @@ def _impact(rule, suite: Optional[str], model_id, encoder_spec, k, as_json, work
     from merch_app.cli.suite_cmds import _bundle, _load_suite
     from merch_app.ranking.rule_impact import rule_impact, summarise
 
-    db = open_ws(workspace)
     bar = TerminalProgress("impact:", enabled=None if not as_json else False)
-    try:
-        s = _load_suite(db, suite) if suite else None
-        impact = rule_impact(db, rule, bundle=_bundle(db, model_id, encoder_spec), suite=s, k=k, progress=bar)
-    finally:
-        bar.close()
-        db.close()
+    with workspace_db(workspace) as db:
+        try:
+            s = _load_suite(db, suite) if suite else None
+            impact = rule_impact(db, rule, bundle=_bundle(db, model_id, encoder_spec), suite=s, k=k, progress=bar)
+        finally:
+            bar.close()
     if as_json:
         emit_json(impact.to_dict())
         return

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import click
 
-from merch_app.cli.common import emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
 
 
 def _bool(text: str) -> bool:
@@ -53,11 +53,8 @@ def settings_group(ctx, workspace, as_json) -> None:
     """Show the workspace settings (int8 encoder, vector index kind); change them with 'set'."""
     if ctx.invoked_subcommand is not None:
         return
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rows = _rows(db)
-    finally:
-        db.close()
     if as_json:
         emit_json({r["key"]: r["value"] for r in rows})
         return
@@ -78,11 +75,8 @@ def settings_set(key, value, workspace) -> None:
         parsed = parser(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="VALUE") from exc
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         set_setting(db, key, parsed)
-    finally:
-        db.close()
     click.echo(f"{key} = {parsed}")
 
 
@@ -93,11 +87,8 @@ def settings_reset(key, workspace) -> None:
     """Put KEY back to its default."""
     from merch_app.data.workspace import set_setting
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         set_setting(db, key, KNOWN[key][1])
-    finally:
-        db.close()
     click.echo(f"{key} = {KNOWN[key][1]}")
 
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
 
 _Q_WIDTH = 36
 
@@ -123,8 +123,7 @@ def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_p
     from merch_app.evaluation.report import run_report_html, run_rows, write_csv, write_report
     from merch_app.evaluation.suites import save_suite
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         s = _load_suite(db, suite, behaviour)
         bundle = _bundle(db, model_id, encoder_spec)
         run = _run(db, s, bundle, label=model_id or "active", weights=_weights(weights),
@@ -142,8 +141,6 @@ def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_p
             write_report(run_report_html(run), html_path)
         if csv_path:
             write_csv(run_rows(run), csv_path)
-    finally:
-        db.close()
     if as_json:
         emit_json(out)
         return
@@ -182,8 +179,7 @@ def suite_compare(suite, behaviour, models, systems, k, metric, method, html_pat
     specs = [{"model": m, "label": m} for m in models] + [_parse_system(s) for s in systems]
     if len(specs) < 2:
         raise click.UsageError("give at least two systems (--model and/or --system)")
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         s = _load_suite(db, suite, behaviour)
         runs, bundles = [], {}
         for n, spec in enumerate(specs):
@@ -204,8 +200,6 @@ def suite_compare(suite, behaviour, models, systems, k, metric, method, html_pat
             write_report(comparison_report_html(cmp), html_path)
         if csv_path:
             write_csv(comparison_rows(cmp), csv_path)
-    finally:
-        db.close()
     if as_json:
         emit_json(cmp.to_dict())
         return
@@ -230,6 +224,14 @@ def _parse_system(text: str) -> dict[str, str]:
     return out
 
 
+def _print_suite_summary(s, as_json: bool) -> None:
+    """Print what a stored suite holds (its summary as JSON, or one line)."""
+    if as_json:
+        emit_json(s.summary())
+    else:
+        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+
+
 @suite_group.command("import")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--demo", is_flag=True, help="Import the bundled demo suite (as 'demo') instead of FILE.")
@@ -246,18 +248,10 @@ def suite_import(file, demo, name, replace, as_json, workspace) -> None:
         file, name = resource_path("demo", "demo_suite.csv"), name or "demo"
     if file is None:
         raise click.UsageError("give a FILE or --demo")
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace, errors=SuiteError) as db:
         s = read_suite_file(file, name)
         save_suite(db, s, replace=replace)
-    except SuiteError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
-    if as_json:
-        emit_json(s.summary())
-    else:
-        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+    _print_suite_summary(s, as_json)
 
 
 @suite_group.command("export")
@@ -270,15 +264,10 @@ def suite_export(name, file, fmt, workspace) -> None:
     """Write the stored suite NAME to FILE."""
     from merch_app.evaluation.suites import SuiteError, load_suite, write_qrels, write_suite_csv
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace, errors=(SuiteError, OSError)) as db:
         s = load_suite(db, name)
         fmt = fmt or ("qrels" if file.suffix.lower() in (".qrels", ".txt") else "csv")
         paths = write_qrels(s, file) if fmt == "qrels" else (write_suite_csv(s, file),)
-    except (SuiteError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -289,11 +278,8 @@ def suite_list(as_json, workspace) -> None:
     """List stored suites."""
     from merch_app.evaluation.suites import list_suites
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace) as db:
         rows = list_suites(db)
-    finally:
-        db.close()
     if as_json:
         emit_json(rows)
         return
@@ -316,22 +302,14 @@ def suite_generate(name, min_events, max_queries, output, no_store, as_json, wor
     from merch_app.evaluation.behaviour_suite import generate_from_behaviour
     from merch_app.evaluation.suites import SuiteError, save_suite, write_suite_csv
 
-    db = open_ws(workspace)
-    try:
+    with workspace_db(workspace, errors=SuiteError) as db:
         s = generate_from_behaviour(db, name, min_events=min_events, max_queries=max_queries,
                                     progress=TerminalProgress("generating:"))
         if not no_store:
             save_suite(db, s)
         if output:
             write_suite_csv(s, output)
-    except SuiteError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
-    if as_json:
-        emit_json(s.summary())
-    else:
-        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+    _print_suite_summary(s, as_json)
 
 
 def register(group: click.Group) -> None:
