@@ -12,31 +12,10 @@ Writes ``evaluate.png``, ``evaluate_compare.png`` and ``rules.png``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-OUT = Path(__file__).resolve().parent
-
-
-def pump(app, seconds: float = 0.3) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait_idle(app, window, timeout: float = 900) -> None:
-    end = time.perf_counter() + timeout
-    while window.busy() and time.perf_counter() < end:
-        pump(app, 0.05)
-    pump(app, 0.5)
+from shots import open_window, pump, save, temp_home, wait_idle  # sets the offscreen/offline switches first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,18 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default=None, help="query encoder override (e.g. hashing:64)")
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="merch_eval_shots_"))
-    os.environ["MERCH_APP_HOME"] = str(tmp / "home")
+    tmp = temp_home("merch_eval_shots_")
     from merch_app.data.demo import ensure_demo_workspace
-    from merch_app.ui.app import create_app
-    from merch_app.ui.main_window import MainWindow
 
     ws = ensure_demo_workspace(args.workspace or tmp / "demo.merch.sqlite")
-    app = create_app()
-    window = MainWindow(ws)
-    window.resize(1400, 900)
-    window.show()
-    pump(app)
+    app, window = open_window(ws)
 
     ev = window.show_screen("Evaluate")
     ev.encoder_spec = args.encoder
@@ -77,10 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                 ev.weight_boxes[k].setValue(getattr(Weights(), k))
         ev.run_suite()
         wait_idle(app, window)
-    window.banner.hide()
     ev.tabs.setCurrentIndex(1)
-    pump(app)
-    window.grab().save(str(OUT / "evaluate.png"))
+    save(app, window, "evaluate.png")
     print("evaluate.png", {k: round(v, 4) for k, v in ev.run.mean.items()})
 
     cmp = ev.compare
@@ -89,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.tabs.setCurrentIndex(2)
     pump(app)
     cmp.queries.view.selectRow(0)
-    pump(app)
-    window.grab().save(str(OUT / "evaluate_compare.png"))
+    save(app, window, "evaluate_compare.png")
     print("evaluate_compare.png", cmp.status.text())
 
     rules = window.show_screen("Rules")
@@ -109,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     rules.suite_combo.setCurrentIndex(max(rules.suite_combo.findData("demo"), 0))
     rules.preview_impact()
     wait_idle(app, window)
-    window.banner.hide()
-    pump(app)
-    window.grab().save(str(OUT / "rules.png"))
+    save(app, window, "rules.png")
     print("rules.png", rules.impact_label.text())
     window.close()
     return 0

@@ -16,43 +16,11 @@ heatmaps.png, item.png and doctor.png.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-OUT = Path(__file__).resolve().parent
-
-
-def shield_pyside_612() -> None:
-    """PySide6 6.12.0 on Python 3.11 steals a None reference per void call; keep None alive."""
-    import ctypes
-
-    import PySide6
-
-    if sys.version_info < (3, 12) and PySide6.__version__.startswith("6.12"):
-        for obj in (None, True, False):
-            ctypes.c_ssize_t.from_address(id(obj)).value += 10**9
-
-
-def pump(app, seconds: float = 0.3) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait_idle(app, window, timeout: float = 900) -> None:
-    end = time.perf_counter() + timeout
-    pump(app, 0.2)
-    while window.busy() and time.perf_counter() < end:
-        pump(app, 0.05)
-    pump(app, 0.5)
+from shots import open_window, save, shield_pyside_612, temp_home, wait_idle  # offscreen/offline switches first
 
 
 def trained_bundle(path: Path, epochs: int):
@@ -132,13 +100,6 @@ def busiest_user_with_returns(path: Path):
         db.close()
 
 
-def save(app, window, name: str) -> None:
-    window.banner.hide()
-    pump(app, 0.4)
-    window.grab().save(str(OUT / name))
-    print("wrote", name)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workspace", type=Path, default=None)
@@ -147,13 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="merch_insight_shots_"))
-    os.environ["MERCH_APP_HOME"] = str(tmp / "home")
+    tmp = temp_home("merch_insight_shots_")
     shield_pyside_612()
     from merch_app.data.demo import ensure_demo_workspace
     from merch_app.ui import query_engine
-    from merch_app.ui.app import create_app
-    from merch_app.ui.main_window import MainWindow
 
     path = args.workspace or ensure_demo_workspace(tmp / "demo.merch.sqlite")
     if not has_active_model(path):
@@ -162,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if not register(path, bundle, seconds):  # no registry yet: hand the bundle to the workers
             query_engine._load_bundle = lambda _db, _spec: (bundle, None)
 
-    app = create_app()
-    window = MainWindow(path)
-    window.resize(1400, 900)
-    window.show()
-    pump(app)
+    app, window = open_window(path)
 
     users = window.show_screen("Users")
     wait_idle(app, window)

@@ -11,31 +11,10 @@ screen and selects a result for the explanation panel.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-OUT = Path(__file__).resolve().parent
-
-
-def pump(app, seconds: float = 0.3) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait_idle(app, window, timeout: float = 900) -> None:
-    end = time.perf_counter() + timeout
-    while window.busy() and time.perf_counter() < end:
-        pump(app, 0.05)
-    pump(app, 0.5)
+from shots import open_window, pump, save, temp_home, wait_idle  # sets the offscreen/offline switches first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,26 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", nargs="*", type=Path, help="files to import (default: the demo files)")
     args = ap.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="merch_shots_"))
-    os.environ["MERCH_APP_HOME"] = str(tmp / "home")
+    tmp = temp_home("merch_shots_")
     from merch_app.paths import demo_files
-    from merch_app.ui.app import create_app
-    from merch_app.ui.main_window import MainWindow
     from merch_app.ui.screens.mapping_dialog import ImportRequest
 
-    app = create_app()
-    window = MainWindow(tmp / "screenshots.merch.sqlite")
-    window.resize(1400, 900)
-    window.show()
-    pump(app)
+    app, window = open_window(tmp / "screenshots.merch.sqlite")
 
     data = window.show_screen("Data")
     files = args.files or demo_files()
     data.start_import([ImportRequest(p) for p in files])
     wait_idle(app, window)
-    window.banner.hide()
-    pump(app)
-    window.grab().save(str(OUT / "data.png"))
+    save(app, window, "data.png")
     print("data.png", data.summary.items if data.summary else None, "items")
 
     if "Train" in window.screens and not args.no_train:
@@ -76,9 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         train.form.set_encoder(args.encoder)
         train.start_training(overrides={"epochs": args.epochs})
         wait_idle(app, window, timeout=1800)
-        window.banner.hide()
-        pump(app)
-        window.grab().save(str(OUT / "train.png"))
+        save(app, window, "train.png")
         print("train.png", train.log.toPlainText().splitlines()[-1:])
 
     if "Query" in window.screens:
@@ -100,18 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         wait_idle(app, window)
         query.select_row(0)
         wait_idle(app, window)
-        window.banner.hide()
-        pump(app)
         query.show_overview_tab()
-        pump(app)
-        window.grab().save(str(OUT / "query.png"))
+        save(app, window, "query.png")
         query.explain.why_not_box.setText(args.why_not)
         query.explain.why_not_button.click()
         pump(app, 0.2)
         wait_idle(app, window)
         query.show_explanation_tab()
-        pump(app)
-        window.grab().save(str(OUT / "explain.png"))
+        save(app, window, "explain.png")
         print("query.png/explain.png", query.model.rowCount(), "rows")
 
     window.close()
