@@ -239,44 +239,59 @@ def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg
     u, i, w = pos
     order = rng.permutation(len(u))
     u, i, w = u[order], i[order], np.minimum(w[order], 1.0).astype(np.float32)
-    n_batches = max(1, math.ceil(len(u) / cfg.batch_size))
-    net.train()
-    running, seen = 0.0, 0
-    for b in range(n_batches):
-        if cancel is not None:
-            cancel.check()
-        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+
+    def batch_loss(sl: slice) -> tuple[torch.Tensor, int]:
         ub, ib, wb = u[sl], i[sl], w[sl]
         neg = sample(neg_cdf, cfg.shared_negatives, rng)
-        n_pos = len(ub)
-        loss = implicit_batch_loss(net, cfg, ub, ib, wb, neg, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running += loss.item() * n_pos
-        seen += n_pos
-        reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
-                                "loss": running / seen, "epoch_end": False})
-    return running / max(seen, 1)
+        return implicit_batch_loss(net, cfg, ub, ib, wb, neg, gen), len(ub)
+
+    return _run_batches(net, opt, len(u), cfg.batch_size, batch_loss, reporter, cancel, message, epoch)
 
 
 def run_explicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, data, gen: torch.Generator,
                        reporter: Reporter, cancel: Optional[CancelToken], message: str, epoch: int) -> float:
     """One pass of the MSE loss over ratings ``data`` = (u, i, rating); returns the mean loss."""
     u, i, r = data
-    n_batches = max(1, math.ceil(len(u) / cfg.batch_size))
+
+    def batch_loss(sl: slice) -> tuple[torch.Tensor, int]:
+        return explicit_batch_loss(net, cfg, u[sl], i[sl], r[sl]), len(u[sl])
+
+    return _run_batches(net, opt, len(u), cfg.batch_size, batch_loss, reporter, cancel, message, epoch)
+
+
+def _run_batches(net: HybridNet, opt: torch.optim.Optimizer, n: int, batch_size: int,
+                 batch_loss: Callable[[slice], tuple[torch.Tensor, int]], reporter: Reporter,
+                 cancel: Optional[CancelToken], message: str, epoch: int) -> float:
+    """One epoch of optimiser steps over ``n`` examples in consecutive batches.
+
+    Parameters
+    ----------
+    net, opt
+        The network (put in training mode) and its optimiser.
+    n, batch_size
+        Examples in the epoch and per batch (at least one batch runs).
+    batch_loss
+        ``batch_loss(slice)`` -> (loss tensor, examples in the batch).
+    reporter, cancel, message, epoch
+        Progress per batch and the cancel check before each batch.
+
+    Returns
+    -------
+    float
+        The example-weighted mean loss of the epoch.
+    """
+    n_batches = max(1, math.ceil(n / batch_size))
     net.train()
     running, seen = 0.0, 0
     for b in range(n_batches):
         if cancel is not None:
             cancel.check()
-        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-        loss = explicit_batch_loss(net, cfg, u[sl], i[sl], r[sl])
+        loss, n_batch = batch_loss(slice(b * batch_size, (b + 1) * batch_size))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += loss.item() * len(u[sl])
-        seen += len(u[sl])
+        running += loss.item() * n_batch
+        seen += n_batch
         reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
                                 "loss": running / seen, "epoch_end": False})
     return running / max(seen, 1)
