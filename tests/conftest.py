@@ -35,3 +35,39 @@ def ws(ws_path):
     db = open_workspace(ws_path)
     yield db
     db.close()
+
+
+@pytest.fixture
+def insights_db(ws):
+    """The workspace filled with the small known-answer shop of ``insights_data.fill``."""
+    from insights_data import fill
+
+    fill(ws)
+    return ws
+
+
+@pytest.fixture
+def synthetic_ratings():
+    """(interactions, item text vectors): 40 users x 15 ratings (1-5) of 30 items from latent tastes.
+
+    Ratings are ``clip(3 + taste_u . kind_i, 1, 5)``; text vectors are random
+    unit rows (8-d).  Seeded, so every test sees the same data.
+    """
+    import numpy as np
+
+    from merch_app.model.interactions import from_arrays
+
+    rng = np.random.default_rng(3)
+    taste, kind = rng.normal(size=(40, 4)), rng.normal(size=(30, 4))
+    users, items, vals, ts = [], [], [], []
+    for u in range(40):
+        for i in rng.choice(30, 15, replace=False):
+            users.append(f"u{u}")
+            items.append(f"i{i}")
+            vals.append(float(np.clip(3 + taste[u] @ kind[i], 1, 5)))
+            ts.append(19000.0 + rng.uniform(0, 100))
+    text = rng.normal(size=(30, 8)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    inter = from_arrays(users, items, ts, item_ids=[f"i{i}" for i in range(30)],
+                        event_types=["rating"] * len(users), values=vals)
+    return inter, text

@@ -172,21 +172,8 @@ def test_progress_and_cancel_during_fit():
     assert "val_ndcg@10" in ends[0].data and ends[0].total >= ends[0].done
 
 
-def test_explicit_ratings_beat_global_mean():
-    rng = np.random.default_rng(3)
-    users, items, vals, ts = [], [], [], []
-    taste = rng.normal(size=(40, 4))
-    kind = rng.normal(size=(30, 4))
-    for u in range(40):
-        for i in rng.choice(30, 15, replace=False):
-            users.append(f"u{u}")
-            items.append(f"i{i}")
-            vals.append(float(np.clip(3 + taste[u] @ kind[i], 1, 5)))
-            ts.append(19000.0 + rng.uniform(0, 100))
-    text = rng.normal(size=(30, 8)).astype(np.float32)
-    text /= np.linalg.norm(text, axis=1, keepdims=True)
-    inter = from_arrays(users, items, ts, item_ids=[f"i{i}" for i in range(30)],
-                        event_types=["rating"] * len(users), values=vals)
+def test_explicit_ratings_beat_global_mean(synthetic_ratings):
+    inter, text = synthetic_ratings
     model = HybridModel(HybridConfig(dim=8, epochs=60, batch_size=64, lr=0.03, early_stopping_patience=60,
                                      mode="auto")).fit(inter, text)
     assert model.explicit

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insights_data import fill
 from merch_app.insights.doctor import (
     behaviour_doctor,
     cold_start_lens,
@@ -16,14 +15,8 @@ from merch_app.insights.doctor import (
 from merch_app.jobs import CancelToken, Cancelled
 
 
-@pytest.fixture
-def db(ws):
-    fill(ws)
-    return ws
-
-
-def test_text_findings(db):
-    t = text_findings(db)
+def test_text_findings(insights_db):
+    t = text_findings(insights_db)
     assert t.n_items == 7
     assert t.empty == ["E"]
     assert t.short == [{"item_id": "D", "text": "lamp"}]
@@ -39,13 +32,13 @@ def test_short_means_few_content_words(ws):
     assert [s["item_id"] for s in text_findings(ws).short] == ["1"]
 
 
-def test_untouched_items(db):
-    assert untouched_items(db) == (["D", "E", "F", "G"], 4)
-    assert untouched_items(db, limit=2) == (["D", "E"], 4)
+def test_untouched_items(insights_db):
+    assert untouched_items(insights_db) == (["D", "E", "F", "G"], 4)
+    assert untouched_items(insights_db, limit=2) == (["D", "E"], 4)
 
 
-def test_behaviour_doctor_summary(db):
-    r = behaviour_doctor(db)
+def test_behaviour_doctor_summary(insights_db):
+    r = behaviour_doctor(insights_db)
     assert r.summary() == {"items": 7, "empty_text": 1, "short_text": 1, "duplicate_text_groups": 1,
                            "duplicate_text_items": 2, "untouched": 4}
     d = r.to_dict()

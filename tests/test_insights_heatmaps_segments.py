@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insights_data import fill
 from merch_app.insights.embedding_map import build_map, encode_categories, fit_pca, item_map
 from merch_app.insights.heatmaps import category_hour_of_week, hour_of_week_labels
 from merch_app.insights.segments import (
@@ -15,14 +14,8 @@ from merch_app.insights.segments import (
 )
 
 
-@pytest.fixture
-def db(ws):
-    fill(ws)
-    return ws
-
-
-def test_hour_of_week_heatmap(db):
-    h = category_hour_of_week(db)
+def test_hour_of_week_heatmap(insights_db):
+    h = category_hour_of_week(insights_db)
     assert h.rows == ["Kitchen", "(no category)", "Garden"]
     assert h.values.shape == (3, 168)
     assert h.cols[0] == "Mon 00" and h.cols[167] == "Sun 23" and h.cols[34] == "Tue 10"
@@ -35,12 +28,12 @@ def test_hour_of_week_heatmap(db):
     assert h.row_normalised()[0, 10] == 1.0 and h.row_normalised()[0, 34] == 0.5
 
 
-def test_heatmap_filters_and_other_row(db):
-    h = category_hour_of_week(db, event_types=["purchase"])
+def test_heatmap_filters_and_other_row(insights_db):
+    h = category_hour_of_week(insights_db, event_types=["purchase"])
     assert h.rows == ["Kitchen"] and h.values.sum() == 2
-    h = category_hour_of_week(db, top=1)
+    h = category_hour_of_week(insights_db, top=1)
     assert h.rows == ["Kitchen", "(other 2)"] and h.values[1].sum() == 5
-    h = category_hour_of_week(db, user_id="u2")
+    h = category_hour_of_week(insights_db, user_id="u2")
     assert h.values.sum() == 3
 
 
@@ -128,10 +121,10 @@ def test_encode_categories_keeps_most_frequent():
     assert codes.tolist() == [2, 1, 1, 0, 2, 0, 0]
 
 
-def test_item_map_titles_categories_and_sampling(db):
+def test_item_map_titles_categories_and_sampling(insights_db):
     ids = ["A", "B", "C", "D", "E", "F", "G"]
     vecs = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
-    m = item_map(db, ids, vecs)
+    m = item_map(insights_db, ids, vecs)
     assert len(m) == 7 and m.xy.shape == (7, 2) and m.xy.dtype == np.float32
     assert m.titles[0] == "Red ceramic mug" and m.titles[4] == "E"  # empty title shows the id
     assert m.categories[0] == "Kitchen"
@@ -142,25 +135,25 @@ def test_item_map_titles_categories_and_sampling(db):
     assert m.to_dict(limit=2)["points"] == 7
 
 
-def test_user_map_colours_by_top_category(db):
+def test_user_map_colours_by_top_category(insights_db):
     from merch_app.insights.embedding_map import user_map
 
     vecs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    m = user_map(db, ["u1", "u2", "u3"], vecs)
+    m = user_map(insights_db, ["u1", "u2", "u3"], vecs)
     assert [m.categories[c] for c in m.category_codes] == ["Kitchen", "Kitchen", "Kitchen"]
-    m = user_map(db, ["u1", "u2", "u3"], vecs, item_group={"A": "mugs", "B": "mugs", "C": "garden"})
+    m = user_map(insights_db, ["u1", "u2", "u3"], vecs, item_group={"A": "mugs", "B": "mugs", "C": "garden"})
     assert [m.categories[c] for c in m.category_codes] == ["mugs", "mugs", "mugs"]
     assert m.titles == ["user u1", "user u2", "user u3"]
 
 
-def test_heatmap_and_profile_with_item_groups(db):
+def test_heatmap_and_profile_with_item_groups(insights_db):
     from merch_app.insights.profiles import user_categories
 
     groups = {"A": "red things", "B": "blue things"}
-    h = category_hour_of_week(db, item_group=groups)
+    h = category_hour_of_week(insights_db, item_group=groups)
     assert h.rows == ["red things", "(no category)", "blue things"]
     assert h.row_totals.tolist() == [8, 5, 2]  # A 8 events; 3 searches + 2 on C; B 2
-    rows = user_categories(db, "u2", item_group=groups)
+    rows = user_categories(insights_db, "u2", item_group=groups)
     assert [(r["category"], r["events"], r["items"]) for r in rows] == [("blue things", 1, 1), ("red things", 1, 1)]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insights_data import DotModel, fill
+from insights_data import DotModel
 from merch_app.insights.item_page import item_buyers, item_page, queries_leading_to
 from merch_app.insights.model_views import model_doctor, nearest_users, user_segments
 from merch_app.model.bundle import ModelBundle
@@ -13,14 +13,8 @@ ITEM_IDS = ["A", "B", "C", "D", "E", "F", "G"]
 V = [[3, 0], [2, 0], [0, 3], [0, 2], [1, 0], [0, 1], [0, 0]]
 
 
-@pytest.fixture
-def db(ws):
-    fill(ws)
-    return ws
-
-
-def test_item_page_known_answers(db):
-    page = item_page(db, "A")
+def test_item_page_known_answers(insights_db):
+    page = item_page(insights_db, "A")
     assert page.exists and page.item["title"] == "Red ceramic mug"
     assert (page.n_events, page.n_users) == (8, 2)
     assert page.event_mix == {"view": 3, "click": 1, "cart": 2, "purchase": 1, "return": 1}
@@ -32,24 +26,24 @@ def test_item_page_known_answers(db):
     assert page.to_dict()["funnel"]["stages"][0] == "view"
 
 
-def test_queries_leading_to_sessions_and_lookback(db):
-    assert queries_leading_to(db, "B") == [{"query": "red mug", "actors": 1, "direct": 0}]
-    assert queries_leading_to(db, "C") == []  # u1 searched in another session
-    db["events"].insert_all([
+def test_queries_leading_to_sessions_and_lookback(insights_db):
+    assert queries_leading_to(insights_db, "B") == [{"query": "red mug", "actors": 1, "direct": 0}]
+    assert queries_leading_to(insights_db, "C") == []  # u1 searched in another session
+    insights_db["events"].insert_all([
         dict(user_id="v", event_type="search", ts="2024-02-01T10:00:00Z", query="Lamp"),
         dict(user_id="v", item_id="D", event_type="view", ts="2024-02-01T11:00:00Z"),
         dict(user_id="v", item_id="G", event_type="view", ts="2024-02-01T15:00:00Z"),
         dict(user_id="w", item_id="G", event_type="search", ts="2024-02-01T15:00:00Z", query="cushion"),
     ])
-    assert queries_leading_to(db, "D") == [{"query": "lamp", "actors": 1, "direct": 0}]
-    assert queries_leading_to(db, "G") == [{"query": "cushion", "actors": 1, "direct": 1}]
-    assert queries_leading_to(db, "G", lookback_hours=6)[1] == {"query": "lamp", "actors": 1, "direct": 0}
+    assert queries_leading_to(insights_db, "D") == [{"query": "lamp", "actors": 1, "direct": 0}]
+    assert queries_leading_to(insights_db, "G") == [{"query": "cushion", "actors": 1, "direct": 1}]
+    assert queries_leading_to(insights_db, "G", lookback_hours=6)[1] == {"query": "lamp", "actors": 1, "direct": 0}
 
 
-def test_item_page_unknown_item(db):
-    page = item_page(db, "nope")
+def test_item_page_unknown_item(insights_db):
+    page = item_page(insights_db, "nope")
     assert not page.exists and page.n_events == 0 and page.buyers == [] and page.queries == []
-    assert item_buyers(db, "C") == []
+    assert item_buyers(insights_db, "C") == []
 
 
 def test_nearest_users_cosine():
@@ -69,11 +63,11 @@ def test_nearest_users_cosine():
         nearest_users(None, "a")
 
 
-def test_user_segments_and_affinity(db):
+def test_user_segments_and_affinity(insights_db):
     users = [f"k{n}" for n in range(6)] + [f"g{n}" for n in range(4)]
     U = [[1, 0.05 * n] for n in range(6)] + [[0.05 * n, 1] for n in range(4)]
     m = DotModel(users, ITEM_IDS, U, V)
-    seg = user_segments(db, m, k=2, seed=0)
+    seg = user_segments(insights_db, m, k=2, seed=0)
     assert seg.result.sizes.tolist() == [6, 4]
     assert seg.result.labels.tolist() == [0] * 6 + [1] * 4
     aff = seg.affinity
@@ -81,7 +75,7 @@ def test_user_segments_and_affinity(db):
     assert aff.cols[0] == "Kitchen"  # most items (A, B, F)
     k, g = aff.cols.index("Kitchen"), aff.cols.index("Garden")
     assert aff.values[0, k] > aff.values[1, k] and aff.values[1, g] > aff.values[0, g]
-    assert user_segments(db, m, k=2, max_users=5).result.labels.shape == (5,)
+    assert user_segments(insights_db, m, k=2, max_users=5).result.labels.shape == (5,)
 
 
 def _bundle(model):
@@ -93,10 +87,10 @@ def _bundle(model):
                        popularity=np.zeros(7, np.float32), encoder=None, index=None, model=model)
 
 
-def test_model_doctor_known_answers(db):
+def test_model_doctor_known_answers(insights_db):
     m = DotModel(["u1", "u2"], ITEM_IDS, [[1, 0], [0, 1]], V)
     seen = []
-    r = model_doctor(db, _bundle(m), k=2, progress=seen.append)
+    r = model_doctor(insights_db, _bundle(m), k=2, progress=seen.append)
     assert r.near_duplicates == [("A", "F", pytest.approx(1.0, abs=1e-6))]
     # top 2: u1 -> A, B; u2 -> C, D.  Events: A 8, B 3, C 2; cold = D, E, F, G
     pb = r.popularity_bias
@@ -112,19 +106,19 @@ def test_model_doctor_known_answers(db):
     assert s["near_duplicate_pairs"] == 1 and s["coverage"] == pytest.approx(4 / 7)
 
 
-def test_model_doctor_without_model(db):
-    r = model_doctor(db, None)
+def test_model_doctor_without_model(insights_db):
+    r = model_doctor(insights_db, None)
     assert r.near_duplicates is None and r.popularity_bias is None and "no model" in r.notes[0]
-    r = model_doctor(db, _bundle(None))
+    r = model_doctor(insights_db, _bundle(None))
     assert r.near_duplicates is not None and r.popularity_bias is None
     assert "text-only" in r.notes[0]
 
 
-def test_probe_queries_from_title(db):
+def test_probe_queries_from_title(insights_db):
     from merch_app.insights.item_page import probe_queries
 
     # "Red ceramic mug": df red 2, ceramic 3, mug 3 -> rarest "red"
-    assert probe_queries(db, "A") == ["red ceramic mug", "ceramic mug", "red"]
+    assert probe_queries(insights_db, "A") == ["red ceramic mug", "ceramic mug", "red"]
     # two words: the noun phrase is the title; garden and lantern are both in one item, the first wins
-    assert probe_queries(db, "C") == ["garden lantern", "garden"]
-    assert probe_queries(db, "E") == [] and probe_queries(db, "nope") == []
+    assert probe_queries(insights_db, "C") == ["garden lantern", "garden"]
+    assert probe_queries(insights_db, "E") == [] and probe_queries(insights_db, "nope") == []

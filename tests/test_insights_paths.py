@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from insights_data import fill
 from merch_app.insights.paths import (
     behaviour_path,
     item_funnel,
@@ -15,14 +14,8 @@ from merch_app.insights.paths import (
 )
 
 
-@pytest.fixture
-def db(ws):
-    fill(ws)
-    return ws
-
-
-def test_user_path_in_time_order_with_levels(db):
-    p = behaviour_path(db, user_id="u1")
+def test_user_path_in_time_order_with_levels(insights_db):
+    p = behaviour_path(insights_db, user_id="u1")
     assert [s.event_type for s in p.steps] == ["search", "view", "click", "cart", "purchase", "view", "return"]
     assert p.levels.tolist() == [0, 1, 2, 3, 4, 1, 5]
     assert p.epoch[1] - p.epoch[0] == 60
@@ -30,20 +23,20 @@ def test_user_path_in_time_order_with_levels(db):
     assert not p.truncated
 
 
-def test_session_path_and_truncation(db):
-    p = behaviour_path(db, session_id="s5")
+def test_session_path_and_truncation(insights_db):
+    p = behaviour_path(insights_db, session_id="s5")
     assert p.sequence() == ["search", "view", "cart"]
     assert p.subject == "session s5"
-    p = behaviour_path(db, user_id="u1", session_id="s1")
+    p = behaviour_path(insights_db, user_id="u1", session_id="s1")
     assert p.sequence() == ["search", "view", "click", "cart", "purchase"]
-    p = behaviour_path(db, user_id="u1", limit=2)
+    p = behaviour_path(insights_db, user_id="u1", limit=2)
     assert p.truncated and [s.event_type for s in p.steps] == ["view", "return"]
     with pytest.raises(ValueError):
-        behaviour_path(db)
+        behaviour_path(insights_db)
 
 
-def test_sequence_collapses_repeats(db):
-    assert behaviour_path(db, user_id="u2").sequence() == ["search", "view"]
+def test_sequence_collapses_repeats(insights_db):
+    assert behaviour_path(insights_db, user_id="u2").sequence() == ["search", "view"]
 
 
 def test_sessionize_gaps_and_recorded_ids():
@@ -52,17 +45,17 @@ def test_sessionize_gaps_and_recorded_ids():
     assert sessionize([0, 1000], [None, None], gap_minutes=10) == ["auto-1", "auto-2"]
 
 
-def test_user_sessions_newest_first(db):
-    s = user_sessions(db, "u1")
+def test_user_sessions_newest_first(insights_db):
+    s = user_sessions(insights_db, "u1")
     assert [x["session_id"] for x in s] == ["s3", "s2", "s1"]
     assert s[2]["sequence"] == ["search", "view", "click", "cart", "purchase"] and s[2]["purchased"]
     assert s[2]["events"] == 5 and not s[0]["purchased"]
-    assert [x["session_id"] for x in user_sessions(db, "u3")] == ["auto-1"]
+    assert [x["session_id"] for x in user_sessions(insights_db, "u3")] == ["auto-1"]
 
 
-def test_item_funnel_deepest_stage(db):
-    assert workspace_stages(db) == ["search", "view", "click", "cart", "purchase"]
-    f = item_funnel(db, "A")
+def test_item_funnel_deepest_stage(insights_db):
+    assert workspace_stages(insights_db) == ["search", "view", "click", "cart", "purchase"]
+    f = item_funnel(insights_db, "A")
     # actors on A: u1 (… purchase, return), u2 (view), session s5 (view, cart)
     assert f.stages == ["view", "click", "cart", "purchase"]
     assert f.reached == [3, 2, 2, 1]
@@ -71,22 +64,22 @@ def test_item_funnel_deepest_stage(db):
     assert f.returned == 1 and f.actors == 3
 
 
-def test_item_funnel_counts_buyers_without_earlier_steps(db):
-    f = item_funnel(db, "B")  # u2 viewed, u3 bought without a recorded view
+def test_item_funnel_counts_buyers_without_earlier_steps(insights_db):
+    f = item_funnel(insights_db, "B")  # u2 viewed, u3 bought without a recorded view
     assert f.reached == [2, 1, 1, 1] and f.present == [1, 0, 0, 1]
-    f = item_funnel(db, "C")  # u1 and an anonymous event (own actor)
+    f = item_funnel(insights_db, "C")  # u1 and an anonymous event (own actor)
     assert f.reached[0] == 2 and f.actors == 2
-    f = item_funnel(db, "G")
+    f = item_funnel(insights_db, "G")
     assert f.reached == [0, 0, 0, 0] and f.step_rate == [1.0, 0.0, 0.0, 0.0]
 
 
-def test_query_funnel_follows_sessions(db):
-    f = query_funnel(db, "RED mug ")
+def test_query_funnel_follows_sessions(insights_db):
+    f = query_funnel(insights_db, "RED mug ")
     assert f.stages == ["search", "view", "click", "cart", "purchase"]
     # searches in s1 (bought), s4 (viewed), s5 anonymous (carted)
     assert f.reached == [3, 3, 2, 2, 1]
     assert f.present == [3, 3, 1, 2, 1]
-    assert query_funnel(db, "blue vase").reached == [0, 0, 0, 0, 0]
+    assert query_funnel(insights_db, "blue vase").reached == [0, 0, 0, 0, 0]
 
 
 def test_query_funnel_without_session_uses_window(ws):
@@ -101,8 +94,8 @@ def test_query_funnel_without_session_uses_window(ws):
     assert query_funnel(ws, "lamp", window_hours=72).reached == [1, 1, 1]
 
 
-def test_top_queries_normalised(db):
-    assert top_queries(db) == [{"query": "red mug", "searches": 3, "users": 2}]
+def test_top_queries_normalised(insights_db):
+    assert top_queries(insights_db) == [{"query": "red mug", "searches": 3, "users": 2}]
 
 
 def test_group_steps_collapses_baskets(ws):

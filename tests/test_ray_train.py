@@ -99,24 +99,11 @@ def test_cli_train_on_ray_and_models_list(ray_runtime, ws_path):
     assert listing.exit_code == 0 and "ray x2" in listing.output
 
 
-def test_ray_fit_on_ratings_matches_local(ray_runtime):
+def test_ray_fit_on_ratings_matches_local(ray_runtime, synthetic_ratings):
     """Explicit feedback: the sharded MSE epochs fit ratings as well as local training."""
     from merch_app.engines.ray_train import fit_on_ray
-    from merch_app.model.interactions import from_arrays
 
-    rng = np.random.default_rng(3)
-    taste, kind = rng.normal(size=(40, 4)), rng.normal(size=(30, 4))
-    users, items, vals, ts = [], [], [], []
-    for u in range(40):
-        for i in rng.choice(30, 15, replace=False):
-            users.append(f"u{u}")
-            items.append(f"i{i}")
-            vals.append(float(np.clip(3 + taste[u] @ kind[i], 1, 5)))
-            ts.append(19000.0 + rng.uniform(0, 100))
-    text = rng.normal(size=(30, 8)).astype(np.float32)
-    text /= np.linalg.norm(text, axis=1, keepdims=True)
-    inter = from_arrays(users, items, ts, item_ids=[f"i{i}" for i in range(30)],
-                        event_types=["rating"] * len(users), values=vals)
+    inter, text = synthetic_ratings
     cfg = HybridConfig(dim=8, epochs=15, batch_size=128, lr=0.05, early_stopping_patience=15)
     stats: dict = {}
     on_ray = fit_on_ray(cfg, inter, text, workers=2, stats=stats)

@@ -7,17 +7,14 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from merch_app.data.importer import import_file  # noqa: E402
 from merch_app.evaluation.suites import load_suite  # noqa: E402
 from merch_app.ranking.rules import load_rules  # noqa: E402
-from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, ws_path):
-    cat, ev = write_shop(tmp_path / "shop")
-    import_file(ws_path, cat)
-    import_file(ws_path, ev)
+    import_shop(tmp_path / "shop", ws_path)
     w = make_window(qtbot, ws_path)
     for title in ("Evaluate", "Rules", "Query"):
         w.screens[title].encoder_spec = "hashing:64"

@@ -6,8 +6,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from merch_app.data.importer import import_file  # noqa: E402
-from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
 def trained_bundle(db, epochs: int = 2):
@@ -32,9 +31,7 @@ def trained_bundle(db, epochs: int = 2):
 
 @pytest.fixture
 def shop_path(tmp_path, ws_path):
-    cat, ev = write_shop(tmp_path / "shop")
-    import_file(ws_path, cat)
-    import_file(ws_path, ev)
+    import_shop(tmp_path / "shop", ws_path)
     return ws_path
 
 

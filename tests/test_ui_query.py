@@ -9,15 +9,12 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from merch_app.data.importer import import_file  # noqa: E402
-from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
 @pytest.fixture
 def query_window(qtbot, tmp_path, ws_path):
-    cat, ev = write_shop(tmp_path / "shop")
-    import_file(ws_path, cat)
-    import_file(ws_path, ev)
+    import_shop(tmp_path / "shop", ws_path)
     window = make_window(qtbot, ws_path)
     screen = window.screens["Query"]
     screen.encoder_spec = "hashing:64"
@@ -111,9 +108,7 @@ def trained_ws(tmp_path, ws_path):
     from merch_app.model.hybrid import HybridConfig
     from merch_app.model.training import train
 
-    cat, ev = write_shop(tmp_path / "shop", n_events=1500)
-    import_file(ws_path, cat)
-    import_file(ws_path, ev)
+    import_shop(tmp_path / "shop", ws_path, n_events=1500)
     db = open_workspace(ws_path)
     try:
         version = train(db, HybridConfig(dim=16, epochs=2, refit_epochs=1, batch_size=256, encoder="hashing:64"),

@@ -6,10 +6,9 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from merch_app.data.importer import import_file  # noqa: E402
 from merch_app.data.workspace import open_workspace  # noqa: E402
 from merch_app.model import registry  # noqa: E402
-from ui_support import make_window, wait_idle, write_shop  # noqa: E402
+from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
 def list_versions(path):
@@ -30,9 +29,7 @@ def active_version(path):
 
 @pytest.fixture
 def train_window(qtbot, tmp_path, ws_path):
-    cat, ev = write_shop(tmp_path / "shop", n_events=1500)
-    import_file(ws_path, cat)
-    import_file(ws_path, ev)
+    import_shop(tmp_path / "shop", ws_path, n_events=1500)
     window = make_window(qtbot, ws_path)
     screen = window.show_screen("Train")
     wait_idle(qtbot, window)

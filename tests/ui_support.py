@@ -53,6 +53,15 @@ def write_shop(folder: Path, n_items: int = 60, n_users: int = 25, n_events: int
     return cat_path, ev_path
 
 
+def import_shop(folder: Path, ws_path: Path, **shop_options) -> None:
+    """Write a shop export with :func:`write_shop` into ``folder`` and import both files into ``ws_path``."""
+    from merch_app.data.importer import import_file
+
+    cat, ev = write_shop(folder, **shop_options)
+    import_file(ws_path, cat)
+    import_file(ws_path, ev)
+
+
 def make_window(qtbot, workspace: Path):
     """A MainWindow on ``workspace`` registered with qtbot (closed at teardown)."""
     from merch_app.ui.app import create_app
