@@ -44,7 +44,7 @@ from merch_app.data.workspace import open_workspace, rebuild_fts  # noqa: E402
 from merch_app.model.bundle import ModelBundle  # noqa: E402
 from merch_app.model.encoder import load_encoder  # noqa: E402
 from merch_app.model.vector_index import VectorIndex  # noqa: E402
-from merch_app.ranking.lexical import query_terms  # noqa: E402
+from merch_app.ranking.lexical import LexicalSearcher, build_search_tops, query_terms  # noqa: E402
 from merch_app.ranking.ranker import Ranker  # noqa: E402
 from merch_app.ranking.types import RankRequest  # noqa: E402
 
@@ -65,6 +65,7 @@ def build_workspace(n: int, rng: np.random.Generator) -> Path:
         have = db.execute("SELECT count(*) FROM items").fetchone()[0]
         db.close()
         if have == n:
+            _ensure_tops(path)
             return path
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
@@ -79,9 +80,19 @@ def build_workspace(n: int, rng: np.random.Generator) -> Path:
         db.conn.executemany("INSERT INTO items (item_id, title, description, tags, category, price) "
                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
         rebuild_fts(db)
+        build_search_tops(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     return path
+
+
+def _ensure_tops(path: Path) -> None:
+    """Top lists of common terms, as the import job stores them (workspaces of older runs lack them)."""
+    db = open_workspace(path)
+    if LexicalSearcher(db).term_tops is None:
+        with db.conn:
+            build_search_tops(db)
+    db.close()
 
 
 def unit_vectors(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -417,6 +417,7 @@ AUDITED_SQL_INTERPOLATIONS = {
     "t": "loop over the constant table names ('items', 'events')",
     "version + 1": "an int",
     "where": "fixed SQL text from the calling function; values are ? parameters",
+    "weights_sql": "term_tops: checked to be comma-separated numbers before use",
 }
 _SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|CREATE|DROP|WHERE|SAVEPOINT|RELEASE|ROLLBACK|"
                         r"VALUES|ORDER BY|GROUP BY|MATCH|JOIN)\b")

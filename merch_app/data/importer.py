@@ -33,6 +33,7 @@ from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
 from merch_app.data.workspace import rebuild_fts, storage_problem
+from merch_app.ranking.lexical import build_search_tops
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
 from merch_app.safety import csv_row
 
@@ -327,6 +328,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         ctx.tick(final=True, note="finishing: items, indexes, search index")
         if items_written or (earlier and on_duplicate == "replace"):
             rebuild_fts(db)
+            build_search_tops(db, cancel=cancel.check if cancel is not None else None)
         items, events = _totals(db)
         accepted = ctx.rows_read - ctx.rows_rejected
         message = _message(ctx, accepted, items, events) + note + _renamed_note(source)

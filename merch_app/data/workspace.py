@@ -167,7 +167,14 @@ def _migration_evaluation_rules(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_evaluation_rules]
+def _migration_term_tops(db: sqlite_utils.Database) -> None:
+    """Top lists of very common search terms (see :mod:`merch_app.ranking.term_tops`)."""
+    db.execute("CREATE TABLE IF NOT EXISTS fts_tops (term TEXT NOT NULL, prefix INTEGER NOT NULL, "
+               "df INTEGER NOT NULL, rowids BLOB NOT NULL, scores BLOB NOT NULL, PRIMARY KEY (term, prefix))")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1, _migration_evaluation_rules, _migration_term_tops]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

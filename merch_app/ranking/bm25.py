@@ -84,6 +84,10 @@ class Fts5Stats:
             self._df[key] = hit
         return hit
 
+    def remember(self, term: str, prefix: bool, n_rows: int) -> None:
+        """Record a document count known from elsewhere (the top lists store theirs)."""
+        self._df[(term, prefix)] = n_rows
+
     def idf(self, term: str, prefix: bool) -> float:
         n_hit = self.doc_freq(term, prefix)
         value = math.log((self.n_rows - n_hit + 0.5) / (n_hit + 0.5)) if self.n_rows else 0.0

@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from merch_app.ranking.bm25 import Fts5Stats, bm25_rows, fts_tokens
+from merch_app.ranking.term_tops import TermTops, build_term_tops, load_term_tops
 
 FIELDS = ("item_id", "title", "description", "tags", "category")
 # title > tags > category > description; item codes weigh most so that an
@@ -108,6 +109,15 @@ def _filter_sql(filters) -> tuple[str, list]:
     return "".join(" AND " + c for c in conds), args
 
 
+def build_search_tops(db, field_weights: dict[str, float] | None = None, cancel=None) -> int:
+    """Store the top lists of common terms for the current search index (after an FTS rebuild).
+
+    Returns the number of lists; see :func:`merch_app.ranking.term_tops.build_term_tops`.
+    """
+    weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
+    return build_term_tops(db, _weights_sql(weights), cancel=cancel)
+
+
 class LexicalSearcher:
     """BM25 search over ``items_fts`` with per-field weights.
 
@@ -125,6 +135,8 @@ class LexicalSearcher:
         self.field_weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
         self._bm25 = f"bm25(items_fts, {_weights_sql(self.field_weights)})"
         self._stats: Optional[Fts5Stats] = None
+        self._tops: Optional[TermTops] = None
+        self._tops_checked = False
 
     def search(self, terms: QueryTerms, limit: int, filters=None) -> tuple[np.ndarray, np.ndarray, bool]:
         """Top ``limit`` rows by BM25 of the OR of the terms.
@@ -137,7 +149,8 @@ class LexicalSearcher:
         only, plus a query for rows having one of those and one of the common
         terms (FTS5 scores both over every phrase), so every returned score
         is the exact BM25; rows matching only the very common terms are then
-        left to the semantic source.
+        left to the semantic source.  Terms with a stored top list (see
+        :mod:`merch_app.ranking.term_tops`) are answered from it instead.
 
         Returns
         -------
@@ -147,6 +160,9 @@ class LexicalSearcher:
         """
         if not terms.terms or limit <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), False
+        big = self._big_terms(terms, limit, filters)
+        if big:
+            return self._search_with_tops(terms, limit, filters, big)
         found: dict[int, float] = {}
         n = len(terms.terms)
         if n > 1:
@@ -181,6 +197,70 @@ class LexicalSearcher:
         for r, sc in rows:
             found.setdefault(r, sc)
         return self._pack(found, truncated, limit)
+
+    @property
+    def term_tops(self) -> Optional[TermTops]:
+        """Top lists of common phrases for this index state, or None (see :func:`load_term_tops`)."""
+        if not self._tops_checked:
+            self._tops = load_term_tops(self.db, _weights_sql(self.field_weights))
+            self._tops_checked = True
+        return self._tops
+
+    def _big_terms(self, terms: QueryTerms, limit: int, filters) -> dict[int, tuple]:
+        """Query terms that have a top list (not with filters: the lists ignore them)."""
+        if _filter_sql(filters)[0] or self.term_tops is None:
+            return {}
+        big = {}
+        for i in range(len(terms.terms)):
+            hit = self.term_tops.get(*self._folded(terms, i))
+            if hit is not None and len(hit[1]) >= min(limit, hit[0]):
+                big[i] = hit
+                self.stats.remember(*self._folded(terms, i), hit[0])
+        return big
+
+    def _search_with_tops(self, terms: QueryTerms, limit: int, filters, big: dict[int, tuple]):
+        """Search when some terms have a top list.
+
+        Candidates: the rows matching all informative terms, the top lists of
+        the common terms and the rarer terms' own query, all scored exactly.
+        A row missing from all of them can only match some of the terms and
+        with low term scores.  Terms in more than half of the rows get FTS5's
+        minimum IDF (1e-6) and barely count in BM25, so they do not drive the
+        AND query (a prefix such as "ho" can match every row).
+        """
+        n = len(terms.terms)
+        if n == 1:
+            df, rowids, scores = big[0]
+            return self._pack(dict(zip(rowids[:limit].tolist(), scores[:limit].tolist())), df > limit, limit)
+        found: dict[int, float] = {}
+        stops = {i for i, hit in big.items() if hit[0] > self.stats.n_rows / 2}
+        keep = [i for i in range(n) if i not in stops]
+        if len(keep) > 1:
+            rows = self._run(" AND ".join(terms.phrase(i) for i in keep), limit + 1, filters)
+            if stops:  # FTS5 scored the kept phrases only
+                rows = list(zip([r for r, _ in rows], self.scores_for(terms, [r for r, _ in rows]).tolist()))
+            if len(rows) > limit:
+                return self._pack(dict(rows), True, limit)
+            found.update(rows)
+        candidates: set[int] = set()
+        for _df, rowids, _scores in big.values():
+            candidates.update(rowids[:limit].tolist())
+        small = sorted((i for i in range(n) if i not in big),
+                       key=lambda i: self.stats.doc_freq(*self._folded(terms, i)))
+        chosen, budget = [], 0
+        for i in small:
+            budget += self.stats.doc_freq(*self._folded(terms, i))
+            if chosen and budget > OR_SCAN_BUDGET:
+                break
+            chosen.append(i)
+        if chosen:
+            rows = self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit, filters)
+            candidates.update(r for r, _ in rows)
+        rest = sorted(candidates.difference(found))
+        for rowid, score in zip(rest, self.scores_for(terms, rest).tolist()):
+            if score > 0:
+                found[rowid] = score
+        return self._pack(found, True, limit)
 
     @property
     def stats(self) -> Fts5Stats:

@@ -1,0 +1,133 @@
+"""Impact-ordered top lists for very common search terms and prefixes.
+
+FTS5 computes ``bm25()`` for every row a phrase matches before it can sort,
+so on a million-item catalogue one common word ("light": 27k rows) or a
+short prefix while typing ("ho": every row, because every description says
+"home") costs 20-600 ms.  For every term and prefix (2+ characters) matching
+more than :data:`MIN_DF` rows, the best :data:`TOP_K` rows by that phrase's
+own BM25 are stored once, after the search index is rebuilt (the import job
+calls :func:`build_term_tops`).  The lexical searcher then answers a query
+over such a phrase from the list instead of the posting list.
+
+BM25 of one phrase depends on the row only through its term frequency and
+length, so a phrase's list gives the exact top rows of a one-phrase query.
+The lists are tied to the index they were computed from: a fingerprint of
+FTS5's ``averages`` and ``structure`` records (both change on every write)
+and the column weights.  When either differs, :func:`load_term_tops` returns
+None and search falls back to the exact path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Callable, Optional
+
+import numpy as np
+
+MIN_DF = 5_000
+TOP_K = 1_000
+MAX_PREFIX = 12
+META_KEY = "fts_tops_fingerprint"
+_WEIGHTS = re.compile(r"[0-9.eE+\- ]+(, *[0-9.eE+\- ]+)*")
+
+
+def fts_fingerprint(db, weights_sql: str) -> str:
+    """Digest of the FTS5 index state (row count, token totals, segments) and the BM25 weights."""
+    h = hashlib.sha1(weights_sql.encode())
+    for (block,) in db.execute("SELECT block FROM items_fts_data WHERE id IN (1, 10) ORDER BY id"):
+        h.update(bytes(block or b""))
+    return h.hexdigest()
+
+
+def _big_phrases(db, min_df: int) -> list[tuple[str, bool]]:
+    """Exact terms and prefixes whose document counts exceed ``min_df``."""
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.items_fts_vocab USING fts5vocab(main, items_fts, row)")
+    exact: list[tuple[str, bool]] = []
+    prefix_sum: dict[str, int] = {}
+    for term, doc in db.execute("SELECT term, doc FROM temp.items_fts_vocab"):
+        if doc > min_df:
+            exact.append((term, False))
+        for n in range(2, min(len(term), MAX_PREFIX) + 1):
+            prefix_sum[term[:n]] = prefix_sum.get(term[:n], 0) + doc
+    # the sum over a prefix's terms bounds its row count from above
+    prefixes = [(p, True) for p, s in sorted(prefix_sum.items()) if s > min_df]
+    return exact + prefixes
+
+
+def build_term_tops(db, weights_sql: str, *, min_df: Optional[int] = None, k: Optional[int] = None,
+                    progress: Optional[Callable[[int, int], None]] = None,
+                    cancel: Optional[Callable[[], None]] = None) -> int:
+    """Recompute every top list for the current search index.
+
+    Parameters
+    ----------
+    db
+        Workspace connection (``sqlite3.Connection`` or ``sqlite_utils.Database``),
+        inside the caller's transaction if it has one.
+    weights_sql
+        The comma-separated BM25 column weights the searcher uses.
+    min_df, k
+        Phrases matching more than ``min_df`` rows (default :data:`MIN_DF`) get a
+        list of their ``k`` best rows (default :data:`TOP_K`).
+    progress, cancel
+        ``progress(done, total)`` after each phrase; ``cancel()`` raises to stop.
+
+    Returns
+    -------
+    int
+        Number of lists written.
+    """
+    if not _WEIGHTS.fullmatch(weights_sql):
+        raise ValueError(f"BM25 weights must be comma-separated numbers, not {weights_sql!r}")
+    min_df = MIN_DF if min_df is None else min_df
+    k = TOP_K if k is None else k
+    db.execute("DELETE FROM fts_tops")  # the table comes from workspace migration 3
+    phrases = _big_phrases(db, min_df)
+    written = 0
+    for n, (term, prefix) in enumerate(phrases):
+        if cancel is not None:
+            cancel()
+        phrase = '"' + term.replace('"', '""') + '"' + ("*" if prefix else "")
+        df = db.execute("SELECT count(*) FROM items_fts WHERE items_fts MATCH ?", [phrase]).fetchone()[0]
+        if df > min_df:
+            rows = db.execute(f"SELECT rowid, -bm25(items_fts, {weights_sql}) AS s FROM items_fts "
+                              "WHERE items_fts MATCH ? ORDER BY s DESC, rowid LIMIT ?", [phrase, k]).fetchall()
+            db.execute("INSERT INTO fts_tops VALUES (?, ?, ?, ?, ?)",
+                       [term, int(prefix), df, np.array([r[0] for r in rows], np.int64).tobytes(),
+                        np.array([r[1] for r in rows], np.float64).tobytes()])
+            written += 1
+        if progress is not None:
+            progress(n + 1, len(phrases))
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+               [META_KEY, json.dumps(fts_fingerprint(db, weights_sql))])
+    return written
+
+
+class TermTops:
+    """The stored lists of one index state; lists are read on first use."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self._cache: dict[tuple[str, bool], Optional[tuple[int, np.ndarray, np.ndarray]]] = {}
+
+    def get(self, term: str, prefix: bool) -> Optional[tuple[int, np.ndarray, np.ndarray]]:
+        """``(df, rowids, scores)`` best first, or None when the phrase has no list."""
+        key = (term, prefix)
+        if key not in self._cache:
+            row = self.db.execute("SELECT df, rowids, scores FROM fts_tops WHERE term = ? AND prefix = ?",
+                                  [term, int(prefix)]).fetchone()
+            self._cache[key] = None if row is None else (
+                int(row[0]), np.frombuffer(row[1], np.int64), np.frombuffer(row[2], np.float64))
+        return self._cache[key]
+
+
+def load_term_tops(db, weights_sql: str) -> Optional[TermTops]:
+    """The top lists if they were built for exactly this index state and weights, else None."""
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", [META_KEY]).fetchone()
+        if row is None or json.loads(row[0]) != fts_fingerprint(db, weights_sql):
+            return None
+    except Exception:  # older workspace, no FTS data yet: search takes the exact path
+        return None
+    return TermTops(db)
