@@ -36,6 +36,8 @@ MAX_TERMS = 16
 # this bounds the OR query to ~5-10 ms).
 OR_SCAN_BUDGET = 5_000
 MIN_PREFIX_CHARS = 2
+# Candidates from the top lists and the rarer terms' query that are scored exactly.
+SCORED_CANDIDATES = 400
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -242,9 +244,10 @@ class LexicalSearcher:
             if len(rows) > limit:
                 return self._pack(dict(rows), True, limit)
             found.update(rows)
-        candidates: set[int] = set()
-        for _df, rowids, _scores in big.values():
-            candidates.update(rowids[:limit].tolist())
+        partial: dict[int, float] = {}  # rowid -> sum of the term scores known so far
+        for _df, rowids, scores in big.values():
+            for r, sc in zip(rowids[:limit].tolist(), scores[:limit].tolist()):
+                partial[r] = partial.get(r, 0.0) + sc
         small = sorted((i for i in range(n) if i not in big),
                        key=lambda i: self.stats.doc_freq(*self._folded(terms, i)))
         chosen, budget = [], 0
@@ -254,9 +257,12 @@ class LexicalSearcher:
                 break
             chosen.append(i)
         if chosen:
-            rows = self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit, filters)
-            candidates.update(r for r, _ in rows)
-        rest = sorted(candidates.difference(found))
+            for r, sc in self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit, filters):
+                partial[r] = partial.get(r, 0.0) + sc
+        for r in found:
+            partial.pop(r, None)
+        # Python BM25 costs ~11 us a row: score the most promising rows only
+        rest = sorted(sorted(partial, key=lambda r: -partial[r])[:SCORED_CANDIDATES])
         for rowid, score in zip(rest, self.scores_for(terms, rest).tolist()):
             if score > 0:
                 found[rowid] = score
