@@ -109,3 +109,40 @@ def test_shutdown_cancels_and_waits(qtbot):
     assert time.perf_counter() - t0 < 5 and not r._thread.isRunning()
     late = r.start(lambda ctx: None)  # e.g. a timer firing during close: ignored, not an error
     assert late.state == "dropped" and not r.is_busy()
+
+
+def test_gui_gc_keeps_collections_short_and_full_ones_for_idle_time(qtbot, monkeypatch):
+    import gc
+
+    from merch_app.ui import gui_gc
+
+    calls = []
+    monkeypatch.setattr(gui_gc.gc, "collect", lambda gen=2: calls.append(("collect", gen)))
+    monkeypatch.setattr(gui_gc.gc, "freeze", lambda: calls.append(("freeze",)))
+    g = gui_gc.GuiThreadGC()
+    g._last_full = 0.0
+    busy = [True]
+    g.idle = lambda: not busy[0]
+    counts = [(10, 0, 0)]
+    monkeypatch.setattr(gui_gc.gc, "get_count", lambda: counts[0])
+    monkeypatch.setattr(gui_gc.gc, "get_threshold", lambda: (700, 10, 10))
+    g.collect()
+    assert calls == []  # nothing to do
+    counts[0] = (800, 0, 0)
+    g.collect()
+    assert calls[-1] == ("collect", 0)
+    counts[0] = (800, 11, 0)
+    g.collect()
+    assert calls[-1] == ("collect", 1)
+    counts[0] = (800, 11, 11)
+    g.collect()
+    assert calls[-1] == ("collect", 1)  # a job runs: no full collection
+    busy[0] = False
+    g.collect()
+    assert calls[-2:] == [("collect", 2), ("freeze",)]
+    g.collect()
+    assert calls[-1] == ("collect", 1)  # the next full one waits FULL_EVERY_S
+    counts[0] = (gui_gc.FREEZE_ABOVE + 1, 0, 0)
+    g.collect()
+    assert calls[-1] == ("freeze",)  # a burst of new objects is frozen, not scanned
+    assert gc.isenabled()

@@ -8,6 +8,7 @@ after training) cannot be ranked and are ignored until the next training.
 from __future__ import annotations
 
 import gc
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,11 @@ FREEZE_HEAP_ITEMS = 50_000
 
 
 def settle_heap() -> None:
-    """Collect once, then exempt every surviving object from later collections (``gc.freeze``)."""
-    gc.collect()
+    """Exempt every live object from later collections (``gc.freeze``), collecting first
+    on the main thread only: in the GUI a collection in a worker thread may free Qt
+    wrappers there (see ``merch_app.ui.gui_gc``)."""
+    if threading.current_thread() is threading.main_thread():
+        gc.collect()
     gc.freeze()
 
 

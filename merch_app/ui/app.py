@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QProgressDialog
 from merch_app.paths import default_workspace, demo_workspace
 from merch_app.ui.charts import configure_pyqtgraph
 from merch_app.ui.compat import shield_pyside_612_refcount
+from merch_app.ui.gui_gc import settle_startup_heap
 from merch_app.ui.main_window import MainWindow
 from merch_app.ui.workers import error_text
 
@@ -88,6 +89,7 @@ def build_window(workspace: Optional[Path] = None, demo: bool = False, auto_trai
     """Create the main window and open the workspace (or start the demo loader)."""
     create_app()
     window = MainWindow()
+    settle_startup_heap()
     if demo:
         window.demo_loader = DemoLoader(window, Path(workspace) if workspace else demo_workspace(), auto_train)
         window.demo_loader.start()

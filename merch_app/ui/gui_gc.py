@@ -1,10 +1,19 @@
-"""Keep Python's cyclic garbage collector in the GUI thread while worker threads run."""
+"""Keep Python's cyclic garbage collector in the GUI thread, in slices short enough not to stall it."""
 from __future__ import annotations
 
 import gc
+import time
 from typing import Optional
 
 from PySide6.QtCore import QTimer
+
+TICK_MS = 100
+# More new objects than this are frozen (moved out of the collector's reach,
+# O(1)) instead of scanned: scanning a million objects holds the GIL for
+# ~200 ms, and a burst that large is data just loaded (a table, a catalogue),
+# not garbage.
+FREEZE_ABOVE = 200_000
+FULL_EVERY_S = 60.0
 
 
 class GuiThreadGC:
@@ -16,12 +25,24 @@ class GuiThreadGC:
     GUI thread, which crashes Qt.  As pyqtgraph's ``GarbageCollector`` does,
     automatic collection is switched off and a GUI-thread timer collects
     instead, for as long as any runner thread is alive.
+
+    Each collection stops every Python thread, so the timer keeps them short
+    (measured in ``benchmarks/bench_responsiveness.py``: collections of 100-320
+    ms were the GUI's longest stalls while encoding and training):
+
+    * young generations every :data:`TICK_MS`, so each scans little;
+    * a burst of more than :data:`FREEZE_ABOVE` new objects is frozen instead;
+    * full collections only while no job runs (``idle()``), at most every
+      :data:`FULL_EVERY_S`, followed by ``gc.freeze()`` so the next one scans
+      only what was created since.
     """
 
     def __init__(self) -> None:
         self.users = 0
         self.timer: Optional[QTimer] = None
         self.was_enabled = True
+        self.idle = lambda: True  # set by the runners: no job running anywhere
+        self._last_full = time.monotonic()
 
     def acquire(self) -> None:
         if self.users == 0:
@@ -29,7 +50,7 @@ class GuiThreadGC:
             gc.disable()
             self.timer = QTimer()
             self.timer.timeout.connect(self.collect)
-            self.timer.start(500)
+            self.timer.start(TICK_MS)
         self.users += 1
 
     def release(self) -> None:
@@ -41,11 +62,24 @@ class GuiThreadGC:
             if self.was_enabled:
                 gc.enable()
 
-    @staticmethod
-    def collect() -> None:
+    def collect(self) -> None:
+        """One GUI-thread step: a young collection, a freeze, or (when idle) a full collection."""
         threshold = gc.get_threshold()
         counts = gc.get_count()
-        for generation in (2, 1, 0):
-            if counts[generation] > threshold[generation]:
-                gc.collect(generation)
-                return
+        if counts[0] > FREEZE_ABOVE:
+            gc.freeze()
+        elif counts[2] > threshold[2] and time.monotonic() - self._last_full > FULL_EVERY_S and self.idle():
+            gc.collect(2)
+            gc.freeze()
+            self._last_full = time.monotonic()
+        elif counts[1] > threshold[1]:
+            gc.collect(1)
+        elif counts[0] > threshold[0]:
+            gc.collect(0)
+
+
+def settle_startup_heap() -> None:
+    """Collect once and freeze what start-up created (modules, Qt wrappers): later full
+    collections then never walk it."""
+    gc.collect()
+    gc.freeze()

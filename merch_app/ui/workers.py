@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _SEQ = itertools.count(1)
 _GC = GuiThreadGC()  # shared by all runners
+_RUNNERS: "weakref.WeakSet[JobRunner]" = weakref.WeakSet()
+_GC.idle = lambda: not any(r._jobs for r in list(_RUNNERS))
 
 
 @dataclass
@@ -88,9 +91,10 @@ class JobRunner(QObject):
         self._executor.succeeded.connect(self._on_succeeded)
         self._executor.failed.connect(self._on_failed)
         self._executor.cancelled.connect(self._on_cancelled)
+        self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
+        _RUNNERS.add(self)
         _GC.acquire()
         self._thread.start()
-        self._jobs: dict[int, tuple[JobHandle, _Callbacks]] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ API
