@@ -23,7 +23,7 @@ import torch
 from merch_app.jobs import CancelToken, Progress
 from merch_app.model import cf_module as cf
 from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.hybrid_scoring import ModelLoadError, ScoringMixin
+from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ModelLoadError, ScoringMixin
 from merch_app.model.interactions import (
     HISTORY_FEATURES, TREND_FEATURES, HistoryState, Interactions,
     history_text_vectors, item_trend_features,
@@ -44,7 +44,7 @@ class HybridModel(ScoringMixin):
         self.explicit = False
         self.history: list[dict] = []  # per-epoch log
         self.best_epoch = 0
-        self.combiner = np.zeros(3 + N_HIST + N_TREND, np.float32)
+        self.combiner = np.zeros(N_COMBINER, np.float32)
         self.combiner[:2] = 1.0  # α = β = 1 until a combiner is fitted
         self._derive()
 
@@ -159,8 +159,10 @@ class HybridModel(ScoringMixin):
             metrics = {}
             if len(val_users):
                 metrics = cf.chunked_validation_metrics(self.score_matrix, val_users, val_keys, n_i)
-                cf_part = cf.chunked_validation_metrics(lambda r: self.score_matrix(r, ("bilinear", "item_bias")),
-                                                        val_users, val_keys, n_i)
+                # the CF net's own score (uᵀWv + item bias, unit weights): the combiner's α/β (and
+                # α_own) are refitted every epoch and would make this stopping signal jump with them
+                cf_part = cf.chunked_validation_metrics(
+                    lambda r: self.UW[r] @ self.V.T + self.item_bias[None, :], val_users, val_keys, n_i)
                 metrics["val_cf_ndcg@10"] = cf_part["val_ndcg@10"]
             self.history.append({"epoch": epoch, "loss": loss, **metrics})
             rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, **metrics},
@@ -251,12 +253,15 @@ class HybridModel(ScoringMixin):
         cols = [bil[:, None], self.item_bias[ex.i][:, None]]
         hw = getattr(self, "hist_weights", None)
         if self.config.history_features and hw is not None:
-            cols.append((np.hstack([ex.hist, ex.trend]) @ hw)[:, None])
+            # bilinear on the user's own items gets its own weight (α + α_own): the CF part was
+            # fitted on those very purchases, so it ranks re-purchases less well than new items
+            cols += [(bil * ex.hist[:, HAS_HISTORY])[:, None], (np.hstack([ex.hist, ex.trend]) @ hw)[:, None]]
         coef, _ = cf.fit_logistic(np.hstack(cols), ex.y, ex.w)
-        comb = np.zeros(3 + N_HIST + N_TREND, np.float32)
+        comb = np.zeros(N_COMBINER, np.float32)
         comb[0], comb[1] = coef[0], coef[1]
         if len(coef) > 2:
-            comb[3:] = coef[2] * hw
+            comb[3:3 + N_HIST + N_TREND] = coef[3] * hw
+            comb[3 + N_HIST + N_TREND] = coef[2]
         self.combiner = comb
         self.arrays["combiner"] = comb.copy()
         self._derive()
@@ -359,7 +364,7 @@ class HybridModel(ScoringMixin):
         """Copy the trained parameters into numpy arrays used for scoring."""
         a = net.numpy_state()
         if self.explicit:
-            self.combiner = np.zeros(3 + N_HIST + N_TREND, np.float32)
+            self.combiner = np.zeros(N_COMBINER, np.float32)
             self.combiner[:3] = [1.0, 1.0, float(net.global_bias.item())]
         a["combiner"] = self.combiner.copy()
         a["trend"] = trend.astype(np.float32)

@@ -16,8 +16,15 @@ from safetensors.numpy import load_file, save_file
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
 
-FORMAT_VERSION = 2  # 2: history feature share_of_user
+HAS_HISTORY = HISTORY_FEATURES.index("has_history")
+
+FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
 N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
+# combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
+N_COMBINER = 3 + N_HIST + N_TREND + 1
+# Older formats that still load: format -> number of history features it stored.  Their
+# combiner gets zero weights for the newer features, so they score exactly as before.
+OLD_FORMATS = {2: 5}
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
 
@@ -50,7 +57,10 @@ class ScoringMixin:
             return
         c = a["combiner"]
         self.alpha, self.beta, self.mu = float(c[0]), float(c[1]), float(c[2])
-        self.gamma, self.eta = c[3:3 + N_HIST].copy(), c[3 + N_HIST:].copy()
+        self.gamma, self.eta = c[3:3 + N_HIST].copy(), c[3 + N_HIST:3 + N_HIST + N_TREND].copy()
+        # α_own: the CF part of a history item was fitted on that very purchase, so it says less
+        # about a re-purchase than about a new item; the combiner learns how much less
+        self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
         self.U = a["P"] + a["T_u"] @ a["A"].T
         self.V = a["Q"] + a["T_i"] @ a["B"].T
         self.UW = self.U @ a["W"]
@@ -91,11 +101,12 @@ class ScoringMixin:
         keys = ["bilinear", "item_bias", "history", "trend"] + (["user_bias", "global"] if self.explicit else [])
         if uw is None:
             return {k: zeros.copy() for k in keys}
+        hist = self.state.features(np.full(len(items), u), items) if u >= 0 else None
+        alpha = self.alpha + (self.alpha_own * hist[:, HAS_HISTORY] if hist is not None else 0.0)
         parts = {
-            "bilinear": (self.alpha * (self.V[items] @ uw)).astype(np.float32),
+            "bilinear": (alpha * (self.V[items] @ uw)).astype(np.float32),
             "item_bias": (self.beta * self.item_bias[items]).astype(np.float32),
-            "history": (self.state.features(np.full(len(items), u), items) @ self.gamma).astype(np.float32)
-            if u >= 0 else zeros.copy(),
+            "history": (hist @ self.gamma).astype(np.float32) if hist is not None else zeros.copy(),
             "trend": self.trend_score[items].astype(np.float32),
         }
         if self.explicit:
@@ -111,8 +122,10 @@ class ScoringMixin:
     def predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores of (user index, item index) pairs (explicit: predicted ratings)."""
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
-        s = self.alpha * np.einsum("nd,nd->n", self.UW[users], self.V[items]) + self.beta * self.item_bias[items]
-        s = s + self.trend_score[items] + self.state.features(users, items) @ self.gamma
+        hist = self.state.features(users, items)
+        alpha = self.alpha + self.alpha_own * hist[:, HAS_HISTORY]
+        s = alpha * np.einsum("nd,nd->n", self.UW[users], self.V[items]) + self.beta * self.item_bias[items]
+        s = s + self.trend_score[items] + hist @ self.gamma
         if self.explicit:
             s = s + self.arrays["b_user"][users] + self.mu
         return s.astype(np.float32)
@@ -128,13 +141,17 @@ class ScoringMixin:
             s += self.beta * self.item_bias[None, :]
         if "trend" in parts:
             s += self.trend_score[None, :]
-        if "history" in parts and len(self.state.keys) and np.any(self.gamma):
+        own_cf = "bilinear" in parts and self.alpha_own != 0.0
+        if len(self.state.keys) and (("history" in parts and np.any(self.gamma)) or own_cf):
             row_of = np.full(len(self.user_ids), -1)
             row_of[users] = np.arange(len(users))
             ku = self.state.keys // self.state.n_items
             hit = np.flatnonzero(row_of[ku] >= 0)
             ki = self.state.keys[hit] % self.state.n_items
-            s[row_of[ku[hit]], ki] += self.state.features(ku[hit], ki) @ self.gamma
+            if "history" in parts and np.any(self.gamma):
+                s[row_of[ku[hit]], ki] += self.state.features(ku[hit], ki) @ self.gamma
+            if own_cf:  # the user's own items: bilinear weight α + α_own
+                s[row_of[ku[hit]], ki] += self.alpha_own * np.einsum("nd,nd->n", self.UW[ku[hit]], self.V[ki])
         if self.explicit:
             s += (self.arrays["b_user"][users] + self.mu)[:, None]
         return s
@@ -202,7 +219,8 @@ class ScoringMixin:
                            for j in order if contrib[j] > 0]
         factors: list[dict[str, Any]] = []
         if uw is not None:
-            f = self.alpha * uw * self.V[i]
+            own = u >= 0 and self.state.lookup(np.array([u]), np.array([i]))[0] >= 0
+            f = (self.alpha + (self.alpha_own if own else 0.0)) * uw * self.V[i]
             order = np.argsort(-np.abs(f), kind="stable")[:top]
             factors = [{"dim": int(d), "contribution": float(f[d])} for d in order]
         return {"user_id": user_id, "item_id": str(item_id), "known_user": u >= 0,
@@ -292,8 +310,9 @@ class ScoringMixin:
         meta, ids = (_read_json(folder / name) for name in ("config.json", "ids.json"))
         if not all(isinstance(ids.get(k), list) for k in ("user_ids", "item_ids")):
             raise ModelLoadError(f"{folder / 'ids.json'}: user_ids / item_ids lists missing")
-        if meta.get("format") != FORMAT_VERSION:
-            raise ModelLoadError(f"{folder / 'config.json'}: model format {meta.get('format')!r} is not "
+        fmt = meta.get("format")
+        if fmt != FORMAT_VERSION and fmt not in OLD_FORMATS:
+            raise ModelLoadError(f"{folder / 'config.json'}: model format {fmt!r} is not "
                                  f"{FORMAT_VERSION} (saved by another merch_app version); retrain the model")
         path = folder / "arrays.safetensors"
         try:
@@ -303,9 +322,15 @@ class ScoringMixin:
         missing = [k for k in REQUIRED if k not in arrays]
         if missing:
             raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
-        if arrays["combiner"].shape != (3 + N_HIST + N_TREND,):
-            raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, this version uses "
-                                 f"{3 + N_HIST + N_TREND}; retrain the model")
+        n_hist = OLD_FORMATS.get(fmt, N_HIST)
+        n_comb = N_COMBINER if fmt == FORMAT_VERSION else 3 + n_hist + N_TREND
+        if arrays["combiner"].shape != (n_comb,):
+            raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, format {fmt} uses "
+                                 f"{n_comb}; retrain the model")
+        if fmt != FORMAT_VERSION:  # older format: what it did not have (newer features, α_own) gets weight 0
+            c = arrays["combiner"]
+            arrays["combiner"] = np.concatenate([c[:3 + n_hist], np.zeros(N_HIST - n_hist, c.dtype),
+                                                 c[3 + n_hist:], np.zeros(1, c.dtype)])
         n_u, n_i = len(ids["user_ids"]), len(ids["item_ids"])
         if arrays["P"].shape[0] != n_u or arrays["Q"].shape[0] != n_i or arrays["T_i"].shape[0] != n_i:
             raise ModelLoadError(f"{path}: array shapes do not match ids.json ({n_u} users, {n_i} items)")

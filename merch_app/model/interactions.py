@@ -22,7 +22,19 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "rating": 1.0,
     "return": 0.0,  # 0 = dropped; a negative weight subtracts from the pair
 }
-HISTORY_FEATURES = ("log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user")
+HISTORY_FEATURES = (
+    "log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user",
+    # added in model format 3 (repeat-consumption signals; all 0 for items outside the user's history):
+    "log_days",            # log(1 + distinct days the user bought the item)
+    "repeat_propensity",   # share of the item's buyers who bought it on >= 2 distinct days (smoothed)
+    "log_days_since",      # log(1 + days since the user last bought the item)
+    "overdue",             # log(1 + min(days since last / user's own re-buy interval, 20)); 0 if bought on 1 day
+    "has_interval",        # 1 if the user bought the item on >= 2 distinct days
+    "hist_log_sales",      # log(1 + the item's sales before the reference time), own items only
+    "hist_log_sales_30d",  # log(1 + its sales in the last 30 days), own items only
+    "hist_log_sales_90d",  # log(1 + its sales in the last 90 days), own items only
+)
+OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 _LOAD_BLOCK = 200_000  # events read per block by load_interactions
@@ -233,7 +245,27 @@ class HistoryState:
     keys: np.ndarray  # int64, user * n_items + item, sorted
     count: np.ndarray  # weighted count
     recent: np.ndarray  # recency-weighted count
-    last_age: np.ndarray  # days between the last event and ref_day
+    last_age: np.ndarray  # days between the last event and ref_day (from the user's last event if relative)
+    # Format 3 additions (optional so that code building a state from the seven fields above
+    # still works; missing ones are filled by __post_init__ from those fields):
+    days: Optional[np.ndarray] = None  # distinct days with an event, per pair
+    span: Optional[np.ndarray] = None  # days between the pair's first and last event
+    abs_age: Optional[np.ndarray] = None  # days between the pair's last event and ref_day (absolute)
+    item_repeat: Optional[np.ndarray] = None  # per item: smoothed share of its buyers with >= 2 days
+    item_sales: Optional[np.ndarray] = None  # per item: log1p sales before ref_day, last 30 d, last 90 d
+
+    def __post_init__(self) -> None:
+        n = len(self.keys)
+        if self.days is None or len(self.days) != n:
+            self.days = np.minimum(np.asarray(self.count, np.float32), 1.0) if n else np.zeros(0, np.float32)
+        if self.span is None or len(self.span) != n:
+            self.span = np.zeros(n, np.float32)
+        if self.abs_age is None or len(self.abs_age) != n:
+            self.abs_age = np.asarray(self.last_age, np.float32).copy()
+        if self.item_repeat is None or len(self.item_repeat) != self.n_items:
+            self.item_repeat = np.zeros(self.n_items, np.float32)
+        if self.item_sales is None or len(self.item_sales) != self.n_items:
+            self.item_sales = np.zeros((self.n_items, 3), np.float32)
 
     @classmethod
     def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0,
@@ -248,20 +280,40 @@ class HistoryState:
         """
         mask = (inter.ts < ref_day) & (inter.weight > 0)
         u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+        n_i = inter.n_items
+        key = u * n_i + i
+        uniq, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+        # absolute timing (only events before ref_day: no leakage past an internal cut)
+        first_abs = np.full(len(uniq), np.inf)
+        np.minimum.at(first_abs, inv, t)
+        last_abs = np.full(len(uniq), -np.inf)
+        np.maximum.at(last_abs, inv, t)
+        day = np.floor(t).astype(np.int64)
+        days = np.zeros(len(uniq), np.float32)
+        if len(t):
+            pair_day = np.unique(inv.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
+            days = np.bincount(pair_day // (int(day.max() - day.min()) + 1), minlength=len(uniq)).astype(np.float32)
+        pair_item = uniq % n_i if len(uniq) else np.zeros(0, np.int64)
+        buyers = np.bincount(pair_item, minlength=n_i).astype(np.float64)
+        repeaters = np.bincount(pair_item, weights=(days >= 2).astype(np.float64), minlength=n_i)
+        item_repeat = ((repeaters + 0.5) / (buyers + 1.0)).astype(np.float32)
+        age = ref_day - t
+        item_sales = np.stack([np.log1p(np.bincount(i, weights=w * sel, minlength=n_i))
+                               for sel in (np.ones(len(t)), age <= 30, age <= 90)], axis=1).astype(np.float32)
         if relative and len(t):
             last_u = np.full(inter.n_users, -np.inf)
             np.maximum.at(last_u, u, t)
             t = t + (ref_day - last_u[u])
-        key = u * inter.n_items + i
-        uniq, inv = np.unique(key, return_inverse=True)
         decay = np.exp2(-(ref_day - t) / half_life_days)
         count = np.bincount(inv, weights=w, minlength=len(uniq))
         recent = np.bincount(inv, weights=w * decay, minlength=len(uniq))
         last = np.full(len(uniq), -np.inf)
         np.maximum.at(last, inv, t)
-        return cls(float(ref_day), inter.n_users, inter.n_items, uniq.astype(np.int64),
+        return cls(float(ref_day), inter.n_users, n_i, uniq.astype(np.int64),
                    count.astype(np.float32), recent.astype(np.float32),
-                   (ref_day - last).astype(np.float32))
+                   (ref_day - last).astype(np.float32), days, (last_abs - first_abs).astype(np.float32),
+                   (ref_day - last_abs).astype(np.float32), item_repeat, item_sales)
 
     @classmethod
     def empty(cls, n_users: int, n_items: int, ref_day: float = 0.0) -> "HistoryState":
@@ -271,19 +323,42 @@ class HistoryState:
     def resized(self, n_users: int, n_items: int) -> "HistoryState":
         """The same history over a larger user/item index (new ids have none)."""
         keys = (self.keys // self.n_items) * n_items + self.keys % self.n_items
+        extra = n_items - self.n_items
         return HistoryState(self.ref_day, n_users, n_items, keys.astype(np.int64), self.count,
-                            self.recent, self.last_age)
+                            self.recent, self.last_age, self.days, self.span, self.abs_age,
+                            np.concatenate([self.item_repeat, np.zeros(extra, np.float32)]),
+                            np.vstack([self.item_sales, np.zeros((extra, 3), np.float32)]))
+
+    def select(self, mask: np.ndarray) -> "HistoryState":
+        """The pairs where ``mask`` (over :attr:`keys`) is true, every per-pair array kept aligned."""
+        return HistoryState(self.ref_day, self.n_users, self.n_items, self.keys[mask], self.count[mask],
+                            self.recent[mask], self.last_age[mask], self.days[mask], self.span[mask],
+                            self.abs_age[mask], self.item_repeat, self.item_sales)
+
+    def without_user(self, u: int) -> "HistoryState":
+        """The state with user ``u``'s pairs removed (privacy: forget a user)."""
+        return self.select((self.keys // max(self.n_items, 1)) != u)
+
+    _PAIR_ARRAYS = ("keys", "count", "recent", "last_age", "days", "span", "abs_age")
+    _ITEM_ARRAYS = ("item_repeat", "item_sales")
 
     def arrays(self, prefix: str = "hist_") -> dict[str, np.ndarray]:
-        return {prefix + "keys": self.keys, prefix + "count": self.count, prefix + "recent": self.recent,
-                prefix + "last_age": self.last_age,
-                prefix + "meta": np.array([self.ref_day, self.n_users, self.n_items], np.float64)}
+        out = {prefix + name: getattr(self, name) for name in self._PAIR_ARRAYS + self._ITEM_ARRAYS}
+        out[prefix + "meta"] = np.array([self.ref_day, self.n_users, self.n_items], np.float64)
+        return out
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray], prefix: str = "hist_") -> "HistoryState":
+        """Inverse of :meth:`arrays`; KeyError when a format-2 array is missing.
+
+        States saved before format 3 lack ``days`` ... ``item_sales``: those
+        are filled in by ``__post_init__`` (such models give the newer
+        features weight 0).
+        """
         ref, nu, ni = a[prefix + "meta"].tolist()
-        return cls(ref, int(nu), int(ni), a[prefix + "keys"], a[prefix + "count"],
-                   a[prefix + "recent"], a[prefix + "last_age"])
+        base = [a[prefix + name] for name in cls._PAIR_ARRAYS[:4]]
+        extra = [a.get(prefix + name) for name in cls._PAIR_ARRAYS[4:] + cls._ITEM_ARRAYS]
+        return cls(ref, int(nu), int(ni), *base, *extra)
 
     def user_items(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item idx, count, recent count) of user ``u``."""
@@ -300,7 +375,11 @@ class HistoryState:
         return np.where(self.keys[pos] == q, pos, -1)
 
     def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, 5) float32."""
+        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, len(HISTORY_FEATURES)) float32.
+
+        Every feature is 0 for pairs outside the user's history (and for users
+        < 0), so the history part of a score only moves the user's own items.
+        """
         users, items = np.broadcast_arrays(np.asarray(users, np.int64), np.asarray(items, np.int64))
         out = np.zeros((users.size, len(HISTORY_FEATURES)), np.float32)
         users = users.ravel()
@@ -310,11 +389,22 @@ class HistoryState:
             row[inside] = self.lookup(users[inside], items.ravel()[inside])
         hit = row >= 0
         r = row[hit]
+        it = items.ravel()[hit]
         out[hit, 0] = np.log1p(self.count[r])
         out[hit, 1] = np.log1p(self.recent[r])
         out[hit, 2] = np.exp(-self.last_age[r] / 30.0)
         out[hit, 3] = 1.0
         out[hit, 4] = self.count[r] / self.user_totals()[users[hit]]
+        days = self.days[r]
+        out[hit, 5] = np.log1p(days)
+        out[hit, 6] = self.item_repeat[it]
+        out[hit, 7] = np.log1p(np.maximum(self.abs_age[r], 0.0))
+        repeat = days >= 2
+        interval = self.span[r] / np.maximum(days - 1.0, 1.0)
+        ratio = np.maximum(self.abs_age[r], 0.0) / np.maximum(interval, 1.0)
+        out[hit, 8] = np.where(repeat, np.log1p(np.minimum(ratio, OVERDUE_CAP)), 0.0)
+        out[hit, 9] = repeat
+        out[hit, 10:13] = self.item_sales[it]
         return out
 
     def user_totals(self) -> np.ndarray:
