@@ -6,6 +6,7 @@ training job calls it before the version is saved).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -168,18 +169,23 @@ def evaluate_model(model, train: Interactions, relevant: dict[str, set], k: int 
     out: dict[str, Any] = {"k": k, "n_test_users": len(users)}
     if n_users_all > len(users):
         out["test_users_sampled_from"] = n_users_all
-    out["model"] = _report(bl.model_ranking(model, users, k), rel, k, catalogue, popularity)
+    lists = {"model": bl.model_ranking(model, users, k)}
+    out["model"] = _report(lists["model"], rel, k, catalogue, popularity)
     step(1, "CF only")
     base: dict[str, Any] = {}
-    base["cf_only"] = _report(bl.model_ranking(model, users, k, CF_ONLY_PARTS), rel, k, catalogue, popularity)
+    lists["cf_only"] = bl.model_ranking(model, users, k, CF_ONLY_PARTS)
+    base["cf_only"] = _report(lists["cf_only"], rel, k, catalogue, popularity)
     step(2, "text only")
     rows = [model.user_pos[u] for u in users]
-    base["text_only"] = _report(bl.text_only_ranking(model.arrays["T_u"][rows], model.arrays["T_i"], users,
-                                                     model.item_ids, k), rel, k, catalogue, popularity)
+    lists["text_only"] = bl.text_only_ranking(model.arrays["T_u"][rows], model.arrays["T_i"], users,
+                                              model.item_ids, k)
+    base["text_only"] = _report(lists["text_only"], rel, k, catalogue, popularity)
     step(3, "popularity")
-    base["popularity"] = _report(bl.popularity_ranking(train, users, k), rel, k, catalogue, popularity)
+    lists["popularity"] = bl.popularity_ranking(train, users, k)
+    base["popularity"] = _report(lists["popularity"], rel, k, catalogue, popularity)
     step(4, "user history")
-    base["user_history"] = _report(bl.user_history_ranking(train, users, k), rel, k, catalogue, popularity)
+    lists["user_history"] = bl.user_history_ranking(train, users, k)
+    base["user_history"] = _report(lists["user_history"], rel, k, catalogue, popularity)
     out["baselines"] = base
     step(5, "cold start")
     out["cold_start"] = cold_start_view(model, train, rel, users, k)
@@ -193,6 +199,35 @@ def evaluate_model(model, train: Interactions, relevant: dict[str, set], k: int 
     best = max(base, key=lambda b: base[b].get(f"ndcg@{k}", -1.0))
     out["strongest_baseline"] = best
     out["beats_strongest"] = all(out["model"][m] > base[best][m] for m in (f"precision@{k}", f"ndcg@{k}"))
+    if best in lists:
+        out["paired_vs_strongest"] = paired_user_comparison(lists["model"], lists[best], rel, k)
+    return out
+
+
+def paired_user_comparison(model_lists: dict[str, list], base_lists: dict[str, list], relevant: dict[str, set],
+                           k: int = 10, n_resamples: int = 10000) -> dict[str, dict[str, Any]]:
+    """Per-user paired test of the model against a baseline on the same test users.
+
+    For NDCG@k and P@k: the mean per-user difference (model − baseline), a
+    two-sided paired randomisation test (``n_resamples`` sign flips, seeded),
+    a paired t-test (normal approximation; hundreds of users), a bootstrap
+    95% CI of the difference and per-user wins/losses/ties.
+    """
+    from merch_app.evaluation.compare import paired_test, wins_losses_ties
+    from merch_app.evaluation.metrics import ndcg_at_k, precision_at_k
+
+    users = sorted(relevant)
+    out: dict[str, dict[str, Any]] = {}
+    for name, fn in ((f"ndcg@{k}", ndcg_at_k), (f"precision@{k}", precision_at_k)):
+        a = np.array([fn(base_lists.get(u, []), relevant[u], k) for u in users])
+        b = np.array([fn(model_lists.get(u, []), relevant[u], k) for u in users])
+        test = paired_test(a, b, n_resamples=n_resamples, seed=0)
+        d = b - a
+        sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+        t = float(d.mean() / (sd / math.sqrt(len(d)))) if sd > 0 else 0.0
+        out[name] = {"n_users": len(users), "delta": test.mean_delta, "p_randomization": test.p_value,
+                     "t": t, "p_t": math.erfc(abs(t) / math.sqrt(2.0)) if sd > 0 else 1.0,
+                     "ci_delta": list(test.ci_delta), **wins_losses_ties(a, b)}
     return out
 
 
