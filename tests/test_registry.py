@@ -93,3 +93,30 @@ def test_offline_evaluate_shape_and_no_leak(two_versions):
     early = evaluate(db, k=5, split_date="2024-02-01")
     assert early["notes"] and "precision@5" in early["model"]
     assert np.isfinite(early["model"]["ndcg@5"])
+
+
+def test_leftovers_of_killed_saves_are_removed_when_old(two_versions):
+    import os
+    import time
+
+    from merch_app.data.workspace import models_dir
+
+    db = two_versions[0]
+    root = models_dir(db)
+    old = time.time() - 2 * registry.LEFTOVER_AGE_S
+    made = {}
+    for name, config in (("m1.tmp-dead", False), ("m2.tmp-live", False), ("m3-unregistered", True),
+                         ("notes", False)):
+        folder = root / name
+        folder.mkdir()
+        if config:
+            (folder / "config.json").write_text("{}")
+        made[name] = folder
+    for name in ("m1.tmp-dead", "m3-unregistered", "notes"):
+        os.utime(made[name], (old, old))
+    removed = registry.remove_leftovers(db)
+    assert sorted(removed) == ["m1.tmp-dead", "m3-unregistered"]
+    assert made["m2.tmp-live"].exists() and made["notes"].exists()  # in progress / not a model folder
+    for v in registry.list_versions(db):  # registered versions untouched
+        assert registry.version_folder(db, v).is_dir()
+    registry.load_model(db, registry.list_versions(db)[0].model_id)

@@ -4,13 +4,16 @@ A version folder (``models_dir(db)/<model_id>/``) holds ``config.json``,
 ``ids.json``, ``arrays.safetensors`` (see :class:`HybridModel.save`) and the
 FAISS index over the item text vectors (``index.faiss``, built when the version
 is activated).  Folders are written as ``<model_id>.tmp-*`` and renamed into
-place, so a crash or a cancel never leaves a half-written version.
+place, so a crash or a cancel never leaves a half-written version; what a
+killed process leaves behind (a ``.tmp-*`` folder, or a folder renamed but not
+registered) is removed by the next save once it is an hour old.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,6 +134,38 @@ def delete(db, model_id: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+LEFTOVER_AGE_S = 3600.0  # younger ones may be another process's save in progress
+
+
+def remove_leftovers(db, min_age_s: float = LEFTOVER_AGE_S) -> list[str]:
+    """Delete model folders no version owns: ``*.tmp-*`` from a killed save, or a folder
+    renamed into place whose table row was never written.
+
+    Returns
+    -------
+    list of str
+        Names of the removed folders.
+    """
+    root = models_dir(db)
+    if not root.is_dir():
+        return []
+    owned = {r[0] for r in db.execute("SELECT path FROM models")}
+    removed = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.name in owned:
+            continue
+        if ".tmp-" not in folder.name and not (folder / "config.json").exists():
+            continue  # not ours
+        try:
+            if time.time() - folder.stat().st_mtime < min_age_s:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
 def new_model_id() -> str:
     return datetime.now(timezone.utc).strftime("m%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
@@ -151,6 +186,7 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
     removed again if that fails).
     """
     model_id = model_id or new_model_id()
+    remove_leftovers(db)
     root = models_dir(db)
     tmp = root / f"{model_id}.tmp-{uuid.uuid4().hex[:8]}"
     final = root / model_id
