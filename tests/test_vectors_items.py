@@ -107,6 +107,9 @@ def test_duplicate_texts_are_encoded_once(ws):
     result = encode_items(ws, enc)
     assert enc.n_encoded == 1 and result.stats.texts == 1 and len(result.item_ids) == 5
     assert np.allclose(result.vectors, result.vectors[0])
+    again = encode_items(ws, enc)  # every row filled from the one cached vector
+    assert enc.n_encoded == 1 and again.stats.cached == 1
+    np.testing.assert_array_equal(again.vectors, result.vectors)
 
 
 def test_damaged_cache_row_is_reencoded(ws):

@@ -162,6 +162,27 @@ def _lookup_cache(db, encoder_id: str, dim: int, hashes: list[str]) -> dict[str,
     return found
 
 
+def _fill_from_cache(db, encoder_id: str, dim: int, first: dict[str, int], out: np.ndarray) -> set[str]:
+    """Copy cached vectors into ``out[first[hash]]``; returns the hashes found.
+
+    Filling the result in place keeps one copy of the vectors (a dict of a
+    million small arrays added ~1.5 GB at 1M items)."""
+    have: set[str] = set()
+    keys = list(first)
+    for start in range(0, len(keys), _SQL_VARS):
+        chunk = keys[start : start + _SQL_VARS]
+        marks = ",".join("?" * len(chunk))
+        for h, d, blob in db.execute(
+            f"SELECT text_hash, dim, vector FROM embeddings "
+            f"WHERE encoder_id = ? AND text_hash IN ({marks})",
+            [encoder_id, *chunk],
+        ):
+            if d == dim and blob is not None and len(blob) == 4 * dim:  # wrong size counts as missing
+                out[first[h]] = np.frombuffer(blob, dtype=np.float32)
+                have.add(h)
+    return have
+
+
 def _write_cache(db, encoder_id: str, dim: int, hashes: list[str], vectors: np.ndarray) -> None:
     rows = [
         (encoder_id, h, dim, np.ascontiguousarray(v, dtype=np.float32).tobytes())
@@ -199,15 +220,16 @@ def encode_texts_cached(
     t0 = time.perf_counter()
     dim = int(encoder.dim)
     hashes = [text_hash(t) for t in texts]
-    unique: dict[str, str] = {}
-    for h, t in zip(hashes, texts):
-        unique.setdefault(h, t)
-    found = _lookup_cache(db, encoder.encoder_id, dim, list(unique))
-    missing = [h for h in unique if h not in found]
-    stats = VectorStats(texts=len(unique), cached=len(unique) - len(missing))
+    first: dict[str, int] = {}  # distinct text -> its first row; vectors go straight into ``out``
+    for row, h in enumerate(hashes):
+        first.setdefault(h, row)
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    have = _fill_from_cache(db, encoder.encoder_id, dim, first, out)
+    missing = [h for h in first if h not in have]
+    stats = VectorStats(texts=len(first), cached=len(first) - len(missing))
 
     clock, throttle = EtaClock(), Throttle(0.1)
-    total = len(unique)
+    total = len(first)
 
     def report(done_missing: int, final: bool = False) -> None:
         if progress is None or not (final or throttle.ready()):
@@ -235,7 +257,7 @@ def encode_texts_cached(
             report(_start + int(p.done))
 
         vecs = encoder.encode(
-            [unique[h] for h in chunk], batch_size=batch_size, progress=chunk_progress, cancel=cancel
+            [texts[first[h]] for h in chunk], batch_size=batch_size, progress=chunk_progress, cancel=cancel
         )
         vecs = np.asarray(vecs, dtype=np.float32)
         if vecs.shape != (len(chunk), dim):
@@ -250,13 +272,12 @@ def encode_texts_cached(
                 if "readonly" not in text and "locked" not in text:
                     raise
                 writable = False  # read-only workspace or another job writing: vectors are still returned
-        found.update(zip(chunk, vecs))
+        out[[first[h] for h in chunk]] = vecs
         stats.encoded += len(chunk)
     report(len(missing), final=True)
-
-    out = np.empty((len(texts), dim), dtype=np.float32)
     for row, h in enumerate(hashes):
-        out[row] = found[h]
+        if first[h] != row:  # repeated text
+            out[row] = out[first[h]]
     stats.seconds = time.perf_counter() - t0
     return out, stats
 
