@@ -104,7 +104,9 @@ def run(seed: int, db) -> dict:
     total = time.perf_counter() - t0
     fit = marks.get("evaluate", time.perf_counter()) - marks.get("train", t0)
     return {"seed": seed, "model_id": version.model_id, "metrics": version.metrics, "train_job_s": total,
-            "fit_s": fit, "train_seconds": version.train_seconds, "ablation": ablation(db, version.model_id)}
+            "fit_s": fit, "train_seconds": version.train_seconds, "ablation": ablation(db, version.model_id),
+            "encode_s": marks.get("train", t0) - t0, "evaluate_save_s": t0 + total - marks.get("evaluate", t0 + total),
+            "load_avg": os.getloadavg()[0]}
 
 
 def ablation(db, model_id: str) -> dict:
@@ -229,9 +231,10 @@ def section(runs: list[dict], n_items: int, n_events: int, machine: dict) -> str
     lines += ["", f"How to read this.  Re-purchases carry this protocol: {repeat:.0%} of the relevant pairs are items the "
               "user bought before, and they are the predictable ones (the user-history list gets most of its "
               "hits from them), so that list is a strong baseline. "
-              "The model scores M(u,i) = (α + α_own·[i bought by u])·uᵀWv + β·b(i) + γ·h(u,i) + η·g(i): the "
-              "bilinear CF part (ID embeddings plus projected MiniLM vectors), an item bias, the user's own "
-              "history with the item h (log counts, recency-weighted counts measured from the user's last "
+              "The model scores M(u,i) = α·uᵀWv + β·b(i) + [γ·h(u,i) + α_own·[u bought i]·uᵀWv] + η·g(i): the "
+              "bilinear CF part (ID embeddings plus projected MiniLM vectors), an item bias, the history part "
+              "(the CF weight on the user's own items is α + α_own, and the user's own history with the "
+              "item h: log counts, recency-weighted counts measured from the user's last "
               "purchase, share of the user's purchases, number of distinct purchase days, the item's repeat "
               "propensity = share of its buyers who bought it on two or more days, days since the user last "
               "bought it, how overdue it is against the user's own re-buy interval for it, and the item's "
@@ -269,9 +272,12 @@ def section(runs: list[dict], n_items: int, n_events: int, machine: dict) -> str
               "percentile but cost 0.002–0.003 NDCG@10 overall (measured on the format-2 model), so it is "
               "not the default."]
     comb = first.get("combiner", {})
-    times = ", ".join(f"seed {r['seed']}: fit {r['fit_s']:.0f} s, job {r['train_job_s']:.0f} s" for r in runs)
+    times = ", ".join(f"seed {r['seed']}: fit {r['fit_s']:.0f} s, job {r['train_job_s']:.0f} s"
+                      + (f" (encoder + text vectors {r['encode_s']:.0f} s, evaluation and saving {r['evaluate_save_s']:.0f} s, "
+                         f"load average {r['load_avg']:.1f})" if "encode_s" in r else "") for r in runs)
     lines += ["", f"Training time on this 2-core machine ({times}; the job includes item/user text vectors "
-              f"from the cache, evaluation and saving).  Best epoch {first.get('best_epoch')}; learned "
+              f"from the cache, evaluation and saving; run under `nice -n 19` next to other benchmarks on the "
+              f"same 2 cores, so a job can take longer than its fit suggests).  Best epoch {first.get('best_epoch')}; learned "
               f"combination weights α (bilinear) {comb.get('alpha', float('nan')):.3f}, "
               f"β (item bias) {comb.get('beta', float('nan')):.3f}, α_own (bilinear on own items) "
               f"{ab.get('alpha_own', float('nan')):+.3f}.", "<!-- /quality:model -->"]

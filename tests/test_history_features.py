@@ -164,9 +164,13 @@ def test_combiner_layout_and_own_item_cf_weight(model):
     own, _, _ = model.state.user_items(u)
     other = np.setdiff1d(np.arange(model.n_items), own)
     raw = model.UW[u] @ model.V.T
-    bil = model.score_parts(model.user_ids[u])["bilinear"]
-    np.testing.assert_allclose(bil[own], (model.alpha + model.alpha_own) * raw[own], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(bil[other], model.alpha * raw[other], rtol=1e-4, atol=1e-6)
+    parts = model.score_parts(model.user_ids[u])
+    np.testing.assert_allclose(parts["bilinear"], model.alpha * raw, rtol=1e-4, atol=1e-6)
+    # the history part of an own item = γ·h + α_own·uᵀWv (the CF weight on own items is α + α_own)
+    h = model.state.features(np.full(len(own), u), own) @ model.gamma
+    np.testing.assert_allclose(parts["history"][own], h + model.alpha_own * raw[own], rtol=1e-4, atol=1e-5)
+    assert not parts["history"][other].any()
+    assert model.alpha_own != 0.0
 
 
 def test_explain_adds_up_for_own_and_other_items(model):

@@ -4,8 +4,14 @@ Score of user u for item i (implicit mode)::
 
     M(u, i) = α·uᵀWv          bilinear CF part, u = P_u + A·t_u, v = Q_i + B·t_i
             + β·(b_i + wᵀt_i)  item bias (ID part + text part)
-            + γ·h(u, i)        the user's own history with the item (repeat purchases)
+            + γ·h(u, i) + α_own·[u bought i]·uᵀWv
+                               the user's own history with the item (repeat purchases: counts, days,
+                               recency, the item's repeat propensity, overdue vs own re-buy interval, ...)
             + η·g(i)           item trend (recent sales, novelty)
+
+α_own is separate because the CF part of an item the user already bought was
+fitted on that purchase: it ranks re-purchases less well than new items, and
+the combiner (fitted on an internal cut) learns by how much.
 
 t_u / t_i are BERT text vectors, P/Q learned ID embeddings (zero for items
 without behaviour, so cold-start items score through ``B·t_i``).  Every part

@@ -91,7 +91,9 @@ class ScoringMixin:
         """Per-item parts of the score that sum to :meth:`score`.
 
         Keys: ``bilinear`` (α·uᵀWv), ``item_bias``, ``history`` (the user's own
-        past with the item), ``trend`` (recent item sales); explicit models add
+        past with the item: γ·h(u, i) plus α_own·uᵀWv, the smaller weight the
+        CF part gets on items the user already bought; 0 for other items),
+        ``trend`` (recent item sales); explicit models add
         ``user_bias`` and ``global``.  All zeros for an anonymous user without
         a text vector.
         """
@@ -101,12 +103,14 @@ class ScoringMixin:
         keys = ["bilinear", "item_bias", "history", "trend"] + (["user_bias", "global"] if self.explicit else [])
         if uw is None:
             return {k: zeros.copy() for k in keys}
+        raw = self.V[items] @ uw
         hist = self.state.features(np.full(len(items), u), items) if u >= 0 else None
-        alpha = self.alpha + (self.alpha_own * hist[:, HAS_HISTORY] if hist is not None else 0.0)
         parts = {
-            "bilinear": (alpha * (self.V[items] @ uw)).astype(np.float32),
+            "bilinear": (self.alpha * raw).astype(np.float32),
             "item_bias": (self.beta * self.item_bias[items]).astype(np.float32),
-            "history": (hist @ self.gamma).astype(np.float32) if hist is not None else zeros.copy(),
+            # own items: γ·h plus the own-item correction of the CF weight, α_own·uᵀWv
+            "history": (hist @ self.gamma + self.alpha_own * hist[:, HAS_HISTORY] * raw).astype(np.float32)
+            if hist is not None else zeros.copy(),
             "trend": self.trend_score[items].astype(np.float32),
         }
         if self.explicit:
@@ -141,17 +145,16 @@ class ScoringMixin:
             s += self.beta * self.item_bias[None, :]
         if "trend" in parts:
             s += self.trend_score[None, :]
-        own_cf = "bilinear" in parts and self.alpha_own != 0.0
-        if len(self.state.keys) and (("history" in parts and np.any(self.gamma)) or own_cf):
+        if "history" in parts and len(self.state.keys) and (np.any(self.gamma) or self.alpha_own != 0.0):
             row_of = np.full(len(self.user_ids), -1)
             row_of[users] = np.arange(len(users))
             ku = self.state.keys // self.state.n_items
             hit = np.flatnonzero(row_of[ku] >= 0)
             ki = self.state.keys[hit] % self.state.n_items
-            if "history" in parts and np.any(self.gamma):
-                s[row_of[ku[hit]], ki] += self.state.features(ku[hit], ki) @ self.gamma
-            if own_cf:  # the user's own items: bilinear weight α + α_own
-                s[row_of[ku[hit]], ki] += self.alpha_own * np.einsum("nd,nd->n", self.UW[ku[hit]], self.V[ki])
+            h = self.state.features(ku[hit], ki) @ self.gamma
+            if self.alpha_own != 0.0:  # own items: the CF weight is α + α_own
+                h = h + self.alpha_own * np.einsum("nd,nd->n", self.UW[ku[hit]], self.V[ki])
+            s[row_of[ku[hit]], ki] += h
         if self.explicit:
             s += (self.arrays["b_user"][users] + self.mu)[:, None]
         return s
@@ -219,8 +222,7 @@ class ScoringMixin:
                            for j in order if contrib[j] > 0]
         factors: list[dict[str, Any]] = []
         if uw is not None:
-            own = u >= 0 and self.state.lookup(np.array([u]), np.array([i]))[0] >= 0
-            f = (self.alpha + (self.alpha_own if own else 0.0)) * uw * self.V[i]
+            f = self.alpha * uw * self.V[i]
             order = np.argsort(-np.abs(f), kind="stable")[:top]
             factors = [{"dim": int(d), "contribution": float(f[d])} for d in order]
         return {"user_id": user_id, "item_id": str(item_id), "known_user": u >= 0,

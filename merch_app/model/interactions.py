@@ -255,6 +255,9 @@ class HistoryState:
     item_sales: Optional[np.ndarray] = None  # per item: log1p sales before ref_day, last 30 d, last 90 d
 
     def __post_init__(self) -> None:
+        # Fallbacks (a state rebuilt from the seven format-2 fields, e.g. an old saved model): one
+        # purchase day per pair, no own re-buy interval, no item statistics.  Callers that filter
+        # pairs should use select()/without_user(), which keep every array.
         n = len(self.keys)
         if self.days is None or len(self.days) != n:
             self.days = np.minimum(np.asarray(self.count, np.float32), 1.0) if n else np.zeros(0, np.float32)
