@@ -255,10 +255,7 @@ def scrub_user(model, user_id: str) -> bool:
             arr = np.array(arr, copy=True)
             arr[u] = 0
             model.arrays[name] = arr
-    state = model.state
-    keep = (state.keys // max(state.n_items, 1)) != u
-    model.state = type(state)(state.ref_day, state.n_users, state.n_items, state.keys[keep], state.count[keep],
-                              state.recent[keep], state.last_age[keep])
+    model.state = model.state.without_user(u)
     ids = np.array(model.user_ids, dtype=object, copy=True)
     ids[u] = f"forgotten-{secrets.token_hex(6)}"
     model.user_ids = ids
