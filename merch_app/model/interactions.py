@@ -37,7 +37,7 @@ HISTORY_FEATURES = (
 OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
-_LOAD_BLOCK = 200_000  # events read per block by load_interactions
+_LOAD_BLOCK = 50_000  # events per block by load_interactions (a block's C-level work holds the GIL: GUI stalls)
 
 
 def ts_to_days(ts: Sequence[str]) -> np.ndarray:

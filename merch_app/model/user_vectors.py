@@ -39,7 +39,8 @@ def _event_type_weights(event_weights: Optional[dict]) -> dict[str, float]:
     return weights
 
 
-_BLOCK = 200_000  # events read per block: fetchall() of 8M events held ~5 GB of row tuples
+_BLOCK = 50_000  # events per block: fetchall() of 8M events held ~5 GB of row tuples; a block's
+# C-level work (zip(*rows), object comparisons) holds the GIL, so blocks stay small for the GUI
 
 
 def _load_events(db, until_ts: Optional[str]):
