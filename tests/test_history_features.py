@@ -244,3 +244,19 @@ def test_paired_user_comparison_known_answer():
     assert nd["n_users"] == 4 and 0 < nd["p_randomization"] <= 1 and 0 < nd["p_t"] <= 1
     p = out["precision@2"]
     assert p["delta"] == pytest.approx(0.125) and (p["wins"], p["losses"], p["ties"]) == (1, 0, 3)
+
+
+def test_combiner_examples_sample_label_users_beyond_the_cap(state):
+    from merch_app.model import cf_module as cf
+
+    lu, li, lw = np.array([0, 1, 2, 3]), np.array([3, 3, 3, 3]), np.ones(4)  # a, b, c, d buy w
+    counts = np.array([3, 4, 2, 0])
+    trend = np.zeros((4, 2), np.float32)
+    full = cf.combiner_examples(lu, li, lw, state, trend, counts, 2, np.random.default_rng(0))
+    assert set(full.u[full.y == 1].tolist()) == {0, 1, 2, 3}
+    capped = cf.combiner_examples(lu, li, lw, state, trend, counts, 2, np.random.default_rng(0), max_users=2)
+    kept = set(capped.u[capped.y == 1].tolist())
+    assert len(kept) == 2
+    assert set(capped.u.tolist()) == kept  # history items and negatives only of the sampled users
+    same = cf.combiner_examples(lu, li, lw, state, trend, counts, 2, np.random.default_rng(0), max_users=4)
+    np.testing.assert_array_equal(same.u, full.u)  # at or under the cap nothing changes

@@ -122,7 +122,8 @@ class CombinerExamples:
 
 def combiner_examples(lu: np.ndarray, li: np.ndarray, lw: np.ndarray, state: HistoryState,
                       trend: np.ndarray, item_counts: np.ndarray, negatives: int,
-                      rng: np.random.Generator, power: float = 0.75) -> CombinerExamples:
+                      rng: np.random.Generator, power: float = 0.75,
+                      max_users: Optional[int] = None) -> CombinerExamples:
     """Build :class:`CombinerExamples` from label pairs (lu, li, lw) and the history at the cut.
 
     Every history item of a label user is an example (positive if bought
@@ -132,7 +133,15 @@ def combiner_examples(lu: np.ndarray, li: np.ndarray, lw: np.ndarray, state: His
     the loss over the *whole* catalogue, so the fitted weights say how likely a
     history item is bought compared with any other item (without the weights
     the sample would make unseen items look as likely as history items).
+    With more than ``max_users`` label users, a uniform sample of them is used
+    (every example of a sampled user is kept, so the estimate stays unbiased).
     """
+    if max_users is not None and len(lu):
+        label_users = np.unique(lu)
+        if len(label_users) > max_users:
+            pick = np.sort(rng.choice(label_users, int(max_users), replace=False))
+            sel = np.isin(lu, pick)
+            lu, li, lw = lu[sel], li[sel], lw[sel]
     n_items = state.n_items
     pop = (item_counts.astype(np.float64) + 1.0) ** power
     q = 0.5 / n_items + 0.5 * pop / pop.sum()

@@ -143,7 +143,7 @@ class HybridModel(ScoringMixin):
         if (~in_val).any():
             examples = cf.combiner_examples(lu[~in_val], li[~in_val], lw[~in_val], state_cut, trend_cut,
                                             np.bincount(pre.item_idx, minlength=n_i), cfg.negatives, rng,
-                                            cfg.neg_power)
+                                            cfg.neg_power, cfg.combiner_max_users)
         self.hist_weights = None
         if cfg.history_features and len(label_users):
             self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
@@ -239,7 +239,7 @@ class HybridModel(ScoringMixin):
                 continue
             ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, item_trend_features(pre, c0),
                                       np.bincount(pre.item_idx, minlength=inter.n_items), cfg.negatives, rng,
-                                      cfg.neg_power)
+                                      cfg.neg_power, cfg.combiner_max_users)
             X.append(np.hstack([ex.hist, ex.trend]))
             y.append(ex.y)
             w.append(ex.w)

@@ -39,6 +39,9 @@ class HybridConfig:
     max_val_users: int = 2000
     refit_epochs: int = 2
     extra_cuts: int = 3  # earlier internal cuts pooled for the history/trend weights
+    # label users per cut whose examples fit the combiner (~20 weights): a sample
+    # beyond this (at 1M items / 10M events all users' examples took ~9 GB)
+    combiner_max_users: int = 20_000
     relative_recency: bool = True  # history ages from the user's own last event
     neg_power: float = 0.75
     threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
