@@ -242,10 +242,15 @@ def encoder_for_version(version: ModelVersion, encoder=None):
 
 def item_popularity(db, item_ids) -> np.ndarray:
     """Popularity prior in [0, 1]: log1p(event count) / max, in the order of ``item_ids``."""
-    counts = dict(db.execute(
-        "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL AND event_type != 'search' "
-        "GROUP BY item_id").fetchall())
-    pop = np.log1p(np.array([counts.get(str(i), 0) for i in item_ids], dtype=np.float64))
+    pos = {str(i): n for n, i in enumerate(item_ids)}
+    counts = np.zeros(len(pos), np.float64)
+    for item_id, n in db.execute(  # iterated: a million (id, count) tuples at once cost ~0.3 GB
+            "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL AND event_type != 'search' "
+            "GROUP BY item_id"):
+        p = pos.get(str(item_id))
+        if p is not None:
+            counts[p] = n
+    pop = np.log1p(counts)
     top = pop.max() if len(pop) else 0.0
     return (pop / top if top > 0 else pop).astype(np.float32)
 
