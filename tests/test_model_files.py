@@ -306,3 +306,29 @@ def test_model_save_on_a_full_or_readonly_disk(models_ws, monkeypatch, error):
     assert table_rows(path) == before
     assert sorted(p.name for p in path.with_name(path.name + ".models").iterdir()) == folders  # no temp folder
     assert query_json(path).exit_code == 0
+
+
+def test_safetensors_reader_matches_the_library_and_rejects_damage(tmp_path):
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from merch_app.model.safetensors_io import read_arrays
+
+    rng = np.random.default_rng(0)
+    arrays = {"f": rng.standard_normal((5, 3)).astype(np.float32), "d": rng.standard_normal(4),
+              "i": np.arange(7, dtype=np.int64), "b": np.array([True, False, True]),
+              "e": np.zeros((0, 8), np.float32), "s": np.array(3.5, np.float32)}
+    path = tmp_path / "a.safetensors"
+    save_file(arrays, str(path), metadata={"k": "v"})
+    ours, ref = read_arrays(path), load_file(str(path))
+    assert set(ours) == set(ref)
+    for k in ref:
+        assert ours[k].dtype == ref[k].dtype and ours[k].shape == ref[k].shape
+        np.testing.assert_array_equal(ours[k], ref[k])
+    data = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-5])
+    with pytest.raises(ValueError, match="do not fit|truncated"):
+        read_arrays(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="header length"):
+        read_arrays(tmp_path / "junk.safetensors")

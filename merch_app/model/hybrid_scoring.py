@@ -11,10 +11,11 @@ from typing import Any, Optional
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
+from merch_app.model.safetensors_io import read_arrays
 
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
 
@@ -318,7 +319,7 @@ class ScoringMixin:
                                  f"{FORMAT_VERSION} (saved by another merch_app version); retrain the model")
         path = folder / "arrays.safetensors"
         try:
-            arrays = load_file(str(path))
+            arrays = read_arrays(path)
         except (OSError, SafetensorError, ValueError) as exc:
             raise ModelLoadError(f"{path}: cannot read model arrays ({exc})") from exc
         missing = [k for k in REQUIRED if k not in arrays]

@@ -1,0 +1,68 @@
+"""Read safetensors files with plain reads, one tensor at a time.
+
+``safetensors.numpy.load_file`` memory-maps the file and copies every tensor
+out of the map: while it runs the process holds the file twice (mapped pages
+count in the resident set), 4.9 GB peak for a 2.4 GB model at 1M items.
+Reading each tensor straight into its array holds it once.  The format is
+small: an 8-byte little-endian header length, a JSON header of
+``{name: {"dtype", "shape", "data_offsets": [begin, end]}}`` and the data.
+Files are still written with ``safetensors.numpy.save_file``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
+           "BOOL": np.bool_}
+_MAX_HEADER = 100 * 2**20
+
+
+def read_arrays(path: Union[str, Path]) -> dict[str, np.ndarray]:
+    """All tensors of a safetensors file as numpy arrays.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    ValueError
+        The file is truncated or not a valid safetensors file (message says what).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError("file is truncated (no header)")
+        n = struct.unpack("<Q", raw)[0]
+        if n > min(size - 8, _MAX_HEADER):
+            raise ValueError(f"header length {n} does not fit the file ({size} bytes)")
+        header = json.loads(f.read(n).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        base, out = 8 + n, {}
+        for name, spec in header.items():
+            if name == "__metadata__":
+                continue
+            try:
+                dtype = np.dtype(_DTYPES[spec["dtype"]])
+                shape = [int(d) for d in spec["shape"]]
+                begin, end = (int(x) for x in spec["data_offsets"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"tensor {name!r}: bad header entry ({exc})") from None
+            count = math.prod(shape)
+            if begin < 0 or end - begin != count * dtype.itemsize or base + end > size:
+                raise ValueError(f"tensor {name!r}: data offsets {begin}..{end} do not fit its shape or the file")
+            arr = np.empty(count, dtype)
+            if count:
+                f.seek(base + begin)
+                if f.readinto(arr.view(np.uint8)) != end - begin:
+                    raise ValueError(f"tensor {name!r}: file is truncated")
+            out[name] = arr.reshape(shape)
+    return out
