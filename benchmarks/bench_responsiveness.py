@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import json
 import os
 import shutil
@@ -66,10 +67,21 @@ class Heartbeat:
         self.worst_at: list[tuple[float, float]] = []
         self._last = 0.0
         self._t0 = 0.0
+        self.gc_pauses: list[tuple[float, int]] = []  # (seconds, generation) of every collection
+        self._gc_start = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict) -> None:
+        # a collection stops every Python thread, the GUI thread included
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc_pauses.append((time.perf_counter() - self._gc_start, info["generation"]))
 
     def start(self) -> None:
         self.intervals.clear()
         self.worst_at.clear()
+        self.gc_pauses.clear()
         self._t0 = self._last = time.perf_counter()
         self.timer.start()
 
@@ -84,7 +96,10 @@ class Heartbeat:
                 "p99": float(np.percentile(a, 99)) if len(a) else float("nan"),
                 "p50": float(np.percentile(a, 50)) if len(a) else float("nan"),
                 "over_goal": int((a > GOAL_MS).sum()), "seconds": time.perf_counter() - self._t0,
-                "worst_at_s": [round(t, 1) for _, t in worst]}
+                "worst_at_s": [round(t, 1) for _, t in worst],
+                "gc_max_ms": max((t for t, _ in self.gc_pauses), default=0.0) * 1000.0,
+                "gc_max_gen": max(self.gc_pauses, default=(0.0, -1))[1],
+                "gc_full": sum(1 for _, g in self.gc_pauses if g == 2)}
 
     def _beat(self) -> None:
         now = time.perf_counter()
@@ -125,7 +140,8 @@ def phase(name: str, hb: Heartbeat, app, start, done, timeout_s: float, results:
     r.update({"job_s": time.perf_counter() - t0, "finished": finished, "load": load})
     results[name] = r
     print(f"  {name}: {r['job_s']:.1f} s, max stall {r['max']:.1f} ms, p99 {r['p99']:.1f} ms, "
-          f"{r['over_goal']} beats over {GOAL_MS:.0f} ms (load {load:.1f})", flush=True)
+          f"{r['over_goal']} beats over {GOAL_MS:.0f} ms, longest GC {r['gc_max_ms']:.0f} ms (gen {r['gc_max_gen']}), "
+          f"{r['gc_full']} full GCs (load {load:.1f})", flush=True)
 
 
 def typist(screen, texts: list[str], interval_ms: int = 250):
@@ -176,6 +192,7 @@ def run(scale: str, encode_seconds: float, epochs: int, dump: Path | None = None
     from merch_app.model.encoder import load_encoder
     from merch_app.model.item_vectors import encode_items
     from merch_app.ui.app import create_app
+    from merch_app.ui.gui_gc import settle_startup_heap
     from merch_app.ui.main_window import MainWindow
     from merch_app.ui.screens.mapping_dialog import ImportRequest
 
@@ -191,6 +208,7 @@ def run(scale: str, encode_seconds: float, epochs: int, dump: Path | None = None
     ws = work / "ws.merch.sqlite"
     app = create_app()
     window = MainWindow()
+    settle_startup_heap()  # as build_window() does
     window.open_workspace(ws)
     window.show()
     app.processEvents()

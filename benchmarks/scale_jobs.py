@@ -159,11 +159,14 @@ def job_train(ws: Path, epochs: int, quantize: str | None) -> dict:
                           activate="always")
     phases: dict[str, float] = {}  # phase -> time of its first report
     marks: list[tuple[float, dict]] = []
+    phase_rss: dict[str, float] = {}  # phase -> largest RSS (MiB) seen at its reports
 
     def progress(p) -> None:
         d = p.data or {}
         now = time.perf_counter()
-        phases.setdefault(d.get("phase") or "?", now)
+        name = d.get("phase") or "?"
+        phases.setdefault(name, now)
+        phase_rss[name] = max(phase_rss.get(name, 0.0), _rss_mib())
         if d.get("epoch_end"):
             marks.append((now, dict(d)))
 
@@ -184,7 +187,16 @@ def job_train(ws: Path, epochs: int, quantize: str | None) -> dict:
             "refit_epoch_s": float(np.mean(refit_s)) if refit_s else None, "total_s": total,
             "prepare_s": t_train - t0, "fit_s": (marks[-1][0] if marks else t_train) - t_train,
             "evaluate_save_s": t0 + total - t_eval, "val_ndcg@10": last.get("val_ndcg@10"),
-            "model": version.model_id}
+            "model": version.model_id, "phase_rss_mib": phase_rss}
+
+
+def _rss_mib() -> float:
+    """Resident set size now (Linux ``/proc/self/statm``), MiB; 0 elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _load_pairs(db) -> tuple[np.ndarray, np.ndarray, int, int]:
