@@ -146,8 +146,9 @@ def item_texts(db, template: str = DEFAULT_TEMPLATE) -> tuple[list[str], list[st
     return ids, texts
 
 
-def _lookup_cache(db, encoder_id: str, dim: int, hashes: list[str]) -> dict[str, np.ndarray]:
-    found: dict[str, np.ndarray] = {}
+def _cached_rows(db, encoder_id: str, dim: int, hashes: list[str]):
+    """(text hash, vector) of every usable cache row for ``hashes``; a row of the
+    wrong size (other dim, damaged) counts as missing."""
     for start in range(0, len(hashes), _SQL_VARS):
         chunk = hashes[start : start + _SQL_VARS]
         marks = ",".join("?" * len(chunk))
@@ -156,10 +157,12 @@ def _lookup_cache(db, encoder_id: str, dim: int, hashes: list[str]) -> dict[str,
             f"WHERE encoder_id = ? AND text_hash IN ({marks})",
             [encoder_id, *chunk],
         ):
-            # A row of the wrong size (other dim, damaged) counts as missing.
             if d == dim and blob is not None and len(blob) == 4 * dim:
-                found[h] = np.frombuffer(blob, dtype=np.float32)
-    return found
+                yield h, np.frombuffer(blob, dtype=np.float32)
+
+
+def _lookup_cache(db, encoder_id: str, dim: int, hashes: list[str]) -> dict[str, np.ndarray]:
+    return dict(_cached_rows(db, encoder_id, dim, hashes))
 
 
 def _fill_from_cache(db, encoder_id: str, dim: int, first: dict[str, int], out: np.ndarray) -> set[str]:
@@ -168,18 +171,9 @@ def _fill_from_cache(db, encoder_id: str, dim: int, first: dict[str, int], out: 
     Filling the result in place keeps one copy of the vectors (a dict of a
     million small arrays added ~1.5 GB at 1M items)."""
     have: set[str] = set()
-    keys = list(first)
-    for start in range(0, len(keys), _SQL_VARS):
-        chunk = keys[start : start + _SQL_VARS]
-        marks = ",".join("?" * len(chunk))
-        for h, d, blob in db.execute(
-            f"SELECT text_hash, dim, vector FROM embeddings "
-            f"WHERE encoder_id = ? AND text_hash IN ({marks})",
-            [encoder_id, *chunk],
-        ):
-            if d == dim and blob is not None and len(blob) == 4 * dim:  # wrong size counts as missing
-                out[first[h]] = np.frombuffer(blob, dtype=np.float32)
-                have.add(h)
+    for h, vector in _cached_rows(db, encoder_id, dim, list(first)):
+        out[first[h]] = vector
+        have.add(h)
     return have
 
 
