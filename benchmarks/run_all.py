@@ -118,17 +118,23 @@ def goals() -> list[tuple[str, str, str]]:
     return out
 
 
-def render(runs: list[dict], machine: dict, quick: bool, total_s: float) -> str:
-    cmd = "make bench" + (" (quick: `python benchmarks/run_all.py --quick`)" if quick else "")
-    L = ["<!-- bench:summary -->", "## Summary", "",
-         f"Last full report run: `{cmd}` on {machine_line(machine)}; load average {machine['load']:.1f} at "
-         f"the start (other jobs shared the machine: every table gives its own load). Total {total_s / 60:.0f} min.",
+def render(runs: list[dict], machine: dict, quick: bool, total_s: float, only: str = "") -> str:
+    if only or not runs:
+        what = (f"`python benchmarks/run_all.py --only {only}`" if runs else "`python benchmarks/run_all.py --summary-only`")
+        head = (f"Last summary written by {what} on {machine_line(machine)}; the other sections come from their "
+                "own last runs (each gives its date and load). Reproduce everything with `make bench`.")
+    else:
+        cmd = "make bench" + (" (quick: `python benchmarks/run_all.py --quick`)" if quick else "")
+        head = (f"Last full report run: `{cmd}` on {machine_line(machine)}; load average {machine['load']:.1f} at "
+                f"the start (other jobs shared the machine: every table gives its own load). Total {total_s / 60:.0f} min.")
+    L = ["<!-- bench:summary -->", "## Summary", "", head,
          "Every section below is rewritten by its own script, which also runs alone "
          "(`.venv/bin/python benchmarks/bench_NAME.py --help`).", "",
          "| goal | measured | |", "|---|---|---|"]
     L += [f"| {g} | {v} | {ok} |" for g, v, ok in goals()]
-    L += ["", "| benchmark | status | minutes |", "|---|---|---:|"]
-    L += [f"| `bench_{r['name']}.py` | {r['status']} | {r['seconds'] / 60:.1f} |" for r in runs]
+    if runs:
+        L += ["", "| benchmark | status | minutes |", "|---|---|---:|"]
+        L += [f"| `bench_{r['name']}.py` | {r['status']} | {r['seconds'] / 60:.1f} |" for r in runs]
     L.append("<!-- /bench:summary -->")
     return "\n".join(L)
 
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated benchmark names (e.g. scale,index)")
     ap.add_argument("--skip", default="", help="comma-separated benchmark names to leave out")
     ap.add_argument("--no-write", action="store_true", help="leave the docs unchanged")
+    ap.add_argument("--summary-only", action="store_true", help="run nothing; rewrite the goals summary")
     args = ap.parse_args(argv)
     names = discover()
     only = {n.strip() for n in args.only.split(",") if n.strip()}
@@ -158,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in names if (not only or n in only) and n not in skip]
     machine = machine_info()
     t0 = time.perf_counter()
-    runs = [run_one(n, args.quick, not args.no_write) for n in names]
+    runs = [] if args.summary_only else [run_one(n, args.quick, not args.no_write) for n in names]
     total = time.perf_counter() - t0
-    text = render(runs, machine, args.quick, total)
+    text = render(runs, machine, args.quick, total, args.only)
     print(text)
     if not args.no_write:
         write_summary(text)
