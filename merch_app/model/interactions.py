@@ -1,11 +1,9 @@
-"""Behaviour data as index arrays, plus the per-user history features.
+"""Behaviour data as index arrays.
 
 :class:`Interactions` holds one row per event (user index, item index, type
 weight, time in days).  :func:`load_interactions` builds it from the
-``events`` table.  :class:`HistoryState` summarises each user's history at a
-reference time (weighted counts, recency-weighted counts, last time) and turns
-(user, item) pairs into the history features the hybrid model scores with;
-:func:`item_trend_features` does the same for item-level recent popularity.
+``events`` table.  The history and trend features computed from it live in
+:mod:`merch_app.model.history_features` (re-exported here).
 """
 from __future__ import annotations
 
@@ -22,20 +20,6 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "rating": 1.0,
     "return": 0.0,  # 0 = dropped; a negative weight subtracts from the pair
 }
-HISTORY_FEATURES = (
-    "log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user",
-    # added in model format 3 (repeat-consumption signals; all 0 for items outside the user's history):
-    "log_days",            # log(1 + distinct days the user bought the item)
-    "repeat_propensity",   # share of the item's buyers who bought it on >= 2 distinct days (smoothed)
-    "log_days_since",      # log(1 + days since the user last bought the item)
-    "overdue",             # log(1 + min(days since last / user's own re-buy interval, 20)); 0 if bought on 1 day
-    "has_interval",        # 1 if the user bought the item on >= 2 distinct days
-    "hist_log_sales",      # log(1 + the item's sales before the reference time), own items only
-    "hist_log_sales_30d",  # log(1 + its sales in the last 30 days), own items only
-    "hist_log_sales_90d",  # log(1 + its sales in the last 90 days), own items only
-)
-OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
-TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 _LOAD_BLOCK = 50_000  # events per block by load_interactions (a block's C-level work holds the GIL: GUI stalls)
 
@@ -235,239 +219,13 @@ def load_interactions(
     return Interactions(uids, item_ids, *cols)
 
 
-@dataclass
-class HistoryState:
-    """Each user's purchase history summarised at ``ref_day`` (sorted by user*n_items+item)."""
-
-    ref_day: float
-    n_users: int
-    n_items: int
-    keys: np.ndarray  # int64, user * n_items + item, sorted
-    count: np.ndarray  # weighted count
-    recent: np.ndarray  # recency-weighted count
-    last_age: np.ndarray  # days between the last event and ref_day (from the user's last event if relative)
-    # Format 3 additions (optional so that code building a state from the seven fields above
-    # still works; missing ones are filled by __post_init__ from those fields):
-    days: Optional[np.ndarray] = None  # distinct days with an event, per pair
-    span: Optional[np.ndarray] = None  # days between the pair's first and last event
-    abs_age: Optional[np.ndarray] = None  # days between the pair's last event and ref_day (absolute)
-    item_repeat: Optional[np.ndarray] = None  # per item: smoothed share of its buyers with >= 2 days
-    item_sales: Optional[np.ndarray] = None  # per item: log1p sales before ref_day, last 30 d, last 90 d
-
-    def __post_init__(self) -> None:
-        # Fallbacks (a state rebuilt from the seven format-2 fields, e.g. an old saved model): one
-        # purchase day per pair, no own re-buy interval, no item statistics.  Callers that filter
-        # pairs should use select()/without_user(), which keep every array.
-        n = len(self.keys)
-        if self.days is None or len(self.days) != n:
-            self.days = np.minimum(np.asarray(self.count, np.float32), 1.0) if n else np.zeros(0, np.float32)
-        if self.span is None or len(self.span) != n:
-            self.span = np.zeros(n, np.float32)
-        if self.abs_age is None or len(self.abs_age) != n:
-            self.abs_age = np.asarray(self.last_age, np.float32).copy()
-        if self.item_repeat is None or len(self.item_repeat) != self.n_items:
-            self.item_repeat = np.zeros(self.n_items, np.float32)
-        if self.item_sales is None or len(self.item_sales) != self.n_items:
-            self.item_sales = np.zeros((self.n_items, 3), np.float32)
-
-    @classmethod
-    def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0,
-              relative: bool = False) -> "HistoryState":
-        """Summarise the events before ``ref_day``.
-
-        ``relative`` measures ages from each user's own last event instead of
-        ``ref_day``: items of the user's latest basket count as recent even
-        after a pause (a customer back after months still re-buys what they
-        bought last time), which keeps the learned recency weights valid
-        across seasons.
-        """
-        mask = (inter.ts < ref_day) & (inter.weight > 0)
-        u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
-        n_i = inter.n_items
-        key = u * n_i + i
-        uniq, inv = np.unique(key, return_inverse=True)
-        inv = inv.reshape(-1)
-        # absolute timing (only events before ref_day: no leakage past an internal cut)
-        first_abs = np.full(len(uniq), np.inf)
-        np.minimum.at(first_abs, inv, t)
-        last_abs = np.full(len(uniq), -np.inf)
-        np.maximum.at(last_abs, inv, t)
-        day = np.floor(t).astype(np.int64)
-        days = np.zeros(len(uniq), np.float32)
-        if len(t):
-            pair_day = np.unique(inv.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
-            days = np.bincount(pair_day // (int(day.max() - day.min()) + 1), minlength=len(uniq)).astype(np.float32)
-        pair_item = uniq % n_i if len(uniq) else np.zeros(0, np.int64)
-        buyers = np.bincount(pair_item, minlength=n_i).astype(np.float64)
-        repeaters = np.bincount(pair_item, weights=(days >= 2).astype(np.float64), minlength=n_i)
-        item_repeat = ((repeaters + 0.5) / (buyers + 1.0)).astype(np.float32)
-        age = ref_day - t
-        item_sales = np.stack([np.log1p(np.bincount(i, weights=w * sel, minlength=n_i))
-                               for sel in (np.ones(len(t)), age <= 30, age <= 90)], axis=1).astype(np.float32)
-        if relative and len(t):
-            last_u = np.full(inter.n_users, -np.inf)
-            np.maximum.at(last_u, u, t)
-            t = t + (ref_day - last_u[u])
-        decay = np.exp2(-(ref_day - t) / half_life_days)
-        count = np.bincount(inv, weights=w, minlength=len(uniq))
-        recent = np.bincount(inv, weights=w * decay, minlength=len(uniq))
-        last = np.full(len(uniq), -np.inf)
-        np.maximum.at(last, inv, t)
-        return cls(float(ref_day), inter.n_users, n_i, uniq.astype(np.int64),
-                   count.astype(np.float32), recent.astype(np.float32),
-                   (ref_day - last).astype(np.float32), days, (last_abs - first_abs).astype(np.float32),
-                   (ref_day - last_abs).astype(np.float32), item_repeat, item_sales)
-
-    @classmethod
-    def empty(cls, n_users: int, n_items: int, ref_day: float = 0.0) -> "HistoryState":
-        z = np.zeros(0, np.float32)
-        return cls(float(ref_day), n_users, n_items, np.zeros(0, np.int64), z, z.copy(), z.copy())
-
-    def resized(self, n_users: int, n_items: int) -> "HistoryState":
-        """The same history over a larger user/item index (new ids have none)."""
-        keys = (self.keys // self.n_items) * n_items + self.keys % self.n_items
-        extra = n_items - self.n_items
-        return HistoryState(self.ref_day, n_users, n_items, keys.astype(np.int64), self.count,
-                            self.recent, self.last_age, self.days, self.span, self.abs_age,
-                            np.concatenate([self.item_repeat, np.zeros(extra, np.float32)]),
-                            np.vstack([self.item_sales, np.zeros((extra, 3), np.float32)]))
-
-    def select(self, mask: np.ndarray) -> "HistoryState":
-        """The pairs where ``mask`` (over :attr:`keys`) is true, every per-pair array kept aligned."""
-        return HistoryState(self.ref_day, self.n_users, self.n_items, self.keys[mask], self.count[mask],
-                            self.recent[mask], self.last_age[mask], self.days[mask], self.span[mask],
-                            self.abs_age[mask], self.item_repeat, self.item_sales)
-
-    def without_user(self, u: int) -> "HistoryState":
-        """The state with user ``u``'s pairs removed (privacy: forget a user)."""
-        return self.select((self.keys // max(self.n_items, 1)) != u)
-
-    _PAIR_ARRAYS = ("keys", "count", "recent", "last_age", "days", "span", "abs_age")
-    _ITEM_ARRAYS = ("item_repeat", "item_sales")
-
-    def arrays(self, prefix: str = "hist_") -> dict[str, np.ndarray]:
-        out = {prefix + name: getattr(self, name) for name in self._PAIR_ARRAYS + self._ITEM_ARRAYS}
-        out[prefix + "meta"] = np.array([self.ref_day, self.n_users, self.n_items], np.float64)
-        return out
-
-    @classmethod
-    def from_arrays(cls, a: dict[str, np.ndarray], prefix: str = "hist_") -> "HistoryState":
-        """Inverse of :meth:`arrays`; KeyError when a format-2 array is missing.
-
-        States saved before format 3 lack ``days`` ... ``item_sales``: those
-        are filled in by ``__post_init__`` (such models give the newer
-        features weight 0).
-        """
-        ref, nu, ni = a[prefix + "meta"].tolist()
-        base = [a[prefix + name] for name in cls._PAIR_ARRAYS[:4]]
-        extra = [a.get(prefix + name) for name in cls._PAIR_ARRAYS[4:] + cls._ITEM_ARRAYS]
-        return cls(ref, int(nu), int(ni), *base, *extra)
-
-    def user_items(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item idx, count, recent count) of user ``u``."""
-        lo = np.searchsorted(self.keys, u * self.n_items)
-        hi = np.searchsorted(self.keys, (u + 1) * self.n_items)
-        return self.keys[lo:hi] % self.n_items, self.count[lo:hi], self.recent[lo:hi]
-
-    def lookup(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Row into the state arrays per (user, item) pair, -1 when absent."""
-        q = np.asarray(users, np.int64) * self.n_items + np.asarray(items, np.int64)
-        if len(self.keys) == 0:
-            return np.full(len(q), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
-        return np.where(self.keys[pos] == q, pos, -1)
-
-    def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, len(HISTORY_FEATURES)) float32.
-
-        Every feature is 0 for pairs outside the user's history (and for users
-        < 0), so the history part of a score only moves the user's own items.
-        """
-        users, items = np.broadcast_arrays(np.asarray(users, np.int64), np.asarray(items, np.int64))
-        out = np.zeros((users.size, len(HISTORY_FEATURES)), np.float32)
-        users = users.ravel()
-        inside = users >= 0
-        row = np.full(users.size, -1)
-        if inside.any():
-            row[inside] = self.lookup(users[inside], items.ravel()[inside])
-        hit = row >= 0
-        r = row[hit]
-        it = items.ravel()[hit]
-        out[hit, 0] = np.log1p(self.count[r])
-        out[hit, 1] = np.log1p(self.recent[r])
-        out[hit, 2] = np.exp(-self.last_age[r] / 30.0)
-        out[hit, 3] = 1.0
-        out[hit, 4] = self.count[r] / self.user_totals()[users[hit]]
-        days = self.days[r]
-        out[hit, 5] = np.log1p(days)
-        out[hit, 6] = self.item_repeat[it]
-        out[hit, 7] = np.log1p(np.maximum(self.abs_age[r], 0.0))
-        repeat = days >= 2
-        interval = self.span[r] / np.maximum(days - 1.0, 1.0)
-        ratio = np.maximum(self.abs_age[r], 0.0) / np.maximum(interval, 1.0)
-        out[hit, 8] = np.where(repeat, np.log1p(np.minimum(ratio, OVERDUE_CAP)), 0.0)
-        out[hit, 9] = repeat
-        out[hit, 10:13] = self.item_sales[it]
-        return out
-
-    def user_totals(self) -> np.ndarray:
-        """Weighted event count per user (cached; the denominator of ``share_of_user``)."""
-        tot = getattr(self, "_totals", None)
-        if tot is None or len(tot) != self.n_users:
-            tot = np.bincount(self.keys // max(self.n_items, 1), weights=self.count, minlength=self.n_users)
-            tot = np.maximum(tot, 1e-9).astype(np.float32)
-            self._totals = tot
-        return tot
-
-    def user_features(self, u: int) -> tuple[np.ndarray, np.ndarray]:
-        """(item idx, features) for every item in user ``u``'s history."""
-        items, _, _ = self.user_items(u)
-        return items, self.features(np.full(len(items), u), items)
-
-
-def item_trend_features(inter: Interactions, ref_day: float) -> np.ndarray:
-    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 3).
-
-    Counts events of all known users with positive weight before ``ref_day``;
-    the features let the model prefer what currently sells over items that
-    stopped selling (discontinued stock is common in shop data).
-    """
-    mask = (inter.ts < ref_day) & (inter.weight > 0)
-    i, w, t = inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
-    age = ref_day - t
-    out = np.zeros((inter.n_items, len(TREND_FEATURES)), np.float32)
-    out[:, 0] = np.log1p(np.bincount(i, weights=w * (age <= 30), minlength=inter.n_items))
-    out[:, 1] = np.log1p(np.bincount(i, weights=w * (age <= 90), minlength=inter.n_items))
-    first = np.full(inter.n_items, np.inf)
-    np.minimum.at(first, i, t)
-    sold = np.isfinite(first)
-    out[sold, 2] = np.exp(-(ref_day - first[sold]) / 60.0)
-    return out
-
-
-def history_text_vectors(state: HistoryState, item_text: np.ndarray) -> np.ndarray:
-    """User text vectors: recency-weighted mean of history item vectors, unit norm.
-
-    Users without history get a zero vector.
-    """
-    out = np.zeros((state.n_users, item_text.shape[1]), np.float32)
-    if len(state.keys) == 0:
-        return out
-    users = state.keys // state.n_items
-    items = state.keys % state.n_items
-    w = state.recent + 1e-3 * state.count  # old-only histories still count a little
-    order = np.argsort(users, kind="stable")
-    users, items, w = users[order], items[order], w[order]
-    bounds = np.flatnonzero(np.diff(users)) + 1
-    starts = np.concatenate([[0], bounds])
-    chunk = 20000  # rows of item_text gathered at once (memory bound)
-    for lo in range(0, len(users), chunk):
-        hi = min(lo + chunk, len(users))
-        contrib = item_text[items[lo:hi]] * w[lo:hi, None]
-        seg_starts = starts[(starts >= lo) & (starts < hi)] - lo
-        if len(seg_starts) == 0 or seg_starts[0] != 0:
-            seg_starts = np.concatenate([[0], seg_starts])
-        sums = np.add.reduceat(contrib, seg_starts, axis=0)
-        out[users[lo + seg_starts]] += sums
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+# History and trend features live in their own module; imported here so that
+# ``from merch_app.model.interactions import HistoryState`` keeps working.
+from merch_app.model.history_features import (  # noqa: E402,F401
+    HISTORY_FEATURES,
+    OVERDUE_CAP,
+    TREND_FEATURES,
+    HistoryState,
+    history_text_vectors,
+    item_trend_features,
+)
