@@ -172,15 +172,7 @@ class LexicalSearcher:
             if len(rows) > limit:
                 return self._pack(dict(rows[:limit]), True, limit)
             found.update(rows)
-        stats = self.stats
-        order = sorted(range(n), key=lambda i: stats.doc_freq(*self._folded(terms, i)))
-        chosen, budget = [], 0
-        for i in order:
-            df = stats.doc_freq(*self._folded(terms, i))
-            if chosen and budget + df > OR_SCAN_BUDGET:
-                break
-            chosen.append(i)
-            budget += df
+        chosen = self._rarest_within_budget(terms, range(n))
         exact = len(chosen) == n
         rare = " OR ".join(terms.phrase(i) for i in sorted(chosen))
         rows = self._run(rare if exact else f"({rare})", limit + 1, filters)
@@ -248,14 +240,7 @@ class LexicalSearcher:
         for _df, rowids, scores in big.values():
             for r, sc in zip(rowids[:limit].tolist(), scores[:limit].tolist()):
                 partial[r] = partial.get(r, 0.0) + sc
-        small = sorted((i for i in range(n) if i not in big),
-                       key=lambda i: self.stats.doc_freq(*self._folded(terms, i)))
-        chosen, budget = [], 0
-        for i in small:
-            budget += self.stats.doc_freq(*self._folded(terms, i))
-            if chosen and budget > OR_SCAN_BUDGET:
-                break
-            chosen.append(i)
+        chosen = self._rarest_within_budget(terms, [i for i in range(n) if i not in big])
         if chosen:
             for r, sc in self._run(" OR ".join(terms.phrase(i) for i in sorted(chosen)), limit, filters):
                 partial[r] = partial.get(r, 0.0) + sc
@@ -267,6 +252,18 @@ class LexicalSearcher:
             if score > 0:
                 found[rowid] = score
         return self._pack(found, True, limit)
+
+    def _rarest_within_budget(self, terms: QueryTerms, indices) -> list[int]:
+        """Term indices, rarest first, while their document counts add up to at most
+        :data:`OR_SCAN_BUDGET` (the rarest one is always taken)."""
+        chosen, budget = [], 0
+        for i in sorted(indices, key=lambda i: self.stats.doc_freq(*self._folded(terms, i))):
+            df = self.stats.doc_freq(*self._folded(terms, i))
+            if chosen and budget + df > OR_SCAN_BUDGET:
+                break
+            chosen.append(i)
+            budget += df
+        return chosen
 
     @property
     def stats(self) -> Fts5Stats:
