@@ -5,7 +5,8 @@ Public API used by the CLI and the Data screen:
 * :func:`preview_file` — sniff a file: encoding, delimiter, kind, column
   mapping with a confidence per column, first rows, whether it was imported;
 * :func:`import_file` — stream it into the workspace in ONE transaction;
-* :func:`rejected_rows` / :func:`export_rejected_csv` — the rows left out.
+* :func:`rejected_rows` / :func:`export_rejected_csv` — the rows left out
+  (in :mod:`merch_app.data.rejected`, re-exported here).
 
 Kinds (:data:`KINDS`) and their target fields (:data:`FIELDS`) are defined in
 :mod:`merch_app.data.header_mapping`; the per-kind row loops live in
@@ -13,7 +14,6 @@ Kinds (:data:`KINDS`) and their target fields (:data:`FIELDS`) are defined in
 """
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,13 +29,13 @@ from merch_app.data.header_mapping import (
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
 from merch_app.data.privacy import import_pseudonymiser
+from merch_app.data.rejected import export_rejected_csv, rejected_rows
 from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
 from merch_app.data.workspace import rebuild_fts, storage_problem
-from merch_app.ranking.lexical import build_search_tops
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
-from merch_app.safety import csv_row
+from merch_app.ranking.lexical import build_search_tops
 
 __all__ = [
     "KINDS", "FIELDS", "ColumnGuess", "FilePreview", "ImportResult", "ImportFailed", "ImportError_",
@@ -380,52 +380,3 @@ def _message(ctx: ImportContext, accepted: int, items: int, events: int) -> str:
         reasons = ", ".join(f"{k} {v:,}" for k, v in ctx.reasons.most_common())
         msg += f", {ctx.rows_rejected:,} rejected ({reasons})"
     return msg + f"; workspace: {items:,} items, {events:,} events."
-
-
-def rejected_rows(db, import_id: Optional[int] = None, limit: int = 1000) -> list[dict]:
-    """Rejected rows (newest import first unless ``import_id`` is given).
-
-    Each dict has ``import_id, file_name, line_no, reason, raw``.
-    """
-    db, close = open_db(db)
-    try:
-        sql = ("SELECT r.import_id, i.file_name, r.line_no, r.reason, r.raw FROM rejected_rows r "
-               "LEFT JOIN imports i ON i.id = r.import_id")
-        args: list = []
-        if import_id is not None:
-            sql += " WHERE r.import_id = ?"
-            args.append(import_id)
-        sql += " ORDER BY r.import_id DESC, r.line_no LIMIT ?"
-        args.append(int(limit))
-        keys = ("import_id", "file_name", "line_no", "reason", "raw")
-        return [dict(zip(keys, row)) for row in db.execute(sql, args).fetchall()]
-    finally:
-        if close:
-            db.close()
-
-
-def export_rejected_csv(db, import_id: Optional[int], path: Union[str, Path]) -> int:
-    """Write the rejected rows of an import (all imports when None) to a UTF-8 CSV; returns the count.
-
-    Cells that a spreadsheet would run as a formula get a leading apostrophe
-    (:func:`merch_app.safety.csv_cell`).
-    """
-    db, close = open_db(db)
-    try:
-        sql = "SELECT import_id, line_no, reason, raw FROM rejected_rows"
-        args: list = []
-        if import_id is not None:
-            sql += " WHERE import_id = ?"
-            args.append(import_id)
-        sql += " ORDER BY import_id, line_no"
-        n = 0
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["import_id", "line_no", "reason", "raw"])
-            for row in db.execute(sql, args):
-                writer.writerow(csv_row(row))  # raw shop text may hold =formulas
-                n += 1
-        return n
-    finally:
-        if close:
-            db.close()

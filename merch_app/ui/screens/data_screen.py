@@ -292,7 +292,7 @@ class DataScreen(Screen):
         """Recompute the summary (and rejected rows) in the summary worker."""
         if self.ctx.path is None:
             return
-        from merch_app.data.importer import rejected_rows
+        from merch_app.data.rejected import rejected_rows
         from merch_app.data.summary import data_summary
 
         ws = self.ctx.path
@@ -388,7 +388,7 @@ class DataScreen(Screen):
 
     def export_rejected_to(self, path: Path) -> None:
         """Write the rejected rows of the selected import to ``path`` (in a worker)."""
-        from merch_app.data.importer import export_rejected_csv
+        from merch_app.data.rejected import export_rejected_csv
 
         ws, import_id = self.ctx.path, self.rejected_import.currentData()
         self.preview_runner.start(
