@@ -264,3 +264,19 @@ def test_filtered_search_with_real_vector_index(ranker, monkeypatch):
     sims = np.where(mask, ranker.item_vectors @ q, -np.inf)
     expected = [ranker.catalog.item_ids[i] for i in np.argsort(-sims)[:3]]
     assert rl.item_ids == expected
+
+
+def test_float16_item_vectors_rank_like_float32(ranker, ws):
+    """A large catalogue keeps its vectors in float16 (text_matrix): same lists, cosines within 1e-3."""
+    half = make_bundle(ws, WordVectorEncoder(synonyms=SAMPLE_SYNONYMS), popularity=POP)
+    half.item_vectors = half.item_vectors.astype(np.float16)
+    half.model = ranker.bundle.model
+    compact = Ranker(ws, half)
+    assert compact.item_vectors.dtype == np.float16
+    for request in (RankRequest(query="candle holder"), RankRequest(query="mug", user_id="u1"),
+                    RankRequest(query="candle heart", filters=Filters(price_min=2.0, price_max=3.0)),
+                    RankRequest(mode="related", item_id="22001", k=3)):
+        a, b = ranker.rank(request), compact.rank(request)
+        assert a.item_ids == b.item_ids
+        np.testing.assert_allclose(a.raw_components["text"], b.raw_components["text"], atol=1e-3)
+        assert_sums(b)

@@ -22,6 +22,7 @@ import numpy as np
 
 from merch_app.engines.ray_runtime import RayJobFailed, cluster_cpus, ray_errors, ray_session
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
+from merch_app.model import text_matrix
 from merch_app.model.item_vectors import (
     CHUNK_TEXTS, DEFAULT_TEMPLATE, ItemVectors, VectorStats, cached_vectors, item_texts, store_vectors,
     text_hash,
@@ -140,7 +141,7 @@ def encode_texts_ray(db, encoder_spec_: str, texts: list[str], *, quantize: Opti
     elif progress is not None:
         progress(Progress(len(unique), len(unique), f"all {len(unique)} texts cached", 0.0,
                           data={"encoded": 0, "cached": stats.cached, "texts_per_s": 0.0}))
-    out = np.empty((len(texts), dim), dtype=np.float32)
+    out = text_matrix.empty(len(texts), dim)
     for row, h in enumerate(hashes):
         out[row] = found[h]
     stats.seconds = time.perf_counter() - t0

@@ -36,6 +36,7 @@ from torch import nn
 from merch_app.engines.ray_runtime import cluster_cpus, ray_errors, ray_session
 from merch_app.jobs import CancelToken, Cancelled, Progress, Throttle
 from merch_app.model import cf_module as cf
+from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import Interactions
 
@@ -89,6 +90,8 @@ class ShardedHybridModel(HybridModel):
     cancel_requested
         Rank 0: callable telling whether the driver asked to cancel.
     """
+
+    sparse_id_grads = False  # DistributedDataParallel all-reduces dense gradients
 
     def __init__(self, config: HybridConfig, rank: int, world: int, cancel_requested=None) -> None:
         super().__init__(config)
@@ -277,7 +280,7 @@ def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, us
         channel = ray.remote(num_cpus=0)(ProgressChannel).remote()
         refs = {k: ray.put(v) for k, v in _interactions_arrays(inter).items()}
         loop_config = {"cfg": cfg.to_dict(), "arrays": refs, "ref_day": ref_day, "channel": channel,
-                       "item_text": ray.put(np.ascontiguousarray(item_text, np.float32)),
+                       "item_text": ray.put(text_matrix.compact(item_text)),
                        "user_text": None if user_text is None else ray.put(np.ascontiguousarray(user_text, np.float32))}
         root = os.environ.get("MERCH_APP_RAY_STORAGE")
         storage = Path(tempfile.mkdtemp(prefix="merch-ray-train-", dir=root))

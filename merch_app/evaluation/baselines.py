@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from merch_app.model import text_matrix
 from merch_app.model.interactions import Interactions
 
 
@@ -95,7 +96,7 @@ def text_only_ranking(user_text: np.ndarray, item_text: np.ndarray, user_ids: Se
     out: dict[str, list[str]] = {}
     chunk = row_block(len(item_ids), chunk)
     for lo in range(0, len(user_ids), chunk):
-        s = user_text[lo:lo + chunk] @ item_text.T
+        s = text_matrix.scores(user_text[lo:lo + chunk], item_text)
         out.update(score_ranking(s, user_ids[lo:lo + chunk], item_ids, k))
     return out
 

@@ -15,6 +15,7 @@ from merch_app.evaluation import baselines as bl
 from merch_app.evaluation.metrics import mae, ranking_report, rmse
 from merch_app.evaluation.split import normalise_date, relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
+from merch_app.model import text_matrix
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
 
 CF_ONLY_PARTS = ("bilinear", "item_bias")
@@ -56,7 +57,7 @@ def cold_start_view(model, train: Interactions, relevant: dict[str, set], users:
     text_u, text_i = model.arrays["T_u"], model.arrays["T_i"]
     scorers = {
         "model": lambda r: model.score_matrix(r),
-        "text_only": lambda r: text_u[r] @ text_i.T,
+        "text_only": lambda r: text_matrix.scores(text_u[r], text_i),
         "popularity": lambda r: np.tile(counts, (len(r), 1)),
     }
     chunk = bl.row_block(len(cold), chunk)
@@ -101,7 +102,7 @@ def beyond_history_view(model, train: Interactions, relevant: dict[str, set], us
     scorers = {
         "model": lambda r: model.score_matrix(r),
         "cf_only": lambda r: model.score_matrix(r, CF_ONLY_PARTS),
-        "text_only": lambda r: model.arrays["T_u"][r] @ model.arrays["T_i"].T,
+        "text_only": lambda r: text_matrix.scores(model.arrays["T_u"][r], model.arrays["T_i"]),
         "popularity": lambda r: np.tile(counts, (len(r), 1)),
     }
     out: dict[str, Any] = {"share_of_relevant_pairs": sum(map(len, new_rel.values())) /

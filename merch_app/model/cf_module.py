@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from merch_app.jobs import CancelToken, EtaClock, Progress
+from merch_app.model import text_matrix
 from merch_app.model.interactions import HistoryState
 
 
@@ -31,12 +32,17 @@ class HybridNet(nn.Module):
     """Parameters of M(u, v) = α·uᵀWv + β·b(i) + γ·h(u, i) + η·g(i) (+ b_u, explicit)."""
 
     def __init__(self, n_users: int, n_items: int, user_text: np.ndarray, item_text: np.ndarray,
-                 dim: int, dropout: float, seed: int) -> None:
+                 dim: int, dropout: float, seed: int, sparse_ids: bool = False) -> None:
         super().__init__()
+        # Sparse gradients for the ID embeddings P and Q (with :func:`make_optimizer`): a batch
+        # touches a few thousand of a million rows, and dense gradients plus Adam moments made every
+        # step update all rows (335 s per epoch and +1 GB at 1M items / 10M events).
+        self.sparse_ids = bool(sparse_ids)
         gen = torch.Generator().manual_seed(seed)
         text_dim = item_text.shape[1]
-        self.register_buffer("T_u", torch.from_numpy(np.ascontiguousarray(user_text, np.float32)))
-        self.register_buffer("T_i", torch.from_numpy(np.ascontiguousarray(item_text, np.float32)))
+        # fixed inputs; float16 for large catalogues / user sets (rows widened per batch)
+        self.register_buffer("T_u", torch.from_numpy(text_matrix.compact(user_text)))
+        self.register_buffer("T_i", torch.from_numpy(text_matrix.compact(item_text)))
         self.P = nn.Parameter(torch.randn(n_users, dim, generator=gen) * 0.01)
         self.Q = nn.Parameter(torch.randn(n_items, dim, generator=gen) * 0.01)
         self.A = nn.Parameter(torch.randn(dim, text_dim, generator=gen) / math.sqrt(text_dim))
@@ -50,29 +56,31 @@ class HybridNet(nn.Module):
 
     def _rows(self, emb: torch.Tensor, T: torch.Tensor, M: torch.Tensor, idx: np.ndarray,
               id_dropout: float, gen: Optional[torch.Generator]):
-        """Vectors ``emb + M·t`` for the distinct rows in ``idx``; (vectors, inverse, rows, keep).
+        """Vectors ``emb + M·t`` for the distinct rows in ``idx``; (vectors, inverse, rows, keep, ids).
 
         Working on distinct rows makes the cost of the text projection and of
         the backward pass depend on the rows touched, not on the batch size.
-        ID dropout and dropout act per row and batch.
+        ID dropout and dropout act per row and batch.  ``ids`` are the
+        embedding rows themselves (for the L2 penalty: one lookup, so the
+        gradient stays sparse); ``T`` may be float16 (widened per batch).
         """
         rows, inv = np.unique(np.asarray(idx), return_inverse=True)
         rows, inv = torch.from_numpy(rows), torch.from_numpy(inv.reshape(-1))
         keep = torch.ones(len(rows))
         if self.training and id_dropout > 0:
             keep = (torch.rand(len(rows), generator=gen) >= id_dropout).float()
-        vec = self.drop(emb[rows] * keep[:, None] + T[rows] @ M.T)
-        return vec, inv, rows, keep
+        ids = nn.functional.embedding(rows, emb, sparse=self.sparse_ids)
+        vec = self.drop(ids * keep[:, None] + T.index_select(0, rows).float() @ M.T)
+        return vec, inv, rows, keep, ids
 
     def cf_parts(self, u: np.ndarray, i: np.ndarray, id_dropout: float = 0.0,
                  gen: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(bilinear, item bias, L2 penalty) for pairs; ID parts dropped with ``id_dropout``."""
-        uvec, uinv, urows, _ = self._rows(self.P, self.T_u, self.A, u, id_dropout, gen)
-        vvec, iinv, irows, ikeep = self._rows(self.Q, self.T_i, self.B, i, id_dropout, gen)
+        uvec, uinv, urows, _, uids = self._rows(self.P, self.T_u, self.A, u, id_dropout, gen)
+        vvec, iinv, irows, ikeep, iids = self._rows(self.Q, self.T_i, self.B, i, id_dropout, gen)
         bil = ((uvec @ self.W)[uinv] * vvec[iinv]).sum(-1)
-        bias_rows = self.b_item[irows] * ikeep + self.T_i[irows] @ self.w_text_bias
-        penalty = (self.P[urows].pow(2).sum() + self.Q[irows].pow(2).sum()
-                   + self.b_item[irows].pow(2).sum()) / len(u)
+        bias_rows = self.b_item[irows] * ikeep + self.T_i.index_select(0, irows).float() @ self.w_text_bias
+        penalty = (uids.pow(2).sum() + iids.pow(2).sum() + self.b_item[irows].pow(2).sum()) / len(u)
         return bil, bias_rows[iinv], penalty
 
     def proj_penalty(self) -> torch.Tensor:
@@ -90,6 +98,30 @@ class HybridNet(nn.Module):
     def trained_state(self) -> dict[str, torch.Tensor]:
         """A copy of the trained parameters (for early stopping), without the fixed text buffers."""
         return {k: v.detach().clone() for k, v in self.state_dict().items() if k not in ("T_u", "T_i")}
+
+
+class HybridOptimizer:
+    """Adam for the dense parameters plus SparseAdam for P and Q when their gradients are sparse.
+
+    SparseAdam ("lazy Adam") moves only the embedding rows of the batch;
+    dense Adam would keep moving every row on stale momentum.  Has the
+    ``zero_grad`` / ``step`` interface of a torch optimiser.
+    """
+
+    def __init__(self, net: HybridNet, lr: float) -> None:
+        sparse = [net.P, net.Q] if net.sparse_ids else []
+        dense = [p for p in net.parameters() if all(p is not q for q in sparse)]
+        self.optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
+        if sparse:
+            self.optimizers.append(torch.optim.SparseAdam(sparse, lr=lr))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
 
 
 def popularity_sampler(item_idx: np.ndarray, n_items: int, power: float) -> np.ndarray:
@@ -225,14 +257,14 @@ def implicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, wb:
     softplus = nn.functional.softplus
     n_pos = len(ub)
     wb = torch.from_numpy(np.ascontiguousarray(wb, dtype=np.float32))
-    uvec, uinv, urows, _ = net._rows(net.P, net.T_u, net.A, ub, cfg.id_dropout, gen)
-    vvec, iinv, irows, ikeep = net._rows(net.Q, net.T_i, net.B, np.concatenate([ib, neg]), cfg.id_dropout, gen)
-    bias = net.b_item[irows] * ikeep + net.T_i[irows] @ net.w_text_bias + net.global_bias
+    uvec, uinv, urows, _, uids = net._rows(net.P, net.T_u, net.A, ub, cfg.id_dropout, gen)
+    vvec, iinv, irows, ikeep, iids = net._rows(net.Q, net.T_i, net.B, np.concatenate([ib, neg]), cfg.id_dropout, gen)
+    bias = net.b_item[irows] * ikeep + net.T_i.index_select(0, irows).float() @ net.w_text_bias + net.global_bias
     uw = (uvec @ net.W)[uinv]
     pos_logit = (uw * vvec[iinv[:n_pos]]).sum(-1) + bias[iinv[:n_pos]]
     neg_logit = uw @ vvec[iinv[n_pos:]].T + bias[iinv[n_pos:]][None, :]
     loss = (wb * softplus(-pos_logit)).mean() + cfg.negatives * softplus(neg_logit).mean()
-    pen = (net.P[urows].pow(2).sum() + net.Q[irows].pow(2).sum() + net.b_item[irows].pow(2).sum()) / n_pos
+    pen = (uids.pow(2).sum() + iids.pow(2).sum() + net.b_item[irows].pow(2).sum()) / n_pos
     return loss + cfg.l2 * pen + cfg.l2 * 1e-2 * net.proj_penalty()
 
 

@@ -269,4 +269,4 @@ def history_text_vectors(state: HistoryState, item_text: np.ndarray) -> np.ndarr
         sums = np.add.reduceat(contrib, seg_starts, axis=0)
         out[users[lo + seg_starts]] += sums
     norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.divide(out, norm, out=np.zeros_like(out), where=norm > 0)
+    return np.divide(out, norm, out=out, where=norm > 0)  # in place (0.4 GB at 250k users); zero rows stay 0

@@ -28,6 +28,7 @@ import torch
 
 from merch_app.jobs import CancelToken, Progress
 from merch_app.model import cf_module as cf
+from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ModelLoadError, ScoringMixin
 from merch_app.model.interactions import (
@@ -40,6 +41,10 @@ N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 
 class HybridModel(ScoringMixin):
     """BERT + CF hybrid recommender with an explainable additive score."""
+
+    # P/Q get sparse gradients (lazy Adam); the Ray engine's DistributedDataParallel all-reduces
+    # dense gradients and turns this off
+    sparse_id_grads = True
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -79,7 +84,7 @@ class HybridModel(ScoringMixin):
             1970); default just after the last event.
         """
         cfg = self.config
-        item_text = np.ascontiguousarray(item_text, np.float32)
+        item_text = text_matrix.compact(item_text)
         if item_text.shape[0] != interactions.n_items:
             raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
         self.user_ids, self.item_ids = interactions.user_ids, interactions.item_ids
@@ -106,8 +111,9 @@ class HybridModel(ScoringMixin):
 
     def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
         cfg = self.config
-        net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed)
-        return net, torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed,
+                           sparse_ids=self.sparse_id_grads)
+        return net, cf.HybridOptimizer(net, cfg.lr)
 
     def _implicit_epoch(self, net, opt, pos, neg_cdf, rng, gen, rep, cancel, message: str, epoch: int) -> float:
         """One implicit-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
@@ -147,7 +153,8 @@ class HybridModel(ScoringMixin):
         self.hist_weights = None
         if cfg.history_features and len(label_users):
             self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
-        tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text)
+        tu_cut = text_matrix.compact(
+            history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text))
         net, opt = self._new_net(inter, tu_cut, item_text)
         pu, pi, pw = pre.pairs()
         all_u, all_i, all_w = inter.pairs()
@@ -187,7 +194,7 @@ class HybridModel(ScoringMixin):
         # refit the CF part on the whole period; the combiner keeps its weights
         final_tu = user_text if user_text is not None else history_text_vectors(
             HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text)
-        net.T_u = torch.from_numpy(np.ascontiguousarray(final_tu, np.float32))
+        net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
         cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
         for r in range(1, cfg.refit_epochs + 1):
             msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.best_epoch + r
@@ -332,12 +339,13 @@ class HybridModel(ScoringMixin):
             with torch.random.fork_rng():
                 torch.manual_seed(cfg.seed)
                 torch.set_num_threads(max(1, int(cfg.threads)))
-                net = cf.HybridNet(len(self.user_ids), self.n_items, a["T_u"], a["T_i"], cfg.dim, cfg.dropout, cfg.seed)
+                net = cf.HybridNet(len(self.user_ids), self.n_items, a["T_u"], a["T_i"], cfg.dim, cfg.dropout,
+                                   cfg.seed, sparse_ids=self.sparse_id_grads)
                 with torch.no_grad():
                     for name in ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"):
                         getattr(net, name).copy_(torch.from_numpy(np.asarray(a[name], np.float32)))
                     net.global_bias.fill_(self.mu if self.explicit else 0.0)
-                opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+                opt = cf.HybridOptimizer(net, cfg.lr)
                 rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
                 if self.explicit:
                     r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))

@@ -13,6 +13,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import save_file
 
+from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
 from merch_app.model.safetensors_io import read_arrays
@@ -62,10 +63,10 @@ class ScoringMixin:
         # α_own: the CF part of a history item was fitted on that very purchase, so it says less
         # about a re-purchase than about a new item; the combiner learns how much less
         self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
-        self.U = a["P"] + a["T_u"] @ a["A"].T
-        self.V = a["Q"] + a["T_i"] @ a["B"].T
+        self.U = a["P"] + text_matrix.times(a["T_u"], a["A"].T)
+        self.V = a["Q"] + text_matrix.times(a["T_i"], a["B"].T)
         self.UW = self.U @ a["W"]
-        self.item_bias = a["b_item"] + a["T_i"] @ a["w_text_bias"]
+        self.item_bias = a["b_item"] + text_matrix.times(a["T_i"], a["w_text_bias"])
         self.trend_score = a["trend"] @ self.eta
 
     @property
@@ -246,7 +247,7 @@ class ScoringMixin:
                 a["T_i"][pos] = t
         if new_ids:
             m = len(new_ids)
-            a["T_i"] = np.vstack([a["T_i"], np.asarray(new_rows, np.float32)])
+            a["T_i"] = np.vstack([a["T_i"], np.asarray(new_rows, a["T_i"].dtype)])
             a["Q"] = np.vstack([a["Q"], np.zeros((m, a["Q"].shape[1]), np.float32)])
             a["b_item"] = np.concatenate([a["b_item"], np.zeros(m, np.float32)])
             a["trend"] = np.vstack([a["trend"], np.zeros((m, a["trend"].shape[1]), np.float32)])
@@ -261,7 +262,7 @@ class ScoringMixin:
         if not new:
             return
         a, m = self.arrays, len(new)
-        a["T_u"] = np.vstack([a["T_u"], np.asarray([t for _, t in new], np.float32)])
+        a["T_u"] = np.vstack([a["T_u"], np.asarray([t for _, t in new], a["T_u"].dtype)])
         a["P"] = np.vstack([a["P"], np.zeros((m, a["P"].shape[1]), np.float32)])
         a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
         self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from merch_app.jobs import EtaClock, Progress, Throttle
+from merch_app.model import text_matrix
 
 DEFAULT_TEMPLATE = "{title}. {category}. {tags}. {description}"
 TEMPLATE_FIELDS = ("item_id", "title", "description", "tags", "category", "price")
@@ -50,7 +51,7 @@ class ItemVectors:
     """Item ids (row order) and their text vectors, plus the run's statistics."""
 
     item_ids: np.ndarray  # object array of str
-    vectors: np.ndarray  # (n_items, dim) float32, unit norm
+    vectors: np.ndarray  # (n_items, dim) unit norm, float32 (float16 from 100k items: text_matrix)
     stats: VectorStats
     encoder_id: str
 
@@ -217,7 +218,7 @@ def encode_texts_cached(
     first: dict[str, int] = {}  # distinct text -> its first row; vectors go straight into ``out``
     for row, h in enumerate(hashes):
         first.setdefault(h, row)
-    out = np.empty((len(texts), dim), dtype=np.float32)
+    out = text_matrix.empty(len(texts), dim)  # float16 for large catalogues (see text_matrix)
     have = _fill_from_cache(db, encoder.encoder_id, dim, first, out)
     missing = [h for h in first if h not in have]
     stats = VectorStats(texts=len(first), cached=len(first) - len(missing))
@@ -315,7 +316,8 @@ def item_text_vectors(
     -------
     (item_ids, vectors)
         Object array of ids in ``item_id`` order and a ``(n_items, dim)``
-        float32 array of unit-norm rows.  Use :func:`encode_items` for the
+        array of unit-norm rows (float16 from 100k items, see :mod:`~merch_app.model.text_matrix`).
+        Use :func:`encode_items` for the
         encoded/cached counts.
     """
     result = encode_items(db, encoder, template, progress=progress, cancel=cancel)

@@ -104,7 +104,7 @@ def _ensure_index(folder: Path, item_text: np.ndarray, kind: str = "auto") -> No
     from merch_app.model.vector_index import VectorIndex
 
     if not (folder / INDEX_FILE).exists():
-        VectorIndex.from_vectors(np.ascontiguousarray(item_text, np.float32), kind=kind).save(folder / INDEX_FILE)
+        VectorIndex.from_vectors(item_text, kind=kind).save(folder / INDEX_FILE)
 
 
 def activate(db, model_id: str) -> ModelVersion:

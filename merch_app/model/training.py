@@ -17,6 +17,7 @@ from merch_app.data.workspace import open_workspace
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
+from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
 from merch_app.model.registry import active_version, encoder_for_version, get_version, load_model, save_version
@@ -68,7 +69,8 @@ def _user_text(db, inter: Interactions, item_ids, item_text, encoder, until_ts, 
     if rows:
         mine, theirs = map(np.array, zip(*rows))
         out[mine] = vecs[theirs]
-    return out
+    del vecs
+    return text_matrix.compact(out)
 
 
 def _snapshot(db, inter: Interactions, split, n_events: int) -> dict[str, Any]:

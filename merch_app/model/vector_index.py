@@ -69,8 +69,10 @@ def _faiss():
     return faiss
 
 
-def _as_matrix(x, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+def _as_matrix(x, name: str, keep_half: bool = False) -> np.ndarray:
+    x = np.asarray(x)
+    if not (keep_half and x.dtype == np.float16):  # float16 catalogue matrices are widened per block
+        x = np.asarray(x, dtype=np.float32)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
@@ -96,13 +98,16 @@ def _kind_of(index) -> str:
     return "flat"
 
 
+_ADD_ROWS = 65_536  # rows widened to float32 and added at once (a float16 matrix stays half size)
+
+
 def _training_sample(x: np.ndarray, nlist: int) -> np.ndarray:
     """At most 40 points per list (fixed seed): k-means on all of 1M rows is slow."""
     cap = 40 * nlist
     if len(x) <= cap:
         return x
     rows = np.sort(np.random.default_rng(0).choice(len(x), cap, replace=False))
-    return np.ascontiguousarray(x[rows])
+    return np.ascontiguousarray(x[rows], dtype=np.float32)
 
 
 def untrained_index(n: int, dim: int, kind: str = "auto", threshold: int = DEFAULT_THRESHOLD):
@@ -179,13 +184,13 @@ class VectorIndex:
             One of :data:`KINDS`; ``auto`` = ``flat`` for ``n < threshold``,
             else ``ivf`` (see the module docstring for why).
         """
-        x = _as_matrix(vectors, "vectors")
+        x = _as_matrix(vectors, "vectors", keep_half=True)
         n = x.shape[0]
         index, kind, nlist = untrained_index(n, x.shape[1], kind, threshold)
         if n and not index.is_trained:
             index.train(_training_sample(x, nlist))
-        if n:
-            index.add(x)
+        for lo in range(0, n, _ADD_ROWS):
+            index.add(np.ascontiguousarray(x[lo:lo + _ADD_ROWS], dtype=np.float32))
         self.index, self.kind = index, kind
         return self
 

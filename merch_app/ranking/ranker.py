@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from merch_app.model import text_matrix
 from merch_app.ranking.candidates import ScoredCandidates, top_positions, union_positions
 from merch_app.ranking.catalog import ItemCatalog
 from merch_app.ranking.fusion import apply_pins, normalise_by_max, order_by_score, squash_cf, weigh
@@ -57,7 +58,7 @@ class Ranker:
         self.catalog = ItemCatalog.from_db(db, bundle.item_ids)
         self.lexical = LexicalSearcher(db, field_weights)
         self.queries = QueryVectorCache(bundle.encoder)
-        self.item_vectors = np.ascontiguousarray(bundle.item_vectors, dtype=np.float32)
+        self.item_vectors = text_matrix.as_text_matrix(bundle.item_vectors)
         self.popularity = np.asarray(bundle.popularity, dtype=np.float64)
         self._requests: OrderedDict[tuple, ScoredCandidates] = OrderedDict()
         self._users: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -294,7 +295,7 @@ class Ranker:
             raw = {"cf": normalise_by_max(sims), "popularity": self.popularity[positions]}
             src = "cf"
         elif request.related_by == "text":
-            positions, cos = search_index(self.bundle.index, self.item_vectors, self.item_vectors[p],
+            positions, cos = search_index(self.bundle.index, self.item_vectors, text_matrix.rows(self.item_vectors, p),
                                           n_cand, mask, exclude=p)
             raw = {"text": cos, "popularity": self.popularity[positions]}
             src = "related"
@@ -302,7 +303,7 @@ class Ranker:
             raise ValueError(f"related_by must be 'text' or 'cf', not {request.related_by!r}")
         sources = {i: {src} for i in range(len(positions))}
         sc = self._new(request, positions, raw, sources, filter_mask=mask,
-                       qvec=self.item_vectors[p] if src == "related" else None)
+                       qvec=text_matrix.rows(self.item_vectors, p) if src == "related" else None)
         sc.notes.extend(notes)
         return sc
 

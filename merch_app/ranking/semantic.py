@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from merch_app.model import text_matrix
+
 QUERY_CACHE_SIZE = 256
 BRUTE_FORCE_MAX = 50_000
 
@@ -83,7 +85,7 @@ def search_index(index, item_vectors: np.ndarray, qvec: np.ndarray, k: int,
     if allowed is not None and len(allowed) <= BRUTE_FORCE_MAX:
         if exclude is not None:
             allowed = allowed[allowed != exclude]
-        sims = item_vectors[allowed] @ q[0]
+        sims = text_matrix.times(item_vectors[allowed], q[0])
         top = _top(sims, k)
         return allowed[top].astype(np.int64), sims[top].astype(np.float32)
     pass_rate = 1.0 if allowed is None else max(len(allowed) / n, 1e-6)
