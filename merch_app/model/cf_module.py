@@ -88,9 +88,15 @@ class HybridNet(nn.Module):
         return self.A.pow(2).sum() + self.B.pow(2).sum() + (self.W - eye).pow(2).sum()
 
     def numpy_state(self) -> dict[str, np.ndarray]:
+        """The parameters as numpy arrays that share the tensors' memory (no copy).
+
+        Callers derive what they need at once (``HybridModel._set_state``);
+        later optimiser steps change these arrays in place.  P and Q alone
+        are 0.3 GB at 1M items, and a copy per epoch was part of the peak.
+        """
         names = ["P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"]
-        out = {n: getattr(self, n).detach().numpy().astype(np.float32).copy() for n in names}
-        # The text vectors are fixed inputs, never trained: shared, not copied (1.5 GB at 1M items).
+        out = {n: getattr(self, n).detach().numpy() for n in names}
+        # The text vectors are fixed inputs, never trained: shared as well.
         out["T_u"] = self.T_u.numpy()
         out["T_i"] = self.T_i.numpy()
         return out

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from merch_app.jobs import CancelToken, Progress
+from merch_app.memory import trim_heap
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
@@ -135,6 +136,7 @@ class HybridModel(ScoringMixin):
         trend_cut = item_trend_features(pre, cut)
         # labels: what users with a history before the cut bought after it
         lu, li, lw = post.pairs()
+        del post
         has_hist = np.zeros(n_u, bool)
         has_hist[state_cut.keys // n_i] = True
         keep = has_hist[lu]
@@ -157,9 +159,12 @@ class HybridModel(ScoringMixin):
             history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text))
         net, opt = self._new_net(inter, tu_cut, item_text)
         pu, pi, pw = pre.pairs()
-        all_u, all_i, all_w = inter.pairs()
+        n_pre = max(len(pre), 1)
+        del pre
+        trim_heap()  # the phases before (encoding, user vectors, cuts) left freed heap behind
         per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
-        per_refit = max(1, math.ceil(len(all_u) / cfg.batch_size))
+        # the refit's pairs are built when it starts (memory); until then their number is estimated
+        per_refit = max(1, math.ceil(per_epoch * len(inter) / n_pre))
         rep = cf.Reporter(progress, cfg.epochs * per_epoch + cfg.refit_epochs * per_refit)
         best, best_metric, bad = None, -np.inf, 0
         self.history = []
@@ -182,20 +187,26 @@ class HybridModel(ScoringMixin):
                      force=True)
             score = metrics.get(cfg.early_stopping_metric, float(epoch))
             if score > best_metric + 1e-5:
-                best, best_metric, bad = (net.trained_state(), self.combiner.copy()), score, 0
+                # after the last epoch the net itself is the best state: no copy (0.3 GB at 1M items)
+                state = None if epoch == cfg.epochs else net.trained_state()
+                best, best_metric, bad = (state, self.combiner.copy()), score, 0
                 self.best_epoch = epoch
             else:
                 bad += 1
                 if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
                     rep.total -= (cfg.epochs - epoch) * per_epoch
                     break
-        net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
+        if best[0] is not None:
+            net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
         self.combiner = best[1]
         # refit the CF part on the whole period; the combiner keeps its weights
         final_tu = user_text if user_text is not None else history_text_vectors(
             HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text)
         net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
         cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
+        del pu, pi, pw
+        all_u, all_i, all_w = inter.pairs() if cfg.refit_epochs else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+        rep.total += cfg.refit_epochs * (max(1, math.ceil(len(all_u) / cfg.batch_size)) - per_refit)
         for r in range(1, cfg.refit_epochs + 1):
             msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.best_epoch + r
             loss = self._implicit_epoch(net, opt, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,

@@ -8,7 +8,9 @@ ranking); smaller ones stay float32, so their scores are exact.
 
 numpy has no fast float16 matrix product and would widen a whole float16
 operand in one temporary copy, so every product over a full matrix goes
-through :func:`times` / :func:`scores`, which widen one block of rows at a time.
+through :func:`times` (exact: widens one block of rows at a time; for the
+projections the model is built from) or :func:`scores` (similarities of a
+few query vectors with every row, in torch's float16 kernel).
 """
 from __future__ import annotations
 
@@ -70,8 +72,19 @@ def times(matrix: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 
 def scores(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``queries @ matrix.T`` in float32: ``(q, d)`` float vectors against ``(n, d)`` text vectors -> ``(q, n)``."""
+    """``queries @ matrix.T`` as float32: ``(q, d)`` vectors against ``(n, d)`` text vectors -> ``(q, n)``.
+
+    For a float16 matrix the product runs in torch's float16 kernel
+    (fp32 accumulation, results rounded to float16: absolute error below
+    ~5e-4 on cosines).  Widening the matrix instead cost 1.8 s per call at a
+    million items, and evaluation scores a few users per call.
+    """
     q = np.asarray(queries, dtype=np.float32)
     if matrix.dtype == np.float32:
         return q @ matrix.T
-    return times(matrix, q.T).T
+    import torch
+
+    with torch.no_grad():
+        out = torch.mm(torch.from_numpy(np.ascontiguousarray(q, dtype=np.float16)),
+                       torch.from_numpy(np.ascontiguousarray(matrix)).T)
+    return out.float().numpy()

@@ -17,6 +17,7 @@ from merch_app.data.workspace import open_workspace
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
+from merch_app.memory import trim_heap
 from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
@@ -160,6 +161,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         if len(inter) == 0 or inter.n_users == 0:
             raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
         user_text = _user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg)
+        trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
         if cancel is not None:
             cancel.check()
         split_day = float(ts_to_days([split.split_ts])[0])

@@ -108,10 +108,10 @@ def user_text_vectors(
         rows = cur.fetchmany(_BLOCK)
         if not rows:
             break
-        parts.append(_block_columns(rows, type_w, item_pos, n_items, qpos, upos))
+        parts.append(list(_block_columns(rows, type_w, item_pos, n_items, qpos, upos)))
     if not upos:
         return empty
-    uu, col, w, sec_arr = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    uu, col, w, sec_arr = (np.concatenate([p.pop(0) for p in parts]) for _ in range(4))  # frees as it goes
     del parts
     # Users sorted by id, as np.unique would give them.
     first_seen = np.array(list(upos), dtype=object)
