@@ -333,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=30)
     a = ap.parse_args(argv)
     q = None if a.quantize in (None, "", "none") else a.quantize
+    if not a.job.endswith("_ref"):  # the app's jobs run as merch-app starts them; references as they are
+        from merch_app.memory import configure_allocator
+
+        configure_allocator()
     jobs = {
         "import": lambda: job_import(a.ws, a.data),
         "seed": lambda: job_seed(a.ws, q, a.n),

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from merch_app.memory import configure_allocator
+
+    configure_allocator()
     if not argv:
         argv = ["gui"]
     from merch_app.cli.main import cli

@@ -38,3 +38,25 @@ def trim_heap() -> bool:
     """
     fn = _malloc_trim()
     return bool(fn(0)) if fn is not None else False
+
+
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
+MMAP_THRESHOLD = 128 * 1024
+
+
+def configure_allocator() -> bool:
+    """Serve every allocation of 128 KiB or more from its own memory map (glibc); True if set.
+
+    glibc raises this threshold each time such a block is freed (up to 32 MiB),
+    after which numpy arrays of a few MiB come from the heap and freed ones
+    stay resident between them: at 1M items / 10M events training held
+    ~1 GB more than it used.  A fixed threshold returns every large array to
+    the OS when it is freed.  Called once at start-up by the entry points.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(MMAP_THRESHOLD)))
+    except (OSError, AttributeError):
+        return False

@@ -284,7 +284,7 @@ from merch_app.data.workspace import open_workspace
 from merch_app.model.registry import load_model, save_version
 
 path, point = sys.argv[1], sys.argv[2]
-real_save_file, real_replace = hs.save_file, os.replace
+real_save_file, real_replace = hs.write_arrays, os.replace
 
 def hold():
     sys.stderr.write("HOLD\n")
@@ -307,7 +307,7 @@ def replace(src, dst):
     if folder and point == "after_rename":  # the folder is in place, the registry row not yet written
         hold()
 
-hs.save_file, os.replace = save_file, replace
+hs.write_arrays, os.replace = save_file, replace
 db = open_workspace(path)
 model = load_model(db)
 save_version(db, model, name="copy", activate_mode="always")

@@ -297,7 +297,7 @@ def test_model_save_on_a_full_or_readonly_disk(models_ws, monkeypatch, error):
             f.write(b"\x00" * 100)  # part of the file was written
         raise OSError(code, text)
 
-    monkeypatch.setattr(hs, "save_file", failing_save_file)
+    monkeypatch.setattr(hs, "write_arrays", failing_save_file)
     res = CliRunner().invoke(cli, ["train", "-w", str(path), "--encoder", "hashing", "--epochs", "1",
                                    "--activate", "always"])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
@@ -332,3 +332,25 @@ def test_safetensors_reader_matches_the_library_and_rejects_damage(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ValueError, match="header length"):
         read_arrays(tmp_path / "junk.safetensors")
+
+
+def test_safetensors_writer_is_read_by_the_library(tmp_path):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from merch_app.model.safetensors_io import read_arrays, write_arrays
+
+    rng = np.random.default_rng(1)
+    arrays = {"f": rng.standard_normal((5, 3)).astype(np.float32), "h": rng.standard_normal((4, 2)).astype(np.float16),
+              "i": np.arange(7, dtype=np.int64), "b": np.array([True, False, True]),
+              "e": np.zeros((0, 8), np.float32), "s": np.array(3.5, np.float32),
+              "t": np.asfortranarray(rng.standard_normal((3, 4)))}  # not C-contiguous: written in C order
+    path = tmp_path / "w.safetensors"
+    write_arrays(arrays, path)
+    for got in (load_file(str(path)), read_arrays(path)):
+        assert set(got) == set(arrays)
+        for k, a in arrays.items():
+            assert got[k].dtype == a.dtype and got[k].shape == a.shape
+            np.testing.assert_array_equal(got[k], a)
+    with pytest.raises(ValueError, match="cannot be stored"):
+        write_arrays({"c": np.zeros(2, np.complex64)}, tmp_path / "c.safetensors")

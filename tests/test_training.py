@@ -87,3 +87,22 @@ def test_update_with_new_events_adds_items_and_users(shop):
     assert "a99" in model.item_pos and "newbie" in model.user_pos
     assert model.score("newbie")[model.item_pos["a99"]] != 0
     assert len(registry.list_versions(shop)) == 2
+
+
+def test_users_first_seen_after_the_split_get_their_history_text_vector(shop):
+    import numpy as np
+
+    from merch_app.model.interactions import HistoryState, history_text_vectors, load_interactions
+
+    with shop.conn:  # a shopper who only appears after the training cut-off
+        shop.conn.executemany("INSERT INTO events (user_id, item_id, event_type, ts) VALUES (?, ?, 'purchase', ?)",
+                              [("late", "a01", "2024-06-01T00:00:00Z"), ("late", "a02", "2024-06-02T00:00:00Z")])
+    v = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32))
+    model = registry.load_model(shop, v.model_id)
+    assert "late" in model.user_pos
+    everything = load_interactions(shop, model.item_ids, user_ids=[str(u) for u in model.user_ids])
+    now = float(everything.ts.max()) + 1e-6
+    expect = history_text_vectors(HistoryState.build(everything, now, model.config.user_text_half_life_days),
+                                  model.arrays["T_i"])[model.user_pos["late"]]
+    np.testing.assert_allclose(model.arrays["T_u"][model.user_pos["late"]], expect, atol=1e-6)
+    assert model.recommend("late", 5)[0].size == 5

@@ -259,7 +259,7 @@ def scrub_user(model, user_id: str) -> bool:
     ids = np.array(model.user_ids, dtype=object, copy=True)
     ids[u] = f"forgotten-{secrets.token_hex(6)}"
     model.user_ids = ids
-    model._derive()
+    model._derive(ids=True)  # same number of users, one new id
     return True
 
 

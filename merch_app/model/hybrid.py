@@ -89,6 +89,7 @@ class HybridModel(ScoringMixin):
         if item_text.shape[0] != interactions.n_items:
             raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
         self.user_ids, self.item_ids = interactions.user_ids, interactions.item_ids
+        self.user_pos, self.item_pos = {}, {}  # rebuilt for the new ids by _derive
         self.explicit = cfg.mode == "explicit" or (
             cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
         t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
@@ -273,7 +274,7 @@ class HybridModel(ScoringMixin):
         one combined column (relative weights from :meth:`_history_weights`),
         scaled here together with α (bilinear) and β (item bias).
         """
-        bil = np.einsum("nd,nd->n", self.UW[ex.u], self.V[ex.i])
+        bil = self.pair_bilinear(ex.u, ex.i)
         cols = [bil[:, None], self.item_bias[ex.i][:, None]]
         hw = getattr(self, "hist_weights", None)
         if self.config.history_features and hw is not None:
@@ -288,7 +289,7 @@ class HybridModel(ScoringMixin):
             comb[3 + N_HIST + N_TREND] = coef[2]
         self.combiner = comb
         self.arrays["combiner"] = comb.copy()
-        self._derive()
+        self._derive(vectors=False)
 
     def _fit_explicit(self, inter, item_text, user_text, progress, cancel):
         cfg = self.config

@@ -240,9 +240,13 @@ def encoder_for_version(version: ModelVersion, encoder=None):
     return load_encoder(version.config.get("encoder"), quantize=quantize)
 
 
-def item_popularity(db, item_ids) -> np.ndarray:
-    """Popularity prior in [0, 1]: log1p(event count) / max, in the order of ``item_ids``."""
-    pos = {str(i): n for n, i in enumerate(item_ids)}
+def item_popularity(db, item_ids, pos: Optional[dict[str, int]] = None) -> np.ndarray:
+    """Popularity prior in [0, 1]: log1p(event count) / max, in the order of ``item_ids``.
+
+    ``pos`` (id -> position in ``item_ids``) is reused when the caller has it
+    (a million-entry dict is ~0.1 GB).
+    """
+    pos = pos if pos is not None else {str(i): n for n, i in enumerate(item_ids)}
     counts = np.zeros(len(pos), np.float64)
     for item_id, n in db.execute(  # iterated: a million (id, count) tuples at once cost ~0.3 GB
             "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL AND event_type != 'search' "
@@ -285,9 +289,8 @@ def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle
     if version.encoder_id and encoder.encoder_id != version.encoder_id:
         raise ModelLoadError(f"model {version.model_id!r} was trained with encoder {version.encoder_id!r}, "
                              f"not {encoder.encoder_id!r}: choose that encoder or retrain")
-    known = {str(i) for i in model.item_ids}
-    catalogue = [r[0] for r in db.execute("SELECT item_id FROM items")]
-    new = [i for i in catalogue if i not in known]
+    known = model.item_pos
+    new = [i for (i,) in db.execute("SELECT item_id FROM items") if str(i) not in known]
     index = None
     if new:
         ids, vectors = item_text_vectors(db, encoder)
@@ -305,5 +308,5 @@ def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle
     if index is None:
         index = VectorIndex.from_vectors(item_vectors, kind=index_kind(db))
     return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
-                       popularity=item_popularity(db, model.item_ids), encoder=encoder, index=index,
-                       model=model, version=version)
+                       popularity=item_popularity(db, model.item_ids, model.item_pos), encoder=encoder, index=index,
+                       model=model, version=version, item_pos=model.item_pos)

@@ -97,12 +97,17 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
         return
     now = float(everything.ts.max()) + 1e-6
     if new_users:
-        text = history_text_vectors(HistoryState.build(everything, now, cfg.user_text_half_life_days),
+        n_old = len(model.user_ids)
+        mine = everything.user_idx >= n_old  # only the new users' events: their vectors alone are needed
+        theirs = Interactions(np.asarray(new_users, dtype=object), everything.item_ids,
+                              everything.user_idx[mine] - n_old, everything.item_idx[mine],
+                              everything.weight[mine], everything.ts[mine], everything.event_type[mine],
+                              everything.value[mine])
+        text = history_text_vectors(HistoryState.build(theirs, now, cfg.user_text_half_life_days),
                                     model.arrays["T_i"])
-        model.add_users(new_users, text[len(model.user_ids):])
-    refreshed = model.with_history(everything, now)
-    model.state, model.arrays = refreshed.state, refreshed.arrays
-    model._derive()
+        del theirs
+        model.add_users(new_users, text)
+    model.refresh_history(everything, now)
 
 
 def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,

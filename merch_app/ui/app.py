@@ -9,6 +9,7 @@ from typing import Optional
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QProgressDialog
 
+from merch_app.memory import configure_allocator
 from merch_app.paths import default_workspace, demo_workspace
 from merch_app.ui.charts import configure_pyqtgraph
 from merch_app.ui.compat import shield_pyside_612_refcount
@@ -25,6 +26,7 @@ DEMO_TRAIN_OVERRIDES = {"epochs": 3}
 def create_app() -> QApplication:
     """The QApplication (reused if one exists, e.g. under pytest-qt)."""
     shield_pyside_612_refcount()
+    configure_allocator()  # also when the GUI is started without the merch-app entry point
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("merch_app")
     app.setOrganizationName("merch_app")
