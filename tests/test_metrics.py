@@ -77,3 +77,24 @@ def test_ranking_report_means_over_users():
     assert rep["hit_rate@2"] == pytest.approx(0.5)
     assert rep["mrr"] == pytest.approx(0.5)
     assert rep["coverage"] == pytest.approx(4 / 6)
+
+
+def test_evaluation_catalogue_metrics_equal_ranking_report():
+    """offline._report (arrays, computed once) gives ranking_report's coverage, Gini and long-tail share."""
+    import numpy as np
+
+    from merch_app.evaluation.metrics import ranking_report
+    from merch_app.evaluation.offline import _Catalogue, _report
+
+    rng = np.random.default_rng(3)
+    ids = np.array([f"i{n:02d}" for n in rng.permutation(40)], dtype=object)
+    counts = rng.integers(0, 4, len(ids)).astype(float)  # many ties: broken by id
+    rankings = {f"u{u}": list(rng.choice(ids, 5, replace=False)) for u in range(12)}
+    relevant = {u: set(rng.choice(ids, 3, replace=False)) for u in rankings}
+    relevant["u0"] = set()  # users without relevant items are left out of both
+    expect = ranking_report(rankings, relevant, 5, catalogue=list(ids),
+                            popularity={i: float(c) for i, c in zip(ids, counts)})
+    got = _report(rankings, relevant, 5, _Catalogue(ids, {str(i): n for n, i in enumerate(ids)}, counts))
+    assert got.keys() == expect.keys()
+    for key in expect:
+        assert got[key] == pytest.approx(expect[key], abs=1e-12), key

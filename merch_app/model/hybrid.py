@@ -43,7 +43,7 @@ N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 class HybridModel(ScoringMixin):
     """BERT + CF hybrid recommender with an explainable additive score."""
 
-    # P/Q get sparse gradients (lazy Adam); the Ray engine's DistributedDataParallel all-reduces
+    # P/Q get sparse gradients (lazy row-wise updates, cf.RowAdam); the Ray engine's DistributedDataParallel all-reduces
     # dense gradients and turns this off
     sparse_id_grads = True
 
@@ -171,6 +171,7 @@ class HybridModel(ScoringMixin):
         self.history = []
         for epoch in range(1, cfg.epochs + 1):
             msg = f"epoch {epoch}/{cfg.epochs}"
+            self.drop_derived()  # last epoch's U/V/UW are rebuilt after this one (0.4 GB at 1M items)
             loss = self._implicit_epoch(net, opt, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
             self._set_state(net, state_cut, trend_cut)
             if examples is not None:

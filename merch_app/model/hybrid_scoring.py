@@ -73,13 +73,24 @@ class ScoringMixin:
         # α_own: the CF part of a history item was fitted on that very purchase, so it says less
         # about a re-purchase than about a new item; the combiner learns how much less
         self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
-        if vectors or not hasattr(self, "V"):
-            self.U = self.V = self.UW = None  # free the old ones first (0.4 GB at 1M items)
-            self.U = a["P"] + text_matrix.times(a["T_u"], a["A"].T)
+        if vectors or getattr(self, "V", None) is None:
+            self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
+            self.UW = (a["P"] + text_matrix.times(a["T_u"], a["A"].T)) @ a["W"]
             self.V = a["Q"] + text_matrix.times(a["T_i"], a["B"].T)
-            self.UW = self.U @ a["W"]
             self.item_bias = a["b_item"] + text_matrix.times(a["T_i"], a["w_text_bias"])
         self.trend_score = a["trend"] @ self.eta
+
+    def drop_derived(self) -> None:
+        """Forget U, V and UW (recomputed by the next ``_derive``); training frees them during an epoch."""
+        self.V = self.UW = self._U = None
+
+    @property
+    def U(self) -> np.ndarray:
+        """User vectors ``P + A·t_u`` (computed on first use: only the maps and segments need them)."""
+        if getattr(self, "_U", None) is None:
+            a = self.arrays
+            self._U = a["P"] + text_matrix.times(a["T_u"], a["A"].T)
+        return self._U
 
     def pair_bilinear(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``uᵀWv`` for (user index, item index) pairs, float32, in blocks of rows.
