@@ -279,12 +279,12 @@ def test_kill_during_training_keeps_the_active_model(trained_ws, point):
 
 SAVE_DRIVER = r'''
 import os, sys, time
-import merch_app.model.hybrid_scoring as hs
+import merch_app.model.hybrid_files as hf
 from merch_app.data.workspace import open_workspace
 from merch_app.model.registry import load_model, save_version
 
 path, point = sys.argv[1], sys.argv[2]
-real_save_file, real_replace = hs.write_arrays, os.replace
+real_save_file, real_replace = hf.write_arrays, os.replace
 
 def hold():
     sys.stderr.write("HOLD\n")
@@ -307,7 +307,7 @@ def replace(src, dst):
     if folder and point == "after_rename":  # the folder is in place, the registry row not yet written
         hold()
 
-hs.write_arrays, os.replace = save_file, replace
+hf.write_arrays, os.replace = save_file, replace
 db = open_workspace(path)
 model = load_model(db)
 save_version(db, model, name="copy", activate_mode="always")

@@ -285,7 +285,7 @@ def test_query_screen_falls_back_to_text_with_a_broken_model(models_ws):
 @pytest.mark.parametrize("error", [(28, "No space left on device", "the disk is full"),
                                    (30, "Read-only file system", "the workspace is read-only")])
 def test_model_save_on_a_full_or_readonly_disk(models_ws, monkeypatch, error):
-    import merch_app.model.hybrid_scoring as hs
+    import merch_app.model.hybrid_files as hf
 
     path, old, new = models_ws
     before = table_rows(path)
@@ -297,7 +297,7 @@ def test_model_save_on_a_full_or_readonly_disk(models_ws, monkeypatch, error):
             f.write(b"\x00" * 100)  # part of the file was written
         raise OSError(code, text)
 
-    monkeypatch.setattr(hs, "write_arrays", failing_save_file)
+    monkeypatch.setattr(hf, "write_arrays", failing_save_file)
     res = CliRunner().invoke(cli, ["train", "-w", str(path), "--encoder", "hashing", "--epochs", "1",
                                    "--activate", "always"])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output

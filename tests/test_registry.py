@@ -1,6 +1,8 @@
 """Model registry: versions, activation, deletion, damaged files, bundles, offline evaluate."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,18 @@ def test_leftovers_of_killed_saves_are_removed_when_old(two_versions):
     for v in registry.list_versions(db):  # registered versions untouched
         assert registry.version_folder(db, v).is_dir()
     registry.load_model(db, registry.list_versions(db)[0].model_id)
+
+
+def test_ranking_bundle_serves_without_the_id_embeddings(two_versions):
+    db, a, _ = two_versions
+    full = registry.load_model(db, a.model_id)
+    served = registry.load_bundle(db, a.model_id, encoder=HashingEncoder(32)).model
+    assert not {"P", "Q", "T_u"} & set(served.arrays)
+    for user in ("u000", "u007"):
+        np.testing.assert_array_equal(served.score(user), full.score(user))
+        assert served.explain(user, "a01")["score"] == pytest.approx(full.explain(user, "a01")["score"])
+    np.testing.assert_allclose(served.U, full.U)  # the user map still works
+    with pytest.raises(RuntimeError, match="serving copy"):
+        served.save(Path("/nonexistent"))
+    with pytest.raises(RuntimeError, match="serving copy"):
+        served.add_items(["new"], np.zeros((1, 32), np.float32))

@@ -1,4 +1,4 @@
-"""Scoring, explanation, cold-start items and persistence of :class:`HybridModel`.
+"""Scoring, explanation and cold-start items of :class:`HybridModel` (its files: ``hybrid_files.py``).
 
 Kept apart from the training code in ``hybrid.py``; everything here works on
 plain numpy arrays (no torch), so loading a model for ranking is cheap.
@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from safetensors import SafetensorError
 
 from merch_app.model import text_matrix
-from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
-from merch_app.model.safetensors_io import read_arrays, write_arrays
 
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
 
@@ -29,6 +26,7 @@ OLD_FORMATS = {2: 5}
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
 
+SERVING_DROPS = ("P", "Q", "T_u")  # arrays a serving copy does without (see for_serving)
 _PAIR_BLOCK = 65_536  # (user, item) pairs scored at once by pair_bilinear
 
 
@@ -74,11 +72,30 @@ class ScoringMixin:
         # about a re-purchase than about a new item; the combiner learns how much less
         self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
         if vectors or getattr(self, "V", None) is None:
+            self._check_trainable("recompute its vectors")
             self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
             self.UW = (a["P"] + text_matrix.times(a["T_u"], a["A"].T)) @ a["W"]
             self.V = a["Q"] + text_matrix.times(a["T_i"], a["B"].T)
             self.item_bias = a["b_item"] + text_matrix.times(a["T_i"], a["w_text_bias"])
         self.trend_score = a["trend"] @ self.eta
+
+    def for_serving(self) -> None:
+        """Keep only what scoring and explaining need: drop P, Q and T_u (after computing U).
+
+        U, V and UW already hold the learned user and item vectors; the ID
+        embeddings and user text vectors are inputs to them, needed again
+        only to train, grow or save the model (0.5 GB at 1M items / 250k
+        users).  The ranking bundle calls this; such a copy refuses to save.
+        """
+        _ = self.U  # the user map and segments read it
+        for name in SERVING_DROPS:
+            self.arrays.pop(name, None)
+        self.serving_only = True
+
+    def _check_trainable(self, what: str) -> None:
+        if getattr(self, "serving_only", False):
+            raise RuntimeError(f"this is a serving copy of the model (no ID embeddings): cannot {what}; "
+                               "load it from the registry instead")
 
     def drop_derived(self) -> None:
         """Forget U, V and UW (recomputed by the next ``_derive``); training frees them during an epoch."""
@@ -268,6 +285,7 @@ class ScoringMixin:
     # ----------------------------------------------------------- cold start
     def add_items(self, item_ids, item_text: np.ndarray) -> None:
         """Add (or re-text) items; new ones score through their text vector at once."""
+        self._check_trainable("add items")
         item_text = np.asarray(item_text, np.float32).reshape(len(item_ids), -1)
         a = self.arrays
         new_ids, new_rows = [], []
@@ -292,6 +310,7 @@ class ScoringMixin:
 
     def add_users(self, user_ids, user_text: np.ndarray) -> None:
         """Add users (no ID embedding yet) scored through their text vector and history."""
+        self._check_trainable("add users")
         user_text = np.asarray(user_text, np.float32).reshape(len(user_ids), -1)
         new = [(str(u), t) for u, t in zip(user_ids, user_text) if str(u) not in self.user_pos]
         if not new:
@@ -334,60 +353,14 @@ class ScoringMixin:
     # ---------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:
         """Write ``config.json``, ``ids.json`` and ``arrays.safetensors`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT_VERSION, "kind": "hybrid", "config": self.config.to_dict(),
-                "explicit": self.explicit, "n_users": len(self.user_ids), "n_items": self.n_items,
-                "best_epoch": self.best_epoch, "history": self.history}
-        (folder / "config.json").write_text(json.dumps(meta, indent=2, default=float))
-        ids = {"user_ids": [str(u) for u in self.user_ids], "item_ids": [str(i) for i in self.item_ids]}
-        (folder / "ids.json").write_text(json.dumps(ids))
-        write_arrays({**self.arrays, **self.state.arrays()}, folder / "arrays.safetensors")
+        from merch_app.model.hybrid_files import save_model
+
+        self._check_trainable("be saved")
+        save_model(self, Path(folder))
 
     @classmethod
     def load(cls, folder: Path):
         """Read a model saved by :meth:`save`; :class:`ModelLoadError` if anything is off."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ModelLoadError(f"{folder}: model folder does not exist")
-        meta, ids = (_read_json(folder / name) for name in ("config.json", "ids.json"))
-        if not all(isinstance(ids.get(k), list) for k in ("user_ids", "item_ids")):
-            raise ModelLoadError(f"{folder / 'ids.json'}: user_ids / item_ids lists missing")
-        fmt = meta.get("format")
-        if fmt != FORMAT_VERSION and fmt not in OLD_FORMATS:
-            raise ModelLoadError(f"{folder / 'config.json'}: model format {fmt!r} is not "
-                                 f"{FORMAT_VERSION} (saved by another merch_app version); retrain the model")
-        path = folder / "arrays.safetensors"
-        try:
-            arrays = read_arrays(path)
-        except (OSError, SafetensorError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: cannot read model arrays ({exc})") from exc
-        missing = [k for k in REQUIRED if k not in arrays]
-        if missing:
-            raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
-        n_hist = OLD_FORMATS.get(fmt, N_HIST)
-        n_comb = N_COMBINER if fmt == FORMAT_VERSION else 3 + n_hist + N_TREND
-        if arrays["combiner"].shape != (n_comb,):
-            raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, format {fmt} uses "
-                                 f"{n_comb}; retrain the model")
-        if fmt != FORMAT_VERSION:  # older format: what it did not have (newer features, α_own) gets weight 0
-            c = arrays["combiner"]
-            arrays["combiner"] = np.concatenate([c[:3 + n_hist], np.zeros(N_HIST - n_hist, c.dtype),
-                                                 c[3 + n_hist:], np.zeros(1, c.dtype)])
-        n_u, n_i = len(ids["user_ids"]), len(ids["item_ids"])
-        if arrays["P"].shape[0] != n_u or arrays["Q"].shape[0] != n_i or arrays["T_i"].shape[0] != n_i:
-            raise ModelLoadError(f"{path}: array shapes do not match ids.json ({n_u} users, {n_i} items)")
-        model = cls(HybridConfig.from_dict(meta.get("config", {})))
-        model.user_ids = np.asarray(ids["user_ids"], dtype=object)
-        model.item_ids = np.asarray(ids["item_ids"], dtype=object)
-        model.explicit = bool(meta.get("explicit"))
-        model.best_epoch = int(meta.get("best_epoch", 0))
-        model.history = meta.get("history", [])
-        try:
-            model.state = HistoryState.from_arrays(arrays)
-        except KeyError as exc:
-            raise ModelLoadError(f"{path}: missing history arrays ({exc})") from exc
-        model.arrays = {k: v for k, v in arrays.items() if not k.startswith("hist_")}
-        model.combiner = model.arrays["combiner"].copy()
-        model._derive(ids=True)
-        return model
+        from merch_app.model.hybrid_files import load_model_files
+
+        return load_model_files(cls, Path(folder))

@@ -307,6 +307,7 @@ def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle
     item_vectors = model.arrays["T_i"]
     if index is None:
         index = VectorIndex.from_vectors(item_vectors, kind=index_kind(db))
+    model.for_serving()  # ranking needs U/V/UW, not the ID embeddings they were built from
     return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
                        popularity=item_popularity(db, model.item_ids, model.item_pos), encoder=encoder, index=index,
                        model=model, version=version, item_pos=model.item_pos)

@@ -67,10 +67,14 @@ class ItemCatalog:
         return len(self.item_ids)
 
     @classmethod
-    def from_db(cls, db, item_ids) -> "ItemCatalog":
-        """Read titles, categories, prices and event presence for ``item_ids``."""
+    def from_db(cls, db, item_ids, item_pos: dict[str, int] | None = None) -> "ItemCatalog":
+        """Read titles, categories, prices and event presence for ``item_ids``.
+
+        ``item_pos`` (id -> position) is reused when given (the bundle has one;
+        another million-entry dict is ~0.1 GB).
+        """
         ids = [str(i) for i in item_ids]
-        pos = {item_id: n for n, item_id in enumerate(ids)}
+        pos = item_pos if item_pos is not None else {item_id: n for n, item_id in enumerate(ids)}
         n = len(ids)
         titles, descriptions, tags = [""] * n, [""] * n, [""] * n
         codes = np.full(n, -1, dtype=np.int32)

@@ -55,7 +55,7 @@ class Ranker:
         self.db = db
         self.bundle = bundle
         self.rules = list(rules or [])
-        self.catalog = ItemCatalog.from_db(db, bundle.item_ids)
+        self.catalog = ItemCatalog.from_db(db, bundle.item_ids, bundle.item_pos)
         self.lexical = LexicalSearcher(db, field_weights)
         self.queries = QueryVectorCache(bundle.encoder)
         self.item_vectors = text_matrix.as_text_matrix(bundle.item_vectors)
