@@ -102,6 +102,8 @@ class HybridModel(ScoringMixin):
                 net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
         finally:
             torch.set_num_threads(threads)
+        self.drop_derived()  # the last epoch's vectors and cut history go before the final ones are built
+        self.state = None
         self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
         return self
 

@@ -74,9 +74,15 @@ class ScoringMixin:
         if vectors or getattr(self, "V", None) is None:
             self._check_trainable("recompute its vectors")
             self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
-            self.UW = (a["P"] + text_matrix.times(a["T_u"], a["A"].T)) @ a["W"]
-            self.V = a["Q"] + text_matrix.times(a["T_i"], a["B"].T)
-            self.item_bias = a["b_item"] + text_matrix.times(a["T_i"], a["w_text_bias"])
+            # sums in place: ``Q + times(...)`` held two 0.26 GB arrays at once at 1M items
+            u = text_matrix.times(a["T_u"], a["A"].T)
+            u += a["P"]
+            self.UW = u @ a["W"]
+            del u
+            self.V = text_matrix.times(a["T_i"], a["B"].T)
+            self.V += a["Q"]
+            self.item_bias = text_matrix.times(a["T_i"], a["w_text_bias"])
+            self.item_bias += a["b_item"]
         self.trend_score = a["trend"] @ self.eta
 
     def for_serving(self) -> None:
@@ -106,7 +112,8 @@ class ScoringMixin:
         """User vectors ``P + A·t_u`` (computed on first use: only the maps and segments need them)."""
         if getattr(self, "_U", None) is None:
             a = self.arrays
-            self._U = a["P"] + text_matrix.times(a["T_u"], a["A"].T)
+            self._U = text_matrix.times(a["T_u"], a["A"].T)
+            self._U += a["P"]
         return self._U
 
     def pair_bilinear(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -182,6 +182,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
                         "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
         n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
         snapshot = {**_snapshot(db, inter, split, n_events), **(engine or {})}
+        del inter, relevant, item_text, user_text  # the model keeps what it needs (0.3 GB at 10M events)
         _refresh_to_now(db, model, cfg)
         snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
         if cancel is not None:
