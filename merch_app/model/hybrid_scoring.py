@@ -71,7 +71,7 @@ class ScoringMixin:
         # α_own: the CF part of a history item was fitted on that very purchase, so it says less
         # about a re-purchase than about a new item; the combiner learns how much less
         self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
-        if vectors or getattr(self, "V", None) is None:
+        if vectors:
             self._check_trainable("recompute its vectors")
             self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
             # sums in place: ``Q + times(...)`` held two 0.26 GB arrays at once at 1M items
@@ -315,8 +315,11 @@ class ScoringMixin:
             self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive()
 
-    def add_users(self, user_ids, user_text: np.ndarray) -> None:
-        """Add users (no ID embedding yet) scored through their text vector and history."""
+    def add_users(self, user_ids, user_text: np.ndarray, derive: bool = True) -> None:
+        """Add users (no ID embedding yet) scored through their text vector and history.
+
+        ``derive=False`` leaves U/V/UW to a later ``_derive()`` (the caller changes more first).
+        """
         self._check_trainable("add users")
         user_text = np.asarray(user_text, np.float32).reshape(len(user_ids), -1)
         new = [(str(u), t) for u, t in zip(user_ids, user_text) if str(u) not in self.user_pos]
@@ -328,7 +331,7 @@ class ScoringMixin:
         a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
         self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
         self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
-        self._derive()
+        self._derive(vectors=derive)
 
     def with_history(self, inter, ref_day: float):
         """A copy whose history and trend features are rebuilt from ``inter`` at ``ref_day``.

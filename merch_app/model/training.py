@@ -96,6 +96,7 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
     if not len(everything):
         return
     now = float(everything.ts.max()) + 1e-6
+    model.drop_derived()  # rebuilt once at the end: not held next to the history being rebuilt
     if new_users:
         n_old = len(model.user_ids)
         mine = everything.user_idx >= n_old  # only the new users' events: their vectors alone are needed
@@ -106,8 +107,10 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
         text = history_text_vectors(HistoryState.build(theirs, now, cfg.user_text_half_life_days),
                                     model.arrays["T_i"])
         del theirs
-        model.add_users(new_users, text)
+        model.add_users(new_users, text, derive=False)
     model.refresh_history(everything, now)
+    del everything
+    model._derive()
 
 
 def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,
@@ -187,6 +190,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
         if cancel is not None:
             cancel.check()
+        model.drop_derived()  # saving needs the arrays only; U/V/UW would sit next to the vector index
         return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
                             encoder_id=encoder.encoder_id, train_seconds=train_seconds,
                             activate_mode=cfg.activate, engine=(engine or {}).get("engine", "local"))
