@@ -82,9 +82,11 @@ class HistoryState:
         """
         mask = (inter.ts < ref_day) & (inter.weight > 0)
         u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+        del mask  # per-event temporaries are freed as soon as they are used (8M events: 64 MB each)
         n_i = inter.n_items
         key = u * n_i + i
         uniq, inv = np.unique(key, return_inverse=True)
+        del key
         inv = inv.reshape(-1)
         # absolute timing (only events before ref_day: no leakage past an internal cut)
         first_abs = np.full(len(uniq), np.inf)
@@ -96,20 +98,26 @@ class HistoryState:
         if len(t):
             pair_day = np.unique(inv.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
             days = np.bincount(pair_day // (int(day.max() - day.min()) + 1), minlength=len(uniq)).astype(np.float32)
+            del pair_day
+        del day
         pair_item = uniq % n_i if len(uniq) else np.zeros(0, np.int64)
         buyers = np.bincount(pair_item, minlength=n_i).astype(np.float64)
         repeaters = np.bincount(pair_item, weights=(days >= 2).astype(np.float64), minlength=n_i)
         item_repeat = ((repeaters + 0.5) / (buyers + 1.0)).astype(np.float32)
+        del pair_item, buyers, repeaters
         age = ref_day - t
         item_sales = np.stack([np.log1p(np.bincount(i, weights=w * sel, minlength=n_i))
-                               for sel in (np.ones(len(t)), age <= 30, age <= 90)], axis=1).astype(np.float32)
+                               for sel in (1.0, age <= 30, age <= 90)], axis=1).astype(np.float32)
+        del age, i
         if relative and len(t):
             last_u = np.full(inter.n_users, -np.inf)
             np.maximum.at(last_u, u, t)
             t = t + (ref_day - last_u[u])
         decay = np.exp2(-(ref_day - t) / half_life_days)
         count = np.bincount(inv, weights=w, minlength=len(uniq))
-        recent = np.bincount(inv, weights=w * decay, minlength=len(uniq))
+        decay *= w
+        recent = np.bincount(inv, weights=decay, minlength=len(uniq))
+        del decay, u, w
         last = np.full(len(uniq), -np.inf)
         np.maximum.at(last, inv, t)
         return cls(float(ref_day), inter.n_users, n_i, uniq.astype(np.int64),
