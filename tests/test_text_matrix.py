@@ -156,3 +156,15 @@ def test_row_adam_known_answer(beta1):
     np.testing.assert_allclose(w.detach().numpy(), expect, rtol=1e-6)
     assert set(opt.state[w]) == ({"step", "exp_avg_sq"} if beta1 == 0 else {"step", "exp_avg", "exp_avg_sq"})
     assert opt.state[w]["exp_avg_sq"].shape == (4,)
+
+
+def test_top_k_rows_known_answer():
+    from merch_app.model.topk import top_k_rows
+
+    scores = np.array([[0.1, 0.9, 0.5, 0.9, -1.0],
+                       [3.0, 2.0, 1.0, 0.0, -1.0]], np.float32)
+    np.testing.assert_array_equal(top_k_rows(scores, 3), [[1, 3, 2], [0, 1, 2]])  # equal scores by index
+    assert top_k_rows(scores, 9).shape == (2, 5)
+    assert top_k_rows(scores, 0).shape == (2, 0)
+    assert top_k_rows(np.zeros((0, 4)), 2).shape == (0, 2)
+    np.testing.assert_array_equal(top_k_rows(scores.astype(np.float64), 1), [[1], [0]])

@@ -17,6 +17,7 @@ import numpy as np
 
 from merch_app.model import text_matrix
 from merch_app.model.interactions import Interactions
+from merch_app.model.topk import top_k_rows
 
 
 # Scores held at once when ranking users against the whole catalogue: 512 users x 1M items
@@ -27,17 +28,6 @@ MAX_BLOCK_CELLS = 4_000_000
 def row_block(n_items: int, max_rows: int = 512) -> int:
     """Users per scoring block for a catalogue of ``n_items`` (at most ``max_rows``, at least 1)."""
     return max(1, min(int(max_rows), MAX_BLOCK_CELLS // max(int(n_items), 1)))
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` highest scores per row, best first (ties by index)."""
-    k = min(k, scores.shape[1])
-    if k <= 0:
-        return np.zeros((scores.shape[0], 0), np.int64)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(scores, top, axis=1)
-    order = np.lexsort((top, -vals), axis=1) if scores.shape[0] else top
-    return np.take_along_axis(top, order, axis=1)
 
 
 def item_popularity(train: Interactions) -> np.ndarray:

@@ -28,6 +28,7 @@ from merch_app.jobs import CancelToken, EtaClock, Progress
 from merch_app.model import text_matrix
 from merch_app.model.interactions import HistoryState
 from merch_app.model.optimizers import HybridOptimizer, RowAdam  # noqa: F401  (re-exported)
+from merch_app.model.topk import top_k_rows
 
 
 class HybridNet(nn.Module):
@@ -336,9 +337,7 @@ def validation_metrics(scores: np.ndarray, val_users: np.ndarray, label_keys: np
                        n_items: int, k: int = 10) -> dict[str, float]:
     """Mean NDCG@k / precision@k of full-catalogue score rows against label keys."""
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    top = np.take_along_axis(top, order, axis=1)
+    top = top_k_rows(scores, k)  # torch.topk: np.argpartition held the GIL (GUI stalls while training)
     rel = np.isin(val_users[:, None] * n_items + top, label_keys).astype(np.float64)
     n_rel = np.bincount(np.searchsorted(val_users, label_keys // n_items), minlength=len(val_users))
     disc = 1.0 / np.log2(np.arange(2, k + 2))

@@ -19,6 +19,8 @@ from merch_app.ui.workers import error_text
 
 log = logging.getLogger(__name__)
 
+GUI_SWITCH_INTERVAL_S = 0.001  # sys.setswitchinterval while the GUI runs (Python's default: 0.005)
+
 # Short training run started automatically when the demo workspace has no model.
 DEMO_TRAIN_OVERRIDES = {"epochs": 3}
 
@@ -27,6 +29,10 @@ def create_app() -> QApplication:
     """The QApplication (reused if one exists, e.g. under pytest-qt)."""
     shield_pyside_612_refcount()
     configure_allocator()  # also when the GUI is started without the merch-app entry point
+    # Every Qt call releases the GIL, and taking it back from a busy worker thread waits for the
+    # switch interval: a repaint of a few dozen Qt calls waited 5 ms each (GUI stalls of 50-90 ms
+    # while training, in benchmarks/bench_responsiveness.py).  1 ms keeps those waits short.
+    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("merch_app")
     app.setOrganizationName("merch_app")
