@@ -146,3 +146,13 @@ def test_gui_gc_keeps_collections_short_and_full_ones_for_idle_time(qtbot, monke
     g.collect()
     assert calls[-1] == ("freeze",)  # a burst of new objects is frozen, not scanned
     assert gc.isenabled()
+
+
+def test_gui_process_switches_threads_every_millisecond(qtbot):
+    """A busy worker hands the GIL back to the GUI thread after 1 ms, not Python's 5 ms."""
+    import sys
+
+    from merch_app.ui.app import GUI_SWITCH_INTERVAL_S, create_app
+
+    create_app()
+    assert sys.getswitchinterval() == pytest.approx(GUI_SWITCH_INTERVAL_S) == pytest.approx(0.001)
