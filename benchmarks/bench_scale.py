@@ -132,6 +132,24 @@ def run_scale(name: str, args) -> dict:
     return res
 
 
+RERUNNABLE = ("train", "train_ref", "query", "query_ref")
+
+
+def rerun_jobs(previous: dict, jobs: list[str], args) -> dict:
+    """Re-measure ``jobs`` on a scale's existing workspace (after a fix); the other results are kept."""
+    res = dict(previous)
+    ws = OUT / "scale" / res["name"] / "ws.merch.sqlite"
+    q = ["--quantize", QUANTIZE]
+    print(f"[{res['name']}] re-running {', '.join(jobs)}", flush=True)
+    extra = {"train": [*q, "--epochs", str(args.epochs)], "train_ref": ["--epochs", "1"],
+             "query": ["--queries", str(args.queries)], "query_ref": [*q, "--queries", str(args.queries)]}
+    for job in jobs:
+        if job in ("train", "query"):
+            res["load"][job] = load_average()
+        res[job] = _job(job, ws, *extra[job])
+    return res
+
+
 def _ok(value: float, goal: float) -> str:
     return f"{'✔' if value <= goal else '✘'}"
 
@@ -144,7 +162,9 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
          f"`ru_maxrss` (`os.wait4`). {machine_line(machine)}. The load average (1 min) at the start of each "
          "job is given: other helpers' test runs shared the two cores.", "",
          "Reproduce: `make bench` or `.venv/bin/python benchmarks/bench_scale.py` "
-         "(`--scales 10k,100k` or `--quick` for a smaller run).", "",
+         "(`--scales 10k,100k` or `--quick` for a smaller run)." + (
+             f" Jobs measured again on the same workspaces after a fix (`--rerun`): {machine['rerun']}."
+             if machine.get("rerun") else ""), "",
          "### Import", "",
          "| scale (items / events) | catalogue s | events s | events/s | process CPU s | peak RSS "
          "| sqlite-utils s | its CPU s | its rows/s | speed-up (wall) | load |",
@@ -235,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--rerun", default="",
+                    help=f"comma-separated jobs ({', '.join(RERUNNABLE)}) to measure again on the workspaces of "
+                         "the last run (its other results are kept)")
     args = ap.parse_args(argv)
     if args.quick:
         args.scales, args.fresh, args.queries = "10k,100k", min(args.fresh, 500), min(args.queries, 15)
@@ -244,9 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown scale(s) {', '.join(unknown)}; use {', '.join(SCALES)}")
     machine = machine_info()
     t0 = time.perf_counter()
-    results = [run_scale(n, args) for n in names]
-    first_ws = OUT / "scale" / names[0] / "ws.merch.sqlite"
-    enc_ref = _job("encode_ref", first_ws, "--n", str(min(args.fresh, 1000)))
+    jobs = [j.strip() for j in args.rerun.split(",") if j.strip()]
+    if jobs:
+        if set(jobs) - set(RERUNNABLE):
+            ap.error(f"--rerun takes {', '.join(RERUNNABLE)}")
+        last = json.loads((OUT / "scale" / "results.json").read_text())
+        results = [rerun_jobs(r, jobs, args) if r["name"] in names else r for r in last["results"]]
+        enc_ref, machine = last["encode_ref"], {**last["machine"], "rerun": f"{args.rerun} on {machine['date']}"}
+    else:
+        results = [run_scale(n, args) for n in names]
+        first_ws = OUT / "scale" / names[0] / "ws.merch.sqlite"
+        enc_ref = _job("encode_ref", first_ws, "--n", str(min(args.fresh, 1000)))
     section = render(results, enc_ref, machine, args)
     print(section)
     print(f"bench_scale: {time.perf_counter() - t0:.0f} s")

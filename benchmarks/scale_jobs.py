@@ -301,6 +301,7 @@ def job_query_ref(ws: Path, n_queries: int, quantize: str | None) -> dict:
     encoder = _encoder(quantize)
     _ids, vectors = item_text_vectors(db, encoder)
     db.close()
+    vectors = np.ascontiguousarray(vectors, np.float32)  # the references keep float32 vectors (the app: float16 from 100k)
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
     prefixes = [q[:n] for q in typed_queries(n_queries, seed=17) for n in range(1, len(q) + 1) if q[:n].strip()]

@@ -168,3 +168,17 @@ def test_top_k_rows_known_answer():
     assert top_k_rows(scores, 0).shape == (2, 0)
     assert top_k_rows(np.zeros((0, 4)), 2).shape == (0, 2)
     np.testing.assert_array_equal(top_k_rows(scores.astype(np.float64), 1), [[1], [0]])
+
+
+def test_one_blas_thread_limits_openblas_inside_only():
+    from threadpoolctl import ThreadpoolController
+
+    from merch_app.memory import one_blas_thread
+
+    def openblas_threads():
+        return [p["num_threads"] for p in ThreadpoolController().info() if p["internal_api"] == "openblas"]
+
+    before = openblas_threads()
+    with one_blas_thread():
+        assert all(n == 1 for n in openblas_threads())
+    assert openblas_threads() == before

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from merch_app.jobs import CancelToken, EtaClock, Progress
+from merch_app.memory import one_blas_thread
 from merch_app.model import text_matrix
 from merch_app.model.interactions import HistoryState
 from merch_app.model.optimizers import HybridOptimizer, RowAdam  # noqa: F401  (re-exported)
@@ -196,7 +197,11 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
     The combiner has about ten inputs, so exact second-order steps are cheap
     and, unlike SGD on the side of the CF loss, converge every epoch.
     """
-    Xb = np.hstack([X.astype(np.float64), np.ones((len(X), 1))])
+    with one_blas_thread():
+        return _newton_logistic(np.hstack([X.astype(np.float64), np.ones((len(X), 1))]), y, w, l2, iters)
+
+
+def _newton_logistic(Xb: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, iters: int) -> tuple[np.ndarray, float]:
     beta = np.zeros(Xb.shape[1])
     reg = np.full(Xb.shape[1], l2)
     reg[-1] = 0.0
