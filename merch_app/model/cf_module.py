@@ -198,18 +198,23 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
     and, unlike SGD on the side of the CF loss, converge every epoch.
     """
     with one_blas_thread():
-        return _newton_logistic(np.hstack([X.astype(np.float64), np.ones((len(X), 1))]), y, w, l2, iters)
+        return _newton_logistic(np.asarray(X), y, w, l2, iters)
 
 
-def _newton_logistic(Xb: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, iters: int) -> tuple[np.ndarray, float]:
-    beta = np.zeros(Xb.shape[1])
-    reg = np.full(Xb.shape[1], l2)
+def _newton_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, iters: int) -> tuple[np.ndarray, float]:
+    # rows get their float64 copy and intercept column one block at a time: a full float64
+    # copy of 2M examples x 17 columns was part of the training's memory peak
+    beta = np.zeros(X.shape[1] + 1)
+    reg = np.full(len(beta), l2)
     reg[-1] = 0.0
     for _ in range(iters):
         g = reg * beta
         H = np.diag(reg + 1e-9)
-        for s in range(0, len(Xb), _GRAM_ROWS):
-            xb = Xb[s:s + _GRAM_ROWS]
+        for s in range(0, len(X), _GRAM_ROWS):
+            block = X[s:s + _GRAM_ROWS]
+            xb = np.empty((len(block), len(beta)))
+            xb[:, :-1] = block
+            xb[:, -1] = 1.0
             p = 1.0 / (1.0 + np.exp(-np.clip(xb @ beta, -30, 30)))
             ws = w[s:s + _GRAM_ROWS]
             g += xb.T @ (ws * (p - y[s:s + _GRAM_ROWS]))
