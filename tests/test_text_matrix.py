@@ -182,3 +182,17 @@ def test_one_blas_thread_limits_openblas_inside_only():
     with one_blas_thread():
         assert all(n == 1 for n in openblas_threads())
     assert openblas_threads() == before
+
+
+def test_fit_logistic_takes_row_blocks():
+    """Row blocks give the fit of the stacked rows (no stacked copy is made)."""
+    from merch_app.model.cf_module import fit_logistic
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3_000, 4)).astype(np.float32)
+    y = (X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.normal(size=3_000) > 0).astype(np.float32)
+    w = rng.random(3_000).astype(np.float32)
+    coef, b = fit_logistic(X, y, w)
+    coef2, b2 = fit_logistic([X[:1000], X[1000:1001], X[1001:]], y, w)
+    np.testing.assert_allclose(coef2, coef, atol=1e-10)
+    assert b2 == pytest.approx(b, abs=1e-10) and coef[0] > 0.5 and coef[1] < -1.0

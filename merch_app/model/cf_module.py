@@ -190,35 +190,43 @@ def combiner_examples(lu: np.ndarray, li: np.ndarray, lw: np.ndarray, state: His
 _GRAM_ROWS = 65_536
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
+def fit_logistic(X, y: np.ndarray, w: np.ndarray, l2: float = 1.0,
                  iters: int = 25) -> tuple[np.ndarray, float]:
     """Weighted L2-regularised logistic regression by Newton steps; (coef, intercept).
+
+    ``X`` is an ``(n, d)`` array or a list of row blocks (concatenated, they
+    are the rows of ``y`` and ``w``; no stacked copy is made).
 
     The combiner has about ten inputs, so exact second-order steps are cheap
     and, unlike SGD on the side of the CF loss, converge every epoch.
     """
+    parts = [np.asarray(x) for x in X] if isinstance(X, (list, tuple)) else [np.asarray(X)]
     with one_blas_thread():
-        return _newton_logistic(np.asarray(X), y, w, l2, iters)
+        return _newton_logistic(parts, y, w, l2, iters)
 
 
-def _newton_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, iters: int) -> tuple[np.ndarray, float]:
-    # rows get their float64 copy and intercept column one block at a time: a full float64
-    # copy of 2M examples x 17 columns was part of the training's memory peak
-    beta = np.zeros(X.shape[1] + 1)
+def _newton_logistic(parts: list[np.ndarray], y: np.ndarray, w: np.ndarray, l2: float,
+                     iters: int) -> tuple[np.ndarray, float]:
+    # rows get their float64 copy and intercept column one block at a time (and row blocks may come
+    # as a list): a full float64 copy of 2M examples x 17 columns was part of the training's memory peak
+    blocks = [(part, start) for part, start in zip(parts, np.cumsum([0] + [len(x) for x in parts[:-1]]))]
+    beta = np.zeros(parts[0].shape[1] + 1)
     reg = np.full(len(beta), l2)
     reg[-1] = 0.0
     for _ in range(iters):
         g = reg * beta
         H = np.diag(reg + 1e-9)
-        for s in range(0, len(X), _GRAM_ROWS):
-            block = X[s:s + _GRAM_ROWS]
-            xb = np.empty((len(block), len(beta)))
-            xb[:, :-1] = block
-            xb[:, -1] = 1.0
-            p = 1.0 / (1.0 + np.exp(-np.clip(xb @ beta, -30, 30)))
-            ws = w[s:s + _GRAM_ROWS]
-            g += xb.T @ (ws * (p - y[s:s + _GRAM_ROWS]))
-            H += (xb * (ws * p * (1 - p))[:, None]).T @ xb
+        for part, start in blocks:
+            for s in range(0, len(part), _GRAM_ROWS):
+                block = part[s:s + _GRAM_ROWS]
+                xb = np.empty((len(block), len(beta)))
+                xb[:, :-1] = block
+                xb[:, -1] = 1.0
+                p = 1.0 / (1.0 + np.exp(-np.clip(xb @ beta, -30, 30)))
+                rows = slice(start + s, start + s + len(block))
+                ws = w[rows]
+                g += xb.T @ (ws * (p - y[rows]))
+                H += (xb * (ws * p * (1 - p))[:, None]).T @ xb
         step = np.linalg.solve(H, g)
         beta -= step
         if np.max(np.abs(step)) < 1e-6:

@@ -267,7 +267,7 @@ class HybridModel(ScoringMixin):
             w.append(ex.w)
         if not X:
             return np.zeros(N_HIST + N_TREND, np.float32)
-        coef, _ = cf.fit_logistic(np.vstack(X), np.concatenate(y), np.concatenate(w))
+        coef, _ = cf.fit_logistic(X, np.concatenate(y), np.concatenate(w))  # row blocks: no stacked copy
         return coef.astype(np.float32)
 
     def _fit_combiner(self, ex: "cf.CombinerExamples") -> None:
