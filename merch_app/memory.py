@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
-from typing import Optional
 
-_trim = None  # resolved on first use; False = not available
-
-
-def _malloc_trim() -> Optional[object]:
-    global _trim
-    if _trim is None:
-        _trim = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                _trim = libc.malloc_trim
-                _trim.argtypes, _trim.restype = [ctypes.c_size_t], ctypes.c_int
-            except (OSError, AttributeError):
-                _trim = False
-    return _trim or None
+@functools.cache
+def _libc():
+    """glibc through ctypes (None off Linux or when it cannot be loaded); looked up once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 def trim_heap() -> bool:
@@ -36,8 +30,8 @@ def trim_heap() -> bool:
     The call runs without the GIL (ctypes releases it), so a GUI thread keeps
     running while a worker trims.
     """
-    fn = _malloc_trim()
-    return bool(fn(0)) if fn is not None else False
+    fn = getattr(_libc(), "malloc_trim", None)
+    return bool(fn(ctypes.c_size_t(0))) if fn is not None else False
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
@@ -53,13 +47,8 @@ def configure_allocator() -> bool:
     ~1 GB more than it used.  A fixed threshold returns every large array to
     the OS when it is freed.  Called once at start-up by the entry points.
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(MMAP_THRESHOLD)))
-    except (OSError, AttributeError):
-        return False
+    fn = getattr(_libc(), "mallopt", None)
+    return bool(fn(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(MMAP_THRESHOLD))) if fn is not None else False
 
 
 def one_blas_thread():

@@ -43,9 +43,7 @@ N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 class HybridModel(ScoringMixin):
     """BERT + CF hybrid recommender with an explainable additive score."""
 
-    # P/Q get sparse gradients (lazy row-wise updates, cf.RowAdam); the Ray engine's DistributedDataParallel all-reduces
-    # dense gradients and turns this off
-    sparse_id_grads = True
+    sparse_id_grads = True  # P/Q: sparse gradients, cf.RowAdam (off in the Ray engine: DDP all-reduces dense ones)
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -162,12 +160,11 @@ class HybridModel(ScoringMixin):
             history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text))
         net, opt = self._new_net(inter, tu_cut, item_text)
         pu, pi, pw = pre.pairs()
-        n_pre = max(len(pre), 1)
-        del pre
-        trim_heap()  # the phases before (encoding, user vectors, cuts) left freed heap behind
         per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
         # the refit's pairs are built when it starts (memory); until then their number is estimated
-        per_refit = max(1, math.ceil(per_epoch * len(inter) / n_pre))
+        per_refit = max(1, math.ceil(per_epoch * len(inter) / max(len(pre), 1)))
+        del pre
+        trim_heap()  # the phases before (encoding, user vectors, cuts) left freed heap behind
         rep = cf.Reporter(progress, cfg.epochs * per_epoch + cfg.refit_epochs * per_refit)
         best, best_metric, bad = None, -np.inf, 0
         self.history = []
