@@ -260,3 +260,54 @@ def test_combiner_examples_sample_label_users_beyond_the_cap(state):
     assert set(capped.u.tolist()) == kept  # history items and negatives only of the sampled users
     same = cf.combiner_examples(lu, li, lw, state, trend, counts, 2, np.random.default_rng(0), max_users=4)
     np.testing.assert_array_equal(same.u, full.u)  # at or under the cap nothing changes
+
+
+def _naive_history_text(state: HistoryState, item_text: np.ndarray) -> np.ndarray:
+    out = np.zeros((state.n_users, item_text.shape[1]))
+    w = state.recent + 1e-3 * state.count
+    for key, weight in zip(state.keys, w):
+        out[key // state.n_items] += weight * item_text[key % state.n_items]
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+def test_history_text_vectors_match_the_definition_across_chunks(monkeypatch):
+    from merch_app.model import text_matrix
+    from merch_app.model.interactions import history_text_vectors, users_history_text
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, n_ev = 300, 50, 4000
+    users = [f"u{u}" for u in rng.integers(0, n_users - 5, n_ev)]  # the last 5 users have no events
+    items = [f"i{i}" for i in rng.integers(0, n_items, n_ev)]
+    inter = from_arrays(users, items, rng.uniform(100, 200, n_ev), item_ids=[f"i{i}" for i in range(n_items)],
+                        user_ids=[f"u{u}" for u in range(n_users)])
+    item_text = rng.normal(size=(n_items, 8)).astype(np.float32)
+    state = HistoryState.build(inter, 201.0, 30.0)
+    expect = _naive_history_text(state, item_text)
+    got = history_text_vectors(state, item_text)
+    assert got.dtype == np.float32 and np.allclose(got, expect, atol=1e-5)
+    assert not got[-5:].any()  # no history: zero vectors
+    # compact output switches to float16 at COMPACT_MIN_ROWS users; each row is rounded once
+    monkeypatch.setattr(text_matrix, "COMPACT_MIN_ROWS", 100)
+    small = history_text_vectors(state, item_text, compact=True)
+    assert small.dtype == np.float16 and np.abs(small.astype(np.float32) - expect).max() < 2e-3
+    # only some users: the same rows, in the order asked for
+    some = np.array([7, 2, 299, 40])
+    sub = users_history_text(inter, some, 201.0, 30.0, item_text)
+    assert sub.shape == (4, 8) and np.allclose(sub, expect[some], atol=1e-5)
+
+
+def test_history_text_chunks_end_where_a_user_starts(monkeypatch):
+    """A user whose history spans a chunk boundary is summed whole (chunk size forced tiny)."""
+    from merch_app.model import history_features
+
+    rng = np.random.default_rng(4)
+    users = ["a"] * 30 + ["b"] * 3 + ["c"] * 25
+    items = [f"i{i}" for i in rng.integers(0, 40, len(users))]
+    inter = from_arrays(users, items, rng.uniform(0, 10, len(users)), item_ids=[f"i{i}" for i in range(40)])
+    item_text = rng.normal(size=(40, 4)).astype(np.float32)
+    state = HistoryState.build(inter, 11.0, 5.0)
+    expect = _naive_history_text(state, item_text)
+    monkeypatch.setattr(history_features, "TEXT_CHUNK_ROWS", 7)
+    got = history_features.history_text_vectors(state, item_text)
+    assert np.allclose(got, expect, atol=1e-5)

@@ -156,8 +156,8 @@ class HybridModel(ScoringMixin):
         self.hist_weights = None
         if cfg.history_features and len(label_users):
             self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
-        tu_cut = text_matrix.compact(
-            history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text))
+        tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text,
+                                      compact=True)
         net, opt = self._new_net(inter, tu_cut, item_text)
         pu, pi, pw = pre.pairs()
         per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
@@ -202,7 +202,7 @@ class HybridModel(ScoringMixin):
         self.combiner = best[1]
         # refit the CF part on the whole period; the combiner keeps its weights
         final_tu = user_text if user_text is not None else history_text_vectors(
-            HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text)
+            HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text, compact=True)
         net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
         cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
         del pu, pi, pw

@@ -228,4 +228,5 @@ from merch_app.model.history_features import (  # noqa: E402,F401
     HistoryState,
     history_text_vectors,
     item_trend_features,
+    users_history_text,
 )

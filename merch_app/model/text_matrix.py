@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 COMPACT_MIN_ROWS = 100_000
-BLOCK_ROWS = 65_536  # rows widened at once (25 MB at 384 dims)
+BLOCK_ROWS = 16_384  # rows widened at once (25 MB of float32 at 384 dims)
 
 
 def storage_dtype(n_rows: int) -> np.dtype:
