@@ -289,22 +289,6 @@ def render(r: dict, machine: dict) -> str:
     return "\n".join(L)
 
 
-def _nice_workers(level: int) -> None:
-    import threading
-
-    from merch_app.ui import workers
-
-    original = workers._Executor.execute
-
-    def execute(self, *args):
-        if not getattr(self, "_bench_niced", False):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), level)
-            self._bench_niced = True
-        return original(self, *args)
-
-    workers._Executor.execute = execute
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=list(SCALES), default="100k")
@@ -315,14 +299,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="write every thread's stack to this file whenever a beat is > 60 ms late")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval (seconds) for this run, to compare with the app's setting")
-    ap.add_argument("--nice-workers", type=int, default=None,
-                    help="renice every JobRunner worker thread (experiment, Linux)")
+    ap.add_argument("--worker-nice", type=int, default=None,
+                    help="nice level of the JobRunner worker threads for this run (0: as the GUI thread), "
+                         "to compare with the app's setting")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
-    if args.nice_workers is not None:
-        _nice_workers(args.nice_workers)
+    if args.worker_nice is not None:
+        from merch_app.ui import job_executor
+
+        job_executor.WORKER_NICE = args.worker_nice
     scale = "10k" if args.quick else args.scale
     machine = machine_info()
     r = run(scale, args.encode_seconds, args.epochs, args.stall_dump)

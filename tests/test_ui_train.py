@@ -49,7 +49,7 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
 
     x, y = screen.loss_curve.getData()
     assert list(x) == [1.0, 2.0] and np.all(np.isfinite(y))
-    assert screen.batch_curve.getData()[0].size >= 1  # batch reports are rate-limited to ~30/s
+    assert screen.batch_curve.getData()[0].size >= 1  # batch reports are rate-limited to 10/s
     nd = screen.ndcg_curve.getData()[1]
     assert len(nd) == 2 and np.all((nd >= 0) & (nd <= 1))
     versions = list_versions(ws_path)
@@ -119,3 +119,25 @@ def test_cancel_training_saves_nothing(qtbot, train_window, ws_path, monkeypatch
     assert list_versions(ws_path) == []
     assert "cancelled" in screen.log.toPlainText()
     assert screen.start_button.isEnabled()
+
+
+def test_batch_losses_are_drawn_at_most_every_redraw_interval(qtbot, ws_path):
+    from merch_app.jobs import Progress
+    from merch_app.ui.screens.train_screen import BATCH_REDRAW_MS
+
+    window = make_window(qtbot, ws_path)
+    screen = window.show_screen("Train")
+    screen._run_epochs = 2
+    for b in range(1, 21):  # 20 reports in a burst: one redraw after the interval, not 20
+        screen._on_progress(Progress(b, 40, "epoch 1/2", None, {"phase": "train", "epoch": 1, "batch": b,
+                                                                 "loss": 1.0 / b}))
+    assert screen.batch_curve.getData()[0] is None or screen.batch_curve.getData()[0].size == 0
+    qtbot.wait(BATCH_REDRAW_MS + 150)
+    x, y = screen.batch_curve.getData()
+    assert x.size == 20 and y[-1] == pytest.approx(1 / 20)
+    # an epoch end draws at once, with the epoch's mean as the curve's last point
+    screen._on_progress(Progress(20, 40, "epoch 1/2", None, {"phase": "train", "epoch": 1, "loss": 0.5,
+                                                              "epoch_end": True}))
+    x, y = screen.batch_curve.getData()
+    assert x.size == 21 and x[-1] == 1.0 and y[-1] == 0.5
+    assert list(screen.loss_curve.getData()[0]) == [1.0]

@@ -1,6 +1,7 @@
 """JobRunner: results in the GUI thread, stale results dropped, errors wrapped, channels, shutdown."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -156,3 +157,27 @@ def test_gui_process_switches_threads_every_millisecond(qtbot):
 
     create_app()
     assert sys.getswitchinterval() == pytest.approx(GUI_SWITCH_INTERVAL_S) == pytest.approx(0.001)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux-only")
+def test_worker_threads_run_below_the_gui_threads_priority(qtbot, runner):
+    """Jobs (and the compute threads they start) yield the cores to the GUI thread."""
+    import os
+
+    from merch_app.ui.job_executor import WORKER_NICE
+
+    gui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    got = []
+
+    def job(ctx):
+        seen = []
+        child = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS,
+                                                                           threading.get_native_id())))
+        child.start()
+        child.join()
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), seen[0]
+
+    runner.start(job, on_result=got.append)
+    assert runner.wait(10)
+    assert got == [(max(WORKER_NICE, gui_nice), max(WORKER_NICE, gui_nice))] and WORKER_NICE >= 5
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui_nice  # the GUI thread is untouched

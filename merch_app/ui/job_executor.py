@@ -7,6 +7,8 @@ reports back through queued signals.  Screens use :mod:`merch_app.ui.workers`.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import traceback
@@ -17,6 +19,33 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject, Signal, Slot
 
 from merch_app.jobs import CancelToken, Cancelled, Progress
+
+# progress reports reach the GUI at most this often (10 Hz is smooth for bars and curves;
+# each report costs the GUI thread a slot call and a repaint)
+PROGRESS_INTERVAL_S = 0.1
+# Worker threads run at this nice level (Linux: per thread; threads they start, such as
+# torch's compute threads, inherit it).  On a 2-core laptop a training job keeps both cores
+# busy; at nice 0 the GUI thread queued behind it for tens of milliseconds per repaint.
+WORKER_NICE = 10
+
+
+def lower_thread_priority(level: Optional[int] = None) -> bool:
+    """Raise the calling thread's nice value to ``level`` (default :data:`WORKER_NICE`; True if set).
+
+    Only Linux schedules threads by their own nice value; elsewhere (or
+    without permission) nothing changes and False is returned.
+    """
+    level = WORKER_NICE if level is None else level
+    if level <= 0 or not sys.platform.startswith("linux"):  # elsewhere a thread id is not a nice target
+        return False
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) >= level:
+            return True
+        os.setpriority(os.PRIO_PROCESS, tid, level)
+        return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -54,7 +83,7 @@ class JobContext:
         """Forward a progress report to the GUI (rate-limited, epoch ends always pass)."""
         now = time.perf_counter()
         important = bool(p.data.get("epoch_end")) or (p.total is not None and p.done >= p.total)
-        if not important and now - self._last_emit < 0.03:
+        if not important and now - self._last_emit < PROGRESS_INTERVAL_S:
             return
         self._last_emit = now
         self._executor.progressed.emit(self.handle.seq, p)
@@ -102,9 +131,12 @@ class _Executor(QObject):
         self.state: dict[Any, Any] = {}
         self.jobs: dict[int, _Job] = {}
         self.lock = threading.Lock()
+        self.niced = False
 
     @Slot(int)
     def execute(self, seq: int) -> None:
+        if not self.niced:  # first job in this thread: from now on it yields the cores to the GUI
+            self.niced = lower_thread_priority()
         with self.lock:
             job = self.jobs.get(seq)
         if job is None:

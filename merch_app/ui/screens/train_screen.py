@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -34,6 +34,9 @@ def default_config() -> dict[str, Any]:
     return HybridConfig().to_dict()
 
 
+BATCH_REDRAW_MS = 250
+
+
 class TrainScreen(Screen):
     """Start/cancel a training run and manage the model versions it produces."""
 
@@ -50,6 +53,10 @@ class TrainScreen(Screen):
         self._phase = ""
         self._t0 = 0.0
         self._run_epochs = 1
+        # the running-loss curve is redrawn at most this often: every redraw re-ticks the
+        # axes, and the GUI thread shares the two cores with the training threads
+        self._batch_redraw = QTimer(self, singleShot=True, interval=BATCH_REDRAW_MS)
+        self._batch_redraw.timeout.connect(self._draw_batches)
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -174,6 +181,8 @@ class TrainScreen(Screen):
         self.progress.setValue(0)
         self._phase = ""
         self._run_epochs = config.epochs + config.refit_epochs
+        for chart in (self.loss_chart, self.val_chart):  # fixed during the run: the curves grow to the right
+            chart.widget.setXRange(0, self._run_epochs, padding=0.02)
         self._t0 = time.perf_counter()
         self.log_line(f"Training started: dim={config.dim} epochs={config.epochs} lr={config.lr:g} "
                       f"l2={config.l2:g} dropout={config.dropout:g} negatives={config.negatives} "
@@ -220,7 +229,12 @@ class TrainScreen(Screen):
         h = self.history
         h["batch_x"].append(epoch - 1 + min(batch / per_epoch, 1.0))
         h["batch_loss"].append(float(d["loss"]))
-        self.batch_curve.setData(h["batch_x"], h["batch_loss"])
+        if not self._batch_redraw.isActive():
+            self._batch_redraw.start()
+
+    def _draw_batches(self) -> None:
+        self._batch_redraw.stop()
+        self.batch_curve.setData(self.history["batch_x"], self.history["batch_loss"])
 
     def _add_epoch(self, d: dict) -> None:
         h = self.history
@@ -236,7 +250,7 @@ class TrainScreen(Screen):
             # rate-limited, so a short epoch may otherwise leave no batch point.
             h["batch_x"].append(h["epoch"][-1])
             h["batch_loss"].append(float(d["loss"]))
-            self.batch_curve.setData(h["batch_x"], h["batch_loss"])
+            self._draw_batches()
         for key in ("loss", "val_ndcg@10", "val_precision@10"):
             v = d.get(key)
             h[key].append(float(v) if isinstance(v, (int, float)) else float("nan"))
@@ -261,6 +275,9 @@ class TrainScreen(Screen):
 
     def _on_finished(self, state: str) -> None:
         self._set_running(False)
+        self._draw_batches()
+        for chart in (self.loss_chart, self.val_chart):
+            chart.widget.enableAutoRange(x=True)
         self.eta_label.setText({"ok": "done", "cancelled": "cancelled", "error": "failed"}.get(state, state))
 
     def _reuse_settings(self) -> None:
