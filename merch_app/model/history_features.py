@@ -81,7 +81,10 @@ class HistoryState:
         across seasons.
         """
         mask = (inter.ts < ref_day) & (inter.weight > 0)
-        u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
+        if mask.all():  # e.g. refreshing to now: the event arrays are read, never written, so no copies
+            u, i, w, t = inter.user_idx, inter.item_idx, inter.weight, inter.ts
+        else:
+            u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
         del mask  # per-event temporaries are freed as soon as they are used (8M events: 64 MB each)
         n_i = inter.n_items
         key = u * n_i + i
@@ -93,13 +96,7 @@ class HistoryState:
         np.minimum.at(first_abs, inv, t)
         last_abs = np.full(len(uniq), -np.inf)
         np.maximum.at(last_abs, inv, t)
-        day = np.floor(t).astype(np.int64)
-        days = np.zeros(len(uniq), np.float32)
-        if len(t):
-            pair_day = np.unique(inv.astype(np.int64) * (int(day.max() - day.min()) + 1) + (day - day.min()))
-            days = np.bincount(pair_day // (int(day.max() - day.min()) + 1), minlength=len(uniq)).astype(np.float32)
-            del pair_day
-        del day
+        days = _distinct_days(inv, t, len(uniq))
         pair_item = uniq % n_i if len(uniq) else np.zeros(0, np.int64)
         buyers = np.bincount(pair_item, minlength=n_i).astype(np.float64)
         repeaters = np.bincount(pair_item, weights=(days >= 2).astype(np.float64), minlength=n_i)
@@ -230,6 +227,26 @@ class HistoryState:
         """(item idx, features) for every item in user ``u``'s history."""
         items, _, _ = self.user_items(u)
         return items, self.features(np.full(len(items), u), items)
+
+
+def _distinct_days(pair: np.ndarray, t: np.ndarray, n_pairs: int) -> np.ndarray:
+    """Number of distinct calendar days (of ``t``) per pair, for events labelled with their pair index.
+
+    One int64 per event, sorted in place (``np.unique`` over 10M events held
+    ~0.5 GB of copies and hash tables next to the event arrays).
+    """
+    if len(t) == 0:
+        return np.zeros(n_pairs, np.float32)
+    first = np.floor(t.min())
+    span = int(np.floor(t.max()) - first) + 1
+    code = pair.astype(np.int64)
+    code *= span
+    code += (np.floor(t) - first).astype(np.int64)
+    code.sort()
+    new = np.empty(len(code), bool)
+    new[0] = True
+    np.not_equal(code[1:], code[:-1], out=new[1:])
+    return np.bincount(code[new] // span, minlength=n_pairs).astype(np.float32)
 
 
 def item_trend_features(inter: Interactions, ref_day: float) -> np.ndarray:

@@ -101,6 +101,7 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
         return
     now = float(everything.ts.max()) + 1e-6
     model.drop_derived()  # rebuilt once at the end: not held next to the history being rebuilt
+    trim_heap()  # evaluation's small objects (rankings, id sets) left freed heap behind
     if new_users:
         n_old = len(model.user_ids)  # only the new users' vectors are needed, from their events alone
         text = users_history_text(everything, np.arange(n_old, everything.n_users), now,
@@ -108,6 +109,7 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
         model.add_users(new_users, text, derive=False)
     model.refresh_history(everything, now)
     del everything
+    trim_heap()
     model._derive()
 
 
