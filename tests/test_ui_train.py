@@ -141,3 +141,10 @@ def test_batch_losses_are_drawn_at_most_every_redraw_interval(qtbot, ws_path):
     x, y = screen.batch_curve.getData()
     assert x.size == 21 and x[-1] == 1.0 and y[-1] == 0.5
     assert list(screen.loss_curve.getData()[0]) == [1.0]
+
+
+def test_metric_axis_labels_are_short():
+    from merch_app.ui.screens.model_versions import axis_label
+
+    assert [axis_label(m) for m in ("ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "coverage")] == \
+        ["nDCG@10", "P@10", "R@10", "MAP@10", "MRR", "coverage"]

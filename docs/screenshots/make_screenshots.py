@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         train = window.show_screen("Train")
         train.form.set_encoder(args.encoder)
         train.start_training(overrides={"epochs": args.epochs})
+        while window.busy() and len(train.history["epoch"]) < max(args.epochs // 2, 1):
+            pump(app, 0.05)
+        pump(app, 0.6)  # one more running-loss redraw
+        save(app, window, "train_running.png")  # mid-run: fixed epoch axis, curves growing to the right
         wait_idle(app, window, timeout=1800)
         save(app, window, "train.png")
         print("train.png", train.log.toPlainText().splitlines()[-1:])

@@ -76,7 +76,9 @@ class LineChart:
     def __init__(self, title: str = "", left: str = "", bottom: str = "", date_axis: bool = False,
                  legend: bool = True, symbols: bool = False, legend_offset: tuple[int, int] = (-10, 10)) -> None:
         self.widget = make_plot(title, left, bottom, date_axis)
-        self.legend = self.widget.addLegend(offset=legend_offset) if legend else None
+        # a see-through white box: curves passing under the legend do not cross its text
+        box = pg.mkBrush(255, 255, 255, 210)
+        self.legend = self.widget.addLegend(offset=legend_offset, brush=box) if legend else None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.symbols = symbols
 

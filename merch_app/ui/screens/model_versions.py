@@ -145,8 +145,7 @@ class ModelVersionsPanel(QWidget):
         fill_table(self.baselines_table, ["ranker"] + names,
                    [[s] + [round(x, 4) if x == x else "—" for x in vals] for s, vals in series.items()])
         self.baselines_table.resizeColumnsToContents()
-        short = names[:5]
-        self.chart.set_groups(short, {s: vals[:5] for s, vals in series.items()})
+        self.chart.set_groups([axis_label(n) for n in names[:5]], {s: vals[:5] for s, vals in series.items()})
 
     def _update_buttons(self) -> None:
         v = self.selected()
@@ -191,3 +190,12 @@ class ModelVersionsPanel(QWidget):
         from merch_app.model.registry import delete
 
         self.run_registry(lambda db: delete(db, model_id), "Deleting model")
+
+
+_AXIS_NAMES = {"precision": "P", "recall": "R", "ndcg": "nDCG", "map": "MAP", "mrr": "MRR", "hit_rate": "HR"}
+
+
+def axis_label(metric: str) -> str:
+    """Short metric name for a chart axis ("precision@10" -> "P@10"): the full names overlap at panel width."""
+    base, at, k = metric.partition("@")
+    return _AXIS_NAMES.get(base, base) + at + k
