@@ -196,3 +196,13 @@ def test_fit_logistic_takes_row_blocks():
     coef2, b2 = fit_logistic([X[:1000], X[1000:1001], X[1001:]], y, w)
     np.testing.assert_allclose(coef2, coef, atol=1e-10)
     assert b2 == pytest.approx(b, abs=1e-10) and coef[0] > 0.5 and coef[1] < -1.0
+
+
+def test_top_k_rows_of_one_row_broadcast_to_all():
+    from merch_app.model.topk import top_k_rows
+
+    counts = np.array([3.0, 9.0, 1.0, 9.0, 5.0])
+    view = np.broadcast_to(counts, (4, 5))
+    assert view.strides[0] == 0
+    np.testing.assert_array_equal(top_k_rows(view, 3), [[1, 3, 4]] * 4)
+    np.testing.assert_array_equal(top_k_rows(view, 3), top_k_rows(np.array(view), 3))

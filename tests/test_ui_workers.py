@@ -133,11 +133,15 @@ def test_gui_gc_keeps_collections_short_and_full_ones_for_idle_time(qtbot, monke
     g.collect()
     assert calls[-1] == ("collect", 0)
     counts[0] = (800, 11, 0)
+    busy[0] = False
+    g._last_full = time.monotonic()
     g.collect()
     assert calls[-1] == ("collect", 1)
+    busy[0] = True
+    g._last_full = 0.0
     counts[0] = (800, 11, 11)
     g.collect()
-    assert calls[-1] == ("collect", 1)  # a job runs: no full collection
+    assert calls[-1] == ("freeze",)  # a job runs: no full collection (and no middle one)
     busy[0] = False
     g.collect()
     assert calls[-2:] == [("collect", 2), ("freeze",)]
@@ -146,6 +150,13 @@ def test_gui_gc_keeps_collections_short_and_full_ones_for_idle_time(qtbot, monke
     counts[0] = (gui_gc.FREEZE_ABOVE + 1, 0, 0)
     g.collect()
     assert calls[-1] == ("freeze",)  # a burst of new objects is frozen, not scanned
+    counts[0] = (800, 11, 0)
+    busy[0] = True
+    g.collect()
+    assert calls[-1] == ("freeze",)  # while a job runs, the survivors are frozen, not scanned
+    busy[0] = False
+    g.collect()
+    assert calls[-1] == ("collect", 1)
     assert gc.isenabled()
 
 

@@ -82,7 +82,8 @@ def cold_start_view(model, train: Interactions, relevant: dict[str, set], users:
     scorers = {
         "model": lambda r: model.score_matrix(r),
         "text_only": lambda r: text_matrix.scores(text_u[r], text_i),
-        "popularity": lambda r: np.tile(counts, (len(r), 1)),
+        # a read-only view, not a copy: np.tile held the GIL for the whole block (GUI stalls)
+        "popularity": lambda r: np.broadcast_to(counts, (len(r), len(counts))),
     }
     chunk = bl.row_block(len(cold), chunk)
     for name, scorer in scorers.items():
@@ -127,7 +128,9 @@ def beyond_history_view(model, train: Interactions, relevant: dict[str, set], us
         "model": lambda r: model.score_matrix(r),
         "cf_only": lambda r: model.score_matrix(r, CF_ONLY_PARTS),
         "text_only": lambda r: text_matrix.scores(model.arrays["T_u"][r], model.arrays["T_i"]),
-        "popularity": lambda r: np.tile(counts, (len(r), 1)),
+        # own cells are masked in place: a copy, but not by np.tile, which held the GIL throughout
+        # (1 s for 64 rows x 1M items; this copy releases it)
+        "popularity": lambda r: np.array(np.broadcast_to(counts, (len(r), len(counts)))),
     }
     out: dict[str, Any] = {"share_of_relevant_pairs": sum(map(len, new_rel.values())) /
                            max(sum(len(relevant[u]) for u in users), 1)}

@@ -23,6 +23,8 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(int(k), scores.shape[1])
     if k <= 0 or scores.shape[0] == 0:
         return np.zeros((scores.shape[0], max(k, 0)), np.int64)
+    if scores.shape[0] > 1 and scores.strides[0] == 0:  # one row broadcast to all (popularity): ranked once
+        return np.repeat(top_k_rows(np.array(scores[:1]), k), scores.shape[0], axis=0)
     with torch.no_grad():
         vals, top = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1)
     vals, top = vals.numpy(), top.numpy()

@@ -25,7 +25,7 @@ from merch_app.jobs import CancelToken, Cancelled, Progress
 PROGRESS_INTERVAL_S = 0.1
 # Worker threads run at this nice level (Linux: per thread; threads they start, such as
 # torch's compute threads, inherit it).  On a 2-core laptop a training job keeps both cores
-# busy; at nice 0 the GUI thread queued behind it for tens of milliseconds per repaint.
+# busy; the GUI thread (nice 0) then still gets a core as soon as it has an event to handle.
 WORKER_NICE = 10
 
 

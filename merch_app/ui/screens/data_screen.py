@@ -222,8 +222,6 @@ class DataScreen(Screen):
 
         This is the slot the mapping dialog's OK leads to (tests call it directly).
         """
-        from merch_app.data.importer import ImportFailed, import_file
-
         if isinstance(requests, ImportRequest):
             requests = [requests]
         requests = list(requests)
@@ -233,6 +231,9 @@ class DataScreen(Screen):
         n = len(requests)
 
         def job(ctx):
+            # imported here, in the worker: a first import of the import modules stalls the GUI thread
+            from merch_app.data.importer import ImportFailed, import_file
+
             db = ctx.db(ws)
             results = []
             for i, req in enumerate(requests):

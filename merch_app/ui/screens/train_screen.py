@@ -156,9 +156,7 @@ class TrainScreen(Screen):
     # -------------------------------------------------------------- training
     def start_training(self, overrides: Optional[dict[str, Any]] = None) -> None:
         """Train a new model version in the training worker with the form's settings."""
-        from merch_app.model.encoder import load_encoder
-        from merch_app.model.hybrid import HybridConfig
-        from merch_app.model.training import train
+        from merch_app.model.hybrid_config import HybridConfig
 
         if self.ctx.path is None:
             self.show_error("Open a workspace first.")
@@ -169,6 +167,10 @@ class TrainScreen(Screen):
         ws = self.ctx.path
 
         def job(ctx):
+            # imported in the worker: a first import of the training modules stalls the GUI thread
+            from merch_app.model.encoder import load_encoder
+            from merch_app.model.training import train
+
             ctx.progress(type_progress(0, None, f"loading text encoder {spec}"))
             encoder = load_encoder(spec)
             return train(ctx.db(ws), config, progress=ctx.progress, cancel=ctx.cancel, encoder=encoder)
