@@ -311,3 +311,13 @@ def test_history_text_chunks_end_where_a_user_starts(monkeypatch):
     monkeypatch.setattr(history_features, "TEXT_CHUNK_ROWS", 7)
     got = history_features.history_text_vectors(state, item_text)
     assert np.allclose(got, expect, atol=1e-5)
+
+
+def test_pairs_of_finds_each_users_history(state):
+    users = np.array([2, 0, 2, 1])
+    rows, items = state.pairs_of(users)
+    expect = [(n, int(k % state.n_items)) for n, u in enumerate(users) for k in state.keys
+              if k // state.n_items == u]
+    assert sorted(zip(rows.tolist(), items.tolist())) == sorted(expect) and len(expect) > 0
+    empty_rows, empty_items = state.pairs_of(np.zeros(0, np.int64))
+    assert len(empty_rows) == 0 and len(empty_items) == 0

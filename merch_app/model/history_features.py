@@ -181,6 +181,21 @@ class HistoryState:
         pos = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
         return np.where(self.keys[pos] == q, pos, -1)
 
+    def pairs_of(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``users``, item) of every history pair of ``users``, found by binary search.
+
+        Scanning all keys for a block of users built several arrays as long as
+        the whole history per call (5M pairs: ~100 MB, and most of the time
+        of validation at 1M items).
+        """
+        users = np.asarray(users, np.int64)
+        lo = np.searchsorted(self.keys, users * self.n_items)
+        hi = np.searchsorted(self.keys, (users + 1) * self.n_items)
+        counts = hi - lo
+        rows = np.repeat(np.arange(len(users)), counts)
+        starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        return rows, self.keys[starts + np.arange(len(rows))] % self.n_items
+
     def features(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """History features (:data:`HISTORY_FEATURES`) per pair, shape (n, len(HISTORY_FEATURES)) float32.
 

@@ -207,15 +207,12 @@ class ScoringMixin:
         if "trend" in parts:
             s += self.trend_score[None, :]
         if "history" in parts and len(self.state.keys) and (np.any(self.gamma) or self.alpha_own != 0.0):
-            row_of = np.full(len(self.user_ids), -1)
-            row_of[users] = np.arange(len(users))
-            ku = self.state.keys // self.state.n_items
-            hit = np.flatnonzero(row_of[ku] >= 0)
-            ki = self.state.keys[hit] % self.state.n_items
-            h = self.state.features(ku[hit], ki) @ self.gamma
+            rows, ki = self.state.pairs_of(users)  # only these users' pairs (keys are sorted by user)
+            ku = users[rows]
+            h = self.state.features(ku, ki) @ self.gamma
             if self.alpha_own != 0.0:  # own items: the CF weight is α + α_own
-                h = h + self.alpha_own * self.pair_bilinear(ku[hit], ki)
-            s[row_of[ku[hit]], ki] += h
+                h = h + self.alpha_own * self.pair_bilinear(ku, ki)
+            s[rows, ki] += h
         if self.explicit:
             s += (self.arrays["b_user"][users] + self.mu)[:, None]
         return s
