@@ -238,7 +238,7 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
                  f"{k['p50']:.1f} / {k['p99']:.1f} / {k['max']:.0f} | {g} | {fmt_mib(qr['rss_mib'])}{ok} | "
                  f"{ref['brute']['p50']:.1f} / {ref['brute']['p99']:.1f} | {ref['flat']['p50']:.1f} / "
                  f"{ref['flat']['p99']:.1f} | {r['load']['query']:.1f} |")
-    L += ["", "Peak RSS per job (goal < 3 GB at 1M items / 10M events): " + "; ".join(
+    L += ["", "Peak RSS per job (goal < 3 GiB = 3,072 MiB at 1M items / 10M events): " + "; ".join(
         f"{r['name']}: import {fmt_mib(r['import']['rss_mib'])}, encode {fmt_mib(r['encode']['rss_mib'])}, "
         f"train {fmt_mib(r['train']['rss_mib'])}, query {fmt_mib(r['query']['rss_mib'])}" for r in results) + ".",
         "<!-- /bench:scale -->"]

@@ -188,6 +188,9 @@ def test_explain_adds_up_for_own_and_other_items(model):
         np.testing.assert_allclose(full[u], model.score(model.user_ids[u]), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(model.predict_pairs(np.full(model.n_items, u), np.arange(model.n_items)),
                                    full[u], rtol=1e-5, atol=1e-5)
+    shuffled = model.score_matrix(np.array([4, 1, 1]))  # any order, repeats included
+    for row, u in zip(shuffled, (4, 1, 1)):
+        np.testing.assert_allclose(row, full[u], rtol=1e-6, atol=1e-6)
 
 
 def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
