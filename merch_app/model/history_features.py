@@ -185,8 +185,8 @@ class HistoryState:
         """(position in ``users``, item) of every history pair of ``users``, found by binary search.
 
         Scanning all keys for a block of users built several arrays as long as
-        the whole history per call (5M pairs: ~100 MB, and most of the time
-        of validation at 1M items).
+        the whole history for every block (5M pairs: ~100 MB per call; the
+        evaluation at 1M items took 302 s with it, 267 s without).
         """
         users = np.asarray(users, np.int64)
         lo = np.searchsorted(self.keys, users * self.n_items)
