@@ -131,7 +131,11 @@ def test_gui_gc_keeps_collections_short_and_full_ones_for_idle_time(qtbot, monke
     assert calls == []  # nothing to do
     counts[0] = (800, 0, 0)
     g.collect()
+    assert calls[-1] == ("freeze",)  # a job runs: young objects are frozen, not scanned
+    busy[0] = False
+    g.collect()
     assert calls[-1] == ("collect", 0)
+    busy[0] = True
     counts[0] = (800, 11, 0)
     busy[0] = False
     g._last_full = time.monotonic()

@@ -30,10 +30,11 @@ class GuiThreadGC:
     (measured in ``benchmarks/bench_responsiveness.py``: collections of 100-320
     ms were the GUI's longest stalls while encoding and training):
 
-    * young generations every :data:`TICK_MS`, so each scans little;
-    * a burst of more than :data:`FREEZE_ABOVE` new objects is frozen instead, and so are
-      the survivors of young collections while a job runs (cycles among them are only
-      collected if unfrozen: the price of not stalling; acyclic ones are freed as usual);
+    * young generations every :data:`TICK_MS` while no job runs, so each scans little;
+    * while a job runs, new objects are frozen instead of scanned, and so is any burst
+      of more than :data:`FREEZE_ABOVE` new objects (acyclic ones are still freed by
+      reference counting; cycles among them are not collected: the price of not
+      stalling the GUI, small as the GUI and the jobs make few cycles);
     * full collections only while no job runs (``idle()``), at most every
       :data:`FULL_EVERY_S`, followed by ``gc.freeze()`` so the next one scans
       only what was created since.
@@ -68,20 +69,17 @@ class GuiThreadGC:
         """One GUI-thread step: a young collection, a freeze, or (when idle) a full collection."""
         threshold = gc.get_threshold()
         counts = gc.get_count()
-        if counts[0] > FREEZE_ABOVE:
+        idle = self.idle()
+        if counts[0] > FREEZE_ABOVE or not idle and (counts[0] > threshold[0] or counts[1] > threshold[1]):
+            # While a job runs nothing is scanned: middle collections took 50-65 ms (the job's
+            # live rows and tuples) and even young ones 85-126 ms now and then during training.
             gc.freeze()
-        elif counts[2] > threshold[2] and time.monotonic() - self._last_full > FULL_EVERY_S and self.idle():
+        elif counts[2] > threshold[2] and time.monotonic() - self._last_full > FULL_EVERY_S and idle:
             gc.collect(2)
             gc.freeze()
             self._last_full = time.monotonic()
         elif counts[1] > threshold[1]:
-            # A middle collection also scans every survivor of the young ones, and while a job
-            # runs those are its live rows, tuples and arrays of objects: 50-65 ms with the GIL
-            # held (measured during training).  They are data, not garbage: frozen until idle.
-            if self.idle():
-                gc.collect(1)
-            else:
-                gc.freeze()
+            gc.collect(1)
         elif counts[0] > threshold[0]:
             gc.collect(0)
 
