@@ -72,6 +72,22 @@ class ScoredCandidates:
         hits = np.flatnonzero(self.order == cand)
         return int(hits[0]) + 1 if hits.size else None
 
+    def why_not_candidate(self, cosine: float, bm25: Optional[float]) -> str:
+        """Why an item with this query cosine and BM25 score is not among the candidates (user-facing)."""
+        req = self.request
+        if req.mode == "search" and self.terms is not None and self.terms.terms:
+            if bm25:
+                lex = (f"lexical match (BM25 {bm25:.3g}) below the lexical cut-off "
+                       f"({self.lexical_cutoff:.3g})" if self.lexical_cutoff is not None
+                       else "lexical match not retrieved")
+            else:
+                lex = "no lexical match"
+            cut = f" ({self.semantic_cutoff:.3f})" if self.semantic_cutoff is not None else ""
+            return f"not a candidate: {lex} and cosine {cosine:.3f} below semantic cut-off{cut}"
+        if req.mode == "related":
+            return f"not a candidate: not among the top {req.candidates} {req.related_by} neighbours"
+        return f"not a candidate: outside the top {req.candidates} by CF and by popularity"
+
 
 def union_positions(*arrays: np.ndarray) -> np.ndarray:
     """Distinct positions from several candidate sources, in first-seen order."""

@@ -151,7 +151,7 @@ class Ranker:
         if failed:
             info.update(status="filtered", reason="filtered out by " + ", ".join(failed))
         else:
-            info.update(status="not a candidate", reason=self._why_not_candidate(sc, raw, info["bm25"]))
+            info.update(status="not a candidate", reason=sc.why_not_candidate(raw["text"], info["bm25"]))
         return None, info
 
     def score_candidates(self, request: RankRequest) -> ScoredCandidates:
@@ -390,18 +390,3 @@ class Ranker:
         raw["rules"] = float(apply_rules(self.rules, ctx).boost[0])
         comps = {c: raw[c] * req.weights.for_component(c) for c in COMPONENTS}
         return raw, comps, float(sum(comps.values()))
-
-    def _why_not_candidate(self, sc: ScoredCandidates, raw: dict, bm25: Optional[float]) -> str:
-        req = sc.request
-        if req.mode == "search" and sc.terms is not None and sc.terms.terms:
-            if bm25:
-                lex = (f"lexical match (BM25 {bm25:.3g}) below the lexical cut-off "
-                       f"({sc.lexical_cutoff:.3g})" if sc.lexical_cutoff is not None
-                       else "lexical match not retrieved")
-            else:
-                lex = "no lexical match"
-            cut = f" ({sc.semantic_cutoff:.3f})" if sc.semantic_cutoff is not None else ""
-            return f"not a candidate: {lex} and cosine {raw['text']:.3f} below semantic cut-off{cut}"
-        if req.mode == "related":
-            return f"not a candidate: not among the top {req.candidates} {req.related_by} neighbours"
-        return f"not a candidate: outside the top {req.candidates} by CF and by popularity"

@@ -8,10 +8,10 @@ from typing import Optional
 from PySide6.QtCore import QTimer
 
 TICK_MS = 50
-# More new objects than this are frozen (moved out of the collector's reach,
-# O(1)) instead of scanned: scanning a million objects holds the GIL for
-# ~200 ms, and a burst that large is data just loaded (a table, a catalogue),
-# not garbage.  (At 200k, young collections during training still took 20-26 ms.)
+# With no job running, more new objects than this are frozen (moved out of the
+# collector's reach, O(1)) instead of scanned: scanning a million objects holds
+# the GIL for ~200 ms, and a burst that large is data just loaded (a table, a
+# catalogue), not garbage.  While a job runs nothing is scanned at all.
 FREEZE_ABOVE = 50_000
 FULL_EVERY_S = 60.0
 

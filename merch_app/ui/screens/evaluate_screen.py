@@ -1,7 +1,6 @@
 """Evaluate screen: judged query suites, suite runs with metrics, comparisons and reports."""
 from __future__ import annotations
 
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
@@ -25,18 +24,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.evaluation import report
 from merch_app.evaluation.suite_run import SuiteRun
 from merch_app.evaluation.suites import list_suites
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
 from merch_app.ui import evaluate_jobs as ej
-from merch_app.ui.charts import export_png
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_compare import ComparePanel
 from merch_app.ui.screens.evaluate_judge import JudgePanel
-from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell
+from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell, write_report_files
 from merch_app.ui.workers import error_text
 
 MAX_RUNS = 6
@@ -366,21 +363,10 @@ class EvaluateScreen(Screen):
         """Write the evaluation (and comparison, if any) as HTML with PNG charts, plus CSV files."""
         if self.run is None:
             raise ValueError("run a suite first")
-        html_path = Path(html_path)
-        out = []
-        with tempfile.TemporaryDirectory() as tmp:
-            imgs = {"NDCG@10 of the worst queries": export_png(self.ndcg_chart.widget, Path(tmp) / "ndcg.png"),
-                    "Means with 95% CI": export_png(self.means_chart.widget, Path(tmp) / "means.png")}
-            out.append(report.write_report(report.run_report_html(self.run, imgs), html_path))
-            out.append(report.write_csv(report.run_rows(self.run), html_path.with_suffix(".csv")))
-            cmp = self.compare.comparison
-            if cmp is not None:
-                imgs = {"Per-query delta": export_png(self.compare.delta_chart.widget, Path(tmp) / "delta.png"),
-                        "Rank moves": export_png(self.compare.slope.widget, Path(tmp) / "slope.png")}
-                cpath = html_path.with_name(html_path.stem + "_comparison.html")
-                out.append(report.write_report(report.comparison_report_html(cmp, imgs), cpath))
-                out.append(report.write_csv(report.comparison_rows(cmp), cpath.with_suffix(".csv")))
-        return out
+        charts = {"NDCG@10 of the worst queries": self.ndcg_chart.widget, "Means with 95% CI": self.means_chart.widget}
+        cmp = self.compare.comparison
+        cmp_charts = {"Per-query delta": self.compare.delta_chart.widget, "Rank moves": self.compare.slope.widget}
+        return write_report_files(Path(html_path), self.run, charts, cmp, cmp_charts if cmp is not None else {})
 
     # ---------------------------------------------------------------- dialogs
     def _new_suite_dialog(self) -> None:

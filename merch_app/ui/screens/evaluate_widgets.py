@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -10,7 +12,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-from merch_app.ui.charts import SERIES_COLOURS, make_plot
+from merch_app.ui.charts import SERIES_COLOURS, export_png, make_plot
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 GRADE_COLOURS = {0: "#f2d7d5", 1: "#fdebd0", 2: "#d5f5e3", 3: "#abebc6"}
@@ -222,3 +224,26 @@ def _short(text: str, n: int) -> str:
 
 def grade_brush(grade: Optional[int]) -> QBrush:
     return QBrush(QColor(GRADE_COLOURS[grade])) if grade is not None else QBrush()
+
+
+def write_report_files(html_path: Path, run, charts: dict[str, pg.PlotWidget], comparison=None,
+                       comparison_charts: Optional[dict[str, pg.PlotWidget]] = None) -> list[Path]:
+    """The run's HTML report (charts as PNG) and CSV; the comparison's beside it as ``*_comparison``.
+
+    Returns the files written.
+    """
+    from merch_app.evaluation import report
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        def pngs(widgets: dict, prefix: str) -> dict[str, Path]:
+            return {title: export_png(w, Path(tmp) / f"{prefix}{n}.png") for n, (title, w) in enumerate(widgets.items())}
+
+        out.append(report.write_report(report.run_report_html(run, pngs(charts, "run")), html_path))
+        out.append(report.write_csv(report.run_rows(run), html_path.with_suffix(".csv")))
+        if comparison is not None:
+            cpath = html_path.with_name(html_path.stem + "_comparison.html")
+            html = report.comparison_report_html(comparison, pngs(comparison_charts or {}, "cmp"))
+            out.append(report.write_report(html, cpath))
+            out.append(report.write_csv(report.comparison_rows(comparison), cpath.with_suffix(".csv")))
+    return out
