@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import OUT, load_average, machine_info, machine_line, write_section  # noqa: E402
+from stall_probe import GilProbe  # noqa: E402
 
 BEAT_MS = 10
 GOAL_MS = 50.0
-LATE_MS = 40.0  # GilProbe: wake-ups later than this are recorded
 SCALES = {"10k": (10_000, 100_000), "100k": (100_000, 1_000_000)}
 TYPED = ["red heart mug", "vintage lantern", "christmas candle holder", "pink bag", "wooden frame set of 3",
          "garden sign", "enamel teapot", "paper bunting"]
@@ -95,7 +95,7 @@ class Heartbeat:
     def stop(self) -> dict:
         self.timer.stop()
         if self.probe is not None:
-            self.probe.flush([w for w in self.worst_at if w[0] * 1000 - BEAT_MS > GOAL_MS])
+            self.probe.flush(sorted(self.worst_at, key=lambda w: w[1]))  # every beat > GOAL_MS / 2
         a = np.asarray(self.intervals) * 1000.0 - BEAT_MS
         a = np.maximum(a, 0.0)
         worst = sorted(self.worst_at, reverse=True)[:3]
@@ -117,55 +117,6 @@ class Heartbeat:
         self.intervals.append(gap)
         if gap * 1000 - BEAT_MS > GOAL_MS / 2:  # the render names the times of the three longest
             self.worst_at.append((gap, now - self._t0))
-
-
-class GilProbe:
-    """A Python thread waking every 2 ms; a late wake-up means a thread held the GIL (or every core was busy).
-
-    At each wake-up more than 40 ms late it records every thread's top frames:
-    the holder is usually the thread whose frame sits just after a long C call.
-    (faulthandler's watchdog dumped frames of running threads and crashed the
-    interpreter now and then; this probe only reads frames while holding the GIL.)
-    """
-
-    def __init__(self, out) -> None:
-        import threading
-
-        self.out = out
-        self.t0 = time.perf_counter()
-        self.name = ""
-        self.events: list[str] = []
-        threading.Thread(target=self._run, daemon=True, name="gil-probe").start()
-
-    def _run(self) -> None:
-        import threading
-        import traceback
-
-        names = {}
-        last = time.perf_counter()
-        while True:
-            time.sleep(0.002)
-            now = time.perf_counter()
-            late = (now - last - 0.002) * 1000.0
-            last = now
-            if late < LATE_MS:
-                continue
-            names.update({t.ident: t.name for t in threading.enumerate()})
-            lines = [f"late {late:.0f} ms at {now - self.t0:.2f} s"]
-            for ident, frame in sys._current_frames().items():
-                if names.get(ident) == "gil-probe":
-                    continue
-                top = traceback.extract_stack(frame, limit=4)[::-1]
-                where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in top)
-                lines.append(f"    {names.get(ident, ident)}: {where}")
-            self.events.append("\n".join(lines))
-
-    def flush(self, stalls) -> None:
-        self.out.write(f"--- {self.name}: GUI stalls > {GOAL_MS:.0f} ms at " + ", ".join(f"{t:.2f} s ({g * 1000:.0f} ms)"
-                                                                              for g, t in stalls) + "\n")
-        self.out.write("\n".join(self.events) + "\n")
-        self.out.flush()
-        self.events = []
 
 
 def run_until(app, done, timeout_s: float) -> bool:
@@ -360,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encode-seconds", type=float, default=20.0)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--stall-dump", type=Path, default=None,
-                    help="write every thread's top frames to this file whenever the GIL was held > 40 ms (GilProbe)")
+                    help="write what the GUI thread ran during each beat > 25 ms, and every thread's top frames "
+                         "whenever the GIL was held > 40 ms, to this file (stall_probe.GilProbe)")
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval (seconds) for this run, to compare with the app's setting")
     ap.add_argument("--worker-nice", type=int, default=None,

@@ -106,3 +106,21 @@ def test_users_first_seen_after_the_split_get_their_history_text_vector(shop):
                                   model.arrays["T_i"])[model.user_pos["late"]]
     np.testing.assert_allclose(model.arrays["T_u"][model.user_pos["late"]], expect, atol=1e-6)
     assert model.recommend("late", 5)[0].size == 5
+
+
+def test_user_vectors_are_parked_in_a_nameless_file_and_mapped_back_intact(shop):
+    import numpy as np
+
+    from merch_app.data.workspace import workspace_path
+    from merch_app.model.training import _parked
+
+    folder = workspace_path(shop).parent
+    before = set(folder.iterdir())
+    vectors = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float16)
+    back = _parked(vectors.copy(), shop)
+    assert set(folder.iterdir()) == before  # nothing named is left beside the workspace
+    got = back()
+    assert isinstance(got, np.memmap) and got.dtype == np.float16 and np.array_equal(got, vectors)
+    got[0] = 0  # a private mapping: the parked copy is unchanged
+    assert np.array_equal(back()[0], vectors[0])
+    assert _parked(None, shop)() is None

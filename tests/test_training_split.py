@@ -81,3 +81,69 @@ def test_baselines_known_answers():
     assert bl.text_only_ranking(text_u, text_i, ["u1"], ["a", "b", "c", "d", "e"], k=3) == {"u1": ["b", "e", "c"]}
     top = bl.top_k_rows(np.array([[0.1, 0.5, 0.5, 0.2]]), 3)
     assert top.tolist() == [[1, 2, 3]]
+
+
+def test_own_item_keys_equal_unique_of_positive_events():
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 40, 500), rng.integers(0, 30, 500)
+    types = rng.choice(["purchase", "view", "return"], 500)
+    inter = from_arrays([f"u{u}" for u in users], [f"i{i}" for i in items], np.arange(500.0), event_types=types,
+                        event_weights={"return": -1.0}, item_ids=[f"i{i}" for i in range(30)])
+    pos = inter.weight > 0
+    assert (~pos).any() and pos.any()
+    before = inter.user_idx.copy()
+    want, want_counts = np.unique(inter.user_idx[pos] * 30 + inter.item_idx[pos], return_counts=True)
+    keys, counts = bl.own_item_keys(inter, counts=True)
+    assert keys.tolist() == want.tolist() and counts.tolist() == want_counts.tolist()
+    assert bl.own_item_keys(inter).tolist() == want.tolist()
+    assert np.array_equal(inter.user_idx, before)  # the events are not sorted in place
+
+
+def test_beyond_history_view_drops_own_items_from_lists_and_labels():
+    from merch_app.evaluation.offline import beyond_history_view
+
+    inter = from_arrays(["u1", "u1", "u2"], ["a", "b", "c"], np.arange(3.0), item_ids=list("abcde"))
+
+    class Model:  # scores a > b > c > d > e for everyone
+        n_items, item_ids = 5, np.array(list("abcde"), dtype=object)
+        item_pos = {x: n for n, x in enumerate("abcde")}
+        user_pos = {"u1": 0, "u2": 1}
+        arrays = {"T_u": np.eye(2, 3, dtype=np.float32), "T_i": np.eye(5, 3, dtype=np.float32)}
+
+        def score_matrix(self, rows, parts=None):
+            return np.tile(np.arange(5, 0, -1, dtype=np.float32), (len(rows), 1))
+
+    out = beyond_history_view(Model(), inter, {"u1": {"b", "e"}, "u2": {"d", "c"}}, ["u1", "u2"], k=3)
+    assert out["share_of_relevant_pairs"] == pytest.approx(2 / 4)  # b (u1) and c (u2) were bought before
+    # u1: a, b removed -> c, d, e (e relevant); u2: c removed -> a, b, d (d relevant): both found in the top 3
+    assert out["model"]["recall@3"] == pytest.approx(1.0)
+    assert out["model"]["precision@3"] == pytest.approx(1 / 3)
+
+
+def test_event_types_are_one_byte_codes_that_compare_like_names(db):
+    db["events"].insert({"user_id": "u3", "item_id": "d", "event_type": "rating", "value": 4, "ts": "2024-01-12T00:00:00Z"})
+    inter = load_interactions(db, ["a", "b", "c", "d"])
+    want = [t for u, _i, t, _ts in sorted(EVENTS, key=lambda e: e[3]) if u is not None] + ["rating"]
+    assert inter.event_type.codes.dtype == np.uint8 and inter.event_type.tolist() == want
+    assert (inter.event_type == "rating").tolist() == [t == "rating" for t in want]
+    assert not (inter.event_type == "search").any() and (inter.event_type != "search").all()
+    views = inter.subset(inter.event_type == "view")
+    assert views.event_type.tolist() == ["view"] and np.asarray(views.event_type, dtype=str).tolist() == ["view"]
+    again = from_arrays(["x", "y"], ["a", "b"], [0.0, 1.0], event_types=["cart", "rating"], values=[None, 5])
+    assert again.event_type.tolist() == ["cart", "rating"] and (again.event_type == "rating").tolist() == [False, True]
+
+
+def test_int32_event_indices_make_64_bit_keys():
+    from merch_app.model.interactions import Interactions
+
+    n_users, n_items = 70_000, 40_000  # user * n_items + item passes 2**31
+    users, items = np.array([69_999, 69_999, 5, 69_999]), np.array([39_999, 39_999, 7, 12])
+    inter = Interactions(np.arange(n_users).astype(str).astype(object), np.arange(n_items).astype(str).astype(object),
+                         users, items, np.ones(4, np.float32), np.array([1.0, 2.0, 3.0, 4.0]), ["purchase"] * 4)
+    assert inter.user_idx.dtype == np.int32
+    u, i, w = inter.pairs()
+    assert list(zip(u.tolist(), i.tolist(), w.tolist())) == [(5, 7, 1.0), (69_999, 12, 1.0), (69_999, 39_999, 2.0)]
+    state = HistoryState.build(inter, 10.0)
+    assert (state.keys // n_items).tolist() == [5, 69_999, 69_999] and (state.keys % n_items).tolist() == [7, 12, 39_999]
+    assert state.count.tolist() == [1.0, 1.0, 2.0]
+    assert bl.own_item_keys(inter).tolist() == state.keys.tolist()

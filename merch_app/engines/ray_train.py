@@ -253,7 +253,7 @@ def _train_worker(config: dict) -> None:
         ray.train.report(stats, checkpoint=checkpoint)
 
 
-def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, user_text: Optional[np.ndarray] = None,
+def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, user_text=None,
                progress=None, cancel: Optional[CancelToken] = None, ref_day: Optional[float] = None, *,
                workers: int = 2, address: Optional[str] = None, num_cpus: Optional[int] = None,
                stats: Optional[dict] = None) -> HybridModel:
@@ -272,6 +272,8 @@ def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, us
     RayJobFailed
         A worker failed (the first cause is in the message).
     """
+    if callable(user_text):  # the workers get arrays: the lazy user vectors are made here
+        user_text = user_text()
     with ray_session(address, num_cpus) as ray, ray_errors("training"):
         from ray.train import FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer

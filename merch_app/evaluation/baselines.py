@@ -44,15 +44,35 @@ def popularity_ranking(train: Interactions, users: Iterable[str], k: int = 10) -
     return {str(u): list(top) for u in users}
 
 
+def own_item_keys(train: Interactions, counts: bool = False):
+    """Sorted distinct ``user * n_items + item`` keys of the positive events (and their event counts).
+
+    One key array, sorted in place (``np.unique`` of a masked product held
+    four arrays as long as the events: 0.15 GB at 5M events).
+    """
+    mask = train.weight > 0
+    whole = bool(mask.all())
+    key = (train.user_idx if whole else train.user_idx[mask]).astype(np.int64)  # always a new array
+    key *= train.n_items
+    key += train.item_idx if whole else train.item_idx[mask]
+    del mask
+    key.sort()
+    first = np.ones(len(key), bool)
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    uniq = key[first]
+    if not counts:
+        return uniq
+    starts = np.flatnonzero(first)
+    return uniq, np.diff(np.append(starts, len(key)))
+
+
 def user_history_ranking(train: Interactions, users: Iterable[str], k: int = 10) -> dict[str, list[str]]:
     """Own items by purchase count (ties: more popular first), then popular items."""
     pop = item_popularity(train)
     pop_order = np.lexsort((np.arange(len(pop)), -pop))
     rank_of = np.empty(len(pop), np.int64)
     rank_of[pop_order] = np.arange(len(pop))
-    mask = train.weight > 0
-    key = train.user_idx[mask] * train.n_items + train.item_idx[mask]
-    uniq, counts = np.unique(key, return_counts=True)
+    uniq, counts = own_item_keys(train, counts=True)
     upos = {str(u): n for n, u in enumerate(train.user_ids)}
     starts = np.searchsorted(uniq, np.arange(train.n_users + 1) * train.n_items)
     out: dict[str, list[str]] = {}

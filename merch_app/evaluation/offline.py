@@ -117,12 +117,14 @@ def beyond_history_view(model, train: Interactions, relevant: dict[str, set], us
     """
     n_items = model.n_items
     chunk = max(1, max_cells // max(n_items, 1))
-    mask = train.weight > 0
-    own_keys = np.unique(train.user_idx[mask] * n_items + train.item_idx[mask])
+    own_keys = bl.own_item_keys(train)
     rows = np.array([model.user_pos[u] for u in users], np.int64)
-    own = set(own_keys.tolist())
-    new_rel = {u: {i for i in relevant[u] if i in model.item_pos and int(r) * n_items + model.item_pos[i] not in own}
-               for u, r in zip(users, rows)}
+    # per test user from the sorted keys: a set of every key held 2M Python ints (0.13 GB at 10M events)
+    lo, hi = np.searchsorted(own_keys, rows * n_items), np.searchsorted(own_keys, (rows + 1) * n_items)
+    new_rel = {}
+    for u, a, b in zip(users, lo, hi):
+        own = set((own_keys[a:b] % n_items).tolist())
+        new_rel[u] = {i for i in relevant[u] if i in model.item_pos and model.item_pos[i] not in own}
     counts = bl.item_popularity(train)
     scorers = {
         "model": lambda r: model.score_matrix(r),

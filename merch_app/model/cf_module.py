@@ -68,7 +68,7 @@ class HybridNet(nn.Module):
         embedding rows themselves (for the L2 penalty: one lookup, so the
         gradient stays sparse); ``T`` may be float16 (widened per batch).
         """
-        rows, inv = np.unique(np.asarray(idx), return_inverse=True)
+        rows, inv = np.unique(np.asarray(idx, np.int64), return_inverse=True)
         rows, inv = torch.from_numpy(rows), torch.from_numpy(inv.reshape(-1))
         keep = torch.ones(len(rows))
         if self.training and id_dropout > 0:

@@ -87,7 +87,7 @@ class HistoryState:
             u, i, w, t = inter.user_idx[mask], inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
         del mask  # per-event temporaries are freed as soon as they are used (8M events: 64 MB each)
         n_i = inter.n_items
-        key = u * n_i + i
+        key = u.astype(np.int64) * n_i + i  # int32 indices: the key needs 64 bits
         uniq, inv = np.unique(key, return_inverse=True)
         del key
         inv = inv.reshape(-1)

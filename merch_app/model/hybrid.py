@@ -31,6 +31,7 @@ from merch_app.memory import trim_heap
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
+from merch_app.model.hybrid_update import more_epochs
 from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ModelLoadError, ScoringMixin
 from merch_app.model.interactions import (
     HISTORY_FEATURES, TREND_FEATURES, HistoryState, Interactions,
@@ -72,6 +73,9 @@ class HybridModel(ScoringMixin):
         item_text, user_text
             BERT vectors (unit norm).  Without ``user_text`` the user vectors
             are the recency-weighted mean of their history items' vectors.
+            ``user_text`` may be a function returning them (or None): implicit
+            training calls it after the internal-cut epochs, so the final user
+            vectors are not held next to the cut's (0.2 GB at 250k users).
         progress, cancel
             Job protocol; progress comes once per batch (throttled) and at each
             epoch end with ``data["epoch_end"] = True`` and validation metrics.
@@ -87,7 +91,7 @@ class HybridModel(ScoringMixin):
         if item_text.shape[0] != interactions.n_items:
             raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
         self.user_ids, self.item_ids = interactions.user_ids, interactions.item_ids
-        self.user_pos, self.item_pos = {}, {}  # rebuilt for the new ids by _derive
+        self.user_pos = self.item_pos = None  # built for the new ids at their first use
         self.explicit = cfg.mode == "explicit" or (
             cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
         t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
@@ -200,12 +204,19 @@ class HybridModel(ScoringMixin):
         if best[0] is not None:
             net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
         self.combiner = best[1]
+        # the cut's vectors, history and pairs go before the final user vectors are made
+        self.drop_derived()
+        self.state, self.arrays = None, {}
+        del state_cut, trend_cut, examples, tu_cut, pu, pi, pw
+        net.T_u = net.T_u[:0]
+        trim_heap()
+        final_tu = _resolve(user_text, cancel)
+        if final_tu is None:
+            final_tu = history_text_vectors(HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days),
+                                            item_text, compact=True)
         # refit the CF part on the whole period; the combiner keeps its weights
-        final_tu = user_text if user_text is not None else history_text_vectors(
-            HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days), item_text, compact=True)
         net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
         cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
-        del pu, pi, pw
         all_u, all_i, all_w = inter.pairs() if cfg.refit_epochs else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
         rep.total += cfg.refit_epochs * (max(1, math.ceil(len(all_u) / cfg.batch_size)) - per_refit)
         for r in range(1, cfg.refit_epochs + 1):
@@ -299,6 +310,7 @@ class HybridModel(ScoringMixin):
         order = np.argsort(r.ts, kind="stable")
         n_val = int(len(order) * cfg.val_fraction) if len(order) >= 20 else 0
         tr, va = order[: len(order) - n_val], order[len(order) - n_val:]
+        user_text = _resolve(user_text, cancel)
         tu = user_text if user_text is not None else history_text_vectors(
             HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
                                cfg.user_text_half_life_days), item_text)
@@ -341,42 +353,11 @@ class HybridModel(ScoringMixin):
         combiner weights are kept; history and trend features are rebuilt at
         ``ref_day`` (default: just after the last event).
         """
-        cfg, a = self.config, self.arrays
         if interactions.n_items != self.n_items or interactions.n_users != len(self.user_ids):
             raise ValueError("interactions do not use the model's user/item index")
         t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else self.state.ref_day
         ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
-        threads = torch.get_num_threads()
-        try:
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed)
-                torch.set_num_threads(max(1, int(cfg.threads)))
-                net = cf.HybridNet(len(self.user_ids), self.n_items, a["T_u"], a["T_i"], cfg.dim, cfg.dropout,
-                                   cfg.seed, sparse_ids=self.sparse_id_grads)
-                with torch.no_grad():
-                    for name in ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"):
-                        getattr(net, name).copy_(torch.from_numpy(np.asarray(a[name], np.float32)))
-                    net.global_bias.fill_(self.mu if self.explicit else 0.0)
-                opt = cf.HybridOptimizer(net, cfg.lr)
-                rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
-                if self.explicit:
-                    r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))
-                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(r) / cfg.batch_size)))
-                    for e in range(1, epochs + 1):
-                        perm = rng.permutation(len(r))
-                        cf.run_explicit_epoch(net, opt, cfg, (r.user_idx[perm], r.item_idx[perm], r.value[perm]),
-                                              gen, rep, cancel, f"update {e}/{epochs}", e)
-                else:
-                    pairs = interactions.pairs()
-                    cdf = cf.popularity_sampler(interactions.item_idx, self.n_items, cfg.neg_power)
-                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(pairs[0]) / cfg.batch_size)))
-                    for e in range(1, epochs + 1):
-                        loss = cf.run_implicit_epoch(net, opt, cfg, pairs, cdf, rng, gen, rep, cancel,
-                                                     f"update {e}/{epochs}", e)
-                        rep.tick(f"update {e}/{epochs}", {"phase": "train", "epoch": e, "loss": loss,
-                                                          "epoch_end": True}, force=True)
-        finally:
-            torch.set_num_threads(threads)
+        net = more_epochs(self, interactions, epochs, progress, cancel)
         self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
         return self
 
@@ -398,3 +379,13 @@ class HybridModel(ScoringMixin):
         self.state = state or HistoryState.empty(n_u, n_i)
         self.arrays = a
         self._derive()
+
+
+def _resolve(user_text, cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
+    """``user_text`` itself, or what the function passed as ``user_text`` returns."""
+    if not callable(user_text):
+        return user_text
+    out = user_text()
+    if cancel is not None:
+        cancel.check()
+    return out

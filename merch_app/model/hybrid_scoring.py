@@ -53,15 +53,13 @@ class ScoringMixin:
     def _derive(self, ids: Optional[bool] = None, vectors: bool = True) -> None:
         """Precompute u, v, item bias and id lookups from the stored arrays.
 
-        ``ids``: rebuild the id -> position dicts (None: when their size no
-        longer matches the ids; each is ~0.1 GB and 0.5 s at a million).
+        ``ids``: rebuild the id -> position dicts at their next use (None:
+        when their size no longer matches the ids).
         ``vectors``: recompute U, V, UW and the item bias (False when only the
         combiner weights changed).
         """
-        if ids or ids is None and len(getattr(self, "user_pos", ())) != len(self.user_ids):
-            self.user_pos = {str(u): n for n, u in enumerate(self.user_ids)}
-        if ids or ids is None and len(getattr(self, "item_pos", ())) != len(self.item_ids):
-            self.item_pos = {str(i): n for n, i in enumerate(self.item_ids)}
+        if ids:
+            self._user_pos = self._item_pos = None
         a = self.arrays
         if not a:
             return
@@ -84,6 +82,31 @@ class ScoringMixin:
             self.item_bias = text_matrix.times(a["T_i"], a["w_text_bias"])
             self.item_bias += a["b_item"]
         self.trend_score = a["trend"] @ self.eta
+
+    @property
+    def user_pos(self) -> dict[str, int]:
+        """User id -> row, built at first use (training never needs it; ~0.1 GB at a million ids)."""
+        return self._positions("_user_pos", self.user_ids)
+
+    @user_pos.setter
+    def user_pos(self, value: Optional[dict]) -> None:
+        self._user_pos = value
+
+    @property
+    def item_pos(self) -> dict[str, int]:
+        """Item id -> row, built at first use (and again when the ids grow)."""
+        return self._positions("_item_pos", self.item_ids)
+
+    @item_pos.setter
+    def item_pos(self, value: Optional[dict]) -> None:
+        self._item_pos = value
+
+    def _positions(self, attr: str, ids) -> dict[str, int]:
+        pos = self.__dict__.get(attr)
+        if pos is None or len(pos) != len(ids):
+            pos = {str(x): n for n, x in enumerate(ids)}
+            setattr(self, attr, pos)
+        return pos
 
     def for_serving(self) -> None:
         """Keep only what scoring and explaining need: drop P, Q and T_u (after computing U).

@@ -35,6 +35,52 @@ def days_to_ts(day: float) -> str:
     return str(EPOCH + np.timedelta64(int(round(day * 86400.0)), "s")) + "Z"
 
 
+class EventTypes:
+    """Per-event type names stored as small integer codes (1 byte per event instead of an 8-byte pointer).
+
+    Behaves like the object array it replaces where the model uses it:
+    ``types == "rating"`` is a boolean mask, ``types[mask]`` a subset,
+    ``np.asarray(types)`` the names.
+    """
+
+    def __init__(self, codes: np.ndarray, names: Sequence[str]) -> None:
+        self.names = tuple(str(n) for n in names)
+        self.codes = np.asarray(codes, np.uint8 if len(self.names) <= 256 else np.uint16)
+
+    @classmethod
+    def of(cls, types) -> "EventTypes":
+        """From a sequence of type names (or an :class:`EventTypes`, returned as is)."""
+        if isinstance(types, EventTypes):
+            return types
+        arr = np.asarray(types, dtype=object).reshape(-1)
+        if len(arr) == 0:
+            return cls(np.zeros(0, np.uint8), ())
+        names, codes = np.unique(arr.astype(str), return_inverse=True)
+        return cls(codes.reshape(-1), names.tolist())
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index) -> "EventTypes":
+        return EventTypes(np.atleast_1d(self.codes[index]), self.names)
+
+    def __eq__(self, name) -> np.ndarray:  # type: ignore[override]
+        code = self.names.index(name) if isinstance(name, str) and name in self.names else -1
+        return self.codes == code if code >= 0 else np.zeros(len(self.codes), bool)
+
+    def __ne__(self, name) -> np.ndarray:  # type: ignore[override]
+        return ~(self == name)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.asarray(self.names, dtype=object)[self.codes] if self.names else np.zeros(0, object)
+        return out if dtype is None else out.astype(dtype)
+
+    def tolist(self) -> list[str]:
+        return np.asarray(self).tolist()
+
+
 @dataclass
 class Interactions:
     """Events as parallel arrays over a fixed user and item index.
@@ -44,13 +90,13 @@ class Interactions:
     user_ids, item_ids
         Index -> id (object arrays); ``item_ids`` is the whole catalogue.
     user_idx, item_idx
-        Per event (int64).
+        Per event (int32).
     weight
         Event-type weight per event (float32).
     ts
         Event time in days since 1970 (float64).
     event_type
-        Per event (object array of strings).
+        Per event (:class:`EventTypes`; built from any sequence of names).
     value
         Event value (ratings); NaN when absent (float32).
     """
@@ -61,15 +107,17 @@ class Interactions:
     item_idx: np.ndarray
     weight: np.ndarray
     ts: np.ndarray
-    event_type: np.ndarray
+    event_type: EventTypes
     value: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.user_idx = np.asarray(self.user_idx, dtype=np.int64)
-        self.item_idx = np.asarray(self.item_idx, dtype=np.int64)
+        # int32: half the memory of int64 (40 MB per 10M events each); keys built from them
+        # (user * n_items + item) must widen to int64 first, as pairs() does
+        self.user_idx = np.asarray(self.user_idx, dtype=np.int32)
+        self.item_idx = np.asarray(self.item_idx, dtype=np.int32)
         self.weight = np.asarray(self.weight, dtype=np.float32)
         self.ts = np.asarray(self.ts, dtype=np.float64)
-        self.event_type = np.asarray(self.event_type, dtype=object)
+        self.event_type = EventTypes.of(self.event_type)
         if self.value is None:
             self.value = np.full(len(self.user_idx), np.nan, dtype=np.float32)
         self.value = np.asarray(self.value, dtype=np.float32)
@@ -103,7 +151,7 @@ class Interactions:
         if len(self) == 0:
             e = np.zeros(0, np.int64)
             return e, e, np.zeros(0, np.float32)
-        key = self.user_idx * self.n_items + self.item_idx
+        key = self.user_idx.astype(np.int64) * self.n_items + self.item_idx
         uniq, inv = np.unique(key, return_inverse=True)
         w = np.bincount(inv, weights=self.weight, minlength=len(uniq)).astype(np.float32)
         u, i = uniq // self.n_items, uniq % self.n_items
@@ -192,7 +240,7 @@ def load_interactions(
     item_pos = {str(x): n for n, x in enumerate(item_ids)}
     fixed = None if user_ids is None else {str(x): n for n, x in enumerate(user_ids)}
     seen: dict[str, int] = {}  # users in order of first appearance (when not fixed)
-    names: dict[str, str] = {}  # one string object per event type
+    names: dict[str, int] = {}  # event type -> code
     parts = []
     cur = db.execute(sql + " ORDER BY ts, id", args)
     while True:
@@ -201,14 +249,14 @@ def load_interactions(
             break
         users, items, types, values, ts = zip(*rows)
         n = len(rows)
-        ii = np.fromiter((item_pos.get(str(x), -1) for x in items), np.int64, n)
+        ii = np.fromiter((item_pos.get(str(x), -1) for x in items), np.int32, n)
         uu = np.fromiter((seen.setdefault(str(x), len(seen)) for x in users) if fixed is None
-                         else (fixed.get(str(x), -1) for x in users), np.int64, n)
-        tt = np.empty(n, dtype=object)
-        tt[:] = [names.setdefault(t, t) for t in types]
+                         else (fixed.get(str(x), -1) for x in users), np.int32, n)
+        tt = np.fromiter((names.setdefault(str(t), len(names)) for t in types), np.uint16, n)
+        rating = names.get("rating")
         w = np.fromiter((weights.get(str(t), 0.0) for t in types), np.float32, n)
         vals = np.fromiter((np.nan if v is None else float(v) for v in values), np.float32, n)
-        keep = (ii >= 0) & (uu >= 0) & ((w != 0) | (tt == "rating"))
+        keep = (ii >= 0) & (uu >= 0) & ((w != 0) | ((tt == rating) if rating is not None else False))
         days = ts_to_days([t for t, k in zip(ts, keep.tolist()) if k])
         parts.append((uu[keep], ii[keep], w[keep], days, tt[keep], vals[keep]))
     uids = np.asarray(list(seen) if fixed is None else user_ids, dtype=object)
@@ -216,6 +264,7 @@ def load_interactions(
         empty = np.zeros(0, dtype=object)
         return from_arrays(empty, empty, np.zeros(0), item_ids=item_ids, event_types=empty, user_ids=uids)
     cols = [np.concatenate([p[j] for p in parts]) for j in range(6)]
+    cols[4] = EventTypes(cols[4], list(names))
     return Interactions(uids, item_ids, *cols)
 
 

@@ -7,9 +7,10 @@ active model as they were.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -78,6 +79,31 @@ def _user_text(db, inter: Interactions, item_ids, item_text, encoder, until_ts, 
     return out
 
 
+def _parked(vectors: Optional[np.ndarray], db) -> Callable[[], Optional[np.ndarray]]:
+    """``vectors`` moved to an unlinked temporary file beside the workspace; the function maps them back.
+
+    The final BERT user vectors are made before the epochs (their job needs
+    ~0.8 GB of scratch memory, too much next to the epoch state) but used only
+    after them; parked on disk they are not resident while the epochs and the
+    validation run (0.2 GB at 250k users).  The file has no name, so it goes
+    when the last reference does, also after a crash.
+    """
+    if vectors is None:
+        return lambda: None
+    from merch_app.data.workspace import workspace_path
+
+    path = workspace_path(db)
+    try:
+        f = tempfile.TemporaryFile(dir=path.parent if path is not None else None)
+        vectors.tofile(f)
+        f.flush()
+    except OSError:  # no room or no write access beside the workspace: keep them in memory
+        return lambda: vectors
+    shape, dtype = vectors.shape, vectors.dtype
+    del vectors
+    return lambda: np.memmap(f, dtype=dtype, mode="c", shape=shape)  # private: writes never reach the file
+
+
 def _snapshot(db, inter: Interactions, split, n_events: int) -> dict[str, Any]:
     first, last = split.first_ts, split.last_ts
     return {"events": n_events, "train_events": len(inter), "users": int(len(np.unique(inter.user_idx))),
@@ -135,6 +161,8 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         Where the model is fitted (see :mod:`merch_app.engines`): ``fit(cfg,
         inter, item_text, user_text, progress=, cancel=, ref_day=)`` returns
         the fitted :class:`HybridModel` (default: in this process);
+        ``user_text`` is a function that makes the BERT user vectors (see
+        :meth:`HybridModel.fit`);
         ``engine`` (e.g. ``{"engine": "ray", "workers": 2}``) is recorded in
         the registry row and the data snapshot.
 
@@ -168,7 +196,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
         if len(inter) == 0 or inter.n_users == 0:
             raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
-        user_text = _user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg)
+        user_text = _parked(_user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg), db)
         trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
         if cancel is not None:
             cancel.check()
