@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import OUT, load_average, machine_info, machine_line, write_section  # noqa: E402
-from stall_probe import GilProbe  # noqa: E402
+from stall_probe import GilProbe, ReferenceHeartbeat  # noqa: E402
 
 BEAT_MS = 10
 GOAL_MS = 50.0
@@ -61,13 +61,14 @@ class Heartbeat:
         from PySide6.QtCore import Qt, QTimer
 
         self.probe = GilProbe(dump_to) if dump_to is not None else None
+        self.reference = ReferenceHeartbeat()
 
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(BEAT_MS)
         self.timer.timeout.connect(self._beat)
         self.intervals: list[float] = []
-        self.worst_at: list[tuple[float, float]] = []
+        self.worst_at: list[tuple[float, float, int]] = []  # (interval s, s into the phase, beat number)
         self._last = 0.0
         self._t0 = 0.0
         self.gc_pauses: list[tuple[float, int, int, int]] = []  # (s, generation, young, collected) per collection
@@ -95,15 +96,24 @@ class Heartbeat:
     def stop(self) -> dict:
         self.timer.stop()
         if self.probe is not None:
-            self.probe.flush(sorted(self.worst_at, key=lambda w: w[1]))  # every beat > GOAL_MS / 2
+            self.probe.flush()
         a = np.asarray(self.intervals) * 1000.0 - BEAT_MS
         a = np.maximum(a, 0.0)
         worst = sorted(self.worst_at, reverse=True)[:3]
+        time.sleep(0.05)  # the reference process's last lines arrive
+        # a slow beat during which the idle reference process was late too (> GOAL / 2) was the machine's pause
+        machine = {n: self.reference.max_between(self._t0 + t - gap, self._t0 + t + 0.02)
+                   for gap, t, n in self.worst_at}
+        machine = {n: ms for n, ms in machine.items() if ms > GOAL_MS / 2}
+        app = np.delete(a, list(machine)) if len(a) else a
         return {"beats": len(a), "max": float(a.max()) if len(a) else float("nan"),
+                "app_max": float(app.max()) if len(app) else float("nan"),
+                "machine_beats": [[round(float(a[n]), 1), round(ms, 1)] for n, ms in sorted(machine.items())],
+                "reference_max": self.reference.max_between(self._t0, time.perf_counter()),
                 "p99": float(np.percentile(a, 99)) if len(a) else float("nan"),
                 "p50": float(np.percentile(a, 50)) if len(a) else float("nan"),
                 "over_goal": int((a > GOAL_MS).sum()), "seconds": time.perf_counter() - self._t0,
-                "worst_at_s": [round(t, 1) for _, t in worst],
+                "worst_at_s": [round(t, 1) for _, t, _n in worst],
                 "gc_max_ms": max((p[0] for p in self.gc_pauses), default=0.0) * 1000.0,
                 "gc_max_gen": max(self.gc_pauses, default=(0.0, -1, 0, 0))[1],
                 "gc_max_young": max(self.gc_pauses, default=(0.0, -1, 0, 0))[2],
@@ -116,7 +126,9 @@ class Heartbeat:
         self._last = now
         self.intervals.append(gap)
         if gap * 1000 - BEAT_MS > GOAL_MS / 2:  # the render names the times of the three longest
-            self.worst_at.append((gap, now - self._t0))
+            self.worst_at.append((gap, now - self._t0, len(self.intervals) - 1))
+            if self.probe is not None:
+                self.probe.mark(gap, now - self._t0)
 
 
 def run_until(app, done, timeout_s: float) -> bool:
@@ -153,7 +165,8 @@ def phase(name: str, hb: Heartbeat, app, start, done, timeout_s: float, results:
     r = hb.stop()
     r.update({"job_s": time.perf_counter() - t0, "finished": finished, "load": load})
     results[name] = r
-    print(f"  {name}: {r['job_s']:.1f} s, max stall {r['max']:.1f} ms, p99 {r['p99']:.1f} ms, "
+    print(f"  {name}: {r['job_s']:.1f} s, max stall {r['max']:.1f} ms (app {r['app_max']:.1f}, reference process "
+          f"{r['reference_max']:.1f}), p99 {r['p99']:.1f} ms, "
           f"{r['over_goal']} beats over {GOAL_MS:.0f} ms, longest GC {r['gc_max_ms']:.0f} ms (gen {r['gc_max_gen']}, "
           f"{r['gc_max_young']:,} young objects, {r['gc_max_collected']:,} freed), "
           f"{r['gc_full']} full GCs (load {load:.1f})", flush=True)
@@ -274,6 +287,7 @@ def run(scale: str, encode_seconds: float, epochs: int, dump: Path | None = None
           res)
     window.close()
     app.processEvents()
+    hb.reference.stop()
     return {"scale": scale, "items": n_items, "events": n_events, "phases": res}
 
 
@@ -285,8 +299,12 @@ def render(r: dict, machine: dict) -> str:
          f"{len(TYPED)} queries typed at 4 keys/s into the Query screen (debounced, ranked in the query "
          f"worker, results drawn). {machine_line(machine)}.", "",
          "Reproduce: `QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_responsiveness.py`.", "",
-         f"| phase | job s | heartbeats | max stall ms | p99 stall ms | beats > {GOAL_MS:.0f} ms | goal max ≤ "
-         f"{GOAL_MS:.0f} ms | load | notes |", "|---|---:|---:|---:|---:|---:|---|---:|---|"]
+         "Reference: the same heartbeat in a separate idle Python process, measured at the same time; a GUI beat "
+         f"over {GOAL_MS / 2:.0f} ms during which the reference was late by more than {GOAL_MS / 2:.0f} ms too was a "
+         "pause of the whole machine (VM, other processes), not of the app: *app max* leaves those beats out.", "",
+         f"| phase | job s | heartbeats | max stall ms | p99 stall ms | beats > {GOAL_MS:.0f} ms | reference max ms "
+         f"| app max ms | goal app max ≤ {GOAL_MS:.0f} ms | load | notes |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for name, p in r["phases"].items():
         notes = []
         if name == "encode" and p.get("cancel_ms") is not None:
@@ -297,9 +315,14 @@ def render(r: dict, machine: dict) -> str:
             notes.append("timed out")
         if p["worst_at_s"]:
             notes.append("3 longest beats (> 25 ms) at " + ", ".join(f"{t:.1f} s" for t in p["worst_at_s"]))
-        ok = "✔" if p["max"] <= GOAL_MS else "✘"
+        if p.get("machine_beats"):
+            notes.append("machine pauses: " + ", ".join(f"GUI {g:.0f} ms while the reference was {m:.0f} ms late"
+                                                        for g, m in p["machine_beats"]))
+        app_max = p.get("app_max", p["max"])
+        ok = "✔" if app_max <= GOAL_MS else "✘"
         L.append(f"| {name} | {p['job_s']:.1f} | {p['beats']:,} | {p['max']:.1f} | {p['p99']:.1f} | "
-                 f"{p['over_goal']} | {ok} | {p['load']:.1f} | {'; '.join(notes)} |")
+                 f"{p['over_goal']} | {p.get('reference_max', float('nan')):.1f} | {app_max:.1f} | {ok} | "
+                 f"{p['load']:.1f} | {'; '.join(notes)} |")
     L.append("<!-- /bench:responsiveness -->")
     return "\n".join(L)
 

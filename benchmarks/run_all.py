@@ -84,6 +84,9 @@ def _json(path: Path) -> dict:
         return {}
 
 
+RSS_GOAL = "peak RSS < 3 GB (3 × 10⁹ bytes = 2,861 MiB) per job at 1M items / 10M events"
+
+
 def goals() -> list[tuple[str, str, str]]:
     """(goal, measured, verdict) for every goal of the earlier issues, from this run's results."""
     out: list[tuple[str, str, str]] = []
@@ -106,17 +109,17 @@ def goals() -> list[tuple[str, str, str]]:
     r = scale.get("1m")
     if r:
         worst = max((r[j]["rss_mib"], j) for j in ("import", "encode", "train", "query"))
-        out.append(("peak RSS < 3 GiB (3,072 MiB) per job at 1M items / 10M events",
-                    f"max {worst[0]:,.0f} MiB = {worst[0] / 1024:.2f} GiB = {worst[0] * 2**20 / 1e9:.2f} GB ({worst[1]})",
-                    "✔" if worst[0] < 3072 else "✘"))
+        out.append((RSS_GOAL, f"max {worst[0]:,.0f} MiB = {worst[0] * 2**20 / 1e9:.2f} GB ({worst[1]})",
+                    "✔" if worst[0] * 2**20 < 3e9 else "✘"))
     else:
-        out.append(("peak RSS < 3 GiB (3,072 MiB) per job at 1M items / 10M events", "not measured (run without --quick)",
-                    ""))
+        out.append((RSS_GOAL, "not measured (run without --quick)", ""))
     resp = _json(OUT / "responsiveness" / "results.json").get("phases", {})
     if resp:
-        worst = max((p["max"], n) for n, p in resp.items())
+        worst = max((p.get("app_max", p["max"]), n) for n, p in resp.items())
+        raw = max((p["max"], n) for n, p in resp.items())
+        extra = f"; with whole-machine pauses {raw[0]:.0f} ms ({raw[1]})" if raw[0] > worst[0] else ""
         out.append(("GUI event-loop stall ≤ 50 ms (import, encode, train, typing)",
-                    f"max {worst[0]:.0f} ms ({worst[1]})", "✔" if worst[0] <= 50 else "✘"))
+                    f"max {worst[0]:.0f} ms ({worst[1]}){extra}", "✔" if worst[0] <= 50 else "✘"))
     return out
 
 

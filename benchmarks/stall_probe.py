@@ -4,8 +4,8 @@
 notes the GUI thread's innermost frames (cheap: code names and line numbers
 only) in a ring buffer with the time; a wake-up more than ``LATE_MS`` late
 means some thread held the GIL (or every core was busy), and then every
-thread's frames are recorded.  :meth:`GilProbe.flush` writes, for each slow
-heartbeat, the GUI frames seen while it waited: Python code of the GUI thread
+thread's frames are recorded.  :meth:`GilProbe.mark` keeps, for each slow
+heartbeat, the GUI frames seen while it waited (:meth:`GilProbe.flush` writes them): Python code of the GUI thread
 shows up by name; a stall spent in Qt's C++ (layout, paint) shows the Python
 frame that entered the event loop.  (faulthandler's watchdog dumped frames of
 running threads and crashed the interpreter now and then; this probe only
@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 LATE_MS = 40.0  # wake-ups later than this record every thread's frames
-KEEP_S = 30.0  # GUI samples kept (seconds)
+KEEP_S = 2.0  # GUI samples kept (seconds): a slow beat copies its window at once
 
 
 def _where(frame, depth: int = 6) -> str:
@@ -40,6 +40,7 @@ class GilProbe:
         self.t0 = time.perf_counter()
         self.name = ""
         self.events: list[str] = []
+        self.beats: list[str] = []
         self.gui = threading.get_ident()  # created in the GUI thread
         self.samples: collections.deque = collections.deque(maxlen=int(KEEP_S / 0.002))
         threading.Thread(target=self._run, daemon=True, name="gil-probe").start()
@@ -66,19 +67,59 @@ class GilProbe:
                 lines.append(f"    {names.get(ident, ident)}: {where}")
             self.events.append("\n".join(lines))
 
-    def flush(self, stalls) -> None:
-        """Write the slow beats ``stalls`` = [(gap s, at s)] of the phase ``self.name`` and what ran then."""
-        self.out.write(f"--- {self.name}: slow beats at " + ", ".join(f"{t:.2f} s ({g * 1000:.0f} ms)"
-                                                                   for g, t in stalls) + "\n")
-        samples = list(self.samples)
-        for gap, at in stalls:
-            seen = collections.Counter(w for t, _late, w in samples if at - gap - 0.002 <= t <= at + 0.002)
-            late = max((lt for t, lt, _w in samples if at - gap <= t <= at + 0.004), default=0.0)
-            self.out.write(f"  beat at {at:.2f} s ({gap * 1000:.0f} ms; probe late at most {late:.0f} ms), "
-                           "GUI thread frames seen:\n")
-            for where, n in seen.most_common(6):
-                self.out.write(f"    {n:3d} x {where}\n")
-        self.out.write("\n".join(self.events) + "\n")
+    def mark(self, gap: float, at: float) -> None:
+        """Note what the GUI thread ran during a slow beat (``gap`` s long, ending ``at`` s into the phase)."""
+        samples = [x for x in list(self.samples) if at - gap - 0.002 <= x[0]]
+        seen = collections.Counter(w for t, _late, w in samples)
+        late = max((lt for _t, lt, _w in samples), default=0.0)
+        lines = [f"  beat at {at:.2f} s ({gap * 1000:.0f} ms; probe late at most {late:.0f} ms), GUI thread frames seen:"]
+        lines += [f"    {n:3d} x {where}" for where, n in seen.most_common(6)]
+        self.beats.append("\n".join(lines))
+
+    def flush(self) -> None:
+        """Write the slow beats of the phase ``self.name`` and what ran then."""
+        self.out.write(f"--- {self.name}: {len(self.beats)} slow beats\n" + "\n".join(self.beats + self.events) + "\n")
         self.out.flush()
-        self.events = []
+        self.events, self.beats = [], []
         self.samples.clear()
+
+
+_REFERENCE_LOOP = """
+import sys, time
+last = time.perf_counter()
+while True:
+    time.sleep(0.010)
+    now = time.perf_counter()
+    late = (now - last - 0.010) * 1000.0
+    last = now
+    if late > 5.0:
+        print(f"{now:.4f} {late:.1f}", flush=True)
+"""
+
+
+class ReferenceHeartbeat:
+    """The same 10 ms heartbeat in a separate, idle Python process: how late the machine itself was.
+
+    A beat of the GUI that is late while this process is late too was a pause
+    of the whole machine (another process, the VM), not of the app.  Both use
+    ``time.perf_counter`` (CLOCK_MONOTONIC on Linux), so the times compare.
+    """
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.late: list[tuple[float, float]] = []  # (perf_counter s, ms late), beats > 5 ms late
+        self.proc = subprocess.Popen([sys.executable, "-c", _REFERENCE_LOOP], stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True, name="reference-heartbeat").start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            t, ms = line.split()
+            self.late.append((float(t), float(ms)))
+
+    def max_between(self, t0: float, t1: float) -> float:
+        """Longest lateness (ms) of a reference beat that ended within [t0, t1] (perf_counter seconds)."""
+        return max((ms for t, ms in list(self.late) if t0 <= t <= t1), default=0.0)
+
+    def stop(self) -> None:
+        self.proc.kill()

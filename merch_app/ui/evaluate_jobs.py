@@ -163,3 +163,13 @@ def titles_of(ctx, workspace: Path, item_ids: list[str]) -> dict[str, str]:
     marks = ",".join("?" * len(ids))
     return {str(i): t or "" for i, t in
             db.execute(f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}
+
+
+def item_titles(db, item_ids) -> dict[str, str]:
+    """Titles of a few items (id -> title, '' when untitled); {} without a workspace."""
+    ids = list(dict.fromkeys(str(i) for i in item_ids))
+    if db is None or not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    return {str(i): t or "" for i, t in db.execute(
+        f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}

@@ -62,8 +62,6 @@ class MainWindow(QMainWindow):
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.setContentsMargins(6, 6, 6, 0)
-        self.banner = MessageBanner()
-        outer.addWidget(self.banner)
         body = QHBoxLayout()
         outer.addLayout(body, 1)
         self.sidebar = QListWidget()
@@ -74,6 +72,8 @@ class MainWindow(QMainWindow):
         body.addWidget(self.sidebar)
         body.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        self.banner = MessageBanner()
+        self.banner.float_over(self.stack)
 
         self.ws_label = QLabel()
         self.model_label = QLabel()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QStackedWidget, QToolButton, QWidget
 
 from merch_app.jobs import Progress
@@ -12,7 +12,16 @@ from merch_app.ui.workers import JobHandle
 
 
 class MessageBanner(QFrame):
-    """Inline message strip at the top of the window (errors, warnings, info)."""
+    """Message strip floating over the bottom of the screen area (errors, warnings, info).
+
+    It covers the screen instead of taking a row of the layout: showing or
+    hiding a row resized every screen below it, and the Data screen's charts
+    then repainted at once (60-70 ms of GUI stall after an import and again
+    when the message faded, measured in bench_responsiveness).
+    """
+
+    MARGIN = 12
+    MAX_WIDTH = 1100
 
     COLOURS = {"error": ("#fdecea", "#8a1c12"), "warning": ("#fff4e0", "#7a4b00"), "info": ("#e8f1fb", "#0d3c6e")}
 
@@ -36,12 +45,35 @@ class MessageBanner(QFrame):
         self.auto_hide.timeout.connect(self.hide)
         self.hide()
 
+    def float_over(self, anchor: QWidget) -> None:
+        """Float over the bottom of ``anchor`` (a sibling), following its size."""
+        self._anchor = anchor
+        self.setParent(anchor.parentWidget())
+        anchor.installEventFilter(self)
+        self.hide()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move) and self.isVisible():
+            self._place()
+        return False
+
+    def _place(self) -> None:
+        anchor = getattr(self, "_anchor", None)
+        if anchor is None:
+            return
+        w = max(200, min(anchor.width() - 2 * self.MARGIN, self.MAX_WIDTH))
+        h = self.layout().totalHeightForWidth(w)
+        g = anchor.geometry()
+        self.setGeometry(g.right() - self.MARGIN - w + 1, g.bottom() - self.MARGIN - h + 1, w, h)
+        self.raise_()
+
     def show_message(self, text: str, level: str = "info") -> None:
         bg, fg = self.COLOURS.get(level, self.COLOURS["info"])
         self.level = level
         self.setStyleSheet(f"MessageBanner {{ background: {bg}; border: 1px solid {fg}; border-radius: 4px; }}"
                            f" QLabel {{ color: {fg}; }}")
         self.label.setText(text)
+        self._place()
         self.show()
         if level == "info":
             self.auto_hide.start()

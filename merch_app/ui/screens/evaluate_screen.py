@@ -158,10 +158,14 @@ class EvaluateScreen(Screen):
 
     def on_models_changed(self) -> None:
         self.generation += 1
-        self.refresh_models()
+        self._models_stale = True  # read when shown: not in the GUI thread's pass that ends a training
+        if self.isVisible():
+            self.on_shown()
 
     def on_shown(self) -> None:
         self.refresh_suites()
+        if getattr(self, "_models_stale", False):
+            self.refresh_models()
 
     # ---------------------------------------------------------------- suites
     def refresh_suites(self, select: Optional[str] = None) -> None:
@@ -181,6 +185,7 @@ class EvaluateScreen(Screen):
         self._suite_changed()
 
     def refresh_models(self) -> None:
+        self._models_stale = False
         self.model_combo.clear()
         if self.ctx.db is None:
             return
@@ -351,12 +356,7 @@ class EvaluateScreen(Screen):
 
     def titles(self, item_ids: list[str]) -> dict[str, str]:
         """Titles of a few items (quick read on the GUI connection)."""
-        ids = list(dict.fromkeys(str(i) for i in item_ids))
-        if self.ctx.db is None or not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        return {str(i): t or "" for i, t in self.ctx.db.execute(
-            f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}
+        return ej.item_titles(self.ctx.db, item_ids)
 
     # --------------------------------------------------------------- reports
     def export_report(self, html_path: Path) -> list[Path]:

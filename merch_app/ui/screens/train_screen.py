@@ -269,7 +269,9 @@ class TrainScreen(Screen):
         self.log_line(f"Saved model version “{version.name}” in {version.train_seconds:.1f}s"
                       + (f" — {summary}" if summary else "") + (" (active)" if version.active else ""))
         self.progress.setValue(1000)
-        self.ctx.models_changed.emit()
+        # the other screens react in a later pass than the one that redraws this screen's curves
+        # (together they stalled the GUI thread ~60 ms at the end of a training)
+        QTimer.singleShot(0, self, self.ctx.models_changed.emit)
 
     def _on_error(self, exc: BaseException, _tb: str) -> None:
         self.log_line(f"Training failed: {error_text(exc)}")
@@ -278,8 +280,8 @@ class TrainScreen(Screen):
     def _on_finished(self, state: str) -> None:
         self._set_running(False)
         self._draw_batches()
-        for chart in (self.loss_chart, self.val_chart):
-            chart.widget.enableAutoRange(x=True)
+        self.loss_chart.widget.enableAutoRange(x=True)  # one chart re-ranged (and repainted) per pass
+        QTimer.singleShot(0, self, lambda: self.val_chart.widget.enableAutoRange(x=True))
         self.eta_label.setText({"ok": "done", "cancelled": "cancelled", "error": "failed"}.get(state, state))
 
     def _reuse_settings(self) -> None:
