@@ -91,6 +91,7 @@ class Heartbeat:
         self._t0 = self._last = time.perf_counter()
         if self.probe is not None:
             self.probe.t0 = self._t0
+            self.probe.samples.clear()  # times are relative to the phase start
         self.timer.start()
 
     def stop(self) -> dict:

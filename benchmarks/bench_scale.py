@@ -154,6 +154,15 @@ def _ok(value: float, goal: float) -> str:
     return f"{'✔' if value <= goal else '✘'}"
 
 
+def _mib_gb(mib: float) -> str:
+    return f"{mib:,.0f} MiB" + (f" ({mib * 2**20 / 1e9:.2f} GB)" if mib >= 1024 else "")
+
+
+def _rss_ok(mib: float) -> str:
+    """The 1M rows' memory verdict, with the peak in decimal GB (the goal's unit)."""
+    return f" = {mib * 2**20 / 1e9:.2f} GB {_ok(mib, RSS_GOAL_MIB)}"
+
+
 def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> str:
     L = ["<!-- bench:scale -->", "## Scale: 10k / 100k / 1M items (`benchmarks/bench_scale.py`)", "",
          f"Synthetic shops from `benchmarks/synth_data.py` (power-law popularity, sessions search → view → "
@@ -212,7 +221,7 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         t, ref = r["train"], r["train_ref"]
-        ok = f" {_ok(t['rss_mib'], RSS_GOAL_MIB)}" if r["name"] == "1m" else ""
+        ok = _rss_ok(t['rss_mib']) if r["name"] == "1m" else ""
         L.append(f"| {r['name']} | {t['train_events']:,} | {t['users']:,} | {t['epoch_s']:.1f} | "
                  f"{t['train_events'] / t['epoch_s']:,.0f} | {t['prepare_s']:.1f} | "
                  f"{t['evaluate_save_s']:.1f} | {t['total_s']:.0f} | {fmt_mib(t['rss_mib'])}{ok} | "
@@ -233,14 +242,14 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
         k = qr["keystrokes"]
         goal = QUERY_GOAL_MS.get(r["name"])
         g = f"≤ {goal:.0f} {_ok(k['p99'], goal)}" if goal else ""
-        ok = f" {_ok(qr['rss_mib'], RSS_GOAL_MIB)}" if r["name"] == "1m" else ""
+        ok = _rss_ok(qr['rss_mib']) if r["name"] == "1m" else ""
         L.append(f"| {r['name']} | {qr['index']} | {qr['bundle_s']:.1f} | {qr['first_ms']:.0f} | "
                  f"{k['p50']:.1f} / {k['p99']:.1f} / {k['max']:.0f} | {g} | {fmt_mib(qr['rss_mib'])}{ok} | "
                  f"{ref['brute']['p50']:.1f} / {ref['brute']['p99']:.1f} | {ref['flat']['p50']:.1f} / "
                  f"{ref['flat']['p99']:.1f} | {r['load']['query']:.1f} |")
     L += ["", "Peak RSS per job (goal < 3 GB = 3 × 10⁹ bytes = 2,861 MiB at 1M items / 10M events): " + "; ".join(
-        f"{r['name']}: import {fmt_mib(r['import']['rss_mib'])}, encode {fmt_mib(r['encode']['rss_mib'])}, "
-        f"train {fmt_mib(r['train']['rss_mib'])}, query {fmt_mib(r['query']['rss_mib'])}" for r in results) + ".",
+        f"{r['name']}: " + ", ".join(f"{job} {_mib_gb(r[job]['rss_mib'])}" for job in ("import", "encode", "train", "query"))
+        for r in results) + ".",
         "<!-- /bench:scale -->"]
     return "\n".join(L)
 

@@ -69,7 +69,7 @@ class GilProbe:
 
     def mark(self, gap: float, at: float) -> None:
         """Note what the GUI thread ran during a slow beat (``gap`` s long, ending ``at`` s into the phase)."""
-        samples = [x for x in list(self.samples) if at - gap - 0.002 <= x[0]]
+        samples = [x for x in list(self.samples) if at - gap - 0.002 <= x[0] <= at + 0.002]
         seen = collections.Counter(w for t, _late, w in samples)
         late = max((lt for _t, lt, _w in samples), default=0.0)
         lines = [f"  beat at {at:.2f} s ({gap * 1000:.0f} ms; probe late at most {late:.0f} ms), GUI thread frames seen:"]

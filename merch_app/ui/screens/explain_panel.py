@@ -106,6 +106,9 @@ class ExplainPanel(QWidget):
 
     # --------------------------------------------------------------- drawing
     def clear(self, text: str = "Select a result to see why it is there.") -> None:
+        if self.explanation is None and getattr(self, "_blank", None) == text:
+            return  # already blank: re-emptying its charts after every keystroke's results cost the GUI thread
+        self._blank = text
         self.explanation = None
         self.header.setText(text)
         self.waterfall.set_components({})
@@ -117,7 +120,7 @@ class ExplainPanel(QWidget):
 
     def show_explanation(self, exp: Any) -> None:
         """Fill every part of the panel from ``exp``."""
-        self.explanation = exp
+        self.explanation, self._blank = exp, None
         lexical = exp.lexical or {}
         semantic = exp.semantic or {}
         title = highlight_title(exp.title, lexical.get("terms", []), semantic.get("best_matches", []))
