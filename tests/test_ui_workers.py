@@ -196,3 +196,35 @@ def test_worker_threads_run_below_the_gui_threads_priority(qtbot, runner):
     assert runner.wait(10)
     assert got == [(max(WORKER_NICE, gui_nice), max(WORKER_NICE, gui_nice))] and WORKER_NICE >= 5
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui_nice  # the GUI thread is untouched
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux-only")
+def test_torch_compute_pool_started_by_the_gui_thread_is_lowered_too():
+    """Intel OpenMP's one pool serves every thread: started from the GUI thread it ran jobs' compute at nice 0."""
+    import os
+
+    import torch
+
+    from merch_app.ui.job_executor import _QT_THREADS, lower_compute_pools
+
+    torch.set_num_threads(2)
+    float(torch.ones(4_000_000).exp().sum())  # parallel code in this (GUI) thread starts the pool
+
+    def pool() -> dict[int, int]:
+        main, python = threading.main_thread().native_id, {t.native_id for t in threading.enumerate()}
+        out = {}
+        for t in os.listdir("/proc/self/task"):
+            tid = int(t)
+            if tid != main and tid not in python:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    if not f.read().strip().startswith(_QT_THREADS):
+                        out[tid] = os.getpriority(os.PRIO_PROCESS, tid)
+        return out
+
+    before = pool()
+    assert before, "no native compute threads found"
+    gui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    level = min(19, max(before.values()) + 1)
+    assert lower_compute_pools(level) >= 1
+    assert all(nice >= level for nice in pool().values())
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui_nice  # the GUI thread is untouched

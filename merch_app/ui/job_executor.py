@@ -40,12 +40,49 @@ def lower_thread_priority(level: Optional[int] = None) -> bool:
         return False
     try:
         tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) >= level:
-            return True
-        os.setpriority(os.PRIO_PROCESS, tid, level)
-        return True
+        if os.getpriority(os.PRIO_PROCESS, tid) < level:
+            os.setpriority(os.PRIO_PROCESS, tid, level)
     except OSError:
         return False
+    lower_compute_pools(level)
+    return True
+
+
+_QT_THREADS = ("merch-", "Thread (pooled)", "Q", "gmain", "gdbus", "dconf")  # Qt's and GLib's threads keep theirs
+
+
+def lower_compute_pools(level: int) -> int:
+    """Raise the nice value of the process's unnamed native threads (torch's OpenMP / MKL pools) to ``level``.
+
+    Intel's OpenMP runtime keeps one pool for the whole process, started by
+    whichever thread first ran parallel torch code (the GUI thread's nice 0
+    when it loaded the encoder): a worker's training then ran half its
+    compute on a nice-0 pool thread, which took a core from the GUI thread
+    (measured: 50 % of a core at nice 0 while a job ran at nice 10; the GUI
+    painted 5-8x slower while typing during a training).  Python threads,
+    the main thread and Qt's or GLib's own (named) threads are left alone.
+    Returns how many threads were changed.
+    """
+    main = threading.main_thread().native_id
+    python = {t.native_id for t in threading.enumerate()}
+    changed = 0
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return 0
+    for tid in tids:
+        if tid == main or tid in python:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip().startswith(_QT_THREADS):
+                    continue
+            if os.getpriority(os.PRIO_PROCESS, tid) < level:
+                os.setpriority(os.PRIO_PROCESS, tid, level)
+                changed += 1
+        except OSError:  # the thread ended meanwhile
+            continue
+    return changed
 
 
 @dataclass
