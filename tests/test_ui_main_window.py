@@ -72,3 +72,20 @@ def test_a_screen_that_fails_to_start_does_not_stop_the_window(qtbot, ws_path, m
     wait_idle(qtbot, window)
     assert "Broken" not in window.screens and "Data" in window.screens
     assert window.banner.level == "error" and "boom" in window.banner.label.text()
+
+
+def test_messages_float_over_the_screens_without_resizing_them(qtbot, ws_path):
+    window = make_window(qtbot, ws_path)
+    wait_idle(qtbot, window)
+    window.resize(1200, 800)
+    qtbot.wait(50)
+    screen = window.stack.currentWidget()
+    size = screen.size()
+    window.show_message("Imported 3 files<br>second line", "info")
+    qtbot.wait(50)
+    assert screen.size() == size  # nothing was pushed down
+    banner, stack = window.banner.geometry(), window.stack.geometry()
+    assert window.banner.isVisible() and stack.contains(banner) and banner.bottom() > stack.center().y()
+    window.resize(1000, 700)
+    qtbot.waitUntil(lambda: window.stack.geometry().contains(window.banner.geometry()), timeout=2000)
+    assert window.banner.geometry().right() > window.stack.geometry().center().x()  # still at the bottom right

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -155,6 +155,10 @@ class MainWindow(QMainWindow):
 
     def busy(self) -> bool:
         return any(r.is_busy() for r in self.runners)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        QTimer.singleShot(0, self, self.banner.follow)  # after the layout has moved the screens
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
         """Cancel running jobs, wait for their threads, then close."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QStackedWidget, QToolButton, QWidget
 
 from merch_app.jobs import Progress
@@ -46,16 +46,19 @@ class MessageBanner(QFrame):
         self.hide()
 
     def float_over(self, anchor: QWidget) -> None:
-        """Float over the bottom of ``anchor`` (a sibling), following its size."""
+        """Float over the bottom of ``anchor`` (a sibling); the window calls :meth:`follow` when it resizes.
+
+        (Not an event filter on ``anchor``: a Python callback for each of its
+        events has to take the GIL from busy workers every time.)
+        """
         self._anchor = anchor
         self.setParent(anchor.parentWidget())
-        anchor.installEventFilter(self)
         self.hide()
 
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
-        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move) and self.isVisible():
+    def follow(self) -> None:
+        """Move with the anchor (after a resize of the window)."""
+        if self.isVisible():
             self._place()
-        return False
 
     def _place(self) -> None:
         anchor = getattr(self, "_anchor", None)
