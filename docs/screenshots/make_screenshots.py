@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shots import open_window, pump, save, temp_home, wait_idle  # sets the offscreen/offline switches first
+from shots import OUT, open_window, pump, save, temp_home, wait_idle  # sets the offscreen/offline switches first
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     wait_idle(app, window)
     save(app, window, "data.png")
     print("data.png", data.summary.items if data.summary else None, "items")
+    bad = tmp / "orders_export.csv"  # a file that is not a CSV export: the message floats over the screen
+    bad.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    data.start_import([ImportRequest(bad)])
+    wait_idle(app, window)
+    pump(app, 0.4)
+    window.grab().save(str(OUT / "message.png"))  # not save(): it hides the banner
+    print("wrote message.png:", window.banner.label.text()[:80])
+    window.banner.hide()
 
     if "Train" in window.screens and not args.no_train:
         train = window.show_screen("Train")
