@@ -31,8 +31,8 @@ from merch_app.memory import trim_heap
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.hybrid_update import more_epochs
 from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ModelLoadError, ScoringMixin
+from merch_app.model.hybrid_update import more_epochs
 from merch_app.model.interactions import (
     HISTORY_FEATURES, TREND_FEATURES, HistoryState, Interactions,
     history_text_vectors, item_trend_features,
