@@ -16,6 +16,7 @@ from merch_app.evaluation.metrics import gini, mae, ranking_report, rmse
 from merch_app.evaluation.split import normalise_date, relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
 from merch_app.model import text_matrix
+from merch_app.model.history_features import key_pairs_of
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
 
 CF_ONLY_PARTS = ("bilinear", "item_bias")
@@ -141,26 +142,11 @@ def beyond_history_view(model, train: Interactions, relevant: dict[str, set], us
         for lo in range(0, len(rows), chunk):
             r = rows[lo:lo + chunk]
             s = np.asarray(scorer(r), np.float64)
-            s[_own_cells(r, own_keys, n_items)] = -np.inf
+            s[key_pairs_of(own_keys, n_items, r)] = -np.inf  # the users' own items
             rankings.update(bl.score_ranking(s, users[lo:lo + chunk], model.item_ids, k))
         rep = ranking_report(rankings, new_rel, k)
         out[name] = {m: rep[m] for m in (f"precision@{k}", f"recall@{k}", f"ndcg@{k}")}
     return out
-
-
-def _own_cells(rows: np.ndarray, own_keys: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row, item) cells of ``rows``' own items, from the sorted ``user * n_items + item`` keys.
-
-    Slices the sorted keys per user instead of testing every user x item cell
-    with ``np.isin``, which sorted ~4M keys per block and held the GIL for
-    hundreds of ms at 100k items (GUI stalls while a model trained).
-    """
-    lo = np.searchsorted(own_keys, rows * n_items)
-    hi = np.searchsorted(own_keys, (rows + 1) * n_items)
-    if not (hi > lo).any():
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = np.concatenate([own_keys[a:b] for a, b in zip(lo, hi)])
-    return np.repeat(np.arange(len(rows)), hi - lo), keys % n_items
 
 
 def evaluate_model(model, train: Interactions, relevant: dict[str, set], k: int = 10, *,

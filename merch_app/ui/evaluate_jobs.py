@@ -153,23 +153,3 @@ def impact_job(ctx, workspace: Path, rule, suite_ref: Optional[str], system: Sys
     b = bundle(ctx, workspace, system.model_id, encoder_spec, generation)
     return rule_impact(db, rule, bundle=b, suite=suite, weights=system.weights, k=k, progress=ctx.progress,
                        cancel=ctx.cancel)
-
-
-def titles_of(ctx, workspace: Path, item_ids: list[str]) -> dict[str, str]:
-    db = ctx.db(workspace)
-    ids = list(dict.fromkeys(str(i) for i in item_ids))
-    if not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    return {str(i): t or "" for i, t in
-            db.execute(f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}
-
-
-def item_titles(db, item_ids) -> dict[str, str]:
-    """Titles of a few items (id -> title, '' when untitled); {} without a workspace."""
-    ids = list(dict.fromkeys(str(i) for i in item_ids))
-    if db is None or not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    return {str(i): t or "" for i, t in db.execute(
-        f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()}

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from merch_app.evaluation.suite_run import SuiteRun
 from merch_app.evaluation.suites import list_suites
+from merch_app.insights.common import item_titles
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
 from merch_app.ui import evaluate_jobs as ej
@@ -356,7 +357,7 @@ class EvaluateScreen(Screen):
 
     def titles(self, item_ids: list[str]) -> dict[str, str]:
         """Titles of a few items (quick read on the GUI connection)."""
-        return ej.item_titles(self.ctx.db, item_ids)
+        return {} if self.ctx.db is None else {i: t for i, (t, _c) in item_titles(self.ctx.db, item_ids).items()}
 
     # --------------------------------------------------------------- reports
     def export_report(self, html_path: Path) -> list[Path]:
