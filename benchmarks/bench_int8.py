@@ -65,11 +65,11 @@ def run() -> dict:
     from merch_app.data.workspace import open_workspace
     from merch_app.evaluation.compare import compare_runs
     from merch_app.evaluation.suite_run import model_ranker, run_suite
-    from merch_app.evaluation.suites import read_suite_csv
+    from merch_app.evaluation.suite_files import read_suite_csv
     from merch_app.model.bundle import ModelBundle
     from merch_app.model.encoder import BertEncoder
     from merch_app.model.item_vectors import item_texts
-    from merch_app.model.registry import item_popularity
+    from merch_app.model.bundle import item_popularity
     from merch_app.model.vector_index import VectorIndex
     from merch_app.paths import resource_path
 
@@ -132,7 +132,7 @@ def recommendation_quality(seeds: tuple[int, ...] = (42, 7)) -> list[dict]:
 
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
 
     db, _n_items, _n_events = build_workspace(OUT / "int8_online_retail.sqlite")
     rows = []

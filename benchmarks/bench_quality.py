@@ -9,7 +9,7 @@ catalogue (cold start).
 
 The workspace is built by loading the CSV with exactly these filters (one
 purchase event per kept row, session = invoice); training runs the real job
-(:func:`merch_app.model.training.train`: MiniLM item and user vectors, fit,
+(:func:`merch_app.services.training.train`: MiniLM item and user vectors, fit,
 evaluation, registry).  Results go to ``docs/quality.md`` between
 ``<!-- quality:model -->`` and ``<!-- /quality:model -->``.
 
@@ -91,7 +91,7 @@ def build_workspace(path: Path = WORKSPACE):
 
 def run(seed: int, db) -> dict:
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
 
     marks: dict[str, float] = {}
 

@@ -44,7 +44,8 @@ from merch_app.data.workspace import open_workspace, rebuild_fts  # noqa: E402
 from merch_app.model.bundle import ModelBundle  # noqa: E402
 from merch_app.model.encoder import load_encoder  # noqa: E402
 from merch_app.model.vector_index import VectorIndex  # noqa: E402
-from merch_app.ranking.lexical import LexicalSearcher, build_search_tops, query_terms  # noqa: E402
+from merch_app.data.term_tops import build_search_tops  # noqa: E402
+from merch_app.ranking.lexical import LexicalSearcher, query_terms  # noqa: E402
 from merch_app.ranking.ranker import Ranker  # noqa: E402
 from merch_app.ranking.types import RankRequest  # noqa: E402
 
@@ -182,7 +183,7 @@ NOTES = """What was profiled (py-spy, cProfile, per-stage timers) and fixed to r
 replaced it (checked equal to `bm25()` in tests). (3) FTS5 scores every row a phrase matches before
 it sorts, so one common word (27k-150k rows here) cost 20-90 ms and a two-letter prefix typed on
 the way ("ho": every row, all descriptions say "home") 560 ms: the import job now stores, for every
-term and prefix matching more than 5,000 rows, its 1,000 best rows by BM25 (`merch_app/ranking/term_tops.py`,
+term and prefix matching more than 5,000 rows, its 1,000 best rows by BM25 (`merch_app/data/term_tops.py`,
 35 s for the 1M catalogue, 561 lists); a one-phrase query reads its list (exact), longer queries score
 the union of the lists, the rarer terms' rows and the rows matching all terms exactly, and a phrase in
 more than half the rows (FTS5 gives it the minimum IDF) no longer drives the AND query. Lexical p50 /

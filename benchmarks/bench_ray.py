@@ -96,10 +96,11 @@ def bench_encode(db, ray) -> dict:
 
 
 def bench_train(db) -> dict:
-    from merch_app.engines.ray_train import train_on_ray
+    from merch_app.engines.local import LocalEngine
+    from merch_app.engines.ray_engine import RayEngine
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import _fit_here, train
+    from merch_app.services.training import train
 
     from merch_app.model import cf_module
 
@@ -117,14 +118,15 @@ def bench_train(db) -> dict:
 
         cf_module.run_implicit_epoch = timed_epoch
 
-        def timed_fit(*args, **kwargs):
-            t, c = time.perf_counter(), time.process_time()
-            model = _fit_here(*args, **kwargs)
-            timing["fit_seconds"], timing["cpu_seconds"] = time.perf_counter() - t, time.process_time() - c
-            return model
+        class TimedLocal(LocalEngine):
+            def fit(self, *args, **kwargs):
+                t, c = time.perf_counter(), time.process_time()
+                model = super().fit(*args, **kwargs)
+                timing["fit_seconds"], timing["cpu_seconds"] = time.perf_counter() - t, time.process_time() - c
+                return model
 
         try:
-            v = train(db, HybridConfig(seed=seed, activate="never"), encoder=encoder, fit=timed_fit,
+            v = train(db, HybridConfig(seed=seed, activate="never"), encoder=encoder, engine=TimedLocal(),
                       name=f"bench {label}")
         finally:
             cf_module.run_implicit_epoch = run_epoch
@@ -137,8 +139,8 @@ def bench_train(db) -> dict:
         print("train", label, out[label], flush=True)
     for workers in (1, 2):
         t = time.perf_counter()
-        v = train_on_ray(db, HybridConfig(seed=42, activate="never"), encoder=encoder, name=f"bench ray x{workers}",
-                         workers=workers)
+        v = train(db, HybridConfig(seed=42, activate="never"), encoder=encoder, name=f"bench ray x{workers}",
+                  engine=RayEngine(workers=workers))
         s = v.data_snapshot
         out[f"ray{workers}"] = {"fit_seconds": s["ray_fit_seconds"], "cpu_seconds": s["ray_cpu_seconds"],
                                 "cf_epoch_seconds": s["ray_cf_epoch_seconds"],

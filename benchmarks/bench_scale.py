@@ -230,7 +230,7 @@ def render(results: list[dict], enc_ref: dict | None, machine: dict, args) -> st
           "events, BCE against 512 shared sampled negatives per batch of 4,096, Adam; its events/s counts 80% "
           "of the events (the share before the split) to compare like for like.", "",
           "### Query (as you type)", "",
-          f"The app's path: the active model's bundle (`load_ranking_bundle`), the workspace rules, `Ranker`; "
+          f"The app's path: the active model's bundle (`merch_app.model.bundle.load_bundle`), the workspace rules, `Ranker`; "
           f"{args.queries} queries of 1–3 vocabulary words typed one character at a time, one ranking request "
           "(top 50, 300 lexical + 300 vector candidates) per keystroke; the query encoder is the model's "
           "(MiniLM fp32). References over the same vectors and keystrokes: encode + numpy brute force top 300, "

@@ -29,11 +29,12 @@ def run(ws: Path, encoder_spec: str | None):
     sys.path.insert(0, str(ROOT))
     from merch_app.data.workspace import open_workspace
     from merch_app.evaluation.compare import compare_runs
-    from merch_app.evaluation.suite_run import load_ranking_bundle, model_ranker, run_suite
-    from merch_app.evaluation.suites import read_suite_csv
+    from merch_app.evaluation.suite_run import model_ranker, run_suite
+    from merch_app.model.bundle import load_bundle
+    from merch_app.evaluation.suite_files import read_suite_csv
     from merch_app.model.encoder import load_encoder
     from merch_app.paths import resource_path
-    from merch_app.ranking.rule_impact import rule_impact
+    from merch_app.evaluation.rule_impact import rule_impact
     from merch_app.ranking.rules import MerchRule
 
     RULES = [MerchRule("synonym", "*", {"terms": ["kids", "childrens"]}),
@@ -43,7 +44,7 @@ def run(ws: Path, encoder_spec: str | None):
     suite = read_suite_csv(resource_path("demo", "demo_suite.csv"), "demo")
     db = open_workspace(ws)
     t0 = time.perf_counter()
-    bundle = load_ranking_bundle(db, None, load_encoder(encoder_spec) if encoder_spec else None)
+    bundle = load_bundle(db, None, load_encoder(encoder_spec) if encoder_spec else None)
     load_s = time.perf_counter() - t0
     runs = []
     for label, weights in SYSTEMS:

@@ -43,6 +43,7 @@ KNOWN: dict[str, tuple[list[str], list[str], str]] = {
     "map": ([], ["--frames", "20"], "--no-write"),
     "quality": ([], [], "--no-doc"),
     "ray": ([], ["--skip-train"], "--no-write"),
+    "limits": ([], ["--quick"], "--no-write"),
 }
 NEEDS = {"ray": "ray"}  # optional extras: skipped (with a note) when not installed
 

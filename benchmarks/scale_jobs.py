@@ -9,7 +9,7 @@ wall time, CPU time and peak RSS from ``os.wait4``).  Jobs:
                 (see ``synth_vectors.py``);
 ``encode``      ``encode_items`` through the embedding cache with the real MiniLM;
 ``encode_ref``  a plain transformers loop, ``BertEncoder`` fp32 and int8 on the same sample;
-``train``       ``merch_app.model.training.train`` (the Train screen's job) for a few epochs;
+``train``       ``merch_app.services.training.train`` (the Train screen's job) for a few epochs;
 ``train_ref``   a plain PyTorch matrix-factorisation loop over the same (user, item) pairs;
 ``query``       the app's query path: load the active model bundle, ``Ranker``, as-you-type typing.
 """
@@ -151,7 +151,7 @@ def _training_events(db) -> int:
 def job_train(ws: Path, epochs: int, quantize: str | None) -> dict:
     """The Train screen's job (``training.train``) with a fixed number of epochs, timed by phase."""
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
 
     db = open_workspace(ws)
     encoder = _encoder(quantize)
@@ -257,14 +257,14 @@ def job_train_ref(ws: Path, epochs: int, dim: int = 64, batch: int = 4096, negat
 # --------------------------------------------------------------------------- query
 def job_query(ws: Path, n_queries: int) -> dict:
     """The query path of the app: active model bundle, rules, Ranker, one request per keystroke."""
-    from merch_app.evaluation.suite_run import load_ranking_bundle
+    from merch_app.model.bundle import load_bundle
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.rules import load_rules
     from merch_app.ranking.types import RankRequest
 
     db = open_workspace(ws)
     t0 = time.perf_counter()
-    bundle = load_ranking_bundle(db)
+    bundle = load_bundle(db)
     t_bundle = time.perf_counter() - t0
     ranker = Ranker(db, bundle, rules=load_rules(db, enabled_only=True))
     t_ranker = time.perf_counter() - t0 - t_bundle

@@ -4,11 +4,13 @@ Shop data is untrusted: an item title can be ``=HYPERLINK("http://evil", "click"
 or ``<script>``, a column name can be ``"; DROP TABLE items; --``.  Exports and
 SQL built from such text go through these helpers:
 
-* :func:`csv_cell` / :func:`csv_row` — a cell starting with ``= + - @`` (or a
-  tab / carriage return, which spreadsheets strip first) gets a leading
-  apostrophe so Excel, LibreOffice and Google Sheets show it as text instead
-  of running it (OWASP "CSV injection").  Plain numbers like ``-3.5`` stay
-  numbers.
+* :func:`csv_cell` / :func:`csv_row` — the one rule for every CSV export: a
+  cell starting with ``= + - @``, a tab, a carriage return or a line feed
+  (white space some spreadsheets skip before running an ``=`` behind it) gets a
+  leading apostrophe so Excel, LibreOffice and Google Sheets show it as text
+  instead of running it (OWASP "CSV injection").  Plain numbers like ``-3.5``
+  stay numbers.  :func:`undo_csv_cell` removes exactly that apostrophe when
+  the app reads back a file it wrote (judged query suites).
 * :func:`html_text` — text for HTML element content or attribute values.
 * :func:`sql_identifier` — a table/column/index name checked against a strict
   pattern and double-quoted; values always travel as ``?`` parameters.
@@ -20,13 +22,24 @@ import math
 import re
 from typing import Any, Iterable
 
-FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r", "\n")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 class UnsafeIdentifier(ValueError):
     """A name that cannot be used as an SQL identifier (message is user-facing)."""
+
+
+def _runs_as_formula(text: str) -> bool:
+    """True when a spreadsheet could run ``text``: a formula lead that is not a plain number."""
+    return text.startswith(FORMULA_LEAD) and not _NUMBER.fullmatch(text)
+
+
+def _needs_apostrophe(text: str) -> bool:
+    # Apostrophes already in front of a formula count too ("'=x" is written "''=x"), so that
+    # undo_csv_cell can tell the added apostrophe from one that is part of the text.
+    return _runs_as_formula(text.lstrip("'"))
 
 
 def csv_cell(value: Any) -> Any:
@@ -41,8 +54,11 @@ def csv_cell(value: Any) -> Any:
     Returns
     -------
     str or number
-        Text starting with ``= + - @ \\t \\r`` prefixed with ``'`` unless it is
-        a plain number such as ``-3.5`` or ``+44``.
+        Text starting with one of :data:`FORMULA_LEAD` (``= + - @``, tab,
+        carriage return, line feed) prefixed with ``'``, unless it is a plain
+        number such as ``-3.5`` or ``+44``.  Text whose leading apostrophes
+        are followed by such a lead gets one more (``'=x`` becomes ``''=x``),
+        so :func:`undo_csv_cell` gives back exactly ``str(value)``.
     """
     if value is None:
         return ""
@@ -51,8 +67,26 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return value
     text = str(value)
-    if text.startswith(FORMULA_LEAD) and not _NUMBER.fullmatch(text):
-        return "'" + text
+    return "'" + text if _needs_apostrophe(text) else text
+
+
+def undo_csv_cell(text: str) -> str:
+    """The text :func:`csv_cell` was given, from the cell it wrote.
+
+    Parameters
+    ----------
+    text
+        A cell as read back from a CSV file the app wrote (or one a person
+        saved with the same convention).
+
+    Returns
+    -------
+    str
+        ``text`` without the apostrophe :func:`csv_cell` added; any other
+        text unchanged (``'quoted`` stays ``'quoted``).
+    """
+    if text.startswith("'") and _needs_apostrophe(text[1:]):
+        return text[1:]
     return text
 
 

@@ -1,17 +1,29 @@
-"""CF fusion weight tuning: known-answer grid, personalised queries, features from the ranker."""
+"""Fusion weight tuning (benchmarks/tune_weights.py, tune_cf_weight.py): known-answer grids, ranker features.
+
+The judged queries themselves are tested in test_known_items.py.
+"""
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
 
-from merch_app.ranking import cf_weight_tuning as cwt
+import numpy as np
+import pytest
+
+from merch_app.evaluation.known_items import JudgedQuery, PersonalQuery
 from merch_app.ranking.ranker import Ranker
-from merch_app.ranking.testing import SAMPLE_ITEMS, TableCFModel, WordVectorEncoder, insert_items, make_bundle
+from ranking_fixtures import SAMPLE_ITEMS, TableCFModel, WordVectorEncoder, insert_items, make_bundle
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the scripts are not a package
+
+import tune_cf_weight as tcw  # noqa: E402
+import tune_weights as tw  # noqa: E402
 
 
 def feat(qid, ids, lexical, cf, target, repeat=False, user="u"):
     n = len(ids)
-    q = cwt.PersonalQuery(qid, "q", "drop", target, {target: 3.0}, user=user, repeat=repeat)
-    return cwt.PersonalFeatures(q, list(ids), np.asarray(lexical, float), np.full(n, 0.5),
+    q = PersonalQuery(qid, "q", "drop", target, {target: 3.0}, user=user, repeat=repeat)
+    return tcw.PersonalFeatures(q, list(ids), np.asarray(lexical, float), np.full(n, 0.5),
                                 np.asarray(cf, float), np.zeros(n))
 
 
@@ -33,18 +45,18 @@ def known_answer_set(copies=1):
 
 def test_best_cf_known_answer():
     fs = known_answer_set()
-    best, table = cwt.best_cf(fs, w_pop=0.0)
+    best, table = tcw.best_cf(fs, w_pop=0.0)
     assert best == 0.1
     by_w = {r["cf"]: r for r in table}
     assert by_w[0.1]["ndcg@10"] == 1.0 and by_w[0.1]["mrr@10"] == 1.0
     assert by_w[0.0]["mrr@10"] == 0.75 and by_w[0.2]["mrr@10"] == 0.75
-    assert cwt.fused(fs[0], 0.05, w_pop=0.0) == ["B", "A"]  # tie keeps candidate order
-    assert cwt.fused(fs[0], 0.1, w_pop=0.0) == ["A", "B"]
+    assert tcw.fused(fs[0], 0.05, w_pop=0.0) == ["B", "A"]  # tie keeps candidate order
+    assert tcw.fused(fs[0], 0.1, w_pop=0.0) == ["A", "B"]
 
 
 def test_run_reports_halves_subsets_and_paired_tests():
     fs = known_answer_set(copies=20)
-    rep = cwt.run(fs, pop_grid=(0.0,))
+    rep = tcw.run(fs, pop_grid=(0.0,))
     assert rep["tune"] + rep["test"] == 40 and rep["tune"] > 0 and rep["test"] > 0
     assert rep["test_repeat"] + rep["test_new"] == rep["test"]
     # popularity is 0 here, so pop=0.1 changes nothing and 0.1 is best on the tune half
@@ -58,24 +70,6 @@ def test_run_reports_halves_subsets_and_paired_tests():
     assert rep["joint_best"]["cf"] == 0.1
 
 
-def test_personal_queries_from_test_period_purchases(ws):
-    insert_items(ws, SAMPLE_ITEMS)
-    events = [("u1", "22004", "2011-01-01T00:00:00Z"), ("u1", "22004", "2011-10-01T00:00:00Z"),
-              ("u1", "22002", "2011-10-02T00:00:00Z"), ("u2", "22003", "2011-10-03T00:00:00Z"),
-              ("u3", "22001", "2011-02-01T00:00:00Z"), ("u3", "22005", "2011-11-01T00:00:00Z")]
-    with ws.conn:
-        ws.conn.executemany("INSERT INTO events (user_id, item_id, event_type, ts) "
-                            "VALUES (?, ?, 'purchase', ?)", events)
-    qs = cwt.make_personal_queries(ws, ["u1", "u2"], "2011-09-01T00:00:00Z", n=10, seed=1)
-    pairs = {(q.user, q.target): q for q in qs}
-    # u2 has no purchase before the split, u3 is unknown to the model
-    assert set(pairs) <= {("u1", "22004"), ("u1", "22002")} and pairs
-    for (user, item), q in pairs.items():
-        assert q.repeat == (item == "22004")
-        assert q.gains[item] == 3.0 and q.text
-        assert q.half in ("tune", "test")
-
-
 def test_personal_features_carry_the_users_cf(ws):
     insert_items(ws, SAMPLE_ITEMS)
     bundle = make_bundle(ws, WordVectorEncoder())
@@ -84,9 +78,29 @@ def test_personal_features_carry_the_users_cf(ws):
     table[0, ids.index("22002")] = 5.0
     bundle.model = TableCFModel(["u1"], ids, table)
     ranker = Ranker(ws, bundle)
-    q = cwt.PersonalQuery("x", "candle", "drop", "22002", {"22002": 3.0}, user="u1", repeat=True)
-    f = cwt.personal_features(ranker, q)
+    q = PersonalQuery("x", "candle", "drop", "22002", {"22002": 3.0}, user="u1", repeat=True)
+    f = tcw.personal_features(ranker, q)
     assert "22002" in f.item_ids
     i = f.item_ids.index("22002")
     assert f.cf[i] == f.cf.max() and f.cf[i] > 0.5
-    assert cwt.fused(f, 0.8)[0] == "22002"
+    assert tcw.fused(f, 0.8)[0] == "22002"
+
+
+def anonymous_feat(qid, ids, lexical, text, target):
+    q = JudgedQuery(qid, "q", "drop", target, {target: 3.0})
+    n = len(ids)
+    return tw.QueryFeatures(q, list(ids), np.asarray(lexical, float), np.asarray(text, float), np.zeros(n),
+                            list(ids), list(ids))
+
+
+def test_lex_text_grid_known_answer():
+    """The target leads lexically, a distractor by meaning: only w_lex > 0.5 ranks it first."""
+    fs = [anonymous_feat(f"a{c}", ["B", "A"], [0.0, 1.0], [1.0, 0.0], "A") for c in range(3)]
+    assert tw.fused_ranking(fs[0], 0.5, 0.5, 0.0) == ["B", "A"]  # a tie keeps candidate order
+    assert tw.fused_ranking(fs[0], 0.6, 0.4, 0.0) == ["A", "B"]
+    best, table = tw.grid_search(fs)
+    assert len(table) == len(tw.LEX_GRID) * len(tw.POP_GRID)
+    assert best == {"lex": 0.6, "text": 0.4, "pop": 0.0, "ndcg@10": 1.0}  # ties: smallest lex, then pop
+    m = tw.evaluate(fs, lambda f: tw.fused_ranking(f, 0.5, 0.5, 0.0))
+    assert m["mrr@10"] == 0.5 and m["hit@10"] == 1.0 and m["n"] == 3
+    assert m["ndcg@10"] == pytest.approx(1.0 / np.log2(3)) and m["per_query"] == [m["per_query"][0]] * 3

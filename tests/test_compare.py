@@ -17,7 +17,8 @@ from merch_app.evaluation.compare import (
     wins_losses_ties,
 )
 from merch_app.evaluation.suite_run import run_suite
-from merch_app.evaluation.suites import Suite, save_suite
+from merch_app.evaluation.suites import save_suite
+from merch_app.evaluation.suite_data import Suite
 
 
 def test_identical_systems_give_p_one():

@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from merch_app.explain import ItemNotFound, explain_item, why_not
+from merch_app.explain.explanation import explain_item
+from merch_app.explain.why_not import ItemNotFound, why_not
 from merch_app.explain.word_attribution import word_attribution
 from merch_app.ranking.ranker import Ranker
-from merch_app.ranking.rules import RuleEffect
-from merch_app.ranking.testing import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
+from merch_app.ranking.rule_hook import RuleEffect
+from ranking_fixtures import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
                                        WordVectorEncoder, insert_items, make_bundle)
 from merch_app.ranking.types import Filters, RankRequest, Weights
 

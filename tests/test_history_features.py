@@ -23,7 +23,8 @@ import pytest
 
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.hybrid_scoring import FORMAT_VERSION, N_COMBINER, N_HIST, N_TREND, ModelLoadError
-from merch_app.model.interactions import HISTORY_FEATURES, OVERDUE_CAP, HistoryState, from_arrays
+from merch_app.model.interactions import from_arrays
+from merch_app.model.history_features import HISTORY_FEATURES, OVERDUE_CAP, HistoryState
 
 REF = 35.0
 ITEMS = ["x", "y", "z", "w"]
@@ -276,7 +277,7 @@ def _naive_history_text(state: HistoryState, item_text: np.ndarray) -> np.ndarra
 
 def test_history_text_vectors_match_the_definition_across_chunks(monkeypatch):
     from merch_app.model import text_matrix
-    from merch_app.model.interactions import history_text_vectors, users_history_text
+    from merch_app.model.history_features import history_text_vectors, users_history_text
 
     rng = np.random.default_rng(3)
     n_users, n_items, n_ev = 300, 50, 4000

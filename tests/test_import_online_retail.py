@@ -29,18 +29,17 @@ import pytest
 from merch_app.data.importer import import_file
 from merch_app.data.summary import data_summary
 from merch_app.data.transactions import non_product_reason
-from conftest import ONLINE_RETAIL
 
 pytestmark = pytest.mark.slow
 
 
-def _raw_counts() -> dict:
+def _raw_counts(path) -> dict:
     codes, customers, np_codes, np_only, invoices = set(), set(), set(), set(), set()
     product_customers, named = set(), set()
     prices_85123a = []
     c = {"rows": 0, "anon": 0, "c_rows": 0, "a_rows": 0, "np_rows": 0, "np_anon": 0, "np_c_rows": 0,
          "neg_other": 0}
-    with gzip.open(ONLINE_RETAIL, "rt", encoding="utf-8", newline="") as f:
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         assert next(reader) == ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
                                 "UnitPrice", "CustomerID", "Country"]
@@ -74,9 +73,8 @@ def _raw_counts() -> dict:
     return c
 
 
-@pytest.mark.skipif(not ONLINE_RETAIL.exists(), reason="shared Online Retail data not present")
-def test_full_online_retail_import(ws):
-    raw = _raw_counts()
+def test_full_online_retail_import(ws, online_retail):
+    raw = _raw_counts(online_retail)
     # the README's numbers
     assert (raw["rows"], raw["invoices"], raw["codes"], raw["customers"], raw["anon"], raw["c_rows"],
             raw["a_rows"]) == (541_909, 25_900, 4_070, 4_372, 135_080, 9_288, 3)
@@ -84,7 +82,7 @@ def test_full_online_retail_import(ws):
     assert (raw["np_rows"], raw["np_codes"], raw["np_only_customers"], raw["np_anon"], raw["np_c_rows"],
             raw["neg_other"]) == (2_946, 16, 9, 1_030, 584, 1_336)
 
-    r = import_file(ws, ONLINE_RETAIL)
+    r = import_file(ws, online_retail)
     assert r.status == "ok" and r.kind == "transactions"
     assert r.rows_read == 541_909
     assert r.rejected_reasons == {"non_product": 2_946}

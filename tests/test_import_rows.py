@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from merch_app.data.importer import export_rejected_csv, import_file, rejected_rows
+from merch_app.data.importer import import_file
+from merch_app.data.rejected import export_rejected_csv, rejected_rows
 
 DATA = Path(__file__).parent / "data" / "import"
 

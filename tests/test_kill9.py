@@ -129,7 +129,6 @@ def test_kill_during_import_keeps_exactly_the_previous_data(prior_ws, big_events
         "finishing": lambda s: "finishing" in s,
     }[point]
     seen, seconds = run_and_kill(["import", str(big_events), "-w", str(prior_ws)], when)
-    assert seconds < 120
     after = snapshot(prior_ws)  # integrity_check == ok inside
     assert after == before
     print(f"\nkill during import ({point}) after {seconds:.1f} s: integrity ok, data as before")
@@ -147,7 +146,7 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
     """WAL: a second connection (the Query screen's) reads and ranks while the import transaction is open."""
     from merch_app.model.encoder import load_encoder
     from merch_app.ranking.ranker import Ranker
-    from merch_app.ranking.text_bundle import text_only_bundle
+    from merch_app.model.bundle import load_bundle
     from merch_app.ranking.types import RankRequest
 
     db = open_workspace(prior_ws)
@@ -157,14 +156,19 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
     release = threading.Event()
     cancel = CancelToken()
     outcome: dict = {}
+    writer_db: list = []
 
     def progress(p):
         if p.fraction and p.fraction > 0.3 and not halfway.is_set():
+            outcome["in_transaction"] = writer_db[0].conn.in_transaction
             halfway.set()
-            release.wait(60)  # hold the open write transaction while the reader works
+            # hold the open write transaction while the reader works; the 60 s only guards
+            # against hanging: a hold that runs out means the reader was not done by then
+            outcome["hold_ended_by"] = "release" if release.wait(60) else "timeout"
 
     def writer():
         wdb = open_workspace(prior_ws)
+        writer_db.append(wdb)
         try:
             outcome["result"] = import_file(wdb, big_events, progress=progress, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
@@ -176,15 +180,14 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
     thread.start()
     try:
         assert halfway.wait(120), "import did not reach 30 %"
-        t0 = time.perf_counter()
         reader = open_workspace(prior_ws)
         seen = reader.execute("SELECT count(*) FROM events").fetchone()[0]
         users = reader.execute("SELECT count(DISTINCT user_id) FROM events").fetchone()[0]
         hits = reader.execute("SELECT item_id FROM items_fts WHERE items_fts MATCH 'P1*'").fetchall()
-        ranked = Ranker(reader, text_only_bundle(reader, load_encoder("hashing:32"))).rank(
+        ranked = Ranker(reader, load_bundle(reader, encoder=load_encoder("hashing:32"))).rank(
             RankRequest(query="P1", k=3))  # what the Query screen's worker does
         reader.close()
-        read_seconds = time.perf_counter() - t0
+        writer_still_holding = "hold_ended_by" not in outcome and thread.is_alive()
     finally:
         cancel.cancel()  # the reads are done: stop the import (rolls back)
         release.set()
@@ -192,8 +195,10 @@ def test_readers_see_the_previous_data_while_an_import_writes(prior_ws, big_even
     assert isinstance(outcome.get("error"), Cancelled)
     assert seen == before == 500 and users == 7 and sorted(hits) == [("P1",), ("P10",), ("P11",), ("P12",)]
     assert ranked.item_ids[0] == "P1" and len(ranked.item_ids) == 3
-    assert read_seconds < 5  # no waiting for the writer's lock
-    print(f"\nreads during an open import transaction took {read_seconds * 1000:.0f} ms")
+    # no waiting for the writer's lock: every read above finished while the writer sat inside its
+    # open write transaction, which only our release (after the reads) ended
+    assert outcome["in_transaction"] is True
+    assert writer_still_holding and outcome["hold_ended_by"] == "release"
     check = open_workspace(prior_ws)
     assert check.execute("SELECT count(*) FROM events").fetchone()[0] == 500
     check.close()
@@ -220,7 +225,7 @@ def trained_template(tmp_path_factory):
     """A workspace (+ models folder) with a shop and one active model version."""
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
     from ui_support import write_shop
 
     folder = tmp_path_factory.mktemp("trained")
@@ -248,7 +253,8 @@ def trained_ws(trained_template, tmp_path) -> tuple[Path, str]:
 
 def assert_previous_model_serves(path: Path, model_id: str) -> None:
     """The previously active version is still the active one, loads, and ranks."""
-    from merch_app.model.registry import list_versions, load_bundle
+    from merch_app.model.bundle import load_bundle
+    from merch_app.model.registry import list_versions
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.types import RankRequest
 

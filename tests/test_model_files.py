@@ -158,7 +158,7 @@ def model_template(tmp_path_factory):
     """A workspace with a shop and two model versions: ``old`` (inactive) and ``new`` (active)."""
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
     from ui_support import write_shop
 
     folder = tmp_path_factory.mktemp("models")
@@ -247,7 +247,8 @@ DAMAGES = ["arrays_truncated", "arrays_missing", "config_garbage", "config_not_a
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_damaged_model_gives_a_clear_message_and_loses_nothing(models_ws, damage):
-    from merch_app.model.registry import ModelLoadError, load_bundle, load_model
+    from merch_app.model.bundle import load_bundle
+    from merch_app.model.registry import ModelLoadError, load_model
 
     path, old, new = models_ws
     before = table_rows(path)
@@ -271,15 +272,15 @@ def test_damaged_model_gives_a_clear_message_and_loses_nothing(models_ws, damage
 
 
 def test_query_screen_falls_back_to_text_with_a_broken_model(models_ws):
-    from merch_app.ui.query_engine import _load_bundle
+    from merch_app.model.bundle import load_bundle
 
     path, _, new = models_ws
     _break(version_dir(path, new), "arrays_truncated")
     db = open_workspace(path)
-    bundle, warning = _load_bundle(db, "hashing:64")
+    bundle = load_bundle(db, None, "hashing:64", fallback=True)
     db.close()
     assert bundle.model is None and len(bundle.item_ids) == 60
-    assert "cannot be loaded" in warning and "ranking by text only" in warning
+    assert "cannot be loaded" in bundle.warning and "ranking by text only" in bundle.warning
 
 
 @pytest.mark.parametrize("error", [(28, "No space left on device", "the disk is full"),

@@ -11,13 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from merch_app.cli.main import cli
-from merch_app.data.importer import ImportFailed, export_rejected_csv, import_file, rejected_rows
+from merch_app.data.importer import ImportFailed, import_file
+from merch_app.data.rejected import export_rejected_csv, rejected_rows
 from merch_app.data.privacy import (
-    KEY_SETTING, PrivacyError, forget_user, is_pseudonym, is_pseudonymised, pseudonym, stored_user_id,
-    workspace_key,
+    KEY_SETTING, PrivacyError, is_pseudonym, is_pseudonymised, pseudonym, stored_user_id, workspace_key,
 )
 from merch_app.data.workspace import open_workspace
 from merch_app.model.item_vectors import text_hash
+from merch_app.services.forget import forget_user
 
 RAW_IDS = ("cust-alice", "cust-bob", "cust-carol")
 RAW_SHOP_ID = re.compile(r"\bU\d\d\b")  # user ids of ui_support.write_shop
@@ -178,7 +179,7 @@ def test_forget_cli(ws_path, tmp_path):
 def trained_shop(tmp_path, ws_path):
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
     from ui_support import write_shop
 
     cat, ev = write_shop(tmp_path / "shop")
@@ -209,7 +210,8 @@ def test_explanations_and_recommendations_show_pseudonyms(trained_shop, ws_path)
 
 
 def test_forget_scrubs_every_model_version_and_retrains(trained_shop):
-    from merch_app.model.registry import active_version, list_versions, load_bundle, load_model
+    from merch_app.model.bundle import load_bundle
+    from merch_app.model.registry import active_version, list_versions, load_model
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.types import RankRequest
 

@@ -281,7 +281,7 @@ import pytest  # noqa: E402
 def ranker(tmp_path_factory):
     from merch_app.model.encoder import load_encoder
     from merch_app.ranking.ranker import Ranker
-    from merch_app.ranking.text_bundle import text_only_bundle
+    from merch_app.model.bundle import load_bundle
 
     folder = tmp_path_factory.mktemp("rank")
     cat = folder / "cat.csv"
@@ -291,7 +291,7 @@ def ranker(tmp_path_factory):
              ("title:colon cushion", "decor"), ("中文 茶杯", "厨房"), ("emoji 🎁 gift box", "gifts")] * 3)))
     db = open_workspace(folder / "ws.sqlite")
     import_file(db, cat)
-    yield Ranker(db, text_only_bundle(db, load_encoder("hashing:32")))
+    yield Ranker(db, load_bundle(db, encoder=load_encoder("hashing:32")))
     db.close()
 
 

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from merch_app.cli import query_cmds
 from merch_app.cli.main import cli
+from merch_app.model.bundle import load_bundle
 from merch_app.ranking.ranker import Ranker
-from merch_app.ranking.testing import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
+from ranking_fixtures import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
                                        WordVectorEncoder, insert_items, make_bundle)
 from merch_app.ranking.types import COMPONENTS, RankRequest
 
@@ -90,7 +91,7 @@ def test_text_only_fallback_bundle(ws):
     from merch_app.model.encoder import HashingEncoder
 
     insert_items(ws, SAMPLE_ITEMS)
-    bundle = query_cmds._text_only_bundle(ws, HashingEncoder(32))
+    bundle = load_bundle(ws, encoder=HashingEncoder(32))
     assert len(bundle.item_ids) == len(SAMPLE_ITEMS)
     rl = Ranker(ws, bundle).rank(RankRequest(query="85123A"))
     assert rl.item_ids[0] == "85123A"

@@ -6,8 +6,8 @@ import pytest
 
 from merch_app.ranking.fusion import squash_cf
 from merch_app.ranking.ranker import Ranker
-from merch_app.ranking.rules import RuleEffect
-from merch_app.ranking.testing import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
+from merch_app.ranking.rule_hook import RuleEffect
+from ranking_fixtures import (SAMPLE_ITEMS, SAMPLE_SYNONYMS, TableCFModel,
                                        WordVectorEncoder, insert_items, make_bundle)
 from merch_app.ranking.types import COMPONENTS, Filters, RankRequest, Weights
 

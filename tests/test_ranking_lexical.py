@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from merch_app.data.workspace import open_workspace
 from merch_app.ranking.lexical import LexicalSearcher, query_terms, tokenize
 from merch_app.ranking.ranker import Ranker
-from merch_app.ranking.testing import SAMPLE_ITEMS, insert_items, make_bundle
+from ranking_fixtures import SAMPLE_ITEMS, insert_items, make_bundle
 from merch_app.ranking.types import COMPONENTS, RankRequest
 
 
@@ -95,7 +95,7 @@ def test_hostile_combinations_never_raise(shared_ranker, q):
 
 
 def test_python_bm25_equals_fts5(db):
-    from merch_app.ranking.testing import insert_items as add
+    from ranking_fixtures import insert_items as add
 
     add(db, [{"item_id": "X1", "title": "Café crème mug", "description": "crème brûlée mug mug"}])
     lex = LexicalSearcher(db)

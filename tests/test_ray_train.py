@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from merch_app.engines import engine_label, get_engine
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import registry
+from merch_app.model.bundle import load_bundle
 from merch_app.model.encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig, HybridModel
-from merch_app.model.training import train
+from merch_app.services.training import train
 from model_fixtures import planted_workspace
 from ray_support import start_ray
 
@@ -35,8 +36,8 @@ def shop(ws):
 def test_ray_training_matches_local_and_registers_like_any_model(ray_runtime, shop):
     local = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32))
     reports = []
-    ray_v = get_engine("ray", workers=2).train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32),
-                                               progress=reports.append, name="on ray")
+    ray_v = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32), progress=reports.append, name="on ray",
+                  engine=get_engine("ray", workers=2))
     # registry row: engine and workers; the model loads through the registry like a local one
     assert ray_v.engine == "ray" and ray_v.data_snapshot["workers"] == 2
     assert engine_label(ray_v) == "ray x2" and engine_label(local) == "local"
@@ -57,7 +58,7 @@ def test_ray_training_matches_local_and_registers_like_any_model(ray_runtime, sh
     model = registry.load_model(shop, ray_v.model_id)
     assert isinstance(model, HybridModel) and model.n_items == registry.load_model(shop, local.model_id).n_items
     registry.activate(shop, ray_v.model_id)
-    bundle = registry.load_bundle(shop, encoder=HashingEncoder(32))
+    bundle = load_bundle(shop, encoder=HashingEncoder(32))
     assert bundle.version.model_id == ray_v.model_id and bundle.version.engine == "ray"
     user = str(model.user_ids[0])
     ids, scores = model.recommend(user, k=5)
@@ -76,8 +77,8 @@ def test_ray_training_cancel_keeps_the_registry(ray_runtime, shop):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        get_engine("ray", workers=2).train(shop, HybridConfig(**dict(CFG, activate="always")),
-                                           encoder=HashingEncoder(32), progress=progress, cancel=token)
+        train(shop, HybridConfig(**dict(CFG, activate="always")), encoder=HashingEncoder(32), progress=progress,
+              cancel=token, engine=get_engine("ray", workers=2))
     assert [v.model_id for v in registry.list_versions(shop)] == [first.model_id]
     assert registry.active_version(shop).model_id == first.model_id
     assert [p.name for p in registry.models_dir(shop).iterdir()] == [first.model_id]
@@ -145,7 +146,7 @@ def test_ivfpq_index_built_on_ray_is_shipped_to_the_app(ray_runtime, shop):
     v = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32))
     model = registry.load_model(shop, v.model_id)
     ship_index(shop, v.model_id, build_index_on_ray(model.arrays["T_i"], "ivfpq"))
-    bundle = registry.load_bundle(shop, v.model_id, encoder=HashingEncoder(32))
+    bundle = load_bundle(shop, v.model_id, encoder=HashingEncoder(32))
     assert bundle.index.kind == "ivfpq" and bundle.index.ntotal == model.n_items
     with pytest.raises(ValueError, match="only IVF"):
         build_index_on_ray(x, "hnsw")

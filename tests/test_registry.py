@@ -8,9 +8,10 @@ import pytest
 
 from merch_app.evaluation.offline import evaluate
 from merch_app.model import registry
+from merch_app.model.bundle import load_bundle
 from merch_app.model.encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
-from merch_app.model.training import train
+from merch_app.services.training import train
 from model_fixtures import planted_workspace
 
 CFG = dict(dim=16, epochs=4, batch_size=256, shared_negatives=64, refit_epochs=1)
@@ -52,7 +53,7 @@ def test_damaged_files_raise_model_load_error(two_versions):
     with pytest.raises(registry.ModelLoadError, match="arrays.safetensors"):
         registry.load_model(db, a.model_id)
     with pytest.raises(registry.ModelLoadError):
-        registry.load_bundle(db, a.model_id, encoder=HashingEncoder(32))
+        load_bundle(db, a.model_id, encoder=HashingEncoder(32))
     (folder / "ids.json").unlink()
     with pytest.raises(registry.ModelLoadError, match="ids.json"):
         registry.load_model(db, a.model_id)
@@ -60,7 +61,7 @@ def test_damaged_files_raise_model_load_error(two_versions):
 
 def test_bundle_matches_model_and_adds_new_catalogue_items(two_versions):
     db, a, _ = two_versions
-    bundle = registry.load_bundle(db, encoder=HashingEncoder(32))
+    bundle = load_bundle(db, encoder=HashingEncoder(32))
     assert bundle.version.model_id == a.model_id and bundle.model is not None
     assert list(bundle.item_ids) == list(bundle.model.item_ids)
     assert bundle.item_vectors.shape == (len(bundle.item_ids), 32)
@@ -68,16 +69,16 @@ def test_bundle_matches_model_and_adds_new_catalogue_items(two_versions):
     assert 0.0 <= bundle.popularity.min() and bundle.popularity.max() == pytest.approx(1.0)
     assert len(bundle.model.score("u000")) == len(bundle.item_ids)
     db["items"].insert({"item_id": "zz1", "title": "blue ceramic mug model 77", "category": "mug"})
-    bundle = registry.load_bundle(db, encoder=HashingEncoder(32))
+    bundle = load_bundle(db, encoder=HashingEncoder(32))
     assert bundle.item_ids[-1] == "zz1" and bundle.index.ntotal == len(bundle.item_ids)
     assert bundle.model.score("u001")[bundle.item_pos["zz1"]] != 0
     with pytest.raises(registry.ModelLoadError, match="encoder"):
-        registry.load_bundle(db, encoder=HashingEncoder(16))
+        load_bundle(db, encoder=HashingEncoder(16))
 
 
 def test_text_only_bundle_without_models(ws):
     planted_workspace(ws)
-    bundle = registry.load_bundle(ws, encoder=HashingEncoder(32))
+    bundle = load_bundle(ws, encoder=HashingEncoder(32))
     assert bundle.model is None and bundle.version is None
     assert len(bundle.item_ids) == 45 and bundle.index.ntotal == 45
 
@@ -127,7 +128,7 @@ def test_leftovers_of_killed_saves_are_removed_when_old(two_versions):
 def test_ranking_bundle_serves_without_the_id_embeddings(two_versions):
     db, a, _ = two_versions
     full = registry.load_model(db, a.model_id)
-    served = registry.load_bundle(db, a.model_id, encoder=HashingEncoder(32)).model
+    served = load_bundle(db, a.model_id, encoder=HashingEncoder(32)).model
     assert not {"P", "Q", "T_u"} & set(served.arrays)
     for user in ("u000", "u007"):
         np.testing.assert_array_equal(served.score(user), full.score(user))

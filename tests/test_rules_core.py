@@ -17,7 +17,7 @@ from merch_app.ranking.rules import (
     set_rule_enabled,
     validate_rule,
 )
-from merch_app.ranking.testing import SAMPLE_ITEMS, SAMPLE_SYNONYMS, WordVectorEncoder, insert_items, make_bundle
+from ranking_fixtures import SAMPLE_ITEMS, SAMPLE_SYNONYMS, WordVectorEncoder, insert_items, make_bundle
 from merch_app.ranking.types import COMPONENTS, Filters, RankRequest, Weights
 
 LEX = Weights(lex=1, text=0, cf=0, pop=0)
@@ -175,7 +175,7 @@ def test_rules_persist_and_survive_restart(ws_path):
 
 
 def test_describe_effect():
-    from merch_app.ranking.rules import describe_effect
+    from merch_app.ranking.rule_hook import describe_effect
 
     assert describe_effect({"rule": "x", "effect": 0.2, "from_rank": 7, "to_rank": 2}) == "score +0.200, moved 7 → 2"
     assert describe_effect({"rule": "p", "effect": 0.05, "pinned_to": 1, "from_rank": None, "to_rank": 1}) == \

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from merch_app.evaluation.suites import Suite
-from merch_app.ranking.rule_impact import impact_of, probe_queries, rule_impact, summarise
+from merch_app.evaluation.suite_data import Suite
+from merch_app.evaluation.rule_impact import impact_of, probe_queries, rule_impact, summarise
 from merch_app.ranking.rules import MerchRule, RuleError, load_rules, save_rule
-from merch_app.ranking.testing import SAMPLE_ITEMS, SAMPLE_SYNONYMS, WordVectorEncoder, insert_items, make_bundle
+from ranking_fixtures import SAMPLE_ITEMS, SAMPLE_SYNONYMS, WordVectorEncoder, insert_items, make_bundle
 
 
 def test_impact_of_fake_rankers_known_answer():

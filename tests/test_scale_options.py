@@ -47,9 +47,9 @@ def test_workspace_encoder_follows_flag_then_setting(ws):
 
 @pytest.mark.slow
 def test_int8_model_is_reloaded_with_the_int8_encoder():
-    from merch_app.model.bundle import ModelVersion
+    from merch_app.model.registry import ModelVersion
     from merch_app.model.registry import encoder_for_version
-    from merch_app.model.training import encoder_spec_of
+    from merch_app.services.training import encoder_spec_of
 
     int8 = load_encoder("minilm+int8")
     assert encoder_spec_of(int8) == "minilm+int8"
@@ -109,7 +109,7 @@ def test_ivfsq8_kind_finds_neighbours_and_round_trips(tmp_path):
 
 
 def test_index_setting_is_used_for_text_only_bundles(ws):
-    from merch_app.model.registry import load_bundle
+    from merch_app.model.bundle import load_bundle
 
     planted_workspace(ws)
     set_setting(ws, "vector_index", "sq8")

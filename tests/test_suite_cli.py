@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from merch_app.cli.main import cli
-from merch_app.ranking.testing import SAMPLE_ITEMS, insert_items
+from ranking_fixtures import SAMPLE_ITEMS, insert_items
 
 ENC = ["--encoder", "hashing"]
 

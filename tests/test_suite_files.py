@@ -1,25 +1,16 @@
 """Suites: CSV and TREC qrels round trips, bad input, workspace storage, behaviour generation."""
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-from merch_app.evaluation.suites import (
-    Suite,
-    SuiteError,
-    csv_safe,
-    csv_unsafe,
-    delete_suite,
-    list_suites,
-    load_suite,
-    read_qrels,
-    read_suite_csv,
-    read_suite_file,
-    save_suite,
-    set_judgment,
-    write_qrels,
-    write_suite_csv,
+from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, save_suite, set_judgment
+from merch_app.evaluation.suite_files import (
+    read_qrels, read_suite_csv, read_suite_file, write_qrels, write_suite_csv,
 )
+from merch_app.evaluation.suite_data import Suite, SuiteError
 
 
 def _suite() -> Suite:
@@ -103,10 +94,17 @@ def test_qrels_rejects_item_ids_with_spaces(tmp_path):
         write_qrels(s, tmp_path / "x.qrels")
 
 
-def test_csv_safe_round_trip():
-    for text in ["=1+1", "+x", "-3", "@a", "plain", "'quoted", ""]:
-        assert csv_unsafe(csv_safe(text)) == text
-    assert csv_safe("=SUM(A1)") == "'=SUM(A1)"
+def test_suite_csv_escapes_formulas_and_reads_them_back(tmp_path):
+    """The file holds escaped cells (merch_app.safety.csv_cell); reading it gives the texts back."""
+    s = Suite("evil")
+    texts = ["=1+1", "+x", "-3", "-2+3", "@a", "'=quoted formula", "'quoted", "plain"]
+    for n, text in enumerate(texts):
+        s.set_grade(text, f"{text}#{n}", 1)
+    p = write_suite_csv(s, tmp_path / "evil.csv")
+    rows = list(csv.reader(open(p, newline="", encoding="utf-8")))[1:]
+    assert [r[0] for r in rows] == ["'=1+1", "'+x", "-3", "'-2+3", "'@a", "''=quoted formula", "'quoted", "plain"]
+    back = read_suite_csv(p)
+    assert back.queries == s.queries and back.judgments == s.judgments
 
 
 def test_store_load_replace_delete(ws):

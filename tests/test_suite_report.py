@@ -14,7 +14,7 @@ from merch_app.evaluation.report import (
     write_report,
 )
 from merch_app.evaluation.suite_run import run_suite
-from merch_app.evaluation.suites import Suite
+from merch_app.evaluation.suite_data import Suite
 
 EVIL = "<script>alert(1)</script>"
 

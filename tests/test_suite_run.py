@@ -6,7 +6,7 @@ import math
 import pytest
 
 from merch_app.evaluation.suite_run import bootstrap_ci, metric_names, run_suite, score_query
-from merch_app.evaluation.suites import Suite
+from merch_app.evaluation.suite_data import Suite
 from merch_app.jobs import CancelToken, Cancelled
 
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from merch_app.data.importer import import_file
-from merch_app.ranking import term_tops
-from merch_app.ranking.lexical import DEFAULT_FIELD_WEIGHTS, LexicalSearcher, _weights_sql, query_terms
-from merch_app.ranking.term_tops import build_term_tops, load_term_tops
-from merch_app.ranking.testing import insert_items
+from merch_app.data import term_tops
+from merch_app.data.term_tops import DEFAULT_FIELD_WEIGHTS, weights_sql
+from merch_app.ranking.lexical import LexicalSearcher, query_terms
+from merch_app.data.term_tops import build_term_tops, load_term_tops
+from ranking_fixtures import insert_items
 
-W = _weights_sql(DEFAULT_FIELD_WEIGHTS)
+W = weights_sql(DEFAULT_FIELD_WEIGHTS)
 
 
 def _catalogue(n: int = 120) -> list[dict]:
@@ -84,7 +85,7 @@ def test_lists_are_ignored_once_the_index_changes(big):
     rowids, scores, _ = lex.search(query_terms("red"), 25)
     e_rowids, e_scores, _ = _exact(big, "red", 25)
     np.testing.assert_allclose(scores, e_scores)
-    assert load_term_tops(big, _weights_sql({**DEFAULT_FIELD_WEIGHTS, "title": 9.0})) is None
+    assert load_term_tops(big, weights_sql({**DEFAULT_FIELD_WEIGHTS, "title": 9.0})) is None
 
 
 def test_import_stores_the_lists(ws, tmp_path, monkeypatch):

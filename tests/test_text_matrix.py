@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from merch_app.model import cf_module as cf
+from merch_app.model.optimizers import HybridOptimizer, RowAdam
 from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.user_vectors import _add_weighted_sums
@@ -78,7 +79,7 @@ def test_sparse_id_gradients_move_only_the_batch_rows():
     n_users, n_items, d = 6, 10, 8
     net = cf.HybridNet(n_users, n_items, unit_rows(n_users, d), unit_rows(n_items, d), dim=4, dropout=0.0,
                        seed=0, sparse_ids=True)
-    opt = cf.HybridOptimizer(net, lr=0.05)
+    opt = HybridOptimizer(net, lr=0.05)
     assert len(opt.optimizers) == 2
     before_q, before_p = net.Q.detach().clone(), net.P.detach().clone()
     for _ in range(3):
@@ -93,7 +94,7 @@ def test_sparse_id_gradients_move_only_the_batch_rows():
     assert moved_q.nonzero()[0].tolist() == [2, 5]
     assert moved_p.nonzero()[0].tolist() == [0, 1]
     dense = cf.HybridNet(n_users, n_items, unit_rows(n_users, d), unit_rows(n_items, d), 4, 0.0, 0)
-    assert len(cf.HybridOptimizer(dense, lr=0.05).optimizers) == 1
+    assert len(HybridOptimizer(dense, lr=0.05).optimizers) == 1
 
 
 def _top(model, user, k=10):
@@ -142,7 +143,7 @@ def test_allocator_settings_apply_on_linux():
 def test_row_adam_known_answer(beta1):
     """Two steps on rows {1, 3} of a 4x2 table, checked against the formula by hand."""
     w = torch.nn.Parameter(torch.zeros(4, 2))
-    opt = cf.RowAdam([w], lr=0.1, betas=(beta1, 0.5), eps=0.0)
+    opt = RowAdam([w], lr=0.1, betas=(beta1, 0.5), eps=0.0)
     grads = [torch.tensor([[1.0, 3.0], [2.0, 0.0]]), torch.tensor([[1.0, 1.0], [0.0, 2.0]])]
     expect = np.zeros((4, 2))
     m, v = np.zeros((4, 2)), np.zeros(4)

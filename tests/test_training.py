@@ -7,7 +7,7 @@ from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import registry
 from merch_app.model.encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
-from merch_app.model.training import TrainingError, train, update_with_new_events
+from merch_app.services.training import TrainingError, train, update_with_new_events
 from model_fixtures import planted_workspace
 
 CFG = dict(dim=16, epochs=6, batch_size=256, shared_negatives=64, refit_epochs=1)
@@ -92,7 +92,8 @@ def test_update_with_new_events_adds_items_and_users(shop):
 def test_users_first_seen_after_the_split_get_their_history_text_vector(shop):
     import numpy as np
 
-    from merch_app.model.interactions import HistoryState, history_text_vectors, load_interactions
+    from merch_app.model.interactions import load_interactions
+    from merch_app.model.history_features import HistoryState, history_text_vectors
 
     with shop.conn:  # a shopper who only appears after the training cut-off
         shop.conn.executemany("INSERT INTO events (user_id, item_id, event_type, ts) VALUES (?, ?, 'purchase', ?)",
@@ -112,7 +113,7 @@ def test_user_vectors_are_parked_in_a_nameless_file_and_mapped_back_intact(shop)
     import numpy as np
 
     from merch_app.data.workspace import workspace_path
-    from merch_app.model.training import _parked
+    from merch_app.services.training import _parked
 
     folder = workspace_path(shop).parent
     before = set(folder.iterdir())

@@ -6,7 +6,8 @@ import pytest
 
 from merch_app.evaluation import baselines as bl
 from merch_app.evaluation.split import SplitError, normalise_date, relevant_items, time_split
-from merch_app.model.interactions import HistoryState, from_arrays, item_trend_features, load_interactions
+from merch_app.model.interactions import from_arrays, load_interactions
+from merch_app.model.history_features import HistoryState, item_trend_features
 
 EVENTS = [  # user, item, type, ts
     ("u1", "a", "purchase", "2024-01-01T00:00:00Z"),

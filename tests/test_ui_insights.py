@@ -39,12 +39,12 @@ def shop_path(tmp_path, ws_path):
 def with_model(monkeypatch, shop_path):
     """Make the screens' worker engine use a trained model (no registry needed)."""
     from merch_app.data.workspace import open_workspace
-    from merch_app.ui import query_engine
+    from merch_app.services import query_engine
 
     db = open_workspace(shop_path)
     bundle = trained_bundle(db)
     db.close()
-    monkeypatch.setattr(query_engine, "_load_bundle", lambda _db, _spec: (bundle, None))
+    monkeypatch.setattr(query_engine, "ranking_bundle", lambda *_a, **_k: bundle)
     return bundle
 
 
@@ -209,13 +209,13 @@ def test_every_view_on_the_demo_workspace(qtbot, tmp_path, monkeypatch):
     """The bundled demo (Online Retail subset: purchases and returns, no categories) in every view."""
     from merch_app.data.demo import ensure_demo_workspace
     from merch_app.data.workspace import open_workspace
-    from merch_app.ui import query_engine
+    from merch_app.services import query_engine
 
     path = ensure_demo_workspace(tmp_path / "demo.merch.sqlite")
     db = open_workspace(path)
     bundle = trained_bundle(db, epochs=1)
     db.close()
-    monkeypatch.setattr(query_engine, "_load_bundle", lambda _db, _spec: (bundle, None))
+    monkeypatch.setattr(query_engine, "ranking_bundle", lambda *_a, **_k: bundle)
     window = _window(qtbot, path)
 
     users = window.show_screen("Users")

@@ -106,7 +106,7 @@ def trained_ws(tmp_path, ws_path):
     from merch_app.data.workspace import open_workspace
     from merch_app.model.encoder import load_encoder
     from merch_app.model.hybrid import HybridConfig
-    from merch_app.model.training import train
+    from merch_app.services.training import train
 
     import_shop(tmp_path / "shop", ws_path, n_events=1500)
     db = open_workspace(ws_path)

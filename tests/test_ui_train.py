@@ -91,7 +91,7 @@ def test_cancel_training_saves_nothing(qtbot, train_window, ws_path, monkeypatch
     import threading
     import time
 
-    from merch_app.model import training
+    from merch_app.services import training
 
     real = training.train
     in_batches = threading.Event()

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from merch_app.jobs import Progress  # noqa: E402
+from merch_app.jobs import Cancelled, Progress  # noqa: E402
 from merch_app.ui.workers import JobRunner, error_text  # noqa: E402
 
 
@@ -102,12 +102,24 @@ def test_worker_state_and_connection_stay_in_one_thread(qtbot, runner, ws_path):
 
 def test_shutdown_cancels_and_waits(qtbot):
     r = JobRunner("shutdown")
-    states = []
-    r.start(counting_job(10_000, 0.002), on_finished=states.append)
+    n, steps, ended = 10_000, [], []
+
+    def job(ctx):  # ~20 s if nobody cancels it: longer than shutdown's 10 s wait
+        try:
+            for i in range(n):
+                ctx.cancel.check()
+                steps.append(i)
+                time.sleep(0.002)
+        except Cancelled:
+            ended.append(("cancelled", len(steps)))
+            raise
+        ended.append(("ran to the end", len(steps)))
+
+    r.start(job)
     qtbot.waitUntil(lambda: r.current is not None and r.current.state == "running", timeout=5000)
-    t0 = time.perf_counter()
     assert r.shutdown(10)
-    assert time.perf_counter() - t0 < 5 and not r._thread.isRunning()
+    assert not r._thread.isRunning()  # shutdown returned after the thread ended, not before
+    assert ended == [("cancelled", len(steps))] and len(steps) < n  # stopped by the cancel, mid-way
     late = r.start(lambda ctx: None)  # e.g. a timer firing during close: ignored, not an error
     assert late.state == "dropped" and not r.is_busy()
 

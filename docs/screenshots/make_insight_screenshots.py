@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = temp_home("merch_insight_shots_")
     shield_pyside_612()
     from merch_app.data.demo import ensure_demo_workspace
-    from merch_app.ui import query_engine
+    from merch_app.services import query_engine
 
     path = args.workspace or ensure_demo_workspace(tmp / "demo.merch.sqlite")
     if not has_active_model(path):

@@ -6,16 +6,20 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.model.encoder import EncoderError
+from merch_app.services.ranking import NoItemsError, ranking_bundle
 
 
 def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str], label: str):
-    from merch_app.insights.loading import InsightError, load_insight_bundle
-
+    """The workspace's ranking bundle for an insight view, with a progress line while it loads."""
     bar = TerminalProgress(label)
     try:
-        return load_insight_bundle(db, model_id, encoder_spec, progress=bar)
-    except InsightError as exc:
+        return ranking_bundle(db, model_id, encoder_spec, progress=bar)
+    except NoItemsError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (EncoderError, LookupError, ValueError, OSError) as exc:
+        which = f"model {model_id!r}" if model_id else "the active model"
+        raise click.ClickException(f"cannot load {which}: {exc}") from exc
     finally:
         bar.close()
 
@@ -86,7 +90,7 @@ def _user_model_part(db, bundle, user_id, k) -> dict[str, Any]:
     from merch_app.ranking.ranker import Ranker
     from merch_app.ranking.types import RankRequest
 
-    ranked = Ranker(db, bundle).rank(RankRequest(mode="recommend", user_id=str(user_id), k=k))
+    ranked = Ranker.for_workspace(db, bundle).rank(RankRequest(mode="recommend", user_id=str(user_id), k=k))
     out: dict[str, Any] = {"recommendations": ranked.rows(), "notes": list(ranked.notes), "nearest_users": []}
     if bundle.model is not None and getattr(bundle.model, "U", None) is not None:
         out["nearest_users"] = nearest_users(bundle.model, user_id, 10)
@@ -130,7 +134,7 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
         if not page.exists:
             raise click.ClickException(f"item {item_id!r} is not in the catalogue")
         if not no_model:
-            ranker = Ranker(db, _bundle(db, model_id, encoder_spec, "Loading model"))
+            ranker = Ranker.for_workspace(db, _bundle(db, model_id, encoder_spec, "Loading model"))
             queries = [q["query"] for q in page.queries[:10]]
             probe = not queries  # no recorded searches: rank for the item's own title words
             page.model = item_model_views(ranker, item_id, queries or probe_queries(db, item_id), k)

@@ -21,7 +21,7 @@ def _errors():
     from merch_app.model.encoder import EncoderError
     from merch_app.model.registry import ModelLoadError, RegistryError
     from merch_app.engines import EngineError
-    from merch_app.model.training import TrainingError
+    from merch_app.services.training import TrainingError
 
     return (SplitError, EncoderError, ModelLoadError, RegistryError, TrainingError, EngineError)
 
@@ -101,6 +101,7 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
     """Train, evaluate and register a new model version."""
     from merch_app.model.encoder import workspace_encoder
     from merch_app.model.hybrid import HybridConfig
+    from merch_app.services.training import train
 
     runner = get_engine_or_exit(engine, ray_address, workers)
 
@@ -113,7 +114,7 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
 
     def job(token: CancelToken):
         encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
-        return runner.train(db, cfg, progress=bar, cancel=token, encoder=encoder, name=name)
+        return train(db, cfg, progress=bar, cancel=token, encoder=encoder, name=name, engine=runner)
 
     version = _run_job(db, bar, "training", job)
     if as_json:
@@ -157,7 +158,7 @@ def evaluate_command(workspace, model_id, k, split_date, as_json):
 @json_option
 def update_command(workspace, model_id, epochs, as_json):
     """Continue training a model on the events that arrived since (new version)."""
-    from merch_app.model.training import update_with_new_events
+    from merch_app.services.training import update_with_new_events
 
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("update", enabled=None if not as_json else False)

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
-from merch_app.data.privacy import PrivacyError, forget_user
+from merch_app.data.privacy import PrivacyError
+from merch_app.services.forget import forget_user
 from merch_app.jobs import CancelToken
 
 

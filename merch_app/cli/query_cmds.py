@@ -7,6 +7,8 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
+from merch_app.model.encoder import EncoderError, workspace_encoder
+from merch_app.services.ranking import NoItemsError, open_ranker
 
 _TITLE_WIDTH = 42
 
@@ -51,36 +53,17 @@ _whole_words = click.option("--whole-words", is_flag=True,
                             help="Do not treat the last word as a prefix (default: 'hear' also finds 'heart').")
 
 
-def _text_only_bundle(db, encoder):
-    from merch_app.ranking.text_bundle import text_only_bundle
-
-    return text_only_bundle(db, encoder)
-
-
 def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
-    from merch_app.model.encoder import EncoderError, workspace_encoder
-    from merch_app.ranking.ranker import Ranker
-
-    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
-        raise click.ClickException("no items in the workspace; import a catalogue first")
+    """The workspace's ranker (:func:`merch_app.services.ranking.open_ranker`) for one command."""
     ctx = click.get_current_context(silent=True)
     int8 = ctx.meta.get("merch_app.int8") if ctx is not None else None
     try:
         encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
-    except EncoderError as exc:
+        return open_ranker(db, model_id, encoder)
+    except NoItemsError as exc:
         raise click.ClickException(str(exc)) from exc
-    try:
-        from merch_app.model.registry import load_bundle
-    except ImportError:
-        bundle = _text_only_bundle(db, encoder or workspace_encoder(db))
-    else:
-        try:
-            bundle = load_bundle(db, model_id=model_id, encoder=encoder)
-        except (LookupError, ValueError, OSError) as exc:
-            raise click.ClickException(f"cannot load the model: {exc}") from exc
-    from merch_app.ranking.rules import load_rules
-
-    return Ranker(db, bundle, rules=load_rules(db, enabled_only=True))  # the workspace's enabled rules
+    except (EncoderError, LookupError, ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot load the model: {exc}") from exc
 
 
 def _rank(workspace, model_id, encoder_spec, request):
@@ -190,7 +173,8 @@ def related_command(item, related_by, weights, category, price_min, price_max, h
 def explain_command(text, item_ref, user, weights, whole_words, category, price_min, price_max, has_events, k,
                     as_json, model_id, encoder_spec, workspace) -> None:
     """Explain the score of --item for the query TEXT (with "why not" when it is not in the top k)."""
-    from merch_app.explain import ItemNotFound, explain_item
+    from merch_app.explain.explanation import explain_item
+    from merch_app.explain.why_not import ItemNotFound
     from merch_app.ranking.types import RankRequest
 
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
@@ -231,7 +215,7 @@ def _print_explanation(exp) -> None:
         click.echo("\nBecause you bought")
         for b in exp.cf["because"]:
             click.echo(f"  {b['item_id']:<10} {b['title'][:50]:<50} {b['contribution']:+.4f}")
-    from merch_app.ranking.rules import describe_effect
+    from merch_app.ranking.rule_hook import describe_effect
 
     for r in exp.rules:
         click.echo(f"\nRule {r['rule']}: {describe_effect(r)}")

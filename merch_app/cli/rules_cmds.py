@@ -183,7 +183,7 @@ def rules_impact(rule_id, suite, model_id, k, encoder_spec, as_json, workspace) 
 
 def _impact(rule, suite: Optional[str], model_id, encoder_spec, k, as_json, workspace) -> None:
     from merch_app.cli.suite_cmds import _bundle, _load_suite
-    from merch_app.ranking.rule_impact import rule_impact, summarise
+    from merch_app.evaluation.rule_impact import rule_impact, summarise
 
     bar = TerminalProgress("impact:", enabled=None if not as_json else False)
     with workspace_db(workspace) as db:

@@ -8,6 +8,8 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.model.encoder import EncoderError
+from merch_app.services.ranking import NoItemsError, ranking_bundle
 
 _Q_WIDTH = 36
 
@@ -28,14 +30,11 @@ def _encoder_option(f):
 
 
 def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
-    from merch_app.evaluation.suite_run import load_ranking_bundle
-    from merch_app.model.encoder import EncoderError, load_encoder
-
-    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
-        raise click.ClickException("no items in the workspace; import a catalogue first")
+    """The workspace's ranking bundle (:func:`merch_app.services.ranking.ranking_bundle`) for one command."""
     try:
-        encoder = load_encoder(encoder_spec) if encoder_spec else None
-        return load_ranking_bundle(db, model_id, encoder)
+        return ranking_bundle(db, model_id, encoder_spec)
+    except NoItemsError as exc:
+        raise click.ClickException(str(exc)) from exc
     except (EncoderError, LookupError, ValueError, OSError) as exc:
         raise click.ClickException(f"cannot load the model: {exc}") from exc
 
@@ -43,7 +42,9 @@ def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
 def _load_suite(db, ref: Optional[str], behaviour: bool = False):
     """A suite from a CSV/qrels file, a stored suite name, or generated from behaviour."""
     from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-    from merch_app.evaluation.suites import SuiteError, load_suite, read_suite_file
+    from merch_app.evaluation.suites import load_suite
+    from merch_app.evaluation.suite_files import read_suite_file
+    from merch_app.evaluation.suite_data import SuiteError
 
     try:
         if behaviour:
@@ -241,7 +242,9 @@ def _print_suite_summary(s, as_json: bool) -> None:
 @workspace_option
 def suite_import(file, demo, name, replace, as_json, workspace) -> None:
     """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
-    from merch_app.evaluation.suites import SuiteError, read_suite_file, save_suite
+    from merch_app.evaluation.suites import save_suite
+    from merch_app.evaluation.suite_files import read_suite_file
+    from merch_app.evaluation.suite_data import SuiteError
     from merch_app.paths import resource_path
 
     if demo:
@@ -262,7 +265,9 @@ def suite_import(file, demo, name, replace, as_json, workspace) -> None:
 @workspace_option
 def suite_export(name, file, fmt, workspace) -> None:
     """Write the stored suite NAME to FILE."""
-    from merch_app.evaluation.suites import SuiteError, load_suite, write_qrels, write_suite_csv
+    from merch_app.evaluation.suites import load_suite
+    from merch_app.evaluation.suite_files import write_qrels, write_suite_csv
+    from merch_app.evaluation.suite_data import SuiteError
 
     with workspace_db(workspace, errors=(SuiteError, OSError)) as db:
         s = load_suite(db, name)
@@ -300,7 +305,9 @@ def suite_list(as_json, workspace) -> None:
 def suite_generate(name, min_events, max_queries, output, no_store, as_json, workspace) -> None:
     """Generate a suite from behaviour: search followed by click (1), cart (2), purchase (3)."""
     from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-    from merch_app.evaluation.suites import SuiteError, save_suite, write_suite_csv
+    from merch_app.evaluation.suites import save_suite
+    from merch_app.evaluation.suite_files import write_suite_csv
+    from merch_app.evaluation.suite_data import SuiteError
 
     with workspace_db(workspace, errors=SuiteError) as db:
         s = generate_from_behaviour(db, name, min_events=min_events, max_queries=max_queries,

@@ -5,8 +5,7 @@ Public API used by the CLI and the Data screen:
 * :func:`preview_file` — sniff a file: encoding, delimiter, kind, column
   mapping with a confidence per column, first rows, whether it was imported;
 * :func:`import_file` — stream it into the workspace in ONE transaction;
-* :func:`rejected_rows` / :func:`export_rejected_csv` — the rows left out
-  (in :mod:`merch_app.data.rejected`, re-exported here).
+* the rows left out are read with :mod:`merch_app.data.rejected`.
 
 Kinds (:data:`KINDS`) and their target fields (:data:`FIELDS`) are defined in
 :mod:`merch_app.data.header_mapping`; the per-kind row loops live in
@@ -29,18 +28,13 @@ from merch_app.data.header_mapping import (
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
 from merch_app.data.privacy import import_pseudonymiser
-from merch_app.data.rejected import export_rejected_csv, rejected_rows
 from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
 from merch_app.data.workspace import rebuild_fts, storage_problem
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
-from merch_app.ranking.lexical import build_search_tops
+from merch_app.data.term_tops import build_search_tops
 
-__all__ = [
-    "KINDS", "FIELDS", "ColumnGuess", "FilePreview", "ImportResult", "ImportFailed", "ImportError_",
-    "preview_file", "import_file", "rejected_rows", "export_rejected_csv",
-]
 ON_DUPLICATE = ("skip", "replace", "append", "error")
 
 
@@ -50,9 +44,6 @@ class ImportFailed(Exception):
     The workspace is left exactly as it was (besides an ``imports`` row that
     records the failed attempt).
     """
-
-
-ImportError_ = ImportFailed  # name used in the original brief
 
 
 @dataclass

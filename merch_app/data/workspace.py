@@ -168,7 +168,7 @@ def _migration_evaluation_rules(db: sqlite_utils.Database) -> None:
 
 
 def _migration_term_tops(db: sqlite_utils.Database) -> None:
-    """Top lists of very common search terms (see :mod:`merch_app.ranking.term_tops`)."""
+    """Top lists of very common search terms (see :mod:`merch_app.data.term_tops`)."""
     db.execute("CREATE TABLE IF NOT EXISTS fts_tops (term TEXT NOT NULL, prefix INTEGER NOT NULL, "
                "df INTEGER NOT NULL, rowids BLOB NOT NULL, scores BLOB NOT NULL, PRIMARY KEY (term, prefix))")
 

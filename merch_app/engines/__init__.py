@@ -11,7 +11,7 @@ actually runs a job.
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import ContextManager, Optional, Protocol
 
 ENGINES = ("local", "ray")
 DEFAULT_RAY_WORKERS = 2
@@ -22,7 +22,13 @@ class EngineError(ValueError):
 
 
 class Engine(Protocol):
-    """What the CLI and the app ask of an engine."""
+    """Where the heavy steps of the training use case and ``merch-app encode`` run.
+
+    :func:`merch_app.services.training.train` opens :meth:`session` around a
+    whole training, calls :meth:`prepare_item_vectors` before it reads the
+    item vectors through the workspace cache, :meth:`fit` for the model and
+    :meth:`record` after it for what the registry row says.
+    """
 
     name: str
 
@@ -30,13 +36,25 @@ class Engine(Protocol):
         """Engine name and its settings, e.g. ``{"engine": "ray", "workers": 2}``."""
         ...
 
+    def session(self) -> ContextManager[None]:
+        """Context in which this engine's jobs run (Ray: one runtime for encode and fit)."""
+        ...
+
     def encode_items(self, db, encoder, template: Optional[str] = None, *, batch_size: int = 64,
                      progress=None, cancel=None):
         """Encode the catalogue through the workspace cache; returns ``ItemVectors``."""
         ...
 
-    def train(self, db, config=None, progress=None, cancel=None, encoder=None, name: Optional[str] = None):
-        """Train, evaluate and register a model version; returns its ``ModelVersion``."""
+    def prepare_item_vectors(self, db, encoder, progress=None, cancel=None) -> None:
+        """Fill the workspace's embedding cache before a training reads it (local: nothing to do)."""
+        ...
+
+    def fit(self, cfg, inter, item_text, user_text, progress=None, cancel=None, ref_day=None):
+        """The fitted :class:`merch_app.model.hybrid.HybridModel` (arguments as :meth:`HybridModel.fit`)."""
+        ...
+
+    def record(self) -> dict:
+        """What the registry row and data snapshot of the last fit record (``{}`` for local)."""
         ...
 
 

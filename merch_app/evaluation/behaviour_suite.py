@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Optional
 
-from merch_app.evaluation.suites import Suite, SuiteError, normalise_query
+from merch_app.evaluation.suite_data import Suite, SuiteError, normalise_query
 from merch_app.jobs import Progress, Throttle
 
 EVENT_GRADES = {"click": 1, "cart": 2, "purchase": 3}

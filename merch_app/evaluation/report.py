@@ -4,8 +4,8 @@ Charts: the GUI passes PNGs it exported from its pyqtgraph charts
 (``images={"caption": path}``), which are embedded as data URIs; without
 them (CLI, no Qt in the core) simple SVG charts are drawn inline.  All text
 from the workspace (queries, labels, item ids) is HTML-escaped, and CSV
-cells that a spreadsheet would run as a formula (leading ``= + - @``) are
-prefixed with an apostrophe.
+cells that a spreadsheet would run as a formula are prefixed with an
+apostrophe (:func:`merch_app.safety.csv_cell`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from merch_app.evaluation.compare import Comparison
 from merch_app.evaluation.suite_run import SuiteRun
-from merch_app.evaluation.suites import csv_safe
+from merch_app.safety import csv_cell
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 _CSS = """
@@ -55,18 +55,16 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Union[str, Path]) -> Path
         cols.extend(c for c in r if c not in cols)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow([csv_safe(c) for c in cols])
+        w.writerow([csv_cell(c) for c in cols])
         for r in rows:
             w.writerow([_csv_value(r.get(c)) for c in cols])
     return path
 
 
-def _csv_value(v: Any) -> str:
-    if v is None:
-        return ""
+def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
-    return csv_safe(v)
+    return csv_cell(v)
 
 
 # -------------------------------------------------------------------- SVG

@@ -1,4 +1,4 @@
-"""A judged query suite as plain data: :class:`Suite`, grades, query and CSV-cell hygiene.
+"""A judged query suite as plain data: :class:`Suite`, grades and query normalisation.
 
 Grades: 0 = not relevant, 1 = somewhat, 2 = relevant, 3 = perfect.  A query
 counts as relevant-bearing when at least one item has grade >= 1.
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 MAX_GRADE = 3
-FORMULA_LEAD = ("=", "+", "-", "@")
 QRELS_TOPICS_SUFFIX = ".topics.tsv"
 
 
@@ -22,25 +21,6 @@ class SuiteError(ValueError):
 def normalise_query(text: str) -> str:
     """Whitespace-collapsed, stripped query (case is kept for display)."""
     return " ".join(str(text or "").split())
-
-
-def csv_safe(cell: object) -> str:
-    """Text of ``cell`` that spreadsheets will not run as a formula.
-
-    Cells starting with ``= + - @`` (or a tab/CR, which some programs strip
-    first) get a leading apostrophe; :func:`csv_unsafe` removes it again.
-    """
-    text = "" if cell is None else str(cell)
-    if text and (text[0] in FORMULA_LEAD or text[0] in "\t\r"):
-        return "'" + text
-    return text
-
-
-def csv_unsafe(text: str) -> str:
-    """Undo :func:`csv_safe` (drop the apostrophe it added)."""
-    if len(text) >= 2 and text[0] == "'" and (text[1] in FORMULA_LEAD or text[1] in "\t\r"):
-        return text[1:]
-    return text
 
 
 @dataclass

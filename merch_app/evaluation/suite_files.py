@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 from merch_app.evaluation.suite_data import (
-    MAX_GRADE, QRELS_TOPICS_SUFFIX, Suite, SuiteError, check_grade, csv_safe, csv_unsafe, normalise_query,
+    MAX_GRADE, QRELS_TOPICS_SUFFIX, Suite, SuiteError, check_grade, normalise_query,
 )
+from merch_app.safety import csv_cell, undo_csv_cell
 
 
 def _read_text(path: Path) -> str:
@@ -65,11 +66,13 @@ def read_suite_csv(path: Union[str, Path], name: Optional[str] = None) -> Suite:
     """
     path = Path(path)
     text = _read_text(path)
+    # Only the delimiter is guessed, from the header line: cells that csv_cell escaped start with an
+    # apostrophe, which the sniffer would take for the quote character.  Quotes are always double quotes.
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -85,7 +88,7 @@ def read_suite_csv(path: Union[str, Path], name: Optional[str] = None) -> Suite:
         line = reader.line_num
         if not any(c.strip() for c in row):
             continue
-        cells = [csv_unsafe(c) for c in row] + [""] * len(cols)
+        cells = [undo_csv_cell(c) for c in row] + [""] * len(cols)
         _add_judgment(suite, seen, f"{path}, line {line}", cells[cols["query"]],
                       cells[cols["item_id"]], cells[cols["grade"]])
     if not suite.queries:
@@ -101,11 +104,11 @@ def write_suite_csv(suite: Suite, path: Union[str, Path]) -> Path:
         w.writerow(["query", "item_id", "grade"])
         rated = set()
         for q, item_id, g in suite.rows():
-            w.writerow([csv_safe(q), csv_safe(item_id), g])
+            w.writerow([csv_cell(q), csv_cell(item_id), g])
             rated.add(q)
         for q in suite.queries:
             if q not in rated:
-                w.writerow([csv_safe(q), "", ""])
+                w.writerow([csv_cell(q), "", ""])
     return path
 
 

@@ -24,8 +24,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from merch_app.evaluation.metrics import ndcg_at_k, precision_at_k, reciprocal_rank
-from merch_app.evaluation.suites import Suite
+from merch_app.evaluation.suite_data import Suite
 from merch_app.jobs import EtaClock, Progress, Throttle
+from merch_app.ranking.ranker import Ranker
+from merch_app.ranking.types import Filters, RankRequest, Weights
 
 RankFn = Callable[[str, int], Sequence[str]]
 NDCG_K = 10
@@ -203,31 +205,6 @@ def run_suite(suite: Suite, rank: RankFn, *, k: int = 10, label: str = "", confi
                     dict(config or {}))
 
 
-def load_ranking_bundle(db, model_id: Optional[str] = None, encoder=None):
-    """The bundle to rank with: a model version from the registry, or text-only vectors.
-
-    Without a model registry (or with no trained model and ``model_id`` None)
-    items are ranked by text vectors and popularity only.
-
-    Raises
-    ------
-    LookupError
-        ``model_id`` names no model version.
-    """
-    try:
-        from merch_app.model.registry import active_version, load_bundle
-    except ImportError:
-        active_version = load_bundle = None
-    if load_bundle is not None and (model_id is not None or active_version(db) is not None):
-        return load_bundle(db, model_id=model_id, encoder=encoder)
-    if model_id:
-        raise LookupError(f"model {model_id!r} not found (no model registry in this build)")
-    from merch_app.model.encoder import load_encoder
-    from merch_app.ranking.text_bundle import text_only_bundle
-
-    return text_only_bundle(db, encoder or load_encoder(None))
-
-
 def system_config(bundle, weights, filters, rules) -> dict[str, Any]:
     """JSON-safe description of a ranking system (model, weights, filters, rules)."""
     version = getattr(bundle, "version", None)
@@ -244,7 +221,7 @@ def model_ranker(db, bundle, *, weights=None, filters=None, rules="workspace") -
     Parameters
     ----------
     bundle
-        From :func:`load_ranking_bundle`.
+        From :func:`merch_app.model.bundle.load_bundle`.
     weights
         :class:`merch_app.ranking.types.Weights` or a ``"lex=0.5,..."`` string.
     rules
@@ -256,16 +233,11 @@ def model_ranker(db, bundle, *, weights=None, filters=None, rules="workspace") -
     (rank_fn, config)
         The ranker and a JSON-safe description of it.
     """
-    from merch_app.ranking.ranker import Ranker
-    from merch_app.ranking.rules import load_rules
-    from merch_app.ranking.types import Filters, RankRequest, Weights
-
     if isinstance(weights, str) or weights is None:
         weights = Weights.parse(weights)
     filters = filters or Filters()
-    if rules == "workspace":
-        rules = load_rules(db, enabled_only=True)
-    ranker = Ranker(db, bundle, rules=rules)
+    ranker = Ranker.for_workspace(db, bundle, rules=rules)
+    rules = ranker.rules
 
     def rank(query: str, n: int) -> list[str]:
         return list(ranker.rank(RankRequest(mode="search", query=query, k=n, weights=weights,

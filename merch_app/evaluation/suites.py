@@ -4,20 +4,15 @@ This module stores suites in the workspace (tables ``suites``,
 ``suite_queries``, ``judgments``).  The suite itself (:class:`Suite`, plain
 data) is in :mod:`merch_app.evaluation.suite_data`, CSV and TREC qrels files
 in :mod:`merch_app.evaluation.suite_files`, and a suite derived from behaviour
-in :mod:`merch_app.evaluation.behaviour_suite`; the names of the first two are
-re-exported here.
+in :mod:`merch_app.evaluation.behaviour_suite`.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Optional
 
-from merch_app.evaluation.suite_data import (  # noqa: F401 - re-exported
-    FORMULA_LEAD, MAX_GRADE, QRELS_TOPICS_SUFFIX, Suite, SuiteError, check_grade, csv_safe, csv_unsafe,
-    normalise_query,
-)
-from merch_app.evaluation.suite_files import (  # noqa: F401 - re-exported
-    read_qrels, read_suite_csv, read_suite_file, write_qrels, write_suite_csv,
+from merch_app.evaluation.suite_data import (
+    Suite, SuiteError, check_grade, normalise_query,
 )
 
 

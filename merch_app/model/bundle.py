@@ -1,14 +1,33 @@
-"""What ranking, explanation and the UI need from a trained model, in one object.
+"""The bundle that ranks in a workspace: what ranking, explanation and the UI need, in one object.
 
-``ModelBundle`` is the contract between the model package (which builds it,
-see ``registry.load_bundle``) and its consumers (ranking, explain, UI, CLI).
+``ModelBundle`` is the contract between the model package and its consumers
+(ranking, explain, evaluation, insights, services, UI, CLI).  :func:`load_bundle`
+is the one way to get it: the active (or a named) model version with its own
+encoder, saved vector index and the catalogue items added since training, or a
+text-only bundle when no model is trained.  Every workspace setting that
+changes ranking is read here (encoder int8, vector index kind, popularity);
+:func:`bundle_key` names exactly those inputs so a cache knows when a bundle
+is stale.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
+
+from merch_app.data.workspace import get_setting, workspace_path
+from merch_app.model.encoder import INT8_SETTING, workspace_encoder
+from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.item_vectors import item_text_vectors
+from merch_app.model.registry import (
+    INDEX_FILE, ModelVersion, RegistryError, active_version, encoder_for_version, get_version,
+    index_kind, load_model, version_folder,
+)
+from merch_app.model.vector_index import VectorIndex, VectorIndexError
+
+log = logging.getLogger(__name__)
 
 
 class Encoder(Protocol):
@@ -20,23 +39,6 @@ class Encoder(Protocol):
     def encode(self, texts: list[str], batch_size: int = 64, progress=None, cancel=None) -> np.ndarray:
         """Return an array of shape (len(texts), dim), rows with unit norm."""
         ...
-
-
-@dataclass
-class ModelVersion:
-    """One row of the model registry (table ``models``)."""
-
-    model_id: str
-    name: str
-    created: str
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    data_snapshot: dict[str, Any]
-    encoder_id: str
-    path: str
-    train_seconds: float
-    engine: str = "local"
-    active: bool = False
 
 
 @dataclass
@@ -59,6 +61,9 @@ class ModelBundle:
         The trained hybrid CF model (``HybridModel``) or None for text-only ranking.
     version
         Registry row, or None for an untrained (text-only) bundle.
+    warning
+        Why the bundle is not what was asked for (a broken active model that
+        fell back to text only), or None.
     """
 
     item_ids: np.ndarray
@@ -69,7 +74,138 @@ class ModelBundle:
     model: Any = None
     version: Optional[ModelVersion] = None
     item_pos: dict[str, int] = field(default_factory=dict)
+    warning: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.item_pos:
             self.item_pos = {str(i): n for n, i in enumerate(self.item_ids)}
+
+
+def item_popularity(db, item_ids, pos: Optional[dict[str, int]] = None) -> np.ndarray:
+    """Popularity prior in [0, 1]: log1p(behaviour events) / max, in the order of ``item_ids``.
+
+    Every event with an item counts except ``search`` (a search names no
+    product choice).  ``pos`` (id -> position in ``item_ids``) is reused when
+    the caller has it (a million-entry dict is ~0.1 GB).
+    """
+    pos = pos if pos is not None else {str(i): n for n, i in enumerate(item_ids)}
+    counts = np.zeros(len(pos), np.float64)
+    for item_id, n in db.execute(  # iterated: a million (id, count) tuples at once cost ~0.3 GB
+            "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL AND event_type != 'search' "
+            "GROUP BY item_id"):
+        p = pos.get(str(item_id))
+        if p is not None:
+            counts[p] = n
+    pop = np.log1p(counts)
+    top = pop.max() if len(pop) else 0.0
+    return (pop / top if top > 0 else pop).astype(np.float32)
+
+
+def _version_of(db, model_id: Optional[str]) -> Optional[ModelVersion]:
+    return get_version(db, model_id) if model_id else active_version(db)
+
+
+def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
+    """Everything :func:`load_bundle` reads, as a comparable value (a cache is stale when it changes).
+
+    The workspace file, the model version (id and creation time), the encoder
+    asked for, the int8 and vector-index settings, and the state of the
+    catalogue and of the events (row counts and last row ids: items joining
+    the model, popularity).
+    """
+    version = _version_of(db, model_id)
+    items = db.execute("SELECT count(*), max(rowid) FROM items").fetchone()
+    events = db.execute("SELECT max(id) FROM events").fetchone()
+    enc = encoder if encoder is None or isinstance(encoder, str) else getattr(encoder, "encoder_id", id(encoder))
+    return (str(workspace_path(db)), version.model_id if version else None, version.created if version else None,
+            enc, bool(get_setting(db, INT8_SETTING, False)), index_kind(db), tuple(items), events[0])
+
+
+def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,
+                fallback: bool = False, progress=None, cancel=None) -> ModelBundle:
+    """The bundle that ranks in this workspace: ``model_id`` (default: the active version) or text only.
+
+    Parameters
+    ----------
+    db
+        The workspace connection of the calling thread.
+    model_id
+        A registered version; None = the active one, and text only when no
+        version is active.
+    encoder
+        An encoder or a ``load_encoder`` spec.  With a model it must be the
+        one the model was trained with (default: that one); without, it
+        encodes the catalogue (default: the packaged MiniLM, int8 when the
+        workspace's ``encoder_int8`` setting says so).
+    fallback
+        When the active model cannot be loaded, rank by text only and say why
+        in ``bundle.warning`` instead of raising (the GUI keeps answering).
+    progress, cancel
+        Job protocol, for encoding catalogue items the cache lacks.
+
+    Returns
+    -------
+    ModelBundle
+        Item vectors, popularity (:func:`item_popularity`), encoder, vector
+        index (the saved one of the version, or one of the workspace's
+        ``vector_index`` kind), and the model and its registry row.
+
+    Raises
+    ------
+    RegistryError
+        Unknown ``model_id``.
+    ModelLoadError
+        Model files missing or damaged, or ``encoder`` is not the model's.
+    """
+    if isinstance(encoder, str):
+        encoder = workspace_encoder(db, encoder)
+    version = _version_of(db, model_id)
+    if version is None:
+        return _text_bundle(db, encoder or workspace_encoder(db), progress, cancel)
+    try:
+        return _model_bundle(db, version, encoder, progress, cancel)
+    except (ModelLoadError, RegistryError, OSError, ValueError) as exc:
+        if not fallback or model_id:
+            raise
+        log.warning("active model %s cannot be loaded: %s", version.model_id, exc)
+        bundle = _text_bundle(db, workspace_encoder(db), progress, cancel)
+        bundle.warning = (f"The active model “{version.name}” cannot be loaded ({exc}); ranking by text only. "
+                          "Train a new model or activate another version on the Train screen.")
+        return bundle
+
+
+def _text_bundle(db, encoder, progress, cancel) -> ModelBundle:
+    ids, vectors = item_text_vectors(db, encoder, progress=progress, cancel=cancel)
+    return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=item_popularity(db, ids), encoder=encoder,
+                       index=VectorIndex.from_vectors(vectors, kind=index_kind(db)))
+
+
+def _model_bundle(db, version: ModelVersion, encoder, progress, cancel) -> ModelBundle:
+    model = load_model(db, version.model_id)
+    encoder = encoder_for_version(version, encoder)
+    if version.encoder_id and encoder.encoder_id != version.encoder_id:
+        raise ModelLoadError(f"model {version.model_id!r} was trained with encoder {version.encoder_id!r}, "
+                             f"not {encoder.encoder_id!r}: choose that encoder or retrain")
+    known = model.item_pos
+    new = [i for (i,) in db.execute("SELECT item_id FROM items") if str(i) not in known]
+    index = None
+    if new:  # catalogue items added after training join at once through their text vectors (cold start)
+        ids, vectors = item_text_vectors(db, encoder, progress=progress, cancel=cancel)
+        pos = {str(i): n for n, i in enumerate(ids)}
+        rows = [pos[i] for i in new if i in pos]
+        model.add_items([str(ids[r]) for r in rows], vectors[rows])
+    else:
+        try:
+            index = VectorIndex.load(version_folder(db, version) / INDEX_FILE)
+            wanted = index_kind(db)
+            if index.ntotal != model.n_items or (wanted != "auto" and index.kind != wanted):
+                index = None
+        except VectorIndexError:
+            index = None
+    item_vectors = model.arrays["T_i"]
+    if index is None:
+        index = VectorIndex.from_vectors(item_vectors, kind=index_kind(db))
+    model.for_serving()  # ranking needs U/V/UW, not the ID embeddings they were built from
+    return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
+                       popularity=item_popularity(db, model.item_ids, model.item_pos), encoder=encoder, index=index,
+                       model=model, version=version, item_pos=model.item_pos)

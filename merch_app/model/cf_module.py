@@ -1,7 +1,7 @@
 """The trainable parts of the hybrid model and their training loops.
 
 * The **CF part** (torch) fits the bilinear score ``uᵀWv + b_i`` with Adam
-  (lazy and row-wise for the ID embeddings: :class:`RowAdam`) on mini-batches:
+  (lazy and row-wise for the ID embeddings: :class:`merch_app.model.optimizers.RowAdam`) on mini-batches:
   BCE of observed (user, item) pairs against sampled negatives (implicit) or
   MSE on ratings (explicit).  ``u = P_u + A·t_u``,
   ``v = Q_i + B·t_i``; ID embeddings are dropped at random (``id_dropout``)
@@ -27,8 +27,7 @@ from torch import nn
 from merch_app.jobs import CancelToken, EtaClock, Progress
 from merch_app.memory import one_blas_thread
 from merch_app.model import text_matrix
-from merch_app.model.interactions import HistoryState
-from merch_app.model.optimizers import HybridOptimizer, RowAdam  # noqa: F401  (re-exported)
+from merch_app.model.history_features import HistoryState
 from merch_app.model.topk import top_k_rows
 
 

@@ -5,18 +5,16 @@
 statistics) and turns (user, item) pairs into the history features the hybrid
 model scores with; :func:`item_trend_features` does the same for item-level
 recent popularity; :func:`history_text_vectors` makes user text vectors from a
-history.  Split from :mod:`merch_app.model.interactions`, which re-exports
-these names.
+history.  They read the event arrays of :class:`merch_app.model.interactions.Interactions`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from merch_app.model.interactions import Interactions
+from merch_app.model.interactions import Interactions
 
 HISTORY_FEATURES = (
     "log_count", "log_recent_count", "recent_repeat", "has_history", "share_of_user",
@@ -32,6 +30,7 @@ HISTORY_FEATURES = (
 )
 OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
+N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 
 
 def key_pairs_of(keys: np.ndarray, n_items: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,8 +336,6 @@ def users_history_text(inter: Interactions, users: np.ndarray, ref_day: float, h
     Returns ``(len(users), dim)`` float32 rows in the order of ``users``;
     nothing of size ``n_users x dim`` is built.
     """
-    from merch_app.model.interactions import Interactions
-
     users = np.asarray(users, np.int64)
     remap = np.full(inter.n_users, -1, np.int64)
     remap[users] = np.arange(len(users))

@@ -29,22 +29,20 @@ import torch
 from merch_app.jobs import CancelToken, Progress
 from merch_app.memory import trim_heap
 from merch_app.model import cf_module as cf
+from merch_app.model.optimizers import HybridOptimizer
 from merch_app.model import text_matrix
 from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ModelLoadError, ScoringMixin
+from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ScoringMixin
 from merch_app.model.hybrid_update import more_epochs
-from merch_app.model.interactions import (
-    HISTORY_FEATURES, TREND_FEATURES, HistoryState, Interactions,
-    history_text_vectors, item_trend_features,
+from merch_app.model.history_features import (
+    N_HIST, N_TREND, HistoryState, history_text_vectors, item_trend_features,
 )
-
-N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
-
+from merch_app.model.interactions import Interactions
 
 class HybridModel(ScoringMixin):
     """BERT + CF hybrid recommender with an explainable additive score."""
 
-    sparse_id_grads = True  # P/Q: sparse gradients, cf.RowAdam (off in the Ray engine: DDP all-reduces dense ones)
+    sparse_id_grads = True  # P/Q: sparse gradients, RowAdam (off in the Ray engine: DDP all-reduces dense ones)
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -119,7 +117,7 @@ class HybridModel(ScoringMixin):
         cfg = self.config
         net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed,
                            sparse_ids=self.sparse_id_grads)
-        return net, cf.HybridOptimizer(net, cfg.lr)
+        return net, HybridOptimizer(net, cfg.lr)
 
     def _implicit_epoch(self, net, opt, pos, neg_cdf, rng, gen, rep, cancel, message: str, epoch: int) -> float:
         """One implicit-loss epoch; the Ray engine overrides it to run the batches data-parallel."""

@@ -12,10 +12,8 @@ import numpy as np
 from safetensors import SafetensorError
 
 from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.hybrid_scoring import (
-    FORMAT_VERSION, N_COMBINER, N_HIST, N_TREND, OLD_FORMATS, REQUIRED, ModelLoadError, _read_json,
-)
-from merch_app.model.interactions import HistoryState
+from merch_app.model.history_features import N_HIST, N_TREND, HistoryState
+from merch_app.model.hybrid_scoring import FORMAT_VERSION, N_COMBINER, OLD_FORMATS, REQUIRED, ModelLoadError, _read_json
 from merch_app.model.safetensors_io import read_arrays, write_arrays
 
 

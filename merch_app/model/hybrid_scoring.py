@@ -12,12 +12,11 @@ from typing import Any, Optional
 import numpy as np
 
 from merch_app.model import text_matrix
-from merch_app.model.interactions import HISTORY_FEATURES, TREND_FEATURES, HistoryState
+from merch_app.model.history_features import HISTORY_FEATURES, N_HIST, N_TREND, HistoryState, item_trend_features
 
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
 
 FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
-N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 # combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
 N_COMBINER = 3 + N_HIST + N_TREND + 1
 # Older formats that still load: format -> number of history features it stored.  Their
@@ -370,8 +369,6 @@ class ScoringMixin:
 
     def refresh_history(self, inter, ref_day: float) -> None:
         """Rebuild the history and trend features from ``inter`` at ``ref_day``, in place (see :meth:`with_history`)."""
-        from merch_app.model.interactions import item_trend_features
-
         if len(inter.item_ids) != self.n_items or len(inter.user_ids) != len(self.user_ids):
             raise ValueError("interactions do not use the model's user/item index")
         self.state = None

@@ -9,6 +9,7 @@ import torch
 
 from merch_app.jobs import CancelToken, Progress
 from merch_app.model import cf_module as cf
+from merch_app.model.optimizers import HybridOptimizer
 from merch_app.model.interactions import Interactions
 
 
@@ -33,7 +34,7 @@ def more_epochs(model, interactions: Interactions, epochs: int,
                 for name in ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"):
                     getattr(net, name).copy_(torch.from_numpy(np.asarray(a[name], np.float32)))
                 net.global_bias.fill_(model.mu if model.explicit else 0.0)
-            opt = cf.HybridOptimizer(net, cfg.lr)
+            opt = HybridOptimizer(net, cfg.lr)
             rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
             if model.explicit:
                 r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))

@@ -3,7 +3,7 @@
 :class:`Interactions` holds one row per event (user index, item index, type
 weight, time in days).  :func:`load_interactions` builds it from the
 ``events`` table.  The history and trend features computed from it live in
-:mod:`merch_app.model.history_features` (re-exported here).
+:mod:`merch_app.model.history_features`.
 """
 from __future__ import annotations
 
@@ -267,15 +267,3 @@ def load_interactions(
     cols[4] = EventTypes(cols[4], list(names))
     return Interactions(uids, item_ids, *cols)
 
-
-# History and trend features live in their own module; imported here so that
-# ``from merch_app.model.interactions import HistoryState`` keeps working.
-from merch_app.model.history_features import (  # noqa: E402,F401
-    HISTORY_FEATURES,
-    OVERDUE_CAP,
-    TREND_FEATURES,
-    HistoryState,
-    history_text_vectors,
-    item_trend_features,
-    users_history_text,
-)

@@ -1,6 +1,6 @@
 """Optimisers of the CF network: lazy row-wise updates for the large ID embedding tables.
 
-Split from :mod:`merch_app.model.cf_module` (which re-exports both names).
+Used by :mod:`merch_app.model.hybrid` to fit the network of :mod:`merch_app.model.cf_module`.
 """
 from __future__ import annotations
 

@@ -15,20 +15,39 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from merch_app.data.workspace import models_dir
-from merch_app.model.bundle import ModelBundle, ModelVersion
+from merch_app.data.workspace import get_setting, models_dir
+from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
 from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.vector_index import KINDS, VectorIndex
 
 INDEX_FILE = "index.faiss"
-__all__ = ["ModelLoadError", "RegistryError", "list_versions", "get_version", "rename", "activate", "delete",
-           "active_version", "save_version", "load_model", "load_bundle", "item_popularity"]
+__all__ = ["ModelVersion", "RegistryError", "list_versions", "get_version", "rename", "activate", "delete",
+           "active_version", "save_version", "load_model", "encoder_for_version", "index_kind"]
+
+
+@dataclass
+class ModelVersion:
+    """One row of the model registry (table ``models``)."""
+
+    model_id: str
+    name: str
+    created: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    data_snapshot: dict[str, Any]
+    encoder_id: str
+    path: str
+    train_seconds: float
+    engine: str = "local"
+    active: bool = False
 
 
 class RegistryError(LookupError):
@@ -73,6 +92,7 @@ def active_version(db) -> Optional[ModelVersion]:
 
 
 def version_folder(db, version: ModelVersion) -> Path:
+    """The folder of a version's files."""
     return models_dir(db) / version.path
 
 
@@ -93,16 +113,11 @@ INDEX_SETTING = "vector_index"
 
 def index_kind(db) -> str:
     """The workspace's vector index kind (``auto`` unless set with ``merch-app settings``)."""
-    from merch_app.data.workspace import get_setting
-    from merch_app.model.vector_index import KINDS
-
     kind = str(get_setting(db, INDEX_SETTING, "auto") or "auto")
     return kind if kind in KINDS else "auto"
 
 
 def _ensure_index(folder: Path, item_text: np.ndarray, kind: str = "auto") -> None:
-    from merch_app.model.vector_index import VectorIndex
-
     if not (folder / INDEX_FILE).exists():
         VectorIndex.from_vectors(item_text, kind=kind).save(folder / INDEX_FILE)
 
@@ -230,84 +245,9 @@ def load_model(db, model_id: Optional[str] = None) -> HybridModel:
 
 def encoder_for_version(version: ModelVersion, encoder=None):
     """The encoder a version was trained with (or ``encoder`` when given)."""
-    from merch_app.model.encoder import load_encoder
-
     if encoder is not None:
         return encoder
     if version.encoder_id.startswith("hashing-"):
         return load_encoder("hashing:" + version.encoder_id.split("-", 1)[1])
     quantize = "int8" if "+int8" in (version.encoder_id or "") else None  # trained with the int8 encoder
     return load_encoder(version.config.get("encoder"), quantize=quantize)
-
-
-def item_popularity(db, item_ids, pos: Optional[dict[str, int]] = None) -> np.ndarray:
-    """Popularity prior in [0, 1]: log1p(event count) / max, in the order of ``item_ids``.
-
-    ``pos`` (id -> position in ``item_ids``) is reused when the caller has it
-    (a million-entry dict is ~0.1 GB).
-    """
-    pos = pos if pos is not None else {str(i): n for n, i in enumerate(item_ids)}
-    counts = np.zeros(len(pos), np.float64)
-    for item_id, n in db.execute(  # iterated: a million (id, count) tuples at once cost ~0.3 GB
-            "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL AND event_type != 'search' "
-            "GROUP BY item_id"):
-        p = pos.get(str(item_id))
-        if p is not None:
-            counts[p] = n
-    pop = np.log1p(counts)
-    top = pop.max() if len(pop) else 0.0
-    return (pop / top if top > 0 else pop).astype(np.float32)
-
-
-def load_bundle(db, model_id: Optional[str] = None, encoder=None) -> ModelBundle:
-    """Everything ranking needs for ``model_id`` (active version if None).
-
-    Without any model: a text-only bundle (cached item vectors, a fresh
-    vector index, popularity).  Catalogue items added after training join the
-    model at once through their text vectors (cold start).
-
-    Raises
-    ------
-    RegistryError
-        Unknown ``model_id``.
-    ModelLoadError
-        Model files missing or damaged, or ``encoder`` differs from the one
-        the model was trained with.
-    """
-    from merch_app.model.encoder import workspace_encoder
-    from merch_app.model.item_vectors import item_text_vectors
-    from merch_app.model.vector_index import VectorIndex, VectorIndexError
-
-    version = get_version(db, model_id) if model_id else active_version(db)
-    if version is None:
-        encoder = encoder or workspace_encoder(db)
-        ids, vectors = item_text_vectors(db, encoder)
-        return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=item_popularity(db, ids),
-                           encoder=encoder, index=VectorIndex.from_vectors(vectors, kind=index_kind(db)))
-    model = load_model(db, version.model_id)
-    encoder = encoder_for_version(version, encoder)
-    if version.encoder_id and encoder.encoder_id != version.encoder_id:
-        raise ModelLoadError(f"model {version.model_id!r} was trained with encoder {version.encoder_id!r}, "
-                             f"not {encoder.encoder_id!r}: choose that encoder or retrain")
-    known = model.item_pos
-    new = [i for (i,) in db.execute("SELECT item_id FROM items") if str(i) not in known]
-    index = None
-    if new:
-        ids, vectors = item_text_vectors(db, encoder)
-        pos = {str(i): n for n, i in enumerate(ids)}
-        rows = [pos[i] for i in new if i in pos]
-        model.add_items([str(ids[r]) for r in rows], vectors[rows])
-    else:
-        try:
-            index = VectorIndex.load(version_folder(db, version) / INDEX_FILE)
-            if index.ntotal != model.n_items:
-                index = None
-        except VectorIndexError:
-            index = None
-    item_vectors = model.arrays["T_i"]
-    if index is None:
-        index = VectorIndex.from_vectors(item_vectors, kind=index_kind(db))
-    model.for_serving()  # ranking needs U/V/UW, not the ID embeddings they were built from
-    return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
-                       popularity=item_popularity(db, model.item_ids, model.item_pos), encoder=encoder, index=index,
-                       model=model, version=version, item_pos=model.item_pos)

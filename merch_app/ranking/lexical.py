@@ -23,13 +23,8 @@ from typing import Optional
 import numpy as np
 
 from merch_app.ranking.bm25 import Fts5Stats, bm25_rows, fts_tokens
-from merch_app.ranking.term_tops import TermTops, build_term_tops, load_term_tops
+from merch_app.data.term_tops import DEFAULT_FIELD_WEIGHTS, FIELDS, TermTops, load_term_tops, weights_sql
 
-FIELDS = ("item_id", "title", "description", "tags", "category")
-# title > tags > category > description; item codes weigh most so that an
-# exact code or model number is the first hit.
-DEFAULT_FIELD_WEIGHTS = {"item_id": 10.0, "title": 4.0, "description": 1.0, "tags": 2.0,
-                         "category": 1.5}
 MAX_TERMS = 16
 # Rows the OR query may touch (sum of the terms' document counts) before the
 # most common terms are left out of it (FTS5 BM25 costs ~1-2 us per row, so
@@ -88,10 +83,6 @@ def query_terms(text: str, prefix: bool = True) -> QueryTerms:
     return QueryTerms(terms, prefix_last)
 
 
-def _weights_sql(field_weights: dict[str, float]) -> str:
-    return ", ".join(repr(float(field_weights.get(f, 1.0))) for f in FIELDS)
-
-
 def _filter_sql(filters) -> tuple[str, list]:
     """SQL conditions on ``items`` (aliased ``i``) for the active filters."""
     conds, args = [], []
@@ -111,15 +102,6 @@ def _filter_sql(filters) -> tuple[str, list]:
     return "".join(" AND " + c for c in conds), args
 
 
-def build_search_tops(db, field_weights: dict[str, float] | None = None, cancel=None) -> int:
-    """Store the top lists of common terms for the current search index (after an FTS rebuild).
-
-    Returns the number of lists; see :func:`merch_app.ranking.term_tops.build_term_tops`.
-    """
-    weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
-    return build_term_tops(db, _weights_sql(weights), cancel=cancel)
-
-
 class LexicalSearcher:
     """BM25 search over ``items_fts`` with per-field weights.
 
@@ -135,7 +117,7 @@ class LexicalSearcher:
     def __init__(self, db, field_weights: dict[str, float] | None = None) -> None:
         self.db = db
         self.field_weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
-        self._bm25 = f"bm25(items_fts, {_weights_sql(self.field_weights)})"
+        self._bm25 = f"bm25(items_fts, {weights_sql(self.field_weights)})"
         self._stats: Optional[Fts5Stats] = None
         self._tops: Optional[TermTops] = None
         self._tops_checked = False
@@ -152,7 +134,7 @@ class LexicalSearcher:
         terms (FTS5 scores both over every phrase), so every returned score
         is the exact BM25; rows matching only the very common terms are then
         left to the semantic source.  Terms with a stored top list (see
-        :mod:`merch_app.ranking.term_tops`) are answered from it instead.
+        :mod:`merch_app.data.term_tops`) are answered from it instead.
 
         Returns
         -------
@@ -196,7 +178,7 @@ class LexicalSearcher:
     def term_tops(self) -> Optional[TermTops]:
         """Top lists of common phrases for this index state, or None (see :func:`load_term_tops`)."""
         if not self._tops_checked:
-            self._tops = load_term_tops(self.db, _weights_sql(self.field_weights))
+            self._tops = load_term_tops(self.db, weights_sql(self.field_weights))
             self._tops_checked = True
         return self._tops
 

@@ -24,11 +24,13 @@ from typing import Any, Optional
 import numpy as np
 
 from merch_app.model import text_matrix
+from merch_app.model.query_vectors import QueryVectorStore
 from merch_app.ranking.candidates import ScoredCandidates, top_positions, union_positions
 from merch_app.ranking.catalog import ItemCatalog
 from merch_app.ranking.fusion import apply_pins, normalise_by_max, order_by_score, squash_cf, weigh
-from merch_app.ranking.lexical import LexicalSearcher, QueryTerms, query_terms
-from merch_app.ranking.rules import RuleContext, apply_rules, pinned_item_ids, rewrite_query
+from merch_app.ranking.lexical import LexicalSearcher, query_terms
+from merch_app.ranking.rules import load_rules, pinned_item_ids, rewrite_query
+from merch_app.ranking.rule_hook import RuleContext, apply_rules
 from merch_app.ranking.semantic import QueryVectorCache, search_index
 from merch_app.ranking.types import COMPONENTS, MODES, RankedList, RankRequest
 
@@ -48,7 +50,7 @@ class Ranker:
     rules
         Merchandising rules (objects with ``name`` and ``apply(ctx)``); none by default.
     field_weights
-        BM25 field weights (see :data:`merch_app.ranking.lexical.DEFAULT_FIELD_WEIGHTS`).
+        BM25 field weights (see :data:`merch_app.data.term_tops.DEFAULT_FIELD_WEIGHTS`).
     """
 
     def __init__(self, db, bundle, rules=None, field_weights: dict[str, float] | None = None) -> None:
@@ -57,13 +59,27 @@ class Ranker:
         self.rules = list(rules or [])
         self.catalog = ItemCatalog.from_db(db, bundle.item_ids, bundle.item_pos)
         self.lexical = LexicalSearcher(db, field_weights)
-        self.queries = QueryVectorCache(bundle.encoder)
+        self.queries = QueryVectorCache(bundle.encoder, store=QueryVectorStore(db, bundle.encoder))
         self.item_vectors = text_matrix.as_text_matrix(bundle.item_vectors)
         self.popularity = np.asarray(bundle.popularity, dtype=np.float64)
         self._requests: OrderedDict[tuple, ScoredCandidates] = OrderedDict()
         self._users: OrderedDict[str, np.ndarray] = OrderedDict()
         self._masks: dict[Any, np.ndarray] = {}
         self._known_users: Optional[set[str]] = None
+
+    @classmethod
+    def for_workspace(cls, db, bundle, rules="workspace", field_weights: dict[str, float] | None = None) -> "Ranker":
+        """The ranker every face of the app uses: ``bundle`` with the workspace's rules.
+
+        Parameters
+        ----------
+        rules
+            ``"workspace"`` = the enabled rules stored in the workspace, None =
+            no rules, or a list of rules (e.g. a drafted rule plus the enabled ones).
+        """
+        if isinstance(rules, str) and rules == "workspace":
+            rules = load_rules(db, enabled_only=True)
+        return cls(db, bundle, rules=rules, field_weights=field_weights)
 
     # ------------------------------------------------------------------ public
     def rank(self, request: RankRequest) -> RankedList:

@@ -1,8 +1,7 @@
 """Merchandising rules: the rules merchandisers write, and their storage.
 
 The ranker's rules hook (:class:`RuleContext`, :class:`RuleEffect`,
-:func:`apply_rules`, ...) is in :mod:`merch_app.ranking.rule_hook`; its names
-are re-exported here.
+:func:`apply_rules`, ...) is in :mod:`merch_app.ranking.rule_hook`.
 
 The rules (:class:`MerchRule`, stored in the workspace table ``rules``):
 
@@ -31,9 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from merch_app.ranking.rule_hook import (  # noqa: F401 - re-exported
-    AppliedRules, Rule, RuleContext, RuleEffect, apply_rules, describe_effect,
-)
+from merch_app.ranking.rule_hook import RuleContext, RuleEffect
 
 # ------------------------------------------------------------ merch rules
 RULE_KINDS = ("pin", "boost", "bury", "hide", "synonym", "rewrite")

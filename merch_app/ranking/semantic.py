@@ -1,7 +1,9 @@
 """Semantic candidates: encode the query, search the bundle's vector index.
 
 Query vectors are cached (LRU, :data:`QUERY_CACHE_SIZE` entries) because the
-UI ranks on every keystroke and revisits the same prefixes.  With filters,
+UI ranks on every keystroke and revisits the same prefixes, and kept in the
+workspace (:class:`~merch_app.model.query_vectors.QueryVectorStore`) so a
+repeated command-line query does not load the encoder.  With filters,
 when few items pass (<= :data:`BRUTE_FORCE_MAX`) they are scored by brute
 force, which is then both exact and cheaper than the index; otherwise the
 index filters natively (``search(q, k, subset=...)``) or, for an index
@@ -23,11 +25,23 @@ BRUTE_FORCE_MAX = 50_000
 
 
 class QueryVectorCache:
-    """LRU cache of unit query vectors for one encoder (thread-safe)."""
+    """LRU cache of unit query vectors for one encoder (thread-safe), over an optional persistent store.
 
-    def __init__(self, encoder, size: int = QUERY_CACHE_SIZE) -> None:
+    Parameters
+    ----------
+    encoder
+        The bundle's encoder; asked only for texts neither cache has.
+    size
+        Entries kept in memory.
+    store
+        A :class:`~merch_app.model.query_vectors.QueryVectorStore` (vectors
+        kept in the workspace across processes) or None.
+    """
+
+    def __init__(self, encoder, size: int = QUERY_CACHE_SIZE, store=None) -> None:
         self.encoder = encoder
         self.size = size
+        self.store = store
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -41,11 +55,16 @@ class QueryVectorCache:
                 self._cache.move_to_end(text)
                 self.hits += 1
                 return vec
-        vec = np.asarray(self.encoder.encode([text]), dtype=np.float32).reshape(-1).copy()
+        vec = self.store.get(text) if self.store is not None else None
+        encoded = vec is None
+        if encoded:
+            vec = np.asarray(self.encoder.encode([text]), dtype=np.float32).reshape(-1).copy()
         norm = float(np.linalg.norm(vec))
         if norm > 0 and abs(norm - 1.0) > 1e-3:
             vec /= norm
         vec.setflags(write=False)
+        if encoded and self.store is not None:
+            self.store.put(text, vec)
         with self._lock:
             self.misses += 1
             self._cache[text] = vec

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from PySide6.QtCore import QObject, Signal
 
 from merch_app.data.workspace import WorkspaceError, open_workspace
+from merch_app.model.registry import active_version, version_folder
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ class WorkspaceContext(QObject):
     def active_model(self) -> tuple[Optional[Any], Optional[str]]:
         """(active ModelVersion or None, warning text or None); never raises."""
         if self.db is None:
-            return None, None
-        try:
-            from merch_app.model.registry import active_version, version_folder
-        except ImportError:
             return None, None
         try:
             version = active_version(self.db)

@@ -1,7 +1,7 @@
 """The worker-thread side of :class:`~merch_app.ui.workers.JobRunner`.
 
 :class:`JobHandle` is what the GUI keeps of a job, :class:`JobContext` what a
-job function receives in the worker thread, and :class:`_Executor` the object
+job function receives in the worker thread, and :class:`Executor` the object
 living in the worker thread that runs the queued jobs one after the other and
 reports back through queued signals.  Screens use :mod:`merch_app.ui.workers`.
 """
@@ -109,7 +109,7 @@ class JobHandle:
 class JobContext:
     """Handed to a job function inside the worker thread."""
 
-    def __init__(self, handle: JobHandle, executor: "_Executor") -> None:
+    def __init__(self, handle: JobHandle, executor: "Executor") -> None:
         self.handle = handle
         self.cancel = handle.token
         self._executor = executor
@@ -144,12 +144,12 @@ class JobContext:
 
 
 @dataclass
-class _Job:
+class Job:
     handle: JobHandle
     fn: Callable[[JobContext], Any]
 
 
-class _Executor(QObject):
+class Executor(QObject):
     """Lives in the worker thread; runs queued jobs one after the other.
 
     Jobs are handed over by sequence number through ``jobs`` (filled and
@@ -166,7 +166,7 @@ class _Executor(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.state: dict[Any, Any] = {}
-        self.jobs: dict[int, _Job] = {}
+        self.jobs: dict[int, Job] = {}
         self.lock = threading.Lock()
         self.niced = False
 

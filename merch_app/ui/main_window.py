@@ -1,7 +1,6 @@
 """The main window: side bar of screens, File menu, status bar with the running job."""
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -23,21 +22,21 @@ from PySide6.QtWidgets import (
 from merch_app.data.workspace import WorkspaceError
 from merch_app.paths import user_data_dir
 from merch_app.ui.context import WorkspaceContext
-from merch_app.ui.status_widgets import JobStatus, MessageBanner, PageStack, format_eta  # noqa: F401 (re-exported)
+from merch_app.ui.screens.catalogue_screen import CatalogueScreen
+from merch_app.ui.screens.data_screen import DataScreen
+from merch_app.ui.screens.evaluate_screen import EvaluateScreen
+from merch_app.ui.screens.query_screen import QueryScreen
+from merch_app.ui.screens.rules_screen import RulesScreen
+from merch_app.ui.screens.train_screen import TrainScreen
+from merch_app.ui.screens.users_screen import UsersScreen
+from merch_app.ui.status_widgets import JobStatus, MessageBanner, PageStack
 from merch_app.ui.workers import JobRunner
 
 log = logging.getLogger(__name__)
 
-# (module, class) of each screen in side-bar order; add later screens here.
-SCREENS: list[tuple[str, str]] = [
-    ("merch_app.ui.screens.data_screen", "DataScreen"),
-    ("merch_app.ui.screens.train_screen", "TrainScreen"),
-    ("merch_app.ui.screens.query_screen", "QueryScreen"),
-    ("merch_app.ui.screens.users_screen", "UsersScreen"),
-    ("merch_app.ui.screens.catalogue_screen", "CatalogueScreen"),
-    ("merch_app.ui.screens.evaluate_screen", "EvaluateScreen"),
-    ("merch_app.ui.screens.rules_screen", "RulesScreen"),
-]
+# The screens in side-bar order.
+SCREENS: list[type] = [DataScreen, TrainScreen, QueryScreen, UsersScreen, CatalogueScreen, EvaluateScreen,
+                       RulesScreen]
 MAX_RECENT = 8
 WORKSPACE_FILTER = "merch_app workspace (*.merch.sqlite *.sqlite *.db);;All files (*)"
 
@@ -88,8 +87,8 @@ class MainWindow(QMainWindow):
 
         self.screens: dict[str, QWidget] = {}
         self._broken_screens: list[str] = []
-        for module, cls_name in SCREENS:
-            self._add_screen(module, cls_name)
+        for cls in SCREENS:
+            self._add_screen(cls)
         self.sidebar.currentRowChanged.connect(self._show_page)
 
         self._build_menu()
@@ -103,17 +102,12 @@ class MainWindow(QMainWindow):
             self.sidebar.setCurrentRow(0)
 
     # ---------------------------------------------------------------- screens
-    def _add_screen(self, module: str, cls_name: str) -> None:
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except ImportError as exc:  # a screen whose core is missing must not stop the app
-            log.warning("screen %s unavailable: %s", cls_name, exc)
-            return
+    def _add_screen(self, cls: type) -> None:
         try:
             screen = cls(self)
-        except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others
-            log.exception("screen %s failed to start", cls_name)
-            self._broken_screens.append(f"{cls_name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others (said in a banner)
+            log.exception("screen %s failed to start", cls.__name__)
+            self._broken_screens.append(f"{cls.__name__}: {exc}")
             return
         screen.ready = True
         self.screens[screen.title] = screen

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QStacke
 
 from merch_app.jobs import Progress
 from merch_app.ui.widgets import set_elided
-from merch_app.ui.workers import JobHandle
+from merch_app.ui.job_executor import JobHandle
 
 
 class MessageBanner(QFrame):

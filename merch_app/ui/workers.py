@@ -35,7 +35,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from merch_app.jobs import Progress
 from merch_app.ui.gui_gc import GuiThreadGC
-from merch_app.ui.job_executor import JobContext, JobHandle, _Executor, _Job  # noqa: F401 - re-exported
+from merch_app.ui.job_executor import JobContext, JobHandle, Executor, Job
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class JobRunner(QObject):
         self.name = name
         self._thread = QThread()
         self._thread.setObjectName(f"merch-{name}")
-        self._executor = _Executor()
+        self._executor = Executor()
         self._executor.moveToThread(self._thread)
         self._submit.connect(self._executor.execute)
         self._release.connect(self._executor.release)
@@ -146,7 +146,7 @@ class JobRunner(QObject):
         cbs = _Callbacks(on_result, on_progress, on_error, on_cancelled, on_finished, keep_stale)
         self._jobs[handle.seq] = (handle, cbs)
         with self._executor.lock:
-            self._executor.jobs[handle.seq] = _Job(handle, fn)
+            self._executor.jobs[handle.seq] = Job(handle, fn)
         self._submit.emit(handle.seq)
         return handle
 

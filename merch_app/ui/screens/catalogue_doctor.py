@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.ui.charts import LineChart
-from merch_app.ui.screens.data_screen import fill_table, make_table
+from merch_app.ui.screens.common import fill_table, make_table
 from merch_app.ui.screens.insights_charts import VBarChart
 from merch_app.ui.screens.insights_common import note_label, selected_text
 

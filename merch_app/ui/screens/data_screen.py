@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from merch_app.ui.charts import BarChart, LineChart
 from merch_app.ui.screens.base import Screen
-from merch_app.ui.screens.common import StatCard, fill_table, iso_to_epoch, make_table  # noqa: F401 (re-exported)
+from merch_app.ui.screens.common import StatCard, fill_table, iso_to_epoch, make_table
 from merch_app.ui.screens.mapping_dialog import ImportRequest, MappingDialog
 from merch_app.ui.widgets import set_elided
 from merch_app.ui.workers import error_text
@@ -208,7 +208,7 @@ class DataScreen(Screen):
                                        self._next_preview()))
 
     def _show_mapping_dialog(self, preview) -> None:
-        from merch_app.data.importer import FIELDS
+        from merch_app.data.header_mapping import FIELDS
 
         dialog = MappingDialog(preview, FIELDS,
                                repreview=lambda kind, cb: self.request_preview(Path(preview.path), kind, cb),

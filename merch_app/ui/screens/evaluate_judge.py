@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.ui import evaluate_jobs as ej
+from merch_app.services import evaluate_jobs as ej
 from merch_app.ui.screens.common import bare_column, entry_row
 from merch_app.ui.screens.evaluate_widgets import fmt, grade_brush
 from merch_app.ui.workers import error_text

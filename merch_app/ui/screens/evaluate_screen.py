@@ -29,7 +29,7 @@ from merch_app.evaluation.suites import list_suites
 from merch_app.insights.common import item_titles
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
-from merch_app.ui import evaluate_jobs as ej
+from merch_app.services import evaluate_jobs as ej
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_compare import ComparePanel
@@ -230,7 +230,8 @@ class EvaluateScreen(Screen):
 
     def new_suite(self, name: str) -> None:
         """Create an empty suite ``name`` and select it (queries are added on the Judge tab)."""
-        from merch_app.evaluation.suites import Suite, save_suite
+        from merch_app.evaluation.suites import save_suite
+        from merch_app.evaluation.suite_data import Suite
 
         name = name.strip()
         if not name:
@@ -243,7 +244,8 @@ class EvaluateScreen(Screen):
 
     def import_suite(self, file: Path, name: Optional[str] = None) -> None:
         """Import a CSV/qrels file as a suite (replaces a suite of the same name)."""
-        from merch_app.evaluation.suites import read_suite_file, save_suite
+        from merch_app.evaluation.suites import save_suite
+        from merch_app.evaluation.suite_files import read_suite_file
 
         path = self.ctx.path
 
@@ -261,7 +263,8 @@ class EvaluateScreen(Screen):
         self.import_suite(resource_path("demo", "demo_suite.csv"), "demo")
 
     def export_suite(self, file: Path) -> None:
-        from merch_app.evaluation.suites import load_suite, write_qrels, write_suite_csv
+        from merch_app.evaluation.suites import load_suite
+        from merch_app.evaluation.suite_files import write_qrels, write_suite_csv
 
         name, path = self.suite_name(), self.ctx.path
 

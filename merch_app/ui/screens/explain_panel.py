@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QVBoxLayout, QWidget
 
-from merch_app.ranking.rules import describe_effect
+from merch_app.ranking.rule_hook import describe_effect
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
 from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
 

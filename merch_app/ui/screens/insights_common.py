@@ -16,7 +16,7 @@ GROUPS_KEY = "insight_item_groups"
 
 def engine(ctx, path: Path, generation: int, encoder_spec: Optional[str]):
     """The Query screen's worker engine (ranker + bundle), cached in this runner's state."""
-    from merch_app.ui.query_engine import get_engine
+    from merch_app.services.query_engine import get_engine
 
     return get_engine(ctx, path, generation, encoder_spec)
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.safety import csv_row
-from merch_app.ui import query_engine as qe
+from merch_app.services import query_engine as qe
 from merch_app.ui.charts import Histogram, ScatterMap, export_png
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column

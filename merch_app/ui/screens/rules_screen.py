@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from merch_app.evaluation.suites import list_suites
 from merch_app.ranking.rules import ATTRIBUTES, RULE_KINDS, MerchRule, RuleError, load_rules, validate_rule
 from merch_app.ranking.types import Weights
-from merch_app.ui import evaluate_jobs as ej
+from merch_app.services import evaluate_jobs as ej
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import SlopeChart, SortableTable, cell
@@ -346,7 +346,7 @@ class RulesScreen(Screen):
                                      f"<span style='color:#b42318'>{error_text(exc)}</span>"))
 
     def _show_impact(self, impact) -> None:
-        from merch_app.ranking.rule_impact import summarise
+        from merch_app.evaluation.rule_impact import summarise
 
         self.impact = impact
         self.impacts_shown += 1

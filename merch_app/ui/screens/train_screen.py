@@ -15,8 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.data.workspace import EVENT_TYPES
+from merch_app.model.hybrid_config import HybridConfig
 from merch_app.ui.charts import LineChart
-from merch_app.ui.main_window import format_eta
+from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
@@ -26,11 +27,7 @@ from merch_app.ui.workers import error_text
 
 
 def default_config() -> dict[str, Any]:
-    """HybridConfig defaults as a dict (empty if the model package is missing)."""
-    try:
-        from merch_app.model.hybrid import HybridConfig
-    except ImportError:
-        return {}
+    """HybridConfig defaults as a dict."""
     return HybridConfig().to_dict()
 
 
@@ -156,24 +153,21 @@ class TrainScreen(Screen):
     # -------------------------------------------------------------- training
     def start_training(self, overrides: Optional[dict[str, Any]] = None) -> None:
         """Train a new model version in the training worker with the form's settings."""
-        from merch_app.model.hybrid_config import HybridConfig
-
         if self.ctx.path is None:
             self.show_error("Open a workspace first.")
             return
         values = {**self.form.values(), **(overrides or {})}
         config = HybridConfig.from_dict(values)
         spec = values.get("encoder") or "minilm"
+        config.encoder = None if spec == "minilm" else spec  # the workspace's encoder settings (int8) apply
         ws = self.ctx.path
 
         def job(ctx):
             # imported in the worker: a first import of the training modules stalls the GUI thread
-            from merch_app.model.encoder import load_encoder
-            from merch_app.model.training import train
+            from merch_app.services.training import train
 
             ctx.progress(type_progress(0, None, f"loading text encoder {spec}"))
-            encoder = load_encoder(spec)
-            return train(ctx.db(ws), config, progress=ctx.progress, cancel=ctx.cancel, encoder=encoder)
+            return train(ctx.db(ws), config, progress=ctx.progress, cancel=ctx.cancel)
 
         for series in self.history.values():
             series.clear()

@@ -80,7 +80,7 @@ def recs_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], user
 
 
 def explain_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
-    from merch_app.explain import explain_item
+    from merch_app.explain.explanation import explain_item
 
     return explain_item(engine(ctx, path, generation, encoder_spec).ranker, request, item_id)
 

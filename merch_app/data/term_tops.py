@@ -30,6 +30,16 @@ TOP_K = 1_000
 MAX_PREFIX = 12
 META_KEY = "fts_tops_fingerprint"
 _WEIGHTS = re.compile(r"[0-9.eE+\- ]+(, *[0-9.eE+\- ]+)*")
+# Columns of the FTS5 index in order; title > tags > category > description, and item
+# codes weigh most so that an exact code or model number is the first hit.
+FIELDS = ("item_id", "title", "description", "tags", "category")
+DEFAULT_FIELD_WEIGHTS = {"item_id": 10.0, "title": 4.0, "description": 1.0, "tags": 2.0,
+                         "category": 1.5}
+
+
+def weights_sql(field_weights: dict[str, float]) -> str:
+    """The BM25 column weights as the argument list of ``bm25(items_fts, ...)``, in :data:`FIELDS` order."""
+    return ", ".join(repr(float(field_weights.get(f, 1.0))) for f in FIELDS)
 
 
 def fts_fingerprint(db, weights_sql: str) -> str:
@@ -131,3 +141,24 @@ def load_term_tops(db, weights_sql: str) -> Optional[TermTops]:
     except Exception:  # older workspace, no FTS data yet: search takes the exact path
         return None
     return TermTops(db)
+
+
+def build_search_tops(db, field_weights: dict[str, float] | None = None, cancel=None) -> int:
+    """Store the top lists of common terms for the current search index (after an FTS rebuild).
+
+    Parameters
+    ----------
+    db
+        The workspace connection of the calling thread.
+    field_weights
+        BM25 column weights by field (default :data:`DEFAULT_FIELD_WEIGHTS`).
+    cancel
+        Called between terms; raises to stop.
+
+    Returns
+    -------
+    int
+        The number of lists (see :func:`build_term_tops`).
+    """
+    weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
+    return build_term_tops(db, weights_sql(weights), cancel=cancel)

@@ -1,4 +1,4 @@
-"""Worker-side state of the Query screen: one Ranker per (workspace, model) in the query thread.
+"""The Query screen's use case: one Ranker per (workspace, bundle) in the query worker thread.
 
 Everything here runs inside the Query screen's worker thread (never the GUI
 thread): it loads the model bundle, builds the :class:`Ranker` on the worker's
@@ -6,14 +6,19 @@ own connection, and answers rank / explain / why-not / profile requests.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from merch_app.explain.explanation import explain_item
+from merch_app.explain.why_not import resolve_item, why_not
+from merch_app.insights.embedding_map import fit_pca, item_map
+from merch_app.ranking.ranker import Ranker
+from merch_app.ranking.rules import load_rules
+from merch_app.services.bundles import SHARED
+from merch_app.services.ranking import ranking_bundle
 
 STATE_KEY = "query_engine"
 MAP_POINTS = 4000
@@ -55,8 +60,6 @@ class QueryEngine:
     def item_map(self, cancel=None) -> ItemMap:
         """PCA map of the bundle's item vectors (computed once)."""
         if self.map is None:
-            from merch_app.insights.embedding_map import item_map
-
             b = self.ranker.bundle
             m = item_map(self.ranker.db, list(map(str, b.item_ids)), b.item_vectors, max_points=MAP_POINTS,
                          cancel=cancel)
@@ -65,8 +68,6 @@ class QueryEngine:
 
     def project(self, item_ids: list[str]) -> np.ndarray:
         """Map coordinates of any items (projected with the fitted PCA)."""
-        from merch_app.insights.embedding_map import fit_pca
-
         b = self.ranker.bundle
         if not hasattr(self, "_projection"):
             self._projection = fit_pca(b.item_vectors, 2)
@@ -76,62 +77,24 @@ class QueryEngine:
         return self._projection.transform(b.item_vectors[rows])
 
 
-def text_only_bundle(db, encoder):
-    """Bundle from item text vectors alone (no trained model yet)."""
-    from merch_app.model.bundle import ModelBundle
-    from merch_app.model.item_vectors import item_text_vectors
-    from merch_app.model.vector_index import VectorIndex
-
-    ids, vectors = item_text_vectors(db, encoder)
-    counts = dict(db.execute("SELECT item_id, count(*) FROM events GROUP BY item_id").fetchall())
-    pop = np.log1p(np.array([counts.get(str(i), 0) for i in ids], dtype=np.float64))
-    pop = (pop / pop.max() if len(pop) and pop.max() > 0 else pop).astype(np.float32)
-    return ModelBundle(item_ids=ids, item_vectors=vectors, popularity=pop, encoder=encoder,
-                       index=VectorIndex.from_vectors(vectors))
-
-
-def _load_bundle(db, encoder_spec: Optional[str]):
-    """(bundle, warning): the active model's bundle, else a text-only one (with a warning if broken)."""
-    from merch_app.model.encoder import load_encoder, workspace_encoder
-
-    warning = None
-    try:
-        from merch_app.model.registry import active_version, load_bundle
-    except ImportError:
-        active_version = load_bundle = None
-    if load_bundle is not None:
-        try:
-            version = active_version(db)
-        except Exception as exc:  # noqa: BLE001
-            version, warning = None, f"The model registry cannot be read ({exc}); ranking by text only."
-        if version is not None:
-            try:  # the model's own encoder (queries must be encoded like its item vectors)
-                return load_bundle(db, model_id=version.model_id), None
-            except Exception as exc:  # noqa: BLE001 - a broken model must not stop querying
-                log.warning("active model %s cannot be loaded: %s", version.model_id, exc)
-                warning = (f"The active model “{version.name}” cannot be loaded ({exc}); ranking by text only. "
-                           "Train a new model or activate another version on the Train screen.")
-    return text_only_bundle(db, workspace_encoder(db, encoder_spec)), warning  # int8 if the workspace says so
-
-
 def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str]) -> QueryEngine:
-    """The engine cached in the worker thread, rebuilt when workspace/generation/encoder changed."""
-    from merch_app.ranking.ranker import Ranker
+    """The engine cached in the worker thread, rebuilt when the workspace's bundle changed.
 
-    from merch_app.ranking.rules import load_rules
-
-    key = (str(workspace), generation, encoder_spec)
+    The bundle comes from the process's shared cache (:data:`merch_app.services.bundles.SHARED`)
+    through :func:`merch_app.services.ranking.ranking_bundle`, so every screen ranks with the
+    same bundle; ``generation`` (bumped by the GUI after imports and trainings) also renews
+    the worker's ranker.  A broken active model falls back to text only with a warning.
+    """
+    db = ctx.db(workspace)
+    bundle = ranking_bundle(db, None, encoder_spec, fallback=True, cache=SHARED, cancel=ctx.cancel)
+    key = (str(workspace), generation, encoder_spec, id(bundle))
     engine: Optional[QueryEngine] = ctx.state.get(STATE_KEY)
     if engine is not None and engine.key == key:
-        engine.ranker.set_rules(load_rules(ctx.db(workspace), enabled_only=True))  # edited on the Rules screen
+        engine.ranker.set_rules(load_rules(db, enabled_only=True))  # edited on the Rules screen
         return engine
     ctx.state.pop(STATE_KEY, None)
-    db = ctx.db(workspace)
-    if db.execute("SELECT count(*) FROM items").fetchone()[0] == 0:
-        raise LookupError("The workspace has no items yet: import a catalogue or transactions on the Data screen.")
-    bundle, warning = _load_bundle(db, encoder_spec)
     ctx.cancel.check()
-    ranker = Ranker(db, bundle, rules=load_rules(db, enabled_only=True))
+    ranker = Ranker.for_workspace(db, bundle)
     v = bundle.version
     cats = [r[0] for r in db.execute(
         "SELECT category FROM items WHERE category IS NOT NULL AND category != '' "
@@ -141,7 +104,7 @@ def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str
                        "GROUP BY user_id ORDER BY n DESC LIMIT 2000").fetchall()
     info = EngineInfo(model_name=v.name if v else "text only (no model)", model_id=v.model_id if v else None,
                       encoder_id=getattr(bundle.encoder, "encoder_id", "?"), n_items=len(bundle.item_ids),
-                      warning=warning, categories=cats, price_range=(float(lo or 0), float(hi or 0)),
+                      warning=bundle.warning, categories=cats, price_range=(float(lo or 0), float(hi or 0)),
                       users=[(str(u), int(n)) for u, n in users])
     engine = QueryEngine(key, ranker, info)
     ctx.state[STATE_KEY] = engine
@@ -179,8 +142,6 @@ def run_query(ctx, workspace: Path, generation: int, encoder_spec: Optional[str]
     """Rank ``request`` (resolving an item title for related mode) in the worker."""
     engine = get_engine(ctx, workspace, generation, encoder_spec)
     if request.mode == "related" and request.item_id:
-        from merch_app.explain.why_not import resolve_item
-
         request.item_id, _ = resolve_item(engine.ranker, request.item_id)
     ranked = engine.ranker.rank(request)
     ctx.cancel.check()
@@ -190,15 +151,11 @@ def run_query(ctx, workspace: Path, generation: int, encoder_spec: Optional[str]
 
 def run_explain(ctx, workspace: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
     """``explain_item`` for one result."""
-    from merch_app.explain import explain_item
-
     engine = get_engine(ctx, workspace, generation, encoder_spec)
     return explain_item(engine.ranker, request, item_id)
 
 
 def run_why_not(ctx, workspace: Path, generation: int, encoder_spec: Optional[str], request, item_ref: str):
     """``why_not`` for any item id or title."""
-    from merch_app.explain.why_not import why_not
-
     engine = get_engine(ctx, workspace, generation, encoder_spec)
     return why_not(engine.ranker, request, item_ref)

@@ -1,4 +1,4 @@
-"""The training job: split, encode, fit, evaluate, register.
+"""The training use case: split, encode, fit (on an engine), evaluate, register.
 
 :func:`train` is a plain job function (``progress``/``cancel``); the UI runs it
 in a worker thread, the CLI in the foreground.  Nothing persistent changes
@@ -10,20 +10,27 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from merch_app.data.workspace import open_workspace
+from merch_app.data.workspace import open_workspace, workspace_path
+from merch_app.engines import Engine
+from merch_app.engines.local import LocalEngine
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
 from merch_app.memory import trim_heap
 from merch_app.model import text_matrix
+from merch_app.model.encoder import workspace_encoder
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
-from merch_app.model.registry import active_version, encoder_for_version, get_version, load_model, save_version
-
+from merch_app.model.history_features import users_history_text
+from merch_app.model.item_vectors import item_text_vectors
+from merch_app.model.registry import (
+    ModelVersion, active_version, encoder_for_version, get_version, load_model, save_version,
+)
+from merch_app.model.user_vectors import user_text_vectors
 
 class TrainingError(ValueError):
     """Training cannot start or finish (message is user-facing)."""
@@ -54,16 +61,10 @@ def encoder_spec_of(encoder) -> Optional[str]:
 
 def _user_text(db, inter: Interactions, item_ids, item_text, encoder, until_ts, cfg) -> Optional[np.ndarray]:
     """BERT user vectors aligned with ``inter.user_ids`` (None: let the model derive them)."""
-    try:
-        from merch_app.model.user_vectors import user_text_vectors
-    except ImportError:
-        return None
     uids, vecs = user_text_vectors(db, item_ids, item_text, encoder, until_ts=until_ts,
                                    event_weights=cfg.event_weights, half_life_days=cfg.user_text_half_life_days)
     if len(uids) == 0:
         return None
-    from merch_app.model.interactions import users_history_text
-
     pos = {str(u): n for n, u in enumerate(uids)}
     theirs = np.fromiter((pos.get(str(u), -1) for u in inter.user_ids), np.int64, inter.n_users)
     del pos
@@ -90,8 +91,6 @@ def _parked(vectors: Optional[np.ndarray], db) -> Callable[[], Optional[np.ndarr
     """
     if vectors is None:
         return lambda: None
-    from merch_app.data.workspace import workspace_path
-
     path = workspace_path(db)
     try:
         f = tempfile.TemporaryFile(dir=path.parent if path is not None else None)
@@ -117,8 +116,6 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
     Users first seen after the training cut-off join with a text vector from
     their history (no ID embedding), so they get recommendations at once.
     """
-    from merch_app.model.interactions import users_history_text
-
     rows = db.execute("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL").fetchall()
     new_users = sorted({str(r[0]) for r in rows} - set(model.user_pos))
     order = [str(u) for u in model.user_ids] + new_users
@@ -140,8 +137,7 @@ def _refresh_to_now(db, model: HybridModel, cfg) -> None:
 
 
 def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, cancel: Optional[CancelToken] = None,
-          encoder=None, name: Optional[str] = None, *, fit=None,
-          engine: Optional[dict] = None) -> "ModelVersion":  # noqa: F821
+          encoder=None, name: Optional[str] = None, *, engine: Optional[Engine] = None) -> ModelVersion:
     """Train, evaluate and register a new model version.
 
     Parameters
@@ -157,14 +153,11 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     encoder
         Text encoder; default ``config.encoder`` with the workspace's int8 setting
         (``encoder.workspace_encoder``).
-    fit, engine
-        Where the model is fitted (see :mod:`merch_app.engines`): ``fit(cfg,
-        inter, item_text, user_text, progress=, cancel=, ref_day=)`` returns
-        the fitted :class:`HybridModel` (default: in this process);
-        ``user_text`` is a function that makes the BERT user vectors (see
-        :meth:`HybridModel.fit`);
-        ``engine`` (e.g. ``{"engine": "ray", "workers": 2}``) is recorded in
-        the registry row and the data snapshot.
+    engine
+        Where the item vectors are encoded and the model is fitted (see
+        :mod:`merch_app.engines`; default: the local engine, in this process).
+        What :meth:`Engine.record` says after the fit (e.g. ``{"engine": "ray",
+        "workers": 2}``) goes into the registry row and the data snapshot.
 
     Returns
     -------
@@ -178,63 +171,61 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     Cancelled
         ``cancel`` was set; nothing is written.
     """
-    from merch_app.model.encoder import workspace_encoder
-    from merch_app.model.item_vectors import item_text_vectors
-
+    engine = engine or LocalEngine()
     own = isinstance(db_or_path, (str, Path))
     db = open_workspace(db_or_path) if own else db_or_path
     try:
-        cfg = HybridConfig.from_dict((config or HybridConfig()).to_dict())
-        t0 = time.perf_counter()
-        encoder = encoder or workspace_encoder(db, cfg.encoder)
-        if cfg.encoder is None:
-            cfg.encoder = encoder_spec_of(encoder)
-        split = time_split(db, cfg.split_date)
-        item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
-        if len(item_ids) == 0:
-            raise TrainingError("the workspace has no items: import a catalogue or transactions first")
-        inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
-        if len(inter) == 0 or inter.n_users == 0:
-            raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
-        user_text = _parked(_user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg), db)
-        trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
-        if cancel is not None:
-            cancel.check()
-        split_day = float(ts_to_days([split.split_ts])[0])
-        fit = fit or _fit_here
-        model = fit(cfg, inter, item_text, user_text, progress=_phase(progress, "train"), cancel=cancel,
-                    ref_day=split_day)
-        train_seconds = time.perf_counter() - t0
-        seen = {str(model.user_ids[u]) for u in np.unique(inter.user_idx)}
-        relevant = relevant_items(db, split.split_ts, seen, item_ids)
-        metrics = evaluate_model(model, inter, relevant, 10, progress=_phase(progress, "evaluate"), cancel=cancel,
-                                 test_ratings=test_ratings_for(db, model, split.split_ts) if model.explicit else None)
-        metrics.update({"split_date": split.split_ts, "best_epoch": model.best_epoch, "epochs": model.history,
-                        "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
-        n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        snapshot = {**_snapshot(db, inter, split, n_events), **(engine or {})}
-        del inter, relevant, item_text, user_text  # the model keeps what it needs (0.3 GB at 10M events)
-        _refresh_to_now(db, model, cfg)
-        snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
-        if cancel is not None:
-            cancel.check()
-        model.drop_derived()  # saving needs the arrays only; U/V/UW would sit next to the vector index
-        return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
-                            encoder_id=encoder.encoder_id, train_seconds=train_seconds,
-                            activate_mode=cfg.activate, engine=(engine or {}).get("engine", "local"))
+        with engine.session():
+            return _train(db, config, progress, cancel, encoder, name, engine)
     finally:
         if own:
             db.close()
 
 
-def _fit_here(cfg: HybridConfig, inter: Interactions, item_text, user_text, progress=None, cancel=None,
-              ref_day=None) -> HybridModel:
-    """The local engine's fit: in this process."""
-    return HybridModel(cfg).fit(inter, item_text, user_text, progress=progress, cancel=cancel, ref_day=ref_day)
+def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> ModelVersion:
+    cfg = HybridConfig.from_dict((config or HybridConfig()).to_dict())
+    t0 = time.perf_counter()
+    encoder = encoder or workspace_encoder(db, cfg.encoder)
+    if cfg.encoder is None:
+        cfg.encoder = encoder_spec_of(encoder)
+    split = time_split(db, cfg.split_date)
+    engine.prepare_item_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+    item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+    if len(item_ids) == 0:
+        raise TrainingError("the workspace has no items: import a catalogue or transactions first")
+    inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
+    if len(inter) == 0 or inter.n_users == 0:
+        raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
+    user_text = _parked(_user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg), db)
+    trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
+    if cancel is not None:
+        cancel.check()
+    split_day = float(ts_to_days([split.split_ts])[0])
+    model = engine.fit(cfg, inter, item_text, user_text, progress=_phase(progress, "train"), cancel=cancel,
+                       ref_day=split_day)
+    recorded = engine.record()
+    train_seconds = time.perf_counter() - t0
+    seen = {str(model.user_ids[u]) for u in np.unique(inter.user_idx)}
+    relevant = relevant_items(db, split.split_ts, seen, item_ids)
+    metrics = evaluate_model(model, inter, relevant, 10, progress=_phase(progress, "evaluate"), cancel=cancel,
+                             test_ratings=test_ratings_for(db, model, split.split_ts) if model.explicit else None)
+    metrics.update({"split_date": split.split_ts, "best_epoch": model.best_epoch, "epochs": model.history,
+                    "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
+    n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    snapshot = {**_snapshot(db, inter, split, n_events), **recorded}
+    del inter, relevant, item_text, user_text  # the model keeps what it needs (0.3 GB at 10M events)
+    _refresh_to_now(db, model, cfg)
+    snapshot["history_until"] = db.execute("SELECT max(ts) FROM events").fetchone()[0]
+    if cancel is not None:
+        cancel.check()
+    model.drop_derived()  # saving needs the arrays only; U/V/UW would sit next to the vector index
+    return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
+                        encoder_id=encoder.encoder_id, train_seconds=train_seconds,
+                        activate_mode=cfg.activate, engine=recorded.get("engine", "local"))
 
 
 def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, progress=None,
-                           cancel: Optional[CancelToken] = None, encoder=None) -> "ModelVersion":  # noqa: F821
+                           cancel: Optional[CancelToken] = None, encoder=None) -> ModelVersion:
     """Continue training a version (active one if None) on everything up to now.
 
     New catalogue items and new users join through their text vectors, the
@@ -242,8 +233,6 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
     features move to the last event.  The result is a new version (activated
     when its parent was active); the parent stays in the registry.
     """
-    from merch_app.model.item_vectors import item_text_vectors
-
     own = isinstance(db, (str, Path))
     db = open_workspace(db) if own else db
     try:

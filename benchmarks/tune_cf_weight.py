@@ -1,54 +1,57 @@
 """Choose the CF fusion weight ``w_cf`` on personalised known-item queries from behaviour.
 
-:mod:`merch_app.ranking.weight_tuning` chose lex/text/pop on anonymous
-queries, where the CF component is 0, so it says nothing about ``w_cf``.
-Here every query has a user:
+``benchmarks/tune_weights.py`` chose lex/text/pop on anonymous queries, where
+the CF component is 0, so it says nothing about ``w_cf``.  Here every query
+has a user:
 
 * a time split (default 2011-09-01, the one the quality models are trained
   with); the model's history is rebuilt *as of* the split
   (``HybridModel.with_history``) and popularity is counted before the split,
   so nothing the user did after the split leaks into the scores;
-* ``(user, item)`` pairs are the distinct test-period purchases of users the
-  model knows and who bought something before the split, sampled uniformly
-  (at most ``per_user`` per user);
-* the query is made from the bought item's title with
-  :func:`weight_tuning.make_query` (kinds drop / reorder / misspell /
-  synonym in turn) and ranked *as that user*;
-* relevance as in weight_tuning: the bought item 3, items with the same key
-  noun 1; ``repeat`` marks pairs where the user had bought the item before
-  the split (re-orders), ``new`` the rest;
+* the queries are
+  :func:`merch_app.evaluation.known_items.make_personal_queries`: distinct
+  test-period purchases of users the model knows and who bought something
+  before the split (at most ``per_user`` per user), a query made from the
+  bought item's title (kinds drop / reorder / misspell / synonym in turn),
+  ranked *as that user*; relevance: the bought item 3, items with the same
+  key noun 1; ``repeat`` marks re-orders of an item bought before the split;
 * the raw components of every candidate are scored once per query, so the
   grid over ``w_cf`` (lex/text/pop at their defaults) is cheap; ``w_cf`` is
   chosen on the ``tune`` half and reported on the ``test`` half with a
-  paired randomisation test per query.
+  paired randomisation test per query (docs/quality.md, "w_cf").
 
-Run::
+Usage (from the repository root)::
 
-    python -m merch_app.ranking.cf_weight_tuning WORKSPACE [--pairs 600] [--out results.json]
+    .venv/bin/python benchmarks/tune_cf_weight.py WORKSPACE [--split 2011-09-01] [--model ID] [--pairs 600]
+        [--seed 7] [--out results.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from merch_app.ranking.types import DEFAULT_WEIGHTS, RankRequest
-from merch_app.ranking.weight_tuning import KINDS, JudgedQuery, key_noun, make_query, ndcg10, rr10
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from benchlib import machine_info  # noqa: E402  (puts the repository on sys.path)
+
+from merch_app.data.workspace import open_workspace  # noqa: E402
+from merch_app.evaluation.compare import paired_test  # noqa: E402
+from merch_app.evaluation.known_items import PersonalQuery, make_personal_queries, score_ranking  # noqa: E402
+from merch_app.model.bundle import load_bundle  # noqa: E402
+from merch_app.model.interactions import Interactions, load_interactions, ts_to_days  # noqa: E402
+from merch_app.ranking.ranker import Ranker  # noqa: E402
+from merch_app.ranking.types import DEFAULT_WEIGHTS, RankRequest  # noqa: E402
 
 CF_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 POP_GRID = (0.0, 0.05, 0.1, 0.2)
-
-
-@dataclass
-class PersonalQuery(JudgedQuery):
-    """A known-item query searched as ``user`` (``repeat``: bought the item before the split)."""
-
-    user: str = ""
-    repeat: bool = False
 
 
 @dataclass
@@ -63,50 +66,23 @@ class PersonalFeatures:
     popularity: np.ndarray
 
 
-def make_personal_queries(db, user_ids, split_ts: str, n: int = 600, seed: int = 7,
-                          per_user: int = 2, item_ids=None) -> list[PersonalQuery]:
-    """Personalised known-item queries from test-period purchases (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    known = {str(u) for u in user_ids}
-    catalogue = None if item_ids is None else {str(i) for i in item_ids}
-    before: dict[str, set[str]] = {}
-    for u, i in db.execute("SELECT DISTINCT user_id, item_id FROM events WHERE event_type = 'purchase' "
-                           "AND ts < ? AND user_id IS NOT NULL", (split_ts,)):
-        if str(u) in known:
-            before.setdefault(str(u), set()).add(str(i))
-    titles, by_noun = {}, {}
-    for item_id, title in db.execute("SELECT item_id, title FROM items"):
-        titles[str(item_id)] = title or ""
-        k = key_noun(title or "")
-        if k:
-            by_noun.setdefault(k, []).append(str(item_id))
-    pairs = sorted({(str(u), str(i)) for u, i in db.execute(
-        "SELECT DISTINCT user_id, item_id FROM events WHERE event_type = 'purchase' AND ts >= ? "
-        "AND user_id IS NOT NULL", (split_ts,))
-        if str(u) in before and key_noun(titles.get(str(i), "")) and (catalogue is None or str(i) in catalogue)})
-    order = rng.permutation(len(pairs)).tolist()
-    used: dict[str, int] = {}
-    out: list[PersonalQuery] = []
-    for j in order:
-        if len(out) >= n:
-            break
-        user, item = pairs[j]
-        if used.get(user, 0) >= per_user:
-            continue
-        kind = KINDS[len(out) % len(KINDS)]
-        text = make_query(titles[item], kind, rng)
-        if not text:
-            continue
-        used[user] = used.get(user, 0) + 1
-        gains = {other: 1.0 for other in by_noun.get(key_noun(titles[item]), [])}
-        gains[item] = 3.0
-        out.append(PersonalQuery(f"p{j:06d}-{user}-{item}", text, kind, item, gains,
-                                 user=user, repeat=item in before[user]))
-    return out
+def personal_features(ranker: Ranker, q: PersonalQuery, candidates: int = 300) -> PersonalFeatures:
+    """Score the candidates of ``q`` as ``q.user`` once (the union does not depend on weights).
 
+    Parameters
+    ----------
+    ranker
+        The ranker (as of the split, see :func:`as_of_split_ranker`).
+    q
+        The personalised query.
+    candidates
+        Candidates per retriever.
 
-def personal_features(ranker, q: PersonalQuery, candidates: int = 300) -> PersonalFeatures:
-    """Score the candidates of ``q`` as ``q.user`` once (the union does not depend on weights)."""
+    Returns
+    -------
+    PersonalFeatures
+        Raw lexical/text/CF/popularity per candidate.
+    """
     sc = ranker.score_candidates(RankRequest(query=q.text, user_id=q.user, candidates=candidates))
     ids = [str(ranker.catalog.item_ids[p]) for p in sc.positions.tolist()]
     return PersonalFeatures(q, ids, sc.raw["lexical"], sc.raw["text"], sc.raw["cf"], sc.raw["popularity"])
@@ -114,39 +90,99 @@ def personal_features(ranker, q: PersonalQuery, candidates: int = 300) -> Person
 
 def fused(f: PersonalFeatures, w_cf: float, w_lex: float = DEFAULT_WEIGHTS["lex"],
           w_text: float = DEFAULT_WEIGHTS["text"], w_pop: float = DEFAULT_WEIGHTS["pop"]) -> list[str]:
-    """Top 10 item ids of ``f`` under the given weights (ties keep candidate order)."""
+    """Top 10 item ids of ``f`` under the given weights (ties keep candidate order).
+
+    Parameters
+    ----------
+    f
+        Features of one query.
+    w_cf, w_lex, w_text, w_pop
+        Fusion weights (all but ``w_cf`` default to the app's defaults).
+
+    Returns
+    -------
+    list of str
+        Item ids, best first.
+    """
     s = w_lex * f.lexical + w_text * f.text + w_cf * f.cf + w_pop * f.popularity
     return [f.item_ids[i] for i in np.argsort(-s, kind="stable")[:10]]
 
 
-def per_query(features: list[PersonalFeatures], **weights) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query nDCG@10 and RR@10 under ``weights`` (keywords of :func:`fused`)."""
+def per_query(features: list[PersonalFeatures], **weights: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query nDCG@10 and RR@10 under ``weights`` (keywords of :func:`fused`).
+
+    Returns
+    -------
+    ndcg, rr : numpy.ndarray
+        One value per query, in the order of ``features``.
+    """
     nd, rr = [], []
     for f in features:
-        ranked = fused(f, **weights)
-        nd.append(ndcg10(ranked, f.query.gains))
-        rr.append(rr10(ranked, f.query.target))
+        m = score_ranking(f.query, fused(f, **weights), 10)
+        nd.append(m["ndcg"])
+        rr.append(m["rr"])
     return np.asarray(nd, dtype=float), np.asarray(rr, dtype=float)
 
 
-def summary(features: list[PersonalFeatures], **weights) -> dict[str, float]:
+def summary(features: list[PersonalFeatures], **weights: float) -> dict[str, float]:
+    """Mean nDCG@10 (with a 95 % normal interval half-width) and MRR@10 under ``weights``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``ndcg@10``, ``mrr@10``, ``ndcg_ci95`` (all 0 without queries).
+    """
     nd, rr = per_query(features, **weights)
     n = len(nd)
     return {"n": n, "ndcg@10": float(nd.mean()) if n else 0.0, "mrr@10": float(rr.mean()) if n else 0.0,
             "ndcg_ci95": float(1.96 * nd.std() / np.sqrt(n)) if n else 0.0}
 
 
-def best_cf(features: list[PersonalFeatures], grid=CF_GRID, **fixed) -> tuple[float, list[dict[str, float]]]:
-    """The ``w_cf`` of ``grid`` with the highest mean nDCG@10 (ties: the smaller weight)."""
+def best_cf(features: list[PersonalFeatures], grid: Sequence[float] = CF_GRID,
+            **fixed: float) -> tuple[float, list[dict[str, float]]]:
+    """The ``w_cf`` of ``grid`` with the highest mean nDCG@10 (ties: the smaller weight).
+
+    Parameters
+    ----------
+    features
+        Features of the queries to tune on.
+    grid
+        Candidate values of ``w_cf``.
+    **fixed
+        Other weights passed to :func:`fused`.
+
+    Returns
+    -------
+    best : float
+        The chosen ``w_cf``.
+    table : list of dict
+        ``cf`` and :func:`summary` per grid value.
+    """
     table = [{"cf": float(w), **summary(features, w_cf=float(w), **fixed)} for w in grid]
     best = max(table, key=lambda r: (round(r["ndcg@10"], 6), -r["cf"]))
     return best["cf"], table
 
 
-def run(features: list[PersonalFeatures], grid=CF_GRID, pop_grid=POP_GRID) -> dict[str, Any]:
-    """Grid on the tune half, report on the test half (whole and repeat/new), paired tests."""
-    from merch_app.evaluation.compare import paired_test
+def run(features: list[PersonalFeatures], grid: Sequence[float] = CF_GRID,
+        pop_grid: Sequence[float] = POP_GRID) -> dict[str, Any]:
+    """Grid on the tune half, report on the test half (whole and repeat/new), paired tests.
 
+    Parameters
+    ----------
+    features
+        Features of all queries (split by ``query.half``).
+    grid
+        Values of ``w_cf``.
+    pop_grid
+        Values of ``w_pop`` for the joint ``(w_pop, w_cf)`` grid.
+
+    Returns
+    -------
+    dict
+        Set sizes, ``best_cf_tune``, ``grid`` (tune and test subsets per
+        ``w_cf``), ``paired`` (best vs 0, default vs 0, best vs default per
+        subset), ``joint`` and ``joint_best``.
+    """
     tune = [f for f in features if f.query.half == "tune"]
     test = [f for f in features if f.query.half == "test"]
     best, tune_table = best_cf(tune, grid)
@@ -182,12 +218,25 @@ def run(features: list[PersonalFeatures], grid=CF_GRID, pop_grid=POP_GRID) -> di
             "best_cf_tune": best, "grid": rows, "paired": tests, "joint": joint, "joint_best": joint_best}
 
 
-def as_of_split_ranker(db, split_ts: str, model_id: Optional[str] = None):
-    """A Ranker whose CF history and popularity are those of ``split_ts`` (no test-period leakage)."""
-    from merch_app.model.interactions import load_interactions, ts_to_days
-    from merch_app.model.registry import load_bundle
-    from merch_app.ranking.ranker import Ranker
+def as_of_split_ranker(db, split_ts: str, model_id: Optional[str] = None) -> tuple[Ranker, Interactions]:
+    """A Ranker whose CF history and popularity are those of ``split_ts`` (no test-period leakage).
 
+    Parameters
+    ----------
+    db
+        Workspace with a trained model.
+    split_ts
+        ISO time of the split.
+    model_id
+        Model version (None: the active one).
+
+    Returns
+    -------
+    ranker : Ranker
+        Over the model bundle with history and popularity as of the split.
+    train : Interactions
+        The interactions before the split.
+    """
     bundle = load_bundle(db, model_id)
     model = bundle.model
     train = load_interactions(db, model.item_ids, until_ts=split_ts, user_ids=model.user_ids)
@@ -204,8 +253,7 @@ def as_of_split_ranker(db, split_ts: str, model_id: Optional[str] = None):
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from merch_app.data.workspace import open_workspace
-
+    """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("workspace")
     ap.add_argument("--split", default="2011-09-01")
@@ -230,7 +278,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     report.update(model_id=ranker.bundle.version.model_id if ranker.bundle.version else None,
                   split=split_ts, seed=args.seed, seconds=time.perf_counter() - t0,
                   examples=[{"kind": f.query.kind, "query": f.query.text, "user": f.query.user,
-                             "target": f.query.target, "repeat": f.query.repeat} for f in feats[:8]])
+                             "target": f.query.target, "repeat": f.query.repeat} for f in feats[:8]],
+                  machine=machine_info())
     print(json.dumps({k: v for k, v in report.items() if k != "joint"}, indent=1))
     if args.out:
         with open(args.out, "w") as fh:

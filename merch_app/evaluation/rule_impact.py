@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from merch_app.evaluation.compare import compare_runs, jaccard_at_k, rank_moves, rbo
 from merch_app.evaluation.suite_run import SuiteRun, run_suite
-from merch_app.evaluation.suites import Suite, SuiteError
+from merch_app.evaluation.suite_data import Suite, SuiteError
 from merch_app.jobs import EtaClock, Progress
 from merch_app.ranking.rules import MerchRule, load_rules, normalise, validate_rule
 
@@ -137,7 +137,7 @@ def rule_impact(db, rule: MerchRule, *, bundle, suite: Optional[Suite] = None, u
     Parameters
     ----------
     bundle
-        The model bundle to rank with (see ``merch_app.model.registry.load_bundle``).
+        The model bundle to rank with (see :func:`merch_app.model.bundle.load_bundle`).
     suite
         Judged suite for the metric change; None = rank moves only.
     use_behaviour
