@@ -104,8 +104,8 @@ def cached_rerun(encoder, texts: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         db = open_workspace(Path(d) / "bench.merch.sqlite")
         with db.conn:
-            db["items"].insert_all(
-                ({"item_id": f"{i:05d}", "title": t} for i, t in enumerate(texts)), pk="item_id"
+            db.insert_rows("items", 
+                ({"item_id": f"{i:05d}", "title": t} for i, t in enumerate(texts))
             )
         first = encode_items(db, encoder).stats
         second = encode_items(db, encoder).stats

@@ -20,7 +20,7 @@ Usage::
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_limits.py [--quick] [--repeat 3] [--no-write]
 
-``--quick``: 100,000 events for ``user_vectors`` and one repeat (~30 s).  The
+``--quick``: 100,000 events for ``user_vectors`` and one repeat (~5 s; full run ~30 s).  The
 result replaces the ``<!-- bench:limits -->`` section of docs/benchmarks.md.
 """
 from __future__ import annotations

@@ -83,8 +83,8 @@ def build_workspace(path: Path = WORKSPACE):
             db.execute("DELETE FROM events")
             db.execute("DELETE FROM items")
             db.execute("DELETE FROM models")
-            db["items"].insert_all(items, pk="item_id", batch_size=5000)
-            db["events"].insert_all(events, batch_size=20000)
+            db.insert_rows("items", items)
+            db.insert_rows("events", events)
             rebuild_fts(db)
     return db, len(items), len(events)
 

@@ -13,6 +13,8 @@ import ctypes.util
 import functools
 import sys
 
+from threadpoolctl import ThreadpoolController
+
 @functools.cache
 def _libc():
     """glibc through ctypes (None off Linux or when it cannot be loaded); looked up once."""
@@ -57,12 +59,6 @@ def one_blas_thread():
     Tall, thin products (the combiner's Newton sums: 64k rows x 17 columns)
     on OpenBLAS's two threads spun against the job's other threads on a
     2-core machine: ``fit_logistic`` on 200k rows took 13-25 s instead of
-    0.15 s.  A no-op context when threadpoolctl is missing.
+    0.15 s.
     """
-    import contextlib
-
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return contextlib.nullcontext()
     return ThreadpoolController().select(internal_api="openblas").limit(limits=1)

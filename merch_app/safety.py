@@ -22,12 +22,14 @@ import math
 import re
 from typing import Any, Iterable
 
+from merch_app.errors import MerchAppError
+
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r", "\n")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
-class UnsafeIdentifier(ValueError):
+class UnsafeIdentifier(MerchAppError, ValueError):
     """A name that cannot be used as an SQL identifier (message is user-facing)."""
 
 

@@ -37,11 +37,10 @@ EVENTS = [
 def fill(db) -> None:
     """Insert :data:`ITEMS` and :data:`EVENTS` into an open workspace."""
     with db.conn:
-        db["items"].insert_all(
+        db.insert_rows("items", 
             [dict(item_id=i, title=t, description=d, tags=g, category=c, price=1.0) for i, t, d, g, c in ITEMS],
-            pk="item_id",
         )
-        db["events"].insert_all(
+        db.insert_rows("events", 
             [dict(user_id=u, item_id=i, event_type=e, ts=ts, query=q, session_id=s, value=1.0)
              for u, i, e, ts, q, s in EVENTS]
         )

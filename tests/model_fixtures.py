@@ -38,8 +38,8 @@ def fill_workspace(db, items, events) -> None:
     from merch_app.data.workspace import rebuild_fts
 
     with db.conn:
-        db["items"].insert_all(items, pk="item_id", alter=False)
-        db["events"].insert_all(events, alter=False)
+        db.insert_rows("items", items)
+        db.insert_rows("events", events)
         rebuild_fts(db)
 
 

@@ -16,7 +16,7 @@ def start_ray():
 
 def add_items(db, rows) -> None:
     with db.conn:
-        db["items"].insert_all(rows, pk="item_id", replace=True)
+        db.insert_rows("items", rows, replace=True)
 
 
 WORDS = ("red", "blue", "heart", "candle", "garden", "chair", "mug", "tea", "wooden", "star", "lantern",

@@ -413,6 +413,9 @@ def test_query_screen_csv_export_escapes_formula_titles(qtbot, tmp_path, ws_path
 # ------------------------------------------------------------- the SQL audit
 # Every f-string that builds SQL interpolates only these audited expressions; values are "?" parameters.
 AUDITED_SQL_INTERPOLATIONS = {
+    "verb": "INSERT or INSERT OR REPLACE (Workspace.insert_rows)",
+    "quoted_table": "merch_app.safety.sql_identifier",
+    "', '.join(quoted)": "names from merch_app.safety.sql_identifier",
     "' AND '.join(where)": "conditions are fixed SQL text; values are ? parameters",
     "', '.join('?' * len(cols))": "placeholders",
     "', '.join(FIELDS)": "constant column names",

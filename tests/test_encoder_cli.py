@@ -14,13 +14,12 @@ from merch_app.data.workspace import open_workspace
 def small_ws(ws_path):
     db = open_workspace(ws_path)
     with db.conn:
-        db["items"].insert_all(
+        db.insert_rows("items", 
             [
                 {"item_id": "A1", "title": "Red heart candle holder", "category": "Home"},
                 {"item_id": "B2", "title": "Blue garden chair", "category": "Garden"},
                 {"item_id": "C3", "title": "Jumbo bag red retrospot", "category": None},
             ],
-            pk="item_id",
         )
     db.close()
     return ws_path

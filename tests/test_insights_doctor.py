@@ -25,10 +25,11 @@ def test_text_findings(insights_db):
 
 
 def test_short_means_few_content_words(ws):
-    ws["items"].insert_all([
-        dict(item_id="1", title="The set of 12", description=""),  # 13 chars but one content word
-        dict(item_id="2", title="Enamel bread bin", description=""),
-    ])
+    with ws.conn:
+        ws.insert_rows("items", [
+            dict(item_id="1", title="The set of 12", description=""),  # 13 chars but one content word
+            dict(item_id="2", title="Enamel bread bin", description=""),
+        ])
     assert [s["item_id"] for s in text_findings(ws).short] == ["1"]
 
 

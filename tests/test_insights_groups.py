@@ -16,7 +16,8 @@ def test_categories_win_when_most_items_have_one(ws):
 
 def _uncategorised(ws):
     titles = ["red mug", "blue mug", "green mug", "garden lantern", "metal lantern", "glass lantern"]
-    ws["items"].insert_all([dict(item_id=str(n), title=t) for n, t in enumerate(titles)])
+    with ws.conn:
+        ws.insert_rows("items", [dict(item_id=str(n), title=t) for n, t in enumerate(titles)])
     rng = np.random.default_rng(0)
     mug, lantern = rng.normal(size=16), rng.normal(size=16)
     vecs = np.array([mug + 0.1 * rng.normal(size=16) for _ in range(3)]

@@ -29,12 +29,13 @@ def test_item_page_known_answers(insights_db):
 def test_queries_leading_to_sessions_and_lookback(insights_db):
     assert queries_leading_to(insights_db, "B") == [{"query": "red mug", "actors": 1, "direct": 0}]
     assert queries_leading_to(insights_db, "C") == []  # u1 searched in another session
-    insights_db["events"].insert_all([
-        dict(user_id="v", event_type="search", ts="2024-02-01T10:00:00Z", query="Lamp"),
-        dict(user_id="v", item_id="D", event_type="view", ts="2024-02-01T11:00:00Z"),
-        dict(user_id="v", item_id="G", event_type="view", ts="2024-02-01T15:00:00Z"),
-        dict(user_id="w", item_id="G", event_type="search", ts="2024-02-01T15:00:00Z", query="cushion"),
-    ])
+    with insights_db.conn:
+        insights_db.insert_rows("events", [
+            dict(user_id="v", event_type="search", ts="2024-02-01T10:00:00Z", query="Lamp"),
+            dict(user_id="v", item_id="D", event_type="view", ts="2024-02-01T11:00:00Z"),
+            dict(user_id="v", item_id="G", event_type="view", ts="2024-02-01T15:00:00Z"),
+            dict(user_id="w", item_id="G", event_type="search", ts="2024-02-01T15:00:00Z", query="cushion"),
+        ])
     assert queries_leading_to(insights_db, "D") == [{"query": "lamp", "actors": 1, "direct": 0}]
     assert queries_leading_to(insights_db, "G") == [{"query": "cushion", "actors": 1, "direct": 1}]
     assert queries_leading_to(insights_db, "G", lookback_hours=6)[1] == {"query": "lamp", "actors": 1, "direct": 0}

@@ -83,11 +83,12 @@ def test_query_funnel_follows_sessions(insights_db):
 
 
 def test_query_funnel_without_session_uses_window(ws):
-    ws["events"].insert_all([
-        dict(user_id="v", event_type="search", ts="2024-02-01T10:00:00Z", query="lamp"),
-        dict(user_id="v", item_id="X", event_type="cart", ts="2024-02-01T12:00:00Z"),
-        dict(user_id="v", item_id="X", event_type="purchase", ts="2024-02-03T12:00:00Z"),
-    ])
+    with ws.conn:
+        ws.insert_rows("events", [
+            dict(user_id="v", event_type="search", ts="2024-02-01T10:00:00Z", query="lamp"),
+            dict(user_id="v", item_id="X", event_type="cart", ts="2024-02-01T12:00:00Z"),
+            dict(user_id="v", item_id="X", event_type="purchase", ts="2024-02-03T12:00:00Z"),
+        ])
     f = query_funnel(ws, "lamp")
     assert f.stages == ["search", "cart", "purchase"]  # only stages the workspace records
     assert f.reached == [1, 1, 0]
@@ -101,11 +102,12 @@ def test_top_queries_normalised(insights_db):
 def test_group_steps_collapses_baskets(ws):
     from merch_app.insights.paths import group_steps
 
-    ws["events"].insert_all([
-        dict(user_id="b", item_id=i, event_type="purchase", ts="2024-03-01T10:00:00Z", session_id="inv1")
-        for i in ("X", "Y", "Z")
-    ] + [dict(user_id="b", item_id="X", event_type="return", ts="2024-03-01T10:00:00Z", session_id="inv2"),
-         dict(user_id="b", item_id="Y", event_type="purchase", ts="2024-03-05T10:00:00Z", session_id="inv3")])
+    with ws.conn:
+        ws.insert_rows("events", [
+            dict(user_id="b", item_id=i, event_type="purchase", ts="2024-03-01T10:00:00Z", session_id="inv1")
+            for i in ("X", "Y", "Z")
+        ] + [dict(user_id="b", item_id="X", event_type="return", ts="2024-03-01T10:00:00Z", session_id="inv2"),
+             dict(user_id="b", item_id="Y", event_type="purchase", ts="2024-03-05T10:00:00Z", session_id="inv3")])
     groups = group_steps(behaviour_path(ws, user_id="b").steps, max_titles=2)
     assert [(g.event_type, g.count) for g in groups] == [("purchase", 3), ("return", 1), ("purchase", 1)]
     assert groups[0].titles == ["X", "Y"] and groups[1].level == 5

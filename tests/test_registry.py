@@ -68,7 +68,8 @@ def test_bundle_matches_model_and_adds_new_catalogue_items(two_versions):
     assert bundle.index.ntotal == len(bundle.item_ids)
     assert 0.0 <= bundle.popularity.min() and bundle.popularity.max() == pytest.approx(1.0)
     assert len(bundle.model.score("u000")) == len(bundle.item_ids)
-    db["items"].insert({"item_id": "zz1", "title": "blue ceramic mug model 77", "category": "mug"})
+    with db.conn:
+        db.insert_rows("items", [{"item_id": "zz1", "title": "blue ceramic mug model 77", "category": "mug"}])
     bundle = load_bundle(db, encoder=HashingEncoder(32))
     assert bundle.item_ids[-1] == "zz1" and bundle.index.ntotal == len(bundle.item_ids)
     assert bundle.model.score("u001")[bundle.item_pos["zz1"]] != 0

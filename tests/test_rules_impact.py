@@ -48,16 +48,17 @@ def test_probe_queries():
 @pytest.fixture
 def shop(ws):
     insert_items(ws, SAMPLE_ITEMS)
-    ws["events"].insert_all([
-        {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:00:00Z", "event_type": "search",
-         "query": "candle"},
-        {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:01:00Z", "event_type": "purchase",
-         "item_id": "22005"},
-        {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:00:00Z", "event_type": "search",
-         "query": "candle"},
-        {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:01:00Z", "event_type": "click",
-         "item_id": "22005"},
-    ])
+    with ws.conn:
+        ws.insert_rows("events", [
+            {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:00:00Z", "event_type": "search",
+             "query": "candle"},
+            {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:01:00Z", "event_type": "purchase",
+             "item_id": "22005"},
+            {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:00:00Z", "event_type": "search",
+             "query": "candle"},
+            {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:01:00Z", "event_type": "click",
+             "item_id": "22005"},
+        ])
     return make_bundle(ws, WordVectorEncoder(synonyms=SAMPLE_SYNONYMS))
 
 

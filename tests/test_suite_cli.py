@@ -18,16 +18,17 @@ def shop(ws_path):
 
     db = open_workspace(ws_path)
     insert_items(db, SAMPLE_ITEMS)
-    db["events"].insert_all([
-        {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:00:00Z", "event_type": "search",
-         "query": "candle"},
-        {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:01:00Z", "event_type": "purchase",
-         "item_id": "22002"},
-        {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:00:00Z", "event_type": "search",
-         "query": "candle"},
-        {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:01:00Z", "event_type": "click",
-         "item_id": "22001"},
-    ])
+    with db.conn:
+        db.insert_rows("events", [
+            {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:00:00Z", "event_type": "search",
+             "query": "candle"},
+            {"user_id": "u1", "session_id": "s1", "ts": "2024-01-01T10:01:00Z", "event_type": "purchase",
+             "item_id": "22002"},
+            {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:00:00Z", "event_type": "search",
+             "query": "candle"},
+            {"user_id": "u2", "session_id": "s2", "ts": "2024-01-01T11:01:00Z", "event_type": "click",
+             "item_id": "22001"},
+        ])
     db.close()
     return ws_path
 

@@ -147,8 +147,9 @@ def test_set_judgment_creates_suite_and_survives_reopen(ws_path):
 
 
 def _events(ws, rows):
-    ws["events"].insert_all(
-        [dict(zip(("user_id", "session_id", "ts", "event_type", "item_id", "query"), r)) for r in rows])
+    with ws.conn:
+        ws.insert_rows("events", 
+            [dict(zip(("user_id", "session_id", "ts", "event_type", "item_id", "query"), r)) for r in rows])
 
 
 def test_generate_from_behaviour(ws):

@@ -65,7 +65,8 @@ def test_activate_modes(shop):
 
 
 def test_no_events_is_a_clear_error(ws):
-    ws["items"].insert({"item_id": "x", "title": "thing"})
+    with ws.conn:
+        ws.insert_rows("items", [{"item_id": "x", "title": "thing"}])
     from merch_app.evaluation.split import SplitError
 
     with pytest.raises((TrainingError, SplitError), match="no behaviour events"):
@@ -76,8 +77,8 @@ def test_no_events_is_a_clear_error(ws):
 def test_update_with_new_events_adds_items_and_users(shop):
     v = train(shop, HybridConfig(**CFG), encoder=HashingEncoder(32))
     with shop.conn:
-        shop["items"].insert({"item_id": "a99", "title": "red candle wax model 99", "category": "wax"})
-        shop["events"].insert_all([
+        shop.insert_rows("items", [{"item_id": "a99", "title": "red candle wax model 99", "category": "wax"}])
+        shop.insert_rows("events", [
             {"user_id": "newbie", "item_id": "a99", "event_type": "purchase", "ts": "2024-06-01T10:00:00Z"},
             {"user_id": "u000", "item_id": "a99", "event_type": "purchase", "ts": "2024-06-02T10:00:00Z"},
         ])

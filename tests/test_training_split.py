@@ -26,8 +26,10 @@ EVENTS = [  # user, item, type, ts
 
 @pytest.fixture
 def db(ws):
-    ws["items"].insert_all([{"item_id": i, "title": i} for i in "abcd"], pk="item_id")
-    ws["events"].insert_all([{"user_id": u, "item_id": i, "event_type": t, "ts": ts} for u, i, t, ts in EVENTS])
+    with ws.conn:
+        ws.insert_rows("items", [{"item_id": i, "title": i} for i in "abcd"])
+    with ws.conn:
+        ws.insert_rows("events", [{"user_id": u, "item_id": i, "event_type": t, "ts": ts} for u, i, t, ts in EVENTS])
     return ws
 
 
@@ -122,7 +124,8 @@ def test_beyond_history_view_drops_own_items_from_lists_and_labels():
 
 
 def test_event_types_are_one_byte_codes_that_compare_like_names(db):
-    db["events"].insert({"user_id": "u3", "item_id": "d", "event_type": "rating", "value": 4, "ts": "2024-01-12T00:00:00Z"})
+    with db.conn:
+        db.insert_rows("events", [{"user_id": "u3", "item_id": "d", "event_type": "rating", "value": 4, "ts": "2024-01-12T00:00:00Z"}])
     inter = load_interactions(db, ["a", "b", "c", "d"])
     want = [t for u, _i, t, _ts in sorted(EVENTS, key=lambda e: e[3]) if u is not None] + ["rating"]
     assert inter.event_type.codes.dtype == np.uint8 and inter.event_type.tolist() == want

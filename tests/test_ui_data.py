@@ -66,27 +66,37 @@ def test_mapping_dialog_request_reflects_choices(qtbot, tmp_path, ws):
 def held_import(monkeypatch):
     """Make imports wait at their progress reports until they are cancelled (no timing race).
 
-    Returns the list of how each wait ended: ``"cancelled"``, or ``"deadline"``
-    when nobody cancelled within 20 s (a guard against hanging, not a measure).
+    Returns
+    -------
+    SimpleNamespace
+        ``holding``: an event set once an import waits at a progress report
+        (wait for it before cancelling, so the cancel reaches a running
+        import); ``ends``: how each wait ended, ``"cancelled"``, or
+        ``"deadline"`` when nobody cancelled within 20 s (a guard against
+        hanging, not a measure).
     """
+    import threading
+    from types import SimpleNamespace
+
     from merch_app.data import importer
 
     real = importer.import_file
-    ends: list[str] = []
+    state = SimpleNamespace(holding=threading.Event(), ends=[])
 
     def held(db, path, *, progress=None, cancel=None, **kw):
         deadline = time.perf_counter() + 20
 
         def prog(p):
+            state.holding.set()
             while not cancel.cancelled and time.perf_counter() < deadline:
                 time.sleep(0.01)
-            ends.append("cancelled" if cancel.cancelled else "deadline")
+            state.ends.append("cancelled" if cancel.cancelled else "deadline")
             progress(p)
 
         return real(db, path, progress=prog, cancel=cancel, **kw)
 
     monkeypatch.setattr(importer, "import_file", held)
-    return ends
+    return state
 
 
 def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path, held_import):
@@ -100,12 +110,13 @@ def test_cancel_import_leaves_workspace_unchanged(qtbot, tmp_path, ws_path, held
     screen.start_import(ImportRequest(ev))
     qtbot.waitUntil(lambda: screen.import_runner.current is not None
                     and screen.import_runner.current.state == "running", timeout=20_000)
+    qtbot.waitUntil(held_import.holding.is_set, timeout=20_000)  # the import waits at a progress report
     screen.cancel_button.click()
     qtbot.waitUntil(lambda: not screen.import_runner.is_busy(), timeout=30_000)
     wait_idle(qtbot, window)
     after = data_summary(ws_path)
     assert (after.items, after.events) == (before.items, before.events)
-    assert held_import and set(held_import) == {"cancelled"}  # the button's cancel ended the hold
+    assert held_import.ends and set(held_import.ends) == {"cancelled"}  # the button's cancel ended the hold
     assert window.banner.isVisible() and "cancelled" in window.banner.label.text()
     assert screen.cancel_button.isHidden()
 
@@ -117,10 +128,11 @@ def test_close_waits_for_running_import(qtbot, tmp_path, ws_path, held_import):
     screen.start_import(ImportRequest(ev))
     qtbot.waitUntil(lambda: screen.import_runner.current is not None
                     and screen.import_runner.current.state == "running", timeout=20_000)
+    qtbot.waitUntil(held_import.holding.is_set, timeout=20_000)  # the import waits at a progress report
     window.close()
     assert not window.busy()
     assert all(not r._thread.isRunning() for r in window.runners)
-    assert held_import and set(held_import) == {"cancelled"}  # close cancelled it; no hold ran out
+    assert held_import.ends and set(held_import.ends) == {"cancelled"}  # close cancelled it; no hold ran out
     assert data_summary(ws_path).events == 0
 
 

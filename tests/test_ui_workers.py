@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from merch_app.errors import MerchAppError  # noqa: E402
 from merch_app.jobs import Cancelled, Progress  # noqa: E402
 from merch_app.ui.workers import JobRunner, error_text  # noqa: E402
 
@@ -73,8 +74,8 @@ def test_errors_are_wrapped_not_raised(qtbot, runner):
     runner.start(lambda ctx: {}["missing"], cancel_previous=False)  # no on_error: the runner's signal carries it
     assert runner.wait(10)
     assert isinstance(errors[0][0], ZeroDivisionError) and "Traceback" in errors[0][1]
-    assert failed == ["KeyError: 'missing'"]
-    assert error_text(ValueError("bad value")) == "bad value"
+    assert failed == ["Unexpected error: 'missing' (see the log)"]  # a bug: no class name, the log has the trace
+    assert error_text(MerchAppError("bad value")) == "bad value"
 
 
 def test_channels_do_not_cancel_each_other(qtbot, runner):

@@ -35,7 +35,7 @@ class CountingEncoder(HashingEncoder):
 
 def add_items(db, rows):
     with db.conn:
-        db["items"].insert_all(rows, pk="item_id", replace=True)
+        db.insert_rows("items", rows, replace=True)
 
 
 ITEMS = [
@@ -155,7 +155,7 @@ def test_progress_reports_cached_and_encoded(ws):
     add_items(ws, ITEMS)
     item_text_vectors(ws, HashingEncoder(16))
     with ws.conn:
-        ws["items"].insert({"item_id": "D4", "title": "Lamp"})
+        ws.insert_rows("items", [{"item_id": "D4", "title": "Lamp"}])
     seen = []
     item_text_vectors(ws, HashingEncoder(16), progress=seen.append)
     last = seen[-1]

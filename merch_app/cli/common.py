@@ -1,4 +1,4 @@
-"""Shared CLI helpers: workspace option, JSON output, terminal progress."""
+"""Shared CLI helpers: workspace option, user errors, JSON output, terminal progress."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from typing import Any, Iterator, Union
 import click
 
 from merch_app.data.workspace import WorkspaceError, open_workspace
+from merch_app.errors import MerchAppError
 from merch_app.jobs import Progress
 from merch_app.paths import default_workspace
 
@@ -36,6 +37,36 @@ def open_ws(path: Path | None, create: bool = True):
 
 
 @contextmanager
+def user_errors(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn the user errors raised in a block into one-line CLI errors.
+
+    A :class:`~merch_app.errors.MerchAppError` (and any of ``errors``) becomes a
+    :class:`click.ClickException` with the error's message as it is; anything
+    else passes unchanged.  Works as a ``with`` block and as a decorator
+    (``@user_errors()`` right above the command function).
+
+    Parameters
+    ----------
+    errors
+        Further exception types whose message is fit for the user in this
+        block (e.g. ``OSError`` around a file the user named).
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    click.ClickException
+        For a :class:`~merch_app.errors.MerchAppError` or one of ``errors``.
+    """
+    try:
+        yield
+    except (MerchAppError, *errors) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
 def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) -> Iterator[Any]:
     """The workspace connection for one command, closed when the block ends.
 
@@ -44,8 +75,9 @@ def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) 
     path
         ``--workspace`` value (None: the default workspace); opened as by :func:`open_ws`.
     errors
-        Exception types raised in the block that are user errors: they become a
-        :class:`click.ClickException` with their message.
+        Further exception types raised in the block that are user errors (a
+        :class:`~merch_app.errors.MerchAppError` always is, see :func:`user_errors`):
+        they become a :class:`click.ClickException` with their message.
 
     Yields
     ------
@@ -53,10 +85,10 @@ def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) 
         The open workspace.
     """
     db = open_ws(path)
+    extra = errors if isinstance(errors, tuple) else (errors,)
     try:
-        yield db
-    except errors as exc:
-        raise click.ClickException(str(exc)) from exc
+        with user_errors(*extra):
+            yield db
     finally:
         db.close()
 

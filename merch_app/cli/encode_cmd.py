@@ -6,6 +6,7 @@ import click
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
 from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.jobs import CancelToken, Cancelled
+from merch_app.model.encoder import workspace_encoder
 
 
 @click.command("encode")
@@ -26,14 +27,9 @@ from merch_app.jobs import CancelToken, Cancelled
 @json_option
 def encode_command(workspace, encoder_spec, int8, batch_size, engine, ray_address, workers, as_json) -> None:
     """Encode all item texts (only texts missing from the cache are run)."""
-    from merch_app.model.encoder import EncoderError, workspace_encoder
-
     runner = get_engine_or_exit(engine, ray_address, workers)
     with workspace_db(workspace) as db:
-        try:
-            encoder = workspace_encoder(db, encoder_spec, int8)
-        except EncoderError as exc:
-            raise click.ClickException(str(exc)) from exc
+        encoder = workspace_encoder(db, encoder_spec, int8)
         bar = TerminalProgress("encode", enabled=None if not as_json else False)
         cancel = CancelToken()
         try:

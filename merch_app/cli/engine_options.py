@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from merch_app.engines import EngineError, get_engine
+
 ENGINE_CHOICES = ("local", "ray")
 
 
@@ -20,8 +22,6 @@ def engine_options(fn):
 
 def get_engine_or_exit(engine: str, ray_address, workers):
     """The chosen engine, or a click error naming what is wrong (e.g. Ray not installed)."""
-    from merch_app.engines import EngineError, get_engine
-
     try:
         return get_engine(engine, address=ray_address, workers=workers)
     except EngineError as exc:

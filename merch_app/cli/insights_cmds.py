@@ -6,7 +6,17 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.insights.common import WEEKDAYS
+from merch_app.insights.groups import item_groups
+from merch_app.insights.heatmaps import category_hour_of_week
+from merch_app.insights.item_page import item_model_views, item_page, probe_queries
+from merch_app.insights.model_views import model_doctor, nearest_users, user_segments
+from merch_app.insights.paths import item_funnel, query_funnel, user_sessions
+from merch_app.insights.profiles import list_users, search_users, user_profile
+from merch_app.insights.segments import describe_segments
 from merch_app.model.encoder import EncoderError
+from merch_app.ranking.ranker import Ranker
+from merch_app.ranking.types import RankRequest
 from merch_app.services.ranking import NoItemsError, ranking_bundle
 
 
@@ -44,11 +54,6 @@ def _bar(value: float, top: float, width: int = 30) -> str:
 @workspace_option
 def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json, workspace):
     """Profile of USER_ID: activity, event mix, categories, interest terms, sessions, recommendations."""
-    from merch_app.insights.paths import user_sessions
-    from merch_app.insights.profiles import user_profile
-
-    from merch_app.insights.groups import item_groups
-
     with workspace_db(workspace) as db:
         if db.execute("SELECT 1 FROM events WHERE user_id = ? LIMIT 1", [user_id]).fetchone() is None:
             raise click.ClickException(f"user {user_id!r} has no events in this workspace")
@@ -86,10 +91,6 @@ def user_command(user_id, history, k, no_model, model_id, encoder_spec, as_json,
 
 
 def _user_model_part(db, bundle, user_id, k) -> dict[str, Any]:
-    from merch_app.insights.model_views import nearest_users
-    from merch_app.ranking.ranker import Ranker
-    from merch_app.ranking.types import RankRequest
-
     ranked = Ranker.for_workspace(db, bundle).rank(RankRequest(mode="recommend", user_id=str(user_id), k=k))
     out: dict[str, Any] = {"recommendations": ranked.rows(), "notes": list(ranked.notes), "nearest_users": []}
     if bundle.model is not None and getattr(bundle.model, "U", None) is not None:
@@ -106,8 +107,6 @@ def _user_model_part(db, bundle, user_id, k) -> dict[str, Any]:
 @workspace_option
 def users_command(kind, n, prefix, seed, as_json, workspace):
     """Users to look at: most active, a random sample, cold (fewest events) or by id prefix."""
-    from merch_app.insights.profiles import list_users, search_users
-
     with workspace_db(workspace) as db:
         rows = search_users(db, prefix, n) if prefix else list_users(db, kind, n, seed)
     if as_json:
@@ -126,9 +125,6 @@ def users_command(kind, n, prefix, seed, as_json, workspace):
 @workspace_option
 def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspace):
     """Item page of ITEM_ID: events, buyers, queries leading to it, funnel, related items, query ranks."""
-    from merch_app.insights.item_page import item_model_views, item_page, probe_queries
-    from merch_app.ranking.ranker import Ranker
-
     with workspace_db(workspace) as db:
         page = item_page(db, item_id)
         if not page.exists:
@@ -172,8 +168,6 @@ def item_command(item_id, k, no_model, model_id, encoder_spec, as_json, workspac
 @workspace_option
 def funnel_command(item_id, query, window_hours, as_json, workspace):
     """Aggregate funnel (search → view → click → cart → purchase) of an item or a query."""
-    from merch_app.insights.paths import item_funnel, query_funnel
-
     if (item_id is None) == (query is None):
         raise click.UsageError("give exactly one of --item or --query")
     with workspace_db(workspace) as db:
@@ -196,15 +190,11 @@ def funnel_command(item_id, query, window_hours, as_json, workspace):
 @workspace_option
 def heatmap_command(top, event_types, as_json, workspace):
     """Events per category and hour of the week (UTC)."""
-    from merch_app.insights.heatmaps import category_hour_of_week
-
     with workspace_db(workspace) as db:
         h = category_hour_of_week(db, list(event_types) or None, top)
     if as_json:
         emit_json(h.to_dict())
         return
-    from merch_app.insights.common import WEEKDAYS
-
     click.echo(f"{'':<28}" + "".join(f"{d:>8}" for d in WEEKDAYS) + "   busiest hour")
     for r, row in zip(h.rows, h.values):
         days = row.reshape(7, 24).sum(axis=1)
@@ -220,10 +210,6 @@ def heatmap_command(top, event_types, as_json, workspace):
 @workspace_option
 def segments_command(k, seed, model_id, encoder_spec, as_json, workspace):
     """k-means segments of the model's user vectors and the categories each prefers."""
-    from merch_app.insights.groups import item_groups
-    from merch_app.insights.model_views import user_segments
-    from merch_app.insights.segments import describe_segments
-
     with workspace_db(workspace) as db:
         bundle = _bundle(db, model_id, encoder_spec, "Loading model")
         if bundle.model is None:
@@ -257,8 +243,6 @@ def segments_command(k, seed, model_id, encoder_spec, as_json, workspace):
 def doctor_command(no_model, n_users, k, threshold, limit, model_id, encoder_spec, as_json, workspace):
     """Catalogue doctor: empty/short/duplicate texts, near-duplicates, untouched items,
     cold-start lens and popularity bias of the model."""
-    from merch_app.insights.model_views import model_doctor
-
     with workspace_db(workspace) as db:
         bundle = None if no_model else _bundle(db, model_id, encoder_spec, "Loading model")
         bar = TerminalProgress("Doctor")

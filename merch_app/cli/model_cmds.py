@@ -8,22 +8,17 @@ from typing import Any, Callable
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, user_errors, workspace_option
 from merch_app.cli.engine_options import engine_options, get_engine_or_exit
+from merch_app.engines import engine_label
+from merch_app.evaluation.offline import evaluate
 from merch_app.jobs import CancelToken, Cancelled
+from merch_app.model.encoder import workspace_encoder
+from merch_app.model.hybrid import HybridConfig
+from merch_app.model.registry import activate, delete, list_versions, rename
+from merch_app.services.training import train, update_with_new_events
 
 METRIC_COLUMNS = ("precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "coverage")
-
-
-def _errors():
-    """Exception types that become a one-line CLI error."""
-    from merch_app.evaluation.split import SplitError
-    from merch_app.model.encoder import EncoderError
-    from merch_app.model.registry import ModelLoadError, RegistryError
-    from merch_app.engines import EngineError
-    from merch_app.services.training import TrainingError
-
-    return (SplitError, EncoderError, ModelLoadError, RegistryError, TrainingError, EngineError)
 
 
 @contextlib.contextmanager
@@ -47,12 +42,10 @@ def _run_job(db, bar: TerminalProgress, what: str, job: Callable[[CancelToken], 
     """
     token = CancelToken()
     try:
-        with _ctrl_c_cancels(token):
+        with user_errors(), _ctrl_c_cancels(token):
             return job(token)
     except Cancelled:
         raise click.ClickException(f"{what} cancelled; the registry is unchanged") from None
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
         db.close()
@@ -99,10 +92,6 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
 def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, activate, seed, engine,
                   ray_address, workers, as_json):
     """Train, evaluate and register a new model version."""
-    from merch_app.model.encoder import workspace_encoder
-    from merch_app.model.hybrid import HybridConfig
-    from merch_app.services.training import train
-
     runner = get_engine_or_exit(engine, ray_address, workers)
 
     cfg = HybridConfig(split_date=split_date, encoder=encoder_spec, activate=activate)
@@ -135,8 +124,6 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
 @json_option
 def evaluate_command(workspace, model_id, k, split_date, as_json):
     """Evaluate a model version and the baselines on its time split."""
-    from merch_app.evaluation.offline import evaluate
-
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("evaluate", enabled=None if not as_json else False)
     result = _run_job(db, bar, "evaluation", lambda token: evaluate(
@@ -158,8 +145,6 @@ def evaluate_command(workspace, model_id, k, split_date, as_json):
 @json_option
 def update_command(workspace, model_id, epochs, as_json):
     """Continue training a model on the events that arrived since (new version)."""
-    from merch_app.services.training import update_with_new_events
-
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("update", enabled=None if not as_json else False)
     version = _run_job(db, bar, "update", lambda token: update_with_new_events(
@@ -181,9 +166,8 @@ def models_group() -> None:
 def _registry_call(workspace, fn, *args):
     db = open_ws(workspace, create=False)
     try:
-        return fn(db, *args)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
+        with user_errors():
+            return fn(db, *args)
     finally:
         db.close()
 
@@ -193,9 +177,6 @@ def _registry_call(workspace, fn, *args):
 @json_option
 def models_list(workspace, as_json):
     """All versions, newest first (* = active)."""
-    from merch_app.engines import engine_label
-    from merch_app.model.registry import list_versions
-
     versions = _registry_call(workspace, list_versions)
     if as_json:
         emit_json([_version_dict(v) for v in versions])
@@ -214,8 +195,6 @@ def models_list(workspace, as_json):
 @json_option
 def models_activate(model_id, workspace, as_json):
     """Make MODEL_ID the active version."""
-    from merch_app.model.registry import activate
-
     v = _registry_call(workspace, activate, model_id)
     emit_json(_version_dict(v)) if as_json else click.echo(f"active: {v.model_id}")
 
@@ -227,8 +206,6 @@ def models_activate(model_id, workspace, as_json):
 @json_option
 def models_rename(model_id, name, workspace, as_json):
     """Give MODEL_ID the display name NAME."""
-    from merch_app.model.registry import rename
-
     v = _registry_call(workspace, rename, model_id, name)
     emit_json(_version_dict(v)) if as_json else click.echo(f"{v.model_id}: {v.name}")
 
@@ -239,8 +216,6 @@ def models_rename(model_id, name, workspace, as_json):
 @json_option
 def models_delete(model_id, workspace, as_json):
     """Delete MODEL_ID and its files."""
-    from merch_app.model.registry import delete
-
     _registry_call(workspace, delete, model_id)
     emit_json({"deleted": model_id}) if as_json else click.echo(f"deleted {model_id}")
 

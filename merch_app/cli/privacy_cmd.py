@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, workspace_option
-from merch_app.data.privacy import PrivacyError
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, user_errors, workspace_option
 from merch_app.services.forget import forget_user
 from merch_app.jobs import CancelToken
 
@@ -17,6 +16,7 @@ from merch_app.jobs import CancelToken
 @click.option("--no-retrain", is_flag=True, help="Only delete; do not refresh the active model.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
+@user_errors()
 def forget_command(user: str, workspace: Path | None, no_retrain: bool, yes: bool, as_json: bool) -> None:
     """Forget USER (original id or pseudonym): delete their events, rejected lines and cached
     query vectors, then refresh the active model incrementally."""
@@ -26,8 +26,6 @@ def forget_command(user: str, workspace: Path | None, no_retrain: bool, yes: boo
     bar = TerminalProgress("refresh model", enabled=False if as_json else None)
     try:
         result = forget_user(db, user, retrain=not no_retrain, progress=bar, cancel=CancelToken())
-    except PrivacyError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
         db.close()

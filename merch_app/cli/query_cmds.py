@@ -7,15 +7,16 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
+from merch_app.explain.explanation import explain_item
 from merch_app.model.encoder import EncoderError, workspace_encoder
+from merch_app.ranking.rule_hook import describe_effect
+from merch_app.ranking.types import Filters, RankRequest, Weights
 from merch_app.services.ranking import NoItemsError, open_ranker
 
 _TITLE_WIDTH = 42
 
 
 def _weights(_ctx, _param, value):
-    from merch_app.ranking.types import Weights
-
     try:
         return Weights.parse(value)
     except ValueError as exc:
@@ -112,8 +113,6 @@ def _output(rl, as_json: bool) -> None:
 
 
 def _filters(category, price_min, price_max, has_events):
-    from merch_app.ranking.types import Filters
-
     return Filters(category=category, price_min=price_min, price_max=price_max, has_events=has_events)
 
 
@@ -126,8 +125,6 @@ def _filters(category, price_min, price_max, has_events):
 def query_command(text, user, weights, whole_words, category, price_min, price_max, has_events, k, as_json,
                   model_id, encoder_spec, workspace) -> None:
     """Hybrid search for TEXT (keywords + meaning + behaviour + popularity)."""
-    from merch_app.ranking.types import RankRequest
-
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
                       filters=_filters(category, price_min, price_max, has_events))
     _output(_rank(workspace, model_id, encoder_spec, req), as_json)
@@ -140,8 +137,6 @@ def query_command(text, user, weights, whole_words, category, price_min, price_m
 def recommend_command(user, weights, category, price_min, price_max, has_events, k, as_json,
                       model_id, encoder_spec, workspace) -> None:
     """Recommendations for a user (CF + popularity)."""
-    from merch_app.ranking.types import RankRequest
-
     req = RankRequest(mode="recommend", user_id=user, k=k, weights=weights,
                       filters=_filters(category, price_min, price_max, has_events))
     _output(_rank(workspace, model_id, encoder_spec, req), as_json)
@@ -156,8 +151,6 @@ def recommend_command(user, weights, category, price_min, price_max, has_events,
 def related_command(item, related_by, weights, category, price_min, price_max, has_events, k, as_json,
                     model_id, encoder_spec, workspace) -> None:
     """Items related to ITEM (an item id)."""
-    from merch_app.ranking.types import RankRequest
-
     req = RankRequest(mode="related", item_id=item, related_by=related_by, k=k, weights=weights,
                       filters=_filters(category, price_min, price_max, has_events))
     _output(_rank(workspace, model_id, encoder_spec, req), as_json)
@@ -173,18 +166,11 @@ def related_command(item, related_by, weights, category, price_min, price_max, h
 def explain_command(text, item_ref, user, weights, whole_words, category, price_min, price_max, has_events, k,
                     as_json, model_id, encoder_spec, workspace) -> None:
     """Explain the score of --item for the query TEXT (with "why not" when it is not in the top k)."""
-    from merch_app.explain.explanation import explain_item
-    from merch_app.explain.why_not import ItemNotFound
-    from merch_app.ranking.types import RankRequest
-
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
                       filters=_filters(category, price_min, price_max, has_events))
     with workspace_db(workspace) as db:
         ranker = _ranker(db, model_id, encoder_spec)
-        try:
-            exp = explain_item(ranker, req, item_ref)
-        except ItemNotFound as exc:
-            raise click.ClickException(str(exc)) from exc
+        exp = explain_item(ranker, req, item_ref)
     if as_json:
         emit_json(exp.to_dict())
     else:
@@ -215,8 +201,6 @@ def _print_explanation(exp) -> None:
         click.echo("\nBecause you bought")
         for b in exp.cf["because"]:
             click.echo(f"  {b['item_id']:<10} {b['title'][:50]:<50} {b['contribution']:+.4f}")
-    from merch_app.ranking.rule_hook import describe_effect
-
     for r in exp.rules:
         click.echo(f"\nRule {r['rule']}: {describe_effect(r)}")
     if exp.why_not:

@@ -5,7 +5,12 @@ from typing import Optional
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, user_errors, workspace_db, workspace_option
+from merch_app.cli.suite_inputs import command_bundle, command_suite
+from merch_app.evaluation.rule_impact import rule_impact, summarise
+from merch_app.ranking.rules import (
+    MerchRule, RuleError, delete_rule, get_rule, load_rules, save_rule, set_rule_enabled, validate_rule,
+)
 
 
 def _print_rules(rules) -> None:
@@ -15,20 +20,6 @@ def _print_rules(rules) -> None:
     for r in rules:
         state = "on " if r.enabled else "off"
         click.echo(f"{r.rule_id:>4}  [{state}]  {r.kind:<8} {r.pattern!r:<20} {r.name}")
-
-
-def _rule_error(fn):
-    from functools import wraps
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        from merch_app.ranking.rules import RuleError
-
-        try:
-            return fn(*args, **kwargs)
-        except RuleError as exc:
-            raise click.ClickException(str(exc)) from exc
-    return wrapper
 
 
 @click.group("rules")
@@ -41,8 +32,6 @@ def rules_group() -> None:
 @workspace_option
 def rules_list(as_json, workspace) -> None:
     """List the workspace's rules (enabled and disabled)."""
-    from merch_app.ranking.rules import load_rules
-
     with workspace_db(workspace) as db:
         rules = load_rules(db)
     if as_json:
@@ -53,8 +42,6 @@ def rules_list(as_json, workspace) -> None:
 
 def _draft(kind, pattern, item, position, category, tag, price_min, price_max, weight, terms, to, name,
            disabled):
-    from merch_app.ranking.rules import MerchRule, RuleError
-
     params: dict = {}
     if kind in ("pin", "hide"):
         params["item_id"] = item
@@ -100,12 +87,10 @@ def _draft(kind, pattern, item, position, category, tag, price_min, price_max, w
 @click.option("--encoder", "encoder_spec", default=None, metavar="SPEC")
 @json_option
 @workspace_option
-@_rule_error
+@user_errors()
 def rules_add(kind, pattern, item, position, category, tag, price_min, price_max, weight, terms, to, name,
               disabled, dry_run, suite, model_id, encoder_spec, as_json, workspace) -> None:
     """Add a rule of KIND (or with --dry-run only show what it would change)."""
-    from merch_app.ranking.rules import save_rule, validate_rule
-
     rule = validate_rule(_draft(kind, pattern, item, position, category, tag, price_min, price_max, weight, terms,
                                 to, name, disabled))
     if dry_run:
@@ -120,8 +105,6 @@ def rules_add(kind, pattern, item, position, category, tag, price_min, price_max
 
 
 def _switch(rule_id: int, enabled: bool, as_json: bool, workspace) -> None:
-    from merch_app.ranking.rules import set_rule_enabled
-
     with workspace_db(workspace) as db:
         rule = set_rule_enabled(db, rule_id, enabled)
     if as_json:
@@ -134,7 +117,7 @@ def _switch(rule_id: int, enabled: bool, as_json: bool, workspace) -> None:
 @click.argument("rule_id", type=int)
 @json_option
 @workspace_option
-@_rule_error
+@user_errors()
 def rules_enable(rule_id, as_json, workspace) -> None:
     """Switch rule RULE_ID on."""
     _switch(rule_id, True, as_json, workspace)
@@ -144,7 +127,7 @@ def rules_enable(rule_id, as_json, workspace) -> None:
 @click.argument("rule_id", type=int)
 @json_option
 @workspace_option
-@_rule_error
+@user_errors()
 def rules_disable(rule_id, as_json, workspace) -> None:
     """Switch rule RULE_ID off."""
     _switch(rule_id, False, as_json, workspace)
@@ -153,11 +136,9 @@ def rules_disable(rule_id, as_json, workspace) -> None:
 @rules_group.command("delete")
 @click.argument("rule_id", type=int)
 @workspace_option
-@_rule_error
+@user_errors()
 def rules_delete(rule_id, workspace) -> None:
     """Delete rule RULE_ID."""
-    from merch_app.ranking.rules import delete_rule
-
     with workspace_db(workspace) as db:
         delete_rule(db, rule_id)
     click.echo(f"rule {rule_id} deleted")
@@ -171,25 +152,21 @@ def rules_delete(rule_id, workspace) -> None:
 @click.option("--encoder", "encoder_spec", default=None, metavar="SPEC")
 @json_option
 @workspace_option
-@_rule_error
+@user_errors()
 def rules_impact(rule_id, suite, model_id, k, encoder_spec, as_json, workspace) -> None:
     """What enabling rule RULE_ID changes: touched queries, rank moves, metric change."""
-    from merch_app.ranking.rules import get_rule
-
     with workspace_db(workspace) as db:
         rule = get_rule(db, rule_id)
     _impact(rule, suite, model_id, encoder_spec, k, as_json, workspace)
 
 
 def _impact(rule, suite: Optional[str], model_id, encoder_spec, k, as_json, workspace) -> None:
-    from merch_app.cli.suite_cmds import _bundle, _load_suite
-    from merch_app.evaluation.rule_impact import rule_impact, summarise
-
     bar = TerminalProgress("impact:", enabled=None if not as_json else False)
     with workspace_db(workspace) as db:
         try:
-            s = _load_suite(db, suite) if suite else None
-            impact = rule_impact(db, rule, bundle=_bundle(db, model_id, encoder_spec), suite=s, k=k, progress=bar)
+            s = command_suite(db, suite) if suite else None
+            impact = rule_impact(db, rule, bundle=command_bundle(db, model_id, encoder_spec), suite=s, k=k,
+                                 progress=bar)
         finally:
             bar.close()
     if as_json:

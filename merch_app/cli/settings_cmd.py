@@ -10,6 +10,8 @@ from typing import Any, Callable
 import click
 
 from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
+from merch_app.data.workspace import get_setting, set_setting
+from merch_app.model.vector_index import KINDS
 
 
 def _bool(text: str) -> bool:
@@ -22,8 +24,6 @@ def _bool(text: str) -> bool:
 
 
 def _index_kind(text: str) -> str:
-    from merch_app.model.vector_index import KINDS
-
     if text not in KINDS:
         raise ValueError(f"expected one of {', '.join(KINDS)}, not {text!r}")
     return text
@@ -39,8 +39,6 @@ KNOWN: dict[str, tuple[Callable[[str], Any], Any, str]] = {
 
 
 def _rows(db) -> list[dict[str, Any]]:
-    from merch_app.data.workspace import get_setting
-
     return [{"key": k, "value": get_setting(db, k, default), "default": default, "help": text}
             for k, (_p, default, text) in KNOWN.items()]
 
@@ -68,8 +66,6 @@ def settings_group(ctx, workspace, as_json) -> None:
 @workspace_option
 def settings_set(key, value, workspace) -> None:
     """Set KEY to VALUE in the workspace (e.g. 'encoder_int8 true', 'vector_index ivfpq')."""
-    from merch_app.data.workspace import set_setting
-
     parser = KNOWN[key][0]
     try:
         parsed = parser(value)
@@ -85,8 +81,6 @@ def settings_set(key, value, workspace) -> None:
 @workspace_option
 def settings_reset(key, workspace) -> None:
     """Put KEY back to its default."""
-    from merch_app.data.workspace import set_setting
-
     with workspace_db(workspace) as db:
         set_setting(db, key, KNOWN[key][1])
     click.echo(f"{key} = {KNOWN[key][1]}")

@@ -8,8 +8,18 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
-from merch_app.model.encoder import EncoderError
-from merch_app.services.ranking import NoItemsError, ranking_bundle
+from merch_app.cli.rules_cmds import rules_group
+from merch_app.cli.suite_inputs import command_bundle, command_suite
+from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.compare import compare_runs, diff_snapshot, load_snapshot, save_snapshot
+from merch_app.evaluation.report import (
+    comparison_report_html, comparison_rows, run_report_html, run_rows, write_csv, write_report,
+)
+from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
+from merch_app.evaluation.suite_run import model_ranker, run_suite
+from merch_app.evaluation.suites import list_suites, load_suite, save_suite
+from merch_app.paths import resource_path
+from merch_app.ranking.types import Weights
 
 _Q_WIDTH = 36
 
@@ -29,38 +39,7 @@ def _encoder_option(f):
                         help="Query encoder override (e.g. 'hashing'); default: the model's encoder.")(f)
 
 
-def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
-    """The workspace's ranking bundle (:func:`merch_app.services.ranking.ranking_bundle`) for one command."""
-    try:
-        return ranking_bundle(db, model_id, encoder_spec)
-    except NoItemsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (EncoderError, LookupError, ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot load the model: {exc}") from exc
-
-
-def _load_suite(db, ref: Optional[str], behaviour: bool = False):
-    """A suite from a CSV/qrels file, a stored suite name, or generated from behaviour."""
-    from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-    from merch_app.evaluation.suites import load_suite
-    from merch_app.evaluation.suite_files import read_suite_file
-    from merch_app.evaluation.suite_data import SuiteError
-
-    try:
-        if behaviour:
-            return generate_from_behaviour(db, "behaviour")
-        if ref is None:
-            raise click.UsageError("give a SUITE (file or stored name) or --behaviour")
-        if Path(ref).is_file():
-            return read_suite_file(ref)
-        return load_suite(db, ref)
-    except SuiteError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _weights(spec: Optional[str]):
-    from merch_app.ranking.types import Weights
-
     try:
         return Weights.parse(spec)
     except ValueError as exc:
@@ -68,8 +47,6 @@ def _weights(spec: Optional[str]):
 
 
 def _run(db, suite, bundle, *, label, weights, rules, k, progress=True):
-    from merch_app.evaluation.suite_run import model_ranker, run_suite
-
     rank, config = model_ranker(db, bundle, weights=weights, rules=rules)
     bar = TerminalProgress(f"{label}:") if progress else None
     try:
@@ -120,13 +97,9 @@ def suite_group() -> None:
 def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_path, snapshot, against, threshold,
               encoder_spec, as_json, workspace) -> None:
     """Run SUITE (a query,item_id,grade CSV, a qrels file or a stored suite name) and print metrics."""
-    from merch_app.evaluation.compare import diff_snapshot, load_snapshot, save_snapshot
-    from merch_app.evaluation.report import run_report_html, run_rows, write_csv, write_report
-    from merch_app.evaluation.suites import save_suite
-
     with workspace_db(workspace) as db:
-        s = _load_suite(db, suite, behaviour)
-        bundle = _bundle(db, model_id, encoder_spec)
+        s = command_suite(db, suite, behaviour)
+        bundle = command_bundle(db, model_id, encoder_spec)
         run = _run(db, s, bundle, label=model_id or "active", weights=_weights(weights),
                    rules=None if no_rules else "workspace", k=k, progress=not as_json)
         out = run.to_dict()
@@ -174,19 +147,16 @@ def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_p
 def suite_compare(suite, behaviour, models, systems, k, metric, method, html_path, csv_path, encoder_spec,
                   as_json, workspace) -> None:
     """Compare two or more models/settings over SUITE: deltas, wins/losses, p-value, overlap."""
-    from merch_app.evaluation.compare import compare_runs
-    from merch_app.evaluation.report import comparison_report_html, comparison_rows, write_csv, write_report
-
     specs = [{"model": m, "label": m} for m in models] + [_parse_system(s) for s in systems]
     if len(specs) < 2:
         raise click.UsageError("give at least two systems (--model and/or --system)")
     with workspace_db(workspace) as db:
-        s = _load_suite(db, suite, behaviour)
+        s = command_suite(db, suite, behaviour)
         runs, bundles = [], {}
         for n, spec in enumerate(specs):
             key = spec.get("model")
             if key not in bundles:
-                bundles[key] = _bundle(db, key, encoder_spec)
+                bundles[key] = command_bundle(db, key, encoder_spec)
             label = spec.get("label") or f"system {n + 1}"
             runs.append(_run(db, s, bundles[key], label=label, weights=_weights(spec.get("weights")),
                              rules=None if spec.get("rules") == "off" else "workspace", k=k,
@@ -242,16 +212,11 @@ def _print_suite_summary(s, as_json: bool) -> None:
 @workspace_option
 def suite_import(file, demo, name, replace, as_json, workspace) -> None:
     """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
-    from merch_app.evaluation.suites import save_suite
-    from merch_app.evaluation.suite_files import read_suite_file
-    from merch_app.evaluation.suite_data import SuiteError
-    from merch_app.paths import resource_path
-
     if demo:
         file, name = resource_path("demo", "demo_suite.csv"), name or "demo"
     if file is None:
         raise click.UsageError("give a FILE or --demo")
-    with workspace_db(workspace, errors=SuiteError) as db:
+    with workspace_db(workspace) as db:
         s = read_suite_file(file, name)
         save_suite(db, s, replace=replace)
     _print_suite_summary(s, as_json)
@@ -265,11 +230,7 @@ def suite_import(file, demo, name, replace, as_json, workspace) -> None:
 @workspace_option
 def suite_export(name, file, fmt, workspace) -> None:
     """Write the stored suite NAME to FILE."""
-    from merch_app.evaluation.suites import load_suite
-    from merch_app.evaluation.suite_files import write_qrels, write_suite_csv
-    from merch_app.evaluation.suite_data import SuiteError
-
-    with workspace_db(workspace, errors=(SuiteError, OSError)) as db:
+    with workspace_db(workspace, errors=OSError) as db:
         s = load_suite(db, name)
         fmt = fmt or ("qrels" if file.suffix.lower() in (".qrels", ".txt") else "csv")
         paths = write_qrels(s, file) if fmt == "qrels" else (write_suite_csv(s, file),)
@@ -281,8 +242,6 @@ def suite_export(name, file, fmt, workspace) -> None:
 @workspace_option
 def suite_list(as_json, workspace) -> None:
     """List stored suites."""
-    from merch_app.evaluation.suites import list_suites
-
     with workspace_db(workspace) as db:
         rows = list_suites(db)
     if as_json:
@@ -304,12 +263,7 @@ def suite_list(as_json, workspace) -> None:
 @workspace_option
 def suite_generate(name, min_events, max_queries, output, no_store, as_json, workspace) -> None:
     """Generate a suite from behaviour: search followed by click (1), cart (2), purchase (3)."""
-    from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-    from merch_app.evaluation.suites import save_suite
-    from merch_app.evaluation.suite_files import write_suite_csv
-    from merch_app.evaluation.suite_data import SuiteError
-
-    with workspace_db(workspace, errors=SuiteError) as db:
+    with workspace_db(workspace) as db:
         s = generate_from_behaviour(db, name, min_events=min_events, max_queries=max_queries,
                                     progress=TerminalProgress("generating:"))
         if not no_store:
@@ -320,7 +274,5 @@ def suite_generate(name, min_events, max_queries, output, no_store, as_json, wor
 
 
 def register(group: click.Group) -> None:
-    from merch_app.cli.rules_cmds import rules_group
-
     group.add_command(suite_group)
     group.add_command(rules_group)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
+from merch_app.errors import MerchAppError
+
 SAMPLE_BYTES = 1 << 20  # decoded sample used to sniff encoding, delimiter, kind and date order
 MAX_FIELD_CHARS = 16 << 20  # the csv module's own limit; our row check rejects > 64 KiB
 DELIMITERS = (",", "\t", ";", "|")
@@ -28,7 +30,7 @@ csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
 _CJK_CHAR = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
-class SourceError(Exception):
+class SourceError(MerchAppError):
     """The file cannot be read as a delimited text file (message is user-facing)."""
 
 

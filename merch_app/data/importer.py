@@ -32,13 +32,14 @@ from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
 )
 from merch_app.data.workspace import rebuild_fts, storage_problem
+from merch_app.errors import MerchAppError
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
 from merch_app.data.term_tops import build_search_tops
 
 ON_DUPLICATE = ("skip", "replace", "append", "error")
 
 
-class ImportFailed(Exception):
+class ImportFailed(MerchAppError):
     """The file cannot be imported at all; the message names file, line and problem.
 
     The workspace is left exactly as it was (besides an ``imports`` row that

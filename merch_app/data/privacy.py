@@ -24,6 +24,8 @@ import re
 import secrets
 from typing import Any, Optional
 
+from merch_app.errors import MerchAppError
+
 KEY_SETTING = "privacy.hmac_key"
 MODE_SETTING = "privacy.pseudonymise"
 PSEUDONYM_PREFIX = "anon_"
@@ -32,7 +34,7 @@ _PSEUDONYM = re.compile(r"anon_[0-9a-f]{20}")
 SPLIT_CELLS = re.compile(r"[,;\t|]")
 
 
-class PrivacyError(ValueError):
+class PrivacyError(MerchAppError, ValueError):
     """A privacy action cannot be done (message is user-facing)."""
 
 

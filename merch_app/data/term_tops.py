@@ -73,7 +73,7 @@ def build_term_tops(db, weights_sql: str, *, min_df: Optional[int] = None, k: Op
     Parameters
     ----------
     db
-        Workspace connection (``sqlite3.Connection`` or ``sqlite_utils.Database``),
+        The workspace (:class:`merch_app.data.workspace.Workspace`),
         inside the caller's transaction if it has one.
     weights_sql
         The comma-separated BM25 column weights the searcher uses.

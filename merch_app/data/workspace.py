@@ -14,98 +14,123 @@ import errno
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-import sqlite_utils
+from merch_app.safety import sql_identifier
+
+from merch_app.errors import MerchAppError
+
 
 EVENT_TYPES = ("search", "view", "click", "cart", "purchase", "return", "rating")
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(MerchAppError):
     """A workspace cannot be opened or used (message is user-facing)."""
 
 
-def _migration_1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db["items"].create(
-        {
-            "item_id": str,
-            "title": str,
-            "description": str,
-            "tags": str,
-            "category": str,
-            "price": float,
-            "attrs": str,  # JSON object
-            "import_id": int,
-        },
-        pk="item_id",
-        if_not_exists=True,
-    )
-    db["imports"].create(
-        {
-            "id": int,
-            "file_name": str,
-            "sha256": str,
-            "kind": str,
-            "mapping": str,  # JSON {source column: field}
-            "started": str,
-            "finished": str,
-            "rows_read": int,
-            "rows_accepted": int,
-            "rows_rejected": int,
-            "status": str,  # running | ok | failed | cancelled | replaced
-            "message": str,
-        },
-        pk="id",
-        if_not_exists=True,
-    )
-    db["events"].create(
-        {
-            "id": int,
-            "user_id": str,  # NULL = anonymous (counts for popularity only)
-            "item_id": str,
-            "event_type": str,
-            "value": float,
-            "ts": str,  # ISO-8601 UTC, 'YYYY-MM-DDTHH:MM:SSZ'
-            "query": str,
-            "session_id": str,
-            "import_id": int,
-        },
-        pk="id",
-        if_not_exists=True,
-    )
-    db["rejected_rows"].create(
-        {"id": int, "import_id": int, "line_no": int, "raw": str, "reason": str},
-        pk="id",
-        if_not_exists=True,
-    )
-    db["mappings"].create(
-        {"header_key": str, "kind": str, "mapping": str, "updated": str},
-        pk="header_key",
-        if_not_exists=True,
-    )
-    db["settings"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db["embeddings"].create(
-        {"encoder_id": str, "text_hash": str, "dim": int, "vector": bytes},
-        pk=("encoder_id", "text_hash"),
-        if_not_exists=True,
-    )
-    db["models"].create(
-        {
-            "model_id": str,
-            "name": str,
-            "created": str,
-            "config": str,  # JSON
-            "metrics": str,  # JSON: {"model": {...}, "baselines": {...}}
-            "data_snapshot": str,  # JSON: event count, date range, ...
-            "encoder_id": str,
-            "path": str,  # folder relative to the models dir
-            "train_seconds": float,
-            "engine": str,  # local | ray
-            "active": int,
-        },
-        pk="model_id",
-        if_not_exists=True,
+class Workspace:
+    """An open workspace: one SQLite connection (of the thread that opened it) and its file.
+
+    The one type every layer passes around as ``db``.  ``execute`` and
+    ``executemany`` are the connection's; writes go inside ``with db.conn:``
+    (one transaction, committed at the end or rolled back on an error), and
+    nothing here commits on its own, so a multi-statement write is atomic.
+
+    Parameters
+    ----------
+    conn
+        The SQLite connection.
+    path
+        The workspace file, or None for an in-memory workspace.
+    readonly
+        Opened read-only.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Optional[Path] = None, readonly: bool = False) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement (see :meth:`sqlite3.Connection.execute`)."""
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        """Run one statement for every row of parameters."""
+        return self.conn.executemany(sql, rows)
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        """Run several statements (schema scripts)."""
+        return self.conn.executescript(script)
+
+    def insert_rows(self, table: str, rows: Iterable[dict[str, Any]], *, replace: bool = False) -> int:
+        """Insert dict rows into ``table`` (the columns any row names; missing ones are NULL); returns how many.
+
+        ``table`` and the column names are checked to be plain identifiers
+        (:func:`merch_app.safety.sql_identifier`).
+        Call it inside ``with db.conn:`` to make it part of a larger transaction.
+        """
+        rows = list(rows)
+        if not rows:
+            return 0
+        columns = list(dict.fromkeys(c for row in rows for c in row))
+        quoted_table, quoted = sql_identifier(table), [sql_identifier(c) for c in columns]
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        cols = columns
+        sql = f"{verb} INTO {quoted_table} ({', '.join(quoted)}) VALUES ({', '.join('?' * len(cols))})"
+        self.conn.executemany(sql, ([row.get(c) for c in columns] for row in rows))
+        return len(rows)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path) if self.path else ':memory:'}{', read-only' if self.readonly else ''})"
+
+
+def _migration_1(db: Workspace) -> None:
+    """Catalogue, imports, events, rejected rows, mappings, settings, embeddings, models, search index."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS "meta" ("key" TEXT PRIMARY KEY, "value" TEXT);
+        CREATE TABLE IF NOT EXISTS "items" (
+            "item_id" TEXT PRIMARY KEY, "title" TEXT, "description" TEXT, "tags" TEXT, "category" TEXT,
+            "price" REAL,
+            "attrs" TEXT,  -- JSON object
+            "import_id" INTEGER);
+        CREATE TABLE IF NOT EXISTS "imports" (
+            "id" INTEGER PRIMARY KEY, "file_name" TEXT, "sha256" TEXT, "kind" TEXT,
+            "mapping" TEXT,  -- JSON {source column: field}
+            "started" TEXT, "finished" TEXT, "rows_read" INTEGER, "rows_accepted" INTEGER,
+            "rows_rejected" INTEGER,
+            "status" TEXT,  -- running | ok | failed | cancelled | replaced
+            "message" TEXT);
+        CREATE TABLE IF NOT EXISTS "events" (
+            "id" INTEGER PRIMARY KEY,
+            "user_id" TEXT,  -- NULL = anonymous (counts for popularity only)
+            "item_id" TEXT, "event_type" TEXT, "value" REAL,
+            "ts" TEXT,  -- ISO-8601 UTC, 'YYYY-MM-DDTHH:MM:SSZ'
+            "query" TEXT, "session_id" TEXT, "import_id" INTEGER);
+        CREATE TABLE IF NOT EXISTS "rejected_rows" (
+            "id" INTEGER PRIMARY KEY, "import_id" INTEGER, "line_no" INTEGER, "raw" TEXT, "reason" TEXT);
+        CREATE TABLE IF NOT EXISTS "mappings" (
+            "header_key" TEXT PRIMARY KEY, "kind" TEXT, "mapping" TEXT, "updated" TEXT);
+        CREATE TABLE IF NOT EXISTS "settings" ("key" TEXT PRIMARY KEY, "value" TEXT);
+        CREATE TABLE IF NOT EXISTS "embeddings" (
+            "encoder_id" TEXT, "text_hash" TEXT, "dim" INTEGER, "vector" BLOB,
+            PRIMARY KEY ("encoder_id", "text_hash"));
+        CREATE TABLE IF NOT EXISTS "models" (
+            "model_id" TEXT PRIMARY KEY, "name" TEXT, "created" TEXT,
+            "config" TEXT,  -- JSON
+            "metrics" TEXT,  -- JSON: {"model": {...}, "baselines": {...}}
+            "data_snapshot" TEXT,  -- JSON: event count, date range, ...
+            "encoder_id" TEXT,
+            "path" TEXT,  -- folder relative to the models dir
+            "train_seconds" REAL,
+            "engine" TEXT,  -- local | ray
+            "active" INTEGER);
+        """
     )
     db.executescript(
         """
@@ -125,39 +150,29 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migration_evaluation_rules(db: sqlite_utils.Database) -> None:
+def _migration_evaluation_rules(db: Workspace) -> None:
     """Judged query suites (queries + graded judgments), result snapshots, merchandising rules."""
-    db["suites"].create(
-        {"suite_id": int, "name": str, "description": str, "source": str, "created": str,
-         "updated": str},
-        pk="suite_id",
-        if_not_exists=True,
-    )
-    db["suite_queries"].create(  # queries in suite order, also those not rated yet
-        {"suite_id": int, "query": str, "position": int},
-        pk=("suite_id", "query"),
-        foreign_keys=[("suite_id", "suites", "suite_id")],
-        if_not_exists=True,
-    )
-    db["judgments"].create(
-        {"suite_id": int, "query": str, "item_id": str, "grade": int, "updated": str},
-        pk=("suite_id", "query", "item_id"),
-        foreign_keys=[("suite_id", "suites", "suite_id")],
-        if_not_exists=True,
-    )
-    db["snapshots"].create(
-        {"snapshot_id": int, "suite_id": int, "name": str, "created": str, "k": int,
-         "config": str,  # JSON: model id, weights, filters, rules
-         "results": str},  # JSON: {query: {"items": [...], "metrics": {...}}}
-        pk="snapshot_id",
-        if_not_exists=True,
-    )
-    db["rules"].create(
-        {"rule_id": int, "name": str, "kind": str, "pattern": str,
-         "params": str,  # JSON, depends on kind
-         "enabled": int, "priority": int, "created": str, "updated": str},
-        pk="rule_id",
-        if_not_exists=True,
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS "suites" (
+            "suite_id" INTEGER PRIMARY KEY, "name" TEXT, "description" TEXT, "source" TEXT, "created" TEXT,
+            "updated" TEXT);
+        CREATE TABLE IF NOT EXISTS "suite_queries" (  -- queries in suite order, also those not rated yet
+            "suite_id" INTEGER REFERENCES "suites"("suite_id"), "query" TEXT, "position" INTEGER,
+            PRIMARY KEY ("suite_id", "query"));
+        CREATE TABLE IF NOT EXISTS "judgments" (
+            "suite_id" INTEGER REFERENCES "suites"("suite_id"), "query" TEXT, "item_id" TEXT, "grade" INTEGER,
+            "updated" TEXT,
+            PRIMARY KEY ("suite_id", "query", "item_id"));
+        CREATE TABLE IF NOT EXISTS "snapshots" (
+            "snapshot_id" INTEGER PRIMARY KEY, "suite_id" INTEGER, "name" TEXT, "created" TEXT, "k" INTEGER,
+            "config" TEXT,  -- JSON: model id, weights, filters, rules
+            "results" TEXT);  -- JSON: {query: {"items": [...], "metrics": {...}}}
+        CREATE TABLE IF NOT EXISTS "rules" (
+            "rule_id" INTEGER PRIMARY KEY, "name" TEXT, "kind" TEXT, "pattern" TEXT,
+            "params" TEXT,  -- JSON, depends on kind
+            "enabled" INTEGER, "priority" INTEGER, "created" TEXT, "updated" TEXT);
+        """
     )
     db.executescript(
         """
@@ -167,27 +182,27 @@ def _migration_evaluation_rules(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migration_term_tops(db: sqlite_utils.Database) -> None:
+def _migration_term_tops(db: Workspace) -> None:
     """Top lists of very common search terms (see :mod:`merch_app.data.term_tops`)."""
     db.execute("CREATE TABLE IF NOT EXISTS fts_tops (term TEXT NOT NULL, prefix INTEGER NOT NULL, "
                "df INTEGER NOT NULL, rowids BLOB NOT NULL, scores BLOB NOT NULL, PRIMARY KEY (term, prefix))")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def register_migration(fn: Callable[[sqlite_utils.Database], None]) -> None:
+def register_migration(fn: Callable[[Workspace], None]) -> None:
     """Append a migration (used by feature modules that add tables later)."""
     MIGRATIONS.append(fn)
 
 
-def schema_version(db: sqlite_utils.Database) -> int:
+def schema_version(db: Workspace) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(db: sqlite_utils.Database) -> int:
+def migrate(db: Workspace) -> int:
     """Bring ``db`` to the newest schema; returns the resulting version.
 
     Raises
@@ -206,13 +221,13 @@ def migrate(db: sqlite_utils.Database) -> int:
         with db.conn:
             MIGRATIONS[version](db)
             db.execute(f"PRAGMA user_version = {version + 1}")
-            db["meta"].upsert({"key": "schema_version", "value": str(version + 1)}, pk="key")
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", [str(version + 1)])
     return target
 
 
 def open_workspace(
     path: Union[str, Path], *, create: bool = True, readonly: bool = False
-) -> sqlite_utils.Database:
+) -> Workspace:
     """Open (and create/migrate) the workspace at ``path``.
 
     Parameters
@@ -226,8 +241,8 @@ def open_workspace(
 
     Returns
     -------
-    sqlite_utils.Database
-        A database with WAL journaling whose connection belongs to the
+    Workspace
+        The open workspace (WAL journaling); its connection belongs to the
         calling thread.
     """
     path = str(path)
@@ -244,7 +259,7 @@ def open_workspace(
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        db = sqlite_utils.Database(conn)
+        db = Workspace(conn, None if path == ":memory:" else Path(path), readonly=readonly)
         if not readonly:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -285,13 +300,13 @@ def storage_problem(exc: BaseException) -> Optional[str]:
     return None
 
 
-def workspace_path(db: sqlite_utils.Database) -> Optional[Path]:
+def workspace_path(db: Workspace) -> Optional[Path]:
     """File path of an open workspace, or None for an in-memory one."""
     row = db.execute("PRAGMA database_list").fetchone()
     return Path(row[2]) if row and row[2] else None
 
 
-def models_dir(db: sqlite_utils.Database) -> Path:
+def models_dir(db: Workspace) -> Path:
     """Folder beside the workspace file where model versions are stored."""
     p = workspace_path(db)
     if p is None:
@@ -301,22 +316,22 @@ def models_dir(db: sqlite_utils.Database) -> Path:
     return d
 
 
-def get_setting(db: sqlite_utils.Database, key: str, default: Any = None) -> Any:
+def get_setting(db: Workspace, key: str, default: Any = None) -> Any:
     row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
     return json.loads(row[0]) if row else default
 
 
-def set_setting(db: sqlite_utils.Database, key: str, value: Any) -> None:
+def set_setting(db: Workspace, key: str, value: Any) -> None:
     with db.conn:
-        db["settings"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
+        db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
 
-def rebuild_fts(db: sqlite_utils.Database) -> None:
+def rebuild_fts(db: Workspace) -> None:
     """Re-index ``items`` in the FTS5 table (call inside the import transaction)."""
     db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
 
 
-def counts(db: sqlite_utils.Database) -> dict[str, Any]:
+def counts(db: Workspace) -> dict[str, Any]:
     """Headline counts for summaries: items, users, events, date range."""
     items = db.execute("SELECT count(*) FROM items").fetchone()[0]
     events, users, first, last = db.execute(

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import ContextManager, Optional, Protocol
 
+# EngineError lives in its own module: the engine modules raise it too.
+from merch_app.engines.errors import EngineError
+from merch_app.engines.ray_runtime import RayUnavailable, require_ray
+
 ENGINES = ("local", "ray")
 DEFAULT_RAY_WORKERS = 2
-
-
-class EngineError(ValueError):
-    """Unknown engine, bad engine option, or the engine cannot run (message is user-facing)."""
 
 
 class Engine(Protocol):
@@ -89,19 +89,18 @@ def get_engine(name: str = "local", *, address: Optional[str] = None, workers: O
     if key == "local":
         if address or (workers not in (None, 1)):
             raise EngineError("--ray-address and --workers need --engine ray")
+        # imported on use: the engines load torch, +1 s and +180 MB in every Ray index worker (imports this package)
         from merch_app.engines.local import LocalEngine
 
         return LocalEngine()
     if key == "ray":
         if workers is not None and int(workers) < 1:
             raise EngineError(f"--workers must be at least 1, got {workers}")
-        from merch_app.engines.ray_runtime import RayUnavailable, require_ray
-
         try:
             require_ray()
         except RayUnavailable as exc:
             raise EngineError(str(exc)) from exc
-        from merch_app.engines.ray_engine import RayEngine
+        from merch_app.engines.ray_engine import RayEngine  # torch, as LocalEngine above
 
         return RayEngine(address=address, workers=int(workers or DEFAULT_RAY_WORKERS), num_cpus=num_cpus)
     raise EngineError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")

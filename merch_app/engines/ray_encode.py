@@ -19,10 +19,12 @@ import warnings
 from typing import Optional, Union
 
 import numpy as np
+import torch
 
 from merch_app.engines.ray_runtime import RayJobFailed, cluster_cpus, ray_errors, ray_session
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 from merch_app.model import text_matrix
+from merch_app.model.encoder import BertEncoder, HashingEncoder, default_model_dir, load_encoder
 from merch_app.model.item_vectors import (
     CHUNK_TEXTS, DEFAULT_TEMPLATE, ItemVectors, VectorStats, cached_vectors, item_texts, store_vectors,
     text_hash,
@@ -39,8 +41,6 @@ def encoder_spec(encoder) -> tuple[str, Optional[str]]:
     Actors rebuild the encoder from this spec instead of receiving the loaded
     object, so nothing but a short string travels to the cluster.
     """
-    from merch_app.model.encoder import BertEncoder, HashingEncoder, default_model_dir
-
     if isinstance(encoder, HashingEncoder):
         return f"hashing:{encoder.dim}", None
     if isinstance(encoder, BertEncoder):
@@ -70,10 +70,6 @@ class EncodeActor:
 
     def __init__(self, spec: str, quantize: Optional[str], encoder_id: str, batch_size: int,
                  threads: int = 1) -> None:
-        import torch
-
-        from merch_app.model.encoder import load_encoder
-
         torch.set_num_threads(max(1, int(threads)))
         self.encoder = load_encoder(spec, quantize=quantize)
         if self.encoder.encoder_id != encoder_id:
@@ -89,7 +85,7 @@ class EncodeActor:
 
 def _text_blocks(keys: list[str], texts: list[str], workers: int):
     """Arrow tables (one Ray Data block each) sized so every actor gets several blocks."""
-    import pyarrow as pa
+    import pyarrow as pa  # comes with the optional ray[data] extra
 
     n = len(keys)
     per_block = max(1, min(4 * TEXTS_PER_CALL, math.ceil(n / max(1, 4 * workers))))
@@ -119,8 +115,6 @@ def encode_texts_ray(db, encoder_spec_: str, texts: list[str], *, quantize: Opti
     (vectors, stats, encoder_id)
         ``vectors`` has shape ``(len(texts), dim)`` in input order.
     """
-    from merch_app.model.encoder import load_encoder
-
     t0 = time.perf_counter()
     # The driver loads the encoder too: its id and dim key the cache (and it is
     # the same object local encoding would use, cached per process).
@@ -154,7 +148,7 @@ def _encode_missing(db, spec, quantize, encoder_id, dim, missing, unique, found,
     total = len(unique)
     clock, throttle = EtaClock(), Throttle(0.1)
     with ray_session(address, num_cpus) as ray:
-        import ray.data
+        import ray.data  # Ray is an optional extra
 
         workers = max(1, min(int(workers), cluster_cpus(ray)))
         blocks = _text_blocks(missing, [unique[h] for h in missing], workers)

@@ -17,25 +17,23 @@ from __future__ import annotations
 
 from typing import Optional
 
+import faiss
 import numpy as np
 
-from merch_app.engines import EngineError
+from merch_app.engines.errors import EngineError
 from merch_app.engines.ray_runtime import ray_errors, ray_session
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback
+from merch_app.model.vector_index import VectorIndex, training_sample, untrained_index
 
 IVF_KINDS = ("ivf", "ivfsq8", "ivfpq")
 DEFAULT_SHARD_ROWS = 250_000
 
 
 def _serialise(index) -> np.ndarray:
-    import faiss
-
     return faiss.serialize_index(index)
 
 
 def _deserialise(data: np.ndarray):
-    import faiss
-
     return faiss.deserialize_index(np.asarray(data, dtype=np.uint8))
 
 
@@ -79,8 +77,6 @@ def build_index_on_ray(vectors: np.ndarray, kind: str = "ivfpq", *, shard_rows: 
     Cancelled
         ``cancel`` was set (between shards).
     """
-    from merch_app.model.vector_index import VectorIndex, training_sample, untrained_index
-
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise EngineError(f"expected a non-empty (n, dim) array of vectors, got shape {x.shape}")
@@ -119,6 +115,7 @@ def ship_index(db, model_id: str, index) -> str:
 
     Returns the file's path. The row count must match the model's items.
     """
+    # on the driver only: the registry loads torch, +1 s and +180 MB in each Ray worker running _train/_fill
     from merch_app.model.registry import INDEX_FILE, get_version, load_model, version_folder
 
     version = get_version(db, model_id)

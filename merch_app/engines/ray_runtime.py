@@ -1,4 +1,4 @@
-"""Starting and joining Ray for the ray engine (imported only when that engine runs).
+"""Starting and joining Ray for the ray engine (Ray itself is imported only when that engine runs).
 
 Without an address Ray starts on this machine (``ray.init(num_cpus=...)``) and
 is shut down again when the job ends; with an address (``ray://host:10001``,
@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from typing import Iterator, Optional
 
-from merch_app.engines import EngineError
+from merch_app.engines.errors import EngineError
 
 INSTALL_HINT = "pip install 'merch_app[ray]'"
 
@@ -46,7 +47,7 @@ def ray_errors(what: str) -> Iterator[None]:
 def require_ray():
     """The ``ray`` module, or :class:`RayUnavailable` naming the extra to install."""
     try:
-        import ray
+        import ray  # Ray is an optional extra: imported here, when the ray engine runs
     except ImportError as exc:
         raise RayUnavailable(f"the ray engine needs Ray, which is not installed ({INSTALL_HINT})") from exc
     return ray
@@ -54,9 +55,7 @@ def require_ray():
 
 def quiet_ray_data() -> None:
     """Turn off Ray Data's progress bars and per-run log banners (the job reports progress itself)."""
-    import warnings
-
-    import ray.data
+    import ray.data  # Ray is an optional extra
 
     with warnings.catch_warnings():  # the first context warns about its own deprecated fields
         warnings.simplefilter("ignore", DeprecationWarning)

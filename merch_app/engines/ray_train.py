@@ -31,7 +31,9 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from merch_app.engines.ray_runtime import cluster_cpus, ray_errors, ray_session
 from merch_app.jobs import CancelToken, Cancelled, Progress, Throttle
@@ -104,8 +106,6 @@ class ShardedHybridModel(HybridModel):
         self.epoch_seconds = 0.0  # wall time inside the data-parallel CF epochs (the rest is per-epoch upkeep)
 
     def _wrapped(self, net: cf.HybridNet):
-        from torch.nn.parallel import DistributedDataParallel
-
         if self._ddp_net is not net:
             # T_u/T_i buffers are identical everywhere (built from the same data) and T_u is
             # replaced before the refit; b_user is unused by the implicit loss.
@@ -115,8 +115,6 @@ class ShardedHybridModel(HybridModel):
         return self._ddp
 
     def _check_cancel(self) -> None:
-        import torch.distributed as dist
-
         flag = torch.tensor([1.0 if self._cancel_requested is not None and self._cancel_requested() else 0.0])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() > 0:
@@ -124,8 +122,6 @@ class ShardedHybridModel(HybridModel):
 
     def _check_in_sync(self, net: cf.HybridNet) -> None:
         """Fail loudly if the workers' parameters differ (their early-stopping decisions would too)."""
-        import torch.distributed as dist
-
         with torch.no_grad():
             s = float(sum(p.double().sum() for p in net.parameters()))
         both = torch.tensor([s, -s], dtype=torch.float64)
@@ -135,8 +131,6 @@ class ShardedHybridModel(HybridModel):
 
     def _sharded_epoch(self, net, opt, users: np.ndarray, batch_of, rep, message: str, epoch: int) -> float:
         """Run one epoch over rows whose owner is ``users % world``; ``batch_of(rows)`` builds a batch."""
-        import torch.distributed as dist
-
         n_rows = len(users)
         if n_rows == 0:
             return 0.0
@@ -201,8 +195,6 @@ def _interactions_arrays(inter: Interactions) -> dict[str, np.ndarray]:
 
 
 def _sum_over_workers(value: float) -> float:
-    import torch.distributed as dist
-
     t = torch.tensor([float(value)], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
@@ -210,7 +202,7 @@ def _sum_over_workers(value: float) -> float:
 
 def _train_worker(config: dict) -> None:
     """Ray Train loop of one worker: fit on its shard, rank 0 reports the model as checkpoint."""
-    import ray
+    import ray  # Ray is an optional extra (this runs in a Ray Train worker)
     import ray.train
 
     ctx = ray.train.get_context()
@@ -275,7 +267,7 @@ def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, us
     if callable(user_text):  # the workers get arrays: the lazy user vectors are made here
         user_text = user_text()
     with ray_session(address, num_cpus) as ray, ray_errors("training"):
-        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train import FailureConfig, RunConfig, ScalingConfig  # Ray is an optional extra
         from ray.train.torch import TorchConfig, TorchTrainer
 
         workers = max(1, min(int(workers), cluster_cpus(ray)))

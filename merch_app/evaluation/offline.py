@@ -12,12 +12,14 @@ from typing import Any, Optional
 import numpy as np
 
 from merch_app.evaluation import baselines as bl
-from merch_app.evaluation.metrics import gini, mae, ranking_report, rmse
+from merch_app.evaluation.compare import paired_test, wins_losses_ties
+from merch_app.evaluation.metrics import gini, mae, ndcg_at_k, precision_at_k, ranking_report, rmse
 from merch_app.evaluation.split import normalise_date, relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
 from merch_app.model import text_matrix
 from merch_app.model.history_features import key_pairs_of
 from merch_app.model.interactions import Interactions, load_interactions, ts_to_days
+from merch_app.model.registry import RegistryError, active_version, get_version, load_model
 
 CF_ONLY_PARTS = ("bilinear", "item_bias")
 
@@ -227,9 +229,6 @@ def paired_user_comparison(model_lists: dict[str, list], base_lists: dict[str, l
     a paired t-test (normal approximation; hundreds of users), a bootstrap
     95% CI of the difference and per-user wins/losses/ties.
     """
-    from merch_app.evaluation.compare import paired_test, wins_losses_ties
-    from merch_app.evaluation.metrics import ndcg_at_k, precision_at_k
-
     users = sorted(relevant)
     out: dict[str, dict[str, Any]] = {}
     for name, fn in ((f"ndcg@{k}", ndcg_at_k), (f"precision@{k}", precision_at_k)):
@@ -272,12 +271,8 @@ def evaluate(db, model_id: Optional[str] = None, k: int = 10, split_date: Option
         "cf_only"}, "split_date", "n_test_users", "cold_start", ...}`` plus
         ``mae``/``rmse`` for explicit (rating) models.
     """
-    from merch_app.model.registry import active_version, get_version, load_model
-
     version = get_version(db, model_id) if model_id else active_version(db)
     if version is None:
-        from merch_app.model.registry import RegistryError
-
         raise RegistryError("no model to evaluate: train one first (merch-app train)")
     model = load_model(db, version.model_id)
     trained_split = version.data_snapshot.get("split_ts")

@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
+from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.compare import compare_runs, jaccard_at_k, rank_moves, rbo
 from merch_app.evaluation.suite_run import SuiteRun, run_suite
 from merch_app.evaluation.suite_data import Suite, SuiteError
 from merch_app.jobs import EtaClock, Progress
+from merch_app.ranking.ranker import Ranker
 from merch_app.ranking.rules import MerchRule, load_rules, normalise, validate_rule
+from merch_app.ranking.types import RankRequest, Weights
 
 RankFn = Callable[[str, int], Sequence[str]]
 
@@ -148,10 +151,6 @@ def rule_impact(db, rule: MerchRule, *, bundle, suite: Optional[Suite] = None, u
     merch_app.ranking.rules.RuleError
         The drafted rule is invalid.
     """
-    from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-    from merch_app.ranking.ranker import Ranker
-    from merch_app.ranking.types import RankRequest, Weights
-
     draft = validate_rule(replace(rule, enabled=True))
     others = [r for r in load_rules(db, enabled_only=True) if r.rule_id is None or r.rule_id != rule.rule_id]
     weights = Weights.parse(weights) if weights is None or isinstance(weights, str) else weights

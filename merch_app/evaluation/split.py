@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Optional
 
+from merch_app.errors import MerchAppError
+
 DEFAULT_FRACTION = 0.8
 TEST_EVENT_TYPES = ("purchase",)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class SplitError(ValueError):
+class SplitError(MerchAppError, ValueError):
     """The split cannot be made (message is user-facing)."""
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from merch_app.errors import MerchAppError
+
 MAX_GRADE = 3
 QRELS_TOPICS_SUFFIX = ".topics.tsv"
 
 
-class SuiteError(ValueError):
+class SuiteError(MerchAppError, ValueError):
     """A suite file or suite operation is invalid (message is user-facing)."""
 
 

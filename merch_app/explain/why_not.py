@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from merch_app.errors import MerchAppError
 from merch_app.explain.score_split import largest_loss
 from merch_app.ranking.lexical import query_terms
 from merch_app.ranking.types import RankRequest
 
 
-class ItemNotFound(LookupError):
+class ItemNotFound(MerchAppError, LookupError):
     """An item reference matched neither an item id nor a title."""
 
 

@@ -8,11 +8,18 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from merch_app.errors import MerchAppError
+
 # Stages of the shopping funnel in order; ``return`` and ``rating`` follow a purchase.
 FUNNEL_STAGES = ("search", "view", "click", "cart", "purchase")
 PATH_LEVELS = ("search", "view", "click", "cart", "purchase", "return", "rating")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 NO_CATEGORY = "(no category)"
+
+
+class InsightError(MerchAppError, ValueError):
+    """An insight cannot be computed from this workspace or model (message is user-facing)."""
+
 
 STOPWORDS = frozenset(
     """a an and are as at be but by for from has have in into is it its of on or set

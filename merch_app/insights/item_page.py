@@ -8,9 +8,10 @@ from typing import Any, Optional
 import numpy as np
 
 from merch_app.data.workspace import EVENT_TYPES
-from merch_app.insights.common import normalise_query
+from merch_app.insights.common import normalise_query, words
 from merch_app.insights.paths import Funnel, item_funnel
-from merch_app.insights.profiles import ActivitySeries, activity_series
+from merch_app.insights.profiles import ActivitySeries, activity_series, catalogue_doc_freq
+from merch_app.ranking.types import RankRequest
 
 QUERY_LOOKBACK_HOURS = 2.0  # for events without a session: searches this long before count
 
@@ -155,9 +156,6 @@ def probe_queries(db, item_id: str, n: int = 3) -> list[str]:
     noun phrase in most titles, "light holder") and its rarest title word in
     the catalogue (the most specific one), without repeats.
     """
-    from merch_app.insights.common import words
-    from merch_app.insights.profiles import catalogue_doc_freq
-
     row = db.execute("SELECT title FROM items WHERE item_id = ?", [str(item_id)]).fetchone()
     ws = words(row[0]) if row and row[0] else []
     if not ws:
@@ -177,8 +175,6 @@ def item_model_views(ranker, item_id: str, queries: list[str], k: int = 10) -> d
         ``related_text`` / ``related_cf``: ranked rows (see ``RankedList.rows``)
         or an ``error`` string; ``query_ranks``: ``{query, rank, status, score}``.
     """
-    from merch_app.ranking.types import RankRequest
-
     out: dict[str, Any] = {"notes": []}
     for by in ("text", "cf"):
         try:

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from merch_app.insights.common import NO_CATEGORY, item_titles
+from merch_app.insights.common import NO_CATEGORY, InsightError, item_titles
 from merch_app.insights.doctor import (
     NEAR_DUPLICATE_COSINE,
     DoctorReport,
@@ -32,10 +32,10 @@ from merch_app.jobs import CancelToken, Progress, ProgressCallback
 
 def _need(model, *attrs: str) -> None:
     if model is None:
-        raise ValueError("no trained model: train one on the Train screen first")
+        raise InsightError("no trained model: train one on the Train screen first")
     missing = [a for a in attrs if getattr(model, a, None) is None]
     if missing:
-        raise ValueError(f"the active model has no {', '.join(missing)} (not a hybrid CF model)")
+        raise InsightError(f"the active model has no {', '.join(missing)} (not a hybrid CF model)")
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def user_segments(db, model, k: int = 6, max_users: int = 20000, seed: int = 0,
     _need(model, "U", "UW", "V", "user_ids", "item_ids")
     n = len(model.user_ids)
     if n == 0:
-        raise ValueError("the model knows no users")
+        raise InsightError("the model knows no users")
     rows = np.arange(n)
     if n > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_users, replace=False))

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from merch_app.model import text_matrix
 from merch_app.model.interactions import Interactions
 
 HISTORY_FEATURES = (
@@ -303,8 +304,6 @@ def history_text_vectors(state: HistoryState, item_text: np.ndarray, compact: bo
     each user's sum is completed and normalised in float32 first, so only
     the final vectors are rounded.
     """
-    from merch_app.model import text_matrix
-
     dtype = text_matrix.storage_dtype(state.n_users) if compact else np.dtype(np.float32)
     out = np.zeros((state.n_users, item_text.shape[1]), dtype)
     if len(state.keys) == 0:

@@ -11,10 +11,34 @@ from pathlib import Path
 import numpy as np
 from safetensors import SafetensorError
 
+from merch_app.errors import MerchAppError
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.history_features import N_HIST, N_TREND, HistoryState
-from merch_app.model.hybrid_scoring import FORMAT_VERSION, N_COMBINER, OLD_FORMATS, REQUIRED, ModelLoadError, _read_json
 from merch_app.model.safetensors_io import read_arrays, write_arrays
+
+FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
+# combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
+N_COMBINER = 3 + N_HIST + N_TREND + 1
+# Older formats that still load: format -> number of history features it stored.  Their
+# combiner gets zero weights for the newer features, so they score exactly as before.
+OLD_FORMATS = {2: 5}
+REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
+
+
+class ModelLoadError(MerchAppError, ValueError):
+    """A saved model cannot be read (message names the file and the problem)."""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return data
 
 
 def save_model(model, folder: Path) -> None:

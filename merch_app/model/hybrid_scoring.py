@@ -5,7 +5,7 @@ plain numpy arrays (no torch), so loading a model for ranking is cheap.
 """
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,36 +13,16 @@ import numpy as np
 
 from merch_app.model import text_matrix
 from merch_app.model.history_features import HISTORY_FEATURES, N_HIST, N_TREND, HistoryState, item_trend_features
+# The file format's constants and error live with the files; imported from here too (tests, registry, bundle).
+from merch_app.model.hybrid_files import (  # noqa: F401 (re-exported)
+    FORMAT_VERSION, N_COMBINER, OLD_FORMATS, REQUIRED, ModelLoadError, load_model_files, save_model,
+)
 
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
-
-FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
-# combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
-N_COMBINER = 3 + N_HIST + N_TREND + 1
-# Older formats that still load: format -> number of history features it stored.  Their
-# combiner gets zero weights for the newer features, so they score exactly as before.
-OLD_FORMATS = {2: 5}
-REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
 
 SERVING_DROPS = ("P", "Q", "T_u")  # arrays a serving copy does without (see for_serving)
 _PAIR_BLOCK = 65_536  # (user, item) pairs scored at once by pair_bilinear
-
-
-class ModelLoadError(ValueError):
-    """A saved model cannot be read (message names the file and the problem)."""
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: file is missing") from None
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot read ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: not a JSON object")
-    return data
 
 
 class ScoringMixin:
@@ -360,8 +340,6 @@ class ScoringMixin:
         score "as of" a date (evaluation) or to bring a model up to date
         with events that arrived after training.
         """
-        import copy
-
         other = copy.copy(self)  # shares U, V and the id dicts: the history does not change them
         other.arrays = dict(self.arrays)
         other.refresh_history(inter, ref_day)
@@ -380,14 +358,10 @@ class ScoringMixin:
     # ---------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:
         """Write ``config.json``, ``ids.json`` and ``arrays.safetensors`` into ``folder``."""
-        from merch_app.model.hybrid_files import save_model
-
         self._check_trainable("be saved")
         save_model(self, Path(folder))
 
     @classmethod
     def load(cls, folder: Path):
         """Read a model saved by :meth:`save`; :class:`ModelLoadError` if anything is off."""
-        from merch_app.model.hybrid_files import load_model_files
-
         return load_model_files(cls, Path(folder))

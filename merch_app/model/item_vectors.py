@@ -306,7 +306,7 @@ def item_text_vectors(
     Parameters
     ----------
     db
-        Open workspace (``sqlite_utils.Database``) of the calling thread.
+        Open workspace of the calling thread.
     encoder
         Any :class:`~merch_app.model.bundle.Encoder`.
     template

@@ -18,11 +18,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from merch_app.data.workspace import get_setting, models_dir
+from merch_app.errors import MerchAppError
 from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
 from merch_app.model.hybrid_scoring import ModelLoadError
@@ -50,7 +51,7 @@ class ModelVersion:
     active: bool = False
 
 
-class RegistryError(LookupError):
+class RegistryError(MerchAppError, LookupError):
     """Unknown model id or an impossible registry operation (message is user-facing)."""
 
 
@@ -72,14 +73,20 @@ def _row_to_version(row: dict) -> ModelVersion:
                         active=bool(row["active"]))
 
 
+def _rows(db, where: str, params: Sequence[Any] = ()) -> list[dict]:
+    cur = db.execute(f"SELECT * FROM models WHERE {where}", params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def list_versions(db) -> list[ModelVersion]:
     """All versions, newest first."""
-    return [_row_to_version(r) for r in db["models"].rows_where(order_by="created DESC, rowid DESC")]
+    return [_row_to_version(r) for r in _rows(db, "1 ORDER BY created DESC, rowid DESC")]
 
 
 def get_version(db, model_id: str) -> ModelVersion:
     """One version; :class:`RegistryError` if the id is unknown."""
-    rows = list(db["models"].rows_where("model_id = ?", [model_id]))
+    rows = _rows(db, "model_id = ?", [model_id])
     if not rows:
         raise RegistryError(f"no model version {model_id!r} in this workspace")
     return _row_to_version(rows[0])
@@ -87,7 +94,7 @@ def get_version(db, model_id: str) -> ModelVersion:
 
 def active_version(db) -> Optional[ModelVersion]:
     """The active version or None."""
-    rows = list(db["models"].rows_where("active = 1", order_by="created DESC", limit=1))
+    rows = _rows(db, "active = 1 ORDER BY created DESC LIMIT 1")
     return _row_to_version(rows[0]) if rows else None
 
 
@@ -225,7 +232,7 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
             if make_active:
                 db.execute("UPDATE models SET active = 0")
                 row["active"] = 1
-            db["models"].insert(row, pk="model_id")
+            db.insert_rows("models", [row])
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise

@@ -8,6 +8,7 @@ trains (``benchmarks/bench_responsiveness.py``).  ``torch.topk`` releases it.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -17,8 +18,6 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     selection (as with ``np.argpartition``); the returned order is by score,
     then index.
     """
-    import torch
-
     scores = np.asarray(scores)
     k = min(int(k), scores.shape[1])
     if k <= 0 or scores.shape[0] == 0:

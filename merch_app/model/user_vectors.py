@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import torch
 
 from merch_app.model.item_vectors import encode_texts_cached
 
@@ -199,8 +200,6 @@ def _add_weighted_sums(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, weig
     keep the scratch memory to one block of gathered rows, and the torch
     kernels release the GIL (the GUI stays responsive).
     """
-    import torch
-
     target = torch.from_numpy(out)
     src = torch.from_numpy(np.ascontiguousarray(sources))
     for s in range(0, len(rows), _SUM_BLOCK):

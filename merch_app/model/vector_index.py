@@ -34,6 +34,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from merch_app.errors import MerchAppError
+
 KINDS = ("auto", "flat", "ivf", "ivfsq8", "hnsw", "ivfpq", "sq8")
 _IVF_KINDS = ("ivf", "ivfsq8", "ivfpq")
 DEFAULT_THRESHOLD = 50_000
@@ -44,7 +46,7 @@ _MAGIC = b"MAVIDX01"
 _HEADER = struct.Struct("<8sQ32s")
 
 
-class VectorIndexError(Exception):
+class VectorIndexError(MerchAppError):
     """An index file is missing or damaged, or a search is malformed."""
 
 
@@ -64,6 +66,7 @@ class _HybridMethod:
 
 
 def _faiss():
+    # imported on first use: faiss takes 0.1-0.3 s to import, and `merch-app settings` imports this module for KINDS
     import faiss
 
     return faiss

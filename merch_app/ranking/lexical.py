@@ -108,7 +108,7 @@ class LexicalSearcher:
     Parameters
     ----------
     db
-        An open workspace (``sqlite_utils.Database`` or ``sqlite3.Connection``)
+        The open workspace
         owned by the calling thread.
     field_weights
         BM25 column weights by field name (default :data:`DEFAULT_FIELD_WEIGHTS`).

@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from merch_app.errors import MerchAppError
 from merch_app.ranking.rule_hook import RuleContext, RuleEffect
 
 # ------------------------------------------------------------ merch rules
@@ -39,7 +40,7 @@ MAX_WEIGHT = 10.0
 _TAG_SPLIT = re.compile(r"[,;|]")
 
 
-class RuleError(ValueError):
+class RuleError(MerchAppError, ValueError):
     """A rule is invalid or missing (message is user-facing)."""
 
 

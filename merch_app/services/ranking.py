@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from merch_app.errors import MerchAppError
 from merch_app.model.bundle import Encoder, ModelBundle, load_bundle
 from merch_app.ranking.ranker import Ranker
 from merch_app.services.bundles import BundleCache
 
 
-class NoItemsError(LookupError):
+class NoItemsError(MerchAppError, LookupError):
     """The workspace has no catalogue yet (message is user-facing)."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from merch_app.data.workspace import open_workspace, workspace_path
 from merch_app.engines import Engine
 from merch_app.engines.local import LocalEngine
+from merch_app.errors import MerchAppError
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, time_split
 from merch_app.jobs import CancelToken, Progress
@@ -32,7 +33,8 @@ from merch_app.model.registry import (
 )
 from merch_app.model.user_vectors import user_text_vectors
 
-class TrainingError(ValueError):
+
+class TrainingError(MerchAppError, ValueError):
     """Training cannot start or finish (message is user-facing)."""
 
 

@@ -30,7 +30,7 @@ from merch_app.ui.screens.rules_screen import RulesScreen
 from merch_app.ui.screens.train_screen import TrainScreen
 from merch_app.ui.screens.users_screen import UsersScreen
 from merch_app.ui.status_widgets import JobStatus, MessageBanner, PageStack
-from merch_app.ui.workers import JobRunner
+from merch_app.ui.workers import JobRunner, error_text
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
             screen = cls(self)
         except Exception as exc:  # noqa: BLE001 - one broken screen must not stop the others (said in a banner)
             log.exception("screen %s failed to start", cls.__name__)
-            self._broken_screens.append(f"{cls.__name__}: {exc}")
+            self._broken_screens.append(error_text(exc, f"the {getattr(cls, 'title', cls.__name__)} screen"))
             return
         screen.ready = True
         self.screens[screen.title] = screen
@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         try:
             self.ctx.open(path)
         except (WorkspaceError, OSError) as exc:
-            self.show_message(f"Cannot open workspace: {exc}", "error")
+            self.show_message(f"Cannot open workspace: {error_text(exc)}", "error")
             return False
         self._remember(self.ctx.path)
         return True

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sqlite3
 import time
 import weakref
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from merch_app.jobs import Progress
+from merch_app.data.workspace import storage_problem
+from merch_app.errors import MerchAppError
+from merch_app.jobs import Cancelled, Progress
 from merch_app.ui.gui_gc import GuiThreadGC
 from merch_app.ui.job_executor import JobContext, JobHandle, Executor, Job
 
@@ -244,14 +247,16 @@ class JobRunner(QObject):
         if not entry:
             return
         handle, cbs = entry
-        log.warning("job %s failed:\n%s", handle.label, tb)
+        # A user error (MerchAppError) is expected; anything else is a bug: its traceback goes to the log.
+        level = logging.WARNING if isinstance(exc, MerchAppError) else logging.ERROR
+        log.log(level, "job %s failed:\n%s", handle.label, tb)
         if self._is_stale(handle, cbs):
             self._end(handle, cbs, "dropped")
             return
         if cbs.on_error:
             self._guard(cbs.on_error, exc, tb)
         else:
-            self.job_failed.emit(handle, error_text(exc))
+            self.job_failed.emit(handle, error_text(exc, handle.label))
         self._end(handle, cbs, "error")
 
     @Slot(int)
@@ -276,13 +281,42 @@ class JobRunner(QObject):
             fn(*args)
         except Exception as exc:  # noqa: BLE001
             log.exception("callback %r failed", fn)
-            self.job_failed.emit(None, f"Internal error while showing results: {error_text(exc)}")
+            self.job_failed.emit(None, error_text(exc, "the results display"))
 
 
-def error_text(exc: BaseException) -> str:
-    """A one-line, user-facing description of an exception."""
-    msg = str(exc).strip() or exc.__class__.__name__
-    known = ("WorkspaceError", "ImportFailed", "TrainingError", "ModelError", "RankingError")
-    if exc.__class__.__name__ in known or isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
-        return msg
-    return f"{exc.__class__.__name__}: {msg}"
+def error_text(exc: BaseException, where: str = "") -> str:
+    """The one-line message the GUI shows for an exception of a job or a callback.
+
+    Parameters
+    ----------
+    exc
+        The exception.
+    where
+        What was running (a job label such as "Importing items.csv"); named in
+        the message of an unexpected error.
+
+    Returns
+    -------
+    str
+        ``str(exc)`` as it is for a :class:`~merch_app.errors.MerchAppError`;
+        "Cancelled." for :class:`~merch_app.jobs.Cancelled`; a sentence from
+        :func:`~merch_app.data.workspace.storage_problem` for a full disk, a
+        read-only, damaged or locked workspace; "No such file or directory
+        (PATH)" and the like for an OS error about a file; otherwise
+        "Unexpected error in WHERE: MESSAGE (see the log)" — a bug, whose
+        traceback the caller logs.  Never starts with an exception class name.
+    """
+    text = str(exc)
+    if isinstance(exc, MerchAppError) and text.strip():
+        return text
+    if isinstance(exc, Cancelled):
+        return "Cancelled."
+    if isinstance(exc, (sqlite3.Error, OSError)):
+        problem = storage_problem(exc)
+        if problem:
+            return problem[:1].upper() + problem[1:] + "."
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:
+            return f"{exc.strerror} ({exc.filename})"
+    where_text = f" in {where}" if where else ""
+    detail = f": {text.strip()}" if text.strip() else ""
+    return f"Unexpected error{where_text}{detail} (see the log)"

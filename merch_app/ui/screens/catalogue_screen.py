@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.insights.common import InsightError
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.catalogue_doctor import DoctorPanel, doctor_job
 from merch_app.ui.screens.catalogue_item import ItemPagePanel, item_model_job, item_page_job
@@ -39,7 +40,7 @@ def map_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], kind:
     groups = item_groups_job(ctx, path, generation, encoder_spec)
     db, b, model = ctx.db(path), eng.ranker.bundle, model_of(eng)
     if kind != "items-text" and (model is None or getattr(model, "V", None) is None):
-        raise ValueError("this map needs a trained CF model; train one on the Train screen "
+        raise InsightError("this map needs a trained CF model; train one on the Train screen "
                          "(the text-vector map works without)")
     if kind == "users":
         m = user_map(db, [str(u) for u in model.user_ids], model.U, MAP_POINTS, item_group=groups.mapping(),
