@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -76,7 +77,15 @@ def _weights_fingerprint(model_dir: Path) -> str:
 
 
 class BertEncoder(_EncoderBase):
-    """Mean-pooled BERT sentence encoder over a local Hugging Face folder.
+    """Mean-pooled BERT sentence encoder over a local Hugging Face folder, loaded on first use.
+
+    Creating one only checks the folder and reads ``config.json`` and the
+    safetensors header: :attr:`encoder_id` and :attr:`dim` are known without
+    importing torch, so a caller that finds its vectors in a cache (item
+    texts, :mod:`merch_app.model.query_vectors`) never loads the weights.
+    They load on the first :meth:`encode` (:attr:`loaded` tells).  A BERT
+    folder with a ``tokenizer.json`` runs on :mod:`merch_app.model.bert_torch`
+    (no transformers import); any other folder through transformers' Auto classes.
 
     Parameters
     ----------
@@ -94,7 +103,8 @@ class BertEncoder(_EncoderBase):
     Raises
     ------
     EncoderError
-        The folder is missing, incomplete or not loadable; nothing is downloaded.
+        The folder is missing or incomplete; nothing is downloaded.  A folder
+        whose weights cannot be loaded raises it from the first :meth:`encode`.
     """
 
     def __init__(
@@ -115,7 +125,7 @@ class BertEncoder(_EncoderBase):
         self.model_dir = model_dir.resolve() if model_dir.exists() else model_dir
         self.quantize = quantize
         self.max_length = int(max_length)
-        self._check_dir()
+        self.config = self._check_dir()
         name = DEFAULT_MODEL_NAME if is_default else self.model_dir.name
         try:
             fingerprint = _weights_fingerprint(self.model_dir)
@@ -125,10 +135,24 @@ class BertEncoder(_EncoderBase):
             f"+len{self.max_length}" if self.max_length != DEFAULT_MAX_LENGTH else ""
         )
         self.encoder_id = f"{name}@{fingerprint}{suffix}"
-        self._tokenizer, self._model = self._load()
-        self.dim = int(self._model.config.hidden_size)
+        self._dim = _config_dim(self.config)
+        self._tokenize = self._forward = None
+        self._torch = None
+        self._load_lock = threading.Lock()
 
-    def _check_dir(self) -> None:
+    @property
+    def dim(self) -> int:
+        """Vector size (``hidden_size`` of config.json; the weights load only if it is not there)."""
+        if self._dim is None:
+            self._ensure_loaded()
+        return self._dim
+
+    @property
+    def loaded(self) -> bool:
+        """True once the tokenizer and weights are in memory."""
+        return self._forward is not None
+
+    def _check_dir(self) -> dict:
         d = self.model_dir
         if not d.exists():
             raise EncoderError(f"{d}: encoder folder does not exist")
@@ -143,30 +167,62 @@ class BertEncoder(_EncoderBase):
                 "(weights must be in safetensors format)"
             )
         try:
-            json.loads((d / "config.json").read_text(encoding="utf-8"))
+            config = json.loads((d / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise EncoderError(f"{d / 'config.json'}: unreadable model config ({exc})") from exc
+        if not isinstance(config, dict):
+            raise EncoderError(f"{d / 'config.json'}: unreadable model config (not a JSON object)")
+        return config
 
-    def _load(self):
+    def _ensure_loaded(self) -> None:
+        with self._load_lock:  # threads sharing the encoder load it once
+            if self._forward is None:
+                self._load()
+
+    def _load(self) -> None:
+        # Imported here, not at module level (start-up): an encoder whose vectors all come from a
+        # cache never needs torch (1.4-1.8 s to import on 2 cores, docs/benchmarks.md "Cold start").
+        import torch
+
+        from merch_app.model import bert_torch
+
         try:
-            import torch
-            import transformers
-            from transformers import AutoModel, AutoTokenizer
-
-            transformers.utils.logging.set_verbosity_error()
-            transformers.utils.logging.disable_progress_bar()
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-            model = AutoModel.from_pretrained(
-                str(self.model_dir), local_files_only=True, use_safetensors=True
-            )
-        except EncoderError:
-            raise
-        except Exception as exc:  # transformers raises many types (OSError, ValueError, ...)
+            native = bert_torch.native_support(self.config, self.model_dir) is None
+            if native:
+                tokenize = bert_torch.FastTokenizer(
+                    self.model_dir, self.max_length, int(self.config.get("pad_token_id") or 0))
+                model = bert_torch.load_bert(self.model_dir, self.config)
+                dim = int(model.embeddings.word_embeddings.embedding_dim)
+            else:
+                tokenize, model = self._load_auto()
+                dim = int(model.config.hidden_size)
+        except Exception as exc:  # safetensors/tokenizers/transformers raise many types (OSError, ValueError, ...)
             raise EncoderError(f"{self.model_dir}: cannot load the encoder ({exc})") from exc
-        model.eval()
+        if self._dim is not None and dim != self._dim:
+            raise EncoderError(f"{self.model_dir}: the weights have {dim}-d states, config.json says {self._dim}")
         if self.quantize == "int8":
             model = _quantize_int8(model, torch)
-        return tokenizer, model
+        self._torch, self._dim, self._tokenize = torch, dim, tokenize
+        self._forward = _native_forward(model) if native else _auto_forward(model)
+
+    def _load_auto(self):
+        """Tokenize function and model through transformers' Auto classes (folders bert_torch cannot run)."""
+        # Imported here (start-up): transformers' model classes cost ~2x import torch, and only
+        # folders bert_torch cannot run need them.
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True, use_safetensors=True)
+        model.eval()
+        max_length = self.max_length
+
+        def tokenize(texts):
+            return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+        return tokenize, model
 
     def encode(
         self, texts: list[str], batch_size: int = 64, progress=None, cancel=None
@@ -192,13 +248,13 @@ class BertEncoder(_EncoderBase):
         np.ndarray
             float32, shape ``(len(texts), dim)``.
         """
-        import torch
-
         texts = ["" if t is None else str(t) for t in texts]
         n = len(texts)
         out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0:
             return out
+        self._ensure_loaded()
+        torch = self._torch
         batch_size = max(1, int(batch_size))
         order = np.argsort([len(t) for t in texts], kind="stable")
         clock, throttle = EtaClock(), Throttle(0.1)
@@ -207,14 +263,8 @@ class BertEncoder(_EncoderBase):
                 if cancel is not None:
                     cancel.check()
                 idx = order[start : start + batch_size]
-                batch = self._tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self._model(**batch).last_hidden_state
+                batch = self._tokenize([texts[i] for i in idx])
+                hidden = self._forward(batch)
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
@@ -232,6 +282,28 @@ class BertEncoder(_EncoderBase):
                         )
                     )
         return out
+
+
+def _config_dim(config: dict) -> Optional[int]:
+    """Vector size named by a config.json (BERT's default 768 when a BERT config leaves it out)."""
+    for key in ("hidden_size", "d_model", "dim"):
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    return 768 if config.get("model_type") == "bert" else None
+
+
+def _native_forward(model):
+    def forward(batch):
+        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+    return forward
+
+
+def _auto_forward(model):
+    def forward(batch):
+        return model(**batch).last_hidden_state
+
+    return forward
 
 
 def _quantize_int8(model, torch):

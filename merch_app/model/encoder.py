@@ -7,7 +7,9 @@ cached vectors (table ``embeddings``) are never mixed across models.
 The encoders themselves live in :mod:`merch_app.model.bert_encoder` (the local
 BERT sentence encoder; importing it sets the offline switches of Hugging Face)
 and :mod:`merch_app.model.hashing_encoder` (a tiny hashing fallback); their
-names are re-exported here.
+names are re-exported here.  Getting an encoder is cheap: a BERT encoder
+knows its ``encoder_id`` and ``dim`` from its files and loads torch and the
+weights on its first ``encode``.
 """
 from __future__ import annotations
 
