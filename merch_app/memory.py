@@ -13,8 +13,6 @@ import ctypes.util
 import functools
 import sys
 
-from threadpoolctl import ThreadpoolController
-
 @functools.cache
 def _libc():
     """glibc through ctypes (None off Linux or when it cannot be loaded); looked up once."""
@@ -61,4 +59,7 @@ def one_blas_thread():
     2-core machine: ``fit_logistic`` on 200k rows took 13-25 s instead of
     0.15 s.
     """
+    # imported on first use: every `merch-app` start imports this module, and threadpoolctl adds ~4 ms (of ~45)
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController().select(internal_api="openblas").limit(limits=1)

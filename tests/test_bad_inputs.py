@@ -53,6 +53,7 @@ PARTIAL = {
     "epoch_dates.csv": ("events", 4, 2, {"bad_date": 2}),
     "formula_payloads.csv": ("catalogue", 4, 4, {}),
     "future_dates.csv": ("events", 4, 1, {"future_date": 3}),
+    "placeholder_dates.csv": ("events", 6, 2, {"early_date": 4}),
     "header_comma_rows_semicolon.csv": ("catalogue", 3, 0, {"wrong_column_count": 3}),
     "header_only.csv": ("events", 0, 0, {}),
     "html_payload.csv": ("catalogue", 2, 2, {}),
@@ -90,6 +91,11 @@ REASONS = {
     "quoted_newline_in_id.csv": {3: "bad_csv: line break inside column 'item_id' (unbalanced quote?)"},
     "truncated_row.csv": {5: "wrong_column_count: expected 8, got 3"},
     "epoch_dates.csv": {4: "bad_date: '1291191960000000'", 5: "bad_date: '-62135596800'"},
+    "placeholder_dates.csv": {
+        3: "early_date: '1900-01-01 00:00:00' is before 1990-01-01 (a placeholder date, not an event)",
+        4: "early_date: '1970-01-01' is before 1990-01-01 (a placeholder date, not an event)",
+        5: "early_date: '000000000' is before 1990-01-01 (a placeholder date, not an event)",
+        6: "early_date: '1989-12-31 23:59:59' is before 1990-01-01 (a placeholder date, not an event)"},
 }
 
 

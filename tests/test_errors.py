@@ -51,12 +51,12 @@ KNOWN = {
     ("merch_app.explain.why_not", "ItemNotFound"): LookupError,
     ("merch_app.insights.common", "InsightError"): ValueError,
     ("merch_app.model.encoder_base", "EncoderError"): Exception,
-    ("merch_app.model.hybrid_scoring", "ModelLoadError"): ValueError,
+    ("merch_app.model.hybrid_files", "ModelLoadError"): ValueError,
     ("merch_app.model.registry", "RegistryError"): LookupError,
     ("merch_app.model.vector_index", "VectorIndexError"): Exception,
     ("merch_app.ranking.rules", "RuleError"): ValueError,
     ("merch_app.safety", "UnsafeIdentifier"): ValueError,
-    ("merch_app.services.ranking", "NoItemsError"): LookupError,
+    ("merch_app.data.workspace", "NoItemsError"): LookupError,
     ("merch_app.services.training", "TrainingError"): ValueError,
 }
 _CLASS_NAME_LEAD = re.compile(r"^[A-Z]\w*(Error|Exception|Failed|Interrupt|Exit)\b")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from merch_app.model.hybrid import HybridConfig, HybridModel
-from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.interactions import from_arrays
 
 N_GROUPS, USERS_PER, ITEMS_PER, BUYS, TEXT_DIM = 3, 30, 20, 8, 32

@@ -228,11 +228,34 @@ def _break(folder: Path, damage: str) -> str:
     if damage == "ids_without_users":
         (folder / "ids.json").write_text('{"item_ids": []}')
         return "ids.json"
-    if damage == "ids_wrong_count":
+    if damage == "ids_wrong_count":  # no checksum (a folder saved before them): the shapes catch it
         ids = json.loads((folder / "ids.json").read_text())
+        ids.pop("sha256")
         ids["user_ids"] = ids["user_ids"][:-3]
         (folder / "ids.json").write_text(json.dumps(ids))
         return "array shapes do not match ids.json"
+    if damage == "ids_reversed":  # same lengths, every id on another row: only the checksum sees it
+        ids = json.loads((folder / "ids.json").read_text())
+        ids["item_ids"] = ids["item_ids"][::-1]
+        (folder / "ids.json").write_text(json.dumps(ids))
+        return "ids.json: file is damaged or was edited (checksum mismatch)"
+    if damage == "ids_repeated":
+        ids = json.loads((folder / "ids.json").read_text())
+        ids.pop("sha256")
+        ids["item_ids"][1] = ids["item_ids"][0]
+        (folder / "ids.json").write_text(json.dumps(ids))
+        return "item ids repeat"
+    if damage in ("item_vectors_nan", "history_keys_random", "arrays_bitflip"):
+        return _break_arrays(folder / "arrays.safetensors", damage)
+    if damage == "config_deeply_nested":
+        (folder / "config.json").write_text('{"format": 3, "config": ' + "[" * 200_000 + "]" * 200_000 + "}")
+        return "config.json: cannot read (JSON nested too deeply)"
+    if damage == "config_wrong_types":
+        meta = json.loads((folder / "config.json").read_text())
+        meta.pop("sha256")
+        meta["config"]["history_half_life_days"] = "sixty"
+        (folder / "config.json").write_text(json.dumps(meta))
+        return "config field 'history_half_life_days' has the value 'sixty'"
     if damage == "folder_missing":
         import shutil
 
@@ -241,14 +264,40 @@ def _break(folder: Path, damage: str) -> str:
     raise AssertionError(damage)
 
 
+def _break_arrays(path: Path, damage: str) -> str:
+    """Rewrite the arrays as another program would (no checksums), or flip one byte of ours."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from merch_app.model.safetensors_io import read_arrays
+
+    if damage == "arrays_bitflip":
+        data = bytearray(path.read_bytes())
+        data[-5] ^= 0x40  # inside the last tensor's data
+        path.write_bytes(bytes(data))
+        return "is damaged (checksum mismatch)"
+    arrays = read_arrays(path)
+    if damage == "item_vectors_nan":
+        arrays["T_i"][3, 5] = np.nan
+        words = "T_i holds NaN or infinite values"
+    else:
+        keys = arrays["hist_keys"]
+        arrays["hist_keys"] = np.random.default_rng(0).integers(-2**40, 2**40, len(keys))
+        words = "history keys are not sorted, repeat, or point outside the user x item range"
+    save_file(arrays, str(path))
+    return words
+
+
 DAMAGES = ["arrays_truncated", "arrays_missing", "config_garbage", "config_not_an_object", "ids_without_users",
-           "ids_wrong_count", "folder_missing"]
+           "ids_wrong_count", "folder_missing", "ids_reversed", "ids_repeated", "item_vectors_nan",
+           "history_keys_random", "arrays_bitflip", "config_deeply_nested", "config_wrong_types"]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_damaged_model_gives_a_clear_message_and_loses_nothing(models_ws, damage):
     from merch_app.model.bundle import load_bundle
-    from merch_app.model.registry import ModelLoadError, load_model
+    from merch_app.model.registry import load_model
+    from merch_app.model.hybrid_files import ModelLoadError
 
     path, old, new = models_ws
     before = table_rows(path)
@@ -269,6 +318,46 @@ def test_damaged_model_gives_a_clear_message_and_loses_nothing(models_ws, damage
     assert query_json(path).exit_code == 0
     after = table_rows(path)
     assert after["events"] == before["events"] and after["items"] == before["items"]
+
+
+def test_model_folders_saved_before_checksums_still_load(models_ws):
+    """A folder without checksums (older merch_app) loads unverified and scores as before; values are still checked."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from merch_app.model.registry import load_model
+    from merch_app.model.safetensors_io import read_arrays
+
+    path, _, new = models_ws
+    db = open_workspace(path)
+    model = load_model(db, new)
+    assert model.checksums_verified
+    want = model.score_matrix(np.arange(4))
+    folder = version_dir(path, new)
+    for name in ("config.json", "ids.json"):
+        data = json.loads((folder / name).read_text())
+        assert len(data.pop("sha256")) == 64
+        (folder / name).write_text(json.dumps(data))
+    save_file(read_arrays(folder / "arrays.safetensors"), str(folder / "arrays.safetensors"))  # no metadata
+    old = load_model(db, new)
+    assert not old.checksums_verified
+    np.testing.assert_array_equal(old.score_matrix(np.arange(4)), want)
+    db.close()
+    assert query_json(path).exit_code == 0
+
+
+def test_forget_scrub_leaves_a_verified_model(models_ws):
+    """forget rewrites ids.json and the arrays one by one: each file carries its own checksum, so both states load."""
+    from merch_app.model.registry import load_model
+    from merch_app.services.forget import scrub_user_from_models
+
+    path, old, new = models_ws
+    db = open_workspace(path)
+    assert scrub_user_from_models(db, "U01") == 2
+    for model_id in (old, new):
+        model = load_model(db, model_id)
+        assert model.checksums_verified and "U01" not in set(model.user_ids)
+    db.close()
 
 
 def test_query_screen_falls_back_to_text_with_a_broken_model(models_ws):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from merch_app.engines import EngineError, get_engine
+from merch_app.engines import get_engine
+from merch_app.engines.errors import EngineError
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model.encoder import load_encoder
 from merch_app.model.item_vectors import cache_size, encode_items, item_texts

@@ -9,6 +9,7 @@ import pytest
 from merch_app.evaluation.offline import evaluate
 from merch_app.model import registry
 from merch_app.model.bundle import load_bundle
+from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
 from merch_app.services.training import train
@@ -50,12 +51,12 @@ def test_damaged_files_raise_model_load_error(two_versions):
     folder = registry.version_folder(db, a)
     arrays = folder / "arrays.safetensors"
     arrays.write_bytes(b"\x00" * 64)
-    with pytest.raises(registry.ModelLoadError, match="arrays.safetensors"):
+    with pytest.raises(ModelLoadError, match="arrays.safetensors"):
         registry.load_model(db, a.model_id)
-    with pytest.raises(registry.ModelLoadError):
+    with pytest.raises(ModelLoadError):
         load_bundle(db, a.model_id, encoder=HashingEncoder(32))
     (folder / "ids.json").unlink()
-    with pytest.raises(registry.ModelLoadError, match="ids.json"):
+    with pytest.raises(ModelLoadError, match="ids.json"):
         registry.load_model(db, a.model_id)
 
 
@@ -73,7 +74,7 @@ def test_bundle_matches_model_and_adds_new_catalogue_items(two_versions):
     bundle = load_bundle(db, encoder=HashingEncoder(32))
     assert bundle.item_ids[-1] == "zz1" and bundle.index.ntotal == len(bundle.item_ids)
     assert bundle.model.score("u001")[bundle.item_pos["zz1"]] != 0
-    with pytest.raises(registry.ModelLoadError, match="encoder"):
+    with pytest.raises(ModelLoadError, match="encoder"):
         load_bundle(db, encoder=HashingEncoder(16))
 
 
@@ -139,3 +140,46 @@ def test_ranking_bundle_serves_without_the_id_embeddings(two_versions):
         served.save(Path("/nonexistent"))
     with pytest.raises(RuntimeError, match="serving copy"):
         served.add_items(["new"], np.zeros((1, 32), np.float32))
+
+
+@pytest.mark.parametrize("tampered", ["../victim", "../../victim", "absolute", "symlink", "sub/dir", ""])
+def test_a_tampered_models_path_is_refused_and_nothing_outside_is_touched(two_versions, tmp_path, tampered):
+    """``models.path`` comes from the workspace file: a path leading out of the model folder is refused."""
+    import os
+
+    from click.testing import CliRunner
+
+    from merch_app.cli.main import cli
+    from merch_app.data.workspace import models_dir, workspace_path
+    from merch_app.services.forget import scrub_user_from_models
+
+    db, a, b = two_versions
+    root = models_dir(db)
+    victim = root.parent / "victim" if tampered != "../../victim" else root.parent.parent / "victim"
+    if tampered == "absolute":
+        victim = tmp_path / "elsewhere" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "precious.txt").write_text("keep me")
+    path = {"absolute": str(victim), "symlink": "link"}.get(tampered, tampered)
+    if tampered == "symlink":
+        os.symlink(victim, root / "link")
+    with db.conn:
+        db.execute("UPDATE models SET path = ? WHERE model_id = ?", [path or None, a.model_id])
+        if not path:  # no path: the model id names the folder, and it is the bad part
+            db.execute("UPDATE models SET model_id = '../victim' WHERE model_id = ?", [a.model_id])
+    bad_id = "../victim" if not path else a.model_id
+    version = registry.get_version(db, bad_id)
+    with pytest.raises(registry.RegistryError, match="not inside this workspace's model folder"):
+        registry.version_folder(db, version)
+    for call in (registry.delete, registry.load_model, registry.activate):
+        with pytest.raises(registry.RegistryError, match="refused"):
+            call(db, bad_id)
+    assert scrub_user_from_models(db, "u001") == 1  # the good version only; nothing written outside
+    res = CliRunner().invoke(cli, ["models", "delete", bad_id, "-w", str(workspace_path(db))])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "not inside this workspace's model folder" in res.output and "nothing was read or deleted" in res.output
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert [v.model_id for v in registry.list_versions(db)] == [b.model_id, bad_id]  # the row is kept too
+    assert registry.remove_leftovers(db, min_age_s=0) == [a.model_id]  # its own folder is now unowned
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert registry.load_model(db, b.model_id).n_items == 45  # the good version still works

@@ -181,3 +181,54 @@ def test_describe_effect():
     assert describe_effect({"rule": "p", "effect": 0.05, "pinned_to": 1, "from_rank": None, "to_rank": 1}) == \
         "score +0.050, moved - → 1 (pinned to 1)"
     assert describe_effect({"rule": "legacy", "effect": -1.0}) == "score -1.000"
+
+
+SLOW_QUERY = "aaaaaaaaaaaaaaaaaaaaaaaaaaaa!"  # 26 s and growing exponentially with `re` and ^(a+)+$
+
+
+@pytest.mark.parametrize("pattern", ["re:^(a+)+$", "re:^(\\w+\\s?)+$", "re:((a+)b)*", "re:(.*a){20}",
+                                     "re:(a|aa)+$", "re:^(a|a)*$"])
+def test_pathological_regex_is_refused_on_save(ws_path, pattern):
+    from merch_app.data.workspace import open_workspace
+
+    with pytest.raises(RuleError, match="repeats a group that itself repeats|takes too long on a query"):
+        validate_rule(MerchRule("boost", pattern, {"attribute": "tag", "value": "x", "weight": 1}))
+    db = open_workspace(ws_path)
+    with pytest.raises(RuleError):
+        save_rule(db, MerchRule("hide", pattern, {"item_id": "A"}))
+    assert load_rules(db) == []
+    db.close()
+
+
+@pytest.mark.parametrize("pattern", ["re:^(red|blue) (mug|cup)s?$", "re:colou?r", "re:(ab{1,3})+", "re:\\d{3,}",
+                                     "re:[(+]+x", "re:\\(a+\\)+", "re:^mug(s)?$"])
+def test_ordinary_regexes_still_save(pattern):
+    assert validate_rule(MerchRule("hide", pattern, {"item_id": "A"})).pattern == pattern
+
+
+@pytest.mark.parametrize("pattern", ["re:^(a+)+$", "re:^(a|a)*$"])
+def test_a_slow_stored_regex_cannot_hang_ranking(ws, bundle, pattern):
+    """A rule stored before the check (or edited in the file): bounded, no match, and the results say so."""
+    with ws.conn:
+        ws.execute("INSERT INTO rules(name, kind, pattern, params, enabled, priority) VALUES (?, ?, ?, ?, 1, 0)",
+                   ["slow", "hide", pattern, '{"item_id": "85123A"}'])
+    rules = load_rules(ws, enabled_only=True)
+    assert not pattern_matches(pattern, SLOW_QUERY)
+    assert not rules[0].matches(SLOW_QUERY)
+    hit = Ranker.for_workspace(ws, bundle).rank(RankRequest(query=SLOW_QUERY + " heart", k=8, weights=LEX,
+                                                            prefix=False))
+    assert "85123A" in hit.item_ids  # the hide rule did not apply
+    slow = [n for n in hit.notes if "treated as no match" in n]
+    assert len(slow) == (1 if "(a|a)" in pattern else 0)  # (a+)+ the regex engine answers at once
+    rw = MerchRule("rewrite", pattern, {"to": "mug"})
+    notes: list[str] = []
+    assert rw.rewrite(SLOW_QUERY, notes) is None
+
+
+def test_a_broken_stored_regex_is_no_match_with_a_note(ws, bundle):
+    with ws.conn:
+        ws.execute("INSERT INTO rules(name, kind, pattern, params, enabled, priority) VALUES (?, ?, ?, ?, 1, 0)",
+                   ["broken", "hide", "re:([", '{"item_id": "85123A"}'])
+    hit = Ranker.for_workspace(ws, bundle).rank(RankRequest(query="heart", k=8, weights=LEX, prefix=False))
+    assert "85123A" in hit.item_ids
+    assert any("is not a valid regular expression" in n for n in hit.notes)

@@ -5,11 +5,11 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 import click
 
-from merch_app.data.workspace import WorkspaceError, open_workspace
+from merch_app.data.workspace import NoItemsError, WorkspaceError, open_workspace
 from merch_app.errors import MerchAppError
 from merch_app.jobs import Progress
 from merch_app.paths import default_workspace
@@ -64,6 +64,27 @@ def user_errors(*errors: type[BaseException]) -> Iterator[None]:
         yield
     except (MerchAppError, *errors) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def model_loading(model_id: Optional[str] = None) -> Iterator[None]:
+    """Turn a failure to load a ranking bundle into one CLI error line.
+
+    A workspace without items says so as it is; any other error while the
+    bundle loads (unknown model, damaged files, an unusable encoder) becomes
+    "cannot load <the model>: <why>".
+
+    Raises
+    ------
+    click.ClickException
+    """
+    try:
+        yield
+    except NoItemsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (MerchAppError, LookupError, ValueError, OSError) as exc:
+        which = f"model {model_id!r}" if model_id else "the model"
+        raise click.ClickException(f"cannot load {which}: {exc}") from exc
 
 
 @contextmanager

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from merch_app.engines import EngineError, get_engine
+from merch_app.engines import get_engine
+from merch_app.engines.errors import EngineError
 
 ENGINE_CHOICES = ("local", "ray")
 

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.common import TerminalProgress, emit_json, json_option, model_loading, workspace_db, workspace_option
 from merch_app.insights.common import WEEKDAYS
 from merch_app.insights.groups import item_groups
 from merch_app.insights.heatmaps import category_hour_of_week
@@ -14,22 +14,17 @@ from merch_app.insights.model_views import model_doctor, nearest_users, user_seg
 from merch_app.insights.paths import item_funnel, query_funnel, user_sessions
 from merch_app.insights.profiles import list_users, search_users, user_profile
 from merch_app.insights.segments import describe_segments
-from merch_app.model.encoder import EncoderError
 from merch_app.ranking.ranker import Ranker
 from merch_app.ranking.types import RankRequest
-from merch_app.services.ranking import NoItemsError, ranking_bundle
+from merch_app.services.ranking import ranking_bundle
 
 
 def _bundle(db, model_id: Optional[str], encoder_spec: Optional[str], label: str):
     """The workspace's ranking bundle for an insight view, with a progress line while it loads."""
     bar = TerminalProgress(label)
     try:
-        return ranking_bundle(db, model_id, encoder_spec, progress=bar)
-    except NoItemsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (EncoderError, LookupError, ValueError, OSError) as exc:
-        which = f"model {model_id!r}" if model_id else "the active model"
-        raise click.ClickException(f"cannot load {which}: {exc}") from exc
+        with model_loading(model_id):
+            return ranking_bundle(db, model_id, encoder_spec, progress=bar)
     finally:
         bar.close()
 

@@ -6,12 +6,12 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.common import emit_json, json_option, model_loading, workspace_db, workspace_option
 from merch_app.explain.explanation import explain_item
-from merch_app.model.encoder import EncoderError, workspace_encoder
+from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.rule_hook import describe_effect
 from merch_app.ranking.types import Filters, RankRequest, Weights
-from merch_app.services.ranking import NoItemsError, open_ranker
+from merch_app.services.ranking import open_ranker
 
 _TITLE_WIDTH = 42
 
@@ -58,13 +58,9 @@ def _ranker(db, model_id: Optional[str], encoder_spec: Optional[str]):
     """The workspace's ranker (:func:`merch_app.services.ranking.open_ranker`) for one command."""
     ctx = click.get_current_context(silent=True)
     int8 = ctx.meta.get("merch_app.int8") if ctx is not None else None
-    try:
+    with model_loading():
         encoder = workspace_encoder(db, encoder_spec, int8) if encoder_spec or int8 is not None else None
         return open_ranker(db, model_id, encoder)
-    except NoItemsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (EncoderError, LookupError, ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot load the model: {exc}") from exc
 
 
 def _rank(workspace, model_id, encoder_spec, request):

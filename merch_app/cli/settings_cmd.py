@@ -11,7 +11,6 @@ import click
 
 from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
 from merch_app.data.workspace import get_setting, set_setting
-from merch_app.model.vector_index import KINDS
 
 
 def _bool(text: str) -> bool:
@@ -24,6 +23,9 @@ def _bool(text: str) -> bool:
 
 
 def _index_kind(text: str) -> str:
+    # imported when a value is set: vector_index loads numpy, +100 ms on every `merch-app settings`
+    from merch_app.model.vector_index import KINDS
+
     if text not in KINDS:
         raise ValueError(f"expected one of {', '.join(KINDS)}, not {text!r}")
     return text

@@ -10,21 +10,17 @@ from typing import Optional
 
 import click
 
+from merch_app.cli.common import model_loading
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.suite_files import read_suite_file
 from merch_app.evaluation.suites import load_suite
-from merch_app.model.encoder import EncoderError
-from merch_app.services.ranking import NoItemsError, ranking_bundle
+from merch_app.services.ranking import ranking_bundle
 
 
 def command_bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
     """The workspace's ranking bundle (:func:`merch_app.services.ranking.ranking_bundle`) for one command."""
-    try:
+    with model_loading():
         return ranking_bundle(db, model_id, encoder_spec)
-    except NoItemsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (EncoderError, LookupError, ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot load the model: {exc}") from exc
 
 
 def command_suite(db, ref: Optional[str], behaviour: bool = False):

@@ -205,14 +205,18 @@ def parse_timestamp(raw: str, date_order: Optional[str] = None) -> Optional[str]
 
 
 FUTURE_GRACE = timedelta(days=2)  # time zones and clock skew; later dates are export errors
+# Behaviour data older than this is a placeholder (1900-01-01, epoch 0 = 1970-01-01), not an event:
+# one such row stretched the event time range so far that the default time split left nothing to train on.
+EARLIEST_EVENT = "1990-01-01T00:00:00Z"
 
 
 class TimestampParser:
     """Cached :func:`parse_timestamp` for one file (fixed date order).
 
-    Dates later than now + :data:`FUTURE_GRACE` parse to None (a shop export
-    cannot hold events that did not happen yet); :meth:`problem` says why a
-    cell was refused.  The cache is cleared when it grows past ``max_size``
+    Dates later than now + :data:`FUTURE_GRACE` or before :data:`EARLIEST_EVENT`
+    parse to None (a shop export cannot hold events that did not happen yet,
+    nor web-shop events from before 1990); :meth:`problem` says why a cell was
+    refused.  The cache is cleared when it grows past ``max_size``
     so memory stays bounded whatever the file size.
     """
 
@@ -231,6 +235,8 @@ class TimestampParser:
         value = parse_timestamp(raw, self.date_order)
         if value is not None and value > self.latest:
             return "future_date", f"{raw!r} is after {self.latest[:10]}"
+        if value is not None and value < EARLIEST_EVENT:
+            return "early_date", f"{raw!r} is before {EARLIEST_EVENT[:10]} (a placeholder date, not an event)"
         return "bad_date", repr(raw)
 
     def __call__(self, raw: str) -> Optional[str]:
@@ -242,7 +248,7 @@ class TimestampParser:
         if len(cache) >= self.max_size:
             cache.clear()
         value = parse_timestamp(raw, self.date_order)
-        if value is not None and value > self.latest:
+        if value is not None and not EARLIEST_EVENT <= value <= self.latest:
             value = None
         cache[raw] = value
         return value

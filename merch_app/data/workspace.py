@@ -279,6 +279,19 @@ def open_workspace(
     return db
 
 
+class NoItemsError(MerchAppError, LookupError):
+    """The workspace has no catalogue yet (message is user-facing)."""
+
+
+NO_ITEMS = "The workspace has no items yet: import a catalogue or transactions first (Data screen or merch-app import)."
+
+
+def require_items(db) -> None:
+    """Raise :class:`NoItemsError` when the workspace has no items."""
+    if db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is None:
+        raise NoItemsError(NO_ITEMS)
+
+
 def storage_problem(exc: BaseException) -> Optional[str]:
     """A user-facing sentence for SQLite/OS errors caused by the storage, else None.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ContextManager, Optional, Protocol
 
-# EngineError lives in its own module: the engine modules raise it too.
+# EngineError lives in its own module (merch_app.engines.errors): the engine modules raise it too.
 from merch_app.engines.errors import EngineError
 from merch_app.engines.ray_runtime import RayUnavailable, require_ray
 
@@ -106,4 +106,4 @@ def get_engine(name: str = "local", *, address: Optional[str] = None, workers: O
     raise EngineError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Engine", "EngineError", "engine_label", "get_engine"]
+__all__ = ["ENGINES", "Engine", "engine_label", "get_engine"]

@@ -3,7 +3,7 @@
 Every worker runs the same :meth:`HybridModel.fit` as local training (same
 model code, same loss :func:`~merch_app.model.cf_module.implicit_batch_loss`,
 same combiner, validation and early stopping); only the CF epochs differ
-(:class:`ShardedHybridModel`):
+(:class:`ShardedTrainer`):
 
 * each worker takes the positive pairs of its users (``user index % N``);
 * an epoch has as many steps as a local epoch, every worker taking its share
@@ -40,6 +40,7 @@ from merch_app.jobs import CancelToken, Cancelled, Progress, Throttle
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
+from merch_app.model.hybrid_fit import HybridTrainer
 from merch_app.model.interactions import Interactions
 
 POLL_SECONDS = 0.2  # driver: progress / cancel polling; worker: cancel flag polling (rank 0)
@@ -80,13 +81,13 @@ class _BatchLoss(nn.Module):
         return cf.explicit_batch_loss(self.net, self.cfg, *batch)
 
 
-class ShardedHybridModel(HybridModel):
-    """:class:`HybridModel` whose CF epochs run data-parallel over a torch process group.
+class ShardedTrainer(HybridTrainer):
+    """:class:`HybridTrainer` whose CF epochs run data-parallel over a torch process group.
 
     Parameters
     ----------
-    config
-        Hyper-parameters (as for local training).
+    model
+        The model to fit (its config: the hyper-parameters, as for local training).
     rank, world
         This worker and the number of workers.
     cancel_requested
@@ -95,8 +96,9 @@ class ShardedHybridModel(HybridModel):
 
     sparse_id_grads = False  # DistributedDataParallel all-reduces dense gradients
 
-    def __init__(self, config: HybridConfig, rank: int, world: int, cancel_requested=None) -> None:
-        super().__init__(config)
+    def __init__(self, model: HybridModel, rank: int, world: int, cancel_requested=None) -> None:
+        super().__init__(model)
+        config = model.config
         self.rank, self.world = int(rank), int(world)
         self._cancel_requested = cancel_requested
         self._rng = np.random.default_rng([config.seed, 7919, self.rank])
@@ -227,16 +229,17 @@ def _train_worker(config: dict) -> None:
                 state["cancelled"] = bool(ray.get(channel.cancelled.remote()))
             return state["cancelled"]
 
-    model = ShardedHybridModel(HybridConfig.from_dict(config["cfg"]), rank, world, cancel_requested)
+    model = HybridModel(HybridConfig.from_dict(config["cfg"]))
+    trainer = ShardedTrainer(model, rank, world, cancel_requested)
     t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(inter, item_text, user_text, progress=progress, ref_day=config["ref_day"])
+    trainer.fit(inter, item_text, user_text, progress=progress, ref_day=config["ref_day"])
     seconds = time.perf_counter() - t0
     cpu = _sum_over_workers(time.process_time() - c0)  # CPU cost, unlike wall time, ignores other load
     epochs = len(model.history)
     stats = {"fit_seconds": seconds, "cpu_seconds": cpu, "epochs_run": epochs, "train_events": len(inter),
-             "pairs_trained": model.pairs_trained, "cf_epoch_seconds": model.epoch_seconds,
+             "pairs_trained": trainer.pairs_trained, "cf_epoch_seconds": trainer.epoch_seconds,
              "events_per_s": len(inter) * epochs / seconds if seconds > 0 else 0.0,
-             "pairs_per_s": model.pairs_trained / seconds if seconds > 0 else 0.0}
+             "pairs_per_s": trainer.pairs_trained / seconds if seconds > 0 else 0.0}
     with tempfile.TemporaryDirectory(prefix="merch-ckpt-") as folder:
         checkpoint = None
         if rank == 0:

@@ -3,10 +3,13 @@
 Train on events before the cut-off, test on purchases from the cut-off on, for
 users seen in training; a user's relevant items are the distinct items bought
 in the test period.  The default cut-off is the time at 80 % of the event
-time range; an explicit date overrides it.
+time range; an explicit date overrides it.  Neither side is ever empty: a cut-off that
+leaves one side (almost) nothing is a :class:`SplitError` that says why (typically a few
+events dated far from the rest, e.g. a placeholder 1970-01-01 imported by an older version).
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ from typing import Iterable, Optional
 from merch_app.errors import MerchAppError
 
 DEFAULT_FRACTION = 0.8
+MIN_SIDE_SHARE = 0.01  # the default cut-off must leave at least this share of the events on each side
+_BEHAVIOUR = "user_id IS NOT NULL AND event_type != 'search'"
 TEST_EVENT_TYPES = ("purchase",)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -67,10 +72,38 @@ def normalise_date(value: str) -> str:
 
 def event_time_range(db) -> tuple[Optional[str], Optional[str]]:
     """First and last timestamp of behaviour events of known users."""
-    row = db.execute(
-        "SELECT min(ts), max(ts) FROM events WHERE user_id IS NOT NULL AND event_type != 'search'"
-    ).fetchone()
-    return row[0], row[1]
+    return _event_stats(db)[:2]
+
+
+def _event_stats(db) -> tuple[Optional[str], Optional[str], int]:
+    row = db.execute(f"SELECT min(ts), max(ts), count(*) FROM events WHERE {_BEHAVIOUR}").fetchone()
+    return row[0], row[1], int(row[2] or 0)
+
+
+def _count_upto(db, where: str, ts: str, limit: int) -> int:
+    """Behaviour events with ``ts <where> ?``, counted up to ``limit`` (the ts index: stops early)."""
+    return int(db.execute(f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts {where} ? AND {_BEHAVIOUR} "
+                          "LIMIT ?)", [ts, limit]).fetchone()[0])
+
+
+def _check_sides(db, split: "TimeSplit", n: int) -> None:
+    """SplitError when the default cut-off leaves fewer than :data:`MIN_SIDE_SHARE` of the events on a side."""
+    need = max(1, math.ceil(MIN_SIDE_SHARE * n))
+    cut, first, last = split.split_ts, split.first_ts, split.last_ts
+    if first == last:
+        raise SplitError(f"every behaviour event has the same time ({first}): a time split needs events "
+                         "at more than one moment")
+    where = f"the default cut-off {cut[:10]} ({split.fraction:.0%} of the event time range {first[:10]} .. {last[:10]})"
+    before = _count_upto(db, "<", cut, need)
+    if before < need:
+        raise SplitError(f"{where} leaves {before:,} of {n:,} events to train on: a few events are dated far "
+                         f"earlier than the rest (the first is {first[:10]}, a placeholder date?): choose the "
+                         "cut-off with --split-date YYYY-MM-DD")
+    after = _count_upto(db, ">=", cut, need)
+    if after < need:
+        raise SplitError(f"{where} leaves {after:,} of {n:,} events to test on: a few events are dated far "
+                         f"later than the rest (the last is {last[:10]}): choose the cut-off "
+                         "with --split-date YYYY-MM-DD")
 
 
 def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_FRACTION) -> TimeSplit:
@@ -79,9 +112,10 @@ def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_F
     Raises
     ------
     SplitError
-        No events, or the cut-off leaves no training or no test events.
+        No events, or the cut-off leaves no training or no test events (the default one: fewer
+        than :data:`MIN_SIDE_SHARE` of them).
     """
-    first, last = event_time_range(db)
+    first, last, n = _event_stats(db)
     if first is None:
         raise SplitError("the workspace has no behaviour events of known users: import transactions first")
     if split_date:
@@ -94,7 +128,9 @@ def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_F
         raise SplitError("split fraction must be between 0 and 1")
     a, b = _parse(first), _parse(last)
     cut = a + timedelta(seconds=round((b - a).total_seconds() * fraction))
-    return TimeSplit(_fmt(cut), first, last, fraction)
+    split = TimeSplit(_fmt(cut), first, last, fraction)
+    _check_sides(db, split, n)
+    return split
 
 
 def relevant_items(db, split_ts: str, train_users: Iterable[str], item_ids: Iterable[str] | None = None,

@@ -19,7 +19,7 @@ import numpy as np
 
 from merch_app.data.workspace import get_setting, workspace_path
 from merch_app.model.encoder import INT8_SETTING, workspace_encoder
-from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.item_vectors import item_text_vectors
 from merch_app.model.registry import (
     INDEX_FILE, ModelVersion, RegistryError, active_version, encoder_for_version, get_version,

@@ -93,7 +93,7 @@ class HybridNet(nn.Module):
     def numpy_state(self) -> dict[str, np.ndarray]:
         """The parameters as numpy arrays that share the tensors' memory (no copy).
 
-        Callers derive what they need at once (``HybridModel._set_state``);
+        Callers derive what they need at once (``HybridTrainer._set_state``);
         later optimiser steps change these arrays in place.  P and Q alone
         are 0.3 GB at 1M items, and a copy per epoch was part of the peak.
         """
@@ -346,7 +346,7 @@ def _run_batches(net: HybridNet, opt: torch.optim.Optimizer, n: int, batch_size:
         running += loss.item() * n_batch
         seen += n_batch
         reporter.tick(message, {"phase": "train", "epoch": epoch, "batch": b + 1,
-                                "loss": running / seen, "epoch_end": False})
+                                "loss": running / max(seen, 1), "epoch_end": False})
     return running / max(seen, 1)
 
 

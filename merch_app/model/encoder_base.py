@@ -13,8 +13,10 @@ from typing import Optional
 
 import numpy as np
 
+from merch_app.errors import MerchAppError
 
-class EncoderError(Exception):
+
+class EncoderError(MerchAppError):
     """The encoder cannot be loaded or used (message is user-facing)."""
 
 

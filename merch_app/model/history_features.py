@@ -32,6 +32,7 @@ HISTORY_FEATURES = (
 OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
 TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
 N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
+HAS_HISTORY = HISTORY_FEATURES.index("has_history")
 
 
 def key_pairs_of(keys: np.ndarray, n_items: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

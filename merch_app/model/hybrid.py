@@ -1,4 +1,4 @@
-"""The hybrid BERT + collaborative-filtering model (fit, score, explain, save/load).
+"""The hybrid BERT + collaborative-filtering model (score, explain, save/load; fitting in :mod:`hybrid_fit`).
 
 Score of user u for item i (implicit mode)::
 
@@ -20,29 +20,27 @@ from.  Explicit mode (ratings) scores ``uᵀWv + b_i + b_u + μ`` fitted by MSE.
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, Optional
+import copy
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
-import torch
 
 from merch_app.jobs import CancelToken, Progress
-from merch_app.memory import trim_heap
-from merch_app.model import cf_module as cf
-from merch_app.model.optimizers import HybridOptimizer
 from merch_app.model import text_matrix
-from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.hybrid_scoring import HAS_HISTORY, N_COMBINER, ScoringMixin
-from merch_app.model.hybrid_update import more_epochs
 from merch_app.model.history_features import (
-    N_HIST, N_TREND, HistoryState, history_text_vectors, item_trend_features,
+    HAS_HISTORY, N_HIST, N_TREND, HistoryState, item_trend_features,
 )
+from merch_app.model.hybrid_config import HybridConfig
+from merch_app.model.hybrid_files import N_COMBINER, load_model_files, save_model
 from merch_app.model.interactions import Interactions
 
-class HybridModel(ScoringMixin):
-    """BERT + CF hybrid recommender with an explainable additive score."""
+SERVING_DROPS = ("P", "Q", "T_u")  # arrays a serving copy does without (see for_serving)
+_PAIR_BLOCK = 65_536  # (user, item) pairs scored at once by pair_bilinear
 
-    sparse_id_grads = True  # P/Q: sparse gradients, RowAdam (off in the Ray engine: DDP all-reduces dense ones)
+
+class HybridModel:
+    """BERT + CF hybrid recommender with an explainable additive score."""
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         self.config = config or HybridConfig()
@@ -84,263 +82,11 @@ class HybridModel(ScoringMixin):
             "Now" for the history features at recommendation time (days since
             1970); default just after the last event.
         """
-        cfg = self.config
-        item_text = text_matrix.compact(item_text)
-        if item_text.shape[0] != interactions.n_items:
-            raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
-        self.user_ids, self.item_ids = interactions.user_ids, interactions.item_ids
-        self.user_pos = self.item_pos = None  # built for the new ids at their first use
-        self.explicit = cfg.mode == "explicit" or (
-            cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
-        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
-        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
-        threads = torch.get_num_threads()
-        try:
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed)
-                torch.set_num_threads(max(1, int(cfg.threads)))
-                net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
-        finally:
-            torch.set_num_threads(threads)
-        self.drop_derived()  # the last epoch's vectors and cut history go before the final ones are built
-        self.state = None
-        self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+        # imported here: torch costs 1.4 s of a cached CLI query, and scoring never needs it
+        from merch_app.model.hybrid_fit import HybridTrainer
+
+        HybridTrainer(self).fit(interactions, item_text, user_text, progress, cancel, validation, ref_day)
         return self
-
-    def _fit(self, interactions, item_text, user_text, progress, cancel, validation):
-        if self.explicit:
-            return self._fit_explicit(interactions, item_text, user_text, progress, cancel)
-        share = self.config.val_fraction if validation is None else validation
-        return self._fit_implicit(interactions, item_text, user_text, progress, cancel, share)
-
-    def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
-        cfg = self.config
-        net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed,
-                           sparse_ids=self.sparse_id_grads)
-        return net, HybridOptimizer(net, cfg.lr)
-
-    def _implicit_epoch(self, net, opt, pos, neg_cdf, rng, gen, rep, cancel, message: str, epoch: int) -> float:
-        """One implicit-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
-        return cf.run_implicit_epoch(net, opt, self.config, pos, neg_cdf, rng, gen, rep, cancel, message, epoch)
-
-    def _explicit_epoch(self, net, opt, data, gen, rep, cancel, message: str, epoch: int) -> float:
-        """One rating-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
-        return cf.run_explicit_epoch(net, opt, self.config, data, gen, rep, cancel, message, epoch)
-
-    def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction):
-        cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        n_u, n_i = inter.n_users, inter.n_items
-        t0, t1 = (float(inter.ts.min()), float(inter.ts.max())) if len(inter) else (0.0, 0.0)
-        cut = t0 + self._cut_fraction(t1 - t0) * (t1 - t0)
-        pre, post = inter.before(cut), inter.since(cut)
-        state_cut = self.history_state(pre, cut)
-        trend_cut = item_trend_features(pre, cut)
-        # labels: what users with a history before the cut bought after it
-        lu, li, lw = post.pairs()
-        del post
-        has_hist = np.zeros(n_u, bool)
-        has_hist[state_cut.keys // n_i] = True
-        keep = has_hist[lu]
-        lu, li, lw = lu[keep], li[keep], lw[keep]
-        label_users = np.unique(lu)
-        n_val = min(int(round(val_fraction * len(label_users))), cfg.max_val_users)
-        val_users = np.sort(rng.permutation(label_users)[:n_val]) if len(label_users) >= 10 else label_users[:0]
-        in_val = np.isin(lu, val_users)
-        val_keys = np.sort(lu[in_val] * n_i + li[in_val])
-        cdf = cf.popularity_sampler(pre.item_idx, n_i, cfg.neg_power)
-        examples = None
-        if (~in_val).any():
-            examples = cf.combiner_examples(lu[~in_val], li[~in_val], lw[~in_val], state_cut, trend_cut,
-                                            np.bincount(pre.item_idx, minlength=n_i), cfg.negatives, rng,
-                                            cfg.neg_power, cfg.combiner_max_users)
-        self.hist_weights = None
-        if cfg.history_features and len(label_users):
-            self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
-        tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text,
-                                      compact=True)
-        net, opt = self._new_net(inter, tu_cut, item_text)
-        pu, pi, pw = pre.pairs()
-        per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
-        # the refit's pairs are built when it starts (memory); until then their number is estimated
-        per_refit = max(1, math.ceil(per_epoch * len(inter) / max(len(pre), 1)))
-        del pre
-        trim_heap()  # the phases before (encoding, user vectors, cuts) left freed heap behind
-        rep = cf.Reporter(progress, cfg.epochs * per_epoch + cfg.refit_epochs * per_refit)
-        best, best_metric, bad = None, -np.inf, 0
-        self.history = []
-        for epoch in range(1, cfg.epochs + 1):
-            msg = f"epoch {epoch}/{cfg.epochs}"
-            self.drop_derived()  # last epoch's U/V/UW are rebuilt after this one (0.4 GB at 1M items)
-            loss = self._implicit_epoch(net, opt, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
-            self._set_state(net, state_cut, trend_cut)
-            if examples is not None:
-                self._fit_combiner(examples)
-            metrics = {}
-            if len(val_users):
-                metrics = cf.chunked_validation_metrics(self.score_matrix, val_users, val_keys, n_i)
-                # the CF net's own score (uᵀWv + item bias, unit weights): the combiner's α/β (and
-                # α_own) are refitted every epoch and would make this stopping signal jump with them
-                cf_part = cf.chunked_validation_metrics(
-                    lambda r: self.UW[r] @ self.V.T + self.item_bias[None, :], val_users, val_keys, n_i)
-                metrics["val_cf_ndcg@10"] = cf_part["val_ndcg@10"]
-            self.history.append({"epoch": epoch, "loss": loss, **metrics})
-            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, **metrics},
-                     force=True)
-            score = metrics.get(cfg.early_stopping_metric, float(epoch))
-            if score > best_metric + 1e-5:
-                # after the last epoch the net itself is the best state: no copy (0.3 GB at 1M items)
-                state = None if epoch == cfg.epochs else net.trained_state()
-                best, best_metric, bad = (state, self.combiner.copy()), score, 0
-                self.best_epoch = epoch
-            else:
-                bad += 1
-                if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
-                    rep.total -= (cfg.epochs - epoch) * per_epoch
-                    break
-        if best[0] is not None:
-            net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
-        self.combiner = best[1]
-        # the cut's vectors, history and pairs go before the final user vectors are made
-        self.drop_derived()
-        self.state, self.arrays = None, {}
-        del state_cut, trend_cut, examples, tu_cut, pu, pi, pw
-        net.T_u = net.T_u[:0]
-        trim_heap()
-        final_tu = _resolve(user_text, cancel)
-        if final_tu is None:
-            final_tu = history_text_vectors(HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days),
-                                            item_text, compact=True)
-        # refit the CF part on the whole period; the combiner keeps its weights
-        net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
-        cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
-        all_u, all_i, all_w = inter.pairs() if cfg.refit_epochs else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
-        rep.total += cfg.refit_epochs * (max(1, math.ceil(len(all_u) / cfg.batch_size)) - per_refit)
-        for r in range(1, cfg.refit_epochs + 1):
-            msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.best_epoch + r
-            loss = self._implicit_epoch(net, opt, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
-                                        msg, epoch)
-            self.history.append({"epoch": epoch, "loss": loss, "refit": True})
-            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True},
-                     force=True)
-        return net
-
-    def _cut_fraction(self, span_days: float) -> float:
-        """Where the main internal cut lies, as a fraction of the training time range.
-
-        ``label_horizon_days`` (the length of the period the model will
-        predict, e.g. the test period) places the cut that far before the end,
-        so the examples ask the same question as the evaluation ("what will
-        the user buy in the next H days"); otherwise ``internal_cut``.
-        """
-        cfg = self.config
-        if cfg.label_horizon_days and span_days > 0:
-            return float(min(0.9, max(0.5, 1.0 - cfg.label_horizon_days / span_days)))
-        return cfg.internal_cut
-
-    def _history_weights(self, inter: Interactions, t0: float, t1: float, val_users: np.ndarray,
-                         rng: np.random.Generator) -> np.ndarray:
-        """Relative weights of the history and trend features, pooled over several internal cuts.
-
-        Cuts at the main internal cut, 0.1 of the time range earlier, ...
-        (``extra_cuts`` more), each labelled by the same horizon;
-        several seasons make the weights less tied to one period.  Validation
-        users are left out.  Returns (γ, η) concatenated.
-        """
-        cfg, span = self.config, t1 - t0
-        main = self._cut_fraction(span)
-        horizon = (1.0 - main) * span
-        X, y, w = [], [], []
-        for k in range(cfg.extra_cuts + 1):
-            c0 = t0 + (main - 0.1 * k) * span
-            if c0 <= t0:
-                break
-            pre = inter.before(c0)
-            window = inter.subset((inter.ts >= c0) & (inter.ts < c0 + horizon + 1e-9 + (k == 0)))
-            state = self.history_state(pre, c0)
-            lu, li, lw = window.pairs()
-            has = np.zeros(inter.n_users, bool)
-            has[state.keys // inter.n_items] = True
-            keep = has[lu] & ~np.isin(lu, val_users)
-            if not keep.any():
-                continue
-            ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, item_trend_features(pre, c0),
-                                      np.bincount(pre.item_idx, minlength=inter.n_items), cfg.negatives, rng,
-                                      cfg.neg_power, cfg.combiner_max_users)
-            X.append(np.hstack([ex.hist, ex.trend]))
-            y.append(ex.y)
-            w.append(ex.w)
-        if not X:
-            return np.zeros(N_HIST + N_TREND, np.float32)
-        coef, _ = cf.fit_logistic(X, np.concatenate(y), np.concatenate(w))  # row blocks: no stacked copy
-        return coef.astype(np.float32)
-
-    def _fit_combiner(self, ex: "cf.CombinerExamples") -> None:
-        """Fit how the CF score, item bias and history/trend features add up, with the current CF part.
-
-        With ``history_features``, the history and trend features enter through
-        one combined column (relative weights from :meth:`_history_weights`),
-        scaled here together with α (bilinear) and β (item bias).
-        """
-        bil = self.pair_bilinear(ex.u, ex.i)
-        cols = [bil[:, None], self.item_bias[ex.i][:, None]]
-        hw = getattr(self, "hist_weights", None)
-        if self.config.history_features and hw is not None:
-            # bilinear on the user's own items gets its own weight (α + α_own): the CF part was
-            # fitted on those very purchases, so it ranks re-purchases less well than new items
-            cols += [(bil * ex.hist[:, HAS_HISTORY])[:, None], (np.hstack([ex.hist, ex.trend]) @ hw)[:, None]]
-        coef, _ = cf.fit_logistic(np.hstack(cols), ex.y, ex.w)
-        comb = np.zeros(N_COMBINER, np.float32)
-        comb[0], comb[1] = coef[0], coef[1]
-        if len(coef) > 2:
-            comb[3:3 + N_HIST + N_TREND] = coef[3] * hw
-            comb[3 + N_HIST + N_TREND] = coef[2]
-        self.combiner = comb
-        self.arrays["combiner"] = comb.copy()
-        self._derive(vectors=False)
-
-    def _fit_explicit(self, inter, item_text, user_text, progress, cancel):
-        cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        r = inter.subset((inter.event_type == "rating") & np.isfinite(inter.value))
-        order = np.argsort(r.ts, kind="stable")
-        n_val = int(len(order) * cfg.val_fraction) if len(order) >= 20 else 0
-        tr, va = order[: len(order) - n_val], order[len(order) - n_val:]
-        user_text = _resolve(user_text, cancel)
-        tu = user_text if user_text is not None else history_text_vectors(
-            HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
-                               cfg.user_text_half_life_days), item_text)
-        net, opt = self._new_net(inter, tu, item_text)
-        with torch.no_grad():
-            net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
-        per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
-        rep = cf.Reporter(progress, cfg.epochs * per_epoch)
-        best, best_rmse, bad = None, float("inf"), 0
-        self.history = []
-        for epoch in range(1, cfg.epochs + 1):
-            perm = rng.permutation(tr)
-            data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
-            loss = self._explicit_epoch(net, opt, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
-            metrics = {}
-            if len(va):
-                self._set_state(net, None, np.zeros((inter.n_items, N_TREND), np.float32))
-                pred = self.predict_pairs(r.user_idx[va], r.item_idx[va])
-                err = pred - r.value[va]
-                metrics = {"val_rmse": float(np.sqrt(np.mean(err ** 2))), "val_mae": float(np.mean(np.abs(err)))}
-            self.history.append({"epoch": epoch, "loss": loss, **metrics})
-            rep.tick(f"epoch {epoch}/{cfg.epochs}", {"phase": "train", "epoch": epoch, "loss": loss,
-                                                     "epoch_end": True, **metrics}, force=True)
-            rmse = metrics.get("val_rmse", -epoch)
-            if not len(va) or rmse < best_rmse - 1e-6:
-                best, best_rmse, bad, self.best_epoch = net.trained_state(), rmse, 0, epoch
-            else:
-                bad += 1
-                if bad >= cfg.early_stopping_patience:
-                    break
-        net.load_state_dict(best, strict=False)
-        return net
 
     def continue_training(self, interactions: Interactions, epochs: int = 3,
                           progress: Optional[Callable[[Progress], None]] = None,
@@ -351,12 +97,9 @@ class HybridModel(ScoringMixin):
         combiner weights are kept; history and trend features are rebuilt at
         ``ref_day`` (default: just after the last event).
         """
-        if interactions.n_items != self.n_items or interactions.n_users != len(self.user_ids):
-            raise ValueError("interactions do not use the model's user/item index")
-        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else self.state.ref_day
-        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
-        net = more_epochs(self, interactions, epochs, progress, cancel)
-        self._set_state(net, self.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+        from merch_app.model.hybrid_fit import HybridTrainer  # torch only when training (see fit)
+
+        HybridTrainer(self).continue_training(interactions, epochs, progress, cancel, ref_day)
         return self
 
     def history_state(self, inter: Interactions, ref_day: float) -> HistoryState:
@@ -364,26 +107,341 @@ class HybridModel(ScoringMixin):
         return HistoryState.build(inter, ref_day, self.config.history_half_life_days,
                                   relative=self.config.relative_recency)
 
-    # ------------------------------------------------------------ state
-    def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:
-        """Copy the trained parameters into numpy arrays used for scoring."""
-        a = net.numpy_state()
+
+    # -------------------------------------------------------------- derived
+    def _derive(self, ids: Optional[bool] = None, vectors: bool = True) -> None:
+        """Precompute u, v, item bias and id lookups from the stored arrays.
+
+        ``ids``: rebuild the id -> position dicts at their next use (None:
+        when their size no longer matches the ids).
+        ``vectors``: recompute U, V, UW and the item bias (False when only the
+        combiner weights changed).
+        """
+        if ids:
+            self._user_pos = self._item_pos = None
+        a = self.arrays
+        if not a:
+            return
+        c = a["combiner"]
+        self.alpha, self.beta, self.mu = float(c[0]), float(c[1]), float(c[2])
+        self.gamma, self.eta = c[3:3 + N_HIST].copy(), c[3 + N_HIST:3 + N_HIST + N_TREND].copy()
+        # α_own: the CF part of a history item was fitted on that very purchase, so it says less
+        # about a re-purchase than about a new item; the combiner learns how much less
+        self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
+        if vectors:
+            self._check_trainable("recompute its vectors")
+            self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
+            # sums in place: ``Q + times(...)`` held two 0.26 GB arrays at once at 1M items
+            u = text_matrix.times(a["T_u"], a["A"].T)
+            u += a["P"]
+            self.UW = u @ a["W"]
+            del u
+            self.V = text_matrix.times(a["T_i"], a["B"].T)
+            self.V += a["Q"]
+            self.item_bias = text_matrix.times(a["T_i"], a["w_text_bias"])
+            self.item_bias += a["b_item"]
+        self.trend_score = a["trend"] @ self.eta
+
+    @property
+    def user_pos(self) -> dict[str, int]:
+        """User id -> row, built at first use (training never needs it; ~0.1 GB at a million ids)."""
+        return self._positions("_user_pos", self.user_ids)
+
+    @user_pos.setter
+    def user_pos(self, value: Optional[dict]) -> None:
+        self._user_pos = value
+
+    @property
+    def item_pos(self) -> dict[str, int]:
+        """Item id -> row, built at first use (and again when the ids grow)."""
+        return self._positions("_item_pos", self.item_ids)
+
+    @item_pos.setter
+    def item_pos(self, value: Optional[dict]) -> None:
+        self._item_pos = value
+
+    def _positions(self, attr: str, ids) -> dict[str, int]:
+        pos = self.__dict__.get(attr)
+        if pos is None or len(pos) != len(ids):
+            pos = {str(x): n for n, x in enumerate(ids)}
+            setattr(self, attr, pos)
+        return pos
+
+    def for_serving(self) -> None:
+        """Keep only what scoring and explaining need: drop P, Q and T_u (after computing U).
+
+        U, V and UW already hold the learned user and item vectors; the ID
+        embeddings and user text vectors are inputs to them, needed again
+        only to train, grow or save the model (0.5 GB at 1M items / 250k
+        users).  The ranking bundle calls this; such a copy refuses to save.
+        """
+        _ = self.U  # the user map and segments read it
+        for name in SERVING_DROPS:
+            self.arrays.pop(name, None)
+        self.serving_only = True
+
+    def _check_trainable(self, what: str) -> None:
+        if getattr(self, "serving_only", False):
+            raise RuntimeError(f"this is a serving copy of the model (no ID embeddings): cannot {what}; "
+                               "load it from the registry instead")
+
+    def drop_derived(self) -> None:
+        """Forget U, V and UW (recomputed by the next ``_derive``); training frees them during an epoch."""
+        self.V = self.UW = self._U = None
+
+    @property
+    def U(self) -> np.ndarray:
+        """User vectors ``P + A·t_u`` (computed on first use: only the maps and segments need them)."""
+        if getattr(self, "_U", None) is None:
+            a = self.arrays
+            self._U = text_matrix.times(a["T_u"], a["A"].T)
+            self._U += a["P"]
+        return self._U
+
+    def pair_bilinear(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``uᵀWv`` for (user index, item index) pairs, float32, in blocks of rows.
+
+        Gathering both factor rows for a million pairs at once held 0.5 GB.
+        """
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        out = np.empty(len(users), np.float32)
+        for lo in range(0, len(users), _PAIR_BLOCK):
+            hi = lo + _PAIR_BLOCK
+            out[lo:hi] = np.einsum("nd,nd->n", self.UW[users[lo:hi]], self.V[items[lo:hi]])
+        return out
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def _items(self, item_idx) -> np.ndarray:
+        return np.arange(self.n_items) if item_idx is None else np.asarray(item_idx, dtype=np.int64)
+
+    def _user_vector(self, user_id, user_text) -> tuple[int, Optional[np.ndarray]]:
+        """(user index or -1, uᵀW row or None when nothing is known about the user)."""
+        if not self.arrays:
+            raise RuntimeError("model is not trained")
+        u = self.user_pos.get(str(user_id), -1) if user_id is not None else -1
+        if u >= 0:
+            return u, self.UW[u]
+        if user_text is not None:
+            t = np.asarray(user_text, np.float32).reshape(-1)
+            return -1, (self.arrays["A"] @ t) @ self.arrays["W"]
+        return -1, None
+
+    # --------------------------------------------------------------- scores
+    def score_parts(self, user_id, item_idx=None, user_text: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per-item parts of the score that sum to :meth:`score`.
+
+        Keys: ``bilinear`` (α·uᵀWv), ``item_bias``, ``history`` (the user's own
+        past with the item: γ·h(u, i) plus α_own·uᵀWv, the smaller weight the
+        CF part gets on items the user already bought; 0 for other items),
+        ``trend`` (recent item sales); explicit models add
+        ``user_bias`` and ``global``.  All zeros for an anonymous user without
+        a text vector.
+        """
+        items = self._items(item_idx)
+        u, uw = self._user_vector(user_id, user_text)
+        zeros = np.zeros(len(items), np.float32)
+        keys = ["bilinear", "item_bias", "history", "trend"] + (["user_bias", "global"] if self.explicit else [])
+        if uw is None:
+            return {k: zeros.copy() for k in keys}
+        raw = self.V[items] @ uw
+        hist = self.state.features(np.full(len(items), u), items) if u >= 0 else None
+        parts = {
+            "bilinear": (self.alpha * raw).astype(np.float32),
+            "item_bias": (self.beta * self.item_bias[items]).astype(np.float32),
+            # own items: γ·h plus the own-item correction of the CF weight, α_own·uᵀWv
+            "history": (hist @ self.gamma + self.alpha_own * hist[:, HAS_HISTORY] * raw).astype(np.float32)
+            if hist is not None else zeros.copy(),
+            "trend": self.trend_score[items].astype(np.float32),
+        }
         if self.explicit:
-            self.combiner = np.zeros(N_COMBINER, np.float32)
-            self.combiner[:3] = [1.0, 1.0, float(net.global_bias.item())]
-        a["combiner"] = self.combiner.copy()
-        a["trend"] = trend.astype(np.float32)
-        n_u, n_i = a["P"].shape[0], a["Q"].shape[0]
-        self.state = state or HistoryState.empty(n_u, n_i)
-        self.arrays = a
+            parts["user_bias"] = np.full(len(items), self.arrays["b_user"][u] if u >= 0 else 0.0, np.float32)
+            parts["global"] = np.full(len(items), self.mu, np.float32)
+        return parts
+
+    def score(self, user_id, item_idx=None, user_text: np.ndarray | None = None) -> np.ndarray:
+        """Total CF-side score per item (bilinear + biases + history + trend); 0s if anonymous."""
+        parts = self.score_parts(user_id, item_idx, user_text)
+        return np.sum(np.stack(list(parts.values())), axis=0).astype(np.float32)
+
+    def predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of (user index, item index) pairs (explicit: predicted ratings)."""
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        hist = self.state.features(users, items)
+        alpha = self.alpha + self.alpha_own * hist[:, HAS_HISTORY]
+        s = alpha * self.pair_bilinear(users, items) + self.beta * self.item_bias[items]
+        s = s + self.trend_score[items] + hist @ self.gamma
+        if self.explicit:
+            s = s + self.arrays["b_user"][users] + self.mu
+        return s.astype(np.float32)
+
+    def score_matrix(self, users: np.ndarray, parts: tuple[str, ...] = ("bilinear", "item_bias", "history", "trend")
+                     ) -> np.ndarray:
+        """Scores of user indices × all items, shape (len(users), n_items), for chosen parts."""
+        users = np.asarray(users, np.int64)
+        s = np.zeros((len(users), self.n_items), np.float32)
+        if "bilinear" in parts:
+            s += self.alpha * (self.UW[users] @ self.V.T)
+        if "item_bias" in parts:
+            s += self.beta * self.item_bias[None, :]
+        if "trend" in parts:
+            s += self.trend_score[None, :]
+        if "history" in parts and len(self.state.keys) and (np.any(self.gamma) or self.alpha_own != 0.0):
+            rows, ki = self.state.pairs_of(users)  # only these users' pairs (keys are sorted by user)
+            ku = users[rows]
+            h = self.state.features(ku, ki) @ self.gamma
+            if self.alpha_own != 0.0:  # own items: the CF weight is α + α_own
+                h = h + self.alpha_own * self.pair_bilinear(ku, ki)
+            s[rows, ki] += h
+        if self.explicit:
+            s += (self.arrays["b_user"][users] + self.mu)[:, None]
+        return s
+
+    _score_rows = score_matrix
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = False, item_idx=None,
+                  user_text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (item ids, scores) for a user (history items excluded if asked)."""
+        items = self._items(item_idx)
+        s = self.score(user_id, items, user_text).astype(np.float64)
+        u = self.user_pos.get(str(user_id), -1) if user_id is not None else -1
+        if exclude_seen and u >= 0:
+            seen, _, _ = self.state.user_items(u)
+            s[np.isin(items, seen)] = -np.inf
+        k = min(k, int(np.isfinite(s).sum()))
+        if k <= 0:
+            return np.zeros(0, dtype=object), np.zeros(0, np.float32)
+        top = np.argpartition(-s, k - 1)[:k]
+        top = top[np.argsort(-s[top], kind="stable")]
+        return self.item_ids[items[top]], s[top].astype(np.float32)
+
+    def similar_items(self, item_id, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Items whose learned vectors v (co-behaviour + text) are closest (cosine)."""
+        i = self.item_pos.get(str(item_id))
+        if i is None:
+            raise KeyError(f"unknown item {item_id!r}")
+        norm = np.linalg.norm(self.V, axis=1)
+        sims = (self.V @ self.V[i]) / np.maximum(norm * norm[i], 1e-12)
+        sims[i] = -np.inf
+        k = min(k, self.n_items - 1)
+        top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.zeros(0, np.int64)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return self.item_ids[top], sims[top].astype(np.float32)
+
+    def explain(self, user_id, item_id, top: int = 5, user_text: np.ndarray | None = None) -> dict[str, Any]:
+        """Why ``item_id`` scores what it does for ``user_id``.
+
+        Returns
+        -------
+        dict
+            ``score``; ``parts`` (bilinear / item_bias / history / trend, summing
+            to ``score``); ``because``: the user's history items pushing the
+            item up most — contribution = the item's recency-weighted share of
+            the history × α·v_jᵀWv_i, plus the history part for the item itself;
+            ``factors``: the bilinear part split over latent dimensions (sums to
+            ``parts["bilinear"]``).
+        """
+        i = self.item_pos.get(str(item_id))
+        if i is None:
+            raise KeyError(f"unknown item {item_id!r}")
+        parts = {k: float(v[0]) for k, v in self.score_parts(user_id, [i], user_text).items()}
+        u, uw = self._user_vector(user_id, user_text)
+        because: list[dict[str, Any]] = []
+        if u >= 0:
+            hist_items, count, recent = self.state.user_items(u)
+            if len(hist_items):
+                w = recent if recent.sum() > 0 else count
+                share = w / max(float(w.sum()), 1e-12)
+                contrib = share * self.alpha * ((self.V[hist_items] @ self.arrays["W"]) @ self.V[i])
+                contrib = contrib + np.where(hist_items == i, parts["history"], 0.0)
+                order = np.argsort(-contrib, kind="stable")[:top]
+                because = [{"item_id": str(self.item_ids[hist_items[j]]), "contribution": float(contrib[j]),
+                            "same_item": bool(hist_items[j] == i), "times": float(count[j])}
+                           for j in order if contrib[j] > 0]
+        factors: list[dict[str, Any]] = []
+        if uw is not None:
+            f = self.alpha * uw * self.V[i]
+            order = np.argsort(-np.abs(f), kind="stable")[:top]
+            factors = [{"dim": int(d), "contribution": float(f[d])} for d in order]
+        return {"user_id": user_id, "item_id": str(item_id), "known_user": u >= 0,
+                "score": float(sum(parts.values())), "parts": parts, "because": because, "factors": factors}
+
+    # ----------------------------------------------------------- cold start
+    def add_items(self, item_ids, item_text: np.ndarray) -> None:
+        """Add (or re-text) items; new ones score through their text vector at once."""
+        self._check_trainable("add items")
+        item_text = np.asarray(item_text, np.float32).reshape(len(item_ids), -1)
+        a = self.arrays
+        new_ids, new_rows = [], []
+        for iid, t in zip(item_ids, item_text):
+            pos = self.item_pos.get(str(iid))
+            if pos is None:
+                new_ids.append(str(iid))
+                new_rows.append(t)
+            else:
+                if not a["T_i"].flags.writeable or not a["T_i"].flags.owndata:
+                    a["T_i"] = a["T_i"].copy()  # may be shared with the training input: re-text a copy
+                a["T_i"][pos] = t
+        if new_ids:
+            m = len(new_ids)
+            a["T_i"] = np.vstack([a["T_i"], np.asarray(new_rows, a["T_i"].dtype)])
+            a["Q"] = np.vstack([a["Q"], np.zeros((m, a["Q"].shape[1]), np.float32)])
+            a["b_item"] = np.concatenate([a["b_item"], np.zeros(m, np.float32)])
+            a["trend"] = np.vstack([a["trend"], np.zeros((m, a["trend"].shape[1]), np.float32)])
+            self.item_ids = np.concatenate([self.item_ids, np.asarray(new_ids, dtype=object)])
+            self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive()
 
+    def add_users(self, user_ids, user_text: np.ndarray, derive: bool = True) -> None:
+        """Add users (no ID embedding yet) scored through their text vector and history.
 
-def _resolve(user_text, cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
-    """``user_text`` itself, or what the function passed as ``user_text`` returns."""
-    if not callable(user_text):
-        return user_text
-    out = user_text()
-    if cancel is not None:
-        cancel.check()
-    return out
+        ``derive=False`` leaves U/V/UW to a later ``_derive()`` (the caller changes more first).
+        """
+        self._check_trainable("add users")
+        user_text = np.asarray(user_text, np.float32).reshape(len(user_ids), -1)
+        new = [(str(u), t) for u, t in zip(user_ids, user_text) if str(u) not in self.user_pos]
+        if not new:
+            return
+        a, m = self.arrays, len(new)
+        a["T_u"] = np.vstack([a["T_u"], np.asarray([t for _, t in new], a["T_u"].dtype)])
+        a["P"] = np.vstack([a["P"], np.zeros((m, a["P"].shape[1]), np.float32)])
+        a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
+        self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
+        self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
+        self._derive(vectors=derive)
+
+    def with_history(self, inter, ref_day: float):
+        """A copy whose history and trend features are rebuilt from ``inter`` at ``ref_day``.
+
+        ``inter`` must use this model's user and item index (load it with
+        ``user_ids=model.user_ids`` and ``item_ids=model.item_ids``).  Used to
+        score "as of" a date (evaluation) or to bring a model up to date
+        with events that arrived after training.
+        """
+        other = copy.copy(self)  # shares U, V and the id dicts: the history does not change them
+        other.arrays = dict(self.arrays)
+        other.refresh_history(inter, ref_day)
+        return other
+
+    def refresh_history(self, inter, ref_day: float) -> None:
+        """Rebuild the history and trend features from ``inter`` at ``ref_day``, in place (see :meth:`with_history`)."""
+        if len(inter.item_ids) != self.n_items or len(inter.user_ids) != len(self.user_ids):
+            raise ValueError("interactions do not use the model's user/item index")
+        self.state = None
+        self.arrays["trend"] = item_trend_features(inter, ref_day)
+        self.state = HistoryState.build(inter, ref_day, self.config.history_half_life_days,
+                                        relative=getattr(self.config, "relative_recency", False))
+        self.trend_score = self.arrays["trend"] @ self.eta
+
+    # ---------------------------------------------------------- persistence
+    def save(self, folder: Path) -> None:
+        """Write ``config.json``, ``ids.json`` and ``arrays.safetensors`` into ``folder``."""
+        self._check_trainable("be saved")
+        save_model(self, Path(folder))
+
+    @classmethod
+    def load(cls, folder: Path):
+        """Read a model saved by :meth:`save`; :class:`ModelLoadError` if anything is off."""
+        return load_model_files(cls, Path(folder))

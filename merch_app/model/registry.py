@@ -26,7 +26,7 @@ from merch_app.data.workspace import get_setting, models_dir
 from merch_app.errors import MerchAppError
 from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
-from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.vector_index import KINDS, VectorIndex
 
 INDEX_FILE = "index.faiss"
@@ -60,16 +60,21 @@ def _now() -> str:
 
 
 def _row_to_version(row: dict) -> ModelVersion:
-    def js(v):
+    def js(v):  # the columns come from the workspace file: garbage or deep nesting reads as {}
         try:
-            return json.loads(v) if v else {}
-        except ValueError:
+            data = json.loads(v) if v else {}
+        except (ValueError, TypeError, RecursionError):
             return {}
+        return data if isinstance(data, dict) else {}
 
+    try:
+        seconds = float(row["train_seconds"] or 0.0)
+    except (TypeError, ValueError):
+        seconds = 0.0
     return ModelVersion(model_id=row["model_id"], name=row["name"] or row["model_id"], created=row["created"] or "",
                         config=js(row["config"]), metrics=js(row["metrics"]), data_snapshot=js(row["data_snapshot"]),
                         encoder_id=row["encoder_id"] or "", path=row["path"] or row["model_id"],
-                        train_seconds=float(row["train_seconds"] or 0.0), engine=row["engine"] or "local",
+                        train_seconds=seconds, engine=row["engine"] or "local",
                         active=bool(row["active"]))
 
 
@@ -99,8 +104,31 @@ def active_version(db) -> Optional[ModelVersion]:
 
 
 def version_folder(db, version: ModelVersion) -> Path:
-    """The folder of a version's files."""
-    return models_dir(db) / version.path
+    """The folder of a version's files: always a direct sub-folder of ``models_dir(db)``.
+
+    The ``models.path`` column comes from the workspace file, which may be shared or
+    tampered with: a path that is not a plain folder name (``../victim``, an absolute path,
+    a symbolic link leading elsewhere) is refused with :class:`RegistryError`, so nothing
+    outside the workspace's own model folder is ever read, written or deleted.
+    """
+    root = models_dir(db)
+    return root / _safe_folder_name(root, version.path, version.model_id)
+
+
+def _safe_folder_name(root: Path, name: Any, model_id: str) -> str:
+    text = name if isinstance(name, str) else ""
+    plain = (text not in ("", ".", "..") and "/" not in text and "\\" not in text and "\x00" not in text
+             and ":" not in text and Path(text).name == text)
+    if plain:
+        try:
+            plain = (root / text).resolve().parent == root.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            plain = False
+    if not plain:
+        raise RegistryError(f"model version {model_id!r} names the folder {name!r}, which is not inside this "
+                            f"workspace's model folder {root}: refused (the workspace file may have been "
+                            "edited by hand or by another program); nothing was read or deleted")
+    return text
 
 
 def rename(db, model_id: str, name: str) -> ModelVersion:
@@ -174,8 +202,8 @@ def remove_leftovers(db, min_age_s: float = LEFTOVER_AGE_S) -> list[str]:
     owned = {r[0] for r in db.execute("SELECT path FROM models")}
     removed = []
     for folder in root.iterdir():
-        if not folder.is_dir() or folder.name in owned:
-            continue
+        if folder.is_symlink() or not folder.is_dir() or folder.name in owned:
+            continue  # a symbolic link may lead anywhere: never followed, never removed
         if ".tmp-" not in folder.name and not (folder / "config.json").exists():
             continue  # not ours
         try:

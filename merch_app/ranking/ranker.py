@@ -386,6 +386,7 @@ class Ranker:
                         e.update(from_rank=before.get(i), to_rank=after.get(i))
         sc.comps, sc.scores, sc.order = comps, scores, order
         sc.hidden_by = applied.hidden_by
+        sc.notes.extend(n for n in applied.notes if n not in sc.notes)
 
     def _components_of(self, sc: ScoredCandidates, p: int) -> tuple[dict, dict, float]:
         """Components of an item that was not a candidate (same normalisers)."""

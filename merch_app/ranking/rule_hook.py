@@ -40,12 +40,14 @@ class RuleContext:
 class RuleEffect:
     """Effect of one rule on the candidates of a request (arrays aligned with them).
 
-    ``pins`` maps a candidate index to a 0-based result position.
+    ``pins`` maps a candidate index to a 0-based result position; ``notes`` are shown with the
+    results (e.g. a rule pattern that took too long and was treated as no match).
     """
 
     boost: Optional[np.ndarray] = None
     hide: Optional[np.ndarray] = None
     pins: dict[int, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class Rule(Protocol):
@@ -66,6 +68,7 @@ class AppliedRules:
     hidden_by: dict[int, str]
     pins: dict[int, tuple[int, str]]
     effects: dict[int, list[dict[str, Any]]]
+    notes: list[str] = field(default_factory=list)
 
 
 def apply_rules(rules, ctx: RuleContext) -> AppliedRules:
@@ -82,7 +85,7 @@ def apply_rules(rules, ctx: RuleContext) -> AppliedRules:
     -------
     AppliedRules
         Summed boosts, the hidden candidates (and the first rule hiding each),
-        pins (the last rule pinning a candidate wins) and per-candidate effects.
+        pins (the last rule pinning a candidate wins), per-candidate effects and the rules' notes.
     """
     n = len(ctx.positions)
     boost = np.zeros(n, dtype=np.float64)
@@ -90,9 +93,11 @@ def apply_rules(rules, ctx: RuleContext) -> AppliedRules:
     hidden_by: dict[int, str] = {}
     pins: dict[int, tuple[int, str]] = {}
     effects: dict[int, list[dict[str, Any]]] = {}
+    notes: list[str] = []
     for rule in rules or ():
         eff = rule.apply(ctx)
         name = getattr(rule, "name", type(rule).__name__)
+        notes.extend(n for n in getattr(eff, "notes", ()) if n not in notes)
         if eff.boost is not None:
             b = np.asarray(eff.boost, dtype=np.float64)
             boost += b
@@ -106,7 +111,7 @@ def apply_rules(rules, ctx: RuleContext) -> AppliedRules:
                 hidden[i] = True
         for i, where in eff.pins.items():
             pins[int(i)] = (int(where), name)
-    return AppliedRules(boost, hidden, hidden_by, pins, effects)
+    return AppliedRules(boost, hidden, hidden_by, pins, effects, notes)
 
 
 def _describe(rule) -> dict[str, Any]:

@@ -17,10 +17,16 @@ every request (also recommendations); ``re:REGEX`` = regular expression
 search; a pattern with ``*``/``?`` = glob over the whole query;
 ``exact:TEXT`` = exactly this query; otherwise plain words = the query
 contains these words in this order (``mug`` matches "red mug").
+
+``re:`` patterns run on the ``regex`` module with a time limit (:data:`REGEX_TIMEOUT_S` per
+query): a pattern that backtracks for longer counts as no match and the results say so, so no
+rule can hang ranking.  :func:`validate_rule` refuses such patterns when they are saved: nested
+repetition (``(a+)+``, ``(ab*c?)*``) and any pattern slow on a few adversarial queries.
 """
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import re
@@ -29,6 +35,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 import numpy as np
+import regex
 
 from merch_app.errors import MerchAppError
 from merch_app.ranking.rule_hook import RuleContext, RuleEffect
@@ -38,6 +45,8 @@ RULE_KINDS = ("pin", "boost", "bury", "hide", "synonym", "rewrite")
 ATTRIBUTES = ("category", "tag", "price", "item")
 MAX_WEIGHT = 10.0
 _TAG_SPLIT = re.compile(r"[,;|]")
+REGEX_TIMEOUT_S = 0.05  # one search of a rule's regex over a query; longer counts as no match
+TRIAL_TIMEOUT_S = 0.05  # one trial search when a pattern is saved (normal patterns take microseconds)
 
 
 class RuleError(MerchAppError, ValueError):
@@ -50,18 +59,127 @@ def normalise(text: str) -> str:
 
 def pattern_matches(pattern: str, query: str) -> bool:
     """Whether ``query`` matches a rule ``pattern`` (syntax in the module docstring)."""
+    return match_pattern(pattern, query)[0]
+
+
+def match_pattern(pattern: str, query: str) -> tuple[bool, Optional[str]]:
+    """``(matches, note)``: as :func:`pattern_matches`, with a note when a ``re:`` pattern was
+    given up on (too slow on this query, or not a valid expression) and counted as no match."""
     pat = (pattern or "").strip()
     q = normalise(query)
     if pat in ("", "*"):
-        return True
+        return True, None
     if pat.startswith("re:"):
-        return re.search(pat[3:], q, re.IGNORECASE) is not None
+        found, problem = _regex_search(pat[3:], q)
+        return found, problem and f"rule pattern {pat!r} {problem}: treated as no match"
     if pat.startswith("exact:"):
-        return q == normalise(pat[6:])
+        return q == normalise(pat[6:]), None
     p = normalise(pat)
     if any(c in p for c in "*?["):
-        return fnmatch.fnmatchcase(q, p)
-    return f" {p} " in f" {q} "
+        return fnmatch.fnmatchcase(q, p), None
+    return f" {p} " in f" {q} ", None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(expr: str):
+    return regex.compile(expr, regex.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)  # a slow pattern costs its time limit once per query, not per call
+def _regex_search(expr: str, text: str) -> tuple[bool, Optional[str]]:
+    try:
+        return _compiled(expr).search(text, timeout=REGEX_TIMEOUT_S) is not None, None
+    except TimeoutError:
+        return False, f"took longer than {REGEX_TIMEOUT_S * 1000:.0f} ms on this query"
+    except (regex.error, ValueError, TypeError) as exc:  # stored before validation, or edited in the file
+        return False, f"is not a valid regular expression ({exc})"
+
+
+_QUANTIFIER = regex.compile(r"[*+?]|\{(\d*)(,?)(\d*)\}")
+
+
+def _quantifier_at(expr: str, i: int) -> tuple[Optional[float], int]:
+    """(most repetitions, length) of the quantifier starting at ``expr[i]``, or (None, 0)."""
+    m = _QUANTIFIER.match(expr, i)
+    if m is None or (m.group(0).startswith("{") and not (m.group(1) or m.group(3))):
+        return None, 0
+    text, end = m.group(0), m.end()
+    if end < len(expr) and expr[end] in "?+":  # lazy or possessive
+        end += 1
+    if text in ("*", "+"):
+        return math.inf, end - i
+    if text == "?":
+        return 1, end - i
+    if not m.group(2):
+        return int(m.group(1)), end - i
+    return (int(m.group(3)) if m.group(3) else math.inf), end - i
+
+
+def _nested_repeat(expr: str) -> Optional[str]:
+    """The first repeated group that itself holds an unbounded repeat (``(a+)+``), or None.
+
+    Such a group can split a long run of matching characters in exponentially many ways,
+    and a backtracking engine tries them all when the rest of the pattern fails.
+    """
+    stack: list[list] = [[0, False]]  # per open group: where it starts, whether it holds an unbounded repeat
+    i, n = 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":  # a character class: quantifier characters inside are literal
+            j = i + 1 + (expr[i + 1:i + 2] == "^")
+            j += expr[j:j + 1] == "]"
+            while j < n and expr[j] != "]":
+                j += 2 if expr[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c == "(":
+            stack.append([i, False])
+            i += 1
+            continue
+        if c == ")" and len(stack) > 1:
+            start, unbounded = stack.pop()
+            most, length = _quantifier_at(expr, i + 1)
+            if unbounded and most is not None and most > 1:
+                return expr[start:i + 1 + length]
+            stack[-1][1] = stack[-1][1] or unbounded or most == math.inf
+            i += 1 + length
+            continue
+        most, length = _quantifier_at(expr, i)
+        if most == math.inf:
+            stack[-1][1] = True
+        i += max(length, 1)
+    return None
+
+
+def _trial_queries(expr: str) -> list[str]:
+    """Long runs of the pattern's own letters (and a few usual ones), each ending in a mismatch."""
+    chars = dict.fromkeys([c for c in regex.sub(r"\\.", "", expr).casefold() if c.isalnum()][:12] + list("a0"))
+    runs = [c * 30 for c in chars] + [f"{c} " * 15 for c in chars]
+    return [r + tail for r in runs for tail in ("!", " !")]
+
+
+def _check_regex(pattern: str) -> None:
+    """Refuse an invalid ``re:`` pattern, or one that may backtrack for a long time (RuleError)."""
+    expr = pattern[3:]
+    try:
+        compiled = regex.compile(expr, regex.IGNORECASE)
+    except (regex.error, ValueError) as exc:
+        raise RuleError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+    nested = _nested_repeat(expr)
+    if nested:
+        raise RuleError(f"pattern {pattern!r} repeats a group that itself repeats ({nested}): such a pattern can "
+                        "take exponentially long on some queries; write it without the nested repetition "
+                        "(e.g. 'a+' instead of '(a+)+')")
+    for text in _trial_queries(expr):
+        try:
+            compiled.search(text, timeout=TRIAL_TIMEOUT_S)
+        except TimeoutError:
+            raise RuleError(f"pattern {pattern!r} takes too long on a query like {text[:40]!r} (the regular "
+                            "expression backtracks); simplify it, e.g. remove alternatives that can match the "
+                            "same text") from None
 
 
 def _tags(text: str) -> set[str]:
@@ -113,15 +231,24 @@ class MerchRule:
             return f"rewrite {self.pattern!r} -> {p.get('to')!r}"
         return self.kind
 
-    def matches(self, query: str) -> bool:
-        return self.enabled and pattern_matches(self.pattern, query)
+    def matches(self, query: str, notes: Optional[list[str]] = None) -> bool:
+        """Whether the rule is on and its pattern matches ``query``; a pattern given up on adds a note to ``notes``."""
+        if not self.enabled:
+            return False
+        found, note = match_pattern(self.pattern, query)
+        if note and notes is not None and note not in notes:
+            notes.append(note)
+        return found
 
     # -- the ranker hook -------------------------------------------------
     def apply(self, ctx: RuleContext) -> RuleEffect:
         n = len(ctx.positions)
         query = getattr(ctx.request, "query", "") or ""
-        if self.kind in ("synonym", "rewrite") or not self.matches(query) or n == 0:
+        if self.kind in ("synonym", "rewrite") or n == 0:
             return RuleEffect()
+        notes: list[str] = []
+        if not self.matches(query, notes):
+            return RuleEffect(notes=notes)
         if self.kind in ("pin", "hide"):
             hits = self._item_mask(ctx)
             if self.kind == "hide":
@@ -156,8 +283,8 @@ class MerchRule:
             return np.array([value in _tags(catalog.tags[int(i)]) for i in pos], dtype=bool)
         return np.array([catalog.item_ids[int(i)] == str(p.get("value")) for i in pos], dtype=bool)
 
-    def rewrite(self, query: str) -> Optional[str]:
-        """The query this rule turns ``query`` into, or None when it does not apply."""
+    def rewrite(self, query: str, notes: Optional[list[str]] = None) -> Optional[str]:
+        """The query this rule turns ``query`` into, or None when it does not apply (see :meth:`matches` for ``notes``)."""
         if not self.enabled or not (query or "").strip():
             return None
         if self.kind == "synonym":
@@ -167,9 +294,17 @@ class MerchRule:
                 extra = [t for t in terms if f" {t} " not in f" {q} "]
                 return f"{query.strip()} {' '.join(extra)}" if extra else None
             return None
-        if self.kind == "rewrite" and self.matches(query):
-            if self.pattern.startswith("re:"):
-                return re.sub(self.pattern[3:], self.params["to"], normalise(query), flags=re.IGNORECASE)
+        if self.kind == "rewrite" and self.matches(query, notes):
+            if self.pattern.strip().startswith("re:"):
+                try:
+                    return _compiled(self.pattern.strip()[3:]).sub(self.params["to"], normalise(query),
+                                                                   timeout=REGEX_TIMEOUT_S)
+                except (TimeoutError, regex.error, IndexError, ValueError, TypeError) as exc:
+                    why = "took too long" if isinstance(exc, TimeoutError) else f"failed ({exc})"
+                    note = f"rewrite of rule {self.name!r} {why}: the query was searched as typed"
+                    if notes is not None and note not in notes:
+                        notes.append(note)
+                    return None
             return str(self.params["to"])
         return None
 
@@ -189,11 +324,8 @@ def validate_rule(rule: MerchRule) -> MerchRule:
     """
     if rule.kind not in RULE_KINDS:
         raise RuleError(f"unknown rule kind {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
-    if rule.pattern.startswith("re:"):
-        try:
-            re.compile(rule.pattern[3:])
-        except re.error as exc:
-            raise RuleError(f"pattern {rule.pattern!r} is not a valid regular expression: {exc}") from None
+    if rule.pattern.strip().startswith("re:"):
+        _check_regex(rule.pattern.strip())
     p = dict(rule.params)
     if rule.kind in ("pin", "hide"):
         if not str(p.get("item_id") or "").strip():
@@ -246,7 +378,7 @@ def rewrite_query(rules, query: str) -> tuple[str, list[str]]:
     ordered = sorted((r for r in rules or () if getattr(r, "rewrite", None)),
                      key=lambda r: (getattr(r, "kind", "") != "rewrite", getattr(r, "priority", 0)))
     for rule in ordered:
-        new = rule.rewrite(query)
+        new = rule.rewrite(query, notes) if isinstance(rule, MerchRule) else rule.rewrite(query)
         if new is not None and normalise(new) != normalise(query):
             notes.append(f"query {query!r} searched as {new!r} (rule {rule.name!r})")
             query = new

@@ -21,9 +21,9 @@ import numpy as np
 from merch_app.data.privacy import SPLIT_CELLS, PrivacyError, stored_user_id
 from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.hybrid import HybridModel
-from merch_app.model.hybrid_scoring import ModelLoadError
+from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.item_vectors import text_hash
-from merch_app.model.registry import list_versions, version_folder
+from merch_app.model.registry import RegistryError, list_versions, version_folder
 from merch_app.services.training import update_with_new_events
 
 
@@ -166,18 +166,23 @@ def scrub_user_from_models(db, user_id: str) -> int:
     Each version's ``ids.json`` and ``arrays.safetensors`` are rewritten into
     a temporary folder and moved over the old files one by one (each move is
     atomic and both states load), so a crash never leaves a broken version.
-    A version that cannot be read is skipped (its own error shows on load).
+    A version that cannot be read is skipped (its own error shows on load), and so is one whose
+    registered folder is not inside the workspace's model folder (nothing outside it is written).
     """
     if db.execute("SELECT 1 FROM models LIMIT 1").fetchone() is None:
         return 0
     done = 0
     for version in list_versions(db):
-        folder = version_folder(db, version)
+        try:
+            folder = version_folder(db, version)
+        except RegistryError:
+            continue
         try:
             ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
-        if str(user_id) not in set(map(str, ids.get("user_ids", []))):
+        if not isinstance(ids, dict) or not isinstance(ids.get("user_ids"), list) \
+                or str(user_id) not in set(map(str, ids["user_ids"])):
             continue
         try:
             model = HybridModel.load(folder)

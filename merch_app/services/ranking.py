@@ -10,23 +10,10 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from merch_app.errors import MerchAppError
+from merch_app.data.workspace import require_items
 from merch_app.model.bundle import Encoder, ModelBundle, load_bundle
 from merch_app.ranking.ranker import Ranker
 from merch_app.services.bundles import BundleCache
-
-
-class NoItemsError(MerchAppError, LookupError):
-    """The workspace has no catalogue yet (message is user-facing)."""
-
-
-NO_ITEMS = "The workspace has no items yet: import a catalogue or transactions first (Data screen or merch-app import)."
-
-
-def require_items(db) -> None:
-    """Raise :class:`NoItemsError` when the workspace has no items."""
-    if db.execute("SELECT 1 FROM items LIMIT 1").fetchone() is None:
-        raise NoItemsError(NO_ITEMS)
 
 
 def ranking_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,

@@ -99,7 +99,7 @@ def _parked(vectors: Optional[np.ndarray], db) -> Callable[[], Optional[np.ndarr
         vectors.tofile(f)
         f.flush()
     except OSError:  # no room or no write access beside the workspace: keep them in memory
-        return lambda: vectors
+        return lambda kept=vectors: kept
     shape, dtype = vectors.shape, vectors.dtype
     del vectors
     return lambda: np.memmap(f, dtype=dtype, mode="c", shape=shape)  # private: writes never reach the file
@@ -198,6 +198,9 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
     if len(inter) == 0 or inter.n_users == 0:
         raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
+    if float(inter.ts.min()) == float(inter.ts.max()):  # the model's own validation cut would leave nothing
+        raise TrainingError(f"the {len(inter):,} behaviour event(s) before {split.split_ts[:10]} all happen at one "
+                            "moment: too little to learn from (choose a later --split-date)")
     user_text = _parked(_user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg), db)
     trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
     if cancel is not None:

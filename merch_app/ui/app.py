@@ -56,6 +56,7 @@ class DemoLoader:
         self.dialog.canceled.connect(lambda: self.runner.cancel())
 
     def start(self) -> None:
+        # not at GUI start-up: data.demo loads the import modules (+20-30 ms), as DataScreen.start_import says
         from merch_app.data.demo import ensure_demo_workspace
 
         path = self.path

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
@@ -56,8 +57,6 @@ def make_plot(title: str = "", left: str = "", bottom: str = "", date_axis: bool
 
 def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path, width: int = 1200) -> Path:
     """Save a chart as PNG with pyqtgraph's ImageExporter."""
-    from pyqtgraph.exporters import ImageExporter
-
     item = widget.getPlotItem() if isinstance(widget, pg.PlotWidget) else widget.scene()
     exporter = ImageExporter(item)
     exporter.parameters()["width"] = width

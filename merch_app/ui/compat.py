@@ -1,7 +1,10 @@
 """Work-arounds for bugs of specific Qt binding versions."""
 from __future__ import annotations
 
+import ctypes
 import sys
+
+import PySide6
 
 _SHIELDED = False
 
@@ -19,10 +22,6 @@ def shield_pyside_612_refcount() -> bool:
     global _SHIELDED
     if _SHIELDED or sys.version_info >= (3, 12):
         return False
-    import ctypes
-
-    import PySide6
-
     if not PySide6.__version__.startswith("6.12."):
         return False
     for obj in (None, True, False):

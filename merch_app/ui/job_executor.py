@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from merch_app.data.workspace import open_workspace
 from merch_app.jobs import CancelToken, Cancelled, Progress
 
 # progress reports reach the GUI at most this often (10 Hz is smooth for bars and curves;
@@ -127,8 +128,6 @@ class JobContext:
 
     def db(self, path: Path | str):
         """A workspace connection owned by this worker thread (opened once, cached)."""
-        from merch_app.data.workspace import open_workspace
-
         key = ("db", str(path))
         conn = self.state.get(key)
         if conn is None:

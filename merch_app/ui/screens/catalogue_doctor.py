@@ -17,20 +17,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.insights.common import item_titles
+from merch_app.insights.model_views import model_doctor
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import fill_table, make_table
 from merch_app.ui.screens.insights_charts import VBarChart
-from merch_app.ui.screens.insights_common import note_label, selected_text
+from merch_app.ui.screens.insights_common import engine, note_label, selected_text
 
 ROWS_SHOWN = 500
 
 
 def doctor_job(ctx, path, generation: int, encoder_spec: Optional[str]) -> dict[str, Any]:
     """Full doctor report plus titles of the items it names (runs in the doctor worker)."""
-    from merch_app.insights.common import item_titles
-    from merch_app.insights.model_views import model_doctor
-    from merch_app.ui.screens.insights_common import engine
-
     eng = engine(ctx, path, generation, encoder_spec)
     db = ctx.db(path)
     report = model_doctor(db, eng.ranker.bundle, progress=ctx.progress, cancel=ctx.cancel)

@@ -17,6 +17,10 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.insights.common import InsightError
+from merch_app.insights.embedding_map import item_map, user_map
+from merch_app.insights.heatmaps import category_hour_of_week
+from merch_app.insights.model_views import user_segments
+from merch_app.insights.segments import describe_segments
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.catalogue_doctor import DoctorPanel, doctor_job
 from merch_app.ui.screens.catalogue_item import ItemPagePanel, item_model_job, item_page_job
@@ -34,8 +38,6 @@ EVENT_FILTERS = {"all events": None, "purchases": ["purchase"], "views and click
 
 # ------------------------------------------------------------- worker jobs
 def map_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], kind: str) -> dict[str, Any]:
-    from merch_app.insights.embedding_map import item_map, user_map
-
     eng = engine(ctx, path, generation, encoder_spec)
     groups = item_groups_job(ctx, path, generation, encoder_spec)
     db, b, model = ctx.db(path), eng.ranker.bundle, model_of(eng)
@@ -54,15 +56,10 @@ def map_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], kind:
 
 
 def heatmap_job(ctx, path: Path, event_types: Optional[list[str]], item_group: Optional[dict]):
-    from merch_app.insights.heatmaps import category_hour_of_week
-
     return category_hour_of_week(ctx.db(path), event_types, top=14, item_group=item_group)
 
 
 def segments_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], k: int):
-    from merch_app.insights.model_views import user_segments
-    from merch_app.insights.segments import describe_segments
-
     eng = engine(ctx, path, generation, encoder_spec)
     model = model_of(eng)
     if model is None or getattr(model, "U", None) is None:

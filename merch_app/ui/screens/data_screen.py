@@ -22,6 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.data.header_mapping import FIELDS
+from merch_app.data.rejected import export_rejected_csv, rejected_rows
+from merch_app.data.summary import data_summary
+from merch_app.paths import demo_files
 from merch_app.ui.charts import BarChart, LineChart
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import StatCard, fill_table, iso_to_epoch, make_table
@@ -34,7 +38,7 @@ FILE_FILTER = "Shop exports (*.csv *.tsv *.txt *.csv.gz *.gz);;All files (*)"
 
 def failed_result(req: ImportRequest, exc: Exception):
     """An ImportResult standing for a file that could not be imported."""
-    from merch_app.data.importer import ImportResult
+    from merch_app.data.importer import ImportResult  # called in the import worker (see start_import)
 
     return ImportResult(import_id=None, file_name=req.path.name, kind=req.kind, status="failed", rows_read=0,
                         rows_accepted=0, rows_rejected=0, rejected_reasons={}, items=0, events=0, items_added=0,
@@ -172,8 +176,6 @@ class DataScreen(Screen):
 
     def import_demo_files(self) -> None:
         """Import the bundled demo files with auto-detected kinds and mappings."""
-        from merch_app.paths import demo_files
-
         self.start_import([ImportRequest(p) for p in demo_files()])
 
     def open_files(self, paths: list[Path]) -> None:
@@ -195,11 +197,11 @@ class DataScreen(Screen):
 
     def request_preview(self, path: Path, kind: Optional[str], callback) -> None:
         """Run ``preview_file`` in the preview worker; ``callback(preview)`` in the GUI thread."""
-        from merch_app.data.importer import preview_file
-
         ws = self.ctx.path
 
         def job(ctx):
+            from merch_app.data.importer import preview_file  # in the worker, as in start_import
+
             return preview_file(ctx.db(ws), path, kind=kind)
 
         self.preview_runner.start(
@@ -208,8 +210,6 @@ class DataScreen(Screen):
                                        self._next_preview()))
 
     def _show_mapping_dialog(self, preview) -> None:
-        from merch_app.data.header_mapping import FIELDS
-
         dialog = MappingDialog(preview, FIELDS,
                                repreview=lambda kind, cb: self.request_preview(Path(preview.path), kind, cb),
                                parent=self)
@@ -293,9 +293,6 @@ class DataScreen(Screen):
         """Recompute the summary (and rejected rows) in the summary worker."""
         if self.ctx.path is None:
             return
-        from merch_app.data.rejected import rejected_rows
-        from merch_app.data.summary import data_summary
-
         ws = self.ctx.path
 
         def job(ctx):
@@ -389,8 +386,6 @@ class DataScreen(Screen):
 
     def export_rejected_to(self, path: Path) -> None:
         """Write the rejected rows of the selected import to ``path`` (in a worker)."""
-        from merch_app.data.rejected import export_rejected_csv
-
         ws, import_id = self.ctx.path, self.rejected_import.currentData()
         self.preview_runner.start(
             lambda ctx: export_rejected_csv(ctx.db(ws), import_id, path), label="Exporting rejected rows",

@@ -24,8 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.suite_data import Suite
+from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
 from merch_app.evaluation.suite_run import SuiteRun
-from merch_app.evaluation.suites import list_suites
+from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, save_suite
 from merch_app.insights.common import item_titles
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
@@ -230,9 +233,6 @@ class EvaluateScreen(Screen):
 
     def new_suite(self, name: str) -> None:
         """Create an empty suite ``name`` and select it (queries are added on the Judge tab)."""
-        from merch_app.evaluation.suites import save_suite
-        from merch_app.evaluation.suite_data import Suite
-
         name = name.strip()
         if not name:
             return
@@ -244,9 +244,6 @@ class EvaluateScreen(Screen):
 
     def import_suite(self, file: Path, name: Optional[str] = None) -> None:
         """Import a CSV/qrels file as a suite (replaces a suite of the same name)."""
-        from merch_app.evaluation.suites import save_suite
-        from merch_app.evaluation.suite_files import read_suite_file
-
         path = self.ctx.path
 
         def job(ctx):
@@ -263,9 +260,6 @@ class EvaluateScreen(Screen):
         self.import_suite(resource_path("demo", "demo_suite.csv"), "demo")
 
     def export_suite(self, file: Path) -> None:
-        from merch_app.evaluation.suites import load_suite
-        from merch_app.evaluation.suite_files import write_qrels, write_suite_csv
-
         name, path = self.suite_name(), self.ctx.path
 
         def job(ctx):
@@ -277,9 +271,6 @@ class EvaluateScreen(Screen):
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def generate_suite(self) -> None:
-        from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-        from merch_app.evaluation.suites import save_suite
-
         path = self.ctx.path
 
         def job(ctx):
@@ -292,8 +283,6 @@ class EvaluateScreen(Screen):
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def delete_suite(self) -> None:
-        from merch_app.evaluation.suites import delete_suite
-
         name, path = self.suite_name(), self.ctx.path
         if name in (None, ej.BEHAVIOUR):
             return

@@ -12,6 +12,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
+from merch_app.evaluation import report
 from merch_app.ui.charts import SERIES_COLOURS, export_png, make_plot
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -232,8 +233,6 @@ def write_report_files(html_path: Path, run, charts: dict[str, pg.PlotWidget], c
 
     Returns the files written.
     """
-    from merch_app.evaluation import report
-
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         def pngs(widgets: dict, prefix: str) -> dict[str, Path]:

@@ -11,20 +11,19 @@ from typing import Any, Optional
 
 from PySide6.QtWidgets import QGroupBox, QLabel, QTableWidget, QVBoxLayout, QWidget
 
+from merch_app.insights.groups import item_groups
+from merch_app.services.query_engine import get_engine
+
 GROUPS_KEY = "insight_item_groups"
 
 
 def engine(ctx, path: Path, generation: int, encoder_spec: Optional[str]):
     """The Query screen's worker engine (ranker + bundle), cached in this runner's state."""
-    from merch_app.services.query_engine import get_engine
-
     return get_engine(ctx, path, generation, encoder_spec)
 
 
 def item_groups_job(ctx, path: Path, generation: int, encoder_spec: Optional[str]):
     """Item groups (categories or named text clusters) of the engine's bundle, cached per engine."""
-    from merch_app.insights.groups import item_groups
-
     eng = engine(ctx, path, generation, encoder_spec)
     hit = ctx.state.get(GROUPS_KEY)
     if hit is not None and hit[0] == eng.key:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.engines import engine_label
+from merch_app.model.registry import activate, delete, rename
 from merch_app.ui.charts import GroupedBarChart
 from merch_app.ui.screens.common import fill_table, make_table
 
@@ -163,8 +164,6 @@ class ModelVersionsPanel(QWidget):
             self.rename(v.model_id, name.strip())
 
     def rename(self, model_id: str, name: str) -> None:
-        from merch_app.model.registry import rename
-
         self.run_registry(lambda db: rename(db, model_id, name), f"Renaming model to {name}")
 
     def _activate(self) -> None:
@@ -173,8 +172,6 @@ class ModelVersionsPanel(QWidget):
             self.activate(v.model_id)
 
     def activate(self, model_id: str) -> None:
-        from merch_app.model.registry import activate
-
         self.run_registry(lambda db: activate(db, model_id), "Activating model")
 
     def _delete(self) -> None:
@@ -187,8 +184,6 @@ class ModelVersionsPanel(QWidget):
             self.delete(v.model_id)
 
     def delete(self, model_id: str) -> None:
-        from merch_app.model.registry import delete
-
         self.run_registry(lambda db: delete(db, model_id), "Deleting model")
 
 

@@ -23,8 +23,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from merch_app.evaluation.compare import rank_moves
+from merch_app.evaluation.rule_impact import summarise
 from merch_app.evaluation.suites import list_suites
-from merch_app.ranking.rules import ATTRIBUTES, RULE_KINDS, MerchRule, RuleError, load_rules, validate_rule
+from merch_app.ranking.rules import (
+    ATTRIBUTES, RULE_KINDS, MerchRule, RuleError, delete_rule, load_rules, save_rule, set_rule_enabled, validate_rule,
+)
 from merch_app.ranking.types import Weights
 from merch_app.services import evaluate_jobs as ej
 from merch_app.ui.screens.base import Screen
@@ -293,8 +297,6 @@ class RulesScreen(Screen):
     # --------------------------------------------------------------- actions
     def save_rule(self) -> None:
         """Validate and store the form's rule (insert or update)."""
-        from merch_app.ranking.rules import save_rule
-
         try:
             rule = self.draft()
         except RuleError as exc:
@@ -312,16 +314,12 @@ class RulesScreen(Screen):
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() != 0 or not 0 <= item.row() < len(self.rules):
             return
-        from merch_app.ranking.rules import set_rule_enabled
-
         rule_id, on, path = self.rules[item.row()].rule_id, item.checkState() == Qt.CheckState.Checked, self.ctx.path
         self.io_runner.start(lambda ctx: set_rule_enabled(ctx.db(path), rule_id, on), cancel_previous=False,
                              keep_stale=True, on_result=lambda _r: self.refresh(),
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def delete_rule(self) -> None:
-        from merch_app.ranking.rules import delete_rule
-
         row = self.table.currentRow()
         if not 0 <= row < len(self.rules):
             return
@@ -346,8 +344,6 @@ class RulesScreen(Screen):
                                      f"<span style='color:#b42318'>{error_text(exc)}</span>"))
 
     def _show_impact(self, impact) -> None:
-        from merch_app.evaluation.rule_impact import summarise
-
         self.impact = impact
         self.impacts_shown += 1
         notes = [f"{label}: {getattr(impact, label)['skipped']}" for label in ("suite", "behaviour")
@@ -379,8 +375,6 @@ class RulesScreen(Screen):
         t = next((t for t in self.impact.touched if t["query"] == query), None)
         if t is None:
             return
-        from merch_app.evaluation.compare import rank_moves
-
         moves = rank_moves(t["before"], t["after"], self.impact.k)
         titles = {}
         if self.ctx.db is not None:

@@ -15,7 +15,9 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.data.workspace import EVENT_TYPES
+from merch_app.jobs import Progress
 from merch_app.model.hybrid_config import HybridConfig
+from merch_app.model.registry import list_versions
 from merch_app.ui.charts import LineChart
 from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
@@ -286,8 +288,6 @@ class TrainScreen(Screen):
     # -------------------------------------------------------------- registry
     def refresh_versions(self) -> None:
         """Reload the versions table (in the registry worker)."""
-        from merch_app.model.registry import list_versions
-
         ws = self.ctx.path
         if ws is None:
             return
@@ -305,6 +305,4 @@ class TrainScreen(Screen):
 
 
 def type_progress(done: float, total: Optional[float], message: str):
-    from merch_app.jobs import Progress
-
     return Progress(done, total, message, data={"phase": "encoder"})

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.insights.common import ts_to_epoch
+from merch_app.insights.paths import group_steps
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.explain_panel import ExplainPanel
 from merch_app.ui.screens.insights_charts import FunnelChart, PathChart
@@ -120,9 +122,6 @@ class PathsPanel(QWidget):
         self._draw()
 
     def _draw(self) -> None:
-        from merch_app.insights.common import ts_to_epoch
-        from merch_app.insights.paths import group_steps
-
         p = self.path
         if p is None:
             self.chart.set_path(np.zeros(0), np.zeros(0), [], [])

@@ -19,6 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.explain.explanation import explain_item
+from merch_app.insights.model_views import nearest_users
+from merch_app.insights.paths import behaviour_path, item_funnel, query_funnel, top_queries, user_sessions
+from merch_app.insights.profiles import list_users, search_users, user_profile
+from merch_app.ranking.types import RankRequest
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column, fill_table, header_label, make_table
@@ -34,16 +39,11 @@ RECS_K = 20
 
 # ------------------------------------------------------------- worker jobs
 def list_job(ctx, path: Path, kind: str, text: str) -> list[dict]:
-    from merch_app.insights.profiles import list_users, search_users
-
     db = ctx.db(path)
     return search_users(db, text, LIST_SIZE) if text else list_users(db, kind, LIST_SIZE)
 
 
 def profile_job(ctx, path: Path, user_id: str, item_group: Optional[dict]) -> dict[str, Any]:
-    from merch_app.insights.paths import top_queries, user_sessions
-    from merch_app.insights.profiles import user_profile
-
     db = ctx.db(path)
     profile = user_profile(db, user_id, item_group=item_group)
     ctx.cancel.check()
@@ -52,22 +52,15 @@ def profile_job(ctx, path: Path, user_id: str, item_group: Optional[dict]) -> di
 
 
 def path_job(ctx, path: Path, user_id: str, session_id: Optional[str]):
-    from merch_app.insights.paths import behaviour_path
-
     return behaviour_path(ctx.db(path), user_id=user_id, session_id=session_id)
 
 
 def funnel_job(ctx, path: Path, kind: str, text: str):
-    from merch_app.insights.paths import item_funnel, query_funnel
-
     db = ctx.db(path)
     return item_funnel(db, text) if kind == "item" else query_funnel(db, text)
 
 
 def recs_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], user_id: str) -> dict[str, Any]:
-    from merch_app.insights.model_views import nearest_users
-    from merch_app.ranking.types import RankRequest
-
     eng = engine(ctx, path, generation, encoder_spec)
     request = RankRequest(mode="recommend", user_id=user_id, k=RECS_K)
     ranked = eng.ranker.rank(request)
@@ -80,8 +73,6 @@ def recs_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], user
 
 
 def explain_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
-    from merch_app.explain.explanation import explain_item
-
     return explain_item(engine(ctx, path, generation, encoder_spec).ranker, request, item_id)
 
 

@@ -1,0 +1,416 @@
+"""Fitting the hybrid model: the CF network trained with PyTorch, the combiner, early stopping.
+
+:class:`HybridTrainer` holds the training procedure of a
+:class:`~merch_app.model.hybrid.HybridModel` (``HybridModel.fit`` and
+``continue_training`` run it); the model itself scores with numpy only, so
+ranking never imports torch.  The Ray engine subclasses the trainer to run
+the CF epochs data-parallel (:mod:`merch_app.engines.ray_train`).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+import torch
+
+from merch_app.jobs import CancelToken, Progress
+from merch_app.memory import trim_heap
+from merch_app.model import cf_module as cf
+from merch_app.model import text_matrix
+from merch_app.model.history_features import (
+    HAS_HISTORY, N_HIST, N_TREND, HistoryState, history_text_vectors, item_trend_features,
+)
+from merch_app.model.hybrid_config import HybridConfig
+from merch_app.model.hybrid_files import N_COMBINER
+from merch_app.model.interactions import Interactions
+from merch_app.model.optimizers import HybridOptimizer
+
+if TYPE_CHECKING:
+    from merch_app.model.hybrid import HybridModel
+
+
+class HybridTrainer:
+    """Trains one :class:`~merch_app.model.hybrid.HybridModel` in place.
+
+    Parameters
+    ----------
+    model
+        The model to fit; its ``config`` holds the hyper-parameters.
+    """
+
+    sparse_id_grads = True  # P/Q: sparse gradients, RowAdam (off in the Ray engine: DDP all-reduces dense ones)
+
+    def __init__(self, model: "HybridModel") -> None:
+        self.model = model
+        self.hist_weights: Optional[np.ndarray] = None
+
+    @property
+    def config(self) -> HybridConfig:
+        return self.model.config
+
+    def fit(self, interactions: Interactions, item_text: np.ndarray, user_text: np.ndarray | None = None,
+            progress: Optional[Callable[[Progress], None]] = None, cancel: Optional[CancelToken] = None,
+            validation: Optional[float] = None, ref_day: Optional[float] = None) -> None:
+        """Train on ``interactions`` (all before the evaluation cut-off).
+
+        Parameters
+        ----------
+        interactions
+            Behaviour over the whole catalogue; ``item_text`` row i belongs to
+            ``interactions.item_ids[i]``.
+        item_text, user_text
+            BERT vectors (unit norm).  Without ``user_text`` the user vectors
+            are the recency-weighted mean of their history items' vectors.
+            ``user_text`` may be a function returning them (or None): implicit
+            training calls it after the internal-cut epochs, so the final user
+            vectors are not held next to the cut's (0.2 GB at 250k users).
+        progress, cancel
+            Job protocol; progress comes once per batch (throttled) and at each
+            epoch end with ``data["epoch_end"] = True`` and validation metrics.
+        validation
+            Share of the internal-cut label users held out for early stopping
+            on NDCG@10 (default ``config.val_fraction``).
+        ref_day
+            "Now" for the history features at recommendation time (days since
+            1970); default just after the last event.
+        """
+        cfg = self.config
+        item_text = text_matrix.compact(item_text)
+        if item_text.shape[0] != interactions.n_items:
+            raise ValueError(f"item_text has {item_text.shape[0]} rows, catalogue has {interactions.n_items}")
+        self.model.user_ids, self.model.item_ids = interactions.user_ids, interactions.item_ids
+        self.model.user_pos = self.model.item_pos = None  # built for the new ids at their first use
+        self.model.explicit = cfg.mode == "explicit" or (
+            cfg.mode == "auto" and bool(np.any(interactions.event_type == "rating")))
+        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else 0.0
+        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
+        threads = torch.get_num_threads()
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                torch.set_num_threads(max(1, int(cfg.threads)))
+                net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
+        finally:
+            torch.set_num_threads(threads)
+        self.model.drop_derived()  # the last epoch's vectors and cut history go before the final ones are built
+        self.model.state = None
+        self._set_state(net, self.model.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+
+    def _fit(self, interactions, item_text, user_text, progress, cancel, validation):
+        if self.model.explicit:
+            return self._fit_explicit(interactions, item_text, user_text, progress, cancel)
+        share = self.config.val_fraction if validation is None else validation
+        return self._fit_implicit(interactions, item_text, user_text, progress, cancel, share)
+
+    def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
+        cfg = self.config
+        net = cf.HybridNet(inter.n_users, inter.n_items, user_text, item_text, cfg.dim, cfg.dropout, cfg.seed,
+                           sparse_ids=self.sparse_id_grads)
+        return net, HybridOptimizer(net, cfg.lr)
+
+    def _implicit_epoch(self, net, opt, pos, neg_cdf, rng, gen, rep, cancel, message: str, epoch: int) -> float:
+        """One implicit-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
+        return cf.run_implicit_epoch(net, opt, self.config, pos, neg_cdf, rng, gen, rep, cancel, message, epoch)
+
+    def _explicit_epoch(self, net, opt, data, gen, rep, cancel, message: str, epoch: int) -> float:
+        """One rating-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
+        return cf.run_explicit_epoch(net, opt, self.config, data, gen, rep, cancel, message, epoch)
+
+    def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction):
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        n_u, n_i = inter.n_users, inter.n_items
+        t0, t1 = (float(inter.ts.min()), float(inter.ts.max())) if len(inter) else (0.0, 0.0)
+        cut = t0 + self._cut_fraction(t1 - t0) * (t1 - t0)
+        pre, post = inter.before(cut), inter.since(cut)
+        state_cut = self.model.history_state(pre, cut)
+        trend_cut = item_trend_features(pre, cut)
+        # labels: what users with a history before the cut bought after it
+        lu, li, lw = post.pairs()
+        del post
+        has_hist = np.zeros(n_u, bool)
+        has_hist[state_cut.keys // n_i] = True
+        keep = has_hist[lu]
+        lu, li, lw = lu[keep], li[keep], lw[keep]
+        label_users = np.unique(lu)
+        n_val = min(int(round(val_fraction * len(label_users))), cfg.max_val_users)
+        val_users = np.sort(rng.permutation(label_users)[:n_val]) if len(label_users) >= 10 else label_users[:0]
+        in_val = np.isin(lu, val_users)
+        val_keys = np.sort(lu[in_val] * n_i + li[in_val])
+        cdf = cf.popularity_sampler(pre.item_idx, n_i, cfg.neg_power)
+        examples = None
+        if (~in_val).any():
+            examples = cf.combiner_examples(lu[~in_val], li[~in_val], lw[~in_val], state_cut, trend_cut,
+                                            np.bincount(pre.item_idx, minlength=n_i), cfg.negatives, rng,
+                                            cfg.neg_power, cfg.combiner_max_users)
+        self.hist_weights = None
+        if cfg.history_features and len(label_users):
+            self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
+        tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text,
+                                      compact=True)
+        net, opt = self._new_net(inter, tu_cut, item_text)
+        pu, pi, pw = pre.pairs()
+        per_epoch = max(1, math.ceil(len(pu) / cfg.batch_size))
+        # the refit's pairs are built when it starts (memory); until then their number is estimated
+        per_refit = max(1, math.ceil(per_epoch * len(inter) / max(len(pre), 1)))
+        del pre
+        trim_heap()  # the phases before (encoding, user vectors, cuts) left freed heap behind
+        rep = cf.Reporter(progress, cfg.epochs * per_epoch + cfg.refit_epochs * per_refit)
+        best, best_metric, bad = None, -np.inf, 0
+        self.model.history = []
+        for epoch in range(1, cfg.epochs + 1):
+            msg = f"epoch {epoch}/{cfg.epochs}"
+            self.model.drop_derived()  # last epoch's U/V/UW are rebuilt after this one (0.4 GB at 1M items)
+            loss = self._implicit_epoch(net, opt, (pu, pi, pw), cdf, rng, gen, rep, cancel, msg, epoch)
+            self._set_state(net, state_cut, trend_cut)
+            if examples is not None:
+                self._fit_combiner(examples)
+            metrics = {}
+            if len(val_users):
+                metrics = cf.chunked_validation_metrics(self.model.score_matrix, val_users, val_keys, n_i)
+                # the CF net's own score (uᵀWv + item bias, unit weights): the combiner's α/β (and
+                # α_own) are refitted every epoch and would make this stopping signal jump with them
+                cf_part = cf.chunked_validation_metrics(
+                    lambda r: self.model.UW[r] @ self.model.V.T + self.model.item_bias[None, :], val_users, val_keys, n_i)
+                metrics["val_cf_ndcg@10"] = cf_part["val_ndcg@10"]
+            self.model.history.append({"epoch": epoch, "loss": loss, **metrics})
+            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, **metrics},
+                     force=True)
+            score = metrics.get(cfg.early_stopping_metric, float(epoch))
+            if score > best_metric + 1e-5:
+                # after the last epoch the net itself is the best state: no copy (0.3 GB at 1M items)
+                state = None if epoch == cfg.epochs else net.trained_state()
+                best, best_metric, bad = (state, self.model.combiner.copy()), score, 0
+                self.model.best_epoch = epoch
+            else:
+                bad += 1
+                if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
+                    rep.total -= (cfg.epochs - epoch) * per_epoch
+                    break
+        if best[0] is not None:
+            net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
+        self.model.combiner = best[1]
+        # the cut's vectors, history and pairs go before the final user vectors are made
+        self.model.drop_derived()
+        self.model.state, self.model.arrays = None, {}
+        del state_cut, trend_cut, examples, tu_cut, pu, pi, pw
+        net.T_u = net.T_u[:0]
+        trim_heap()
+        final_tu = _resolve(user_text, cancel)
+        if final_tu is None:
+            final_tu = history_text_vectors(HistoryState.build(inter, t1 + 1e-6, cfg.user_text_half_life_days),
+                                            item_text, compact=True)
+        # refit the CF part on the whole period; the combiner keeps its weights
+        net.T_u = torch.from_numpy(text_matrix.compact(final_tu))
+        cdf_all = cf.popularity_sampler(inter.item_idx, n_i, cfg.neg_power)
+        all_u, all_i, all_w = inter.pairs() if cfg.refit_epochs else (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+        rep.total += cfg.refit_epochs * (max(1, math.ceil(len(all_u) / cfg.batch_size)) - per_refit)
+        for r in range(1, cfg.refit_epochs + 1):
+            msg, epoch = f"refit {r}/{cfg.refit_epochs}", self.model.best_epoch + r
+            loss = self._implicit_epoch(net, opt, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
+                                        msg, epoch)
+            self.model.history.append({"epoch": epoch, "loss": loss, "refit": True})
+            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True},
+                     force=True)
+        return net
+
+    def _cut_fraction(self, span_days: float) -> float:
+        """Where the main internal cut lies, as a fraction of the training time range.
+
+        ``label_horizon_days`` (the length of the period the model will
+        predict, e.g. the test period) places the cut that far before the end,
+        so the examples ask the same question as the evaluation ("what will
+        the user buy in the next H days"); otherwise ``internal_cut``.
+        """
+        cfg = self.config
+        if cfg.label_horizon_days and span_days > 0:
+            return float(min(0.9, max(0.5, 1.0 - cfg.label_horizon_days / span_days)))
+        return cfg.internal_cut
+
+    def _history_weights(self, inter: Interactions, t0: float, t1: float, val_users: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+        """Relative weights of the history and trend features, pooled over several internal cuts.
+
+        Cuts at the main internal cut, 0.1 of the time range earlier, ...
+        (``extra_cuts`` more), each labelled by the same horizon;
+        several seasons make the weights less tied to one period.  Validation
+        users are left out.  Returns (γ, η) concatenated.
+        """
+        cfg, span = self.config, t1 - t0
+        main = self._cut_fraction(span)
+        horizon = (1.0 - main) * span
+        X, y, w = [], [], []
+        for k in range(cfg.extra_cuts + 1):
+            c0 = t0 + (main - 0.1 * k) * span
+            if c0 <= t0:
+                break
+            pre = inter.before(c0)
+            window = inter.subset((inter.ts >= c0) & (inter.ts < c0 + horizon + 1e-9 + (k == 0)))
+            state = self.model.history_state(pre, c0)
+            lu, li, lw = window.pairs()
+            has = np.zeros(inter.n_users, bool)
+            has[state.keys // inter.n_items] = True
+            keep = has[lu] & ~np.isin(lu, val_users)
+            if not keep.any():
+                continue
+            ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, item_trend_features(pre, c0),
+                                      np.bincount(pre.item_idx, minlength=inter.n_items), cfg.negatives, rng,
+                                      cfg.neg_power, cfg.combiner_max_users)
+            X.append(np.hstack([ex.hist, ex.trend]))
+            y.append(ex.y)
+            w.append(ex.w)
+        if not X:
+            return np.zeros(N_HIST + N_TREND, np.float32)
+        coef, _ = cf.fit_logistic(X, np.concatenate(y), np.concatenate(w))  # row blocks: no stacked copy
+        return coef.astype(np.float32)
+
+    def _fit_combiner(self, ex: "cf.CombinerExamples") -> None:
+        """Fit how the CF score, item bias and history/trend features add up, with the current CF part.
+
+        With ``history_features``, the history and trend features enter through
+        one combined column (relative weights from :meth:`_history_weights`),
+        scaled here together with α (bilinear) and β (item bias).
+        """
+        bil = self.model.pair_bilinear(ex.u, ex.i)
+        cols = [bil[:, None], self.model.item_bias[ex.i][:, None]]
+        hw = getattr(self, "hist_weights", None)
+        if self.config.history_features and hw is not None:
+            # bilinear on the user's own items gets its own weight (α + α_own): the CF part was
+            # fitted on those very purchases, so it ranks re-purchases less well than new items
+            cols += [(bil * ex.hist[:, HAS_HISTORY])[:, None], (np.hstack([ex.hist, ex.trend]) @ hw)[:, None]]
+        coef, _ = cf.fit_logistic(np.hstack(cols), ex.y, ex.w)
+        comb = np.zeros(N_COMBINER, np.float32)
+        comb[0], comb[1] = coef[0], coef[1]
+        if len(coef) > 2:
+            comb[3:3 + N_HIST + N_TREND] = coef[3] * hw
+            comb[3 + N_HIST + N_TREND] = coef[2]
+        self.model.combiner = comb
+        self.model.arrays["combiner"] = comb.copy()
+        self.model._derive(vectors=False)
+
+    def _fit_explicit(self, inter, item_text, user_text, progress, cancel):
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        r = inter.subset((inter.event_type == "rating") & np.isfinite(inter.value))
+        order = np.argsort(r.ts, kind="stable")
+        n_val = int(len(order) * cfg.val_fraction) if len(order) >= 20 else 0
+        tr, va = order[: len(order) - n_val], order[len(order) - n_val:]
+        user_text = _resolve(user_text, cancel)
+        tu = user_text if user_text is not None else history_text_vectors(
+            HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
+                               cfg.user_text_half_life_days), item_text)
+        net, opt = self._new_net(inter, tu, item_text)
+        with torch.no_grad():
+            net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
+        per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+        rep = cf.Reporter(progress, cfg.epochs * per_epoch)
+        best, best_rmse, bad = None, float("inf"), 0
+        self.model.history = []
+        for epoch in range(1, cfg.epochs + 1):
+            perm = rng.permutation(tr)
+            data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
+            loss = self._explicit_epoch(net, opt, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
+            metrics = {}
+            if len(va):
+                self._set_state(net, None, np.zeros((inter.n_items, N_TREND), np.float32))
+                pred = self.model.predict_pairs(r.user_idx[va], r.item_idx[va])
+                err = pred - r.value[va]
+                metrics = {"val_rmse": float(np.sqrt(np.mean(err ** 2))), "val_mae": float(np.mean(np.abs(err)))}
+            self.model.history.append({"epoch": epoch, "loss": loss, **metrics})
+            rep.tick(f"epoch {epoch}/{cfg.epochs}", {"phase": "train", "epoch": epoch, "loss": loss,
+                                                     "epoch_end": True, **metrics}, force=True)
+            rmse = metrics.get("val_rmse", -epoch)
+            if not len(va) or rmse < best_rmse - 1e-6:
+                best, best_rmse, bad, self.model.best_epoch = net.trained_state(), rmse, 0, epoch
+            else:
+                bad += 1
+                if bad >= cfg.early_stopping_patience:
+                    break
+        net.load_state_dict(best, strict=False)
+        return net
+
+    def continue_training(self, interactions: Interactions, epochs: int = 3,
+                          progress: Optional[Callable[[Progress], None]] = None,
+                          cancel: Optional[CancelToken] = None, ref_day: Optional[float] = None) -> None:
+        """More CF epochs on ``interactions`` (which use this model's user/item index).
+
+        Add new items/users first (:meth:`add_items`, :meth:`add_users`).  The
+        combiner weights are kept; history and trend features are rebuilt at
+        ``ref_day`` (default: just after the last event).
+        """
+        if interactions.n_items != self.model.n_items or interactions.n_users != len(self.model.user_ids):
+            raise ValueError("interactions do not use the model's user/item index")
+        t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else self.model.state.ref_day
+        ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
+        net = self._more_epochs(interactions, epochs, progress, cancel)
+        self._set_state(net, self.model.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+
+    def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:
+        """Copy the trained parameters into numpy arrays used for scoring."""
+        a = net.numpy_state()
+        if self.model.explicit:
+            self.model.combiner = np.zeros(N_COMBINER, np.float32)
+            self.model.combiner[:3] = [1.0, 1.0, float(net.global_bias.item())]
+        a["combiner"] = self.model.combiner.copy()
+        a["trend"] = trend.astype(np.float32)
+        n_u, n_i = a["P"].shape[0], a["Q"].shape[0]
+        self.model.state = state or HistoryState.empty(n_u, n_i)
+        self.model.arrays = a
+        self.model._derive()
+
+    def _more_epochs(self, interactions: Interactions, epochs: int,
+                     progress: Optional[Callable[[Progress], None]] = None,
+                     cancel: Optional[CancelToken] = None) -> "cf.HybridNet":
+        """A net started from ``model``'s parameters, trained ``epochs`` more passes over ``interactions``.
+
+        Implicit models train on the weighted (user, item) pairs, explicit ones on
+        the ratings; the combiner is not touched.  Returns the net (the caller
+        copies its state into the model).
+        """
+        model = self.model
+        cfg, a = model.config, model.arrays
+        threads = torch.get_num_threads()
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                torch.set_num_threads(max(1, int(cfg.threads)))
+                net = cf.HybridNet(len(model.user_ids), model.n_items, a["T_u"], a["T_i"], cfg.dim, cfg.dropout,
+                                   cfg.seed, sparse_ids=self.sparse_id_grads)
+                with torch.no_grad():
+                    for name in ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias"):
+                        getattr(net, name).copy_(torch.from_numpy(np.asarray(a[name], np.float32)))
+                    net.global_bias.fill_(model.mu if model.explicit else 0.0)
+                opt = HybridOptimizer(net, cfg.lr)
+                rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)
+                if model.explicit:
+                    r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))
+                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(r) / cfg.batch_size)))
+                    for e in range(1, epochs + 1):
+                        perm = rng.permutation(len(r))
+                        cf.run_explicit_epoch(net, opt, cfg, (r.user_idx[perm], r.item_idx[perm], r.value[perm]),
+                                              gen, rep, cancel, f"update {e}/{epochs}", e)
+                else:
+                    pairs = interactions.pairs()
+                    cdf = cf.popularity_sampler(interactions.item_idx, model.n_items, cfg.neg_power)
+                    rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(pairs[0]) / cfg.batch_size)))
+                    for e in range(1, epochs + 1):
+                        loss = cf.run_implicit_epoch(net, opt, cfg, pairs, cdf, rng, gen, rep, cancel,
+                                                     f"update {e}/{epochs}", e)
+                        rep.tick(f"update {e}/{epochs}", {"phase": "train", "epoch": e, "loss": loss,
+                                                          "epoch_end": True}, force=True)
+        finally:
+            torch.set_num_threads(threads)
+        return net
+
+
+def _resolve(user_text, cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
+    """``user_text`` itself, or what the function passed as ``user_text`` returns."""
+    if not callable(user_text):
+        return user_text
+    out = user_text()
+    if cancel is not None:
+        cancel.check()
+    return out
