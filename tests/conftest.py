@@ -1,7 +1,9 @@
 """Test-wide settings: offscreen Qt, offline Hugging Face, temp workspaces."""
 from __future__ import annotations
 
+import gc
 import os
+import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -25,6 +27,29 @@ DEMO_RETAIL = Path(__file__).resolve().parents[1] / "resources" / "demo" / "onli
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep every test's default workspace out of the real user folder."""
     monkeypatch.setenv("MERCH_APP_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def _qt_garbage_collected_here():
+    """After a test (and after qtbot closed its widgets), collect garbage and run deferred deletes now.
+
+    Otherwise the wrappers of a closed window may be collected in the middle of
+    the next test, and PySide deletes their C++ objects from a pending call at
+    a random point (seen as a segfault between two UI tests).
+    """
+    yield
+    if "PySide6.QtWidgets" not in sys.modules:
+        return
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        return
+    for _ in range(2):
+        gc.collect()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        app.processEvents()
 
 
 @pytest.fixture(scope="session")

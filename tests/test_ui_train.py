@@ -53,7 +53,9 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
     nd = screen.ndcg_curve.getData()[1]
     assert len(nd) == 2 and np.all((nd >= 0) & (nd <= 1))
     versions = list_versions(ws_path)
-    assert len(versions) == 1 and screen.versions.table.rowCount() == 1
+    assert len(versions) == 1
+    # the versions table refreshes in a later pass of the event loop (models_changed is deferred)
+    qtbot.waitUntil(lambda: screen.versions.table.rowCount() == 1, timeout=10_000)
     assert screen.versions.table.item(0, 0).text() == versions[0].name
     assert screen.versions.table.item(0, 4).text() == "✔"  # first version becomes active
     assert "epoch 2" in screen.log.toPlainText() and "Saved model version" in screen.log.toPlainText()
