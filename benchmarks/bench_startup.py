@@ -174,11 +174,11 @@ tokenizer (`merch_app/model/bert_torch.py`; hidden states equal to `transformers
 int8, in tests); other model types still go through the Auto classes. (3) Query vectors persist in the
 workspace's `embeddings` table (`merch_app/model/query_vectors.py`), so a repeated query never loads the
 encoder. (4) sqlite-utils imported pandas (0.27 s) whenever it was installed; the workspace no longer uses
-sqlite-utils.  Remaining: every query, cached or not, with or without a model, still imports torch
-(1.4 s of a 2.3 s cached query, `-X importtime`) through `merch_app.model.bundle` → `model.registry` →
-`model.hybrid`, whose module imports torch for training although ranking reads numpy arrays; that is why
-a cached query costs little less than an uncached one (encoding one query is ~0.3 s once torch is in).
-`explain` encodes the query with each word left out and always loads the encoder."""
+sqlite-utils. (5) Ranking imported torch (1.4 s of a 2.3 s cached query, `-X importtime`) through
+`model.hybrid`, whose module held the training code: the fitting moved to `merch_app/model/hybrid_fit.py`
+(`HybridTrainer`, imported only to train), so a cached query loads neither torch nor the encoder; an
+uncached one pays `import torch` plus the encoder's weights once.  `explain` encodes the query with each
+word left out and always loads the encoder."""
 
 
 def main(argv: list[str] | None = None) -> int:
