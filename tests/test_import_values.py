@@ -60,6 +60,14 @@ def test_timestamp_parser_cache_is_bounded():
     assert len(p.cache) <= 10
 
 
+@pytest.mark.parametrize("raw", ["1900-01-01", "1970-01-01 00:00:00", "000000000", "31/12/1989"])
+def test_placeholder_dates_are_refused_with_a_reason(raw):
+    p = TimestampParser()
+    assert p(raw) is None
+    assert p.problem(raw) == ("early_date", f"{raw!r} is before 1990-01-01 (a placeholder date, not an event)")
+    assert p("1990-01-01") == "1990-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [("12", 12.0), ("-3.5", -3.5), ("1,234.50", 1234.5), ("3,50", 3.5), ("£2.55", 2.55), ("€3,50", 3.5),

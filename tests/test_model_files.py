@@ -444,3 +444,26 @@ def test_safetensors_writer_is_read_by_the_library(tmp_path):
             np.testing.assert_array_equal(got[k], a)
     with pytest.raises(ValueError, match="cannot be stored"):
         write_arrays({"c": np.zeros(2, np.complex64)}, tmp_path / "c.safetensors")
+
+
+@pytest.mark.parametrize("apart", [0, 1 << 40])  # every tensor hashed in the second thread / none
+def test_safetensors_checksums_catch_one_flipped_byte(tmp_path, monkeypatch, apart):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from merch_app.model import safetensors_io as sio
+
+    monkeypatch.setattr(sio, "_HASH_APART", apart)
+    rng = np.random.default_rng(2)
+    arrays = {"a": rng.standard_normal((50, 8)).astype(np.float32), "b": np.arange(9, dtype=np.int64)}
+    path = tmp_path / "s.safetensors"
+    sio.write_arrays(arrays, path)
+    got, verified = sio.read_arrays_checked(path)
+    assert verified and all(np.array_equal(got[k], arrays[k]) for k in arrays)
+    data = bytearray(path.read_bytes())
+    data[len(data) - 9 * 8 - 100] ^= 1  # one bit inside tensor "a"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="tensor 'a' is damaged \\(checksum mismatch\\)"):
+        sio.read_arrays(path)
+    save_file(arrays, str(path))  # another program's file: no checksums, read unverified
+    assert sio.read_arrays_checked(path)[1] is False

@@ -151,3 +151,45 @@ def test_int32_event_indices_make_64_bit_keys():
     assert (state.keys // n_items).tolist() == [5, 69_999, 69_999] and (state.keys % n_items).tolist() == [7, 12, 39_999]
     assert state.count.tolist() == [1.0, 1.0, 2.0]
     assert bl.own_item_keys(inter).tolist() == state.keys.tolist()
+
+
+@pytest.mark.parametrize("placeholder", ["1970-01-01T00:00:00Z", "1900-01-01T00:00:00Z"])
+def test_a_placeholder_date_gives_a_clear_split_error(db, placeholder):
+    """One event dated 1970 (imported before such dates were refused) left the default split nothing to train on."""
+    with db.conn:
+        db.insert_rows("events", [{"user_id": "u1", "item_id": "a", "event_type": "purchase", "ts": placeholder}])
+    with pytest.raises(SplitError, match=f"leaves 1 of 11 events to train on.*the first is {placeholder[:10]}"):
+        time_split(db)
+    assert time_split(db, "2024-01-07").split_ts == "2024-01-07T00:00:00Z"  # an explicit date still works
+
+
+def test_split_sides_are_never_empty(db):
+    with db.conn:
+        db.insert_rows("events", [{"user_id": "u9", "item_id": "a", "event_type": "purchase",
+                                   "ts": "2031-01-01T00:00:00Z"}])
+    with pytest.raises(SplitError, match="leaves 1 of 11 events to test on.*the last is 2031-01-01"):
+        time_split(db)
+    with db.conn:
+        db.execute("UPDATE events SET ts = '2024-01-01T00:00:00Z'")
+    with pytest.raises(SplitError, match="every behaviour event has the same time"):
+        time_split(db)
+
+
+def test_train_with_a_placeholder_date_says_why_instead_of_a_traceback(ws, ws_path):
+    from click.testing import CliRunner
+
+    from merch_app.cli.main import cli
+    from model_fixtures import planted_workspace
+
+    planted_workspace(ws, n_users=12)
+    with ws.conn:
+        ws.insert_rows("events", [{"user_id": "u001", "item_id": "a01", "event_type": "purchase",
+                                   "ts": "1970-01-01T00:00:00Z"}])
+    args = ["train", "-w", str(ws_path), "--encoder", "hashing", "--epochs", "1"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "events to train on" in res.output and "--split-date" in res.output
+    res = CliRunner().invoke(cli, [*args, "--split-date", "1971-01-01"])  # one event before the cut-off
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "all happen at one moment: too little to learn from" in res.output
+    assert ws.execute("SELECT count(*) FROM models").fetchone()[0] == 0

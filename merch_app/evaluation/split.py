@@ -19,8 +19,17 @@ from typing import Iterable, Optional
 from merch_app.errors import MerchAppError
 
 DEFAULT_FRACTION = 0.8
-MIN_SIDE_SHARE = 0.01  # the default cut-off must leave at least this share of the events on each side
-_BEHAVIOUR = "user_id IS NOT NULL AND event_type != 'search'"
+MIN_SIDE_SHARE = 0.01  # the default cut-off must leave at least this share of the events on each side,
+MIN_SIDE_EVENTS = 2  # and at least this many
+# behaviour events of known users: min and max time, count; those before / from a time, counted up to a
+# limit (the ts index: stops early)
+_STATS_SQL = "SELECT min(ts), max(ts), count(*) FROM events WHERE user_id IS NOT NULL AND event_type != 'search'"
+_SIDE_SQL = {
+    "<": "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts < ? AND user_id IS NOT NULL "
+         "AND event_type != 'search' LIMIT ?)",
+    ">=": "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts >= ? AND user_id IS NOT NULL "
+          "AND event_type != 'search' LIMIT ?)",
+}
 TEST_EVENT_TYPES = ("purchase",)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -76,24 +85,25 @@ def event_time_range(db) -> tuple[Optional[str], Optional[str]]:
 
 
 def _event_stats(db) -> tuple[Optional[str], Optional[str], int]:
-    row = db.execute(f"SELECT min(ts), max(ts), count(*) FROM events WHERE {_BEHAVIOUR}").fetchone()
+    row = db.execute(_STATS_SQL).fetchone()
     return row[0], row[1], int(row[2] or 0)
 
 
-def _count_upto(db, where: str, ts: str, limit: int) -> int:
-    """Behaviour events with ``ts <where> ?``, counted up to ``limit`` (the ts index: stops early)."""
-    return int(db.execute(f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts {where} ? AND {_BEHAVIOUR} "
-                          "LIMIT ?)", [ts, limit]).fetchone()[0])
+def _count_upto(db, side: str, ts: str, limit: int) -> int:
+    """Behaviour events before (``<``) or from (``>=``) ``ts``, counted up to ``limit``."""
+    return int(db.execute(_SIDE_SQL[side], [ts, limit]).fetchone()[0])
 
 
-def _check_sides(db, split: "TimeSplit", n: int) -> None:
-    """SplitError when the default cut-off leaves fewer than :data:`MIN_SIDE_SHARE` of the events on a side."""
-    need = max(1, math.ceil(MIN_SIDE_SHARE * n))
+def _check_sides(db, split: TimeSplit, n: int) -> None:
+    """SplitError when the default cut-off leaves fewer than :data:`MIN_SIDE_SHARE` of the events
+    (or :data:`MIN_SIDE_EVENTS`) on a side."""
+    need = max(MIN_SIDE_EVENTS, math.ceil(MIN_SIDE_SHARE * n))
     cut, first, last = split.split_ts, split.first_ts, split.last_ts
     if first == last:
         raise SplitError(f"every behaviour event has the same time ({first}): a time split needs events "
                          "at more than one moment")
-    where = f"the default cut-off {cut[:10]} ({split.fraction:.0%} of the event time range {first[:10]} .. {last[:10]})"
+    where = (f"the default cut-off {cut[:10]} ({split.fraction:.0%} of the event time range "
+             f"{first[:10]} .. {last[:10]})")
     before = _count_upto(db, "<", cut, need)
     if before < need:
         raise SplitError(f"{where} leaves {before:,} of {n:,} events to train on: a few events are dated far "

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from merch_app.errors import MerchAppError
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.history_features import N_HIST, N_TREND, HistoryState
-from merch_app.model.safetensors_io import read_arrays_checked, write_arrays
+from merch_app.model.safetensors_io import read_arrays_deferred, write_arrays
 
 FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
 # combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
@@ -155,7 +155,7 @@ def _check_ids(ids: dict, path: Path) -> tuple[list, list]:
     if not isinstance(users, list) or not isinstance(items, list):
         raise ModelLoadError(f"{path}: user_ids / item_ids lists missing")
     for what, values in (("user", users), ("item", items)):
-        if not all(isinstance(v, str) for v in values):
+        if values and set(map(type, values)) != {str}:  # map(type): C speed (a million ids: ~10 ms)
             raise ModelLoadError(f"{path}: {what} ids must be text")
         if len(set(values)) != len(values):
             raise ModelLoadError(f"{path}: {what} ids repeat; the file is damaged or was edited (retrain the model)")
@@ -188,9 +188,29 @@ def load_model_files(cls, folder: Path):
                              f"{FORMAT_VERSION} (saved by another merch_app version); retrain the model")
     path = folder / "arrays.safetensors"
     try:
-        arrays, arrays_ok = read_arrays_checked(path)
+        arrays, verify_arrays = read_arrays_deferred(path)  # large tensors still being hashed
     except (OSError, SafetensorError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot read model arrays ({exc})") from exc
+    try:
+        model = _build(cls, meta, fmt, user_ids, item_ids, arrays, path)
+    except ModelLoadError:  # a damaged file says so rather than what it broke
+        _verified(verify_arrays, path)
+        raise
+    arrays_ok = _verified(verify_arrays, path)  # always waited for: a damaged tensor fails the load
+    model.checksums_verified = meta_ok and ids_ok and arrays_ok  # False: a folder saved before checksums
+    return model
+
+
+def _verified(verify, path: Path) -> bool:
+    try:
+        return verify()
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: cannot read model arrays ({exc})") from exc
+
+
+def _build(cls, meta: dict, fmt, user_ids: list, item_ids: list, arrays: dict, path: Path):
+    """The model of checked ids and arrays (their checksums may still be running)."""
+    folder = path.parent
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
@@ -218,12 +238,11 @@ def load_model_files(cls, folder: Path):
     model.explicit = bool(meta.get("explicit"))
     model.best_epoch = best_epoch
     model.history = history
-    model.checksums_verified = meta_ok and ids_ok and arrays_ok  # False: a folder saved before checksums
     try:
         model.state = HistoryState.from_arrays(arrays)
     except KeyError as exc:
         raise ModelLoadError(f"{path}: missing history arrays ({exc})") from exc
     model.arrays = {k: v for k, v in arrays.items() if not k.startswith("hist_")}
     model.combiner = model.arrays["combiner"].copy()
-    model._derive(ids=True)
+    model._derive(ids=True)  # meanwhile the second thread hashes the large tensors
     return model

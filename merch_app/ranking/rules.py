@@ -284,7 +284,10 @@ class MerchRule:
         return np.array([catalog.item_ids[int(i)] == str(p.get("value")) for i in pos], dtype=bool)
 
     def rewrite(self, query: str, notes: Optional[list[str]] = None) -> Optional[str]:
-        """The query this rule turns ``query`` into, or None when it does not apply (see :meth:`matches` for ``notes``)."""
+        """The query this rule turns ``query`` into, or None when it does not apply.
+
+        A ``re:`` rewrite given up on (too slow, or a bad replacement) adds a note to ``notes``.
+        """
         if not self.enabled or not (query or "").strip():
             return None
         if self.kind == "synonym":
