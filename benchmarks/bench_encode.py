@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from merch_app.model.encoder import BertEncoder, default_model_dir  # noqa: E402
+from merch_app.model.bert_encoder import BertEncoder, default_model_dir
 
 ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
 BENCH_DOC = ROOT / "docs" / "benchmarks.md"

@@ -67,7 +67,7 @@ def run() -> dict:
     from merch_app.evaluation.suite_run import model_ranker, run_suite
     from merch_app.evaluation.suite_files import read_suite_csv
     from merch_app.model.bundle import ModelBundle
-    from merch_app.model.encoder import BertEncoder
+    from merch_app.model.bert_encoder import BertEncoder
     from merch_app.model.item_vectors import item_texts
     from merch_app.model.bundle import item_popularity
     from merch_app.model.vector_index import VectorIndex

@@ -71,7 +71,7 @@ def _events_workspace(folder: Path, n_users: int, n_items: int, n_events: int, d
 
 
 def bench_user_vectors(folder: Path, n_events: int, repeat: int) -> dict:
-    from merch_app.model.encoder import HashingEncoder
+    from merch_app.model.hashing_encoder import HashingEncoder
     from merch_app.model.user_vectors import user_text_vectors
 
     dim = 384

@@ -98,7 +98,7 @@ def _plain_loop(texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, flo
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from merch_app.model.encoder import default_model_dir
+    from merch_app.model.bert_encoder import default_model_dir
 
     d = str(default_model_dir())
     tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
@@ -116,7 +116,7 @@ def _plain_loop(texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, flo
 
 def job_encode_ref(ws: Path, n: int, batch_size: int) -> dict:
     """Throughput and fp32/int8 agreement on ``n`` distinct item texts of the workspace."""
-    from merch_app.model.encoder import BertEncoder
+    from merch_app.model.bert_encoder import BertEncoder
     from merch_app.model.item_vectors import item_texts
 
     db = open_workspace(ws)

@@ -17,7 +17,9 @@ from merch_app.__main__ import register_gui
 from merch_app.cli.main import COMMANDS, LazyGroup, cli
 from merch_app.data.workspace import open_workspace
 from merch_app.model import encoder as encoder_mod
-from merch_app.model.encoder import BertEncoder, HashingEncoder, load_encoder
+from merch_app.model.encoder import load_encoder
+from merch_app.model.hashing_encoder import HashingEncoder
+from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.item_vectors import text_hash
 from merch_app.model.query_vectors import QueryVectorStore
 from ranking_fixtures import SAMPLE_ITEMS, insert_items

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from merch_app.jobs import CancelToken, Cancelled
-from merch_app.model.encoder import BertEncoder, EncoderError, HashingEncoder, load_encoder
+from merch_app.model.encoder import load_encoder
+from merch_app.model.hashing_encoder import HashingEncoder
+from merch_app.model.encoder_base import EncoderError
+from merch_app.model.bert_encoder import BertEncoder
 
 
 def test_hashing_encoder_is_deterministic_and_unit_norm():

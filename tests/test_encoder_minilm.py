@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_RETAIL
-from merch_app.model.encoder import BertEncoder, EncoderError, default_model_dir, load_encoder
+from merch_app.model.encoder import load_encoder
+from merch_app.model.encoder_base import EncoderError
+from merch_app.model.bert_encoder import BertEncoder, default_model_dir
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from merch_app.data.workspace import open_workspace, set_setting
 from merch_app.evaluation.suite_data import Suite
 from merch_app.evaluation.suite_run import model_ranker, run_suite
 from merch_app.jobs import CancelToken
-from merch_app.model.encoder import HashingEncoder
+from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
 from merch_app.ranking.rules import MerchRule, save_rule
 from merch_app.ranking.types import RankRequest, Weights

@@ -88,7 +88,7 @@ def test_explain_with_why_not(ws_file):
 
 
 def test_text_only_fallback_bundle(ws):
-    from merch_app.model.encoder import HashingEncoder
+    from merch_app.model.hashing_encoder import HashingEncoder
 
     insert_items(ws, SAMPLE_ITEMS)
     bundle = load_bundle(ws, encoder=HashingEncoder(32))

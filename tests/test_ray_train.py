@@ -11,7 +11,7 @@ from merch_app.engines import engine_label, get_engine
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import registry
 from merch_app.model.bundle import load_bundle
-from merch_app.model.encoder import HashingEncoder
+from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.services.training import train
 from model_fixtures import planted_workspace

@@ -10,7 +10,7 @@ from merch_app.evaluation.offline import evaluate
 from merch_app.model import registry
 from merch_app.model.bundle import load_bundle
 from merch_app.model.hybrid_files import ModelLoadError
-from merch_app.model.encoder import HashingEncoder
+from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
 from merch_app.services.training import train
 from model_fixtures import planted_workspace

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 from merch_app.cli.main import cli
 from merch_app.data.workspace import get_setting, set_setting
 from merch_app.model import cf_module as cf
-from merch_app.model.encoder import INT8_SETTING, EncoderError, HashingEncoder, load_encoder, workspace_encoder
+from merch_app.model.encoder import INT8_SETTING, load_encoder, workspace_encoder
+from merch_app.model.hashing_encoder import HashingEncoder
+from merch_app.model.encoder_base import EncoderError
 from merch_app.model.vector_index import VectorIndex
 from model_fixtures import planted_workspace
 

@@ -5,7 +5,7 @@ import pytest
 
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import registry
-from merch_app.model.encoder import HashingEncoder
+from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model.hybrid import HybridConfig
 from merch_app.services.training import TrainingError, train, update_with_new_events
 from model_fixtures import planted_workspace

@@ -6,7 +6,7 @@ import pytest
 
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import item_vectors as iv
-from merch_app.model.encoder import HashingEncoder
+from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model.item_vectors import (
     cache_size,
     encode_items,

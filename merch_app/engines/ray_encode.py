@@ -24,7 +24,9 @@ import torch
 from merch_app.engines.ray_runtime import RayJobFailed, cluster_cpus, ray_errors, ray_session
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 from merch_app.model import text_matrix
-from merch_app.model.encoder import BertEncoder, HashingEncoder, default_model_dir, load_encoder
+from merch_app.model.encoder import load_encoder
+from merch_app.model.hashing_encoder import HashingEncoder
+from merch_app.model.bert_encoder import BertEncoder, default_model_dir
 from merch_app.model.item_vectors import (
     CHUNK_TEXTS, DEFAULT_TEMPLATE, ItemVectors, VectorStats, cached_vectors, item_texts, store_vectors,
     text_hash,

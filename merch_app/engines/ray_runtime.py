@@ -31,7 +31,7 @@ def ray_errors(what: str) -> Iterator[None]:
     """Turn Ray's exceptions into :class:`RayJobFailed` with a one-line cause.
 
     Errors of the job's own code keep their type when Ray passes it through
-    (e.g. :class:`~merch_app.model.encoder.EncoderError` raised in an actor's
+    (e.g. :class:`~merch_app.model.encoder_base.EncoderError` raised in an actor's
     constructor arrives as ``RayActorError``, reported here).
     """
     try:

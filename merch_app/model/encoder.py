@@ -6,8 +6,7 @@ cached vectors (table ``embeddings``) are never mixed across models.
 
 The encoders themselves live in :mod:`merch_app.model.bert_encoder` (the local
 BERT sentence encoder; importing it sets the offline switches of Hugging Face)
-and :mod:`merch_app.model.hashing_encoder` (a tiny hashing fallback); their
-names are re-exported here.  Getting an encoder is cheap: a BERT encoder
+and :mod:`merch_app.model.hashing_encoder` (a tiny hashing fallback).  Getting an encoder is cheap: a BERT encoder
 knows its ``encoder_id`` and ``dim`` from its files and loads torch and the
 weights on its first ``encode``.
 """
@@ -17,11 +16,9 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from merch_app.model.bert_encoder import (  # noqa: F401 - re-exported names
-    DEFAULT_MAX_LENGTH, DEFAULT_MODEL_NAME, QUANTIZE_CHOICES, BertEncoder, default_model_dir,
-)
-from merch_app.model.encoder_base import EncoderError, _EncoderBase  # noqa: F401 - re-exported
-from merch_app.model.hashing_encoder import HashingEncoder  # noqa: F401 - re-exported
+from merch_app.model.bert_encoder import DEFAULT_MODEL_NAME, BertEncoder
+from merch_app.model.encoder_base import EncoderError, _EncoderBase
+from merch_app.model.hashing_encoder import HashingEncoder
 
 INT8_SUFFIX = "+int8"
 # Workspace setting: true = BERT encoders run int8 unless a command says otherwise.  Off by

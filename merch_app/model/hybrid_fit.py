@@ -52,29 +52,7 @@ class HybridTrainer:
     def fit(self, interactions: Interactions, item_text: np.ndarray, user_text: np.ndarray | None = None,
             progress: Optional[Callable[[Progress], None]] = None, cancel: Optional[CancelToken] = None,
             validation: Optional[float] = None, ref_day: Optional[float] = None) -> None:
-        """Train on ``interactions`` (all before the evaluation cut-off).
-
-        Parameters
-        ----------
-        interactions
-            Behaviour over the whole catalogue; ``item_text`` row i belongs to
-            ``interactions.item_ids[i]``.
-        item_text, user_text
-            BERT vectors (unit norm).  Without ``user_text`` the user vectors
-            are the recency-weighted mean of their history items' vectors.
-            ``user_text`` may be a function returning them (or None): implicit
-            training calls it after the internal-cut epochs, so the final user
-            vectors are not held next to the cut's (0.2 GB at 250k users).
-        progress, cancel
-            Job protocol; progress comes once per batch (throttled) and at each
-            epoch end with ``data["epoch_end"] = True`` and validation metrics.
-        validation
-            Share of the internal-cut label users held out for early stopping
-            on NDCG@10 (default ``config.val_fraction``).
-        ref_day
-            "Now" for the history features at recommendation time (days since
-            1970); default just after the last event.
-        """
+        """Fit the model on ``interactions``; the parameters are those of :meth:`HybridModel.fit`."""
         cfg = self.config
         item_text = text_matrix.compact(item_text)
         if item_text.shape[0] != interactions.n_items:
