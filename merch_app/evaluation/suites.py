@@ -79,11 +79,17 @@ def load_suite(db, name: str) -> Suite:
         raise SuiteError(f"no suite named {name!r} in this workspace (suites: {known})")
     sid = row[0]
     suite = Suite(row[1], description=row[2] or "", source=row[3] or "", suite_id=sid)
-    for (q,) in db.execute("SELECT query FROM suite_queries WHERE suite_id = ? ORDER BY position", [sid]):
+    for q in suite_queries(db, sid):
         suite.add_query(q)
     for q, item_id, g in db.execute("SELECT query, item_id, grade FROM judgments WHERE suite_id = ?", [sid]):
         suite.set_grade(q, item_id, g)
     return suite
+
+
+def suite_queries(db, suite_id: int) -> list[str]:
+    """The queries of the stored suite ``suite_id`` in their order (empty if there is none)."""
+    return [q for (q,) in db.execute("SELECT query FROM suite_queries WHERE suite_id = ? ORDER BY position",
+                                     [suite_id])]
 
 
 def delete_suite(db, name: str) -> bool:

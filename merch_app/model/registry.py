@@ -103,6 +103,11 @@ def active_version(db) -> Optional[ModelVersion]:
     return _row_to_version(rows[0]) if rows else None
 
 
+def has_versions(db) -> bool:
+    """True when the workspace holds at least one model version (one indexed row read)."""
+    return db.execute("SELECT 1 FROM models LIMIT 1").fetchone() is not None
+
+
 def version_folder(db, version: ModelVersion) -> Path:
     """The folder of a version's files: always a direct sub-folder of ``models_dir(db)``.
 

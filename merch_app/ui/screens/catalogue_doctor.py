@@ -1,7 +1,7 @@
 """Catalogue doctor panel: text and duplicate findings, untouched items, cold start, popularity bias."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -17,25 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.insights.common import item_titles
-from merch_app.insights.model_views import model_doctor
+from merch_app.services import insight_jobs as ij
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import fill_table, make_table
 from merch_app.ui.screens.insights_charts import VBarChart
-from merch_app.ui.screens.insights_common import engine, note_label, selected_text
+from merch_app.ui.screens.insights_common import note_label, selected_text
 
-ROWS_SHOWN = 500
-
-
-def doctor_job(ctx, path, generation: int, encoder_spec: Optional[str]) -> dict[str, Any]:
-    """Full doctor report plus titles of the items it names (runs in the doctor worker)."""
-    eng = engine(ctx, path, generation, encoder_spec)
-    db = ctx.db(path)
-    report = model_doctor(db, eng.ranker.bundle, progress=ctx.progress, cancel=ctx.cancel)
-    ids = report.untouched[:ROWS_SHOWN] + [i for g in report.text.duplicate_groups[:ROWS_SHOWN] for i in g]
-    ids += [i for a, b, _ in (report.near_duplicates or [])[:ROWS_SHOWN] for i in (a, b)]
-    return {"report": report, "titles": {k: v[0] for k, v in item_titles(db, ids).items()},
-            "model_name": eng.info.model_name}
+ROWS_SHOWN = ij.DOCTOR_ROWS  # the doctor job looks up the titles of these rows
 
 
 class DoctorPanel(QWidget):

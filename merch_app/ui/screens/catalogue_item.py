@@ -7,27 +7,10 @@ from typing import Any, Optional
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QTableWidget, QVBoxLayout, QWidget
 
-from merch_app.insights.item_page import item_model_views, item_page, probe_queries
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
 from merch_app.ui.screens.insights_charts import EVENT_COLOURS, FunnelChart
-from merch_app.ui.screens.insights_common import boxed, engine, fmt_ts, note_label, selected_text
-
-
-def item_page_job(ctx, path, item_id: str):
-    return item_page(ctx.db(path), item_id)
-
-
-def item_model_job(ctx, path, generation: int, encoder_spec: Optional[str], item_id: str, queries: list[str]):
-    eng = engine(ctx, path, generation, encoder_spec)
-    probe = not queries
-    if probe:
-        queries = probe_queries(ctx.db(path), item_id)
-    out = item_model_views(eng.ranker, item_id, queries, k=10)
-    out["probe"] = probe
-    out["model_name"] = eng.info.model_name
-    out["item_id"] = str(item_id)
-    return out
+from merch_app.ui.screens.insights_common import boxed, fmt_ts, note_label, selected_text
 
 
 class ItemPagePanel(QWidget):

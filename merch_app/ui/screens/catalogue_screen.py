@@ -1,7 +1,6 @@
 """Catalogue screen: embedding map, heatmaps, item page and the catalogue doctor."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 from PySide6.QtWidgets import (
@@ -16,58 +15,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.insights.common import InsightError
-from merch_app.insights.embedding_map import item_map, user_map
-from merch_app.insights.heatmaps import category_hour_of_week
-from merch_app.insights.model_views import user_segments
-from merch_app.insights.segments import describe_segments
+from merch_app.services import insight_jobs as ij
 from merch_app.ui.screens.base import Screen
-from merch_app.ui.screens.catalogue_doctor import DoctorPanel, doctor_job
-from merch_app.ui.screens.catalogue_item import ItemPagePanel, item_model_job, item_page_job
+from merch_app.ui.screens.catalogue_doctor import DoctorPanel
+from merch_app.ui.screens.catalogue_item import ItemPagePanel
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.insights_charts import CategoryMap, HourOfWeekHeatmap, SignedHeatmap
-from merch_app.ui.screens.insights_common import boxed, engine, item_groups_job, model_of, note_label
+from merch_app.ui.screens.insights_common import boxed, note_label
 from merch_app.ui.workers import error_text
 
-MAP_POINTS = 200_000  # more are thinned by a seeded sample
 MAP_KINDS = {"Items — text vectors (BERT)": "items-text", "Items — model vectors (CF)": "items-model",
              "Users — model vectors (CF)": "users"}
 EVENT_FILTERS = {"all events": None, "purchases": ["purchase"], "views and clicks": ["view", "click"],
                  "carts": ["cart"], "searches": ["search"], "returns": ["return"]}
-
-
-# ------------------------------------------------------------- worker jobs
-def map_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], kind: str) -> dict[str, Any]:
-    eng = engine(ctx, path, generation, encoder_spec)
-    groups = item_groups_job(ctx, path, generation, encoder_spec)
-    db, b, model = ctx.db(path), eng.ranker.bundle, model_of(eng)
-    if kind != "items-text" and (model is None or getattr(model, "V", None) is None):
-        raise InsightError("this map needs a trained CF model; train one on the Train screen "
-                         "(the text-vector map works without)")
-    if kind == "users":
-        m = user_map(db, [str(u) for u in model.user_ids], model.U, MAP_POINTS, item_group=groups.mapping(),
-                     cancel=ctx.cancel)
-    else:
-        vectors = b.item_vectors if kind == "items-text" else model.V
-        ids = [str(i) for i in (b.item_ids if kind == "items-text" else model.item_ids)]
-        labels = groups.labels if ids == groups.item_ids else None
-        m = item_map(db, ids, vectors, MAP_POINTS, groups=labels, cancel=ctx.cancel)
-    return {"map": m, "groups": groups, "model_name": eng.info.model_name}
-
-
-def heatmap_job(ctx, path: Path, event_types: Optional[list[str]], item_group: Optional[dict]):
-    return category_hour_of_week(ctx.db(path), event_types, top=14, item_group=item_group)
-
-
-def segments_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], k: int):
-    eng = engine(ctx, path, generation, encoder_spec)
-    model = model_of(eng)
-    if model is None or getattr(model, "U", None) is None:
-        return None
-    groups = item_groups_job(ctx, path, generation, encoder_spec)
-    labels = groups.labels if [str(i) for i in model.item_ids] == groups.item_ids else None
-    seg = user_segments(ctx.db(path), model, k=k, groups=labels, top_categories=14, cancel=ctx.cancel)
-    return {"segments": seg, "described": describe_segments(seg.result.labels, seg.affinity)}
 
 
 class CatalogueScreen(Screen):
@@ -191,7 +151,7 @@ class CatalogueScreen(Screen):
         kind = MAP_KINDS[self.map_kind.currentText()]
         args = (self.ctx.path, self.generation, self.encoder_spec, kind)
         self.map_note.setText("Projecting vectors…")
-        self._model_job(lambda ctx: map_job(ctx, *args), "Embedding map", self._show_map, "map")
+        self._model_job(lambda ctx: ij.map_job(ctx, *args), "Embedding map", self._show_map, "map")
 
     def _show_map(self, result: dict[str, Any]) -> None:
         self.map_result = result
@@ -228,7 +188,7 @@ class CatalogueScreen(Screen):
             return
         types = EVENT_FILTERS[self.event_filter.currentText()]
         groups = self.item_group
-        self.heat_runner.start(lambda ctx, p=self.ctx.path: heatmap_job(ctx, p, types, groups),
+        self.heat_runner.start(lambda ctx, p=self.ctx.path: ij.heatmap_job(ctx, p, types, groups),
                                on_result=self._show_heatmap, on_error=self._error)
 
     def _show_heatmap(self, heat) -> None:
@@ -248,7 +208,7 @@ class CatalogueScreen(Screen):
         if self.ctx.path is None:
             return
         args = (self.ctx.path, self.generation, self.encoder_spec, int(self.k_box.value()))
-        self._model_job(lambda ctx: segments_job(ctx, *args), "User segments", self._show_segments, "segments")
+        self._model_job(lambda ctx: ij.segments_job(ctx, *args), "User segments", self._show_segments, "segments")
 
     def _show_segments(self, result: Optional[dict[str, Any]]) -> None:
         self.segments = result
@@ -271,7 +231,7 @@ class CatalogueScreen(Screen):
         self.item_id = str(item_id)
         self.tabs.setCurrentWidget(self.item_panel)
         self.item_panel.loading(self.item_id)
-        self.item_runner.start(lambda ctx, p=self.ctx.path, i=self.item_id: item_page_job(ctx, p, i),
+        self.item_runner.start(lambda ctx, p=self.ctx.path, i=self.item_id: ij.item_page_job(ctx, p, i),
                                on_result=self._show_item, on_error=self._error)
 
     def _show_item(self, page) -> None:
@@ -280,7 +240,7 @@ class CatalogueScreen(Screen):
             return
         args = (self.ctx.path, self.generation, self.encoder_spec, str(page.item["item_id"]),
                 [q["query"] for q in page.queries[:10]])
-        self._model_job(lambda ctx: item_model_job(ctx, *args), "Related items", self._show_item_model, "item")
+        self._model_job(lambda ctx: ij.item_model_job(ctx, *args), "Related items", self._show_item_model, "item")
 
     def _show_item_model(self, views: dict[str, Any]) -> None:
         if views.get("item_id") == self.item_id:  # an older item's views may arrive late
@@ -298,7 +258,7 @@ class CatalogueScreen(Screen):
             return
         self.doctor.run_button.setEnabled(False)
         args = (self.ctx.path, self.generation, self.encoder_spec)
-        self.doctor_runner.start(lambda ctx: doctor_job(ctx, *args), label="Catalogue doctor",
+        self.doctor_runner.start(lambda ctx: ij.doctor_job(ctx, *args), label="Catalogue doctor",
                                  on_result=self.doctor.show_report, on_progress=self.doctor.set_progress,
                                  on_error=self._error,
                                  on_finished=lambda _s: self.doctor.run_button.setEnabled(True))

@@ -28,7 +28,7 @@ from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.suite_data import Suite
 from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
 from merch_app.evaluation.suite_run import SuiteRun
-from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, save_suite
+from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, save_suite, suite_queries
 from merch_app.insights.common import item_titles
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
@@ -211,9 +211,7 @@ class EvaluateScreen(Screen):
         self.buttons["delete"].setEnabled(stored)
         queries = []
         if stored and self.ctx.db is not None:
-            sid = self.suite_id()
-            queries = [r[0] for r in self.ctx.db.execute(
-                "SELECT query FROM suite_queries WHERE suite_id = ? ORDER BY position", [sid])]
+            queries = suite_queries(self.ctx.db, self.suite_id())
         self.judge.set_queries(queries)
         self.compare.refresh_snapshots()
 

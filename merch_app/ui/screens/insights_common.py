@@ -1,43 +1,12 @@
-"""Worker-side helpers shared by the Users and Catalogue screens.
+"""Qt widget helpers shared by the Users and Catalogue screens.
 
-The functions named ``*_job`` run inside a :class:`~merch_app.ui.workers.JobRunner`
-thread: they take the job context (its own SQLite connection, cancel token,
-per-runner state) and return plain data for the GUI thread.
+Their worker-side jobs live in :mod:`merch_app.services.insight_jobs`.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from PySide6.QtWidgets import QGroupBox, QLabel, QTableWidget, QVBoxLayout, QWidget
-
-from merch_app.insights.groups import item_groups
-from merch_app.services.query_engine import get_engine
-
-GROUPS_KEY = "insight_item_groups"
-
-
-def engine(ctx, path: Path, generation: int, encoder_spec: Optional[str]):
-    """The Query screen's worker engine (ranker + bundle), cached in this runner's state."""
-    return get_engine(ctx, path, generation, encoder_spec)
-
-
-def item_groups_job(ctx, path: Path, generation: int, encoder_spec: Optional[str]):
-    """Item groups (categories or named text clusters) of the engine's bundle, cached per engine."""
-    eng = engine(ctx, path, generation, encoder_spec)
-    hit = ctx.state.get(GROUPS_KEY)
-    if hit is not None and hit[0] == eng.key:
-        return hit[1]
-    b = eng.ranker.bundle
-    groups = item_groups(ctx.db(path), [str(i) for i in b.item_ids], b.item_vectors, cancel=ctx.cancel)
-    ctx.state[GROUPS_KEY] = (eng.key, groups)
-    return groups
-
-
-def model_of(eng) -> Any:
-    """The CF model of an engine's bundle, or None (text-only)."""
-    return getattr(eng.ranker.bundle, "model", None)
-
 
 def boxed(title: str, widget: QWidget) -> QGroupBox:
     """``widget`` inside a titled group box."""

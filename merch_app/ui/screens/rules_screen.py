@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from merch_app.evaluation.compare import rank_moves
 from merch_app.evaluation.rule_impact import summarise
 from merch_app.evaluation.suites import list_suites
+from merch_app.insights.common import item_titles
 from merch_app.ranking.rules import (
     ATTRIBUTES, RULE_KINDS, MerchRule, RuleError, delete_rule, load_rules, save_rule, set_rule_enabled, validate_rule,
 )
@@ -378,9 +379,7 @@ class RulesScreen(Screen):
         moves = rank_moves(t["before"], t["after"], self.impact.k)
         titles = {}
         if self.ctx.db is not None:
-            ids = [m["item_id"] for m in moves]
-            marks = ",".join("?" * len(ids))
-            titles = {str(i): ti or "" for i, ti in self.ctx.db.execute(
-                f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()} if ids else {}
+            found = item_titles(self.ctx.db, [m["item_id"] for m in moves])
+            titles = {str(i): title for i, (title, _) in found.items()}
         self.slope.widget.setTitle(f"Rank moves for “{query}”: without → with the rule", size="10pt", color="#222")
         self.slope.set_moves(moves, "without rule", "with rule", titles, self.impact.k)

@@ -14,10 +14,10 @@ from PySide6.QtWidgets import (
     QSplitter,
 )
 
-from merch_app.data.workspace import EVENT_TYPES
+from merch_app.data.workspace import EVENT_TYPES, event_span
 from merch_app.jobs import Progress
 from merch_app.model.hybrid_config import HybridConfig
-from merch_app.model.registry import list_versions
+from merch_app.model.registry import has_versions, list_versions
 from merch_app.ui.charts import LineChart
 from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
@@ -140,17 +140,15 @@ class TrainScreen(Screen):
     def _update_date_range(self) -> None:
         if self.ctx.db is None:
             return
-        # Two subqueries: SQLite answers a lone min() or max() from the ts index in O(log n), but
-        # "min(ts), max(ts)" together scans every event (~0.2 s in the GUI thread at 1M events).
-        row = self.ctx.db.execute("SELECT (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)").fetchone()
-        if row and row[0]:
-            self.form.set_date_range(row[0], row[1])
+        first, last = event_span(self.ctx.db)  # two index lookups: fine in the GUI thread
+        if first:
+            self.form.set_date_range(first, last)
 
     def has_models(self) -> bool:
         """True when the workspace has at least one model version (quick GUI-thread read)."""
         if self.ctx.db is None:
             return False
-        return bool(self.ctx.db.execute("SELECT count(*) FROM models").fetchone()[0])
+        return has_versions(self.ctx.db)
 
     # -------------------------------------------------------------- training
     def start_training(self, overrides: Optional[dict[str, Any]] = None) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -19,61 +18,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from merch_app.explain.explanation import explain_item
-from merch_app.insights.model_views import nearest_users
-from merch_app.insights.paths import behaviour_path, item_funnel, query_funnel, top_queries, user_sessions
-from merch_app.insights.profiles import list_users, search_users, user_profile
-from merch_app.ranking.types import RankRequest
+from merch_app.services import insight_jobs as ij
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column, fill_table, header_label, make_table
 from merch_app.ui.screens.insights_charts import EVENT_COLOURS, HBarChart
-from merch_app.ui.screens.insights_common import engine, fmt_ts, item_groups_job, model_of, note_label
+from merch_app.ui.screens.insights_common import fmt_ts, note_label
 from merch_app.ui.screens.users_panels import ALL_EVENTS, PathsPanel, RecsPanel
 from merch_app.ui.workers import error_text
 
 LIST_KINDS = {"Most active": "active", "Random": "random", "Cold (fewest events)": "cold"}
-LIST_SIZE = 200
-RECS_K = 20
-
-
-# ------------------------------------------------------------- worker jobs
-def list_job(ctx, path: Path, kind: str, text: str) -> list[dict]:
-    db = ctx.db(path)
-    return search_users(db, text, LIST_SIZE) if text else list_users(db, kind, LIST_SIZE)
-
-
-def profile_job(ctx, path: Path, user_id: str, item_group: Optional[dict]) -> dict[str, Any]:
-    db = ctx.db(path)
-    profile = user_profile(db, user_id, item_group=item_group)
-    ctx.cancel.check()
-    return {"profile": profile, "sessions": user_sessions(db, user_id),
-            "queries": [q["query"] for q in top_queries(db, 200)]}
-
-
-def path_job(ctx, path: Path, user_id: str, session_id: Optional[str]):
-    return behaviour_path(ctx.db(path), user_id=user_id, session_id=session_id)
-
-
-def funnel_job(ctx, path: Path, kind: str, text: str):
-    db = ctx.db(path)
-    return item_funnel(db, text) if kind == "item" else query_funnel(db, text)
-
-
-def recs_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], user_id: str) -> dict[str, Any]:
-    eng = engine(ctx, path, generation, encoder_spec)
-    request = RankRequest(mode="recommend", user_id=user_id, k=RECS_K)
-    ranked = eng.ranker.rank(request)
-    model = model_of(eng)
-    nearest = nearest_users(model, user_id, 10) if model is not None and getattr(model, "U", None) is not None \
-        else []
-    groups = item_groups_job(ctx, path, generation, encoder_spec)
-    return {"ranked": ranked, "request": request, "nearest": nearest, "info": eng.info,
-            "groups": groups.mapping() if groups.source == "text clusters" else None}
-
-
-def explain_job(ctx, path: Path, generation: int, encoder_spec: Optional[str], request, item_id: str):
-    return explain_item(engine(ctx, path, generation, encoder_spec).ranker, request, item_id)
 
 
 class UsersScreen(Screen):
@@ -183,7 +137,7 @@ class UsersScreen(Screen):
             return
         kind = LIST_KINDS[self.kind_box.currentText()]
         text = self.search_box.text().strip()
-        self.list_runner.start(lambda ctx, p=self.ctx.path: list_job(ctx, p, kind, text),
+        self.list_runner.start(lambda ctx, p=self.ctx.path: ij.list_job(ctx, p, kind, text),
                                on_result=self._show_list, on_error=self._error)
 
     def _show_list(self, rows: list[dict]) -> None:
@@ -214,7 +168,7 @@ class UsersScreen(Screen):
         self.header.setText(f"Loading {html.escape(self.user_id)}…")
         self._select_in_list(self.user_id)
         groups = self.item_group
-        self.profile_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: profile_job(ctx, p, u, groups),
+        self.profile_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: ij.profile_job(ctx, p, u, groups),
                                   on_result=self._show_profile, on_error=self._error)
         self._session_picked(ALL_EVENTS)
         self.load_recommendations()
@@ -273,13 +227,13 @@ class UsersScreen(Screen):
         if self.user_id is None or self.ctx.path is None:
             return
         sid = None if session_id == ALL_EVENTS or session_id.startswith("auto-") else session_id
-        self.path_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: path_job(ctx, p, u, sid),
+        self.path_runner.start(lambda ctx, p=self.ctx.path, u=self.user_id: ij.path_job(ctx, p, u, sid),
                                on_result=self.paths.set_path, on_error=self._error)
 
     def show_funnel(self, kind: str, text: str) -> None:
         if self.ctx.path is None:
             return
-        self.funnel_runner.start(lambda ctx, p=self.ctx.path: funnel_job(ctx, p, kind, text),
+        self.funnel_runner.start(lambda ctx, p=self.ctx.path: ij.funnel_job(ctx, p, kind, text),
                                  on_result=self.paths.show_funnel, on_error=self._error)
 
     def load_recommendations(self) -> None:
@@ -287,7 +241,7 @@ class UsersScreen(Screen):
             return
         self.recs_panel.status.setText("Loading the model and ranking…")
         args = (self.ctx.path, self.generation, self.encoder_spec, self.user_id)
-        self.model_runner.start(lambda ctx: recs_job(ctx, *args), label="Recommending",
+        self.model_runner.start(lambda ctx: ij.recs_job(ctx, *args), label="Recommending",
                                 on_result=self._show_recs, on_error=self._error, channel="recs")
 
     def _show_recs(self, result: dict[str, Any]) -> None:
@@ -300,14 +254,14 @@ class UsersScreen(Screen):
             if self.profile is not None and self.profile.user_id == self.user_id:
                 groups = self.item_group
                 self.profile_runner.start(
-                    lambda ctx, p=self.ctx.path, u=self.user_id: profile_job(ctx, p, u, groups),
+                    lambda ctx, p=self.ctx.path, u=self.user_id: ij.profile_job(ctx, p, u, groups),
                     on_result=self._show_profile, on_error=self._error)
 
     def explain(self, item_id: str) -> None:
         if self.recs is None or self.ctx.path is None:
             return
         args = (self.ctx.path, self.generation, self.encoder_spec, self.recs["request"], item_id)
-        self.model_runner.start(lambda ctx: explain_job(ctx, *args), on_result=self.recs_panel.explain.show_explanation,
+        self.model_runner.start(lambda ctx: ij.explain_job(ctx, *args), on_result=self.recs_panel.explain.show_explanation,
                                 on_error=self._error, channel="explain")
 
     def _error(self, exc: BaseException, _tb: str) -> None:
