@@ -38,12 +38,12 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from benchlib import OUT, load_average, machine_info, machine_line, write_section  # noqa: E402
+from synth_data import random_events  # noqa: E402
 
 LIMITS = {"user_vectors": 15.0, "huge_field": 20.0, "import_cancel": 15.0, "runner_shutdown": 5.0,
           "wal_reads": 5.0}
@@ -53,21 +53,9 @@ def _events_workspace(folder: Path, n_users: int, n_items: int, n_events: int, d
     """A workspace of random events (as the former scale test) and random unit item vectors."""
     from merch_app.data.workspace import open_workspace
 
-    rng = np.random.default_rng(0)
-    item_ids = [f"P{i:05d}" for i in range(n_items)]
-    item_vecs = rng.normal(size=(n_items, dim)).astype(np.float32)
-    item_vecs /= np.linalg.norm(item_vecs, axis=1, keepdims=True)
-    users = rng.integers(0, n_users, n_events)
-    items = rng.integers(0, n_items, n_events)
-    types = np.array(["view", "click", "cart", "purchase"])[rng.integers(0, 4, n_events)]
-    days = rng.integers(0, 365, n_events)
-    ts = [f"2023-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}T10:00:00Z" for d in days]
     db = open_workspace(folder / "events.merch.sqlite")
-    with db.conn:
-        db.conn.executemany(
-            "INSERT INTO events (user_id, item_id, event_type, ts) VALUES (?, ?, ?, ?)",
-            zip((f"U{u}" for u in users), (item_ids[i] for i in items), types.tolist(), ts))
-    return db, item_ids, item_vecs
+    ev = random_events(db, n_users, n_items, n_events, dim)
+    return db, ev.item_ids, ev.item_vecs
 
 
 def bench_user_vectors(folder: Path, n_events: int, repeat: int) -> dict:

@@ -15,6 +15,7 @@ import argparse
 import gzip
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -36,6 +37,40 @@ EVENT_FUNNEL = ("search", "view", "click", "cart", "purchase")
 # Probability that a session continues from one funnel step to the next.
 CONTINUE = np.array([0.9, 0.6, 0.35, 0.5])
 
+
+
+def random_events(db, n_users: int, n_items: int, n_events: int, dim: int, seed: int = 0):
+    """Insert ``n_events`` random view/click/cart/purchase events of 2023; random unit item vectors.
+
+    Parameters
+    ----------
+    db
+        An open workspace (the events go in one transaction).
+    n_users, n_items, n_events, dim
+        Sizes; users are ``U<n>``, items ``P<nnnnn>``.
+    seed
+        Random seed (the same seed gives the same events and vectors).
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``item_ids``, ``item_vecs`` ((n_items, dim) float32 unit rows) and the
+        events as inserted: ``users`` and ``items`` (indices), ``types``, ``ts``.
+    """
+    rng = np.random.default_rng(seed)
+    item_ids = [f"P{i:05d}" for i in range(n_items)]
+    item_vecs = rng.normal(size=(n_items, dim)).astype(np.float32)
+    item_vecs /= np.linalg.norm(item_vecs, axis=1, keepdims=True)
+    users = rng.integers(0, n_users, n_events)
+    items = rng.integers(0, n_items, n_events)
+    types = np.array(["view", "click", "cart", "purchase"])[rng.integers(0, 4, n_events)]
+    days = rng.integers(0, 365, n_events)
+    ts = [f"2023-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}T10:00:00Z" for d in days]
+    with db.conn:
+        db.conn.executemany(
+            "INSERT INTO events (user_id, item_id, event_type, ts) VALUES (?, ?, ?, ?)",
+            zip((f"U{u}" for u in users), (item_ids[i] for i in items), types.tolist(), ts))
+    return SimpleNamespace(item_ids=item_ids, item_vecs=item_vecs, users=users, items=items, types=types, ts=ts)
 
 def make_catalogue(n_items: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random but plausible items; returns column arrays."""

@@ -1,12 +1,18 @@
 """User text vectors: known answers for weights, recency, time cut-off and scale."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from merch_app.model.hashing_encoder import HashingEncoder
 from merch_app.model import user_vectors
 from merch_app.model.user_vectors import user_text_vectors, user_vector_from_history
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # the generators live there
+from synth_data import random_events  # noqa: E402
 
 ITEM_IDS = ["i1", "i2", "i3"]
 ITEM_VECS = np.eye(3, 4, dtype=np.float32)  # three orthogonal unit vectors in 4-d
@@ -167,21 +173,9 @@ def test_4k_users_events_streamed_in_blocks(ws):
     the streaming is exercised whatever ``_BLOCK`` is; the speed at 400,000
     events is measured by ``benchmarks/bench_limits.py``.
     """
-    rng = np.random.default_rng(0)
     n_items, n_users, n_events, dim = 4000, 4000, 3 * user_vectors._BLOCK + 1_000, 384
-    item_ids = [f"P{i:05d}" for i in range(n_items)]
-    item_vecs = rng.normal(size=(n_items, dim)).astype(np.float32)
-    item_vecs /= np.linalg.norm(item_vecs, axis=1, keepdims=True)
-    users = rng.integers(0, n_users, n_events)
-    items = rng.integers(0, n_items, n_events)
-    types = np.array(["view", "click", "cart", "purchase"])[rng.integers(0, 4, n_events)]
-    days = rng.integers(0, 365, n_events)
-    ts = [f"2023-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}T10:00:00Z" for d in days]
-    with ws.conn:
-        ws.conn.executemany(
-            "INSERT INTO events (user_id, item_id, event_type, ts) VALUES (?, ?, ?, ?)",
-            zip((f"U{u}" for u in users), (item_ids[i] for i in items), types.tolist(), ts),
-        )
+    ev = random_events(ws, n_users, n_items, n_events, dim)
+    item_ids, item_vecs, users, items, types, ts = ev.item_ids, ev.item_vecs, ev.users, ev.items, ev.types, ev.ts
     reads = count_event_reads(ws)
     got_users, vecs = user_text_vectors(ws, item_ids, item_vecs, HashingEncoder(dim))
     # bounded work: one streaming pass over the events in blocks, never all rows at once
