@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed
 PYTHON3 ?= python3
 
 # Debian packages Qt needs: offscreen platform first, then a real X11 window.
-QT_DEBS := libegl1 libgl1 libfontconfig1 libxkbcommon0 libdbus-1-3 libglib2.0-0 fonts-dejavu-core \
+QT_DEBS := libegl1 libgl1 libfontconfig1 libxkbcommon0 libdbus-1-3 libglib2.0-0 fonts-dejavu-core fonts-noto-cjk \
            libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 \
            libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0
 

@@ -10,7 +10,7 @@ systems are reported on the ``test`` half (docs/quality.md, "Judged set").
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/tune_weights.py WORKSPACE [--queries 800] [--seed 7] [--model ID]
-        [--encoder SPEC] [--out results.json]
+        [--encoder SPEC] [--literal] [--out results.json]
 
 The workspace must hold the imported catalogue and purchases.  Items are
 ranked with the workspace's bundle (:func:`merch_app.model.bundle.load_bundle`):
@@ -59,7 +59,7 @@ class QueryFeatures:
     semantic_only: list[str]
 
 
-def query_features(ranker: Ranker, q: JudgedQuery, candidates: int = 300) -> QueryFeatures:
+def query_features(ranker: Ranker, q: JudgedQuery, candidates: int = 300, literal: bool = False) -> QueryFeatures:
     """Score the candidate union of ``q`` once (weights do not change the union).
 
     Parameters
@@ -70,6 +70,8 @@ def query_features(ranker: Ranker, q: JudgedQuery, candidates: int = 300) -> Que
         The judged query.
     candidates
         Candidates per retriever.
+    literal
+        Rank the query as typed (no spelling correction).
 
     Returns
     -------
@@ -77,7 +79,7 @@ def query_features(ranker: Ranker, q: JudgedQuery, candidates: int = 300) -> Que
         Raw lexical/text/popularity per candidate, and the lexical-only and
         semantic-only orders of the candidates each retriever found.
     """
-    sc = ranker.score_candidates(RankRequest(query=q.text, candidates=candidates))
+    sc = ranker.score_candidates(RankRequest(query=q.text, candidates=candidates, literal=literal))
     ids = [ranker.catalog.item_ids[p] for p in sc.positions.tolist()]
     lex_idx = [i for i in range(len(ids)) if "lexical" in sc.sources.get(i, ())]
     sem_idx = [i for i in range(len(ids)) if "semantic" in sc.sources.get(i, ())]
@@ -162,7 +164,7 @@ def grid_search(features: list[QueryFeatures]) -> tuple[dict[str, float], list[d
 
 
 def run(db, ranker: Ranker, n_queries: int = 800, seed: int = 7,
-        progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
+        progress: Optional[Callable[[int, int], None]] = None, literal: bool = False) -> dict[str, Any]:
     """Build the judged set, grid-search on the tune half, report on the test half.
 
     Parameters
@@ -177,19 +179,22 @@ def run(db, ranker: Ranker, n_queries: int = 800, seed: int = 7,
         Seed of the judged set.
     progress
         ``progress(done, total)`` every 50 queries.
+    literal
+        Rank the queries as typed (no spelling correction).
 
     Returns
     -------
     dict
         Set sizes, ``best`` and ``grid``, ``systems`` (tune and test metrics),
         ``by_kind`` (test), ``fusion_vs_lexical_test`` win/loss/tie counts,
+        ``per_query_default_test`` (qid -> [kind, nDCG@10] at the default weights, for paired tests),
         ``examples`` and ``seconds``.
     """
     t0 = time.perf_counter()
     queries = make_known_item_queries(db, n_queries, seed)
     feats = []
     for i, q in enumerate(queries):
-        feats.append(query_features(ranker, q))
+        feats.append(query_features(ranker, q, literal=literal))
         if progress and i % 50 == 0:
             progress(i, len(queries))
     tune = [f for f in feats if f.query.half == "tune"]
@@ -218,6 +223,8 @@ def run(db, ranker: Ranker, n_queries: int = 800, seed: int = 7,
         "wins": int(sum(b > a + 1e-9 for a, b in zip(lex, fus))),
         "losses": int(sum(b < a - 1e-9 for a, b in zip(lex, fus))),
         "ties": int(sum(abs(a - b) <= 1e-9 for a, b in zip(lex, fus)))}
+    default = evaluate(test, lambda f: fused_ranking(f, 0.5, 0.5, 0.1))["per_query"]
+    report["per_query_default_test"] = {f.query.qid: [f.query.kind, nd] for f, nd in zip(test, default)}
     report["examples"] = [{"kind": f.query.kind, "query": f.query.text, "target": f.query.target}
                           for f in feats[:12]]
     report["seconds"] = time.perf_counter() - t0
@@ -233,12 +240,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--model", default=None, help="model id (default: the active one; text only without)")
     ap.add_argument("--encoder", default=None,
                     help="encoder spec (default: the model's own; MiniLM when ranking by text only)")
+    ap.add_argument("--literal", action="store_true", help="rank the queries as typed (no spelling correction)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     db = open_workspace(args.workspace)
     ranker = Ranker(db, load_bundle(db, args.model, args.encoder))
     report = run(db, ranker, args.queries, args.seed,
-                 progress=lambda i, n: print(f"  {i}/{n} queries", flush=True))
+                 progress=lambda i, n: print(f"  {i}/{n} queries", flush=True), literal=args.literal)
     report["machine"] = machine_info()
     print(json.dumps({k: v for k, v in report.items() if k != "grid"}, indent=2))
     if args.out:

@@ -50,8 +50,12 @@ def test_prefix_of_last_token_matches(ranker):
     assert set(rl.item_ids[:2]) == {"85123A", "22003"}
     assert all(rl.raw_components["lexical"][:2] > 0)
     # a finished word (trailing space) is not a prefix any more
-    rl = ranker.rank(RankRequest(query="hear ", weights=Weights(lex=1, text=0, cf=0, pop=0)))
+    rl = ranker.rank(RankRequest(query="hear ", weights=Weights(lex=1, text=0, cf=0, pop=0), literal=True))
     assert rl.raw_components["lexical"].max() == 0
+    # ... and, not being a word of the catalogue, it is corrected unless the query is literal
+    rl = ranker.rank(RankRequest(query="hear ", weights=Weights(lex=1, text=0, cf=0, pop=0)))
+    assert rl.corrected_query == "heart " and rl.corrections[0]["original"] == "hear"
+    assert set(rl.item_ids[:2]) == {"85123A", "22003"}
 
 
 def test_lexical_only_weights_order_by_bm25(ranker):

@@ -180,3 +180,27 @@ def test_filters_restrict_results(qtbot, query_window):
     assert len(rl) > 0
     assert set(rl.categories) == {"kitchen"} and max(rl.prices) <= 20.0
     assert not screen.table.isColumnHidden(4)  # category column shown when items have categories
+
+
+def test_misspelt_query_shows_correction_and_literal_link(qtbot, query_window):
+    window, screen = query_window
+    shown = screen.results_shown
+    screen.controls.query_box.setText("vintge mug")
+    qtbot.waitUntil(lambda: screen.results_shown > shown and screen.result.request.query == "vintge mug",
+                    timeout=30_000)
+    wait_idle(qtbot, window)
+    rl = screen.result.ranked
+    assert rl.corrected_query == "vintage mug"
+    assert not screen.spelling.isHidden()
+    assert "Showing results for <b>vintage mug</b>" in screen.spelling.text()
+    shown = screen.results_shown
+    screen.spelling.linkActivated.emit("literal")  # "search instead for vintge mug"
+    qtbot.waitUntil(lambda: screen.results_shown > shown, timeout=30_000)
+    wait_idle(qtbot, window)
+    assert screen.result.ranked.request.literal and screen.result.ranked.corrected_query is None
+    assert "as typed" in screen.spelling.text()
+    shown = screen.results_shown
+    screen.controls.query_box.setText("vintage mug")  # a real word: no bar
+    qtbot.waitUntil(lambda: screen.results_shown > shown and screen.result.request.query == "vintage mug",
+                    timeout=30_000)
+    assert screen.spelling.isHidden()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -144,3 +145,23 @@ class TerminalProgress:
     def close(self) -> None:
         if self.enabled and self._last:
             sys.stderr.write("\n")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` cut with "…" and padded to ``width`` terminal columns (CJK-aware)."""
+    text = text or ""
+    if display_width(text) > width:
+        out, used = [], 0
+        for ch in text:
+            w = display_width(ch)
+            if used + w > width - 1:
+                break
+            out.append(ch)
+            used += w
+        text = "".join(out) + "…"
+    return text + " " * (width - display_width(text))

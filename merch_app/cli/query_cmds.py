@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import click
 
-from merch_app.cli.common import emit_json, json_option, model_loading, workspace_db, workspace_option
+from merch_app.cli.common import emit_json, json_option, model_loading, pad, workspace_db, workspace_option
 from merch_app.explain.explanation import explain_item
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.rule_hook import describe_effect
@@ -50,6 +50,8 @@ def _filters_options(f):
                         help="Fusion weights (unnamed ones keep their defaults).")(f)
 
 
+_literal = click.option("--literal", is_flag=True,
+                        help="Search the words as typed: no spelling correction.")
 _whole_words = click.option("--whole-words", is_flag=True,
                             help="Do not treat the last word as a prefix (default: 'hear' also finds 'heart').")
 
@@ -73,8 +75,9 @@ def _rank(workspace, model_id, encoder_spec, request):
 
 
 def _rows(rl) -> list[dict[str, Any]]:
+    extra = {"corrected_query": rl.corrected_query} if rl.corrected_query is not None else {}
     return [{"rank": r["rank"], "item_id": r["item_id"], "title": r["title"], "score": r["score"],
-             "components": r["components"]} for r in rl.rows()]
+             "components": r["components"], "matched_terms": r["matched_terms"], **extra} for r in rl.rows()]
 
 
 def _fmt(x: float) -> str:
@@ -93,9 +96,8 @@ def _print_table(rl) -> None:
     click.echo(head)
     click.echo("-" * len(head))
     for r in rl.rows():
-        title = r["title"] if len(r["title"]) <= _TITLE_WIDTH else r["title"][: _TITLE_WIDTH - 1] + "…"
         c = r["components"]
-        click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_w}}  {title:<{_TITLE_WIDTH}}  {_fmt(r['score'])}  "
+        click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_w}}  {pad(r['title'], _TITLE_WIDTH)}  {_fmt(r['score'])}  "
                    f"{_fmt(c['lexical'])}  {_fmt(c['text'])}  {_fmt(c['cf'])}  {_fmt(c['popularity'])}  "
                    f"{_fmt(c['rules'])}")
     click.echo(f"{rl.n_candidates} candidates scored in {rl.seconds * 1000:.1f} ms")
@@ -116,12 +118,17 @@ def _filters(category, price_min, price_max, has_events):
 @click.argument("text")
 @click.option("--user", default=None, help="Rank as this user (adds the CF component).")
 @_whole_words
+@_literal
 @_filters_options
 @_common
-def query_command(text, user, weights, whole_words, category, price_min, price_max, has_events, k, as_json,
-                  model_id, encoder_spec, workspace) -> None:
-    """Hybrid search for TEXT (keywords + meaning + behaviour + popularity)."""
-    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
+def query_command(text, user, weights, whole_words, literal, category, price_min, price_max, has_events, k,
+                  as_json, model_id, encoder_spec, workspace) -> None:
+    """Hybrid search for TEXT (keywords + meaning + behaviour + popularity).
+
+    A word that matches no item is corrected to the nearest catalogue word
+    (the output says so); --literal searches the words as typed.
+    """
+    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words, literal=literal,
                       filters=_filters(category, price_min, price_max, has_events))
     _output(_rank(workspace, model_id, encoder_spec, req), as_json)
 
@@ -157,12 +164,13 @@ def related_command(item, related_by, weights, category, price_min, price_max, h
 @click.option("--item", "item_ref", required=True, help="Item id (or title) to explain.")
 @click.option("--user", default=None, help="Rank as this user.")
 @_whole_words
+@_literal
 @_filters_options
 @_common
-def explain_command(text, item_ref, user, weights, whole_words, category, price_min, price_max, has_events, k,
-                    as_json, model_id, encoder_spec, workspace) -> None:
+def explain_command(text, item_ref, user, weights, whole_words, literal, category, price_min, price_max,
+                    has_events, k, as_json, model_id, encoder_spec, workspace) -> None:
     """Explain the score of --item for the query TEXT (with "why not" when it is not in the top k)."""
-    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words,
+    req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words, literal=literal,
                       filters=_filters(category, price_min, price_max, has_events))
     with workspace_db(workspace) as db:
         ranker = _ranker(db, model_id, encoder_spec)
@@ -183,9 +191,13 @@ def _print_explanation(exp) -> None:
         click.echo(f"  {c['label']:<38} raw {_fmt(c['raw'])} × {c['weight']:<5g} = {_fmt(c['contribution'])}")
     if exp.lexical:
         click.echo("\nKeyword terms")
+        for c in exp.lexical.get("corrections", []):
+            click.echo(f"  searched {c['corrected']} for {c['original']} (spelling, {c['distance']} edit(s))")
+        for b in exp.lexical.get("backoffs", []):
+            click.echo(f"  searched {' + '.join(b['searched_as'])} for {b['word']} (not an indexed word)")
         for t in exp.lexical["terms"]:
             fields = ", ".join(t["fields"]) or "no match"
-            click.echo(f"  {t['label']:<20} BM25 {t['bm25']:7.3f}  → {_fmt(t['contribution'])}  in {fields}")
+            click.echo(f"  {pad(t['label'], 20)} BM25 {t['bm25']:7.3f}  → {_fmt(t['contribution'])}  in {fields}")
     if exp.semantic and exp.semantic["drops"]:
         click.echo(f"\nMeaning (cosine {exp.semantic['cosine']:.3f}); drop when a word is left out")
         best = {b["query_word"]: b for b in exp.semantic["best_matches"]}

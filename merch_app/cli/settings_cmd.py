@@ -9,8 +9,10 @@ from typing import Any, Callable
 
 import click
 
-from merch_app.cli.common import emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.common import emit_json, json_option, user_errors, workspace_db, workspace_option
+from merch_app.data import text_tokens
 from merch_app.data.workspace import get_setting, set_setting
+from merch_app.services.search_index import set_search_tokens
 
 
 def _bool(text: str) -> bool:
@@ -31,13 +33,31 @@ def _index_kind(text: str) -> str:
     return text
 
 
+def _tokens_mode(text: str) -> str:
+    if text not in text_tokens.MODES:
+        raise ValueError(f"expected one of {', '.join(text_tokens.MODES)}, not {text!r}")
+    return text
+
+
 # key -> (parser, default, help)
 KNOWN: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "encoder_int8": (_bool, False, "BERT encoders run int8 unless a command says --fp32 (~4x faster encoding, "
                                    "0.01-0.02 lower NDCG@10 on the judged demo suite)"),
     "vector_index": (_index_kind, "auto", "FAISS index of new model versions: auto (exact below 200k items, "
                                           "compressed IVF above), flat, ivf, ivfsq8, ivfpq, sq8 or hnsw"),
+    text_tokens.SETTING: (_tokens_mode, text_tokens.DEFAULT_MODE,
+                          "search tokens: auto (Chinese text cut into words and characters, with pinyin) or "
+                          "plain (SQLite's unicode61 alone); changing it rebuilds the search index"),
 }
+
+
+def _store(db, key: str, value) -> None:
+    """Save a setting; the tokenizer mode also rebuilds the search index (services.search_index)."""
+    if key == text_tokens.SETTING:
+        with user_errors():
+            set_search_tokens(db, value)
+    else:
+        set_setting(db, key, value)
 
 
 def _rows(db) -> list[dict[str, Any]]:
@@ -74,7 +94,7 @@ def settings_set(key, value, workspace) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="VALUE") from exc
     with workspace_db(workspace) as db:
-        set_setting(db, key, parsed)
+        _store(db, key, parsed)
     click.echo(f"{key} = {parsed}")
 
 
@@ -84,7 +104,7 @@ def settings_set(key, value, workspace) -> None:
 def settings_reset(key, workspace) -> None:
     """Put KEY back to its default."""
     with workspace_db(workspace) as db:
-        set_setting(db, key, KNOWN[key][1])
+        _store(db, key, KNOWN[key][1])
     click.echo(f"{key} = {KNOWN[key][1]}")
 
 

@@ -31,10 +31,12 @@ MAX_PREFIX = 12
 META_KEY = "fts_tops_fingerprint"
 _WEIGHTS = re.compile(r"[0-9.eE+\- ]+(, *[0-9.eE+\- ]+)*")
 # Columns of the FTS5 index in order; title > tags > category > description, and item
-# codes weigh most so that an exact code or model number is the first hit.
-FIELDS = ("item_id", "title", "description", "tags", "category")
+# codes weigh most so that an exact code or model number is the first hit.  ``pinyin``
+# (Han words of title, tags and category as pinyin, see merch_app.data.text_tokens)
+# weighs like tags: one syllable string stands for several homophone words.
+FIELDS = ("item_id", "title", "description", "tags", "category", "pinyin")
 DEFAULT_FIELD_WEIGHTS = {"item_id": 10.0, "title": 4.0, "description": 1.0, "tags": 2.0,
-                         "category": 1.5}
+                         "category": 1.5, "pinyin": 2.0}
 
 
 def weights_sql(field_weights: dict[str, float]) -> str:

@@ -16,9 +16,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from merch_app.safety import sql_identifier
-
+from merch_app.data import text_tokens
 from merch_app.errors import MerchAppError
+from merch_app.safety import sql_identifier
 
 
 EVENT_TYPES = ("search", "view", "click", "cart", "purchase", "return", "rating")
@@ -188,8 +188,64 @@ def _migration_term_tops(db: Workspace) -> None:
                "df INTEGER NOT NULL, rowids BLOB NOT NULL, scores BLOB NOT NULL, PRIMARY KEY (term, prefix))")
 
 
+_SEARCH_VIEW = """
+    CREATE VIEW IF NOT EXISTS items_search AS
+    SELECT i.rowid AS item_rowid, i.item_id AS item_id,
+           CASE WHEN t.rowid IS NULL THEN i.title ELSE t.title END AS title,
+           CASE WHEN t.rowid IS NULL THEN i.description ELSE t.description END AS description,
+           CASE WHEN t.rowid IS NULL THEN i.tags ELSE t.tags END AS tags,
+           CASE WHEN t.rowid IS NULL THEN i.category ELSE t.category END AS category,
+           t.pinyin AS pinyin
+    FROM items i LEFT JOIN items_tokens t ON t.rowid = i.rowid"""
+
+
+def _migration_search_tokens(db: Workspace) -> None:
+    """Search index over segmented text: Han words and characters, and a pinyin column.
+
+    ``items_tokens`` holds the segmented text of the items that have Han text
+    (:mod:`merch_app.data.text_tokens`); the view ``items_search`` gives every
+    item's searchable text (segmented where there is some, else the item's own)
+    and is the content of the rebuilt ``items_fts``.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS items_tokens (rowid INTEGER PRIMARY KEY, title TEXT, "
+               "description TEXT, tags TEXT, category TEXT, pinyin TEXT)")
+    db.execute(_SEARCH_VIEW)
+    db.executescript(
+        """
+        DROP TABLE IF EXISTS items_fts;
+        CREATE VIRTUAL TABLE items_fts USING fts5(
+            item_id, title, description, tags, category, pinyin,
+            content='items_search', content_rowid='item_rowid',
+            tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+        );
+        DELETE FROM fts_tops;
+        DELETE FROM meta WHERE key = 'fts_tops_fingerprint';
+        """
+    )
+    rebuild_fts(db)
+
+
+def _migration_encoder_versions(db: Workspace) -> None:
+    """Fine-tuned text encoders (``<workspace>.encoders/<version_id>/``), see :mod:`merch_app.model.encoder_versions`."""
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS "encoder_versions" (
+            "version_id" TEXT PRIMARY KEY, "name" TEXT, "created" TEXT,
+            "encoder_id" TEXT,  -- BertEncoder.encoder_id of the folder (fp32); the embedding cache key
+            "parent_encoder_id" TEXT, "parent_spec" TEXT,  -- the encoder it was fine-tuned from
+            "path" TEXT,  -- folder name inside the encoders dir
+            "config" TEXT,  -- JSON: fine-tuning settings
+            "metrics" TEXT,  -- JSON: before/after retrieval metrics, training history
+            "data_snapshot" TEXT,  -- JSON: event count, last event time, split
+            "n_pairs" INTEGER, "train_seconds" REAL,
+            "active" INTEGER);  -- 1 = the encoder the workspace ranks and trains with
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
-    _migration_1, _migration_evaluation_rules, _migration_term_tops]
+    _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
+    _migration_encoder_versions]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -339,9 +395,43 @@ def set_setting(db: Workspace, key: str, value: Any) -> None:
         db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [key, json.dumps(value)])
 
 
-def rebuild_fts(db: Workspace) -> None:
-    """Re-index ``items`` in the FTS5 table (call inside the import transaction)."""
+def rebuild_fts(db: Workspace, cancel: Optional[Callable[[], None]] = None) -> int:
+    """Re-segment the items' Han text and re-index ``items`` in the FTS5 table.
+
+    Call inside the import transaction.  With the workspace setting
+    ``search_tokens`` = ``plain`` nothing is segmented (FTS5's ``unicode61``
+    alone); otherwise every item with Han text gets its row in
+    ``items_tokens`` (:func:`merch_app.data.text_tokens.token_row`).
+
+    Parameters
+    ----------
+    cancel
+        Called between batches; raises to stop.
+
+    Returns
+    -------
+    int
+        Items whose text was segmented.
+    """
+    db.execute("DELETE FROM items_tokens")
+    segmented = 0
+    if get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE) != "plain":
+        glob = text_tokens.HAN_GLOB
+        rows = db.execute(
+            "SELECT rowid, title, description, tags, category FROM items WHERE title GLOB ? "
+            "OR description GLOB ? OR tags GLOB ? OR category GLOB ?", [glob] * 4)
+        while True:
+            batch = rows.fetchmany(2000)
+            if not batch:
+                break
+            if cancel is not None:
+                cancel()
+            out = [(r[0], *tok) for r in batch if (tok := text_tokens.token_row(*r[1:])) is not None]
+            db.executemany("INSERT INTO items_tokens(rowid, title, description, tags, category, pinyin) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", out)
+            segmented += len(out)
     db.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
+    return segmented
 
 
 def counts(db: Workspace) -> dict[str, Any]:

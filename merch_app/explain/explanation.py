@@ -94,6 +94,8 @@ def explain_item(ranker, request: RankRequest, item_id: str) -> Explanation:
     if request.mode == "search":
         exp.lexical = lexical_terms(ranker, sc, pos)
     semantic_query = _semantic_query(ranker, request)
+    if request.mode == "search" and sc.analysis is not None and sc.analysis.corrected_text:
+        semantic_query = sc.analysis.corrected_text.strip()  # what the query vector was made from
     if semantic_query:
         # related: the source title stands in for a query, so the drops are
         # measured against the encoded title (not the source item vector)

@@ -6,11 +6,15 @@ phrase's IDF and the average row length do not depend on the other phrases,
 so these per-term values add up exactly to the item's BM25 for the query.
 The fields a term matched come from column-filtered queries (``{title} :
 "term"``).  The contribution to the final score is
-``w_lex * term_bm25 / bm25_max`` with the request's normaliser.
+``w_lex * term_bm25 / bm25_max`` with the request's normaliser, scaled down
+alike for every term when the item's coverage of the query caps its lexical
+score (see :func:`merch_app.ranking.fusion.lexical_score`).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
+
+import numpy as np
 
 
 def lexical_terms(ranker, sc, pos: int) -> Optional[dict[str, Any]]:
@@ -31,10 +35,22 @@ def lexical_terms(ranker, sc, pos: int) -> Optional[dict[str, Any]]:
         {"term": t, "prefix": False, "bm25": 0.0, "fields": []} for t in terms.terms]
     w = sc.request.weights.lex
     norm = sc.bm25_max
+    cand = sc.index_of(pos)
+    if cand is not None and sc.coverage is not None:
+        cover = float(sc.coverage[cand])
+    else:
+        cover = float(ranker.lexical.coverage(terms, np.array([[p["bm25"] for p in parts]]))[0])
+    total = sum(p["bm25"] for p in parts)
+    share = total / norm if norm > 0 else 0.0
+    scale = min(share, cover) / share if share > 0 else 0.0
     labels = terms.labels()
     for part, label in zip(parts, labels):
         part["label"] = label
-        part["contribution"] = w * part["bm25"] / norm if norm > 0 else 0.0
+        part["contribution"] = w * part["bm25"] / norm * scale if norm > 0 else 0.0
     fields = sorted({f for p in parts for f in p["fields"]})
-    return {"bm25": sum(p["bm25"] for p in parts), "bm25_max": norm, "terms": parts,
-            "fields_matched": fields}
+    analysis = sc.analysis
+    return {"bm25": total, "bm25_max": norm, "coverage": cover, "terms": parts,
+            "fields_matched": fields,
+            "corrections": [c.to_dict() for c in analysis.corrections] if analysis else [],
+            "backoffs": [{"word": w_, "searched_as": list(p_)} for w_, p_ in analysis.backoffs] if analysis else [],
+            "corrected_query": analysis.corrected_text if analysis else None}

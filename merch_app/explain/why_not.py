@@ -6,7 +6,6 @@ from typing import Any, Optional
 
 from merch_app.errors import MerchAppError
 from merch_app.explain.score_split import largest_loss
-from merch_app.ranking.lexical import query_terms
 from merch_app.ranking.types import RankRequest
 
 
@@ -82,7 +81,7 @@ def resolve_item(ranker, item_ref: str) -> tuple[str, str]:
     for p, title in enumerate(ranker.catalog.titles):
         if title.casefold() == folded and folded:
             return ranker.catalog.item_ids[p], "title"
-    rowids, _, _ = ranker.lexical.search(query_terms(ref, prefix=False), 5)
+    rowids, _, _ = ranker.lexical.search(ranker.lexical.analyse(ref, prefix=False, correct=False).terms, 5)
     for p in ranker.catalog.positions_of_rowids(rowids):
         if p >= 0:
             return ranker.catalog.item_ids[int(p)], "title search"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from merch_app.jobs import EtaClock, Progress, Throttle
 from merch_app.model.encoder_base import EncoderError, _EncoderBase
@@ -139,6 +140,7 @@ class BertEncoder(_EncoderBase):
         self._tokenize = self._forward = None
         self._torch = None
         self._load_lock = threading.Lock()
+        self._vocab_tok: Optional[Tokenizer] = None
 
     @property
     def dim(self) -> int:
@@ -151,6 +153,45 @@ class BertEncoder(_EncoderBase):
     def loaded(self) -> bool:
         """True once the tokenizer and weights are in memory."""
         return self._forward is not None
+
+    def unknown_share(self, text: str) -> float:
+        """Share of ``text``'s word pieces that the vocabulary does not know (its unknown token).
+
+        all-MiniLM-L6-v2's English vocabulary maps most Chinese characters to
+        ``[UNK]``, so every Chinese title gets nearly the same vector; the
+        ranker uses this to switch the meaning match off for such a query.
+        0.0 when the folder has no ``tokenizer.json`` (it cannot tell).
+        """
+        tok = self._vocabulary()
+        if tok is None:
+            return 0.0
+        enc = tok.encode(text or "", add_special_tokens=False)
+        if not enc.tokens:
+            return 0.0
+        unk = getattr(tok.model, "unk_token", "[UNK]")
+        return sum(t == unk for t in enc.tokens) / len(enc.tokens)
+
+    def knows_word(self, word: str) -> bool:
+        """True when ``word`` is a whole token of the vocabulary (a word the language model knows).
+
+        The spelling corrector leaves such words alone: ``diary`` is not a
+        misspelt ``dairy`` even when the catalogue only sells dairy, and the
+        text vectors understand it.
+        """
+        tok = self._vocabulary()
+        return tok is not None and any(tok.token_to_id(w) is not None for w in (word, word.lower()))
+
+    def _vocabulary(self) -> Optional[Tokenizer]:
+        """The folder's tokenizer without padding or truncation (None without ``tokenizer.json``)."""
+        if self._vocab_tok is None:
+            path = self.model_dir / "tokenizer.json"
+            if not path.is_file():
+                return None
+            tok = Tokenizer.from_file(str(path))
+            tok.no_padding()
+            tok.no_truncation()
+            self._vocab_tok = tok
+        return self._vocab_tok
 
     def _check_dir(self) -> dict:
         d = self.model_dir

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from merch_app.ranking.lexical import QueryTerms
+from merch_app.ranking.lexical import QueryAnalysis, QueryTerms
 from merch_app.ranking.types import RankRequest
 
 
@@ -36,6 +36,12 @@ class ScoredCandidates:
         ("lexical", "semantic", "cf", "popularity", "related").
     bm25_max
         The BM25 normaliser of this request (0 when nothing matched).
+    coverage
+        Per candidate, the share of the query terms' IDF it matches (the
+        lexical component is ``min(bm25 / bm25_max, coverage)``).
+    analysis
+        The lexical searcher's reading of the query: terms, spelling
+        corrections, Han back-offs.
     lexical_cutoff, semantic_cutoff
         Lowest BM25 / cosine that still made a candidate when the source was
         truncated (None when the source returned everything it matched).
@@ -51,6 +57,8 @@ class ScoredCandidates:
     effects: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     sources: dict[int, set[str]] = field(default_factory=dict)
     terms: Optional[QueryTerms] = None
+    analysis: Optional[QueryAnalysis] = None
+    coverage: Optional[np.ndarray] = None
     qvec: Optional[np.ndarray] = None
     bm25_max: float = 0.0
     lexical_cutoff: Optional[float] = None

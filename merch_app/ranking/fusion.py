@@ -2,8 +2,11 @@
 
 Normalisations (documented in docs/quality.md, search section):
 
-* BM25 is divided by its maximum over the scored candidates of the request,
-  so the best lexical match has 1 and non-matching items 0.
+* BM25 is divided by its maximum over the scored candidates of the request
+  and capped by the item's coverage of the query (the share of the query
+  terms' IDF it matches), so the best match with every query word has 1, an
+  item with one of two words at most that word's share, and non-matching
+  items 0 (:func:`lexical_score`).
 * The CF score of a user is squashed per user: ``sigmoid((s - mean_u) / std_u)``
   with the mean and standard deviation over *all* items for that user, so a
   typical item gets ~0.5, the user's top items approach 1 and the value does
@@ -24,6 +27,16 @@ def normalise_by_max(raw: np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float64)
     top = float(raw.max()) if raw.size else 0.0
     return raw / top if top > 0 else np.zeros_like(raw)
+
+
+def lexical_score(bm25: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """Lexical component: ``min(bm25 / max(bm25), coverage)`` (coverage in [0, 1] per item).
+
+    The cap leaves every item that has all query words as it was and stops an
+    item with one of two words from taking the whole keyword weight (chosen
+    over ``bm25 / max * coverage`` on the known-item set, docs/quality.md).
+    """
+    return np.minimum(normalise_by_max(bm25), np.asarray(coverage, dtype=np.float64))
 
 
 def squash_cf(user_scores: np.ndarray) -> np.ndarray:

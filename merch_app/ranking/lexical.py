@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from merch_app.ranking.bm25 import Fts5Stats, bm25_rows, fts_tokens
+from merch_app.data import text_tokens
 from merch_app.data.term_tops import DEFAULT_FIELD_WEIGHTS, FIELDS, TermTops, load_term_tops, weights_sql
+from merch_app.data.text_tokens import backoff_words, has_han, is_han, query_words
+from merch_app.data.workspace import get_setting
+from merch_app.ranking.bm25 import Fts5Stats, bm25_rows, fts_tokens
+from merch_app.ranking.spelling import Correction, Speller
 
 MAX_TERMS = 16
 # Rows the OR query may touch (sum of the terms' document counts) before the
@@ -61,26 +65,70 @@ class QueryTerms:
                 for i, t in enumerate(self.terms)]
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased letter/digit runs of ``text`` (mirrors FTS5 ``unicode61``)."""
-    return [t.lower() for t in _TOKEN.findall(text or "")]
+def tokenize(text: str, segment: bool = True) -> list[str]:
+    """Lower-cased words of ``text``: letter/digit runs (as FTS5 ``unicode61``), Han runs cut into words.
+
+    With ``segment`` False a Han run stays one token (a workspace whose
+    ``search_tokens`` setting is ``plain``).
+    """
+    if not segment or not has_han(text):
+        return [t.lower() for t in _TOKEN.findall(text or "")]
+    out: list[str] = []
+    for piece in query_words(text):
+        out.extend([piece] if is_han(piece) else (t.lower() for t in _TOKEN.findall(piece)))
+    return out
 
 
-def query_terms(text: str, prefix: bool = True) -> QueryTerms:
+def query_terms(text: str, prefix: bool = True, segment: bool = True) -> QueryTerms:
     """Tokens of ``text`` for FTS5, de-duplicated in order, at most :data:`MAX_TERMS`.
 
     The last token is a prefix term when ``prefix`` is set, the text does not
-    end in whitespace (the user is still typing it) and it has at least
-    :data:`MIN_PREFIX_CHARS` characters.
+    end in whitespace (the user is still typing it), it has at least
+    :data:`MIN_PREFIX_CHARS` characters and it is not a Han word (Han words are
+    indexed with their characters, which already match a word being typed).
     """
+    tokens = tokenize(text, segment)
     seen: dict[str, None] = {}
-    for tok in tokenize(text):
+    for tok in tokens:
         seen.setdefault(tok, None)
     terms = tuple(list(seen)[:MAX_TERMS])
     prefix_last = bool(prefix and terms and not (text or "")[-1:].isspace()
                        and len(terms[-1]) >= MIN_PREFIX_CHARS
-                       and tokenize(text)[-1] == terms[-1])
+                       and tokens[-1] == terms[-1] and not is_han(terms[-1]))
     return QueryTerms(terms, prefix_last)
+
+
+@dataclass(frozen=True)
+class QueryAnalysis:
+    """What the lexical searcher made of a query.
+
+    Attributes
+    ----------
+    terms
+        The terms searched (after back-off and correction).
+    corrections
+        Misspelt words replaced by indexed ones (:class:`Correction`).
+    backoffs
+        Han words the index does not know -> the sub-words or characters searched instead.
+    corrected_text
+        The query text with the corrections applied (what the encoder reads),
+        or None when nothing was corrected.
+    """
+
+    terms: QueryTerms
+    corrections: tuple[Correction, ...] = ()
+    backoffs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    corrected_text: Optional[str] = None
+
+    def notes(self) -> list[str]:
+        """User-facing sentences about corrections and back-offs."""
+        out = []
+        if self.corrections:
+            out.append(f"showing results for \u201c{self.corrected_text}\u201d ("
+                       + ", ".join(f"{c.original} \u2192 {c.corrected}" for c in self.corrections) + ")")
+        for word, parts in self.backoffs:
+            out.append(f"\u201c{word}\u201d is not an indexed word: searched as " + " + ".join(parts))
+        return out
 
 
 def _filter_sql(filters) -> tuple[str, list]:
@@ -121,6 +169,49 @@ class LexicalSearcher:
         self._stats: Optional[Fts5Stats] = None
         self._tops: Optional[TermTops] = None
         self._tops_checked = False
+        self.segment = get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE) != "plain"
+        self.speller = Speller(db)
+
+    def analyse(self, text: str, prefix: bool = True, correct: bool = True,
+                known_word: Optional[Callable[[str], bool]] = None) -> QueryAnalysis:
+        """Terms to search for ``text``: tokenised like the index, unknown words backed off or corrected.
+
+        A Han word the index does not know is searched as its known
+        sub-words, else its known characters (:func:`backoff_words`); with
+        ``correct``, a Latin word that matches no item is replaced by the
+        nearest indexed word (:class:`merch_app.ranking.spelling.Speller`).
+        A word the index knows is never changed, nor one for which
+        ``known_word`` (the encoder's vocabulary) is true: a real word the
+        catalogue lacks is left to the text vectors.
+        """
+        base = query_terms(text, prefix, self.segment)
+        out: list[str] = []
+        corrections: list[Correction] = []
+        backoffs: list[tuple[str, tuple[str, ...]]] = []
+        for i, term in enumerate(base.terms):
+            if self.stats.doc_freq(*self._folded(base, i)) > 0:
+                out.append(term)
+            elif is_han(term) and len(term) > 1:
+                subs = backoff_words(term)
+                words = [w for w in subs if len(w) > 1 and self.stats.doc_freq(w, False) > 0]
+                known = words or [c for c in subs if len(c) == 1 and self.stats.doc_freq(c, False) > 0]
+                if known:
+                    backoffs.append((term, tuple(known)))
+                out.extend(known or [term])
+            elif correct and not (known_word is not None and known_word(term)) \
+                    and (fix := self.speller.correct(term)) is not None:
+                corrections.append(fix)
+                out.append(fix.corrected)
+            else:
+                out.append(term)
+        terms = tuple(dict.fromkeys(out))[:MAX_TERMS]
+        prefix_last = bool(base.prefix_last and terms and terms[-1] == base.terms[-1])
+        corrected = None
+        if corrections:
+            corrected = text
+            for c in corrections:
+                corrected = re.sub(rf"(?i)\b{re.escape(c.original)}\b", c.corrected, corrected, count=1)
+        return QueryAnalysis(QueryTerms(terms, prefix_last), tuple(corrections), tuple(backoffs), corrected)
 
     def search(self, terms: QueryTerms, limit: int, filters=None) -> tuple[np.ndarray, np.ndarray, bool]:
         """Top ``limit`` rows by BM25 of the OR of the terms.
@@ -282,23 +373,39 @@ class LexicalSearcher:
         Computed in Python from FTS5's statistics (see :mod:`merch_app.ranking.bm25`):
         asking FTS5 per row costs as much as running the whole query.
         """
+        return self.term_matrix(terms, rowids).sum(axis=1)
+
+    def term_matrix(self, terms: QueryTerms, rowids) -> np.ndarray:
+        """Per-term BM25 of the given rows: shape ``(len(rowids), len(terms.terms))``; rows sum to BM25."""
         rowids = [int(r) for r in rowids]
-        out = np.zeros(len(rowids), dtype=np.float64)
+        out = np.zeros((len(rowids), len(terms.terms)), dtype=np.float64)
         if not terms.terms or not rowids:
             return out
         texts: dict[int, tuple] = {}
         for s in range(0, len(rowids), 500):
             chunk = rowids[s:s + 500]
             for row in self.db.execute(
-                    f"SELECT rowid, {', '.join(FIELDS)} FROM items WHERE rowid IN ({','.join('?' * len(chunk))})",
-                    chunk):
+                    f"SELECT item_rowid, {', '.join(FIELDS)} FROM items_search "
+                    f"WHERE item_rowid IN ({','.join('?' * len(chunk))})", chunk):
                 texts[int(row[0])] = tuple("" if v is None else str(v) for v in row[1:])
         weights = [float(self.field_weights.get(f, 1.0)) for f in FIELDS]
         per_term = bm25_rows(self.stats, terms.terms, terms.prefix_last, texts, weights)
         for n, r in enumerate(rowids):
             if r in per_term:
-                out[n] = sum(per_term[r])
+                out[n] = per_term[r]
         return out
+
+    def coverage(self, terms: QueryTerms, matrix: np.ndarray) -> np.ndarray:
+        """Share of the query's IDF that each row matches: 1 for a row with every term.
+
+        ``matrix`` is :meth:`term_matrix` of the rows.  A term no item
+        contains has the largest IDF, so a query word the catalogue lacks
+        lowers every row's coverage alike.
+        """
+        if matrix.shape[1] <= 1:
+            return (matrix.sum(axis=1) > 0).astype(np.float64)
+        idf = np.array([max(self.stats.idf(*self._folded(terms, i)), 1e-6) for i in range(len(terms.terms))])
+        return (matrix > 0).astype(np.float64) @ idf / idf.sum()
 
     def term_scores(self, terms: QueryTerms, rowid: int) -> list[dict]:
         """Per-term BM25 of one row and the fields each term matched.

@@ -27,8 +27,8 @@ from merch_app.model import text_matrix
 from merch_app.model.query_vectors import QueryVectorStore
 from merch_app.ranking.candidates import ScoredCandidates, top_positions, union_positions
 from merch_app.ranking.catalog import ItemCatalog
-from merch_app.ranking.fusion import apply_pins, normalise_by_max, order_by_score, squash_cf, weigh
-from merch_app.ranking.lexical import LexicalSearcher, query_terms
+from merch_app.ranking.fusion import apply_pins, lexical_score, normalise_by_max, order_by_score, squash_cf, weigh
+from merch_app.ranking.lexical import LexicalSearcher
 from merch_app.ranking.rules import load_rules, pinned_item_ids, rewrite_query
 from merch_app.ranking.rule_hook import RuleContext, apply_rules
 from merch_app.ranking.semantic import QueryVectorCache, search_index
@@ -36,6 +36,9 @@ from merch_app.ranking.types import COMPONENTS, MODES, RankedList, RankRequest
 
 _CACHE_REQUESTS = 8
 _CACHE_USERS = 16
+# A query whose word pieces are mostly unknown to the encoder (e.g. Chinese through the
+# English MiniLM: every character [UNK]) gets the same vector as any other such text.
+UNKNOWN_TEXT_LIMIT = 0.5
 
 
 class Ranker:
@@ -104,7 +107,20 @@ class Ranker:
             seconds=sc.seconds + (time.perf_counter() - t0),
             notes=list(sc.notes),
             rule_effects=effects,
+            corrected_query=sc.analysis.corrected_text if sc.analysis else None,
+            corrections=[c.to_dict() for c in sc.analysis.corrections] if sc.analysis else [],
+            item_terms=self._matched_terms(sc, pos),
         )
+
+    def _matched_terms(self, sc: ScoredCandidates, positions: np.ndarray) -> list[list[str]]:
+        """Per shown item, the query terms (as labelled) it matched; empty lists without a query."""
+        if sc.terms is None or not sc.terms.terms:
+            return [[] for _ in range(len(positions))]
+        rowids = self.catalog.rowids[positions]
+        matrix = self.lexical.term_matrix(sc.terms, rowids[rowids >= 0])
+        labels = sc.terms.labels()
+        rows = iter(matrix)
+        return [[labels[j] for j in np.flatnonzero(next(rows) > 0)] if r >= 0 else [] for r in rowids.tolist()]
 
     def set_rules(self, rules) -> None:
         """Replace the rules (e.g. after they were edited); cached results are dropped if they changed."""
@@ -233,7 +249,9 @@ class Ranker:
                                 sources=sources, **extra)
 
     def _candidates_search(self, request: RankRequest) -> ScoredCandidates:
-        terms = query_terms(request.query, request.prefix)
+        analysis = self.lexical.analyse(request.query, request.prefix, correct=not request.literal,
+                                        known_word=getattr(self.bundle.encoder, "knows_word", None))
+        terms = analysis.terms
         if not terms.terms:
             sc = self._candidates_recommend(request)
             sc.terms = terms
@@ -248,7 +266,7 @@ class Ranker:
         if mask is not None:
             keep &= mask[np.clip(lex_pos, 0, None)]
         lex_pos, bm25 = lex_pos[keep], bm25[keep]
-        qvec = self.queries.get(request.query.strip())
+        qvec = self.queries.get((analysis.corrected_text or request.query).strip())
         sem_pos, sem_cos = search_index(self.bundle.index, self.item_vectors, qvec, n_cand, mask)
         sem_truncated = len(sem_pos) >= n_cand
         positions = union_positions(lex_pos, sem_pos)
@@ -258,23 +276,47 @@ class Ranker:
             sources[i] = ({"lexical"} if p in lex_set else set()) | ({"semantic"} if p in sem_set else set())
         raw_bm25 = np.zeros(len(positions))
         raw_bm25[: len(lex_pos)] = bm25  # union keeps lexical ones first, in order
-        if lex_truncated and len(positions) > len(lex_pos):
-            rest = positions[len(lex_pos):]
-            raw_bm25[len(lex_pos):] = self.lexical.scores_for(terms, self.catalog.rowids[rest])
+        rest = lex_truncated and len(positions) > len(lex_pos)
+        coverage = np.zeros(len(positions))
+        if len(terms.terms) > 1 or rest:
+            # per-term scores: which query words each candidate has (and the BM25 of
+            # semantic-only candidates the truncated lexical list did not score)
+            n_scored = len(positions) if rest else len(lex_pos)
+            matrix = self.lexical.term_matrix(terms, self.catalog.rowids[positions[:n_scored]])
+            if rest:
+                raw_bm25[len(lex_pos):] = matrix[len(lex_pos):].sum(axis=1)
+            coverage[:n_scored] = self.lexical.coverage(terms, matrix)
+        else:
+            coverage = (raw_bm25 > 0).astype(np.float64)  # one term: an item has it or not
         bm25_max = float(raw_bm25.max()) if len(raw_bm25) else 0.0
-        raw = {"lexical": normalise_by_max(raw_bm25),
-               "text": self.item_vectors[positions] @ qvec,
+        text = self.item_vectors[positions] @ qvec
+        unknown = self._unknown_share(analysis.corrected_text or request.query)
+        if unknown >= UNKNOWN_TEXT_LIMIT:
+            text = np.zeros(len(positions))
+        raw = {"lexical": lexical_score(raw_bm25, coverage),
+               "text": text,
                "popularity": self.popularity[positions]}
         cf = self.user_cf(request.user_id)
         if cf is not None:
             raw["cf"] = cf[positions]
         sc = self._new(request, positions, raw, sources, terms=terms, qvec=qvec, bm25_max=bm25_max,
+                       analysis=analysis, coverage=coverage,
                        lexical_cutoff=float(bm25[-1]) if lex_truncated and len(bm25) else None,
                        semantic_cutoff=float(sem_cos[-1]) if sem_truncated else None,
                        filter_mask=mask, raw_bm25=raw_bm25)
+        sc.notes.extend(analysis.notes())
+        if unknown >= UNKNOWN_TEXT_LIMIT:
+            name = getattr(self.bundle.encoder, "encoder_id", "the encoder").split("@")[0]
+            sc.notes.append(f"{name} does not know {unknown:.0%} of this query's word pieces: meaning match off "
+                            "(a multilingual or Chinese model folder can be used, see README)")
         if request.user_id is not None and cf is None:
             sc.notes.append(self._no_cf_reason(request.user_id) + ": no CF component")
         return sc
+
+    def _unknown_share(self, text: str) -> float:
+        """Share of the query the encoder's vocabulary does not know (0 for encoders that cannot tell)."""
+        share = getattr(self.bundle.encoder, "unknown_share", None)
+        return float(share(text)) if share is not None else 0.0
 
     def _no_cf_reason(self, user_id) -> str:
         if self.bundle.model is None:
@@ -394,8 +436,10 @@ class Ranker:
         raw = {c: 0.0 for c in COMPONENTS}
         if req.mode == "search" and sc.terms is not None and sc.terms.terms:
             rowid = int(self.catalog.rowids[p])
-            bm25 = float(self.lexical.scores_for(sc.terms, [rowid])[0]) if rowid >= 0 else 0.0
-            raw["lexical"] = bm25 / sc.bm25_max if sc.bm25_max > 0 else 0.0
+            matrix = self.lexical.term_matrix(sc.terms, [rowid] if rowid >= 0 else [])
+            bm25 = float(matrix.sum()) if rowid >= 0 else 0.0
+            cover = float(self.lexical.coverage(sc.terms, matrix)[0]) if rowid >= 0 else 0.0
+            raw["lexical"] = min(bm25 / sc.bm25_max, cover) if sc.bm25_max > 0 else 0.0
             raw["_bm25"] = bm25
         if sc.qvec is not None:
             raw["text"] = float(self.item_vectors[p] @ sc.qvec)

@@ -3,7 +3,7 @@
 Every ranked list carries its score split into components so that the UI,
 the CLI and the explanations never recompute anything:
 
-* ``lexical``    w_lex  * BM25 / max BM25 over the candidates   (in [0, w_lex])
+* ``lexical``    w_lex  * min(BM25 / max BM25 over the candidates, query coverage) (in [0, w_lex])
 * ``text``       w_text * cos(query vector, item vector)        (in [-w_text, w_text])
 * ``cf``         w_cf   * sigmoid(z-score of the user's CF score over all items)
 * ``popularity`` w_pop  * popularity prior in [0, 1]
@@ -131,6 +131,8 @@ class RankRequest:
         before fusion; the union is scored.
     prefix
         Treat the last query token as a prefix (as-you-type).
+    literal
+        Search the query as typed: no spelling correction.
     """
 
     mode: str = "search"
@@ -143,11 +145,12 @@ class RankRequest:
     candidates: int = 300
     related_by: str = "text"
     prefix: bool = True
+    literal: bool = False
 
     def key(self) -> tuple:
         """Hashable identity of everything that changes the candidate scores."""
         return (self.mode, self.query, self.user_id, self.item_id, self.weights, self.filters,
-                int(self.candidates), self.related_by, self.prefix)
+                int(self.candidates), self.related_by, self.prefix, self.literal)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (asdict(getattr(self, f.name)) if f.name in ("weights", "filters")
@@ -160,7 +163,9 @@ class RankedList:
 
     ``all_candidate_scores`` holds the final score of every scored candidate
     (sorted, best first) for the score distribution chart; the cut-off is the
-    k-th value.
+    k-th value.  For a search, ``corrected_query`` is the query as searched
+    when a misspelt word was corrected (``corrections`` says which), and
+    ``item_terms`` lists the query terms each shown item matched.
     """
 
     request: RankRequest
@@ -176,12 +181,16 @@ class RankedList:
     seconds: float
     notes: list[str] = field(default_factory=list)
     rule_effects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    corrected_query: Optional[str] = None
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+    item_terms: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def rows(self) -> list[dict[str, Any]]:
-        """JSON-safe rows ``{rank, item_id, title, category, price, score, components}``."""
+        """JSON-safe rows ``{rank, item_id, title, category, price, score, components, raw_components,
+        matched_terms}``."""
         out = []
         for i, item_id in enumerate(self.item_ids):
             price = self.prices[i]
@@ -194,5 +203,6 @@ class RankedList:
                 "score": float(self.scores[i]),
                 "components": {c: float(self.components[c][i]) for c in COMPONENTS},
                 "raw_components": {c: float(self.raw_components[c][i]) for c in COMPONENTS},
+                "matched_terms": list(self.item_terms[i]) if i < len(self.item_terms) else [],
             })
         return out

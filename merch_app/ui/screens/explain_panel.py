@@ -9,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QVBoxLayout, QWidget
 
+from merch_app.data.text_tokens import has_han, is_han
 from merch_app.ranking.rule_hook import describe_effect
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
 from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
@@ -25,6 +26,7 @@ def highlight_title(title: str, lexical_terms: list[dict], semantic_matches: lis
             lex.append((str(t.get("term", "")).casefold(), bool(t.get("prefix"))))
     sem = {str(m.get("item_word", "")).casefold() for m in semantic_matches or []
            if m.get("field") == "title" and float(m.get("similarity", 0)) >= 0.5}
+    han_terms = sorted({t for t, _ in lex if is_han(t)}, key=len, reverse=True)
     out, last = [], 0
     for m in _WORD.finditer(title or ""):
         out.append(html.escape(title[last:m.start()]))
@@ -32,13 +34,33 @@ def highlight_title(title: str, lexical_terms: list[dict], semantic_matches: lis
         w = word.casefold()
         is_lex = any(w == term or (prefix and w.startswith(term)) for term, prefix in lex if term)
         text = html.escape(word)
-        if is_lex:
+        if not is_lex and han_terms and has_han(word):
+            text = _highlight_han(word, han_terms)
+        elif is_lex:
             text = f"<span style='background:#ffe066'><b>{text}</b></span>"
         elif w in sem:
             text = f"<span style='text-decoration:underline; color:#c25400'><b>{text}</b></span>"
         out.append(text)
         last = m.end()
     out.append(html.escape((title or "")[last:]))
+    return "".join(out)
+
+
+def _highlight_han(word: str, terms: list[str]) -> str:
+    """Rich text of a run of Han (and other) characters with every matched Han term marked.
+
+    Chinese has no spaces, so a matched word (烛台) sits inside a longer run
+    (红色心形烛台); the longest term starting at each position wins.
+    """
+    out, i = [], 0
+    while i < len(word):
+        hit = next((t for t in terms if word.startswith(t, i)), None)
+        if hit:
+            out.append(f"<span style='background:#ffe066'><b>{html.escape(hit)}</b></span>")
+            i += len(hit)
+        else:
+            out.append(html.escape(word[i]))
+            i += 1
     return "".join(out)
 
 
@@ -141,9 +163,14 @@ class ExplainPanel(QWidget):
             self.heatmap.set_matrix(np.zeros((0, 0)), [], [])
 
         terms = lexical.get("terms") or []
+        rewritten = [[f"{c['original']} → {c['corrected']}", "spelling corrected", "", ""]
+                     for c in lexical.get("corrections") or []]
+        rewritten += [[f"{b['word']} → {' + '.join(b['searched_as'])}", "not an indexed word", "", ""]
+                      for b in lexical.get("backoffs") or []]
         fill_table(self.terms_table, ["term", "fields", "BM25", "score"],
-                   [[t.get("label") or t.get("term"), ", ".join(t.get("fields") or []) or "—",
-                     round(float(t.get("bm25", 0)), 3), round(float(t.get("contribution", 0)), 4)] for t in terms])
+                   rewritten + [[t.get("label") or t.get("term"), ", ".join(t.get("fields") or []) or "—",
+                                 round(float(t.get("bm25", 0)), 3), round(float(t.get("contribution", 0)), 4)]
+                                for t in terms])
         self.terms_table.resizeColumnsToContents()
         self.terms_table.horizontalHeader().setStretchLastSection(True)
 

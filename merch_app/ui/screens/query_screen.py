@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
+from html import escape
 from pathlib import Path
 from typing import Any, Optional
 
@@ -52,6 +54,7 @@ class QueryScreen(Screen):
         self._warned_generation = -1
         self._selected_id: Optional[str] = None
         self._explained_for: Optional[qe.QueryResult] = None
+        self._literal_for: Optional[str] = None  # query text the user asked to search as typed
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
@@ -65,6 +68,13 @@ class QueryScreen(Screen):
         self.controls.changed.connect(self._debounce.start)
         self.controls.user_changed.connect(self._lookup_user)
         lay.addWidget(self.controls)
+        self.spelling = QLabel()
+        self.spelling.setTextFormat(Qt.TextFormat.RichText)
+        self.spelling.setWordWrap(True)
+        self.spelling.setStyleSheet("background: #fff7e0; border: 1px solid #f0d48a; padding: 3px 6px;")
+        self.spelling.linkActivated.connect(self._spelling_link)
+        self.spelling.hide()
+        lay.addWidget(self.spelling)
 
         status_row = QHBoxLayout()
         self.status = shrinkable(QLabel("Type to search."))
@@ -159,6 +169,8 @@ class QueryScreen(Screen):
         if request is None:
             self.status.setText("Type an item id or title to see its related items.")
             return
+        if request.mode == "search" and self._literal_for is not None and request.query == self._literal_for:
+            request = replace(request, literal=True)
         args = self._args()
         send_map = self.map_generation != self.generation
         self.status.setText("ranking…" if self.engine_info else "loading the model and item vectors…")
@@ -183,7 +195,9 @@ class QueryScreen(Screen):
         self.model.set_ranked(rl)
         self.table.setColumnHidden(COLUMNS.index("category"), not any(rl.categories))
         self.results_shown += 1
-        notes = f" · {'; '.join(rl.notes)}" if rl.notes else ""
+        self._show_spelling(rl)
+        shown = [n for n in rl.notes if not n.startswith("showing results for")]  # the spelling bar says it
+        notes = f" · {'; '.join(shown)}" if shown else ""
         self.status.setText(f"{len(rl)} of {rl.n_candidates:,} candidates · {rl.seconds * 1000:.0f} ms · "
                             f"model: {res.info.model_name}{notes}")
         cutoff = float(rl.scores[-1]) if len(rl) else None
@@ -201,6 +215,26 @@ class QueryScreen(Screen):
         else:
             self._selected_id = None
             self.explain.clear()
+
+    def _show_spelling(self, rl) -> None:
+        """The "showing results for" bar: the corrected query and a way back to the literal one."""
+        req = rl.request
+        if rl.corrected_query is not None:
+            fixes = ", ".join(f"{escape(c['original'])} → {escape(c['corrected'])}" for c in rl.corrections)
+            self.spelling.setText(f"Showing results for <b>{escape(rl.corrected_query.strip())}</b> ({fixes}). "
+                                  f"Search instead for <a href='literal'>{escape(req.query.strip())}</a>")
+            self.spelling.show()
+        elif req.mode == "search" and req.literal:
+            self.spelling.setText(f"Searching exactly <b>{escape(req.query.strip())}</b> as typed. "
+                                  "<a href='correct'>Correct the spelling</a>")
+            self.spelling.show()
+        else:
+            self.spelling.hide()
+
+    def _spelling_link(self, which: str) -> None:
+        request = self.controls.request()
+        self._literal_for = request.query if which == "literal" and request is not None else None
+        self.run_query()
 
     def _query_failed(self, exc: BaseException, _tb: str) -> None:
         text = error_text(exc)

@@ -1,0 +1,87 @@
+"""Spelling correction from the catalogue's own vocabulary.
+
+A query word that matches nothing in the search index (``chrismas``) is
+replaced by the closest indexed word: smallest optimal-string-alignment
+distance (a swap of two neighbouring letters counts as one edit), at most 1
+edit for words of up to 4 letters and 2 for longer ones, ties broken by the
+number of items that contain the word.  A word the index knows is never
+corrected, and only Latin words of 3+ letters are (digits, codes and Han
+words are not).
+
+The vocabulary is read from the FTS5 index on the first word that needs a
+correction and kept for the life of the searcher (one index state).
+Distances are computed by rapidfuzz (C++), which scans a 100k-word
+vocabulary in milliseconds.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+_WORD = re.compile(r"[a-z]{3,}")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One corrected query word."""
+
+    original: str
+    corrected: str
+    distance: int
+    doc_freq: int
+
+    def to_dict(self) -> dict:
+        return {"original": self.original, "corrected": self.corrected, "distance": self.distance,
+                "items": self.doc_freq}
+
+
+def max_edits(word: str) -> int:
+    """Edits allowed for ``word``: 1 up to 4 letters, else 2."""
+    return 1 if len(word) <= 4 else 2
+
+
+def correctable(word: str) -> bool:
+    """True for a lower-case Latin word of 3+ letters (no digits)."""
+    return _WORD.fullmatch(word) is not None
+
+
+class Speller:
+    """Nearest indexed word for a word the index does not know.
+
+    Parameters
+    ----------
+    db
+        The workspace owned by the calling thread (its ``items_fts`` index).
+    """
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self._words: Optional[list[str]] = None
+        self._docs: list[int] = []
+
+    def _load(self) -> None:
+        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.items_fts_vocab "
+                        "USING fts5vocab(main, items_fts, row)")
+        words, docs = [], []
+        for term, doc in self.db.execute("SELECT term, doc FROM temp.items_fts_vocab"):
+            if correctable(term):
+                words.append(term)
+                docs.append(int(doc))
+        self._words, self._docs = words, docs
+
+    def correct(self, word: str) -> Optional[Correction]:
+        """The correction of ``word`` (lower case), or None when nothing is close enough."""
+        if not correctable(word):
+            return None
+        if self._words is None:
+            self._load()
+        limit = max_edits(word)
+        hits = process.extract(word, self._words, scorer=OSA.distance, score_cutoff=limit, limit=None)
+        if not hits:
+            return None
+        best = min(hits, key=lambda h: (h[1], -self._docs[h[2]], h[0]))
+        return Correction(word, best[0], int(best[1]), self._docs[best[2]])

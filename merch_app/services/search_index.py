@@ -1,0 +1,49 @@
+"""Change how the workspace's catalogue text is tokenised for search, and rebuild the index.
+
+The search index reads segmented text (:mod:`merch_app.data.text_tokens`);
+the workspace setting ``search_tokens`` chooses ``auto`` (Han text segmented
+into words and characters, plus pinyin) or ``plain`` (FTS5's ``unicode61``
+alone).  Changing it rebuilds the index and the common-term top lists in one
+transaction, so a failure or a cancel leaves the previous index in place.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, Optional
+
+from merch_app.data import text_tokens
+from merch_app.data.term_tops import build_search_tops
+from merch_app.data.workspace import WorkspaceError, get_setting, rebuild_fts
+
+
+def set_search_tokens(db, mode: str, cancel: Optional[Callable[[], None]] = None) -> dict:
+    """Set the tokenizer mode of ``db`` and rebuild its search index.
+
+    Parameters
+    ----------
+    db
+        The open workspace (writable).
+    mode
+        One of :data:`merch_app.data.text_tokens.MODES`.
+    cancel
+        Called between batches; raises to stop (nothing is changed then).
+
+    Returns
+    -------
+    dict
+        ``{"mode", "previous", "segmented_items"}``.
+
+    Raises
+    ------
+    WorkspaceError
+        Unknown mode.
+    """
+    if mode not in text_tokens.MODES:
+        raise WorkspaceError(f"search_tokens must be one of {', '.join(text_tokens.MODES)}, not {mode!r}")
+    previous = get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE)
+    with db.conn:
+        db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)",
+                   [text_tokens.SETTING, json.dumps(mode)])
+        segmented = rebuild_fts(db, cancel)
+        build_search_tops(db, cancel=cancel)
+    return {"mode": mode, "previous": previous, "segmented_items": segmented}
