@@ -28,9 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Catalogue doctor: empty/short/duplicate texts, near-duplicates, untouched items, cold-start "
                "lens and popularity bias of the model."),
     "encode": ("merch_app.cli.encode_cmd", "Encode all item texts (only texts missing from the cache are run)."),
+    "encoders": ("merch_app.cli.finetune_cmds", "List, activate and delete fine-tuned encoder versions."),
     "evaluate": ("merch_app.cli.model_cmds", "Evaluate a model version and the baselines on its time split."),
     "explain": ("merch_app.cli.query_cmds",
                 'Explain the score of --item for the query TEXT (with "why not" when it is not in the top k).'),
+    "finetune": ("merch_app.cli.finetune_cmds",
+                 "Fine-tune the text encoder on the shop's behaviour and register it as an encoder version."),
     "forget": ("merch_app.cli.privacy_cmd",
                "Forget USER (original id or pseudonym): delete their events, rejected lines and cached query "
                "vectors, then refresh the active model incrementally."),

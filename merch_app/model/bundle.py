@@ -17,8 +17,10 @@ from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
+from merch_app.data import text_tokens
 from merch_app.data.workspace import get_setting, workspace_path
 from merch_app.model.encoder import INT8_SETTING, workspace_encoder
+from merch_app.model.encoder_versions import active_encoder_key, deleted_encoder_problem, is_version_id
 from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.item_vectors import item_text_vectors
 from merch_app.model.registry import (
@@ -28,6 +30,10 @@ from merch_app.model.registry import (
 from merch_app.model.vector_index import VectorIndex, VectorIndexError
 
 log = logging.getLogger(__name__)
+
+
+class EncoderDeletedError(ModelLoadError):
+    """A model version was trained with a fine-tuned encoder version that is gone (message is user-facing)."""
 
 
 class Encoder(Protocol):
@@ -109,7 +115,7 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
     """Everything :func:`load_bundle` reads, as a comparable value (a cache is stale when it changes).
 
     The workspace file, the model version (id and creation time), the encoder
-    asked for, the int8 and vector-index settings, and the state of the
+    asked for, the int8, vector-index and search-token settings, and the state of the
     catalogue and of the events (last row ids of items, imports and events:
     items joining the model, changed titles, popularity).  Every part is an
     indexed lookup, so the key costs the same at a million items (the Query
@@ -121,7 +127,8 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
     ).fetchone()
     enc = encoder if encoder is None or isinstance(encoder, str) else getattr(encoder, "encoder_id", id(encoder))
     return (str(workspace_path(db)), version.model_id if version else None, version.created if version else None,
-            enc, bool(get_setting(db, INT8_SETTING, False)), index_kind(db), last_item, last_import, last_event)
+            enc, bool(get_setting(db, INT8_SETTING, False)), index_kind(db), last_item, last_import, last_event,
+            active_encoder_key(db))
 
 
 def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,
@@ -158,7 +165,9 @@ def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, En
     RegistryError
         Unknown ``model_id``.
     ModelLoadError
-        Model files missing or damaged, or ``encoder`` is not the model's.
+        Model files missing or damaged, or ``encoder`` is not the model's;
+        :class:`EncoderDeletedError` when the model's fine-tuned encoder
+        version was deleted.
     """
     if isinstance(encoder, str):
         encoder = workspace_encoder(db, encoder)
@@ -183,7 +192,26 @@ def _text_bundle(db, encoder, progress, cancel) -> ModelBundle:
                        index=VectorIndex.from_vectors(vectors, kind=index_kind(db)))
 
 
+def _encoder_note(db, version: ModelVersion) -> Optional[str]:
+    """Why the model ranks with another encoder than the workspace's active one (a fine-tuned version on
+    either side), or None."""
+    active = active_encoder_key(db)
+    model_enc = (version.encoder_id or "").partition("@")
+    if active is None and not is_version_id(model_enc[0]):
+        return None
+    if active is not None and model_enc[0] == active[0]:
+        return None
+    wanted = f"the fine-tuned encoder {active[0]}" if active else "the packaged MiniLM"
+    return (f"The active model “{version.name}” was trained with encoder {version.encoder_id or 'unknown'} and ranks "
+            f"with it; the workspace's encoder is now {wanted}, which ranks after the next training "
+            "(Train screen or merch-app train).")
+
+
 def _model_bundle(db, version: ModelVersion, encoder, progress, cancel) -> ModelBundle:
+    problem = deleted_encoder_problem(db, version.encoder_id)
+    if problem:
+        raise EncoderDeletedError(f"model {version.model_id!r} cannot rank: {problem}. Train a new model "
+                                  "(merch-app train) or activate another model version (merch-app models activate)")
     model = load_model(db, version.model_id)
     encoder = encoder_for_version(version, encoder)
     if version.encoder_id and encoder.encoder_id != version.encoder_id:
@@ -211,4 +239,4 @@ def _model_bundle(db, version: ModelVersion, encoder, progress, cancel) -> Model
     model.for_serving()  # ranking needs U/V/UW, not the ID embeddings they were built from
     return ModelBundle(item_ids=model.item_ids, item_vectors=item_vectors,
                        popularity=item_popularity(db, model.item_ids, model.item_pos), encoder=encoder, index=index,
-                       model=model, version=version, item_pos=model.item_pos)
+                       model=model, version=version, item_pos=model.item_pos, warning=_encoder_note(db, version))

@@ -16,8 +16,10 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from merch_app.data.workspace import get_setting
 from merch_app.model.bert_encoder import DEFAULT_MODEL_NAME, BertEncoder
 from merch_app.model.encoder_base import EncoderError, _EncoderBase
+from merch_app.model.encoder_versions import active_encoder_spec
 from merch_app.model.hashing_encoder import HashingEncoder
 
 INT8_SUFFIX = "+int8"
@@ -86,19 +88,28 @@ def workspace_encoder(db, spec: Optional[str] = None, int8: Optional[bool] = Non
     Parameters
     ----------
     db
-        Open workspace (its ``encoder_int8`` setting is the default).
+        Open workspace: its active encoder version
+        (:mod:`merch_app.model.encoder_versions`) is the default encoder and
+        its ``encoder_int8`` setting the default int8 choice.
     spec
-        As for :func:`load_encoder`; a ``+int8`` suffix always wins.
+        As for :func:`load_encoder`; None = the workspace's active encoder
+        version, or the packaged MiniLM when none is active.  A ``+int8``
+        suffix always wins.
     int8
         ``--int8`` (True) / ``--fp32`` (False) from a command, None = the
         workspace setting.  The setting only applies to BERT encoders.
+
+    Raises
+    ------
+    EncoderVersionError
+        The active encoder version has lost its folder.
     """
+    if spec is None or not spec.strip():
+        spec = active_encoder_spec(db)
     base = (spec or "minilm").strip()
     if base.lower().endswith(INT8_SUFFIX):
         return load_encoder(base)
     if int8 is None:
-        from merch_app.data.workspace import get_setting
-
         hashing = base.lower().startswith("hashing")
         int8 = bool(get_setting(db, INT8_SETTING, False)) and not hashing
     return load_encoder(base, quantize="int8" if int8 else None)

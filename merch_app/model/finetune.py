@@ -1,0 +1,352 @@
+"""Contrastive fine-tuning of the BERT text encoder on behaviour pairs (CPU, seeded, cancellable).
+
+Plain torch on :mod:`merch_app.model.bert_torch`, not sentence-transformers: its training path pulls in
+transformers' model classes, accelerate and datasets for a loss that is ten lines here, and training the very
+module the app encodes with makes the saved weights load bit-for-bit in :class:`BertEncoder`.
+
+The loss is MultipleNegativesRanking (InfoNCE with in-batch negatives): every
+anchor (query / item / history text) should be nearer, in cosine times
+``scale``, to its own positive item text than to the other positives of the
+batch and to the batch's hard negatives (:func:`merch_app.model.finetune_pairs.mine_hard_negatives`).
+In-batch items that are in fact positives of the anchor (the same item, the
+anchor item itself, another known positive) are masked out.  Rows are weighted
+by the pair weight.  Mean pooling is kept, so the result is an ordinary BERT
+folder for :class:`~merch_app.model.bert_encoder.BertEncoder`.
+
+:func:`fine_tune` changes nothing on disk: it returns a :class:`FinetuneRun`
+holding the new weights; :mod:`merch_app.model.encoder_versions` saves them.
+A cancel raises :class:`~merch_app.jobs.Cancelled` between two batches.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from merch_app.errors import MerchAppError
+from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
+from merch_app.model import bert_torch
+from merch_app.model.finetune_pairs import KINDS, Pair, positives_by_anchor
+
+Validator = Callable[[Callable[[list[str]], np.ndarray]], dict[str, float]]
+VALIDATION_METRIC = "ndcg@10"
+
+
+class FinetuneError(MerchAppError, ValueError):
+    """Fine-tuning cannot start (message is user-facing)."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of one fine-tuning run (defaults: docs/quality.md, fine-tuning section).
+
+    Attributes
+    ----------
+    epochs
+        Passes over the training pairs.
+    max_pairs
+        Training pairs drawn from the workspace (by weight).
+    batch_size
+        Pairs per step (each brings its anchor, positive and hard negatives).
+    max_length
+        Token limit per text while training (encoding for ranking keeps its own).
+    lr, warmup, weight_decay
+        AdamW learning rate, linear warm-up share of the steps (then linear decay), decay.
+    scale
+        Cosine scale of the loss (sentence-transformers' default 20).
+    freeze_embeddings
+        Keep the token/position embeddings fixed (a third of MiniLM's weights).
+    freeze_layers
+        Lower transformer layers kept fixed (at most all but the top one).
+    hard_negatives
+        Hard negatives per pair.
+    val_fraction, max_val_pairs
+        The latest pairs (in time) held out for the live validation metric.
+    val_pool
+        Catalogue items ranked for the validation metric (the validation positives plus a seeded sample).
+    evals_per_epoch
+        Validation runs per epoch (plus one before training).
+    seed
+        Seed of the shuffling, the sampling and torch.
+    kinds
+        Pair kinds used.
+    split_date
+        Evaluation cut-off (default: the 80 % time split).
+    activate
+        True / False, or None = activate when the held-out metric improves.
+    """
+
+    epochs: int = 1
+    max_pairs: int = 20000
+    batch_size: int = 32
+    max_length: int = 32
+    lr: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    scale: float = 20.0
+    freeze_embeddings: bool = True
+    freeze_layers: int = 3
+    hard_negatives: int = 1
+    val_fraction: float = 0.05
+    max_val_pairs: int = 1000
+    val_pool: int = 2000
+    evals_per_epoch: int = 2
+    seed: int = 42
+    kinds: tuple[str, ...] = KINDS
+    split_date: Optional[str] = None
+    activate: Optional[bool] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        d = asdict(self)
+        d["kinds"] = list(self.kinds)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
+        """Settings from :meth:`to_dict` (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in data.items() if k in names})
+        cfg.kinds = tuple(cfg.kinds)
+        return cfg
+
+
+@dataclass
+class FinetuneRun:
+    """The outcome of :func:`fine_tune`: new weights, the BERT config, and the curves."""
+
+    state: dict[str, torch.Tensor]
+    bert_config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+
+    def weights_sha(self) -> str:
+        """sha256 over the tensors (names, shapes and bytes, in name order)."""
+        h = hashlib.sha256()
+        for name in sorted(self.state):
+            t = self.state[name].contiguous()
+            h.update(name.encode())
+            h.update(json.dumps(list(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
+    def write_weights(self, path: Path, metadata: dict[str, str]) -> None:
+        """Write the weights as safetensors (fp32) with ``metadata`` in the header."""
+        save_file({k: v.contiguous() for k, v in self.state.items()}, str(path), metadata=metadata)
+
+
+def split_validation(pairs: Sequence[Pair], cfg: FinetuneConfig) -> tuple[list[Pair], list[Pair]]:
+    """(train, validation): the latest ``val_fraction`` of the pairs (in time, at most ``max_val_pairs``),
+    without anchors that also occur in training."""
+    pairs = sorted(pairs, key=lambda p: p.ts)
+    n_val = min(int(cfg.max_val_pairs), int(round(len(pairs) * float(cfg.val_fraction))))
+    if n_val <= 0 or len(pairs) - n_val < 2:
+        return list(pairs), []
+    train, val = list(pairs[:-n_val]), list(pairs[-n_val:])
+    seen = {(p.kind, p.anchor) for p in train}
+    return train, [p for p in val if (p.kind, p.anchor) not in seen]
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9), p=2, dim=1)
+
+
+def encode_with(stack, tokenize, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """Unit mean-pooled vectors of ``texts`` under the stack's current weights (no gradients)."""
+    dim = int(stack.embeddings.word_embeddings.embedding_dim)
+    out = np.zeros((len(texts), dim), np.float32)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    was_training = stack.training
+    stack.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenize([texts[i] for i in idx])
+            hidden = stack(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            out[idx] = _mean_pool(hidden, batch["attention_mask"]).numpy()
+    stack.train(was_training)
+    return out
+
+
+def _batch_mask(batch: Sequence[Pair], positives: dict, n_neg_cols: list[str]) -> torch.Tensor:
+    """False where a column is not a true negative of the row (besides the row's own positive)."""
+    cols = [p.item_id for p in batch] + n_neg_cols
+    keep = torch.ones(len(batch), len(cols), dtype=torch.bool)
+    for i, p in enumerate(batch):
+        banned = positives.get((p.kind, p.anchor), set()) | set(p.anchor_items) | {p.item_id}
+        for j, c in enumerate(cols):
+            if j != i and c in banned:
+                keep[i, j] = False
+    return keep
+
+
+def _load_base(base_dir: Path) -> tuple[Any, dict[str, Any]]:
+    config_path = base_dir / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FinetuneError(f"{config_path}: cannot read the encoder config ({exc})") from exc
+    why = bert_torch.native_support(config, base_dir)
+    if why is not None:
+        raise FinetuneError(f"{base_dir}: only plain BERT folders with a tokenizer.json can be fine-tuned ({why})")
+    try:
+        stack = bert_torch.load_bert(base_dir, config)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise FinetuneError(f"{base_dir}: cannot load the encoder weights ({exc})") from exc
+    return stack, config
+
+
+def fine_tune(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], cfg: FinetuneConfig, *,
+              validation: Sequence[Pair] = (), validate: Optional[Validator] = None,
+              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> FinetuneRun:
+    """Fine-tune the BERT folder ``base_dir`` on ``pairs`` (MultipleNegativesRanking + hard negatives).
+
+    Parameters
+    ----------
+    base_dir
+        A BERT folder :mod:`~merch_app.model.bert_torch` runs (``tokenizer.json``, safetensors).
+    pairs
+        Training pairs (their ``negatives`` are used as hard negatives).
+    item_text
+        Item id -> text (the texts the item vectors use).
+    cfg
+        Settings.
+    validation
+        Held-out pairs; their positives are never trained on.
+    validate
+        ``validate(encode) -> {"ndcg@10": ..., ...}`` with ``encode(texts) -> unit rows``
+        under the current weights; run before training and ``evals_per_epoch``
+        times per epoch.  The weights with the best ``ndcg@10`` are returned
+        (the initial ones when no step improved it).
+    progress, cancel
+        Job protocol: ``data`` carries ``phase="finetune"``, ``epoch``, ``step``,
+        ``loss`` (running mean of the last 20 steps), ``lr`` and the validation
+        metrics after each validation.
+
+    Returns
+    -------
+    FinetuneRun
+        The weights (a copy: nothing is written) and the history.
+
+    Raises
+    ------
+    FinetuneError
+        No usable pairs, or a folder that cannot be fine-tuned.
+    Cancelled
+        ``cancel`` was set.
+    """
+    t0 = time.perf_counter()
+    train = [p for p in pairs if p.item_id in item_text]
+    if len(train) < 2:
+        raise FinetuneError(f"{len(train)} training pair(s): fine-tuning needs behaviour with at least two pairs "
+                            "(searches followed by clicks, or items bought together)")
+    torch.manual_seed(int(cfg.seed))
+    rng = np.random.default_rng(int(cfg.seed))
+    stack, bert_config = _load_base(Path(base_dir))
+    tokenize = bert_torch.FastTokenizer(Path(base_dir), int(cfg.max_length), int(bert_config.get("pad_token_id") or 0))
+    if cfg.freeze_embeddings:
+        stack.embeddings.requires_grad_(False)
+    n_layers = len(stack.encoder.layer)
+    for layer in stack.encoder.layer[: max(0, min(int(cfg.freeze_layers), n_layers - 1))]:  # the top one always trains
+        layer.requires_grad_(False)
+    params = [p for p in stack.parameters() if p.requires_grad]
+    if not params:
+        raise FinetuneError("every layer is frozen: nothing to fine-tune (lower freeze_layers)")
+    optimizer = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
+    batch_size = max(2, int(cfg.batch_size))
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = max(1, steps_per_epoch * max(1, int(cfg.epochs)))
+    warm = max(1, int(round(float(cfg.warmup) * total)))
+
+    def lr_at(step: int) -> float:
+        return float(cfg.lr) * (step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm)))
+
+    positives = positives_by_anchor(train)
+    history: list[dict[str, Any]] = []
+    clock, throttle = EtaClock(), Throttle(0.1)
+    eval_every = max(1, steps_per_epoch // max(1, int(cfg.evals_per_epoch)))
+    best: dict[str, Any] = {}
+    best_state = None
+
+    def run_validation(step: int, epoch: int) -> dict[str, float]:
+        nonlocal best, best_state
+        if validate is None or not validation:
+            return {}
+        metrics = {k: float(v) for k, v in validate(lambda texts: encode_with(stack, tokenize, list(texts))).items()}
+        history.append({"step": step, "epoch": epoch, "validation": True, **metrics})
+        score = metrics.get(VALIDATION_METRIC, -math.inf)
+        if not best or score > best.get(VALIDATION_METRIC, -math.inf):
+            best = {"step": step, **metrics}
+            best_state = copy.deepcopy({k: v.detach() for k, v in stack.state_dict().items()})
+        return metrics
+
+    def report(step: int, epoch: int, loss: Optional[float], metrics: dict[str, float], final: bool = False) -> None:
+        if progress is None or not (final or metrics or throttle.ready()):
+            return
+        data = {"phase": "finetune", "step": step, "steps": total, "epoch": epoch, "lr": lr_at(step)}
+        if loss is not None:
+            data["loss"] = loss
+        data.update(metrics)
+        text = f"fine-tuning: step {step}/{total}" + (f", loss {loss:.3f}" if loss is not None else "")
+        if VALIDATION_METRIC in metrics:
+            text += f", validation NDCG@10 {metrics[VALIDATION_METRIC]:.3f}"
+        progress(Progress(step, total, text, clock.eta(step, total), data=data))
+
+    if cancel is not None:
+        cancel.check()
+    report(0, 0, None, run_validation(0, 0), final=True)
+    step, recent = 0, []
+    stack.train()
+    for epoch in range(1, max(1, int(cfg.epochs)) + 1):
+        order = rng.permutation(len(train))
+        for start in range(0, len(train), batch_size):
+            if cancel is not None:
+                cancel.check()
+            batch = [train[i] for i in order[start:start + batch_size]]
+            if len(batch) < 2:
+                continue
+            negs = [n for p in batch for n in p.negatives[: max(0, int(cfg.hard_negatives))] if n in item_text]
+            texts = [p.anchor for p in batch] + [item_text[p.item_id] for p in batch] + [item_text[n] for n in negs]
+            enc = tokenize(texts)
+            hidden = stack(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+            vecs = _mean_pool(hidden, enc["attention_mask"])
+            b = len(batch)
+            anchors, cands = vecs[:b], vecs[b:]
+            scores = float(cfg.scale) * anchors @ cands.T
+            scores = scores.masked_fill(~_batch_mask(batch, positives, negs), float("-inf"))
+            weights = torch.tensor([p.weight for p in batch], dtype=scores.dtype)
+            loss_rows = F.cross_entropy(scores, torch.arange(b), reduction="none")
+            loss = (loss_rows * weights).sum() / weights.sum().clamp(min=1e-9)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            step += 1
+            recent = (recent + [float(loss.detach())])[-20:]
+            running = float(np.mean(recent))
+            history.append({"step": step, "epoch": epoch, "loss": float(loss.detach())})
+            metrics = run_validation(step, epoch) if step % eval_every == 0 and step < total else {}
+            report(step, epoch, running, metrics)
+    final_metrics = run_validation(step, max(1, int(cfg.epochs)))
+    report(step, max(1, int(cfg.epochs)), float(np.mean(recent)) if recent else None, final_metrics, final=True)
+    state = best_state if best_state is not None else {k: v.detach().clone() for k, v in stack.state_dict().items()}
+    return FinetuneRun(state={k: v.clone() for k, v in state.items()}, bert_config=bert_config, history=history,
+                       seconds=time.perf_counter() - t0, steps=step, n_train=len(train), n_val=len(validation),
+                       best=best)

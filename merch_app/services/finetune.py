@@ -1,0 +1,197 @@
+"""The fine-tuning use case: pairs, hard negatives, fine-tune, evaluate before/after, register, activate.
+
+:func:`finetune` is a plain job function (``progress``/``cancel``) shared by
+the CLI (``merch-app finetune``) and the GUI.  Training pairs come from the
+events before the evaluation split (:func:`merch_app.evaluation.split.time_split`),
+the before/after table from the pairs after it, so the numbers are honest.
+Nothing persistent changes until the new encoder is complete, evaluated and
+registered: a cancel or an error leaves the encoder registry, the active
+encoder and the embedding cache as they were.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from merch_app.data.workspace import open_workspace
+from merch_app.evaluation.encoder_eval import compare_encoders, retrieval_scores
+from merch_app.evaluation.split import time_split
+from merch_app.jobs import CancelToken, Progress, ProgressCallback
+from merch_app.model.bert_encoder import BertEncoder
+from merch_app.model.encoder import load_encoder, workspace_encoder
+from merch_app.model.encoder_versions import EncoderVersion, save_encoder_version
+from merch_app.model.finetune import VALIDATION_METRIC, FinetuneConfig, FinetuneError, fine_tune, split_validation
+from merch_app.model.finetune_pairs import Pair, mine_hard_negatives, training_pairs
+from merch_app.model.item_vectors import item_text_vectors
+
+MAX_TEST_PAIRS = 5000  # held-out pairs scored before/after (drawn by weight, seeded)
+VALIDATION_METRICS = ("ndcg@10", "recall@10")
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did: the registered version and its before/after table."""
+
+    version: EncoderVersion
+    activated: bool
+    comparison: dict[str, Any]
+    validation: dict[str, Any]
+    n_pairs: int
+    n_test_pairs: int
+    seconds: float
+    pair_counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready result (the version row without its training history)."""
+        version = self.version.to_dict()
+        version["metrics"] = {k: v for k, v in version["metrics"].items() if k != "history"}
+        return {"version": version, "activated": self.activated, "comparison": self.comparison,
+                "validation": self.validation, "n_pairs": self.n_pairs, "n_test_pairs": self.n_test_pairs,
+                "pair_counts": self.pair_counts, "seconds": self.seconds}
+
+
+def _phase(progress: Optional[ProgressCallback], phase: str) -> Optional[ProgressCallback]:
+    if progress is None:
+        return None
+
+    def report(p: Progress) -> None:
+        progress(Progress(p.done, p.total, p.message, p.eta_seconds, {**p.data, "phase": phase}))
+
+    return report
+
+
+def _validator(val: list[Pair], item_text: dict[str, str], item_ids: list[str], pool_size: int, seed: int):
+    """``validate(encode)``: retrieval metrics of the validation pairs over a fixed item pool
+    (their positives and anchor items plus a seeded sample of the catalogue)."""
+    if not val:
+        return None
+    needed = {p.item_id for p in val} | {i for p in val for i in p.anchor_items}
+    rest = [i for i in item_ids if i not in needed]
+    rng = np.random.default_rng(seed)
+    extra = max(0, int(pool_size) - len(needed))
+    sample = [rest[j] for j in sorted(rng.choice(len(rest), min(extra, len(rest)), replace=False))] if rest else []
+    pool = sorted(needed | set(sample))
+    texts = [item_text[i] for i in pool]
+
+    def validate(encode) -> dict[str, float]:
+        vectors = encode(texts)
+        return retrieval_scores(val, pool, vectors, encode, metrics=VALIDATION_METRICS)["mean"]
+
+    return validate
+
+
+def _base_encoder(db, spec: Optional[str]) -> BertEncoder:
+    encoder = workspace_encoder(db, spec, int8=False)
+    if not isinstance(encoder, BertEncoder):
+        raise FinetuneError(f"the encoder {getattr(encoder, 'encoder_id', spec)!r} is not a BERT model: "
+                            "only BERT encoders can be fine-tuned (use --encoder DIR or the packaged MiniLM)")
+    return encoder
+
+
+def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Optional[ProgressCallback] = None,
+             cancel: Optional[CancelToken] = None, *, encoder: Optional[str] = None,
+             name: Optional[str] = None) -> FinetuneResult:
+    """Fine-tune the workspace's encoder on its behaviour and register the result as an encoder version.
+
+    Parameters
+    ----------
+    db_or_path
+        Open workspace or its path (a path opens a connection of this thread).
+    config
+        Settings (:class:`~merch_app.model.finetune.FinetuneConfig`); ``activate``
+        None makes the new version active when it improves the held-out NDCG@10.
+    progress, cancel
+        Job protocol; ``data["phase"]`` is ``pairs``, ``negatives``, ``encode``,
+        ``finetune`` (with ``loss``, ``ndcg@10``, ``recall@10``) or ``evaluate``.
+    encoder
+        The encoder to start from (a BERT folder or ``minilm``); default: the
+        workspace's active encoder (the packaged MiniLM when none is active).
+    name
+        Display name of the new version.
+
+    Returns
+    -------
+    FinetuneResult
+        The registered version, whether it was activated, and the before/after
+        comparison on the pairs after the split (NDCG@10, recall@10, recall@50,
+        paired randomisation test).
+
+    Raises
+    ------
+    FinetuneError, SplitError
+        Too little behaviour, or an encoder that cannot be fine-tuned; nothing is written.
+    Cancelled
+        ``cancel`` was set; nothing is written.
+    """
+    own = isinstance(db_or_path, (str, Path))
+    db = open_workspace(db_or_path) if own else db_or_path
+    try:
+        return _finetune(db, FinetuneConfig.from_dict((config or FinetuneConfig()).to_dict()), progress, cancel,
+                         encoder, name)
+    finally:
+        if own:
+            db.close()
+
+
+def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], name: Optional[str]) -> FinetuneResult:
+    t0 = time.perf_counter()
+    base = _base_encoder(db, spec)
+    split = time_split(db, cfg.split_date)
+    train_set = training_pairs(db, until_ts=split.split_ts, max_pairs=cfg.max_pairs, kinds=cfg.kinds, seed=cfg.seed,
+                               progress=_phase(progress, "pairs"), cancel=cancel)
+    if len(train_set.pairs) < 2:
+        raise FinetuneError(f"no behaviour pairs before {split.split_ts[:10]}: fine-tuning needs searches followed "
+                            "by clicks, carts or purchases, or items bought together in one basket")
+    test_set = training_pairs(db, until_ts=None, since_ts=split.split_ts, max_pairs=MAX_TEST_PAIRS, kinds=cfg.kinds,
+                              seed=cfg.seed + 1, cancel=cancel)
+    item_text = train_set.item_text
+    item_ids, base_vectors = item_text_vectors(db, base, progress=_phase(progress, "encode"), cancel=cancel)
+    item_ids = [str(i) for i in item_ids]
+    pairs = train_set.pairs
+    if cfg.hard_negatives > 0:
+        pairs = mine_hard_negatives(pairs, item_ids, base_vectors, base.encode, item_text=item_text,
+                                    per_pair=cfg.hard_negatives, seed=cfg.seed, cancel=cancel,
+                                    progress=_phase(progress, "negatives"))
+    train, val = split_validation(pairs, cfg)
+    validate = _validator(val, item_text, item_ids, cfg.val_pool, cfg.seed)
+    run = fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
+                    progress=_phase(progress, "finetune"), cancel=cancel)
+    test_pairs = test_set.pairs
+    evaluate = _phase(progress, "evaluate")
+    before = retrieval_scores(test_pairs, item_ids, base_vectors, base.encode, cancel=cancel)
+    outcome: dict[str, Any] = {}
+
+    def evaluate_after(folder: Path, encoder_id: str) -> dict[str, Any]:
+        tuned = load_encoder(str(folder))  # the instance ranking will use (one per folder)
+        ids, vectors = item_text_vectors(db, tuned, progress=evaluate, cancel=cancel)
+        after = retrieval_scores(test_pairs, [str(i) for i in ids], vectors, tuned.encode, cancel=cancel)
+        comparison = compare_encoders(before, after, seed=cfg.seed)
+        outcome["comparison"] = comparison
+        return {"test": comparison, "validation": run.best, "history": run.history, "steps": run.steps,
+                "n_validation_pairs": run.n_val, "split_ts": split.split_ts}
+
+    def activate_if(metrics: dict[str, Any]) -> bool:
+        if cfg.activate is not None:
+            return bool(cfg.activate)
+        test = metrics["test"]
+        if test.get("n_anchors"):
+            return test[VALIDATION_METRIC]["delta"] > 0
+        return bool(run.best) and run.best.get("step", 0) > 0  # no held-out pairs: the validation decides
+
+    counts = db.execute("SELECT count(*), max(ts) FROM events").fetchone()
+    snapshot = {"events": int(counts[0] or 0), "max_ts": counts[1], "split_ts": split.split_ts,
+                "train_events": train_set.snapshot.get("events"), "train_pairs": train_set.counts,
+                "test_pairs": test_set.counts, "available_pairs": train_set.snapshot.get("available")}
+    version = save_encoder_version(
+        db, config=run.bert_config, parent_dir=base.model_dir, write_weights=run.write_weights,
+        weights_sha=run.weights_sha(), parent_encoder_id=base.encoder_id, parent_spec=str(base.model_dir),
+        train_config=cfg.to_dict(), data_snapshot=snapshot, n_pairs=run.n_train,
+        train_seconds=time.perf_counter() - t0, name=name, before_register=evaluate_after, activate_if=activate_if)
+    return FinetuneResult(version=version, activated=version.active, comparison=outcome.get("comparison", {}),
+                          validation=run.best, n_pairs=run.n_train, n_test_pairs=len(test_pairs),
+                          seconds=time.perf_counter() - t0, pair_counts=train_set.counts)
+
