@@ -264,3 +264,25 @@ def test_chrismas_lights_on_the_demo_data(ws):
     rl = ranker.rank(RankRequest(query="chrismas lights", k=3, prefix=False))
     assert rl.corrected_query == "christmas lights"
     assert all("CHRISTMAS" in t and "LIGHT" in t for t in rl.titles), rl.titles
+
+
+def test_workspace_remembers_its_own_encoder_folder(ws, ws_path, zh_csv, tmp_path):
+    """A Chinese/multilingual model folder set once is the encoder of every later command."""
+    from finetune_support import tiny_bert
+
+    from merch_app.model.bundle import load_bundle
+    from merch_app.model.encoder import workspace_encoder
+
+    import_file(ws, zh_csv)
+    folder = tiny_bert(tmp_path / "zh-bert")
+    res = CliRunner().invoke(cli, ["settings", "set", "encoder", str(folder), "-w", str(ws_path)])
+    assert res.exit_code == 0, res.output
+    assert workspace_encoder(ws).model_dir == folder.resolve()
+    assert load_bundle(ws).encoder.model_dir == folder.resolve()
+    res = CliRunner().invoke(cli, ["query", "烛台", "-w", str(ws_path), "--json"])
+    assert json.loads(res.output)[0]["item_id"] == "Z01"
+    bad = CliRunner().invoke(cli, ["settings", "set", "encoder", str(tmp_path / "nothing"), "-w", str(ws_path)])
+    assert bad.exit_code != 0 and "does not exist" in bad.output
+    assert workspace_encoder(ws).model_dir == folder.resolve()  # the earlier choice stays
+    CliRunner().invoke(cli, ["settings", "reset", "encoder", "-w", str(ws_path)])
+    assert workspace_encoder(ws).encoder_id.startswith("all-MiniLM-L6-v2")

@@ -5,6 +5,7 @@ table also holds private values, e.g. the pseudonymisation key).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -12,6 +13,8 @@ import click
 from merch_app.cli.common import emit_json, json_option, user_errors, workspace_db, workspace_option
 from merch_app.data import text_tokens
 from merch_app.data.workspace import get_setting, set_setting
+from merch_app.model.encoder import BASE_ENCODER_SETTING, load_encoder
+from merch_app.model.encoder_base import EncoderError
 from merch_app.services.search_index import set_search_tokens
 
 
@@ -33,6 +36,18 @@ def _index_kind(text: str) -> str:
     return text
 
 
+def _encoder_folder(text: str):
+    """A local BERT folder (checked now) or 'minilm' for the packaged model (stored as None)."""
+    if text.strip().lower() in ("minilm", "default", "none", ""):
+        return None
+    folder = Path(text).expanduser().resolve()
+    try:
+        load_encoder(str(folder))
+    except EncoderError as exc:
+        raise ValueError(str(exc)) from None
+    return str(folder)
+
+
 def _tokens_mode(text: str) -> str:
     if text not in text_tokens.MODES:
         raise ValueError(f"expected one of {', '.join(text_tokens.MODES)}, not {text!r}")
@@ -45,6 +60,9 @@ KNOWN: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                                    "0.01-0.02 lower NDCG@10 on the judged demo suite)"),
     "vector_index": (_index_kind, "auto", "FAISS index of new model versions: auto (exact below 200k items, "
                                           "compressed IVF above), flat, ivf, ivfsq8, ivfpq, sq8 or hnsw"),
+    BASE_ENCODER_SETTING: (_encoder_folder, None,
+                           "text encoder when no fine-tuned version is active: a local BERT folder (e.g. a "
+                           "Chinese or multilingual model) or minilm; models keep the encoder they were trained with"),
     text_tokens.SETTING: (_tokens_mode, text_tokens.DEFAULT_MODE,
                           "search tokens: auto (Chinese text cut into words and characters, with pinyin) or "
                           "plain (SQLite's unicode61 alone); changing it rebuilds the search index"),

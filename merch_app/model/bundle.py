@@ -19,7 +19,7 @@ import numpy as np
 
 from merch_app.data import text_tokens
 from merch_app.data.workspace import get_setting, workspace_path
-from merch_app.model.encoder import INT8_SETTING, workspace_encoder
+from merch_app.model.encoder import BASE_ENCODER_SETTING, INT8_SETTING, workspace_encoder
 from merch_app.model.encoder_versions import active_encoder_key, deleted_encoder_problem, is_version_id
 from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.item_vectors import item_text_vectors
@@ -115,7 +115,8 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
     """Everything :func:`load_bundle` reads, as a comparable value (a cache is stale when it changes).
 
     The workspace file, the model version (id and creation time), the encoder
-    asked for, the int8, vector-index and search-token settings, and the state of the
+    asked for, the active encoder version, the base-encoder, int8, vector-index and
+    search-token settings, and the state of the
     catalogue and of the events (last row ids of items, imports and events:
     items joining the model, changed titles, popularity).  Every part is an
     indexed lookup, so the key costs the same at a million items (the Query
@@ -128,7 +129,8 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
     enc = encoder if encoder is None or isinstance(encoder, str) else getattr(encoder, "encoder_id", id(encoder))
     return (str(workspace_path(db)), version.model_id if version else None, version.created if version else None,
             enc, bool(get_setting(db, INT8_SETTING, False)), index_kind(db), last_item, last_import, last_event,
-            active_encoder_key(db))
+            active_encoder_key(db), get_setting(db, BASE_ENCODER_SETTING),
+            get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE))
 
 
 def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,

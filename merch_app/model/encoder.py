@@ -27,6 +27,9 @@ INT8_SUFFIX = "+int8"
 # default: int8 encodes ~4x faster but costs 0.01-0.02 NDCG@10 on the judged demo suite
 # (docs/benchmarks.md, int8 section), so it stays opt-in.
 INT8_SETTING = "encoder_int8"
+# Workspace setting: the base encoder when no fine-tuned version is active, a load_encoder
+# spec (a local BERT folder, e.g. a Chinese or multilingual model); None = the packaged MiniLM.
+BASE_ENCODER_SETTING = "encoder"
 
 
 _CACHE: dict[tuple[str, Optional[str]], _EncoderBase] = {}
@@ -93,8 +96,8 @@ def workspace_encoder(db, spec: Optional[str] = None, int8: Optional[bool] = Non
         its ``encoder_int8`` setting the default int8 choice.
     spec
         As for :func:`load_encoder`; None = the workspace's active encoder
-        version, or the packaged MiniLM when none is active.  A ``+int8``
-        suffix always wins.
+        version, else its ``encoder`` setting (a local BERT folder), else
+        the packaged MiniLM.  A ``+int8`` suffix always wins.
     int8
         ``--int8`` (True) / ``--fp32`` (False) from a command, None = the
         workspace setting.  The setting only applies to BERT encoders.
@@ -105,7 +108,7 @@ def workspace_encoder(db, spec: Optional[str] = None, int8: Optional[bool] = Non
         The active encoder version has lost its folder.
     """
     if spec is None or not spec.strip():
-        spec = active_encoder_spec(db)
+        spec = active_encoder_spec(db) or get_setting(db, BASE_ENCODER_SETTING)
     base = (spec or "minilm").strip()
     if base.lower().endswith(INT8_SUFFIX):
         return load_encoder(base)
