@@ -142,7 +142,7 @@ def test_every_ranking_path_follows_the_active_encoder_and_int8_works(shop, bert
     assert load_bundle(shop).encoder.encoder_id == int8.encoder_id
     set_setting(shop, INT8_SETTING, False)
     ev.activate_encoder(shop, "base")
-    assert bundle_key(shop)[-1] is None
+    assert ev.active_encoder_key(shop) is None
 
 
 def test_a_model_trained_on_a_deleted_encoder_version_refuses_clearly(shop, bert_dir):
