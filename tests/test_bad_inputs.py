@@ -429,7 +429,7 @@ AUDITED_SQL_INTERPOLATIONS = {
     "','.join('?' * len(chunk))": "placeholders",
     "_SAVEPOINT": "constant savepoint name",
     "base": "constant SELECT",
-    "cond": "finetune_pairs._until_clause(): '' or 'AND ts < ?' (the time is a ? parameter)",
+    "cond": "'' or 'AND ts < ?' (finetune_pairs, data.search_log; the time is a ? parameter)",
     "expr": "bucket_sql(): one of three fixed expressions",
     "how": "constant expression",
     "int(self._cache_size)": "an int",

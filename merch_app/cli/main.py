@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "related": ("merch_app.cli.query_cmds", "Items related to ITEM (an item id)."),
     "rules": ("merch_app.cli.suite_cmds",
               "Merchandising rules: pin, boost, bury, hide, synonyms, query rewrites."),
+    "searchlog": ("merch_app.cli.searchlog_cmds",
+                  "Search-log insight: top queries, zero results, no clicks, synonym suggestions."),
     "segments": ("merch_app.cli.insights_cmds",
                  "k-means segments of the model's user vectors and the categories each prefers."),
     "settings": ("merch_app.cli.settings_cmd",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from merch_app.data.search_log import normalise_query
 from merch_app.errors import MerchAppError
 
 MAX_GRADE = 3
@@ -18,11 +19,6 @@ QRELS_TOPICS_SUFFIX = ".topics.tsv"
 
 class SuiteError(MerchAppError, ValueError):
     """A suite file or suite operation is invalid (message is user-facing)."""
-
-
-def normalise_query(text: str) -> str:
-    """Whitespace-collapsed, stripped query (case is kept for display)."""
-    return " ".join(str(text or "").split())
 
 
 @dataclass

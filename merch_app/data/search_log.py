@@ -1,0 +1,134 @@
+"""Searches and the behaviour credited to them: the one reading of a search log.
+
+A click, cart or purchase is credited to a query when the event itself has a
+``query``, or when the same session (``session_id``, else ``user_id``) ran a
+search with that query at most ``gap_minutes`` earlier and no other search
+came between.  Judged suites derived from behaviour
+(:mod:`merch_app.evaluation.behaviour_suite`) and the search-log insights
+(:mod:`merch_app.insights.search_log`) both read the log through
+:func:`search_visits`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterator, Optional
+
+from merch_app.jobs import Progress, Throttle
+
+CREDITED = ("click", "cart", "purchase")
+
+
+def normalise_query(text: str) -> str:
+    """Whitespace-collapsed, stripped query (case is kept for display)."""
+    return " ".join(str(text or "").split())
+
+
+def seconds(ts: Optional[str]) -> Optional[float]:
+    """POSIX seconds of a workspace timestamp (``YYYY-MM-DDTHH:MM:SSZ``), None when unreadable."""
+    if not ts:
+        return None
+    try:
+        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class SearchVisit:
+    """One search and what followed it in its session.
+
+    Attributes
+    ----------
+    session
+        ``session_id``, else ``user_id`` (None for anonymous events without a session).
+    query, key
+        The query as typed (whitespace collapsed) and its case-folded key.
+    ts
+        Timestamp text of the search (of the first credited event when the
+        event carried its own query and no search preceded it).
+    searched
+        True when a search event started the visit.
+    events
+        ``(event_type, item_id)`` credited to the query, in order.
+    """
+
+    session: Optional[str]
+    query: str
+    key: str
+    ts: Optional[str]
+    searched: bool = True
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clicked(self) -> bool:
+        """Anything was clicked, carted or bought after the search."""
+        return bool(self.events)
+
+    @property
+    def bought(self) -> bool:
+        return any(e == "purchase" for e, _ in self.events)
+
+
+def has_queries(db) -> bool:
+    """True when some event carries a query."""
+    return db.execute("SELECT 1 FROM events WHERE query IS NOT NULL AND query != '' LIMIT 1").fetchone() is not None
+
+
+def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = None,
+                  progress: Optional[Callable[[Progress], None]] = None, cancel=None) -> Iterator[SearchVisit]:
+    """Every search of the workspace with the events credited to it, session by session.
+
+    Parameters
+    ----------
+    gap_minutes
+        Longest time from a search to an event credited to it.
+    until_ts
+        Only events before this timestamp (an evaluation split).
+    progress, cancel
+        ``progress(Progress)`` now and then; ``cancel.check()`` every 5,000 rows.
+    """
+    cond, args = ("AND ts < ?", [until_ts]) if until_ts else ("", [])
+    sql = f"""
+        SELECT coalesce(session_id, user_id), ts, event_type, item_id, query FROM events
+        WHERE ((query IS NOT NULL AND query != '')
+           OR (event_type IN ('click', 'cart', 'purchase') AND coalesce(session_id, user_id) IN
+               (SELECT DISTINCT coalesce(session_id, user_id) FROM events
+                WHERE event_type = 'search' AND query IS NOT NULL AND query != ''))) {cond}
+        ORDER BY 1, ts, id"""
+    total = db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0] if progress is not None else 0
+    gap = gap_minutes * 60.0
+    current: Optional[SearchVisit] = None
+    started: Optional[float] = None
+    throttle = Throttle()
+    for n, (session, ts, etype, item_id, query) in enumerate(db.execute(sql, args)):
+        if cancel is not None and n % 5000 == 0:
+            cancel.check()
+        if progress is not None and throttle.ready():
+            progress(Progress(n, total, "crediting events to queries"))
+        q = normalise_query(query) if query else ""
+        if etype == "search":
+            if q:
+                if current is not None:
+                    yield current
+                current, started = SearchVisit(session, q, q.casefold(), ts), seconds(ts)
+            continue
+        if etype not in CREDITED or not item_id:
+            continue
+        if q:
+            if current is not None and current.session == session and current.key == q.casefold():
+                current.events.append((etype, str(item_id)))
+            else:
+                if current is not None:
+                    yield current
+                current, started = SearchVisit(session, q, q.casefold(), ts, searched=False,
+                                               events=[(etype, str(item_id))]), seconds(ts)
+            continue
+        t = seconds(ts)
+        if current is not None and session is not None and current.session == session and t is not None \
+                and started is not None and 0 <= t - started <= gap:
+            current.events.append((etype, str(item_id)))
+    if current is not None:
+        yield current
+    if progress is not None:
+        progress(Progress(total, total, "credited"))

@@ -1,0 +1,147 @@
+"""What the search log says: top queries, zero-result queries, queries nobody clicks, synonyms to add.
+
+Read through :func:`merch_app.data.search_log.search_visits` (one search and
+the clicks, carts and purchases credited to it).
+
+* **Zero results**: no word of the query matches an item's text, even after
+  Han back-off; the ranker then shows only meaning matches.  When the
+  spelling corrector would rescue the query, the row says what it would
+  search instead.
+* **No clicks**: queries searched at least ``min_searches`` times whose
+  searches were never followed by a click, cart or purchase.
+* **Synonym suggestions** from reformulations: in one session a search *A*
+  with no click, then within ``window_minutes`` a search *B* that was
+  clicked.  The words of *A* not in *B* and of *B* not in *A* (at most two
+  each) form a candidate pair; pairs that are spelling variants of each
+  other (a few edits apart) are labelled ``spelling`` (the corrector handles
+  them), the rest ``synonym``, with the number of sessions and how many of
+  them ended in a purchase.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from rapidfuzz.distance import OSA
+
+from merch_app.data.search_log import SearchVisit, search_visits, seconds
+from merch_app.ranking.lexical import LexicalSearcher, tokenize
+
+
+@dataclass
+class QueryRow:
+    """Volume and outcome of one query."""
+
+    query: str
+    searches: int
+    clicked: int
+    bought: int
+    last_seen: Optional[str]
+
+    @property
+    def ctr(self) -> float:
+        """Share of the searches followed by a click, cart or purchase."""
+        return self.clicked / self.searches if self.searches else 0.0
+
+    @property
+    def conversion(self) -> float:
+        return self.bought / self.searches if self.searches else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ctr": self.ctr, "conversion": self.conversion}
+
+
+def query_rows(db, gap_minutes: float = 30.0, cancel=None) -> list[QueryRow]:
+    """Every query searched at least once, most searched first (ties: alphabetical)."""
+    rows: dict[str, QueryRow] = {}
+    for v in search_visits(db, gap_minutes, cancel=cancel):
+        if not v.searched:
+            continue
+        row = rows.setdefault(v.key, QueryRow(v.query, 0, 0, 0, None))
+        row.searches += 1
+        row.clicked += v.clicked
+        row.bought += v.bought
+        if v.ts and (row.last_seen is None or v.ts > row.last_seen):
+            row.last_seen = v.ts
+    return sorted(rows.values(), key=lambda r: (-r.searches, r.query.casefold()))
+
+
+def top_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
+    """The most searched queries with click-through and conversion."""
+    return [r.to_dict() for r in query_rows(db, **kwargs)[:limit]]
+
+
+def zero_result_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
+    """Searched queries no item's text matches (see the module docstring), most searched first."""
+    lexical = LexicalSearcher(db)
+    out = []
+    for r in query_rows(db, **kwargs):
+        literal = lexical.analyse(r.query, prefix=False, correct=False)
+        if any(lexical.stats.doc_freq(t, False) for t in literal.terms.terms):
+            continue
+        fixed = lexical.analyse(r.query, prefix=False, correct=True)
+        out.append({**r.to_dict(), "corrected": fixed.corrected_text})
+        if len(out) >= limit:
+            break
+    return out
+
+
+def no_click_queries(db, min_searches: int = 2, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
+    """Queries searched at least ``min_searches`` times and never clicked, most searched first."""
+    return [r.to_dict() for r in query_rows(db, **kwargs) if r.searches >= min_searches and not r.clicked][:limit]
+
+
+@dataclass
+class SynonymSuggestion:
+    """A pair of words shoppers swapped, with the evidence."""
+
+    source: str
+    target: str
+    kind: str  # "synonym" | "spelling"
+    sessions: int
+    bought: int
+    examples: list[tuple[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "examples": [list(e) for e in self.examples],
+                "rule": f"merch-app rules add synonym --terms '{self.source},{self.target}'"}
+
+
+def _difference(a: str, b: str) -> Optional[tuple[str, str]]:
+    wa, wb = tokenize(a), tokenize(b)
+    only_a = [w for w in wa if w not in wb]
+    only_b = [w for w in wb if w not in wa]
+    if not only_a or not only_b or len(only_a) > 2 or len(only_b) > 2:
+        return None
+    return " ".join(only_a), " ".join(only_b)
+
+
+def synonym_suggestions(db, window_minutes: float = 10.0, min_sessions: int = 2, limit: int = 50,
+                        gap_minutes: float = 30.0, cancel=None) -> list[dict[str, Any]]:
+    """Word pairs from "searched A, nothing clicked, searched B, clicked" (see the module docstring)."""
+    pairs: dict[tuple[str, str], SynonymSuggestion] = {}
+    previous: Optional[SearchVisit] = None
+    for v in search_visits(db, gap_minutes, cancel=cancel):
+        if not v.searched:
+            continue
+        p, previous = previous, v
+        if p is None or p.session is None or p.session != v.session or p.clicked or not v.clicked \
+                or p.key == v.key or not _within(p.ts, v.ts, window_minutes):
+            continue
+        diff = _difference(p.query, v.query)
+        if diff is None:
+            continue
+        kind = "spelling" if OSA.distance(*diff) <= max(1, min(len(diff[0]), len(diff[1])) // 4) else "synonym"
+        s = pairs.setdefault(diff, SynonymSuggestion(diff[0], diff[1], kind, 0, 0, []))
+        s.sessions += 1
+        s.bought += v.bought
+        if len(s.examples) < 3:
+            s.examples.append((p.query, v.query))
+    kept = [s for s in pairs.values() if s.sessions >= min_sessions]
+    kept.sort(key=lambda s: (s.kind != "synonym", -s.sessions, -s.bought, s.source))
+    return [s.to_dict() for s in kept[:limit]]
+
+
+def _within(a: Optional[str], b: Optional[str], minutes: float) -> bool:
+    ta, tb = seconds(a), seconds(b)
+    return ta is not None and tb is not None and 0 <= tb - ta <= minutes * 60.0

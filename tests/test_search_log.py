@@ -1,0 +1,92 @@
+"""Search-log insight on a hand-made log: counts, zero results, no clicks, mined synonyms, CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from merch_app.cli.main import cli
+from merch_app.data.search_log import search_visits
+from merch_app.insights.search_log import (no_click_queries, synonym_suggestions, top_queries,
+                                           zero_result_queries)
+from ranking_fixtures import insert_items
+
+ITEMS = [{"item_id": "M1", "title": "WHITE CERAMIC MUG"}, {"item_id": "C1", "title": "CHRISTMAS TREE LIGHTS"},
+         {"item_id": "L1", "title": "GLASS LANTERN"}]
+
+
+def _events(db, rows):
+    """rows: (session, minute, type, item, query)"""
+    with db.conn:
+        db.executemany("INSERT INTO events(user_id, session_id, item_id, event_type, ts, query) VALUES (?,?,?,?,?,?)",
+                       [(s, s, item, etype, f"2026-03-01T10:{m:02d}:00Z", q) for s, m, etype, item, q in rows])
+
+
+@pytest.fixture
+def log_ws(ws):
+    insert_items(ws, ITEMS)
+    rows = []
+    for n in range(3):  # "xmas lights" finds nothing useful, then "christmas lights" is clicked and bought
+        s = f"s{n}"
+        rows += [(s, 0, "search", None, "xmas lights"), (s, 2, "search", None, "christmas lights"),
+                 (s, 3, "click", "C1", None), (s, 5, "purchase", "C1", None)]
+    rows += [("t1", 0, "search", None, "cup"), ("t1", 1, "search", None, "mug"), ("t1", 2, "click", "M1", None),
+             ("t2", 0, "search", None, "cup"), ("t2", 1, "search", None, "mug"), ("t2", 2, "cart", "M1", None)]
+    rows += [("u1", 0, "search", None, "zzqx"), ("u2", 0, "search", None, "zzqx"),  # nothing matches, no click
+             ("u3", 0, "search", None, "lantren"),  # misspelt, no click
+             ("u4", 0, "search", None, "mug"), ("u4", 50, "click", "M1", None)]  # click 50 min later: not credited
+    _events(ws, rows)
+    return ws
+
+
+def test_visits_credit_only_within_the_gap(log_ws):
+    visits = [v for v in search_visits(log_ws) if v.session == "u4"]
+    assert len(visits) == 1 and visits[0].events == []
+    s0 = [v for v in search_visits(log_ws) if v.session == "s0"]
+    assert [(v.query, v.events) for v in s0] == [("xmas lights", []),
+                                                 ("christmas lights", [("click", "C1"), ("purchase", "C1")])]
+
+
+def test_counts_ctr_and_conversion(log_ws):
+    rows = {r["query"]: r for r in top_queries(log_ws)}
+    assert rows["christmas lights"]["searches"] == 3 and rows["christmas lights"]["conversion"] == 1.0
+    assert rows["mug"]["searches"] == 3 and rows["mug"]["clicked"] == 2
+    assert rows["mug"]["ctr"] == pytest.approx(2 / 3)
+    assert rows["xmas lights"]["ctr"] == 0.0
+
+
+def test_zero_results_and_no_clicks(log_ws):
+    zero = {r["query"]: r for r in zero_result_queries(log_ws)}
+    assert set(zero) == {"cup", "zzqx", "lantren"}
+    assert zero["lantren"]["corrected"] == "lantern" and zero["zzqx"]["corrected"] is None
+    none = [r["query"] for r in no_click_queries(log_ws)]
+    assert none == ["xmas lights", "cup", "zzqx"]  # 3, 2, 2 searches; "lantren" was searched once
+
+
+def test_synonyms_mined_from_reformulations(log_ws):
+    sug = synonym_suggestions(log_ws)
+    assert [(s["source"], s["target"], s["kind"], s["sessions"], s["bought"]) for s in sug] == [
+        ("xmas", "christmas", "synonym", 3, 3), ("cup", "mug", "synonym", 2, 0)]
+    assert sug[0]["rule"] == "merch-app rules add synonym --terms 'xmas,christmas'"
+
+
+def test_spelling_reformulation_is_labelled(ws):
+    insert_items(ws, ITEMS)
+    _events(ws, [row for s in ("a", "b") for row in ((s, 0, "search", None, "lantren"),
+                                                   (s, 1, "search", None, "lantern"), (s, 2, "click", "L1", None))])
+    assert [(s["source"], s["target"], s["kind"]) for s in synonym_suggestions(ws)] == [("lantren", "lantern", "spelling")]
+
+
+def test_cli(log_ws, ws_path):
+    res = CliRunner().invoke(cli, ["searchlog", "synonyms", "-w", str(ws_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["source"] == "xmas"
+    res = CliRunner().invoke(cli, ["searchlog", "zero-results", "-w", str(ws_path)])
+    assert "lantren" in res.output and "lantern" in res.output
+
+
+def test_cli_without_a_search_log(ws, ws_path):
+    insert_items(ws, ITEMS)
+    res = CliRunner().invoke(cli, ["searchlog", "top", "-w", str(ws_path)])
+    assert res.exit_code != 0 and "no event in this workspace carries a query" in res.output
