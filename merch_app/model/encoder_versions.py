@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 from merch_app.data.workspace import WorkspaceError, workspace_path
 from merch_app.errors import MerchAppError
 from merch_app.model.bert_encoder import BertEncoder
+from merch_app.model.version_folders import delete_folder_and_rows
 
 # Files of the parent folder that go with the weights (the tokenizer and its settings).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -211,20 +212,14 @@ def delete_encoder_version(db, version_id: str) -> EncoderVersion:
     that names the deleted version (see :func:`deleted_encoder_problem`).
     """
     version = get_encoder_version(db, version_id)
-    folder = version_folder(db, version)
-    trash = folder.with_name(f"{folder.name}.deleted-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        os.replace(folder, trash)
-    try:
+
+    def delete_rows() -> None:
         with db.conn:
             db.execute("DELETE FROM encoder_versions WHERE version_id = ?", [version_id])
             db.execute("DELETE FROM embeddings WHERE encoder_id LIKE ? ESCAPE '\\'",
                        [_like_prefix(f"{version_id}@")])
-    except BaseException:
-        if trash.exists():
-            os.replace(trash, folder)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+
+    delete_folder_and_rows(version_folder(db, version), delete_rows)
     return version
 
 

@@ -28,6 +28,7 @@ from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
 from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.vector_index import KINDS, VectorIndex
+from merch_app.model.version_folders import delete_folder_and_rows
 
 INDEX_FILE = "index.faiss"
 __all__ = ["ModelVersion", "RegistryError", "list_versions", "get_version", "rename", "activate", "delete",
@@ -175,18 +176,12 @@ def activate(db, model_id: str) -> ModelVersion:
 def delete(db, model_id: str) -> None:
     """Remove a version and its files (deleting the active one leaves none active)."""
     version = get_version(db, model_id)
-    folder = version_folder(db, version)
-    trash = folder.with_name(f"{folder.name}.deleted-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        os.replace(folder, trash)
-    try:
+
+    def delete_rows() -> None:
         with db.conn:
             db.execute("DELETE FROM models WHERE model_id = ?", [model_id])
-    except Exception:
-        if trash.exists():
-            os.replace(trash, folder)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
+
+    delete_folder_and_rows(version_folder(db, version), delete_rows)
 
 
 LEFTOVER_AGE_S = 3600.0  # younger ones may be another process's save in progress
