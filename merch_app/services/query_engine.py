@@ -15,6 +15,7 @@ import numpy as np
 from merch_app.explain.explanation import explain_item
 from merch_app.explain.why_not import resolve_item, why_not
 from merch_app.insights.embedding_map import fit_pca, item_map
+from merch_app.model.encoder_versions import EncoderVersionError, get_encoder_version, is_version_id
 from merch_app.ranking.ranker import Ranker
 from merch_app.ranking.rules import load_rules
 from merch_app.services.bundles import SHARED
@@ -36,6 +37,7 @@ class EngineInfo:
     categories: list[str] = field(default_factory=list)
     price_range: tuple[float, float] = (0.0, 0.0)
     users: list[tuple[str, int]] = field(default_factory=list)  # (user_id, events), most active first
+    encoder_name: str = ""  # for display: "all-MiniLM-L6-v2", "shop-v2 (fine-tuned)", "hashing:64"
 
 
 @dataclass
@@ -105,10 +107,29 @@ def get_engine(ctx, workspace: Path, generation: int, encoder_spec: Optional[str
     info = EngineInfo(model_name=v.name if v else "text only (no model)", model_id=v.model_id if v else None,
                       encoder_id=getattr(bundle.encoder, "encoder_id", "?"), n_items=len(bundle.item_ids),
                       warning=bundle.warning, categories=cats, price_range=(float(lo or 0), float(hi or 0)),
-                      users=[(str(u), int(n)) for u, n in users])
+                      users=[(str(u), int(n)) for u, n in users],
+                      encoder_name=encoder_display_name(db, getattr(bundle.encoder, "encoder_id", "?")))
     engine = QueryEngine(key, ranker, info)
     ctx.state[STATE_KEY] = engine
     return engine
+
+
+def encoder_display_name(db, encoder_id: str) -> str:
+    """A readable name of the encoder that ranks: the base model's name, or a fine-tuned version's name.
+
+    ``all-MiniLM-L6-v2@ab12…`` -> ``all-MiniLM-L6-v2``; ``ft20260101-…@…`` -> ``<version name> (fine-tuned)``
+    (with its id when the name differs; "deleted" when it is no longer registered); ``+int8`` -> `` int8``.
+    """
+    name, _, rest = (encoder_id or "?").partition("@")
+    int8 = " int8" if "+int8" in rest else ""
+    if not is_version_id(name):
+        return name + int8
+    try:
+        version = get_encoder_version(db, name)
+    except EncoderVersionError:
+        return f"{name}{int8} (fine-tuned, deleted)"
+    label = version.name if version.name == name else f"{version.name} [{name}]"
+    return f"{label}{int8} (fine-tuned)"
 
 
 def user_profile_line(db, user_id: str) -> str:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +56,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ctx = WorkspaceContext(self)
         self.runners: list[JobRunner] = []
+        self._ask_on_quit: list[JobRunner] = []
         self.resize(1400, 900)
         self.setAcceptDrops(False)
 
@@ -137,9 +139,15 @@ class MainWindow(QMainWindow):
         controls.query_box.setText(text)
 
     # ------------------------------------------------------------------- jobs
-    def create_runner(self, name: str) -> JobRunner:
-        """A job runner whose jobs show in the status bar and are awaited on quit."""
+    def create_runner(self, name: str, ask_on_quit: bool = False) -> JobRunner:
+        """A job runner whose jobs show in the status bar and are awaited on quit.
+
+        ``ask_on_quit``: its jobs are long and lose their work when cancelled (training,
+        fine-tuning), so quitting while one runs asks first.
+        """
         runner = JobRunner(name, self)
+        if ask_on_quit:
+            self._ask_on_quit.append(runner)
         runner.job_started.connect(self.job_status.started)
         runner.job_progress.connect(self.job_status.progress)
         runner.job_finished.connect(self.job_status.finished)
@@ -150,12 +158,28 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         return any(r.is_busy() for r in self.runners)
 
+    def long_jobs(self) -> list[str]:
+        """Labels of the running jobs that quitting would throw away (training, fine-tuning)."""
+        return [(r.current.label if r.current else "") or r.name for r in self._ask_on_quit if r.is_busy()]
+
+    def confirm_quit(self, jobs: list[str]) -> bool:
+        """Ask whether to quit and cancel ``jobs`` (True = quit)."""
+        answer = QMessageBox.question(
+            self, "Quit merch_app",
+            f"{'; '.join(jobs)} is still running. Quit and cancel it? Nothing of the run is saved.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().resizeEvent(event)
         QTimer.singleShot(0, self, self.banner.follow)  # after the layout has moved the screens
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
-        """Cancel running jobs, wait for their threads, then close."""
+        """Ask when a long job runs, then cancel running jobs, wait for their threads and close."""
+        jobs = self.long_jobs()
+        if jobs and not self.confirm_quit(jobs):
+            event.ignore()
+            return
         if self.busy():
             self.statusBar().showMessage("Waiting for running jobs to stop…")
             self.job_status.hide()

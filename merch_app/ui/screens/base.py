@@ -44,8 +44,9 @@ class Screen(QWidget):
             log.exception("%s.%s failed", type(self).__name__, hook.__name__)
             self.show_error(f"{self.title}: {error_text(exc)}")
 
-    def runner(self, name: str):
-        return self.window_.create_runner(f"{self.title.lower()}-{name}")
+    def runner(self, name: str, ask_on_quit: bool = False):
+        """A runner registered with the window; ``ask_on_quit``: quitting while it runs asks first."""
+        return self.window_.create_runner(f"{self.title.lower()}-{name}", ask_on_quit=ask_on_quit)
 
     def show_error(self, text: str) -> None:
         self.window_.show_message(text, level="error")

@@ -17,6 +17,9 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.engines import engine_label
+from merch_app.model.encoder_versions import (
+    activate_encoder, delete_encoder_version, is_version_id, models_using,
+)
 from merch_app.model.registry import activate, delete, rename
 from merch_app.ui.charts import GroupedBarChart
 from merch_app.ui.screens.common import fill_table, make_table
@@ -194,3 +197,137 @@ def axis_label(metric: str) -> str:
     """Short metric name for a chart axis ("precision@10" -> "P@10"): the full names overlap at panel width."""
     base, at, k = metric.partition("@")
     return _AXIS_NAMES.get(base, base) + at + k
+
+
+def encoder_short_name(encoder_id: str, names: Optional[dict[str, str]] = None) -> str:
+    """"all-MiniLM-L6-v2@ab12…" -> "all-MiniLM-L6-v2"; a fine-tuned version id -> its name when known."""
+    name, _, rest = (encoder_id or "").partition("@")
+    label = (names or {}).get(name, name) if is_version_id(name) else name
+    return label + (" int8" if "+int8" in rest else "")
+
+
+def before_after(test: dict[str, Any], name: str) -> str:
+    """"0.123 → 0.145 (+0.022)" of one metric of a before/after table, "—" when missing."""
+    row = test.get(name) if isinstance(test, dict) else None
+    if not isinstance(row, dict) or not isinstance(row.get("before"), (int, float)):
+        return "—"
+    return f"{row['before']:.3f} → {row['after']:.3f} ({row['delta']:+.3f})"
+
+
+class EncoderVersionsPanel(QWidget):
+    """Fine-tuned encoder versions: table + Activate / Back to base / Delete.
+
+    ``run_action(fn, label)`` runs ``fn(db)`` in a worker (the panel never
+    touches the database itself); ``fn`` may return a message to show.
+    """
+
+    COLUMNS = ["active", "name", "id", "parent", "pairs", "NDCG@10 (held out)", "recall@50 (held out)", "created"]
+
+    def __init__(self, run_action: Callable[[Callable[[Any], Any], str], None]) -> None:
+        super().__init__()
+        self.run_action = run_action
+        self.versions: list[Any] = []
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        head = QHBoxLayout()
+        head.addWidget(QLabel("<b>Encoder versions</b>"))
+        self.active_label = QLabel()
+        self.active_label.setStyleSheet("color: #555;")
+        head.addWidget(self.active_label, 1)
+        self.activate_button = QPushButton("Activate")
+        self.activate_button.setToolTip("Rank text-only and train new models with the selected encoder")
+        self.base_button = QPushButton("Back to base")
+        self.base_button.setToolTip("Make the packaged all-MiniLM-L6-v2 the workspace's encoder again")
+        self.delete_button = QPushButton("Delete…")
+        self.activate_button.clicked.connect(self._activate)
+        self.base_button.clicked.connect(self.back_to_base)
+        self.delete_button.clicked.connect(self._delete)
+        for b in (self.activate_button, self.base_button, self.delete_button):
+            head.addWidget(b)
+        lay.addLayout(head)
+        self.table = make_table()
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        lay.addWidget(self.table, 1)
+        note = QLabel("Models keep the encoder they were trained with: train a new model to rank with a new "
+                      "encoder there; text-only ranking follows the active encoder at once.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #555;")
+        lay.addWidget(note)
+        self.set_versions([])
+
+    # ---------------------------------------------------------------- filling
+    def set_versions(self, versions: list[Any]) -> None:
+        selected = self.selected()
+        keep = selected.version_id if selected else None
+        self.versions = list(versions)
+        names = {v.version_id: v.name for v in self.versions}
+        rows = []
+        for v in self.versions:
+            test = (v.metrics or {}).get("test") or {}
+            rows.append(["✔" if v.active else "", v.name if v.name != v.version_id else "—", v.version_id,
+                         encoder_short_name(v.parent_encoder_id, names), v.n_pairs,
+                         before_after(test, "ndcg@10"), before_after(test, "recall@50"),
+                         (v.created or "")[:16].replace("T", " ")])
+        self.table.blockSignals(True)
+        fill_table(self.table, self.COLUMNS, rows)
+        self.table.setSortingEnabled(False)
+        self.table.resizeColumnsToContents()
+        for r, v in enumerate(self.versions):
+            for c in (5, 6):
+                self.table.item(r, c).setToolTip("frozen → fine-tuned (Δ) on the pairs after the split, "
+                                                 "dense retrieval alone")
+        self.table.blockSignals(False)
+        row = next((i for i, v in enumerate(self.versions) if v.version_id == keep), None)
+        if row is None:
+            row = next((i for i, v in enumerate(self.versions) if v.active), 0 if self.versions else None)
+        if row is not None:
+            self.table.selectRow(row)
+        active = next((v for v in self.versions if v.active), None)
+        self.active_label.setText(f"  active: {active.name} (fine-tuned)" if active
+                                  else "  active: base all-MiniLM-L6-v2")
+        self._update_buttons()
+
+    def selected(self) -> Optional[Any]:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows or rows[0].row() >= len(self.versions):
+            return None
+        return self.versions[rows[0].row()]
+
+    def _update_buttons(self) -> None:
+        v = self.selected()
+        self.activate_button.setEnabled(v is not None and not v.active)
+        self.delete_button.setEnabled(v is not None)
+        self.base_button.setEnabled(any(x.active for x in self.versions))
+
+    # ---------------------------------------------------------------- actions
+    def _activate(self) -> None:
+        v = self.selected()
+        if v is not None:
+            self.activate(v.version_id)
+
+    def activate(self, version_id: str) -> None:
+        self.run_action(lambda db: activate_encoder(db, version_id), "Activating encoder")
+
+    def back_to_base(self) -> None:
+        self.run_action(lambda db: activate_encoder(db, None), "Back to the base encoder")
+
+    def _delete(self) -> None:
+        v = self.selected()
+        if v is None:
+            return
+        answer = QMessageBox.question(
+            self, "Delete encoder",
+            f"Delete encoder version “{v.name}”, its files and its cached vectors? Models trained with it will "
+            "not rank any more. This cannot be undone.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete(v.version_id)
+
+    def delete(self, version_id: str) -> None:
+        def job(db) -> Optional[str]:
+            delete_encoder_version(db, version_id)
+            orphans = models_using(db, f"{version_id}@")
+            return (f"{len(orphans)} model version(s) were trained with the deleted encoder and cannot rank any "
+                    f"more: {', '.join(orphans)}") if orphans else None
+
+        self.run_action(job, "Deleting encoder")

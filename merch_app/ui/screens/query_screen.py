@@ -199,7 +199,8 @@ class QueryScreen(Screen):
         shown = [n for n in rl.notes if not n.startswith("showing results for")]  # the spelling bar says it
         notes = f" · {'; '.join(shown)}" if shown else ""
         self.status.setText(f"{len(rl)} of {rl.n_candidates:,} candidates · {rl.seconds * 1000:.0f} ms · "
-                            f"model: {res.info.model_name}{notes}")
+                            f"model: {res.info.model_name} · encoder: {res.info.encoder_name or res.info.encoder_id}"
+                            f"{notes}")
         cutoff = float(rl.scores[-1]) if len(rl) else None
         self.histogram.set_values(rl.all_candidate_scores, cutoff)
         self.map.set_highlight(res.hits_xy, rl.titles[: len(res.hits_xy)])

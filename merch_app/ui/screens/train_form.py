@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QWidget,
 )
@@ -171,3 +172,52 @@ class TrainForm(QWidget):
         """Fill the form from a config dict (e.g. an earlier version's)."""
         self.defaults = {**self.defaults, **values}
         self.reset()
+
+
+# FinetuneConfig's defaults for the fields the form shows (merch_app.model.finetune imports torch, which
+# the GUI thread never loads: tests/test_ui_finetune.py checks that the two agree).
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 1, "max_pairs": 20000}
+
+FINETUNE_TIPS = {
+    "epochs": "Passes over the training pairs. One pass is usually enough; the weights with the best "
+              "validation NDCG@10 are kept.",
+    "max_pairs": "Training pairs drawn from the behaviour before the split (searches followed by clicks, "
+                 "items bought together, history → next item). ~20k pairs take a few minutes on two cores.",
+    "activate": "Make the new encoder the workspace's when it improves the held-out NDCG@10. Unchecked: it is "
+                "only registered; activate it below.",
+    "name": "Display name of the new encoder version (default: its id).",
+}
+
+
+class FinetuneForm(QGroupBox):
+    """Settings of an encoder fine-tuning run; :meth:`values` returns a ``FinetuneConfig`` dict (partial)."""
+
+    def __init__(self) -> None:
+        super().__init__("Fine-tuning")
+        form = QFormLayout(self)
+        self.epochs = _spin(1, 100)
+        self.max_pairs = _spin(2, 10_000_000, 1000)
+        self.max_pairs.setGroupSeparatorShown(True)
+        self.activate = QCheckBox("activate when better")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("optional, e.g. shop v2")
+        for label, widget, key in (("Epochs", self.epochs, "epochs"), ("Max pairs", self.max_pairs, "max_pairs"),
+                                   ("Name", self.name, "name"), ("", self.activate, "activate")):
+            widget.setToolTip(FINETUNE_TIPS[key])
+            lbl = QLabel(label + ":" if label else "")
+            lbl.setToolTip(FINETUNE_TIPS[key])
+            form.addRow(lbl, widget)
+        self.reset()
+
+    def reset(self) -> None:
+        """Put the default values back."""
+        self.epochs.setValue(int(FINETUNE_DEFAULTS["epochs"]))
+        self.max_pairs.setValue(int(FINETUNE_DEFAULTS["max_pairs"]))
+        self.activate.setChecked(True)
+        self.name.clear()
+
+    def values(self) -> dict[str, Any]:
+        """``epochs``, ``max_pairs``, ``activate`` (None = when it improves the held-out metric, or False) and
+        ``name`` (None = the version id)."""
+        return {"epochs": self.epochs.value(), "max_pairs": self.max_pairs.value(),
+                "activate": None if self.activate.isChecked() else False, "name": self.name.text().strip() or None}

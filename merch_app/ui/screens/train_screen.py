@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QTabWidget,
 )
 
 from merch_app.data.workspace import EVENT_TYPES, event_span
@@ -22,6 +23,7 @@ from merch_app.ui.charts import LineChart
 from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
+from merch_app.ui.screens.finetune_panel import FinetunePanel
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
 from merch_app.ui.screens.train_form import TrainForm
 from merch_app.ui.widgets import shrinkable
@@ -43,7 +45,7 @@ class TrainScreen(Screen):
 
     def __init__(self, window) -> None:
         super().__init__(window)
-        self.train_runner = self.runner("train")
+        self.train_runner = self.runner("train", ask_on_quit=True)
         self.registry_runner = self.runner("registry")
         self.history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_ndcg@10": [], "val_precision@10": [],
                                                 "refit_epoch": [], "refit_loss": [], "batch_x": [], "batch_loss": []}
@@ -61,6 +63,8 @@ class TrainScreen(Screen):
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
         lay = QHBoxLayout(self)
+        self.tabs = QTabWidget()
+        lay.addWidget(self.tabs)
         split = QSplitter(Qt.Orientation.Horizontal)
         left, ll = bare_column()
         event_types = [e for e in EVENT_TYPES if e != "search"]
@@ -118,7 +122,9 @@ class TrainScreen(Screen):
         rl.addWidget(self.versions, 3)
         split.addWidget(right)
         split.setSizes([430, 820])
-        lay.addWidget(split)
+        self.tabs.addTab(split, "Train model")
+        self.finetune = FinetunePanel(self)
+        self.tabs.addTab(self.finetune, "Fine-tune encoder")
         self._set_running(False)
 
     def _set_running(self, on: bool) -> None:
@@ -129,6 +135,7 @@ class TrainScreen(Screen):
     # ----------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
         self.refresh_versions()
+        self.finetune.refresh_versions()
         self._update_date_range()
 
     def on_data_changed(self) -> None:
@@ -136,6 +143,12 @@ class TrainScreen(Screen):
 
     def on_models_changed(self) -> None:
         self.refresh_versions()
+        self.finetune.refresh_versions()
+
+    def show_finetune(self) -> FinetunePanel:
+        """Switch to the "Fine-tune encoder" tab and return its panel."""
+        self.tabs.setCurrentWidget(self.finetune)
+        return self.finetune
 
     def _update_date_range(self) -> None:
         if self.ctx.db is None:
