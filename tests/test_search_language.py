@@ -286,3 +286,10 @@ def test_workspace_remembers_its_own_encoder_folder(ws, ws_path, zh_csv, tmp_pat
     assert workspace_encoder(ws).model_dir == folder.resolve()  # the earlier choice stays
     CliRunner().invoke(cli, ["settings", "reset", "encoder", "-w", str(ws_path)])
     assert workspace_encoder(ws).encoder_id.startswith("all-MiniLM-L6-v2")
+
+
+def test_two_edits_only_for_long_words(ws):
+    insert_items(ws, [{"item_id": "y", "title": "YELLOW CUSHION"}, {"item_id": "c", "title": "CHRISTMAS"}])
+    sp = Speller(ws)
+    assert sp.correct("pillow") is None  # 2 edits from yellow: too far for 6 letters
+    assert sp.correct("chrstmss").corrected == "christmas"  # 2 edits allowed from 7 letters on

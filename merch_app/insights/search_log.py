@@ -25,6 +25,7 @@ from typing import Any, Optional
 from rapidfuzz.distance import OSA
 
 from merch_app.data.search_log import SearchVisit, search_visits, seconds
+from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.lexical import LexicalSearcher, tokenize
 
 
@@ -73,7 +74,7 @@ def top_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
 
 def zero_result_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
     """Searched queries no item's text matches (see the module docstring), most searched first."""
-    lexical = LexicalSearcher(db)
+    lexical = LexicalSearcher(db, known_word=getattr(workspace_encoder(db), "knows_word", None))  # as the ranker
     out = []
     for r in query_rows(db, **kwargs):
         literal = lexical.analyse(r.query, prefix=False, correct=False)
@@ -135,7 +136,7 @@ def synonym_suggestions(db, window_minutes: float = 10.0, min_sessions: int = 2,
         s = pairs.setdefault(diff, SynonymSuggestion(diff[0], diff[1], kind, 0, 0, []))
         s.sessions += 1
         s.bought += v.bought
-        if len(s.examples) < 3:
+        if len(s.examples) < 3 and (p.query, v.query) not in s.examples:
             s.examples.append((p.query, v.query))
     kept = [s for s in pairs.values() if s.sessions >= min_sessions]
     kept.sort(key=lambda s: (s.kind != "synonym", -s.sessions, -s.bought, s.source))

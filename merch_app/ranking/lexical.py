@@ -160,9 +160,12 @@ class LexicalSearcher:
         owned by the calling thread.
     field_weights
         BM25 column weights by field name (default :data:`DEFAULT_FIELD_WEIGHTS`).
+    known_word
+        Words the encoder knows (``BertEncoder.knows_word``): never spelling-corrected.
     """
 
-    def __init__(self, db, field_weights: dict[str, float] | None = None) -> None:
+    def __init__(self, db, field_weights: dict[str, float] | None = None,
+                 known_word: Optional[Callable[[str], bool]] = None) -> None:
         self.db = db
         self.field_weights = dict(DEFAULT_FIELD_WEIGHTS, **(field_weights or {}))
         self._bm25 = f"bm25(items_fts, {weights_sql(self.field_weights)})"
@@ -171,18 +174,18 @@ class LexicalSearcher:
         self._tops_checked = False
         self.segment = get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE) != "plain"
         self.speller = Speller(db)
+        self.known_word = known_word
 
-    def analyse(self, text: str, prefix: bool = True, correct: bool = True,
-                known_word: Optional[Callable[[str], bool]] = None) -> QueryAnalysis:
+    def analyse(self, text: str, prefix: bool = True, correct: bool = True) -> QueryAnalysis:
         """Terms to search for ``text``: tokenised like the index, unknown words backed off or corrected.
 
         A Han word the index does not know is searched as its known
         sub-words, else its known characters (:func:`backoff_words`); with
         ``correct``, a Latin word that matches no item is replaced by the
         nearest indexed word (:class:`merch_app.ranking.spelling.Speller`).
-        A word the index knows is never changed, nor one for which
-        ``known_word`` (the encoder's vocabulary) is true: a real word the
-        catalogue lacks is left to the text vectors.
+        A word the index knows is never changed, nor one for which the
+        searcher's ``known_word`` (the encoder's vocabulary) is true: a real
+        word the catalogue lacks is left to the text vectors.
         """
         base = query_terms(text, prefix, self.segment)
         out: list[str] = []
@@ -198,7 +201,7 @@ class LexicalSearcher:
                 if known:
                     backoffs.append((term, tuple(known)))
                 out.extend(known or [term])
-            elif correct and not (known_word is not None and known_word(term)) \
+            elif correct and not (self.known_word is not None and self.known_word(term)) \
                     and (fix := self.speller.correct(term)) is not None:
                 corrections.append(fix)
                 out.append(fix.corrected)

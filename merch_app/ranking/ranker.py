@@ -61,7 +61,7 @@ class Ranker:
         self.bundle = bundle
         self.rules = list(rules or [])
         self.catalog = ItemCatalog.from_db(db, bundle.item_ids, bundle.item_pos)
-        self.lexical = LexicalSearcher(db, field_weights)
+        self.lexical = LexicalSearcher(db, field_weights, known_word=getattr(bundle.encoder, "knows_word", None))
         self.queries = QueryVectorCache(bundle.encoder, store=QueryVectorStore(db, bundle.encoder))
         self.item_vectors = text_matrix.as_text_matrix(bundle.item_vectors)
         self.popularity = np.asarray(bundle.popularity, dtype=np.float64)
@@ -249,8 +249,7 @@ class Ranker:
                                 sources=sources, **extra)
 
     def _candidates_search(self, request: RankRequest) -> ScoredCandidates:
-        analysis = self.lexical.analyse(request.query, request.prefix, correct=not request.literal,
-                                        known_word=getattr(self.bundle.encoder, "knows_word", None))
+        analysis = self.lexical.analyse(request.query, request.prefix, correct=not request.literal)
         terms = analysis.terms
         if not terms.terms:
             sc = self._candidates_recommend(request)

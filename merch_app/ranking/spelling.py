@@ -3,7 +3,7 @@
 A query word that matches nothing in the search index (``chrismas``) is
 replaced by the closest indexed word: smallest optimal-string-alignment
 distance (a swap of two neighbouring letters counts as one edit), at most 1
-edit for words of up to 4 letters and 2 for longer ones, ties broken by the
+edit for words of up to 6 letters and 2 for longer ones, ties broken by the
 number of items that contain the word.  A word the index knows is never
 corrected, and only Latin words of 3+ letters are (digits, codes and Han
 words are not).
@@ -40,8 +40,8 @@ class Correction:
 
 
 def max_edits(word: str) -> int:
-    """Edits allowed for ``word``: 1 up to 4 letters, else 2."""
-    return 1 if len(word) <= 4 else 2
+    """Edits allowed for ``word``: 1 up to 6 letters, else 2 (two edits turn pillow into yellow)."""
+    return 1 if len(word) <= 6 else 2
 
 
 def correctable(word: str) -> bool:

@@ -1,4 +1,4 @@
-"""The Users and Catalogue screens' use cases, run in their worker threads (never touch widgets).
+"""The Users, Catalogue and Search log screens' use cases, run in their worker threads (never touch widgets).
 
 Every function takes the runner's job context first (``ctx.db(path)``: the
 worker thread's own connection; ``ctx.progress``, ``ctx.cancel``, ``ctx.state``:
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from merch_app.data.search_log import has_queries
 from merch_app.explain.explanation import explain_item
 from merch_app.insights.common import InsightError, item_titles
 from merch_app.insights.embedding_map import item_map, user_map
@@ -21,7 +22,10 @@ from merch_app.insights.item_page import item_model_views, item_page, probe_quer
 from merch_app.insights.model_views import model_doctor, nearest_users, user_segments
 from merch_app.insights.paths import behaviour_path, item_funnel, query_funnel, top_queries, user_sessions
 from merch_app.insights.profiles import list_users, search_users, user_profile
+from merch_app.insights.search_log import no_click_queries, query_rows, synonym_suggestions, zero_result_queries
 from merch_app.insights.segments import describe_segments
+from merch_app.jobs import Progress
+from merch_app.ranking.rules import MerchRule, load_rules, normalise, save_rule, validate_rule
 from merch_app.ranking.types import RankRequest
 from merch_app.services.query_engine import QueryEngine, get_engine
 
@@ -381,3 +385,70 @@ def doctor_job(ctx, path: Path, generation: int, encoder_spec: Optional[str]) ->
     ids += [i for a, b, _ in (report.near_duplicates or [])[:DOCTOR_ROWS] for i in (a, b)]
     return {"report": report, "titles": {k: v[0] for k, v in item_titles(db, ids).items()},
             "model_name": eng.info.model_name}
+
+
+# ------------------------------------------------------------- Search log screen
+SEARCH_LOG_ROWS = 500  # rows of each Search log table
+
+
+def search_log_job(ctx, path: Path, limit: int = SEARCH_LOG_ROWS) -> dict[str, Any]:
+    """Everything the Search log screen shows (see :mod:`merch_app.insights.search_log`).
+
+    Parameters
+    ----------
+    ctx, path
+        The job context and the workspace file.
+    limit
+        Rows of each list.
+
+    Returns
+    -------
+    dict
+        ``{"has_log": False}`` when no event carries a query; else also ``"top"``,
+        ``"zero"``, ``"no_clicks"`` and ``"synonyms"`` (rows as the CLI's ``--json``)
+        and ``"totals"`` (``searches``, ``queries``: over the whole log).
+    """
+    db = ctx.db(path)
+    if not has_queries(db):
+        return {"has_log": False}
+    cancel = ctx.cancel
+    ctx.progress(Progress(0, 4, "Reading the search log: top queries"))
+    rows = query_rows(db, cancel=cancel)
+    totals = {"searches": sum(r.searches for r in rows), "queries": len(rows)}
+    top = [r.to_dict() for r in rows[:limit]]
+    cancel.check()
+    ctx.progress(Progress(1, 4, "Reading the search log: zero results"))
+    zero = zero_result_queries(db, limit=limit, cancel=cancel)
+    cancel.check()
+    ctx.progress(Progress(2, 4, "Reading the search log: no clicks"))
+    no_clicks = no_click_queries(db, limit=limit, cancel=cancel)
+    cancel.check()
+    ctx.progress(Progress(3, 4, "Reading the search log: synonym suggestions"))
+    synonyms = synonym_suggestions(db, limit=limit, cancel=cancel)
+    return {"has_log": True, "top": top, "zero": zero, "no_clicks": no_clicks, "synonyms": synonyms,
+            "totals": totals}
+
+
+def add_synonym_rule_job(ctx, path: Path, source: str, target: str) -> tuple[MerchRule, bool]:
+    """Save ``source`` ↔ ``target`` as a synonym rule, switched off (a draft to preview on the Rules screen).
+
+    Parameters
+    ----------
+    ctx, path
+        The job context and the workspace file.
+    source, target
+        The two terms (as in a synonym suggestion).
+
+    Returns
+    -------
+    tuple of (MerchRule, bool)
+        The stored rule and True when it was new; an existing synonym rule with the
+        same terms (on or off) is returned instead of adding a second one.
+    """
+    db = ctx.db(path)
+    rule = validate_rule(MerchRule("synonym", "*", {"terms": f"{source},{target}"}, enabled=False))
+    wanted = set(rule.params["terms"])
+    for old in load_rules(db):
+        if old.kind == "synonym" and wanted <= {normalise(t) for t in old.params.get("terms", [])}:
+            return old, False
+    return save_rule(db, rule), True

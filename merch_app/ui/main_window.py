@@ -28,6 +28,7 @@ from merch_app.ui.screens.data_screen import DataScreen
 from merch_app.ui.screens.evaluate_screen import EvaluateScreen
 from merch_app.ui.screens.query_screen import QueryScreen
 from merch_app.ui.screens.rules_screen import RulesScreen
+from merch_app.ui.screens.search_log_screen import SearchLogScreen
 from merch_app.ui.screens.train_screen import TrainScreen
 from merch_app.ui.screens.users_screen import UsersScreen
 from merch_app.ui.status_widgets import JobStatus, MessageBanner, PageStack
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # The screens in side-bar order.
 SCREENS: list[type] = [DataScreen, TrainScreen, QueryScreen, UsersScreen, CatalogueScreen, EvaluateScreen,
-                       RulesScreen]
+                       SearchLogScreen, RulesScreen]
 MAX_RECENT = 8
 WORKSPACE_FILTER = "merch_app workspace (*.merch.sqlite *.sqlite *.db);;All files (*)"
 

@@ -1,0 +1,108 @@
+"""Search log screen: tables over a hand-made log, double-click opens Query, a synonym becomes a draft rule."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from merch_app.ranking.rules import load_rules  # noqa: E402
+from ranking_fixtures import insert_items  # noqa: E402
+from test_search_log import ITEMS, _events  # noqa: E402  (the hand-made log of the insight tests)
+from ui_support import make_window, wait_idle  # noqa: E402
+
+
+def _log_rows():
+    rows = []
+    for n in range(3):  # "xmas lights" finds nothing useful, then "christmas lights" is clicked and bought
+        s = f"s{n}"
+        rows += [(s, 0, "search", None, "xmas lights"), (s, 2, "search", None, "christmas lights"),
+                 (s, 3, "click", "C1", None), (s, 5, "purchase", "C1", None)]
+    rows += [("t1", 0, "search", None, "cup"), ("t1", 1, "search", None, "mug"), ("t1", 2, "click", "M1", None),
+             ("t2", 0, "search", None, "cup"), ("t2", 1, "search", None, "mug"), ("t2", 2, "cart", "M1", None)]
+    rows += [("u1", 0, "search", None, "zzqx"), ("u2", 0, "search", None, "zzqx"),
+             ("u3", 0, "search", None, "lantren"),
+             ("u4", 0, "search", None, "mug"), ("u4", 50, "click", "M1", None)]
+    return rows
+
+
+def _open(qtbot, ws_path):
+    window = make_window(qtbot, ws_path)
+    window.screens["Query"].encoder_spec = "hashing:64"
+    wait_idle(qtbot, window)
+    screen = window.show_screen("Search log")
+    qtbot.waitUntil(lambda: screen.loads >= 1, timeout=30_000)
+    return window, screen
+
+
+def _column(table, column=0):
+    return [table.text(r, column) for r in range(table.row_count())]
+
+
+def test_tables_query_link_and_synonym_rule(qtbot, ws, ws_path):
+    insert_items(ws, ITEMS)
+    _events(ws, _log_rows())
+    window, screen = _open(qtbot, ws_path)
+    assert screen.pages.currentIndex() == 1
+    assert "14 searches of 6 distinct queries" in screen.header.text().replace(",", "")
+    top = {screen.top.text(r): [screen.top.text(r, c) for c in range(1, 6)] for r in range(screen.top.row_count())}
+    assert len(top) == 6
+    assert top["christmas lights"] == ["3", "3", "3", "100.0%", "100.0%"]
+    assert top["mug"][:2] == ["3", "2"] and top["mug"][3] == "66.7%"
+    assert set(_column(screen.zero)) == {"cup", "zzqx", "lantren"}
+    corrected = dict(zip(_column(screen.zero), _column(screen.zero, 2)))
+    assert corrected["lantren"] == "lantern" and corrected["zzqx"] == "—"
+    assert _column(screen.no_clicks) == ["xmas lights", "cup", "zzqx"]
+    assert [(screen.synonyms.text(r, 0), screen.synonyms.text(r, 1), screen.synonyms.text(r, 3))
+            for r in range(screen.synonyms.row_count())] == [("xmas", "christmas", "3"), ("cup", "mug", "2")]
+
+    # sortable: searches ascending puts a once-searched query first
+    screen.top.view.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+    assert screen.top.text(0) == "lantren"
+
+    # double-click a zero-result row: the Query screen searches it
+    screen.tabs.setCurrentIndex(1)
+    view = screen.zero.view
+    qtbot.waitUntil(lambda: view.isVisible() and view.viewport().height() > 50, timeout=5_000)
+    row = _column(screen.zero).index("zzqx")
+    idx = screen.zero.proxy.index(row, 0)
+    view.scrollTo(idx)
+    pos = view.visualRect(idx).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    query = window.screens["Query"]
+    assert window.stack.currentWidget() is query
+    assert query.controls.query_box.text() == "zzqx"
+    wait_idle(qtbot, window)
+
+    # add the first suggestion as a synonym rule: saved switched off
+    window.show_screen("Search log")
+    screen.tabs.setCurrentIndex(3)
+    screen.synonyms.view.selectRow(0)
+    assert screen.add_button.isEnabled() and "xmas = christmas" in screen.add_button.text()
+    screen.add_button.click()
+    qtbot.waitUntil(lambda: screen.rule_answers == 1, timeout=10_000)
+    assert "saved switched off" in screen.rule_note.text() and "Rules screen" in screen.rule_note.text()
+    rules = load_rules(window.ctx.db)
+    assert [(r.kind, r.params["terms"], r.enabled) for r in rules] == [("synonym", ["xmas", "christmas"], False)]
+    screen.add_button.click()  # a second click does not add it twice
+    qtbot.waitUntil(lambda: screen.rule_answers == 2, timeout=10_000)
+    assert "already has these terms" in screen.rule_note.text()
+    assert len(load_rules(window.ctx.db)) == 1
+    rules_screen = window.show_screen("Rules")
+    assert rules_screen.table.rowCount() == 1
+    assert rules_screen.table.item(0, 0).checkState() == Qt.CheckState.Unchecked
+
+
+def test_empty_state_then_refresh_on_import(qtbot, ws, ws_path):
+    insert_items(ws, ITEMS)
+    window, screen = _open(qtbot, ws_path)
+    assert screen.pages.currentIndex() == 0
+    assert "No event carries a query" in screen.empty.text()
+    assert screen.top.row_count() == 0 and not screen.add_button.isEnabled()
+    _events(ws, _log_rows())
+    loads = screen.loads
+    window.ctx.data_changed.emit()  # what an import announces
+    qtbot.waitUntil(lambda: screen.loads > loads, timeout=30_000)
+    assert screen.pages.currentIndex() == 1 and screen.top.row_count() == 6
