@@ -224,7 +224,7 @@ def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
 def test_unknown_format_is_a_clear_load_error(model, tmp_path):
     folder = _saved(model, tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["format"] == FORMAT_VERSION == 3
+    assert meta["format"] == FORMAT_VERSION == 4
     meta.pop("sha256")  # an older merch_app wrote no checksum
     meta["format"] = 1
     (folder / "config.json").write_text(json.dumps(meta))

@@ -69,6 +69,22 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
                      f"(text only {cs['text_only']['mean_percentile']:.2f})")
     if "rmse" in metrics:
         lines.append(f"ratings: MAE {metrics['mae']:.4f}  RMSE {metrics['rmse']:.4f}")
+    if metrics.get("ratings"):
+        lines.append(_ratings_table(metrics["ratings"]))
+    return "\n".join(lines)
+
+
+def _ratings_table(rep: dict[str, Any]) -> str:
+    """MAE / RMSE of the model and the bias baselines by segment (known user+item, new user, new item)."""
+    segs = [s for s in ("all", "known", "new_user", "new_item") if s in rep]
+    head = f"{'MAE / RMSE':22}" + "".join(f"{s + ' (' + str(rep[s]['n']) + ')':>22}" for s in segs)
+    lines = [head]
+    for name in ("model", "damped_biases", "damped_item_bias", "global_mean"):
+        cells = "".join(f"{rep[s][name]['mae']:>12.4f} / {rep[s][name]['rmse']:<7.4f}" for s in segs)
+        lines.append(f"{name:22}" + cells)
+    for seg, p in rep.get("paired", {}).items():
+        lines.append(f"model vs damped biases ({seg}): MAE {p['mae_delta']:+.4f} "
+                     f"[{p['ci_mae_delta'][0]:+.4f}, {p['ci_mae_delta'][1]:+.4f}], p = {p['p_t']:.2g}")
     return "\n".join(lines)
 
 
@@ -78,6 +94,9 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
 @click.option("--dim", type=click.IntRange(2, 1024), default=None, help="Embedding size (default 64).")
 @click.option("--split-date", default=None, metavar="YYYY-MM-DD",
               help="Train before this date, test from it (default: 80 % of the event time range).")
+@click.option("--split", "split", type=click.Choice(["auto", "range", "quantile"]), default=None,
+              help="Default cut-off: 'range' = 80 % of the event time range, 'quantile' = the 80th percentile "
+                   "of the event times (most test users known); 'auto' (default): quantile for rating data.")
 @click.option("--encoder", "encoder_spec", default=None, metavar="DIR|minilm|hashing",
               help="Text encoder (default: the bundled MiniLM).")
 @click.option("--int8/--fp32", "int8", default=None,
@@ -89,13 +108,13 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
 @engine_options
 @json_option
-def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, activate, seed, engine,
+def train_command(workspace, epochs, dim, split_date, split, encoder_spec, int8, name, activate, seed, engine,
                   ray_address, workers, as_json):
     """Train, evaluate and register a new model version."""
     runner = get_engine_or_exit(engine, ray_address, workers)
 
     cfg = HybridConfig(split_date=split_date, encoder=encoder_spec, activate=activate)
-    for field, value in (("epochs", epochs), ("dim", dim), ("seed", seed)):
+    for field, value in (("epochs", epochs), ("dim", dim), ("seed", seed), ("split", split)):
         if value is not None:
             setattr(cfg, field, value)
     db = open_ws(workspace)
@@ -110,7 +129,8 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
         emit_json(_version_dict(version))
         return
     click.echo(f"model {version.model_id} ({'active' if version.active else 'not active'}), "
-               f"trained in {version.train_seconds:.1f} s, test from {version.data_snapshot.get('split_ts', '')[:10]}, "
+               f"trained in {version.train_seconds:.1f} s, test from {version.data_snapshot.get('split_ts', '')[:10]}"
+               + (f" ({version.metrics['split']})" if version.metrics.get("split") else "") + ", "
                f"{version.metrics.get('n_test_users', 0)} test users"
                + (f", on Ray ({version.data_snapshot.get('workers')} workers)" if version.engine == "ray" else ""))
     click.echo(_metrics_table(version.metrics))
@@ -121,17 +141,19 @@ def train_command(workspace, epochs, dim, split_date, encoder_spec, int8, name, 
 @click.option("--model", "model_id", default=None, help="Model version (default: the active one).")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Cut-off.")
 @click.option("--split-date", default=None, metavar="YYYY-MM-DD", help="Override the model's split date.")
+@click.option("--split", "split", type=click.Choice(["auto", "range", "quantile"]), default=None,
+              help="Override the model's split with this default cut-off (see train --split).")
 @json_option
-def evaluate_command(workspace, model_id, k, split_date, as_json):
+def evaluate_command(workspace, model_id, k, split_date, split, as_json):
     """Evaluate a model version and the baselines on its time split."""
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("evaluate", enabled=None if not as_json else False)
     result = _run_job(db, bar, "evaluation", lambda token: evaluate(
-        db, model_id=model_id, k=k, split_date=split_date, progress=bar, cancel=token))
+        db, model_id=model_id, k=k, split_date=split_date, progress=bar, cancel=token, split=split))
     if as_json:
         emit_json(result)
         return
-    click.echo(f"model {result['model_id']}: test from {result['split_date'][:10]}, "
+    click.echo(f"model {result['model_id']}: test from {result['split_date'][:10]} ({result['split']}), "
                f"{result['n_test_users']} test users, k={k}")
     for note in result.get("notes", []):
         click.echo(f"note: {note}")

@@ -182,10 +182,11 @@ class ShardedTrainer(HybridTrainer):
         return self._sharded_epoch(net, opt, u, batch_of, rep, message, epoch)
 
     def _explicit_epoch(self, net, opt, data, gen, rep, cancel, message: str, epoch: int) -> float:
-        u, i, r = data  # already in the epoch's (shared) random order
+        u, i, r = data[:3]  # already in the epoch's (shared) random order
+        o = data[3] if len(data) > 3 else None  # the ratings' fixed baseline (residual training)
 
         def batch_of(rows):
-            return "explicit", u[rows], i[rows], r[rows]
+            return ("explicit", u[rows], i[rows], r[rows]) + (() if o is None else (o[rows],))
 
         return self._sharded_epoch(net, opt, u, batch_of, rep, message, epoch)
 

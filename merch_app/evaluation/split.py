@@ -3,7 +3,9 @@
 Train on events before the cut-off, test on purchases from the cut-off on, for
 users seen in training; a user's relevant items are the distinct items bought
 in the test period.  The default cut-off is the time at 80 % of the event
-time range; an explicit date overrides it.  Neither side is ever empty: a cut-off that
+time range (``method="range"``) or the 80th percentile of the event times
+(``"quantile"``: 80 % of the events train, so most test users are known; the
+default for rating data, see :func:`split_method`); an explicit date overrides it.  Neither side is ever empty: a cut-off that
 leaves one side (almost) nothing is a :class:`SplitError` that says why (typically a few
 events dated far from the rest, e.g. a placeholder 1970-01-01 imported by an older version).
 """
@@ -31,6 +33,9 @@ _SIDE_SQL = {
           "AND event_type != 'search' LIMIT ?)",
 }
 TEST_EVENT_TYPES = ("purchase",)
+SPLIT_METHODS = ("auto", "range", "quantile")
+_NTH_SQL = ("SELECT ts FROM events WHERE user_id IS NOT NULL AND event_type != 'search' "
+            "ORDER BY ts LIMIT 1 OFFSET ?")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -46,10 +51,38 @@ class TimeSplit:
     first_ts: Optional[str]
     last_ts: Optional[str]
     fraction: Optional[float]  # None when an explicit date was given
+    method: str = "range"  # range | quantile | date (an explicit date)
 
     def to_dict(self) -> dict:
         return {"split_ts": self.split_ts, "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "fraction": self.fraction}
+                "fraction": self.fraction, "method": self.method}
+
+    def describe(self) -> str:
+        """How the cut-off was chosen, for the CLI and the screens."""
+        return describe_split(self.method, self.fraction)
+
+
+def describe_split(method: Optional[str], fraction: Optional[float]) -> str:
+    """'80th percentile of the event times', '80 % of the event time range' or 'the date given'."""
+    if method == "quantile":
+        return f"{round(100 * (fraction or DEFAULT_FRACTION))}th percentile of the event times"
+    if method == "date" or fraction is None:
+        return "the date given"
+    return f"{fraction:.0%} of the event time range"
+
+
+def split_method(db, method: str = "auto") -> str:
+    """``range`` or ``quantile``: ``auto`` is quantile when the workspace has rating events, else range.
+
+    With ratings the time-range cut can leave every test user new (a few early years with few
+    ratings stretch the range), so rating data is cut at the 80th percentile of the event times.
+    """
+    if method not in SPLIT_METHODS:
+        raise SplitError(f"split method {method!r} is not one of {', '.join(SPLIT_METHODS)}")
+    if method != "auto":
+        return method
+    row = db.execute("SELECT 1 FROM events WHERE event_type = 'rating' LIMIT 1").fetchone()
+    return "quantile" if row else "range"
 
 
 def _parse(ts: str) -> datetime:
@@ -102,7 +135,7 @@ def _check_sides(db, split: TimeSplit, n: int) -> None:
     if first == last:
         raise SplitError(f"every behaviour event has the same time ({first}): a time split needs events "
                          "at more than one moment")
-    where = (f"the default cut-off {cut[:10]} ({split.fraction:.0%} of the event time range "
+    where = (f"the default cut-off {cut[:10]} ({split.describe()}, "
              f"{first[:10]} .. {last[:10]})")
     before = _count_upto(db, "<", cut, need)
     if before < need:
@@ -116,8 +149,11 @@ def _check_sides(db, split: TimeSplit, n: int) -> None:
                          "with --split-date YYYY-MM-DD")
 
 
-def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_FRACTION) -> TimeSplit:
-    """The cut-off: ``split_date`` if given, else the time at ``fraction`` of the event range.
+def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_FRACTION,
+               method: str = "range") -> TimeSplit:
+    """The cut-off: ``split_date`` if given, else the time at ``fraction`` of the event range
+    (``method="range"``) or the ``fraction`` quantile of the event times (``"quantile"``; ``"auto"``:
+    see :func:`split_method`).
 
     Raises
     ------
@@ -133,12 +169,19 @@ def time_split(db, split_date: Optional[str] = None, fraction: float = DEFAULT_F
         if not (first < split_ts <= last):
             raise SplitError(f"split date {split_ts[:10]} is outside the event range "
                              f"{first[:10]} .. {last[:10]}: no training or no test events")
-        return TimeSplit(split_ts, first, last, None)
+        return TimeSplit(split_ts, first, last, None, "date")
     if not 0.0 < fraction < 1.0:
         raise SplitError("split fraction must be between 0 and 1")
+    method = split_method(db, method)
+    if method == "quantile":
+        # the first event time at or after the fraction-th event: events from it on are the test
+        cut_ts = db.execute(_NTH_SQL, [min(int(n * fraction), n - 1)]).fetchone()[0]
+        split = TimeSplit(_fmt(_parse(cut_ts)), first, last, fraction, "quantile")
+        _check_sides(db, split, n)
+        return split
     a, b = _parse(first), _parse(last)
     cut = a + timedelta(seconds=round((b - a).total_seconds() * fraction))
-    split = TimeSplit(_fmt(cut), first, last, fraction)
+    split = TimeSplit(_fmt(cut), first, last, fraction, "range")
     _check_sides(db, split, n)
     return split
 

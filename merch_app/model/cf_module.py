@@ -270,9 +270,24 @@ def implicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, wb:
     return loss + cfg.l2 * pen + cfg.l2 * 1e-2 * net.proj_penalty()
 
 
-def explicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, rb: np.ndarray) -> torch.Tensor:
-    """MSE of one batch of ratings ``rb`` for pairs (ub, ib), plus the L2 penalties."""
+def explicit_batch_loss(net: HybridNet, cfg, ub: np.ndarray, ib: np.ndarray, rb: np.ndarray,
+                        ob: Optional[np.ndarray] = None) -> torch.Tensor:
+    """MSE of one batch of ratings ``rb`` for pairs (ub, ib), plus the L2 penalties.
+
+    With ``ob`` (the fixed baseline μ + b_u + b_i of each rating, damped biases fitted in closed
+    form) the net learns the residual: ``ob + uᵀWv + wᵀt_i``; its own ID biases and global bias
+    are not used (they stay 0), the factors get ``cfg.rating_l2``.
+    """
     tu, tr = torch.from_numpy(np.asarray(ub)), torch.from_numpy(np.asarray(rb, dtype=np.float32))
+    if ob is not None:
+        uvec, uinv, _, _, uids = net._rows(net.P, net.T_u, net.A, ub, 0.0, None)
+        vvec, iinv, irows, _, iids = net._rows(net.Q, net.T_i, net.B, ib, 0.0, None)
+        bil = ((uvec @ net.W)[uinv] * vvec[iinv]).sum(-1)
+        text_bias = (net.T_i.index_select(0, irows).float() @ net.w_text_bias)[iinv]
+        pred = bil + text_bias + torch.from_numpy(np.asarray(ob, dtype=np.float32))
+        pen = (uids.pow(2).sum() + iids.pow(2).sum()) / len(ub)
+        l2 = float(getattr(cfg, "rating_l2", cfg.l2))
+        return ((pred - tr) ** 2).mean() + l2 * pen + l2 * 1e-2 * net.proj_penalty()
     bil, bias, pen = net.cf_parts(ub, ib)
     pred = bil + bias + net.b_user[tu] + net.global_bias
     loss = ((pred - tr) ** 2).mean()
@@ -303,11 +318,15 @@ def run_implicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, pos, neg
 
 def run_explicit_epoch(net: HybridNet, opt: torch.optim.Optimizer, cfg, data, gen: torch.Generator,
                        reporter: Reporter, cancel: Optional[CancelToken], message: str, epoch: int) -> float:
-    """One pass of the MSE loss over ratings ``data`` = (u, i, rating); returns the mean loss."""
-    u, i, r = data
+    """One pass of the MSE loss over ratings ``data`` = (u, i, rating[, baseline]); returns the mean loss.
+
+    With a fourth array (each rating's baseline μ + b_u + b_i) the net learns the residual.
+    """
+    u, i, r = data[:3]
+    o = data[3] if len(data) > 3 else None
 
     def batch_loss(sl: slice) -> tuple[torch.Tensor, int]:
-        return explicit_batch_loss(net, cfg, u[sl], i[sl], r[sl]), len(u[sl])
+        return explicit_batch_loss(net, cfg, u[sl], i[sl], r[sl], None if o is None else o[sl]), len(u[sl])
 
     return _run_batches(net, opt, len(u), cfg.batch_size, batch_loss, reporter, cancel, message, epoch)
 

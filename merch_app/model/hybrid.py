@@ -16,7 +16,9 @@ the combiner (fitted on an internal cut) learns by how much.
 t_u / t_i are BERT text vectors, P/Q learned ID embeddings (zero for items
 without behaviour, so cold-start items score through ``B·t_i``).  Every part
 is kept separately so :meth:`HybridModel.explain` can say where a score came
-from.  Explicit mode (ratings) scores ``uᵀWv + b_i + b_u + μ`` fitted by MSE.
+from.  Explicit mode (ratings) scores ``μ + b_u + b_i + uᵀWv + wᵀt_i``: μ and the damped
+biases b_u, b_i in closed form (:mod:`rating_bias`, saved as ``base_user`` / ``base_item``), the
+bilinear and text parts fitted by MSE on the residual (older explicit models: all parts by MSE).
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ from merch_app.model.history_features import (
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER, load_model_files, save_model
 from merch_app.model.interactions import Interactions
+
+BASE_ARRAYS = ("base_user", "base_item")  # explicit mode: the damped user / item biases (closed form)
 
 SERVING_DROPS = ("P", "Q", "T_u")  # arrays a serving copy does without (see for_serving)
 _PAIR_BLOCK = 65_536  # (user, item) pairs scored at once by pair_bilinear
@@ -142,6 +146,13 @@ class HybridModel:
             self.item_bias += a["b_item"]
         self.trend_score = a["trend"] @ self.eta
 
+    def _bases(self) -> tuple[np.ndarray, np.ndarray]:
+        """(damped user biases, damped item biases); zeros for models without them (implicit, older files)."""
+        a = self.arrays
+        if "base_user" in a and "base_item" in a:
+            return a["base_user"], a["base_item"]
+        return np.zeros(len(self.user_ids), np.float32), np.zeros(self.n_items, np.float32)
+
     @property
     def user_pos(self) -> dict[str, int]:
         """User id -> row, built at first use (training never needs it; ~0.1 GB at a million ids)."""
@@ -237,13 +248,15 @@ class HybridModel:
         past with the item: γ·h(u, i) plus α_own·uᵀWv, the smaller weight the
         CF part gets on items the user already bought; 0 for other items),
         ``trend`` (recent item sales); explicit models add
-        ``user_bias`` and ``global``.  All zeros for an anonymous user without
-        a text vector.
+        ``user_bias`` (the damped user bias, 0 for an unknown user), ``item_bias_damped``
+        (the damped item bias; ``item_bias`` is then the residual's text bias) and ``global``
+        (the mean rating).  All zeros for an anonymous user without a text vector.
         """
         items = self._items(item_idx)
         u, uw = self._user_vector(user_id, user_text)
         zeros = np.zeros(len(items), np.float32)
-        keys = ["bilinear", "item_bias", "history", "trend"] + (["user_bias", "global"] if self.explicit else [])
+        keys = ["bilinear", "item_bias", "history", "trend"] + (
+            ["user_bias", "item_bias_damped", "global"] if self.explicit else [])
         if uw is None:
             return {k: zeros.copy() for k in keys}
         raw = self.V[items] @ uw
@@ -257,7 +270,10 @@ class HybridModel:
             "trend": self.trend_score[items].astype(np.float32),
         }
         if self.explicit:
-            parts["user_bias"] = np.full(len(items), self.arrays["b_user"][u] if u >= 0 else 0.0, np.float32)
+            base_u, base_i = self._bases()
+            parts["user_bias"] = np.full(len(items), self.arrays["b_user"][u] + base_u[u] if u >= 0 else 0.0,
+                                         np.float32)
+            parts["item_bias_damped"] = np.asarray(base_i[items], np.float32)
             parts["global"] = np.full(len(items), self.mu, np.float32)
         return parts
 
@@ -274,8 +290,29 @@ class HybridModel:
         s = alpha * self.pair_bilinear(users, items) + self.beta * self.item_bias[items]
         s = s + self.trend_score[items] + hist @ self.gamma
         if self.explicit:
-            s = s + self.arrays["b_user"][users] + self.mu
+            base_u, base_i = self._bases()
+            s = s + self.arrays["b_user"][users] + base_u[users] + base_i[items] + self.mu
         return s.astype(np.float32)
+
+    def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings of (user index, item index) pairs; user index -1 = a user unknown to the model.
+
+        An unknown user has no factor vector and a user bias of 0 (fully shrunk), so the
+        prediction is μ + damped item bias + the item's text bias; an item without training
+        ratings has damped bias 0 and is scored through its text vector (``v = Q_i + B·t_i``
+        with ``Q_i`` ≈ 0).  Known users: exactly :meth:`predict_pairs`.
+        """
+        users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+        out = np.empty(len(users), np.float32)
+        known = users >= 0
+        if known.any():
+            out[known] = self.predict_pairs(users[known], items[known])
+        if (~known).any():
+            _, base_i = self._bases()
+            it = items[~known]
+            out[~known] = self.beta * self.item_bias[it] + self.trend_score[it] + (
+                (base_i[it] + self.mu) if self.explicit else 0.0)
+        return out
 
     def score_matrix(self, users: np.ndarray, parts: tuple[str, ...] = ("bilinear", "item_bias", "history", "trend")
                      ) -> np.ndarray:
@@ -286,6 +323,8 @@ class HybridModel:
             s += self.alpha * (self.UW[users] @ self.V.T)
         if "item_bias" in parts:
             s += self.beta * self.item_bias[None, :]
+            if self.explicit:
+                s += self._bases()[1][None, :]
         if "trend" in parts:
             s += self.trend_score[None, :]
         if "history" in parts and len(self.state.keys) and (np.any(self.gamma) or self.alpha_own != 0.0):
@@ -296,7 +335,7 @@ class HybridModel:
                 h = h + self.alpha_own * self.pair_bilinear(ku, ki)
             s[rows, ki] += h
         if self.explicit:
-            s += (self.arrays["b_user"][users] + self.mu)[:, None]
+            s += (self.arrays["b_user"][users] + self._bases()[0][users] + self.mu)[:, None]
         return s
 
     _score_rows = score_matrix
@@ -336,8 +375,9 @@ class HybridModel:
         Returns
         -------
         dict
-            ``score``; ``parts`` (bilinear / item_bias / history / trend, summing
-            to ``score``); ``because``: the user's history items pushing the
+            ``score``; ``parts`` (bilinear / item_bias / history / trend, plus
+            user_bias / item_bias_damped / global for explicit models, summing
+            to ``score``, which is then the predicted rating); ``because``: the user's history items pushing the
             item up most — contribution = the item's recency-weighted share of
             the history × α·v_jᵀWv_i, plus the history part for the item itself;
             ``factors``: the bilinear part split over latent dimensions (sums to
@@ -389,6 +429,8 @@ class HybridModel:
             a["T_i"] = np.vstack([a["T_i"], np.asarray(new_rows, a["T_i"].dtype)])
             a["Q"] = np.vstack([a["Q"], np.zeros((m, a["Q"].shape[1]), np.float32)])
             a["b_item"] = np.concatenate([a["b_item"], np.zeros(m, np.float32)])
+            if "base_item" in a:  # a new item has no ratings: damped bias 0
+                a["base_item"] = np.concatenate([a["base_item"], np.zeros(m, np.float32)])
             a["trend"] = np.vstack([a["trend"], np.zeros((m, a["trend"].shape[1]), np.float32)])
             self.item_ids = np.concatenate([self.item_ids, np.asarray(new_ids, dtype=object)])
             self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
@@ -408,6 +450,8 @@ class HybridModel:
         a["T_u"] = np.vstack([a["T_u"], np.asarray([t for _, t in new], a["T_u"].dtype)])
         a["P"] = np.vstack([a["P"], np.zeros((m, a["P"].shape[1]), np.float32)])
         a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
+        if "base_user" in a:  # a new user has no ratings: damped bias 0
+            a["base_user"] = np.concatenate([a["base_user"], np.zeros(m, np.float32)])
         self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
         self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive(vectors=derive)

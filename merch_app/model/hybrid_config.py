@@ -24,6 +24,16 @@ class HybridConfig:
     mode: str = "auto"  # implicit | explicit | auto (explicit when rating events exist)
     seed: int = 42
     split_date: Optional[str] = None
+    # where the default train/test cut-off lies: "range" (80 % of the event time range), "quantile"
+    # (the 80th percentile of the event times, so most test users are known), "auto" (quantile when
+    # the workspace has rating events, else range)
+    split: str = "auto"
+    # explicit mode: μ + damped user and item biases in closed form (b_i = Σ(r − μ)/(n_i + λ_item),
+    # b_u = Σ(r − μ − b_i)/(n_u + λ_user)), the factors and text parts learned on the residual
+    rating_baseline: bool = True
+    bias_shrink_user: float = 10.0
+    bias_shrink_item: float = 25.0
+    rating_l2: float = 0.05  # L2 weight of the factors on the rating residual
     early_stopping_patience: int = 3
     min_epochs: int = 4  # early stopping never ends training before this epoch
     # val_cf_ndcg@10: the CF part alone on the validation users.  The full

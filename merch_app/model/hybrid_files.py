@@ -34,12 +34,17 @@ from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.history_features import N_HIST, N_TREND, HistoryState
 from merch_app.model.safetensors_io import read_arrays_deferred, write_arrays
 
-FORMAT_VERSION = 3  # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...)
+# 2: history feature share_of_user; 3: repeat-consumption history features (days, ...);
+# 4: explicit models carry their damped biases (base_user, base_item)
+FORMAT_VERSION = 4
 # combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
 N_COMBINER = 3 + N_HIST + N_TREND + 1
 # Older formats that still load: format -> number of history features it stored.  Their
-# combiner gets zero weights for the newer features, so they score exactly as before.
-OLD_FORMATS = {2: 5}
+# combiner gets zero weights for the newer features, so they score exactly as before; format 3
+# has today's combiner and no damped biases (an explicit model of format 3 scores with biases 0,
+# i.e. exactly as it did).
+OLD_FORMATS = {2: 5, 3: N_HIST}
+OPTIONAL_BASES = ("base_user", "base_item")  # format 4, explicit models only: both or neither
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
 
@@ -130,6 +135,9 @@ def _check_values(arrays: dict, n_u: int, n_i: int, path: Path) -> None:
     t = a["T_i"].shape[-1] if a["T_i"].ndim else 0
     want = {"P": (n_u, d), "Q": (n_i, d), "T_u": (n_u, t), "T_i": (n_i, t), "A": (d, t), "B": (d, t),
             "W": (d, d), "b_item": (n_i,), "b_user": (n_u,), "w_text_bias": (t,), "trend": (n_i, N_TREND)}
+    if ("base_user" in a) != ("base_item" in a):
+        fail("only one of the damped bias arrays base_user / base_item is there")
+    want.update({name: (n_u,) if name == "base_user" else (n_i,) for name in OPTIONAL_BASES if name in a})
     for name, shape in want.items():
         if a[name].shape != shape:
             fail(f"{name} has shape {a[name].shape}, expected {shape} ({n_u} users and {n_i} items in ids.json)")
@@ -215,11 +223,12 @@ def _build(cls, meta: dict, fmt, user_ids: list, item_ids: list, arrays: dict, p
     if missing:
         raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
     n_hist = OLD_FORMATS.get(fmt, N_HIST)
-    n_comb = N_COMBINER if fmt == FORMAT_VERSION else 3 + n_hist + N_TREND
+    has_own = fmt == FORMAT_VERSION or fmt >= 3  # α_own since format 3
+    n_comb = 3 + n_hist + N_TREND + int(has_own)
     if arrays["combiner"].shape != (n_comb,):
         raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, format {fmt} uses "
                              f"{n_comb}; retrain the model")
-    if fmt != FORMAT_VERSION:  # older format: what it did not have (newer features, α_own) gets weight 0
+    if fmt != FORMAT_VERSION and not has_own:  # format 2: newer features and α_own get weight 0
         c = arrays["combiner"]
         arrays["combiner"] = np.concatenate([c[:3 + n_hist], np.zeros(N_HIST - n_hist, c.dtype),
                                              c[3 + n_hist:], np.zeros(1, c.dtype)])

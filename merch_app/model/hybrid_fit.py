@@ -25,6 +25,7 @@ from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER
 from merch_app.model.interactions import Interactions
 from merch_app.model.optimizers import HybridOptimizer
+from merch_app.model.rating_bias import DampedBiases, damped_biases
 
 if TYPE_CHECKING:
     from merch_app.model.hybrid import HybridModel
@@ -281,15 +282,22 @@ class HybridTrainer:
             HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
                                cfg.user_text_half_life_days), item_text)
         net, opt = self._new_net(inter, tu, item_text)
-        with torch.no_grad():
-            net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
+        offset = None
+        if cfg.rating_baseline:
+            # μ + damped biases from every training rating (closed form); the net learns the residual
+            self.base = damped_biases(r.user_idx, r.item_idx, r.value, inter.n_users, inter.n_items,
+                                      cfg.bias_shrink_user, cfg.bias_shrink_item)
+            offset = self.base.predict(r.user_idx, r.item_idx).astype(np.float32)
+        else:
+            with torch.no_grad():
+                net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
         per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
         rep = cf.Reporter(progress, cfg.epochs * per_epoch)
         best, best_rmse, bad = None, float("inf"), 0
         self.model.history = []
         for epoch in range(1, cfg.epochs + 1):
             perm = rng.permutation(tr)
-            data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
+            data = (r.user_idx[perm], r.item_idx[perm], r.value[perm]) + (() if offset is None else (offset[perm],))
             loss = self._explicit_epoch(net, opt, data, gen, rep, cancel, f"epoch {epoch}/{cfg.epochs}", epoch)
             metrics = {}
             if len(va):
@@ -330,8 +338,11 @@ class HybridTrainer:
         """Copy the trained parameters into numpy arrays used for scoring."""
         a = net.numpy_state()
         if self.model.explicit:
+            base = getattr(self, "base", None)
             self.model.combiner = np.zeros(N_COMBINER, np.float32)
-            self.model.combiner[:3] = [1.0, 1.0, float(net.global_bias.item())]
+            self.model.combiner[:3] = [1.0, 1.0, base.mu if base is not None else float(net.global_bias.item())]
+            if base is not None:  # the damped biases: saved with the model, shown by explain
+                a["base_user"], a["base_item"] = base.b_user, base.b_item
         a["combiner"] = self.model.combiner.copy()
         a["trend"] = trend.astype(np.float32)
         n_u, n_i = a["P"].shape[0], a["Q"].shape[0]
@@ -366,10 +377,19 @@ class HybridTrainer:
                 if model.explicit:
                     r = interactions.subset((interactions.event_type == "rating") & np.isfinite(interactions.value))
                     rep = cf.Reporter(progress, epochs * max(1, math.ceil(len(r) / cfg.batch_size)))
+                    offset = None
+                    if "base_user" in a:  # baseline-plus-factors: the damped biases stay, the residual trains
+                        self.base = DampedBiases(model.mu, np.asarray(a["base_user"], np.float32),
+                                                 np.asarray(a["base_item"], np.float32),
+                                                 np.zeros(0, np.int64), np.zeros(0, np.int64))
+                        offset = self.base.predict(r.user_idx, r.item_idx).astype(np.float32)
+                        with torch.no_grad():
+                            net.global_bias.fill_(0.0)
                     for e in range(1, epochs + 1):
                         perm = rng.permutation(len(r))
-                        cf.run_explicit_epoch(net, opt, cfg, (r.user_idx[perm], r.item_idx[perm], r.value[perm]),
-                                              gen, rep, cancel, f"update {e}/{epochs}", e)
+                        data = (r.user_idx[perm], r.item_idx[perm], r.value[perm])
+                        data += () if offset is None else (offset[perm],)
+                        cf.run_explicit_epoch(net, opt, cfg, data, gen, rep, cancel, f"update {e}/{epochs}", e)
                 else:
                     pairs = interactions.pairs()
                     cdf = cf.popularity_sampler(interactions.item_idx, model.n_items, cfg.neg_power)

@@ -146,7 +146,7 @@ def scrub_user(model, user_id: str) -> bool:
     u = model.user_pos.get(str(user_id))
     if u is None:
         return False
-    for name in ("P", "T_u", "b_user"):
+    for name in ("P", "T_u", "b_user", "base_user"):
         arr = model.arrays.get(name)
         if arr is not None and len(arr) > u:
             arr = np.array(arr, copy=True)

@@ -19,7 +19,7 @@ from merch_app.engines import Engine
 from merch_app.engines.local import LocalEngine
 from merch_app.errors import MerchAppError
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
-from merch_app.evaluation.split import relevant_items, time_split
+from merch_app.evaluation.split import relevant_items, split_method, time_split
 from merch_app.jobs import CancelToken, Progress
 from merch_app.memory import trim_heap
 from merch_app.model import text_matrix
@@ -105,11 +105,21 @@ def _parked(vectors: Optional[np.ndarray], db) -> Callable[[], Optional[np.ndarr
     return lambda: np.memmap(f, dtype=dtype, mode="c", shape=shape)  # private: writes never reach the file
 
 
+def _split_method(db, cfg: HybridConfig) -> str:
+    """The config's split method; ``auto``: the 80th percentile of event times for a model that will
+    train on ratings (explicit, or auto mode with rating events), the time range otherwise."""
+    if cfg.split != "auto":
+        return split_method(db, cfg.split)  # validates the name
+    if cfg.mode == "implicit":
+        return "range"
+    return "quantile" if cfg.mode == "explicit" else split_method(db, "auto")
+
+
 def _snapshot(db, inter: Interactions, split, n_events: int) -> dict[str, Any]:
     first, last = split.first_ts, split.last_ts
     return {"events": n_events, "train_events": len(inter), "users": int(len(np.unique(inter.user_idx))),
             "items": inter.n_items, "first_ts": first, "last_ts": last, "split_ts": split.split_ts,
-            "split_fraction": split.fraction}
+            "split_fraction": split.fraction, "split_method": split.method}
 
 
 def _refresh_to_now(db, model: HybridModel, cfg) -> None:
@@ -190,7 +200,7 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     encoder = encoder or workspace_encoder(db, cfg.encoder)
     if cfg.encoder is None:
         cfg.encoder = encoder_spec_of(encoder)
-    split = time_split(db, cfg.split_date)
+    split = time_split(db, cfg.split_date, method=_split_method(db, cfg))
     engine.prepare_item_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
     item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
     if len(item_ids) == 0:
@@ -214,7 +224,8 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     relevant = relevant_items(db, split.split_ts, seen, item_ids)
     metrics = evaluate_model(model, inter, relevant, 10, progress=_phase(progress, "evaluate"), cancel=cancel,
                              test_ratings=test_ratings_for(db, model, split.split_ts) if model.explicit else None)
-    metrics.update({"split_date": split.split_ts, "best_epoch": model.best_epoch, "epochs": model.history,
+    metrics.update({"split_date": split.split_ts, "split_method": split.method, "split": split.describe(),
+                    "best_epoch": model.best_epoch, "epochs": model.history,
                     "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
     n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
     snapshot = {**_snapshot(db, inter, split, n_events), **recorded}
