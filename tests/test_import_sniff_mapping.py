@@ -196,3 +196,21 @@ def test_saved_mapping_is_reused_for_same_headers(ws, tmp_path):
     assert p.mapping == {"WHO": "user_id", "What": "item_id", "When": "ts", "How": "event_type"}
     r2 = import_file(ws, b)
     assert (r2.kind, r2.events, r2.rows_rejected) == ("events", 2, 0)
+
+
+def test_movielens_camel_case_headers_map_without_help(tmp_path):
+    """MovieLens' movies.csv / ratings.csv (movieId, userId, genres, epoch timestamps) import as they are."""
+    from merch_app.data.workspace import open_workspace
+
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Comedy\n"
+                                         "2,Jumanji (1995),Adventure|Fantasy\n", encoding="utf-8")
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
+                                          "2,2,3.5,1445714835\n", encoding="utf-8")
+    db = open_workspace(tmp_path / "ml.sqlite")
+    assert import_file(db, tmp_path / "movies.csv").kind == "catalogue"
+    assert import_file(db, tmp_path / "ratings.csv").kind == "events"
+    assert db.execute("SELECT item_id, tags FROM items ORDER BY item_id").fetchall() == [
+        ("1", "Adventure|Animation|Comedy"), ("2", "Adventure|Fantasy")]
+    assert db.execute("SELECT user_id, item_id, event_type, value, ts FROM events ORDER BY id").fetchall() == [
+        ("1", "1", "rating", 4.0, "2000-07-30T18:45:03Z"), ("2", "2", "rating", 3.5, "2015-10-24T19:27:15Z")]
+    db.close()

@@ -32,6 +32,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 _SYNONYMS: dict[str, list[str]] = {
     "item_id": ["itemid", "item", "sku", "stockcode", "productid", "product", "productcode", "itemcode",
                 "articleid", "article", "articleno", "goodsid", "asin", "code", "itemno", "productno",
+                # catalogues of other kinds of things (MovieLens movieId, Book-Crossing ISBN, ...)
+                "movieid", "movie", "bookid", "isbn", "songid", "trackid", "videoid", "listingid", "offerid",
+                "recipeid", "courseid", "gameid", "appid", "contentid", "variantid",
                 "商品id", "商品编号", "商品", "货号", "宝贝id", "物品id"],
     "user_id": ["userid", "user", "customerid", "customer", "clientid", "client", "buyerid", "buyer",
                 "memberid", "member", "visitorid", "visitor", "shopperid", "customerno", "用户id", "用户",
@@ -40,7 +43,7 @@ _SYNONYMS: dict[str, list[str]] = {
               "名称", "商品标题", "品名"],
     "description": ["description", "desc", "details", "body", "longdescription", "productdescription",
                     "描述", "商品描述", "详情"],
-    "tags": ["tags", "tag", "keywords", "labels", "标签", "关键词"],
+    "tags": ["tags", "tag", "keywords", "labels", "genres", "genre", "标签", "关键词"],
     "category": ["category", "categoryname", "cat", "department", "productcategory", "categoryid",
                  "productgroup", "categorypath", "类目", "分类", "品类", "类目id", "商品类目id", "商品类目"],
     "price": ["price", "unitprice", "saleprice", "listprice", "cost", "amount", "价格", "单价", "售价"],
