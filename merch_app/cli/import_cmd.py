@@ -32,6 +32,7 @@ def _file_entry(path: Path, result: ImportResult) -> dict:
         "rows_read": result.rows_read,
         "rows_accepted": result.rows_accepted,
         "rows_rejected": result.rows_rejected,
+        "rows_duplicate": result.rows_duplicate,
         "rejected_reasons": result.rejected_reasons,
         "items_added": result.items_added,
         "events_added": result.events_added,
@@ -42,7 +43,7 @@ def _file_entry(path: Path, result: ImportResult) -> dict:
 
 
 def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicate: str,
-               progress, cancel, pseudonymise=None) -> ImportResult:
+               progress, cancel, pseudonymise=None, keep_overlap: bool = False) -> ImportResult:
     """Preview ``path``, apply ``--map`` overrides to its mapping, import it."""
     preview = preview_file(db, path, kind=None if kind == "auto" else kind)
     mapping = None
@@ -52,7 +53,7 @@ def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicat
         except ValueError as exc:
             raise ImportFailed(f"{path}: {exc}") from exc
     return import_file(db, path, kind=preview.kind, mapping=mapping, on_duplicate=on_duplicate,
-                       pseudonymise=pseudonymise, progress=progress, cancel=cancel)
+                       pseudonymise=pseudonymise, keep_overlap=keep_overlap, progress=progress, cancel=cancel)
 
 
 @click.command("import")
@@ -65,11 +66,15 @@ def import_one(db, path: Path, kind: str, overrides: dict[str, str], on_duplicat
 @click.option("--on-duplicate", type=click.Choice(list(ON_DUPLICATE)), default="skip", show_default=True,
               help="A file already imported (same sha256): skip it, replace the earlier import, "
                    "append it again, or fail.")
+@click.option("--keep-overlap", is_flag=True,
+              help="Keep event rows an earlier import already holds (default: skip and count them, so "
+                   "overlapping exports are not double-counted).")
 @click.option("--pseudonymise/--no-pseudonymise", default=None,
               help="Store keyed-HMAC pseudonyms instead of user ids (default: as earlier imports did).")
 @json_option
 @click.pass_context
-def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicate, pseudonymise, as_json) -> None:
+def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicate, keep_overlap, pseudonymise,
+                   as_json) -> None:
     """Import FILE... (CSV/TSV, .gz too): catalogues, events or transaction exports.
 
     Each file is imported in its own transaction; a file that cannot be
@@ -79,12 +84,13 @@ def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicat
     db = open_ws(workspace)
     entries, failures = [], []
     reasons: Counter[str] = Counter()
-    totals = {"rows_read": 0, "rows_accepted": 0, "rows_rejected": 0, "seconds": 0.0}
+    totals = {"rows_read": 0, "rows_accepted": 0, "rows_rejected": 0, "rows_duplicate": 0, "seconds": 0.0}
     try:
         for path in files:
             bar = TerminalProgress(f"import {path.name}", enabled=False if as_json else None)
             try:
-                result = import_one(db, path, kind, overrides, on_duplicate, bar, CancelToken(), pseudonymise)
+                result = import_one(db, path, kind, overrides, on_duplicate, bar, CancelToken(), pseudonymise,
+                                    keep_overlap)
             except ImportFailed as exc:
                 bar.close()
                 failures.append(str(exc))
@@ -97,7 +103,7 @@ def import_command(ctx: click.Context, files, workspace, kind, maps, on_duplicat
             bar.close()
             entries.append(_file_entry(path, result))
             reasons.update(result.rejected_reasons)
-            for key in ("rows_read", "rows_accepted", "rows_rejected"):
+            for key in ("rows_read", "rows_accepted", "rows_rejected", "rows_duplicate"):
                 totals[key] += getattr(result, key)
             totals["seconds"] += result.seconds
             if not as_json:

@@ -88,6 +88,7 @@ class ImportResult:
     seconds: float
     message: str
     mapping: dict[str, str] = field(default_factory=dict)
+    rows_duplicate: int = 0  # rows an earlier import already held (skipped; see ImportTransaction)
 
 
 def _source(path: Path) -> CsvSource:
@@ -224,6 +225,7 @@ def import_file(
     mapping: Optional[dict[str, str]] = None,
     on_duplicate: str = "skip",
     pseudonymise: Optional[bool] = None,
+    keep_overlap: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ImportResult:
@@ -249,6 +251,12 @@ def import_file(
         Store keyed-HMAC pseudonyms instead of user ids (see
         :mod:`merch_app.data.privacy`); None follows the workspace (on once
         an earlier import pseudonymised).
+    keep_overlap
+        Keep event rows that an earlier import already holds (same user,
+        item, type, time, value, query and session).  By default they are
+        skipped and counted in ``rows_duplicate``: overlapping exports are
+        not double-counted.  ``on_duplicate="append"`` of a file imported
+        before keeps them too (asked for on purpose).
     progress, cancel
         Job protocol: ``Progress(done=bytes, total=file size, data={"rows", "bytes"})``
         about 10×/s; ``cancel.check()`` every 4,096 rows.
@@ -274,13 +282,15 @@ def import_file(
     started = time.perf_counter()
     db, close = open_db(db)
     try:
-        return _import(db, Path(path), kind, mapping, on_duplicate, progress, cancel, started, pseudonymise)
+        return _import(db, Path(path), kind, mapping, on_duplicate, progress, cancel, started, pseudonymise,
+                       keep_overlap)
     finally:
         if close:
             db.close()
 
 
-def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, pseudonymise=None) -> ImportResult:
+def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, pseudonymise=None,
+            keep_overlap=False) -> ImportResult:
     source = _source(path)
     kind, _, _, mapping, _ = _plan(db, source, kind, mapping)
     _check_mapping(source, kind, mapping)
@@ -318,12 +328,15 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         else:
             items_written = catalogue_rows.run(ctx, mapping)
         ctx.tick(final=True, note="finishing: items, indexes, search index")
+        appended = bool(earlier) and on_duplicate == "append"
+        duplicate = 0 if keep_overlap or appended else tx.drop_rows_seen_before(import_id)
+        ctx.events_added -= duplicate
         if items_written or (earlier and on_duplicate == "replace"):
             rebuild_fts(db)
             build_search_tops(db, cancel=cancel.check if cancel is not None else None)
         items, events = _totals(db)
-        accepted = ctx.rows_read - ctx.rows_rejected
-        message = _message(ctx, accepted, items, events) + note + _renamed_note(source)
+        accepted = ctx.rows_read - ctx.rows_rejected - duplicate
+        message = _message(ctx, accepted, items, events, duplicate) + note + _renamed_note(source)
         tx.finish_import_row(import_id, ctx.rows_read, accepted, ctx.rows_rejected, message)
         save_mapping(db.conn, source.headers, kind, mapping)
         tx.commit()
@@ -345,7 +358,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
     return ImportResult(
         import_id, path.name, kind, "ok", ctx.rows_read, accepted, ctx.rows_rejected, dict(ctx.reasons),
         items, events, items - items_before, ctx.events_added, time.perf_counter() - started, message,
-        mapping,
+        mapping, duplicate,
     )
 
 
@@ -366,8 +379,10 @@ def _estimate_rows(source: CsvSource) -> int:
     return int(source.size_bytes * ratio / per_line)
 
 
-def _message(ctx: ImportContext, accepted: int, items: int, events: int) -> str:
+def _message(ctx: ImportContext, accepted: int, items: int, events: int, duplicate: int = 0) -> str:
     msg = f"{accepted:,} of {ctx.rows_read:,} rows imported"
+    if duplicate:
+        msg += f", {duplicate:,} rows were already in the workspace (skipped)"
     if ctx.rows_rejected:
         reasons = ", ".join(f"{k} {v:,}" for k, v in ctx.reasons.most_common())
         msg += f", {ctx.rows_rejected:,} rejected ({reasons})"
