@@ -41,7 +41,7 @@ def test_untouched_items(insights_db):
 def test_behaviour_doctor_summary(insights_db):
     r = behaviour_doctor(insights_db)
     assert r.summary() == {"items": 7, "empty_text": 1, "short_text": 1, "duplicate_text_groups": 1,
-                           "duplicate_text_items": 2, "untouched": 4}
+                           "duplicate_text_items": 2, "untouched": 4, "id_case_clash_groups": 0}
     d = r.to_dict()
     assert d["near_duplicates"] is None and d["untouched"] == ["D", "E", "F", "G"]
 
@@ -121,3 +121,18 @@ def test_cold_threshold_falls_back_to_thinly_known_items():
 def test_cold_start_lens_without_cold_items():
     lens = cold_start_lens(np.array([[1.0, 2.0]]), np.array([False, False]), k=1)
     assert lens.cold_mean_percentile is None and lens.warm_mean_percentile == pytest.approx(0.5)
+
+
+def test_ids_that_differ_only_by_case_are_their_own_finding(ws):
+    from merch_app.insights.doctor import behaviour_doctor
+    from ranking_fixtures import insert_items
+
+    insert_items(ws, [{"item_id": "85123A", "title": "WHITE HANGING HEART T-LIGHT HOLDER"},
+                      {"item_id": "85123a", "title": "WHITE HANGING HEART T-LIGHT HOLDER"},
+                      {"item_id": "84970S", "title": "HANGING HEART ZINC T-LIGHT HOLDER"},
+                      {"item_id": "84970s", "title": "hanging heart zinc t-light holder, small"},
+                      {"item_id": "22001", "title": "RED MUG"}, {"item_id": "22002", "title": "RED MUG"}])
+    report = behaviour_doctor(ws)
+    assert report.id_clashes == [["84970S", "84970s"], ["85123A", "85123a"]]
+    assert report.text.duplicate_groups == [["22001", "22002"]]  # 85123A/a is filed as an id clash only
+    assert report.summary()["id_case_clash_groups"] == 2

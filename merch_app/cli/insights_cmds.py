@@ -252,6 +252,8 @@ def doctor_command(no_model, n_users, k, threshold, limit, model_id, encoder_spe
         return
     for key, value in out["summary"].items():
         click.echo(f"{key:<24} {value:.4f}" if isinstance(value, float) else f"{key:<24} {value}")
+    for g in out["id_case_clashes"][:10]:
+        click.echo(f"  item ids that differ only by case: {', '.join(g)}")
     for g in out["duplicate_text_groups"][:10]:
         click.echo(f"  duplicate text: {', '.join(g[:8])}{' …' if len(g) > 8 else ''}")
     for p in (out["near_duplicates"] or [])[:10]:

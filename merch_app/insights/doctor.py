@@ -62,6 +62,18 @@ def text_findings(db, min_chars: int = MIN_TEXT_CHARS, min_words: int = MIN_TEXT
     return TextFindings(empty, short, dups, n)
 
 
+def id_case_clashes(db) -> list[list[str]]:
+    """Groups of item ids that differ only by case or surrounding spaces (85123A / 85123a).
+
+    Most exports treat such codes as one product typed two ways; the
+    workspace keeps them apart (ids are exact), so the doctor names them.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for (item_id,) in db.execute("SELECT item_id FROM items ORDER BY item_id"):
+        groups[str(item_id).strip().casefold()].append(str(item_id))
+    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
 def untouched_items(db, limit: Optional[int] = None) -> tuple[list[str], int]:
     """Items with no event of any kind: (first ``limit`` ids, total count)."""
     sql = ("SELECT item_id FROM items i WHERE NOT EXISTS "
@@ -267,6 +279,7 @@ class DoctorReport:
     text: TextFindings
     untouched: list[str]
     n_untouched: int
+    id_clashes: list[list[str]] = field(default_factory=list)
     near_duplicates: Optional[list[tuple[str, str, float]]] = None
     cold_start: Optional[ColdStartLens] = None
     popularity_bias: Optional[PopularityBias] = None
@@ -280,6 +293,7 @@ class DoctorReport:
             "duplicate_text_groups": len(self.text.duplicate_groups),
             "duplicate_text_items": self.text.n_duplicate_items,
             "untouched": self.n_untouched,
+            "id_case_clash_groups": len(self.id_clashes),
         }
         if self.near_duplicates is not None:
             out["near_duplicate_pairs"] = len(self.near_duplicates)
@@ -299,6 +313,7 @@ class DoctorReport:
             "short_text": t.short[:limit],
             "duplicate_text_groups": t.duplicate_groups[:limit],
             "untouched": self.untouched[:limit],
+            "id_case_clashes": self.id_clashes[:limit],
             "near_duplicates": None if self.near_duplicates is None else [
                 {"a": a, "b": b, "cosine": s} for a, b, s in self.near_duplicates[:limit]],
             "cold_start": None if self.cold_start is None else asdict(self.cold_start),
@@ -310,6 +325,11 @@ class DoctorReport:
 def behaviour_doctor(db, untouched_limit: int = 5000) -> DoctorReport:
     """The checks that need no model: text findings and untouched items."""
     text = text_findings(db)
+    clashes = id_case_clashes(db)
+    clash_of = {i: n for n, g in enumerate(clashes) for i in g}
+    # a group of duplicate texts that is one id typed two ways is filed as an id clash only
+    text.duplicate_groups = [g for g in text.duplicate_groups
+                             if len({clash_of.get(i, i) for i in g}) > 1 or g[0] not in clash_of]
     untouched, n_untouched = untouched_items(db, untouched_limit)
-    return DoctorReport(text.n_items, text, untouched, n_untouched)
+    return DoctorReport(text.n_items, text, untouched, n_untouched, id_clashes=clashes)
 
