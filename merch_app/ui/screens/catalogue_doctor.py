@@ -107,6 +107,10 @@ class DoctorPanel(QWidget):
         parts = [f"<b>{s['items']:,}</b> items: <b>{s['empty_text']:,}</b> without text, "
                  f"<b>{s['short_text']:,}</b> with very short text, <b>{s['duplicate_text_items']:,}</b> in "
                  f"{s['duplicate_text_groups']:,} groups of identical text, <b>{s['untouched']:,}</b> no one touched"]
+        if r.id_clashes:
+            shown = "; ".join(" / ".join(g) for g in r.id_clashes[:3]) + (" …" if len(r.id_clashes) > 3 else "")
+            parts.append(f"<b>{len(r.id_clashes):,}</b> item ids that differ only by case ({shown}): "
+                         "probably one product typed two ways")
         if r.near_duplicates is not None:
             parts.append(f"<b>{len(r.near_duplicates):,}</b> near-duplicate pairs (cosine ≥ 0.95)")
         pb, cs = r.popularity_bias, r.cold_start
