@@ -67,7 +67,8 @@ def test_backoff_drops_noun_suffix_and_keeps_subwords():
 
 
 def test_pinyin_full_and_initials():
-    assert text_tokens.pinyin_text("红色心形烛台") == "hongse hs xinxing xx zhutai zt"
+    assert text_tokens.pinyin_text("红色心形烛台") == "hongse hs xinxing xx zhutai zt hongsexinxingzhutai hsxxzt"
+    assert "cdb" in text_tokens.pinyin_text("充电宝").split()  # jieba cuts 充电 + 宝; the whole run counts too
     assert text_tokens.pinyin_text("plain english") is None
     assert text_tokens.pinyin_text("重庆") == "chongqing cq"  # the phrase reading, not zhong
 

@@ -46,6 +46,8 @@ HAN_GLOB = f"*[{_HAN_CLASS}]*"
 # Noun suffixes dropped when an unknown word backs off to characters
 # (杯子 → 杯: the suffix alone would match every 鞋子, 裙子, 包子 ...).
 _SUFFIXES = frozenset("子儿们")
+# Han runs up to this length also get the pinyin of the whole run (a product name typed in one go).
+MAX_RUN_PINYIN = 6
 
 
 def has_han(text: Optional[str]) -> bool:
@@ -146,11 +148,13 @@ def pinyin_text(*texts: Optional[str]) -> Optional[str]:
     Examples
     --------
     >>> pinyin_text("红色心形烛台")
-    'hongse hs xinxing xx zhutai zt'
+    'hongse hs xinxing xx zhutai zt hongsexinxingzhutai hsxxzt'
     """
     words = [w for t in texts if has_han(t) for w in query_words(t) if is_han(w)]
     if not words:
         return None
+    # a short run as a whole too: jieba cuts 充电宝 into 充电 + 宝, shoppers type cdb
+    words += [run for t in texts if t for run in _HAN_RUN.findall(t) if 2 < len(run) <= MAX_RUN_PINYIN]
     # pypinyin is imported on the first Han text (~0.13 s, see _jieba).
     from pypinyin import Style, lazy_pinyin
 

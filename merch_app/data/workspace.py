@@ -243,9 +243,15 @@ def _migration_encoder_versions(db: Workspace) -> None:
     )
 
 
+def _migration_spell_words(db: Workspace) -> None:
+    """Index words for spelling correction, stored with the top lists (see merch_app.data.term_tops)."""
+    db.execute("CREATE TABLE IF NOT EXISTS spell_words (term TEXT PRIMARY KEY, doc INTEGER NOT NULL)")
+    db.execute("DELETE FROM meta WHERE key = 'fts_tops_fingerprint'")  # rebuilt with the words on next import
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
-    _migration_encoder_versions]
+    _migration_encoder_versions, _migration_spell_words]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

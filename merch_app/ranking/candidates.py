@@ -42,6 +42,9 @@ class ScoredCandidates:
     analysis
         The lexical searcher's reading of the query: terms, spelling
         corrections, Han back-offs.
+    term_hits
+        Candidate index -> which query terms it matched, where computed
+        (coverage, truncated lexical list, shown results).
     lexical_cutoff, semantic_cutoff
         Lowest BM25 / cosine that still made a candidate when the source was
         truncated (None when the source returned everything it matched).
@@ -59,6 +62,7 @@ class ScoredCandidates:
     terms: Optional[QueryTerms] = None
     analysis: Optional[QueryAnalysis] = None
     coverage: Optional[np.ndarray] = None
+    term_hits: dict[int, np.ndarray] = field(default_factory=dict)
     qvec: Optional[np.ndarray] = None
     bm25_max: float = 0.0
     lexical_cutoff: Optional[float] = None

@@ -39,6 +39,9 @@ _CACHE_USERS = 16
 # A query whose word pieces are mostly unknown to the encoder (e.g. Chinese through the
 # English MiniLM: every character [UNK]) gets the same vector as any other such text.
 UNKNOWN_TEXT_LIMIT = 0.5
+# Lexical candidates (best BM25 first) whose query-term coverage caps their keyword score;
+# the ones below already score under them (scoring a row's terms costs ~6 us in Python).
+COVERAGE_CANDIDATES = 100
 
 
 class Ranker:
@@ -109,18 +112,20 @@ class Ranker:
             rule_effects=effects,
             corrected_query=sc.analysis.corrected_text if sc.analysis else None,
             corrections=[c.to_dict() for c in sc.analysis.corrections] if sc.analysis else [],
-            item_terms=self._matched_terms(sc, pos),
+            item_terms=self._matched_terms(sc, top),
         )
 
-    def _matched_terms(self, sc: ScoredCandidates, positions: np.ndarray) -> list[list[str]]:
-        """Per shown item, the query terms (as labelled) it matched; empty lists without a query."""
+    def _matched_terms(self, sc: ScoredCandidates, top: np.ndarray) -> list[list[str]]:
+        """Per shown candidate (indices ``top``), the query terms (as labelled) it matched."""
         if sc.terms is None or not sc.terms.terms:
-            return [[] for _ in range(len(positions))]
-        rowids = self.catalog.rowids[positions]
-        matrix = self.lexical.term_matrix(sc.terms, rowids[rowids >= 0])
+            return [[] for _ in range(len(top))]
         labels = sc.terms.labels()
-        rows = iter(matrix)
-        return [[labels[j] for j in np.flatnonzero(next(rows) > 0)] if r >= 0 else [] for r in rowids.tolist()]
+        missing = [int(c) for c in top if int(c) not in sc.term_hits and self.catalog.rowids[sc.positions[c]] >= 0]
+        if missing:
+            matrix = self.lexical.term_matrix(sc.terms, self.catalog.rowids[sc.positions[missing]])
+            sc.term_hits.update(zip(missing, matrix > 0))
+        return [[labels[j] for j in np.flatnonzero(sc.term_hits[int(c)])] if int(c) in sc.term_hits else []
+                for c in top]
 
     def set_rules(self, rules) -> None:
         """Replace the rules (e.g. after they were edited); cached results are dropped if they changed."""
@@ -167,6 +172,7 @@ class Ranker:
         else:
             raw, comps, score = self._components_of(sc, p)
             info["bm25"] = raw.pop("_bm25", None)
+            raw.pop("_coverage", None)
         info.update(score=score, components=comps, raw_components=raw)
         visible = sc.scores[sc.order]
         info["would_rank"] = int(np.sum(visible > score + 1e-12)) + 1
@@ -275,18 +281,21 @@ class Ranker:
             sources[i] = ({"lexical"} if p in lex_set else set()) | ({"semantic"} if p in sem_set else set())
         raw_bm25 = np.zeros(len(positions))
         raw_bm25[: len(lex_pos)] = bm25  # union keeps lexical ones first, in order
-        rest = lex_truncated and len(positions) > len(lex_pos)
-        coverage = np.zeros(len(positions))
-        if len(terms.terms) > 1 or rest:
-            # per-term scores: which query words each candidate has (and the BM25 of
-            # semantic-only candidates the truncated lexical list did not score)
-            n_scored = len(positions) if rest else len(lex_pos)
-            matrix = self.lexical.term_matrix(terms, self.catalog.rowids[positions[:n_scored]])
-            if rest:
-                raw_bm25[len(lex_pos):] = matrix[len(lex_pos):].sum(axis=1)
-            coverage[:n_scored] = self.lexical.coverage(terms, matrix)
-        else:
-            coverage = (raw_bm25 > 0).astype(np.float64)  # one term: an item has it or not
+        n_lex = len(lex_pos)
+        coverage = (raw_bm25 > 0).astype(np.float64)  # uncapped unless computed below
+        hits: dict[int, np.ndarray] = {}  # candidate index -> matched term flags, where computed
+        if lex_truncated and len(positions) > n_lex:
+            # semantic-only candidates the truncated lexical list did not score
+            matrix = self.lexical.term_matrix(terms, self.catalog.rowids[positions[n_lex:]])
+            raw_bm25[n_lex:] = matrix.sum(axis=1)
+            coverage[n_lex:] = self.lexical.coverage(terms, matrix)
+            hits.update(zip(range(n_lex, len(positions)), matrix > 0))
+        if len(terms.terms) > 1:
+            # which query words the best keyword matches have (the cap matters where BM25 is high)
+            top = min(n_lex, COVERAGE_CANDIDATES)
+            matrix = self.lexical.term_matrix(terms, self.catalog.rowids[positions[:top]])
+            coverage[:top] = self.lexical.coverage(terms, matrix)
+            hits.update(zip(range(top), matrix > 0))
         bm25_max = float(raw_bm25.max()) if len(raw_bm25) else 0.0
         text = self.item_vectors[positions] @ qvec
         unknown = self._unknown_share(analysis.corrected_text or request.query)
@@ -299,7 +308,7 @@ class Ranker:
         if cf is not None:
             raw["cf"] = cf[positions]
         sc = self._new(request, positions, raw, sources, terms=terms, qvec=qvec, bm25_max=bm25_max,
-                       analysis=analysis, coverage=coverage,
+                       analysis=analysis, coverage=coverage, term_hits=hits,
                        lexical_cutoff=float(bm25[-1]) if lex_truncated and len(bm25) else None,
                        semantic_cutoff=float(sem_cos[-1]) if sem_truncated else None,
                        filter_mask=mask, raw_bm25=raw_bm25)
@@ -388,6 +397,7 @@ class Ranker:
         for p in new:
             raw, _comps, _score = self._components_of(sc, p)
             bm25 = raw.pop("_bm25", 0.0)
+            cover = raw.pop("_coverage", 0.0)
             raw["rules"] = 0.0  # rule effects are added in _finish
             sc.sources[len(sc.positions)] = {"rule"}
             sc.positions = np.append(sc.positions, p)
@@ -395,6 +405,8 @@ class Ranker:
                 sc.raw[c] = np.append(sc.raw[c], raw[c])
             if sc.raw_bm25 is not None:
                 sc.raw_bm25 = np.append(sc.raw_bm25, bm25)
+            if sc.coverage is not None:
+                sc.coverage = np.append(sc.coverage, cover)
             sc._index = {}
 
     def _finish(self, sc: ScoredCandidates) -> None:
@@ -440,6 +452,7 @@ class Ranker:
             cover = float(self.lexical.coverage(sc.terms, matrix)[0]) if rowid >= 0 else 0.0
             raw["lexical"] = min(bm25 / sc.bm25_max, cover) if sc.bm25_max > 0 else 0.0
             raw["_bm25"] = bm25
+            raw["_coverage"] = cover
         if sc.qvec is not None:
             raw["text"] = float(self.item_vectors[p] @ sc.qvec)
         cf = self.user_cf(req.user_id)

@@ -8,21 +8,21 @@ number of items that contain the word.  A word the index knows is never
 corrected, and only Latin words of 3+ letters are (digits, codes and Han
 words are not).
 
-The vocabulary is read from the FTS5 index on the first word that needs a
-correction and kept for the life of the searcher (one index state).
+The vocabulary is read on the first word that needs a correction (from the
+``spell_words`` table stored with the index's top lists, else from the index
+itself) and kept for the life of the searcher (one index state).
 Distances are computed by rapidfuzz (C++), which scans a 100k-word
 vocabulary in milliseconds.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-_WORD = re.compile(r"[a-z]{3,}")
+from merch_app.data.term_tops import SPELL_WORD
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def max_edits(word: str) -> int:
 
 def correctable(word: str) -> bool:
     """True for a lower-case Latin word of 3+ letters (no digits)."""
-    return _WORD.fullmatch(word) is not None
+    return SPELL_WORD.fullmatch(word) is not None
 
 
 class Speller:
@@ -56,18 +56,27 @@ class Speller:
     ----------
     db
         The workspace owned by the calling thread (its ``items_fts`` index).
+    stored
+        Returns True when the ``spell_words`` table matches the index (it is
+        written with the top lists); otherwise the words are read from the
+        index itself.
     """
 
-    def __init__(self, db) -> None:
+    def __init__(self, db, stored: Optional[Callable[[], bool]] = None) -> None:
         self.db = db
+        self._stored = stored
         self._words: Optional[list[str]] = None
         self._docs: list[int] = []
 
     def _load(self) -> None:
-        self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.items_fts_vocab "
-                        "USING fts5vocab(main, items_fts, row)")
+        if self._stored is not None and self._stored():
+            sql = "SELECT term, doc FROM spell_words"
+        else:
+            self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.items_fts_vocab "
+                            "USING fts5vocab(main, items_fts, row)")
+            sql = "SELECT term, doc FROM temp.items_fts_vocab"
         words, docs = [], []
-        for term, doc in self.db.execute("SELECT term, doc FROM temp.items_fts_vocab"):
+        for term, doc in self.db.execute(sql):
             if correctable(term):
                 words.append(term)
                 docs.append(int(doc))
