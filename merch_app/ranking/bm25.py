@@ -135,14 +135,18 @@ def bm25_rows(stats: Fts5Stats, terms: Sequence[str], prefix_last: bool, rows: d
         for col, text in enumerate(columns):
             if not text:
                 continue
-            low = text.lower() if text.isascii() else " ".join(fts_tokens(text))
-            if not any(t in low for t in folded):  # cheap reject before tokenising
-                continue
+            if text.isascii():
+                low = text.lower()
+                if not any(t in low for t in folded):  # cheap reject before tokenising
+                    continue
+                toks = _TOKEN.findall(low)
+            else:
+                toks = fts_tokens(text)
             w = column_weights[col]
-            for tok in _TOKEN.findall(low):
-                for i, t in enumerate(folded):
-                    if tok == t or (prefix[i] and tok.startswith(t)):
-                        freq[i] += w
+            for i, t in enumerate(folded):
+                n = sum(1 for tok in toks if tok.startswith(t)) if prefix[i] else toks.count(t)
+                if n:
+                    freq[i] += w * n
         freqs[rowid] = freq
     sizes = stats.doc_sizes([r for r, f in freqs.items() if any(f)])
     out: dict[int, list[float]] = {}
