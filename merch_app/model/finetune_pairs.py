@@ -31,11 +31,11 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from merch_app.data.search_log import seconds
 from merch_app.errors import MerchAppError
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 from merch_app.model.item_vectors import item_texts
@@ -99,15 +99,6 @@ def normalise_query(text: str) -> str:
     return _SPACES.sub(" ", str(text or "")).strip().casefold()
 
 
-def _seconds(ts: Optional[str]) -> Optional[float]:
-    if not ts:
-        return None
-    try:
-        return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
-
-
 def _until_clause(until_ts: Optional[str]) -> tuple[str, list]:
     return ("AND ts < ?", [until_ts]) if until_ts else ("", [])
 
@@ -129,7 +120,7 @@ def _query_pairs(db, until_ts, since_ts, gap_s, item_text, tick) -> dict[tuple[s
         q = normalise_query(query) if query else ""
         if etype == "search":
             if q:
-                current = (session, q, _seconds(ts), _SPACES.sub(" ", str(query)).strip())
+                current = (session, q, seconds(ts), _SPACES.sub(" ", str(query)).strip())
             continue
         w = QUERY_EVENT_WEIGHTS.get(etype)
         if w is None or not item_id or str(item_id) not in item_text:
@@ -137,7 +128,7 @@ def _query_pairs(db, until_ts, since_ts, gap_s, item_text, tick) -> dict[tuple[s
         if q:
             key, shown = q, _SPACES.sub(" ", str(query)).strip()
         else:
-            t = _seconds(ts)
+            t = seconds(ts)
             if session is None or current[0] != session or t is None or current[2] is None \
                     or not 0 <= t - current[2] <= gap_s:
                 continue
