@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QWidget,
 )
 
 
@@ -50,6 +51,15 @@ def make_table() -> QTableWidget:
     t.horizontalHeader().setStretchLastSection(True)
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
     return t
+
+
+def log_view(placeholder: str) -> QPlainTextEdit:
+    """A read-only job log that keeps its last 2,000 lines."""
+    log = QPlainTextEdit()
+    log.setReadOnly(True)
+    log.setMaximumBlockCount(2000)
+    log.setPlaceholderText(placeholder)
+    return log
 
 
 def bare_column() -> tuple[QWidget, QVBoxLayout]:

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -26,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from merch_app.model.encoder_versions import list_encoder_versions
 from merch_app.ui.charts import LineChart
-from merch_app.ui.screens.common import bare_column, fill_table, header_label, make_table
+from merch_app.ui.screens.common import bare_column, fill_table, header_label, log_view, make_table
 from merch_app.ui.screens.model_versions import EncoderVersionsPanel
 from merch_app.ui.screens.train_form import FinetuneForm
 from merch_app.ui.status_widgets import format_eta
@@ -131,10 +130,7 @@ class FinetunePanel(QWidget):
         tl.addWidget(self.table_caption)
         tl.addWidget(self.table)
         ll.addWidget(table_box)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(2000)
-        self.log.setPlaceholderText("Fine-tuning log")
+        self.log = log_view("Fine-tuning log")
         ll.addWidget(self.log, 2)
         split.addWidget(left)
 

@@ -8,7 +8,6 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -22,7 +21,7 @@ from merch_app.model.registry import has_versions, list_versions
 from merch_app.ui.charts import LineChart
 from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
-from merch_app.ui.screens.common import bare_column
+from merch_app.ui.screens.common import bare_column, log_view
 from merch_app.ui.screens.finetune_panel import FinetunePanel
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
 from merch_app.ui.screens.train_form import TrainForm
@@ -93,10 +92,7 @@ class TrainScreen(Screen):
         prow.addWidget(self.progress, 3)
         prow.addWidget(self.eta_label, 2)
         ll.addLayout(prow)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(2000)
-        self.log.setPlaceholderText("Training log")
+        self.log = log_view("Training log")
         ll.addWidget(self.log, 1)
         split.addWidget(left)
 
