@@ -23,9 +23,8 @@ def _events(db, rows):
                        [(s, s, item, etype, f"2026-03-01T10:{m:02d}:00Z", q) for s, m, etype, item, q in rows])
 
 
-@pytest.fixture
-def log_ws(ws):
-    insert_items(ws, ITEMS)
+def log_rows() -> list[tuple]:
+    """The hand-made log: (session, minute, type, item, query) rows (also used by the Search log screen test)."""
     rows = []
     for n in range(3):  # "xmas lights" finds nothing useful, then "christmas lights" is clicked and bought
         s = f"s{n}"
@@ -36,7 +35,13 @@ def log_ws(ws):
     rows += [("u1", 0, "search", None, "zzqx"), ("u2", 0, "search", None, "zzqx"),  # nothing matches, no click
              ("u3", 0, "search", None, "lantren"),  # misspelt, no click
              ("u4", 0, "search", None, "mug"), ("u4", 50, "click", "M1", None)]  # click 50 min later: not credited
-    _events(ws, rows)
+    return rows
+
+
+@pytest.fixture
+def log_ws(ws):
+    insert_items(ws, ITEMS)
+    _events(ws, log_rows())
     return ws
 
 

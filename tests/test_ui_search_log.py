@@ -9,22 +9,8 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from merch_app.ranking.rules import load_rules  # noqa: E402
 from ranking_fixtures import insert_items  # noqa: E402
-from test_search_log import ITEMS, _events  # noqa: E402  (the hand-made log of the insight tests)
+from test_search_log import ITEMS, _events, log_rows  # noqa: E402  (the hand-made log of the insight tests)
 from ui_support import make_window, wait_idle  # noqa: E402
-
-
-def _log_rows():
-    rows = []
-    for n in range(3):  # "xmas lights" finds nothing useful, then "christmas lights" is clicked and bought
-        s = f"s{n}"
-        rows += [(s, 0, "search", None, "xmas lights"), (s, 2, "search", None, "christmas lights"),
-                 (s, 3, "click", "C1", None), (s, 5, "purchase", "C1", None)]
-    rows += [("t1", 0, "search", None, "cup"), ("t1", 1, "search", None, "mug"), ("t1", 2, "click", "M1", None),
-             ("t2", 0, "search", None, "cup"), ("t2", 1, "search", None, "mug"), ("t2", 2, "cart", "M1", None)]
-    rows += [("u1", 0, "search", None, "zzqx"), ("u2", 0, "search", None, "zzqx"),
-             ("u3", 0, "search", None, "lantren"),
-             ("u4", 0, "search", None, "mug"), ("u4", 50, "click", "M1", None)]
-    return rows
 
 
 def _open(qtbot, ws_path):
@@ -42,7 +28,7 @@ def _column(table, column=0):
 
 def test_tables_query_link_and_synonym_rule(qtbot, ws, ws_path):
     insert_items(ws, ITEMS)
-    _events(ws, _log_rows())
+    _events(ws, log_rows())
     window, screen = _open(qtbot, ws_path)
     assert screen.pages.currentIndex() == 1
     assert "14 searches of 6 distinct queries" in screen.header.text().replace(",", "")
@@ -101,7 +87,7 @@ def test_empty_state_then_refresh_on_import(qtbot, ws, ws_path):
     assert screen.pages.currentIndex() == 0
     assert "No event carries a query" in screen.empty.text()
     assert screen.top.row_count() == 0 and not screen.add_button.isEnabled()
-    _events(ws, _log_rows())
+    _events(ws, log_rows())
     loads = screen.loads
     window.ctx.data_changed.emit()  # what an import announces
     qtbot.waitUntil(lambda: screen.loads > loads, timeout=30_000)
