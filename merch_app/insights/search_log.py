@@ -72,11 +72,15 @@ def top_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
     return [r.to_dict() for r in query_rows(db, **kwargs)[:limit]]
 
 
-def zero_result_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
-    """Searched queries no item's text matches (see the module docstring), most searched first."""
+def zero_result_queries(db, limit: int = 50, rows: Optional[list[QueryRow]] = None,
+                        **kwargs) -> list[dict[str, Any]]:
+    """Searched queries no item's text matches (see the module docstring), most searched first.
+
+    ``rows`` are :func:`query_rows` when the caller has them already (else they are read).
+    """
     lexical = LexicalSearcher(db, known_word=getattr(workspace_encoder(db), "knows_word", None))  # as the ranker
     out = []
-    for r in query_rows(db, **kwargs):
+    for r in rows if rows is not None else query_rows(db, **kwargs):
         literal = lexical.analyse(r.query, prefix=False, correct=False)
         if any(lexical.stats.doc_freq(t, False) for t in literal.terms.terms):
             continue
@@ -87,9 +91,11 @@ def zero_result_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
     return out
 
 
-def no_click_queries(db, min_searches: int = 2, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
-    """Queries searched at least ``min_searches`` times and never clicked, most searched first."""
-    return [r.to_dict() for r in query_rows(db, **kwargs) if r.searches >= min_searches and not r.clicked][:limit]
+def no_click_queries(db, min_searches: int = 2, limit: int = 50, rows: Optional[list[QueryRow]] = None,
+                     **kwargs) -> list[dict[str, Any]]:
+    """Queries searched at least ``min_searches`` times and never clicked, most searched first (``rows``: as above)."""
+    rows = rows if rows is not None else query_rows(db, **kwargs)
+    return [r.to_dict() for r in rows if r.searches >= min_searches and not r.clicked][:limit]
 
 
 @dataclass

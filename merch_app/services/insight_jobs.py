@@ -418,10 +418,10 @@ def search_log_job(ctx, path: Path, limit: int = SEARCH_LOG_ROWS) -> dict[str, A
     top = [r.to_dict() for r in rows[:limit]]
     cancel.check()
     ctx.progress(Progress(1, 4, "Reading the search log: zero results"))
-    zero = zero_result_queries(db, limit=limit, cancel=cancel)
+    zero = zero_result_queries(db, limit=limit, rows=rows)
     cancel.check()
     ctx.progress(Progress(2, 4, "Reading the search log: no clicks"))
-    no_clicks = no_click_queries(db, limit=limit, cancel=cancel)
+    no_clicks = no_click_queries(db, limit=limit, rows=rows)
     cancel.check()
     ctx.progress(Progress(3, 4, "Reading the search log: synonym suggestions"))
     synonyms = synonym_suggestions(db, limit=limit, cancel=cancel)

@@ -6,9 +6,11 @@ from typing import Any, Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-    QWidget,
+    QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QTableWidget,
+    QTableWidgetItem, QVBoxLayout, QWidget,
 )
+
+from merch_app.ui.widgets import shrinkable
 
 
 def iso_to_epoch(ts: str) -> float:
@@ -51,6 +53,18 @@ def make_table() -> QTableWidget:
     t.horizontalHeader().setStretchLastSection(True)
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
     return t
+
+
+def progress_row(eta_stretch: int = 2) -> tuple[QHBoxLayout, QProgressBar, QLabel]:
+    """A job's progress bar (0-1000) with its ETA/status label beside it."""
+    row = QHBoxLayout()
+    bar = QProgressBar()
+    bar.setRange(0, 1000)
+    bar.setValue(0)
+    label = shrinkable(QLabel("idle"))
+    row.addWidget(bar, 3)
+    row.addWidget(label, eta_stretch)
+    return row, bar, label
 
 
 def log_view(placeholder: str) -> QPlainTextEdit:

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -25,11 +24,10 @@ from PySide6.QtWidgets import (
 
 from merch_app.model.encoder_versions import list_encoder_versions
 from merch_app.ui.charts import LineChart
-from merch_app.ui.screens.common import bare_column, fill_table, header_label, log_view, make_table
+from merch_app.ui.screens.common import bare_column, fill_table, header_label, log_view, make_table, progress_row
 from merch_app.ui.screens.model_versions import EncoderVersionsPanel
 from merch_app.ui.screens.train_form import FinetuneForm
 from merch_app.ui.status_widgets import format_eta
-from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 RUNNING = 20  # steps in the loss's running mean (as merch_app.model.finetune reports it)
@@ -107,13 +105,7 @@ class FinetunePanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
         ll.addLayout(buttons)
-        prow = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.eta_label = shrinkable(QLabel("idle"))
-        prow.addWidget(self.progress, 3)
-        prow.addWidget(self.eta_label, 4)
+        prow, self.progress, self.eta_label = progress_row(4)
         ll.addLayout(prow)
 
         table_box = QGroupBox("Before / after (held-out pairs, dense retrieval)")

@@ -8,7 +8,6 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTabWidget,
@@ -21,11 +20,10 @@ from merch_app.model.registry import has_versions, list_versions
 from merch_app.ui.charts import LineChart
 from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
-from merch_app.ui.screens.common import bare_column, log_view
+from merch_app.ui.screens.common import bare_column, log_view, progress_row
 from merch_app.ui.screens.finetune_panel import FinetunePanel
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
 from merch_app.ui.screens.train_form import TrainForm
-from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 
@@ -84,13 +82,7 @@ class TrainScreen(Screen):
             buttons.addWidget(b)
         buttons.addStretch(1)
         ll.addLayout(buttons)
-        prow = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.eta_label = shrinkable(QLabel("idle"))
-        prow.addWidget(self.progress, 3)
-        prow.addWidget(self.eta_label, 2)
+        prow, self.progress, self.eta_label = progress_row(2)
         ll.addLayout(prow)
         self.log = log_view("Training log")
         ll.addWidget(self.log, 1)
