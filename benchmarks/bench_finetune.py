@@ -151,17 +151,6 @@ def one(args, overrides: dict) -> dict:
         before = evaluate(db, load_encoder(args.encoder), test)
         cache.write_text(json.dumps(before))
     eval_s = time.perf_counter() - t
-    if overrides.get("_query_first"):  # experiment: every query pair first, then the other kinds by weight
-        import merch_app.model.finetune_pairs as fp
-
-        plain = fp._weighted_sample
-
-        def query_first(pairs, n, rng):
-            q = [p for p in pairs if p.kind == "query"]
-            q = plain(q, n, rng)
-            return q + plain([p for p in pairs if p.kind != "query"], max(0, n - len(q)), rng) if n > len(q) else q
-
-        fp._weighted_sample = query_first
     cfg = FinetuneConfig(**{**{k: v for k, v in overrides.items() if not k.startswith("_")}, "activate": False})
     rss0 = peak_rss_mib()
     t = time.perf_counter()

@@ -92,6 +92,20 @@ def test_max_pairs_is_seeded_and_unknown_kinds_are_refused(ws):
         training_pairs(ws, kinds=("clicks",))
 
 
+def test_a_small_budget_takes_the_search_pairs_first(ws):
+    events = [ev("u1", i, "purchase", f"2024-01-{d:02d}T10:00:00Z", session=f"s{d}")
+              for d in range(1, 20) for i in ("A", "B", "C", "D")]
+    events += [ev("u2", None, "search", "2024-02-01T10:00:00Z", "red candle", "q1"),
+               ev("u2", "A", "click", "2024-02-01T10:01:00Z", session="q1"),
+               ev("u3", None, "search", "2024-02-02T10:00:00Z", "blue mug", "q2"),
+               ev("u3", "B", "purchase", "2024-02-02T10:01:00Z", session="q2")]
+    fill_workspace(ws, ITEMS, events)
+    assert training_pairs(ws, max_pairs=None).counts["item"] > 3  # the basket pairs far outnumber the two searches
+    got = training_pairs(ws, max_pairs=3, seed=5)
+    assert got.counts == {"query": 2, "item": 1, "history": 0}
+    assert training_pairs(ws, max_pairs=1, seed=5).counts["query"] == 1
+
+
 def test_pairs_cancel(ws):
     fill_workspace(ws, ITEMS, [ev("u1", "A", "purchase", f"2024-01-01T10:{m:02d}:00Z") for m in range(60)] * 100)
     token = CancelToken()

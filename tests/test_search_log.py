@@ -49,8 +49,9 @@ def test_visits_credit_only_within_the_gap(log_ws):
     visits = [v for v in search_visits(log_ws) if v.session == "u4"]
     assert len(visits) == 1 and visits[0].events == []
     s0 = [v for v in search_visits(log_ws) if v.session == "s0"]
-    assert [(v.query, v.events) for v in s0] == [("xmas lights", []),
-                                                 ("christmas lights", [("click", "C1"), ("purchase", "C1")])]
+    assert [(v.query, [c[:2] for c in v.events]) for v in s0] == [
+        ("xmas lights", []), ("christmas lights", [("click", "C1"), ("purchase", "C1")])]
+    assert [c.ts for c in s0[1].events] == ["2026-03-01T10:03:00Z", "2026-03-01T10:05:00Z"]
 
 
 def test_counts_ctr_and_conversion(log_ws):

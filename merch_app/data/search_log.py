@@ -12,16 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, NamedTuple, Optional
 
 from merch_app.jobs import Progress, Throttle
 
 CREDITED = ("click", "cart", "purchase")
 
 
-def normalise_query(text: str) -> str:
+def normalise_query(text: Optional[str]) -> str:
     """Whitespace-collapsed, stripped query (case is kept for display)."""
     return " ".join(str(text or "").split())
+
+
+def query_key(text: Optional[str]) -> str:
+    """The key under which queries compare: whitespace collapsed and case-folded."""
+    return normalise_query(text).casefold()
 
 
 def seconds(ts: Optional[str]) -> Optional[float]:
@@ -32,6 +37,14 @@ def seconds(ts: Optional[str]) -> Optional[float]:
         return datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
+
+
+class Credit(NamedTuple):
+    """One click, cart or purchase credited to a search."""
+
+    event_type: str
+    item_id: str
+    ts: Optional[str]
 
 
 @dataclass
@@ -50,7 +63,7 @@ class SearchVisit:
     searched
         True when a search event started the visit.
     events
-        ``(event_type, item_id)`` credited to the query, in order.
+        The :class:`Credit` events credited to the query, in order.
     """
 
     session: Optional[str]
@@ -58,7 +71,7 @@ class SearchVisit:
     key: str
     ts: Optional[str]
     searched: bool = True
-    events: list[tuple[str, str]] = field(default_factory=list)
+    events: list[Credit] = field(default_factory=list)
 
     @property
     def clicked(self) -> bool:
@@ -67,7 +80,7 @@ class SearchVisit:
 
     @property
     def bought(self) -> bool:
-        return any(e == "purchase" for e, _ in self.events)
+        return any(c.event_type == "purchase" for c in self.events)
 
 
 def has_queries(db) -> bool:
@@ -111,23 +124,24 @@ def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = No
             if q:
                 if current is not None:
                     yield current
-                current, started = SearchVisit(session, q, q.casefold(), ts), seconds(ts)
+                current, started = SearchVisit(session, q, query_key(q), ts), seconds(ts)
             continue
         if etype not in CREDITED or not item_id:
             continue
+        credit = Credit(etype, str(item_id), ts)
         if q:
-            if current is not None and current.session == session and current.key == q.casefold():
-                current.events.append((etype, str(item_id)))
+            if current is not None and current.session == session and current.key == query_key(q):
+                current.events.append(credit)
             else:
                 if current is not None:
                     yield current
-                current, started = SearchVisit(session, q, q.casefold(), ts, searched=False,
-                                               events=[(etype, str(item_id))]), seconds(ts)
+                current, started = SearchVisit(session, q, query_key(q), ts, searched=False,
+                                               events=[credit]), seconds(ts)
             continue
         t = seconds(ts)
         if current is not None and session is not None and current.session == session and t is not None \
                 and started is not None and 0 <= t - started <= gap:
-            current.events.append((etype, str(item_id)))
+            current.events.append(credit)
     if current is not None:
         yield current
     if progress is not None:

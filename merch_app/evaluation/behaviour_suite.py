@@ -36,7 +36,7 @@ def generate_from_behaviour(db, name: str = "behaviour", *, min_events: int = 2,
     display: dict[str, str] = {}
     for visit in search_visits(db, session_gap_minutes, progress=progress, cancel=cancel):
         display.setdefault(visit.key, visit.query)
-        for etype, item_id in visit.events:
+        for etype, item_id, _ts in visit.events:
             item_grades = grades.setdefault(visit.key, {})
             item_grades[item_id] = max(EVENT_GRADES[etype], item_grades.get(item_id, 0))
             support[visit.key] = support.get(visit.key, 0) + 1

@@ -76,11 +76,6 @@ def epoch_to_ts(seconds: float) -> str:
     return datetime.fromtimestamp(float(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def normalise_query(query: Optional[str]) -> str:
-    """Queries compare case- and space-insensitively."""
-    return " ".join(str(query or "").lower().split())
-
-
 def pick_bucket(first_ts: Optional[str], last_ts: Optional[str]) -> str:
     """Time bucket for an activity chart: day up to ~4 months, then week, then month."""
     if not first_ts or not last_ts:

@@ -7,8 +7,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from merch_app.data.search_log import query_key
 from merch_app.data.workspace import EVENT_TYPES
-from merch_app.insights.common import normalise_query, words
+from merch_app.insights.common import words
 from merch_app.insights.paths import Funnel, item_funnel
 from merch_app.insights.profiles import ActivitySeries, activity_series, catalogue_doc_freq
 from merch_app.ranking.types import RankRequest
@@ -81,8 +82,8 @@ def queries_leading_to(db, item_id: str, limit: int = 20, max_events: int = 5000
     per_user: dict[str, list[tuple[Optional[str], str]]] = defaultdict(list)
     for user, session, ts, etype, query in events:
         actor = f"s:{session}" if session else f"u:{user}"
-        if etype == "search" and normalise_query(query):
-            q = normalise_query(query)
+        if etype == "search" and query_key(query):
+            q = query_key(query)
             if actor not in actors[q]:
                 direct[q] += 1
             actors[q].add(actor)
@@ -99,7 +100,7 @@ def queries_leading_to(db, item_id: str, limit: int = 20, max_events: int = 5000
             [user, max(ts for _, ts in item_events)],
         ).fetchall()
         for s_session, s_ts, query in searches:
-            q = normalise_query(query)
+            q = query_key(query)
             for session, ts in item_events:
                 if s_ts > ts:
                     continue
@@ -118,7 +119,7 @@ def queries_leading_to(db, item_id: str, limit: int = 20, max_events: int = 5000
                 AND session_id IN ({','.join('?' * len(chunk))})""",
             chunk,
         ):
-            q = normalise_query(query)
+            q = query_key(query)
             if q and ts <= anonymous[session]:
                 actors[q].add(f"s:{session}")
     rows = [{"query": q, "actors": len(a), "direct": direct.get(q, 0)} for q, a in actors.items()]

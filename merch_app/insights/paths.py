@@ -21,12 +21,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from merch_app.insights.common import (
-    FUNNEL_STAGES,
-    PATH_LEVELS,
-    normalise_query,
-    ts_to_epoch,
-)
+from merch_app.data.search_log import query_key
+from merch_app.insights.common import FUNNEL_STAGES, PATH_LEVELS, ts_to_epoch
 
 LEVEL = {name: n for n, name in enumerate(PATH_LEVELS)}
 STAGE = {name: n for n, name in enumerate(FUNNEL_STAGES)}
@@ -273,13 +269,13 @@ def query_funnel(db, query: str, window_hours: float = 24.0, stages: Optional[li
     or within ``window_hours`` for events without a session.
     """
     stages = stages if stages is not None else workspace_stages(db)
-    q = normalise_query(query)
+    q = query_key(query)
     searches = [
         r for r in db.execute(
             "SELECT id, user_id, session_id, ts, query FROM events WHERE event_type = 'search' "
             "AND lower(trim(query)) LIKE ?", [q.split(" ")[0] + "%" if q else ""]
         )
-        if normalise_query(r[4]) == q
+        if query_key(r[4]) == q
     ]
     deepest: dict[str, int] = {}
     kinds: dict[str, set] = defaultdict(set)
@@ -330,7 +326,7 @@ def top_queries(db, n: int = 50) -> list[dict[str, Any]]:
            WHERE event_type = 'search' AND query IS NOT NULL AND trim(query) <> ''
            GROUP BY lower(trim(query))"""
     ):
-        key = normalise_query(query)
+        key = query_key(query)
         entry = counts.setdefault(key, [0, 0])
         entry[0] += c
         entry[1] += u

@@ -2,11 +2,10 @@
 
 Three kinds of (anchor text, positive item) pairs come out of the workspace:
 
-* ``query``: a search followed by a click, cart or purchase.  An event is
-  credited to a query when it carries the query itself, or when the same
-  session (``session_id``, else the user) searched for it at most
-  ``session_gap_minutes`` earlier with no other search in between (the rule of
-  :mod:`merch_app.evaluation.behaviour_suite`).  Weight: the event type's
+* ``query``: a search followed by a click, cart or purchase, credited as
+  :func:`merch_app.data.search_log.search_visits` reads the log (the event
+  carries the query, or the session searched for it at most
+  ``session_gap_minutes`` earlier with no other search in between).  Weight: the event type's
   (click 1, cart 2, purchase 3), summed over the credited events.  A query
   that no later event follows gives no pair.
 * ``item``: two items in one basket, i.e. bought (or carted, clicked, viewed)
@@ -28,14 +27,13 @@ ranks high for the anchor (plain text cosine) that is not a positive of it.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from merch_app.data.search_log import seconds
+from merch_app.data.search_log import search_visits
 from merch_app.errors import MerchAppError
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 from merch_app.model.item_vectors import item_texts
@@ -45,7 +43,6 @@ BASKET_EVENT_WEIGHTS = {"purchase": 1.0, "cart": 0.7, "click": 0.4, "view": 0.3}
 HISTORY_WEIGHT = 0.5
 KINDS = ("query", "item", "history")
 MAX_BASKET_ITEMS = 40  # a bigger basket is sampled down (an invoice of 500 lines says little per pair)
-_SPACES = re.compile(r"\s+")
 
 
 class PairsError(MerchAppError, ValueError):
@@ -94,50 +91,22 @@ class PairSet:
     snapshot: dict = field(default_factory=dict)
 
 
-def normalise_query(text: str) -> str:
-    """Collapse white space and case-fold a query (the key under which its pairs are merged)."""
-    return _SPACES.sub(" ", str(text or "")).strip().casefold()
-
-
 def _until_clause(until_ts: Optional[str]) -> tuple[str, list]:
     return ("AND ts < ?", [until_ts]) if until_ts else ("", [])
 
 
-def _query_pairs(db, until_ts, since_ts, gap_s, item_text, tick) -> dict[tuple[str, str], list]:
-    """(query key, item) -> [weight, latest ts, display query]."""
-    cond, args = _until_clause(until_ts)
-    sql = f"""
-        SELECT coalesce(session_id, user_id), ts, event_type, item_id, query FROM events
-        WHERE ((query IS NOT NULL AND query != '')
-           OR (event_type IN ('click', 'cart', 'purchase') AND coalesce(session_id, user_id) IN
-               (SELECT DISTINCT coalesce(session_id, user_id) FROM events
-                WHERE event_type = 'search' AND query IS NOT NULL AND query != '' {cond}))) {cond}
-        ORDER BY 1, ts, id"""
+def _query_pairs(db, until_ts, since_ts, gap_minutes, item_text, tick) -> dict[tuple[str, str], list]:
+    """(query key, item) -> [weight, latest ts, display query], from :func:`search_visits`."""
     out: dict[tuple[str, str], list] = {}
-    current: tuple = (None, None, None)  # session, query key, search time
-    for session, ts, etype, item_id, query in db.execute(sql, args + args):
+    for visit in search_visits(db, gap_minutes, until_ts=until_ts):
         tick()
-        q = normalise_query(query) if query else ""
-        if etype == "search":
-            if q:
-                current = (session, q, seconds(ts), _SPACES.sub(" ", str(query)).strip())
-            continue
-        w = QUERY_EVENT_WEIGHTS.get(etype)
-        if w is None or not item_id or str(item_id) not in item_text:
-            continue
-        if q:
-            key, shown = q, _SPACES.sub(" ", str(query)).strip()
-        else:
-            t = seconds(ts)
-            if session is None or current[0] != session or t is None or current[2] is None \
-                    or not 0 <= t - current[2] <= gap_s:
+        for etype, item_id, ts in visit.events:
+            tick()
+            if item_id not in item_text or (since_ts and (ts or "") < since_ts):
                 continue
-            key, shown = current[1], current[3]
-        if since_ts and ts < since_ts:
-            continue
-        entry = out.setdefault((key, str(item_id)), [0.0, ts, shown])
-        entry[0] += w
-        entry[1] = max(entry[1], ts)
+            entry = out.setdefault((visit.key, item_id), [0.0, ts, visit.query])
+            entry[0] += QUERY_EVENT_WEIGHTS[etype]
+            entry[1] = max(entry[1], ts)
     return out
 
 
@@ -235,10 +204,23 @@ def _weighted_sample(pairs: list[Pair], n: int, rng) -> list[Pair]:
     """``n`` pairs drawn without replacement with probability ~ weight (Efraimidis-Spirakis keys)."""
     if len(pairs) <= n:
         return pairs
+    if n <= 0:
+        return []
     w = np.array([max(p.weight, 1e-6) for p in pairs])
     keys = np.log(rng.random(len(pairs))) / w  # larger is better
     keep = np.argpartition(-keys, n - 1)[:n]
     return [pairs[i] for i in sorted(keep)]
+
+
+def sample_pairs(pairs: list[Pair], n: int, rng) -> list[Pair]:
+    """At most ``n`` pairs: search pairs first (by weight when there are more), the rest by weight.
+
+    Search pairs are the direct evidence of what a query should find; basket and
+    history pairs fill what is left of the budget (see docs/quality.md, fine-tuning).
+    """
+    queries = _weighted_sample([p for p in pairs if p.kind == "query"], n, rng)
+    others = [p for p in pairs if p.kind != "query"]
+    return queries + _weighted_sample(others, n - len(queries), rng)
 
 
 def training_pairs(db, *, until_ts: Optional[str] = None, since_ts: Optional[str] = None,
@@ -257,7 +239,7 @@ def training_pairs(db, *, until_ts: Optional[str] = None, since_ts: Optional[str
     since_ts
         Keep only pairs whose positive event is from this time on (held-out pairs).
     max_pairs
-        Keep at most this many, drawn with probability ~ weight (seeded); None = all.
+        Keep at most this many (:func:`sample_pairs`: search pairs first, seeded); None = all.
     kinds
         Which kinds to make (``query``, ``item``, ``history``).
     session_gap_minutes
@@ -303,7 +285,7 @@ def training_pairs(db, *, until_ts: Optional[str] = None, since_ts: Optional[str
 
     pairs: list[Pair] = []
     if "query" in kinds:
-        for (key, item), (w, ts, shown) in _query_pairs(db, until_ts, since_ts, session_gap_minutes * 60.0,
+        for (key, item), (w, ts, shown) in _query_pairs(db, until_ts, since_ts, session_gap_minutes,
                                                          item_text, tick).items():
             pairs.append(Pair("query", shown, item, float(w), ts))
     if "item" in kinds:
@@ -316,7 +298,7 @@ def training_pairs(db, *, until_ts: Optional[str] = None, since_ts: Optional[str
         pairs.extend(_history_pairs(db, until_ts, since_ts, item_text, history_items, history_per_day, rng, tick))
     counts_all = {k: sum(1 for p in pairs if p.kind == k) for k in KINDS}
     if max_pairs is not None:
-        pairs = _weighted_sample(pairs, int(max_pairs), rng)
+        pairs = sample_pairs(pairs, int(max_pairs), rng)
     pairs.sort(key=lambda p: (p.ts, p.kind, p.anchor, p.item_id))
     if progress is not None:
         progress(Progress(total, total, f"{len(pairs):,} pairs", 0.0, data={"phase": "pairs"}))
