@@ -11,6 +11,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from PySide6.QtCore import Qt  # noqa: E402
+
 from finetune_support import basket_shop, tiny_bert  # noqa: E402
 from merch_app.data.workspace import open_workspace  # noqa: E402
 from merch_app.model import encoder_versions as ev  # noqa: E402
@@ -110,6 +112,23 @@ def test_finetune_from_the_screen_curves_table_versions_and_query(qtbot, ft_wind
     assert query.engine_info.encoder_id == v.encoder_id
     assert f"encoder: shop v2 [{v.version_id}] (fine-tuned)" in query.status.text()
 
+    # the Query screen's encoder box shows the active version and switches the workspace's encoder
+    qtbot.waitUntil(lambda: query.selected_encoder() == v.version_id, timeout=10_000)
+    box = query.encoder_box
+    assert [box.itemText(i) for i in range(box.count())] == ["base encoder", "shop v2 (fine-tuned)"]
+    assert "NDCG@10" in box.itemData(1, Qt.ItemDataRole.ToolTipRole)
+    box.setCurrentIndex(0)
+    box.activated.emit(0)  # as a click on "base encoder"
+    wait_idle(qtbot, window)
+    assert read(ws_path, ev.active_encoder_version) is None
+    qtbot.waitUntil(lambda: query.result is not None and query.engine_info.encoder_id != v.encoder_id,
+                    timeout=60_000)
+    assert "(fine-tuned)" not in query.status.text() and query.encoder_mismatch() is None
+    box.setCurrentIndex(1)
+    box.activated.emit(1)
+    wait_idle(qtbot, window)
+    assert read(ws_path, ev.active_encoder_version).version_id == v.version_id
+
     # back to base, then delete
     window.show_screen("Train")
     panel.versions.back_to_base()
@@ -122,6 +141,27 @@ def test_finetune_from_the_screen_curves_table_versions_and_query(qtbot, ft_wind
     qtbot.waitUntil(lambda: panel.versions.table.rowCount() == 0, timeout=10_000)
     assert read(ws_path, ev.list_encoder_versions) == []
     assert query.generation > generation  # the Query screen reloads its ranker when shown
+
+
+def test_the_query_screen_says_when_the_model_ranks_with_another_encoder(qtbot, ws_path):
+    from merch_app.services.query_engine import EngineInfo
+
+    read(ws_path, lambda db: fill_workspace(db, *basket_shop(n_users=5, days=5)))
+    window = make_window(qtbot, ws_path)
+    query = window.show_screen("Query")
+    wait_idle(qtbot, window)
+    tuned = ev.new_version_id()
+    query.encoder_box.addItem("shop v2 (fine-tuned)", tuned)
+    query.encoder_box.setCurrentIndex(query.encoder_box.count() - 1)
+    query.engine_info = EngineInfo("model one", "m1", "all-MiniLM-L6-v2@ab12", 3)
+    assert "retrain to rank with shop v2 (fine-tuned)" in query.encoder_mismatch()
+    query.engine_info = EngineInfo("model one", "m1", f"{tuned}@cd34", 3)
+    assert query.encoder_mismatch() is None
+    query.engine_info = EngineInfo("text only (no model)", None, "all-MiniLM-L6-v2@ab12", 3)
+    assert query.encoder_mismatch() is None  # text only ranks with the chosen encoder itself
+    query.encoder_box.setCurrentIndex(0)
+    query.engine_info = EngineInfo("model one", "m1", "all-MiniLM-L6-v2@ab12", 3)
+    assert query.encoder_mismatch() is None
 
 
 def ev_cols(panel) -> dict[str, int]:

@@ -89,11 +89,8 @@ def encoders_list(workspace, as_json):
         return
     click.echo(f"{' ' if any(v.active for v in versions) else '*'} base  the packaged all-MiniLM-L6-v2")
     for v in versions:
-        test = v.metrics.get("test", {})
-        nd = test.get("ndcg@10", {})
-        change = f"NDCG@10 {nd['before']:.3f} -> {nd['after']:.3f}" if nd else "no held-out table"
         click.echo(f"{'*' if v.active else ' '} {v.version_id}  {v.name[:24]:24}  {v.created}  "
-                   f"{v.n_pairs:>7,} pairs  {change}")
+                   f"{v.n_pairs:>7,} pairs  {v.held_out_change()}")
 
 
 @encoders_group.command("activate")

@@ -65,6 +65,13 @@ class EncoderVersion:
         """Plain JSON-ready dict of the row."""
         return dict(self.__dict__)
 
+    def held_out_change(self) -> str:
+        """The held-out NDCG@10 before and after fine-tuning, as shown to the user."""
+        nd = (self.metrics.get("test") or {}).get("ndcg@10") or {}
+        if "before" not in nd or "after" not in nd:
+            return "no held-out table"
+        return f"NDCG@10 {nd['before']:.3f} -> {nd['after']:.3f}"
+
 
 def encoders_dir(db, create: bool = True) -> Path:
     """Folder beside the workspace file where fine-tuned encoders are stored (``<workspace>.encoders``).

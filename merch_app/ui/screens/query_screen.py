@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from merch_app.model.encoder_versions import activate_encoder, is_version_id, list_encoder_versions
 from merch_app.safety import csv_row
 from merch_app.services import query_engine as qe
 from merch_app.ui.charts import Histogram, ScatterMap, export_png
@@ -45,6 +47,7 @@ class QueryScreen(Screen):
     def __init__(self, window) -> None:
         super().__init__(window)
         self.runner_ = self.runner("rank")
+        self.encoders_runner = self.runner("encoders")
         self.encoder_spec: Optional[str] = None  # None: the model's own encoder (tests set "hashing:64")
         self.generation = 0  # bumped when data or models change: the worker rebuilds its ranker
         self.map_generation = -1
@@ -85,7 +88,15 @@ class QueryScreen(Screen):
         self.export_charts_button = QPushButton("Export charts…")
         self.export_charts_button.setToolTip("Distribution, map, waterfall and heatmap as PNG files")
         self.export_charts_button.clicked.connect(self._export_charts_dialog)
+        self.encoder_box = QComboBox()
+        self.encoder_box.setToolTip("The text encoder this workspace ranks and trains with: the base model or a "
+                                    "version fine-tuned on the Train screen. A trained model keeps the encoder "
+                                    "it was trained with until you retrain.")
+        self.encoder_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.encoder_box.activated.connect(self._encoder_chosen)
         status_row.addWidget(self.status, 1)
+        status_row.addWidget(QLabel("Encoder:"))
+        status_row.addWidget(self.encoder_box)
         status_row.addWidget(self.export_results_button)
         status_row.addWidget(self.export_charts_button)
         lay.addLayout(status_row)
@@ -137,16 +148,81 @@ class QueryScreen(Screen):
     # ----------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
         self._invalidate(clear=True)
+        self.refresh_encoders()
 
     def on_data_changed(self) -> None:
         self._invalidate()
 
     def on_models_changed(self) -> None:
         self._invalidate()
+        self.refresh_encoders()
 
     def on_shown(self) -> None:
         if self.result is None or self.result.info is None:
             self._debounce.start()
+        if self.encoder_box.count() == 0:
+            self.refresh_encoders()
+
+    # -------------------------------------------------------------- encoders
+    def refresh_encoders(self) -> None:
+        """List the base encoder and the fine-tuned versions in the encoder box (in a worker)."""
+        ws = self.ctx.path
+        if ws is None:
+            return
+        self.encoders_runner.start(lambda ctx: list_encoder_versions(ctx.db(ws)), on_result=self._set_encoders,
+                                   channel="list",
+                                   on_error=lambda exc, _tb: self.show_error(
+                                       f"Cannot list encoder versions: {error_text(exc)}"))
+
+    def _set_encoders(self, versions) -> None:
+        box = self.encoder_box
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("base encoder", "base")
+        for v in versions:
+            box.addItem(f"{v.name} (fine-tuned)", v.version_id)
+            box.setItemData(box.count() - 1, f"{v.version_id}: {v.n_pairs:,} pairs, {v.held_out_change()}",
+                            Qt.ItemDataRole.ToolTipRole)
+            if v.active:
+                box.setCurrentIndex(box.count() - 1)
+        box.blockSignals(False)
+        self._note_encoder_mismatch()
+
+    def selected_encoder(self) -> str:
+        """The version id chosen in the encoder box, or ``base``."""
+        return self.encoder_box.currentData() or "base"
+
+    def _encoder_chosen(self, index: int) -> None:
+        ws, version_id = self.ctx.path, self.encoder_box.itemData(index)
+        if ws is None or version_id is None:
+            return
+
+        def done(version) -> None:
+            self.show_info(f"The workspace now ranks and trains with {'the base encoder' if version is None else version.name}.")
+            self.ctx.models_changed.emit()
+
+        self.encoders_runner.start(lambda ctx: activate_encoder(ctx.db(ws), version_id), label="Switching encoder",
+                                   on_result=done, channel="activate",
+                                   on_error=lambda exc, _tb: self.show_error(
+                                       f"Cannot switch the encoder: {error_text(exc)}"))
+
+    def encoder_mismatch(self) -> Optional[str]:
+        """A note when the active model ranks with another encoder than the one chosen, else None."""
+        info = self.engine_info
+        if info is None or info.model_id is None or self.encoder_box.count() == 0 or self.encoder_spec:
+            return None
+        chosen = self.selected_encoder()
+        ranking = (info.encoder_id or "").partition("@")[0]
+        same = (not is_version_id(ranking)) if chosen == "base" else ranking == chosen
+        if same:
+            return None
+        return (f"the model “{info.model_name}” ranks with the encoder it was trained with "
+                f"({info.encoder_name or ranking}); retrain to rank with {self.encoder_box.currentText()}")
+
+    def _note_encoder_mismatch(self) -> None:
+        note = self.encoder_mismatch()
+        self.encoder_box.setStyleSheet("QComboBox { color: #9a6700; }" if note else "")
+        self.encoder_box.setToolTip(note or "The text encoder this workspace ranks and trains with.")
 
     def _invalidate(self, clear: bool = False) -> None:
         self.generation += 1
@@ -197,10 +273,13 @@ class QueryScreen(Screen):
         self.results_shown += 1
         self._show_spelling(rl)
         shown = [n for n in rl.notes if not n.startswith("showing results for")]  # the spelling bar says it
+        mismatch = self.encoder_mismatch()
+        shown += [mismatch] if mismatch else []
         notes = f" · {'; '.join(shown)}" if shown else ""
         self.status.setText(f"{len(rl)} of {rl.n_candidates:,} candidates · {rl.seconds * 1000:.0f} ms · "
                             f"model: {res.info.model_name} · encoder: {res.info.encoder_name or res.info.encoder_id}"
                             f"{notes}")
+        self._note_encoder_mismatch()
         cutoff = float(rl.scores[-1]) if len(rl) else None
         self.histogram.set_values(rl.all_candidate_scores, cutoff)
         self.map.set_highlight(res.hits_xy, rl.titles[: len(res.hits_xy)])
