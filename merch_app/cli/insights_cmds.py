@@ -6,6 +6,7 @@ from typing import Any, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, model_loading, workspace_db, workspace_option
+from merch_app.data import id_case
 from merch_app.insights.common import WEEKDAYS
 from merch_app.insights.groups import item_groups
 from merch_app.insights.heatmaps import category_hour_of_week
@@ -254,6 +255,8 @@ def doctor_command(no_model, n_users, k, threshold, limit, model_id, encoder_spe
         click.echo(f"{key:<24} {value:.4f}" if isinstance(value, float) else f"{key:<24} {value}")
     for g in out["id_case_clashes"][:10]:
         click.echo(f"  item ids that differ only by case: {', '.join(g)}")
+    if out["id_case_clashes"]:
+        click.echo(f"  ({id_case.MERGE_HINT})")
     for g in out["duplicate_text_groups"][:10]:
         click.echo(f"  duplicate text: {', '.join(g[:8])}{' …' if len(g) > 8 else ''}")
     for p in (out["near_duplicates"] or [])[:10]:

@@ -11,11 +11,11 @@ from typing import Any, Callable
 import click
 
 from merch_app.cli.common import emit_json, json_option, user_errors, workspace_db, workspace_option
-from merch_app.data import text_tokens
+from merch_app.data import id_case, text_tokens
 from merch_app.data.workspace import get_setting, set_setting
 from merch_app.model.encoder import BASE_ENCODER_SETTING, load_encoder
 from merch_app.model.encoder_base import EncoderError
-from merch_app.services.search_index import set_search_tokens
+from merch_app.services.search_index import set_merge_id_case, set_search_tokens
 
 
 def _bool(text: str) -> bool:
@@ -66,6 +66,8 @@ KNOWN: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     text_tokens.SETTING: (_tokens_mode, text_tokens.DEFAULT_MODE,
                           "search tokens: auto (Chinese text cut into words and characters, with pinyin) or "
                           "plain (SQLite's unicode61 alone); changing it rebuilds the search index"),
+    id_case.SETTING: (_bool, False, "merge item ids that differ only by case (85123A / 85123a) into one at every "
+                                    "import, and say so in the import summary"),
 }
 
 
@@ -74,6 +76,10 @@ def _store(db, key: str, value) -> None:
     if key == text_tokens.SETTING:
         with user_errors():
             set_search_tokens(db, value)
+    elif key == id_case.SETTING:
+        merges = set_merge_id_case(db, value)
+        if merges:
+            click.echo(id_case.merge_note(merges).strip())
     else:
         set_setting(db, key, value)
 

@@ -25,6 +25,7 @@ from merch_app.data.header_mapping import (
     ATTRS, FIELDS, KINDS, REQUIRED, detect_kind, guess_columns, load_saved_mapping, resolve_source,
     save_mapping,
 )
+from merch_app.data.id_case import CaseMerge, merge_case_clashes, merge_note, merging_enabled
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
 from merch_app.data.privacy import import_pseudonymiser
@@ -89,6 +90,7 @@ class ImportResult:
     message: str
     mapping: dict[str, str] = field(default_factory=dict)
     rows_duplicate: int = 0  # rows an earlier import already held (skipped; see ImportTransaction)
+    ids_merged: list[CaseMerge] = field(default_factory=list)  # case-clash ids folded into one (id_case)
 
 
 def _source(path: Path) -> CsvSource:
@@ -328,6 +330,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         else:
             items_written = catalogue_rows.run(ctx, mapping)
         ctx.tick(final=True, note="finishing: items, indexes, search index")
+        merges = merge_case_clashes(db) if items_written and merging_enabled(db) else []
         appended = bool(earlier) and on_duplicate == "append"
         duplicate = 0 if keep_overlap or appended else tx.drop_rows_seen_before(import_id)
         ctx.events_added -= duplicate
@@ -336,7 +339,8 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
             build_search_tops(db, cancel=cancel.check if cancel is not None else None)
         items, events = _totals(db)
         accepted = ctx.rows_read - ctx.rows_rejected - duplicate
-        message = _message(ctx, accepted, items, events, duplicate) + note + _renamed_note(source)
+        message = (_message(ctx, accepted, items, events, duplicate) + merge_note(merges) + note
+                   + _renamed_note(source))
         tx.finish_import_row(import_id, ctx.rows_read, accepted, ctx.rows_rejected, message)
         save_mapping(db.conn, source.headers, kind, mapping)
         tx.commit()
@@ -358,7 +362,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
     return ImportResult(
         import_id, path.name, kind, "ok", ctx.rows_read, accepted, ctx.rows_rejected, dict(ctx.reasons),
         items, events, items - items_before, ctx.events_added, time.perf_counter() - started, message,
-        mapping, duplicate,
+        mapping, duplicate, merges,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from merch_app.data.id_case import case_groups
 from merch_app.evaluation.metrics import gini, long_tail_items
 from merch_app.insights.common import words
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
@@ -60,18 +61,6 @@ def text_findings(db, min_chars: int = MIN_TEXT_CHARS, min_words: int = MIN_TEXT
         groups[text].append(item_id)
     dups = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
     return TextFindings(empty, short, dups, n)
-
-
-def id_case_clashes(db) -> list[list[str]]:
-    """Groups of item ids that differ only by case or surrounding spaces (85123A / 85123a).
-
-    Most exports treat such codes as one product typed two ways; the
-    workspace keeps them apart (ids are exact), so the doctor names them.
-    """
-    groups: dict[str, list[str]] = defaultdict(list)
-    for (item_id,) in db.execute("SELECT item_id FROM items ORDER BY item_id"):
-        groups[str(item_id).strip().casefold()].append(str(item_id))
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
 def untouched_items(db, limit: Optional[int] = None) -> tuple[list[str], int]:
@@ -325,7 +314,7 @@ class DoctorReport:
 def behaviour_doctor(db, untouched_limit: int = 5000) -> DoctorReport:
     """The checks that need no model: text findings and untouched items."""
     text = text_findings(db)
-    clashes = id_case_clashes(db)
+    clashes = case_groups(db)
     clash_of = {i: n for n, g in enumerate(clashes) for i in g}
     # a group of duplicate texts that is one id typed two ways is filed as an id clash only
     text.duplicate_groups = [g for g in text.duplicate_groups

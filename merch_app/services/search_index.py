@@ -1,4 +1,7 @@
-"""Change how the workspace's catalogue text is tokenised for search, and rebuild the index.
+"""Settings that change what the search index holds, applied with the index rebuilt.
+
+Two of them: how the catalogue text is tokenised, and whether item ids that
+differ only by case are merged (:mod:`merch_app.data.id_case`).
 
 The search index reads segmented text (:mod:`merch_app.data.text_tokens`);
 the workspace setting ``search_tokens`` chooses ``auto`` (Han text segmented
@@ -11,7 +14,8 @@ from __future__ import annotations
 import json
 from typing import Callable, Optional
 
-from merch_app.data import text_tokens
+from merch_app.data import id_case, text_tokens
+from merch_app.data.id_case import CaseMerge
 from merch_app.data.term_tops import build_search_tops
 from merch_app.data.workspace import WorkspaceError, get_setting, rebuild_fts
 
@@ -47,3 +51,22 @@ def set_search_tokens(db, mode: str, cancel: Optional[Callable[[], None]] = None
         segmented = rebuild_fts(db, cancel)
         build_search_tops(db, cancel=cancel)
     return {"mode": mode, "previous": previous, "segmented_items": segmented}
+
+
+def set_merge_id_case(db, on: bool) -> list[CaseMerge]:
+    """Turn merging of case-clash item ids on or off; turning it on merges the current ones now.
+
+    Merging, the search index and the top lists are one transaction (all or nothing).
+
+    Returns
+    -------
+    list of CaseMerge
+        The groups merged now (empty when turned off or nothing clashed).
+    """
+    with db.conn:
+        db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [id_case.SETTING, json.dumps(bool(on))])
+        merges = id_case.merge_case_clashes(db) if on else []
+        if merges:
+            rebuild_fts(db)
+            build_search_tops(db)
+    return merges

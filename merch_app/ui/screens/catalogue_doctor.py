@@ -1,6 +1,7 @@
 """Catalogue doctor panel: text and duplicate findings, untouched items, cold start, popularity bias."""
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from merch_app.data import id_case
 from merch_app.services import insight_jobs as ij
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import fill_table, make_table
@@ -110,7 +112,7 @@ class DoctorPanel(QWidget):
         if r.id_clashes:
             shown = "; ".join(" / ".join(g) for g in r.id_clashes[:3]) + (" …" if len(r.id_clashes) > 3 else "")
             parts.append(f"<b>{len(r.id_clashes):,}</b> item ids that differ only by case ({shown}): "
-                         "probably one product typed two ways")
+                         f"probably one product typed two ways; {escape(id_case.MERGE_HINT)}")
         if r.near_duplicates is not None:
             parts.append(f"<b>{len(r.near_duplicates):,}</b> near-duplicate pairs (cosine ≥ 0.95)")
         pb, cs = r.popularity_bias, r.cold_start
