@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import gzip
 import hashlib
 import io
+import os
 import re
+import stat
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,10 @@ from merch_app.errors import MerchAppError
 
 SAMPLE_BYTES = 1 << 20  # decoded sample used to sniff encoding, delimiter, kind and date order
 MAX_FIELD_CHARS = 16 << 20  # the csv module's own limit; our row check rejects > 64 KiB
+MAX_LINE_CHARS = MAX_FIELD_CHARS  # a longer physical line is cut here (then rejected as too long), never held whole
 DELIMITERS = (",", "\t", ";", "|")
+_EXCEL_SEP = re.compile(r"^\ufeff?sep=(.)\s*$", re.IGNORECASE)
+INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"))  # zero-width marks, soft hyphen
 
 csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
 
@@ -101,6 +107,8 @@ def detect_encoding(sample: bytes) -> str:
     """
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE starts both
+        return "utf-32"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if _decodes(sample, "utf-8") is not None or _mostly_utf8(sample):
@@ -116,10 +124,15 @@ def detect_encoding(sample: bytes) -> str:
     return "latin-1"
 
 
-def detect_delimiter(lines: list[str], path: Path) -> str:
+def visible(text: str) -> str:
+    """``text`` for a message: invisible and control characters shown as escapes (``\\u200b``, ``\\x00``)."""
+    return "".join(c if c.isprintable() and ord(c) not in INVISIBLE else ascii(c)[1:-1] for c in text)
+
+
+def detect_delimiter(lines: list[str], path: Path, line_no: int = 1) -> str:
     """Pick the delimiter that splits the header and keeps the column count steady."""
     if not lines:
-        raise SourceError(f"{path}: line 1: the file is empty")
+        raise SourceError(f"{path}: line {line_no}: the file is empty")
     best, best_score = None, (-1, -1.0)
     for delim in DELIMITERS:
         try:
@@ -135,10 +148,10 @@ def detect_delimiter(lines: list[str], path: Path) -> str:
         if score > best_score:
             best, best_score = delim, score
     if best is None:
-        first = lines[0]
+        first = visible(lines[0].rstrip("\r\n")[:80])
         raise SourceError(
-            f"{path}: line 1: no delimiter found (tried comma, tab, semicolon, pipe) "
-            f"in header {first[:80]!r}"
+            f"{path}: line {line_no}: no delimiter found (tried comma, tab, semicolon, pipe) "
+            f"in header '{first}'"
         )
     return best
 
@@ -152,8 +165,27 @@ _MAGIC = (
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
     (b"SQLite format 3\x00", "a SQLite database (a workspace?)"),
+    (b"{\\rtf", "an RTF document" + _SAVE_AS_CSV),
 )
 _CONTROL_BYTES = frozenset(range(0, 9)) | {11} | frozenset(range(14, 27)) | frozenset(range(28, 32)) | {127}
+
+
+def utf32_without_bom(head: bytes) -> Optional[str]:
+    """``'utf-32-le'``/``'utf-32-be'`` when three bytes in four are NUL (text saved as UTF-32 without BOM)."""
+    n = len(head) // 4 * 4
+    if n < 16:
+        return None
+    quads = [head[i:i + 4] for i in range(0, n, 4)]
+    if sum(q[1:] == b"\0\0\0" and q[0] != 0 for q in quads) >= 0.7 * len(quads):
+        return "utf-32-le"
+    if sum(q[:3] == b"\0\0\0" and q[3] != 0 for q in quads) >= 0.7 * len(quads):
+        return "utf-32-be"
+    return None
+
+
+def wide_encoding(head: bytes) -> Optional[str]:
+    """The UTF-32/UTF-16 encoding of a file that has no byte-order mark, else None."""
+    return utf32_without_bom(head) or utf16_without_bom(head)
 
 
 def utf16_without_bom(head: bytes) -> Optional[str]:
@@ -174,7 +206,7 @@ def not_text_reason(head: bytes) -> Optional[str]:
     for magic, what in _MAGIC:
         if head.startswith(magic):
             return what
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or utf16_without_bom(head):
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or wide_encoding(head):
         return None
     control = sum(1 for b in head if b in _CONTROL_BYTES)
     if control > max(8, len(head) // 33):  # > 3 % control bytes: compressed or binary data
@@ -202,9 +234,69 @@ def _read_sample(stream, path: Path) -> tuple[bytes, bool]:
             size += len(block)
         return b"".join(parts), not stream.read(1)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        line = b"".join(parts).count(b"\n") + 1
-        raise SourceError(f"{path}: line {line}: the compressed file is cut short or damaged ({exc}); "
-                          f"download or export it again") from exc
+        raise SourceError(gzip_problem(path, exc)) from exc
+
+
+def gzip_problem(path: Path, exc: BaseException) -> str:
+    """Say where a damaged gzip file goes wrong: the line its good data ends at, and what follows."""
+    good, lines, tail = 0, 1, b""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        with open(path, "rb") as f:
+            while not d.eof:
+                block = f.read(1 << 16)
+                if not block:
+                    break
+                data = d.decompress(block)
+                good += len(data)
+                lines += data.count(b"\n")
+            tail = d.unused_data + (f.read(1 << 16) if d.eof else b"")
+    except (OSError, zlib.error):
+        pass
+    if d.eof and tail and not tail.startswith(b"\x1f\x8b"):
+        return (f"{path}: line {lines}: the compressed data ends there and is followed by bytes that are not "
+                f"compressed data (a file appended to it, or a damaged copy); export the file again")
+    return (f"{path}: line {lines}: the compressed file is cut short or damaged ({exc}); "
+            f"download or export it again")
+
+
+def _check_path(path: Path) -> None:
+    """Refuse what cannot be read as a file, naming why (missing, a link loop, a folder, a pipe)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SourceError(f"{path}: the path is a loop of symbolic links, not a file") from exc
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(path):
+                raise SourceError(f"{path}: a symbolic link to a file that does not exist") from exc
+            raise SourceError(f"{path}: file not found") from exc
+        raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise SourceError(f"{path}: is {kind}, not a regular file; save the export to a file and import that")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines ending at ``\\n``, ``\\r\\n`` or ``\\r`` only, as the csv reader sees them
+    (``str.splitlines`` would also cut at U+2028 and other Unicode breaks inside quoted cells)."""
+    return io.StringIO(text, newline="").readlines()
+
+
+def _header_start(lines: list[str]) -> tuple[int, Optional[str]]:
+    """Index of the header line (blank lines and an Excel ``sep=`` line come first) and the ``sep=`` delimiter."""
+    n, sep = 0, None
+    while n < len(lines) and not lines[n].strip().lstrip("\ufeff"):
+        n += 1
+    if n < len(lines):
+        m = _EXCEL_SEP.match(lines[n].rstrip("\r\n"))
+        if m:
+            sep, n = m.group(1), n + 1
+            while n < len(lines) and not lines[n].strip():
+                n += 1
+    return n, sep
 
 
 @dataclass
@@ -212,7 +304,8 @@ class SourceFormat:
     encoding: str
     delimiter: str
     size_bytes: int
-    sample_lines: list[str]  # decoded lines of the sample (last, possibly cut line dropped)
+    sample_lines: list[str]  # decoded lines of the sample from the header on (last, possibly cut line dropped)
+    header_line: int = 1  # physical line of the header (blank lines or Excel's "sep=" line may come first)
 
 
 def sniff(path: Path) -> SourceFormat:
@@ -224,10 +317,7 @@ def sniff(path: Path) -> SourceFormat:
         Missing/unreadable file, broken gzip, binary data or no delimiter.
     """
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"{path}: file not found")
-    if path.is_dir():
-        raise SourceError(f"{path}: is a folder, not a file")
+    _check_path(path)
     size = path.stat().st_size
     try:
         stream, raw = open_bytes(path)
@@ -241,13 +331,17 @@ def sniff(path: Path) -> SourceFormat:
     what = not_text_reason(head)
     if what is not None:
         raise SourceError(f"{path}: line 1: not a CSV/TSV text file: this is {what}")
-    encoding = utf16_without_bom(head) or detect_encoding(sample)
+    encoding = wide_encoding(head) or detect_encoding(sample)
     text = codecs.getincrementaldecoder(encoding)("replace").decode(sample, final=at_end)
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     if not at_end and len(lines) > 1:
         lines = lines[:-1]
-    delimiter = detect_delimiter(lines, path)
-    return SourceFormat(encoding, delimiter, size, lines)
+    start, sep = _header_start(lines)
+    lines = lines[start:]
+    if not lines:
+        raise SourceError(f"{path}: line {start + 1}: the file has no header row")
+    delimiter = sep if sep is not None else detect_delimiter(lines, path, start + 1)
+    return SourceFormat(encoding, delimiter, size, lines, start + 1)
 
 
 def dedupe_headers(headers: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -292,9 +386,9 @@ class CsvSource:
         self.delimiter = self.format.delimiter
         self.size_bytes = self.format.size_bytes
         first = next(csv.reader(self.format.sample_lines[:1], delimiter=self.delimiter), [])
-        self.headers, self.renamed = dedupe_headers([h.strip().lstrip("\ufeff") for h in first])
+        self.headers, self.renamed = dedupe_headers([h.translate(INVISIBLE).strip() for h in first])
         if not any(self.headers):
-            raise SourceError(f"{self.path}: line 1: the header row is empty")
+            raise SourceError(f"{self.path}: line {self.format.header_line}: the header row is empty")
         self._raw: Optional[BinaryIO] = None
         self._reader = None
         self.last_line = ""
@@ -325,7 +419,17 @@ class CsvSource:
             return self.size_bytes
 
     def _lines(self, text: io.TextIOBase) -> Iterator[str]:
-        for line in text:
+        """Physical lines; one longer than MAX_LINE_CHARS is cut there (its rest is read and dropped)."""
+        while True:
+            line = text.readline(MAX_LINE_CHARS)
+            if not line:
+                return
+            if len(line) >= MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+                while True:
+                    rest = text.readline(MAX_LINE_CHARS)
+                    if not rest or rest.endswith(("\n", "\r")):
+                        break
+                line += "\n"
             self.last_line = line
             yield line
 
@@ -343,7 +447,8 @@ class CsvSource:
             reader = self._reader = csv.reader(self._lines(text), delimiter=self.delimiter)
             prev = 1
             try:
-                next(reader)  # header
+                while reader.line_num < self.format.header_line:
+                    next(reader)  # blank lines, Excel's "sep=" line, then the header
             except StopIteration:
                 return
             prev = reader.line_num

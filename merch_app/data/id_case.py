@@ -15,7 +15,6 @@ from merch_app.data.workspace import get_setting
 
 SETTING = "merge_id_case"
 MERGE_HINT = f"merge them with: merch-app settings set {SETTING} on (every later import merges too)"
-TEXT_FIELDS = ("title", "description", "tags", "category", "price", "attrs")
 
 
 @dataclass(frozen=True)
@@ -65,13 +64,17 @@ def merge_case_clashes(db) -> list[CaseMerge]:
                                  f"GROUP BY item_id", group).fetchall())
         kept = min(group, key=lambda i: (-counts.get(i, 0), i != i.upper(), i))
         others = [i for i in group if i != kept]
-        fill = ", ".join(f"{f} = coalesce(nullif({f}, ''), (SELECT o.{f} FROM items o WHERE o.item_id IN "
-                         f"({','.join('?' * len(others))}) AND o.{f} IS NOT NULL AND o.{f} != '' "
-                         f"ORDER BY o.item_id LIMIT 1))" for f in TEXT_FIELDS)
-        db.execute(f"UPDATE items SET {fill} WHERE item_id = ?", others * len(TEXT_FIELDS) + [kept])
-        omarks = ",".join("?" * len(others))
-        db.execute(f"UPDATE events SET item_id = ? WHERE item_id IN ({omarks})", [kept, *others])
-        db.execute(f"DELETE FROM items WHERE item_id IN ({omarks})", others)
+        rows = {r[0]: r[1:] for r in db.execute(
+            f"SELECT item_id, title, description, tags, category, price, attrs FROM items WHERE item_id IN ({marks})",
+            group)}
+        merged = list(rows[kept])
+        for other in sorted(others):
+            merged = [v if v not in (None, "") else o for v, o in zip(merged, rows[other])]
+        db.execute("UPDATE items SET title = ?, description = ?, tags = ?, category = ?, price = ?, attrs = ? "
+                   "WHERE item_id = ?", [*merged, kept])
+        marks = ",".join("?" * len(others))
+        db.execute(f"UPDATE events SET item_id = ? WHERE item_id IN ({marks})", [kept, *others])
+        db.execute(f"DELETE FROM items WHERE item_id IN ({marks})", others)
         merges.append(CaseMerge(kept, tuple(others)))
     return merges
 

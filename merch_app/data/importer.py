@@ -119,7 +119,7 @@ def _plan(db, source: CsvSource, kind: Optional[str], mapping: Optional[dict[str
         for src, fld in mapping.items():
             header = resolve_source(headers, src)
             if header is None:
-                raise ImportFailed(f"{source.path}: line 1: mapping names column {src!r}, "
+                raise ImportFailed(f"{source.path}: line {source.format.header_line}: mapping names column {src!r}, "
                                    f"which the file does not have (columns: {', '.join(headers)})")
             if not fld:
                 continue
@@ -142,17 +142,17 @@ def _check_mapping(source: CsvSource, kind: str, mapping: dict[str, str]) -> Non
     fields = [f for f in mapping.values() if f != ATTRS]
     dupes = {f for f in fields if fields.count(f) > 1}
     if dupes:
-        raise ImportFailed(f"{source.path}: line 1: several columns mapped to {', '.join(sorted(dupes))}")
+        raise ImportFailed(f"{source.path}: line {source.format.header_line}: several columns mapped to {', '.join(sorted(dupes))}")
     missing = [f for f in REQUIRED[kind] if f not in fields]
     if missing:
         if _looks_like_data(source.headers):
             raise ImportFailed(
-                f"{source.path}: line 1: the first line looks like data, not column names "
+                f"{source.path}: line {source.format.header_line}: the first line looks like data, not column names "
                 f"({', '.join(source.headers[:4])}, ...): the file has no header row; add one "
                 f"(e.g. {','.join(FIELDS[kind][:4])}) and import again"
             )
         raise ImportFailed(
-            f"{source.path}: line 1: no column for {', '.join(missing)} in a {kind} file "
+            f"{source.path}: line {source.format.header_line}: no column for {', '.join(missing)} in a {kind} file "
             f"(columns: {', '.join(source.headers)}); map one with --map COLUMN={missing[0]} "
             f"or choose another --kind"
         )
