@@ -156,6 +156,9 @@ def one(args, overrides: dict) -> dict:
     t = time.perf_counter()
     result = finetune(db, cfg, encoder=args.encoder, name=json.dumps(overrides) or "defaults")
     job_s = time.perf_counter() - t
+    if result.version is None:  # no step beat the base on validation: nothing saved, nothing to score
+        return {"overrides": overrides, "config": cfg.to_dict(), "note": result.note, "job_s": job_s,
+                "n_pairs": result.n_pairs, "pair_counts": result.pair_counts, "load_avg": os.getloadavg()[0]}
     tuned = load_encoder(str(version_folder(db, result.version)))
     after = evaluate(db, tuned, test)
     n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]

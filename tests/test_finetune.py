@@ -56,7 +56,7 @@ def test_items_always_bought_together_move_closer_than_a_control_pair(shop, bert
 
 def test_a_version_is_registered_with_its_parent_snapshot_and_before_after_table(shop, bert_dir):
     reports = []
-    result = finetune(shop, FinetuneConfig(**dict(FAST, epochs=1, val_fraction=0.2), activate=False),
+    result = finetune(shop, FinetuneConfig(**dict(FAST, val_fraction=0.2), activate=False),
                       progress=reports.append, encoder=str(bert_dir), name="first")
     v = result.version
     assert (v.name, v.active, result.activated) == ("first", False, False)
@@ -188,3 +188,14 @@ def test_cli_finetune_without_behaviour_says_why(ws, ws_path, bert_dir):
     ws.close()
     out = CliRunner().invoke(cli, ["finetune", "-w", str(ws_path), "--encoder", str(bert_dir)])
     assert out.exit_code != 0 and "behaviour events" in out.output
+
+
+def test_a_run_that_never_beats_the_base_saves_nothing(shop, bert_dir):
+    cfg = FinetuneConfig(**{**FAST, "lr": 0.0, "val_fraction": 0.2, "evals_per_epoch": 2})
+    result = finetune(shop, cfg, encoder=str(bert_dir))
+    assert result.version is None and not result.activated
+    assert "nothing was saved" in result.note and result.validation["step"] == 0
+    assert ev.list_encoder_versions(shop) == [] and ev.active_encoder_version(shop) is None
+    folder = ev.encoders_dir(shop, create=False)
+    assert not folder.exists() or not any(folder.iterdir())
+    assert result.to_dict()["version"] is None

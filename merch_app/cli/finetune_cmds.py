@@ -59,6 +59,9 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
         emit_json(result.to_dict())
         return
     v = result.version
+    if v is None:
+        click.echo(f"{result.note} ({result.n_pairs:,} training pairs, {result.seconds:.0f} s)")
+        return
     click.echo(f"encoder version {v.version_id} ({'active' if result.activated else 'not active'}): "
                f"{result.n_pairs:,} training pairs, {result.seconds:.0f} s")
     for line in _comparison_lines(result.comparison):

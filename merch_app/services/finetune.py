@@ -34,9 +34,13 @@ VALIDATION_METRICS = ("ndcg@10", "recall@10")
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` did: the registered version and its before/after table."""
+    """What :func:`finetune` did: the registered version and its before/after table.
 
-    version: EncoderVersion
+    ``version`` is None when no training step beat the base encoder on the validation
+    pairs: the weights would be an unchanged copy, so nothing is saved (``note`` says so).
+    """
+
+    version: Optional[EncoderVersion]
     activated: bool
     comparison: dict[str, Any]
     validation: dict[str, Any]
@@ -44,14 +48,18 @@ class FinetuneResult:
     n_test_pairs: int
     seconds: float
     pair_counts: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result (the version row without its training history)."""
-        version = self.version.to_dict()
-        version["metrics"] = {k: v for k, v in version["metrics"].items() if k != "history"}
+        version = None
+        if self.version is not None:
+            version = self.version.to_dict()
+            version["metrics"] = {k: v for k, v in version["metrics"].items() if k != "history"}
         return {"version": version, "activated": self.activated, "comparison": self.comparison,
                 "validation": self.validation, "n_pairs": self.n_pairs, "n_test_pairs": self.n_test_pairs,
-                "pair_counts": self.pair_counts, "seconds": self.seconds}
+                "pair_counts": self.pair_counts, "seconds": self.seconds, "note": self.note}
 
 
 def _phase(progress: Optional[ProgressCallback], phase: str) -> Optional[ProgressCallback]:
@@ -161,6 +169,14 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
     run = fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
                     progress=_phase(progress, "finetune"), cancel=cancel)
     test_pairs = test_set.pairs
+    if run.best and run.best.get("step", 0) == 0:
+        start = run.best.get(VALIDATION_METRIC, 0.0)
+        return FinetuneResult(
+            version=None, activated=False, comparison={}, validation=run.best, n_pairs=run.n_train,
+            n_test_pairs=len(test_pairs), seconds=time.perf_counter() - t0, pair_counts=train_set.counts,
+            history=run.history,
+            note=(f"no training step beat the base encoder on the {run.n_val:,} validation pairs (validation "
+                  f"{VALIDATION_METRIC} {start:.4f} before training): nothing was saved, the encoders are unchanged"))
     evaluate = _phase(progress, "evaluate")
     before = retrieval_scores(test_pairs, item_ids, base_vectors, base.encode, cancel=cancel)
     outcome: dict[str, Any] = {}

@@ -243,6 +243,12 @@ class FinetunePanel(QWidget):
     def _on_result(self, result) -> None:
         self.last_result = result
         v = result.version
+        if v is None:
+            self._draw_history(result.history)
+            self._fill_table([])
+            self.table_caption.setText(f"Nothing saved: {result.note}.")
+            self.log_line(f"Fine-tuning finished in {result.seconds:.1f}s: {result.note}")
+            return
         self._draw_history((v.metrics or {}).get("history") or [])
         comparison = result.comparison or {}
         rows = comparison_rows(comparison)
