@@ -43,6 +43,7 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
     window, screen = train_window
     assert screen.versions.table.rowCount() == 0
     screen.start_training(overrides={"epochs": 2, "refit_epochs": 1})
+    assert screen.form.epochs.value() == 2  # the form shows the epochs that run
     assert not screen.start_button.isEnabled() and screen.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
     wait_idle(qtbot, window)

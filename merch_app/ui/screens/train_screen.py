@@ -158,6 +158,8 @@ class TrainScreen(Screen):
             self.show_error("Open a workspace first.")
             return
         values = {**self.form.values(), **(overrides or {})}
+        if overrides and "epochs" in overrides:
+            self.form.epochs.setValue(int(overrides["epochs"]))  # the form shows what runs (the demo: 3 epochs)
         config = HybridConfig.from_dict(values)
         spec = values.get("encoder") or "minilm"
         config.encoder = None if spec == "minilm" else spec  # the workspace's encoder settings (int8) apply
