@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 APP_NAME = "merch_app"
@@ -40,11 +41,9 @@ def demo_workspace() -> Path:
 
 def resource_path(*parts: str) -> Path:
     """Path of a bundled resource file (package data ``merch_app.resources``)."""
-    try:
+    if find_spec("merch_app.resources") is not None:  # installed: the package-dir mapping of pyproject.toml
         root = Path(str(resources.files("merch_app.resources")))
-    except ModuleNotFoundError:
-        # Running from a source checkout on sys.path (e.g. `python -m pytest`
-        # in the repo): the package-dir mapping of the install is bypassed.
+    else:  # a source checkout on sys.path (e.g. `python -m pytest` in the repo) bypasses that mapping
         root = Path(__file__).resolve().parent.parent / "resources"
     return root.joinpath(*parts)
 
