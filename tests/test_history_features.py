@@ -25,7 +25,7 @@ from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.history_features import N_HIST, N_TREND
 from merch_app.model.hybrid_files import FORMAT_VERSION, N_COMBINER, ModelLoadError
 from merch_app.model.interactions import from_arrays
-from merch_app.model.history_features import HISTORY_FEATURES, OVERDUE_CAP, HistoryState
+from merch_app.model.history_features import HISTORY_FEATURES, OVERDUE_CAP, TREND_FEATURES, HistoryState
 
 REF = 35.0
 ITEMS = ["x", "y", "z", "w"]
@@ -51,7 +51,8 @@ def state():
 def test_feature_names_keep_the_format2_order():
     assert HISTORY_FEATURES[:5] == ("log_count", "log_recent_count", "recent_repeat", "has_history",
                                     "share_of_user")
-    assert len(HISTORY_FEATURES) == 13
+    assert HISTORY_FEATURES[13:] == ("log_last_year", "log_xmas", "log_xmas_near")  # format 5 appends
+    assert TREND_FEATURES[:3] == ("log_sales_30d", "log_sales_90d", "novelty") and len(TREND_FEATURES) == 7
 
 
 def test_distinct_days_and_counts(state):
@@ -197,10 +198,11 @@ def test_explain_adds_up_for_own_and_other_items(model):
 
 def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
     old = HybridModel.load(_saved(model, tmp_path / "m3"))
-    # what a format-2 model is: combiner α, β, μ, γ(5), η(3); no format-3 history arrays
+    # what a format-2 model is: combiner α, β, μ, γ(5), η(3); trend (n_items, 3); no format-3 history arrays
     c = old.combiner
     old.arrays["combiner"] = np.concatenate([c[:3 + 5], np.zeros(N_HIST - 5, np.float32),
-                                             c[3 + N_HIST:3 + N_HIST + N_TREND], [0.0]]).astype(np.float32)
+                                             c[3 + N_HIST:3 + N_HIST + 3], np.zeros(N_TREND - 3, np.float32),
+                                             [0.0]]).astype(np.float32)
     old.combiner = old.arrays["combiner"].copy()
     old._derive()
     want = old.score_matrix(np.arange(6))
@@ -212,8 +214,9 @@ def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
     from safetensors.numpy import load_file, save_file
 
     arrays = load_file(str(folder / "arrays.safetensors"))
-    arrays["combiner"] = np.concatenate([c[:3 + 5], c[3 + N_HIST:3 + N_HIST + N_TREND]]).astype(np.float32)
-    for name in ("days", "span", "abs_age", "item_repeat", "item_sales"):
+    arrays["combiner"] = np.concatenate([c[:3 + 5], c[3 + N_HIST:3 + N_HIST + 3]]).astype(np.float32)
+    arrays["trend"] = np.ascontiguousarray(arrays["trend"][:, :3])
+    for name in ("days", "span", "abs_age", "item_repeat", "item_sales", "last_year", "xmas"):
         arrays.pop("hist_" + name)
     save_file(arrays, str(folder / "arrays.safetensors"))
     loaded = HybridModel.load(folder)
@@ -224,7 +227,7 @@ def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
 def test_unknown_format_is_a_clear_load_error(model, tmp_path):
     folder = _saved(model, tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["format"] == FORMAT_VERSION == 4
+    assert meta["format"] == FORMAT_VERSION == 5
     meta.pop("sha256")  # an older merch_app wrote no checksum
     meta["format"] = 1
     (folder / "config.json").write_text(json.dumps(meta))

@@ -9,6 +9,7 @@ import pytest
 
 from merch_app.evaluation.offline import rating_report
 from merch_app.evaluation.split import time_split
+from merch_app.model.history_features import N_HIST
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import from_arrays
 from merch_app.model.rating_bias import damped_biases
@@ -108,7 +109,11 @@ def test_older_model_folder_without_biases_loads(fitted, tmp_path):
     model, _train, test = fitted
     folder = tmp_path / "old"
     model.save(folder)
-    arrays = {k: v for k, v in read_arrays(folder / "arrays.safetensors").items() if not k.startswith("base_")}
+    arrays = {k: v for k, v in read_arrays(folder / "arrays.safetensors").items()
+              if not k.startswith("base_") and k not in ("hist_last_year", "hist_xmas")}
+    c = arrays["combiner"]  # the format-3 layout: no seasonal weights (13 history, 3 trend)
+    arrays["combiner"] = np.concatenate([c[:3 + 13], c[3 + N_HIST:3 + N_HIST + 3], c[-1:]])
+    arrays["trend"] = np.ascontiguousarray(arrays["trend"][:, :3])
     write_arrays(arrays, folder / "arrays.safetensors")
     meta = json.loads((folder / "config.json").read_text())
     meta.pop("sha256")

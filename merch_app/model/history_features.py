@@ -4,8 +4,10 @@
 (weighted counts, recency-weighted counts, last time, repeat-purchase
 statistics) and turns (user, item) pairs into the history features the hybrid
 model scores with; :func:`item_trend_features` does the same for item-level
-recent popularity; :func:`history_text_vectors` makes user text vectors from a
-history.  They read the event arrays of :class:`merch_app.model.interactions.Interactions`.
+recent popularity and the item's seasonal profile (sales in the same weeks a
+year earlier, Christmas share); :func:`history_text_vectors` makes user text
+vectors from a history.  They read the event arrays of
+:class:`merch_app.model.interactions.Interactions`.
 """
 from __future__ import annotations
 
@@ -28,9 +30,31 @@ HISTORY_FEATURES = (
     "hist_log_sales",      # log(1 + the item's sales before the reference time), own items only
     "hist_log_sales_30d",  # log(1 + its sales in the last 30 days), own items only
     "hist_log_sales_90d",  # log(1 + its sales in the last 90 days), own items only
+    # added in model format 5 (seasonality; 0 when the model has no season window, e.g. older files):
+    "log_last_year",       # log(1 + the user's purchases of the item in the season window a year earlier)
+    "log_xmas",            # log(1 + the user's purchases of the item in a Christmas season, Nov 1 - Dec 24)
+    "log_xmas_near",       # log_xmas x closeness of the next Christmas (christmas_closeness)
 )
 OVERDUE_CAP = 20.0  # elapsed / interval ratios above this count as this (long-lapsed repeat items)
-TREND_FEATURES = ("log_sales_30d", "log_sales_90d", "novelty")
+TREND_FEATURES = (
+    "log_sales_30d", "log_sales_90d", "novelty",
+    # format 5 (seasonality; 0 without a season window):
+    "log_sales_last_year",  # log(1 + the item's sales in the season window a year earlier)
+    "season_lift",          # log of those sales over the item's mean sales per window length in the last year
+    "xmas_share",           # share of the item's sales that fell in a Christmas season (Nov 1 - Dec 24)
+    "xmas_share_near",      # xmas_share x closeness of the next Christmas (1 on Dec 25, 0 a year before)
+)
+# The season window of a reference time t: [t - lag - SEASON_LEAD_DAYS, t - lag + length), i.e. the
+# weeks a year earlier that match the period being predicted (lag and length come from the config).
+SEASON_LEAD_DAYS = 7.0
+SEASON_FEATURE_COLUMNS = {  # config ``seasonal_features`` name -> (history columns, trend columns)
+    "user_last_year": (("log_last_year",), ()),
+    "item_last_year": ((), ("log_sales_last_year",)),
+    "calendar": ((), ("season_lift",)),
+    "christmas_item": ((), ("xmas_share", "xmas_share_near")),
+    "christmas_user": (("log_xmas", "log_xmas_near"), ()),
+}
+XMAS_SMOOTHING = 5.0  # sales added to an item's total before its Christmas share is taken
 N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
 
@@ -68,6 +92,10 @@ class HistoryState:
     abs_age: Optional[np.ndarray] = None  # days between the pair's last event and ref_day (absolute)
     item_repeat: Optional[np.ndarray] = None  # per item: smoothed share of its buyers with >= 2 days
     item_sales: Optional[np.ndarray] = None  # per item: log1p sales before ref_day, last 30 d, last 90 d
+    # Format 5: weighted count per pair in the season window a year before ref_day and in Christmas
+    # seasons (both 0 without a season window)
+    last_year: Optional[np.ndarray] = None
+    xmas: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         # Fallbacks (a state rebuilt from the seven format-2 fields, e.g. an old saved model): one
@@ -84,11 +112,19 @@ class HistoryState:
             self.item_repeat = np.zeros(self.n_items, np.float32)
         if self.item_sales is None or len(self.item_sales) != self.n_items:
             self.item_sales = np.zeros((self.n_items, 3), np.float32)
+        if self.last_year is None or len(self.last_year) != n:
+            self.last_year = np.zeros(n, np.float32)
+        if self.xmas is None or len(self.xmas) != n:
+            self.xmas = np.zeros(n, np.float32)
 
     @classmethod
     def build(cls, inter: Interactions, ref_day: float, half_life_days: float = 60.0,
-              relative: bool = False) -> "HistoryState":
+              relative: bool = False, season: Optional[tuple[float, float]] = None) -> "HistoryState":
         """Summarise the events before ``ref_day``.
+
+        ``season`` = (lag, length) in days: also count each pair's events in
+        the season window a year earlier (:func:`season_window`) and in
+        Christmas seasons; None: no season window (those features are 0).
 
         ``relative`` measures ages from each user's own last event instead of
         ``ref_day``: items of the user's latest basket count as recent even
@@ -113,6 +149,12 @@ class HistoryState:
         last_abs = np.full(len(uniq), -np.inf)
         np.maximum.at(last_abs, inv, t)
         days = _distinct_days(inv, t, len(uniq))
+        last_year = np.zeros(len(uniq), np.float32)
+        xmas = np.zeros(len(uniq), np.float32)
+        if season is not None and len(t):
+            lo, hi = season_window(ref_day, season)
+            last_year = np.bincount(inv, weights=w * ((t >= lo) & (t < hi)), minlength=len(uniq)).astype(np.float32)
+            xmas = np.bincount(inv, weights=w * in_christmas_season(t), minlength=len(uniq)).astype(np.float32)
         pair_item = uniq % n_i if len(uniq) else np.zeros(0, np.int64)
         buyers = np.bincount(pair_item, minlength=n_i).astype(np.float64)
         repeaters = np.bincount(pair_item, weights=(days >= 2).astype(np.float64), minlength=n_i)
@@ -136,7 +178,7 @@ class HistoryState:
         return cls(float(ref_day), inter.n_users, n_i, uniq.astype(np.int64),
                    count.astype(np.float32), recent.astype(np.float32),
                    (ref_day - last).astype(np.float32), days, (last_abs - first_abs).astype(np.float32),
-                   (ref_day - last_abs).astype(np.float32), item_repeat, item_sales)
+                   (ref_day - last_abs).astype(np.float32), item_repeat, item_sales, last_year, xmas)
 
     @classmethod
     def empty(cls, n_users: int, n_items: int, ref_day: float = 0.0) -> "HistoryState":
@@ -150,13 +192,14 @@ class HistoryState:
         return HistoryState(self.ref_day, n_users, n_items, keys.astype(np.int64), self.count,
                             self.recent, self.last_age, self.days, self.span, self.abs_age,
                             np.concatenate([self.item_repeat, np.zeros(extra, np.float32)]),
-                            np.vstack([self.item_sales, np.zeros((extra, 3), np.float32)]))
+                            np.vstack([self.item_sales, np.zeros((extra, 3), np.float32)]), self.last_year, self.xmas)
 
     def select(self, mask: np.ndarray) -> "HistoryState":
         """The pairs where ``mask`` (over :attr:`keys`) is true, every per-pair array kept aligned."""
         return HistoryState(self.ref_day, self.n_users, self.n_items, self.keys[mask], self.count[mask],
                             self.recent[mask], self.last_age[mask], self.days[mask], self.span[mask],
-                            self.abs_age[mask], self.item_repeat, self.item_sales)
+                            self.abs_age[mask], self.item_repeat, self.item_sales, self.last_year[mask],
+                            self.xmas[mask])
 
     def without_user(self, u: int) -> "HistoryState":
         """The state with user ``u``'s pairs removed (privacy: forget a user)."""
@@ -164,9 +207,11 @@ class HistoryState:
 
     _PAIR_ARRAYS = ("keys", "count", "recent", "last_age", "days", "span", "abs_age")
     _ITEM_ARRAYS = ("item_repeat", "item_sales")
+    _SEASON_ARRAYS = ("last_year", "xmas")  # format 5, per pair
 
     def arrays(self, prefix: str = "hist_") -> dict[str, np.ndarray]:
-        out = {prefix + name: getattr(self, name) for name in self._PAIR_ARRAYS + self._ITEM_ARRAYS}
+        out = {prefix + name: getattr(self, name)
+               for name in self._PAIR_ARRAYS + self._ITEM_ARRAYS + self._SEASON_ARRAYS}
         out[prefix + "meta"] = np.array([self.ref_day, self.n_users, self.n_items], np.float64)
         return out
 
@@ -176,11 +221,11 @@ class HistoryState:
 
         States saved before format 3 lack ``days`` ... ``item_sales``: those
         are filled in by ``__post_init__`` (such models give the newer
-        features weight 0).
+        features weight 0); states saved before format 5 lack ``last_year`` and ``xmas``.
         """
         ref, nu, ni = a[prefix + "meta"].tolist()
         base = [a[prefix + name] for name in cls._PAIR_ARRAYS[:4]]
-        extra = [a.get(prefix + name) for name in cls._PAIR_ARRAYS[4:] + cls._ITEM_ARRAYS]
+        extra = [a.get(prefix + name) for name in cls._PAIR_ARRAYS[4:] + cls._ITEM_ARRAYS + cls._SEASON_ARRAYS]
         return cls(ref, int(nu), int(ni), *base, *extra)
 
     def user_items(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -237,6 +282,9 @@ class HistoryState:
         out[hit, 8] = np.where(repeat, np.log1p(np.minimum(ratio, OVERDUE_CAP)), 0.0)
         out[hit, 9] = repeat
         out[hit, 10:13] = self.item_sales[it]
+        out[hit, 13] = np.log1p(self.last_year[r])
+        out[hit, 14] = np.log1p(self.xmas[r])
+        out[hit, 15] = out[hit, 14] * christmas_closeness(self.ref_day)
         return out
 
     def user_totals(self) -> np.ndarray:
@@ -274,12 +322,33 @@ def _distinct_days(pair: np.ndarray, t: np.ndarray, n_pairs: int) -> np.ndarray:
     return np.bincount(code[new] // span, minlength=n_pairs).astype(np.float32)
 
 
-def item_trend_features(inter: Interactions, ref_day: float) -> np.ndarray:
-    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 3).
+def season_window(ref_day: float, season: tuple[float, float]) -> tuple[float, float]:
+    """[start, end) in days of the season window of ``ref_day`` for ``season`` = (lag, length).
+
+    The weeks a year earlier that match the period being predicted, starting
+    :data:`SEASON_LEAD_DAYS` before the matching day.
+    """
+    lag, length = season
+    return ref_day - lag - SEASON_LEAD_DAYS, ref_day - lag + length
+
+
+def item_trend_features(inter: Interactions, ref_day: float,
+                        season: Optional[tuple[float, float]] = None) -> np.ndarray:
+    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 7).
 
     Counts events of all known users with positive weight before ``ref_day``;
     the features let the model prefer what currently sells over items that
-    stopped selling (discontinued stock is common in shop data).
+    stopped selling (discontinued stock is common in shop data).  With
+    ``season`` = (lag, length) in days: the item's sales in the season window a
+    year earlier (:func:`season_window`) and its season lift, log((those + 1) /
+    (its sales in the ``lag`` days before ``ref_day`` × window / lag + 1)), > 0
+    for items that sell more in the coming weeks of the year than on average
+    (a calendar profile per item).  The lift is 0 unless the events reach
+    back to the window's start (no year to compare with).  The Christmas
+    columns (also with ``season``): the item's share of its sales that fell in
+    a Christmas season, alone and times how close the next Christmas is
+    (:func:`christmas_closeness`), so that cuts at different times of the year
+    learn how that share's effect grows towards Christmas.
     """
     mask = (inter.ts < ref_day) & (inter.weight > 0)
     i, w, t = inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
@@ -291,7 +360,36 @@ def item_trend_features(inter: Interactions, ref_day: float) -> np.ndarray:
     np.minimum.at(first, i, t)
     sold = np.isfinite(first)
     out[sold, 2] = np.exp(-(ref_day - first[sold]) / 60.0)
+    if season is not None and len(t):
+        lo, hi = season_window(ref_day, season)
+        in_window = np.log1p(np.bincount(i, weights=w * ((t >= lo) & (t < hi)), minlength=inter.n_items))
+        out[:, 3] = in_window
+        if float(t.min()) <= lo:
+            year = np.bincount(i, weights=w * (age <= season[0]), minlength=inter.n_items)
+            out[:, 4] = in_window - np.log1p(year * (hi - lo) / season[0])
+        xmas = in_christmas_season(t)
+        total = np.bincount(i, weights=w, minlength=inter.n_items)
+        out[:, 5] = np.bincount(i, weights=w * xmas, minlength=inter.n_items) / (total + XMAS_SMOOTHING)
+        out[:, 6] = out[:, 5] * christmas_closeness(ref_day)
     return out
+
+
+def in_christmas_season(t: np.ndarray) -> np.ndarray:
+    """Per time (days since 1970): True from Nov 1 to Dec 24 of any year."""
+    day = np.floor(t).astype(np.int64).astype("datetime64[D]")
+    month_start = day.astype("datetime64[M]")
+    month = month_start.astype(np.int64) % 12 + 1
+    return (month == 11) | ((month == 12) & ((day - month_start).astype(np.int64) < 24))
+
+
+def christmas_closeness(ref_day: float) -> float:
+    """1 - (days from ``ref_day`` to the next Dec 25) / 365: 0 just after Christmas, 1 on it."""
+    day = np.datetime64(int(np.floor(ref_day)), "D")
+    year = day.astype("datetime64[Y]").astype(np.int64) + 1970
+    xmas = np.datetime64(f"{year}-12-25", "D")
+    if xmas < day:
+        xmas = np.datetime64(f"{year + 1}-12-25", "D")
+    return float(1.0 - (xmas - day).astype(np.int64) / 365.0)
 
 
 TEXT_CHUNK_ROWS = 20_000  # history rows whose item vectors are gathered at once (memory bound)

@@ -6,8 +6,11 @@ Score of user u for item i (implicit mode)::
             + β·(b_i + wᵀt_i)  item bias (ID part + text part)
             + γ·h(u, i) + α_own·[u bought i]·uᵀWv
                                the user's own history with the item (repeat purchases: counts, days,
-                               recency, the item's repeat propensity, overdue vs own re-buy interval, ...)
-            + η·g(i)           item trend (recent sales, novelty)
+                               recency, the item's repeat propensity, overdue vs own re-buy interval,
+                               the user's purchases of it in the same weeks a year earlier and in
+                               Christmas seasons, ...)
+            + η·g(i)           item trend (recent sales, novelty, its sales in the same weeks a year
+                               earlier, its season lift and Christmas share)
 
 α_own is separate because the CF part of an item the user already bought was
 fitted on that purchase: it ranks re-purchases less well than new items, and
@@ -109,8 +112,19 @@ class HybridModel:
     def history_state(self, inter: Interactions, ref_day: float) -> HistoryState:
         """The user histories at ``ref_day`` as this model's features see them."""
         return HistoryState.build(inter, ref_day, self.config.history_half_life_days,
-                                  relative=self.config.relative_recency)
+                                  relative=self.config.relative_recency, season=self.season())
 
+    def trend_features(self, inter: Interactions, ref_day: float) -> np.ndarray:
+        """The item trend features at ``ref_day`` as this model sees them (with its season window)."""
+        return item_trend_features(inter, ref_day, self.season())
+
+    def season(self) -> Optional[tuple[float, float]]:
+        """(lag, window length) in days of the seasonal features; None without them (older models, explicit)."""
+        cfg = self.config
+        window = getattr(cfg, "season_window_days", None)
+        if not window or not getattr(cfg, "seasonal_features", None):
+            return None
+        return float(cfg.season_lag_days), float(window)
 
     # -------------------------------------------------------------- derived
     def _derive(self, ids: Optional[bool] = None, vectors: bool = True) -> None:
@@ -474,9 +488,8 @@ class HybridModel:
         if len(inter.item_ids) != self.n_items or len(inter.user_ids) != len(self.user_ids):
             raise ValueError("interactions do not use the model's user/item index")
         self.state = None
-        self.arrays["trend"] = item_trend_features(inter, ref_day)
-        self.state = HistoryState.build(inter, ref_day, self.config.history_half_life_days,
-                                        relative=getattr(self.config, "relative_recency", False))
+        self.arrays["trend"] = self.trend_features(inter, ref_day)
+        self.state = self.history_state(inter, ref_day)
         self.trend_score = self.arrays["trend"] @ self.eta
 
     # ---------------------------------------------------------- persistence

@@ -53,6 +53,13 @@ class HybridConfig:
     # beyond this (at 1M items / 10M events all users' examples took ~9 GB)
     combiner_max_users: int = 20_000
     relative_recency: bool = True  # history ages from the user's own last event
+    # seasonality (model format 5): features of the weeks a year earlier that match the predicted
+    # period, [t - lag - 7 d, t - lag + window); names from history_features.SEASON_FEATURE_COLUMNS
+    seasonal_features: list = field(default_factory=lambda: ["user_last_year", "item_last_year", "calendar",
+                                                                   "christmas_item", "christmas_user"])
+    season_lag_days: float = 364.0  # 52 weeks: the same weekdays a year earlier
+    season_window_days: Optional[float] = None  # None: set at fit to the label horizon of the internal cuts
+    season_cut: bool = True  # pool an internal cut one lag before the prediction time (same season) if the data allows
     neg_power: float = 0.75
     threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
     encoder: Optional[str] = None

@@ -35,15 +35,17 @@ from merch_app.model.history_features import N_HIST, N_TREND, HistoryState
 from merch_app.model.safetensors_io import read_arrays_deferred, write_arrays
 
 # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...);
-# 4: explicit models carry their damped biases (base_user, base_item)
-FORMAT_VERSION = 4
+# 4: explicit models carry their damped biases (base_user, base_item); 5: seasonal features (history
+# log_last_year / log_xmas / log_xmas_near, trend log_sales_last_year / season_lift / xmas_share /
+# xmas_share_near, arrays hist_last_year / hist_xmas)
+FORMAT_VERSION = 5
 # combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
 N_COMBINER = 3 + N_HIST + N_TREND + 1
-# Older formats that still load: format -> number of history features it stored.  Their
-# combiner gets zero weights for the newer features, so they score exactly as before; format 3
-# has today's combiner and no damped biases (an explicit model of format 3 scores with biases 0,
-# i.e. exactly as it did).
-OLD_FORMATS = {2: 5, 3: N_HIST}
+# Older formats that still load: format -> (history features, trend features) it stored.  Their
+# combiner gets zero weights for the newer features (and their trend array zero columns), so they
+# score exactly as before; formats 3 and 4 have no seasonal features, format 3 no damped biases
+# (an explicit model of format 3 scores with biases 0, i.e. exactly as it did).
+OLD_FORMATS = {2: (5, 3), 3: (13, 3), 4: (13, 3)}
 OPTIONAL_BASES = ("base_user", "base_item")  # format 4, explicit models only: both or neither
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
@@ -149,7 +151,7 @@ def _check_values(arrays: dict, n_u: int, n_i: int, path: Path) -> None:
         fail("hist_keys is missing or not a list")
     if len(keys) and (keys[0] < 0 or keys[-1] >= n_u * n_i or not bool(np.all(keys[1:] > keys[:-1]))):
         fail("history keys are not sorted, repeat, or point outside the user x item range")
-    for name in ("count", "recent", "last_age", "days", "span", "abs_age"):
+    for name in ("count", "recent", "last_age", "days", "span", "abs_age", "last_year", "xmas"):
         arr = a.get("hist_" + name)
         if arr is not None and arr.shape != keys.shape:
             fail(f"hist_{name} has {arr.size} values for {keys.size} history keys")
@@ -222,16 +224,21 @@ def _build(cls, meta: dict, fmt, user_ids: list, item_ids: list, arrays: dict, p
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
-    n_hist = OLD_FORMATS.get(fmt, N_HIST)
+    n_hist, n_trend = OLD_FORMATS.get(fmt, (N_HIST, N_TREND))
     has_own = fmt == FORMAT_VERSION or fmt >= 3  # α_own since format 3
-    n_comb = 3 + n_hist + N_TREND + int(has_own)
+    n_comb = 3 + n_hist + n_trend + int(has_own)
     if arrays["combiner"].shape != (n_comb,):
         raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, format {fmt} uses "
                              f"{n_comb}; retrain the model")
-    if fmt != FORMAT_VERSION and not has_own:  # format 2: newer features and α_own get weight 0
+    if fmt != FORMAT_VERSION:  # older formats: the newer features (and α_own before format 3) get weight 0
         c = arrays["combiner"]
-        arrays["combiner"] = np.concatenate([c[:3 + n_hist], np.zeros(N_HIST - n_hist, c.dtype),
-                                             c[3 + n_hist:], np.zeros(1, c.dtype)])
+        gamma, eta, own = c[3:3 + n_hist], c[3 + n_hist:3 + n_hist + n_trend], c[3 + n_hist + n_trend:]
+        arrays["combiner"] = np.concatenate([c[:3], gamma, np.zeros(N_HIST - n_hist, c.dtype), eta,
+                                             np.zeros(N_TREND - n_trend, c.dtype),
+                                             own if has_own else np.zeros(1, c.dtype)])
+        trend = arrays["trend"]
+        if trend.ndim == 2 and trend.shape[1] == n_trend:
+            arrays["trend"] = np.hstack([trend, np.zeros((len(trend), N_TREND - n_trend), trend.dtype)])
     n_u, n_i = len(user_ids), len(item_ids)
     if arrays["P"].shape[:1] != (n_u,) or arrays["Q"].shape[:1] != (n_i,) or arrays["T_i"].shape[:1] != (n_i,):
         raise ModelLoadError(f"{path}: array shapes do not match ids.json ({n_u} users, {n_i} items)")

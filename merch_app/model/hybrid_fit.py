@@ -19,7 +19,8 @@ from merch_app.memory import trim_heap
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.history_features import (
-    HAS_HISTORY, N_HIST, N_TREND, HistoryState, history_text_vectors, item_trend_features,
+    HAS_HISTORY, HISTORY_FEATURES, N_HIST, N_TREND, SEASON_FEATURE_COLUMNS, SEASON_LEAD_DAYS, TREND_FEATURES,
+    HistoryState, history_text_vectors,
 )
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER
@@ -69,18 +70,19 @@ class HybridTrainer:
             with torch.random.fork_rng():
                 torch.manual_seed(cfg.seed)
                 torch.set_num_threads(max(1, int(cfg.threads)))
-                net = self._fit(interactions, item_text, user_text, progress, cancel, validation)
+                net = self._fit(interactions, item_text, user_text, progress, cancel, validation, ref_day)
         finally:
             torch.set_num_threads(threads)
         self.model.drop_derived()  # the last epoch's vectors and cut history go before the final ones are built
         self.model.state = None
-        self._set_state(net, self.model.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+        self._set_state(net, self.model.history_state(interactions, ref_day),
+                        self.model.trend_features(interactions, ref_day))
 
-    def _fit(self, interactions, item_text, user_text, progress, cancel, validation):
+    def _fit(self, interactions, item_text, user_text, progress, cancel, validation, ref_day):
         if self.model.explicit:
             return self._fit_explicit(interactions, item_text, user_text, progress, cancel)
         share = self.config.val_fraction if validation is None else validation
-        return self._fit_implicit(interactions, item_text, user_text, progress, cancel, share)
+        return self._fit_implicit(interactions, item_text, user_text, progress, cancel, share, ref_day)
 
     def _new_net(self, inter: Interactions, user_text: np.ndarray, item_text: np.ndarray):
         cfg = self.config
@@ -96,16 +98,19 @@ class HybridTrainer:
         """One rating-loss epoch; the Ray engine overrides it to run the batches data-parallel."""
         return cf.run_explicit_epoch(net, opt, self.config, data, gen, rep, cancel, message, epoch)
 
-    def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction):
+    def _fit_implicit(self, inter, item_text, user_text, progress, cancel, val_fraction, ref_day):
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         n_u, n_i = inter.n_users, inter.n_items
         t0, t1 = (float(inter.ts.min()), float(inter.ts.max())) if len(inter) else (0.0, 0.0)
         cut = t0 + self._cut_fraction(t1 - t0) * (t1 - t0)
+        if cfg.seasonal_features and not cfg.season_window_days and t1 > cut:
+            # the season window is as long as the period the cuts predict (recorded in the config)
+            cfg.season_window_days = float(t1 - cut)
         pre, post = inter.before(cut), inter.since(cut)
         state_cut = self.model.history_state(pre, cut)
-        trend_cut = item_trend_features(pre, cut)
+        trend_cut = self.model.trend_features(pre, cut)
         # labels: what users with a history before the cut bought after it
         lu, li, lw = post.pairs()
         del post
@@ -126,7 +131,7 @@ class HybridTrainer:
                                             cfg.neg_power, cfg.combiner_max_users)
         self.hist_weights = None
         if cfg.history_features and len(label_users):
-            self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng)
+            self.hist_weights = self._history_weights(inter, t0, t1, val_users, rng, ref_day)
         tu_cut = history_text_vectors(HistoryState.build(pre, cut, cfg.user_text_half_life_days), item_text,
                                       compact=True)
         net, opt = self._new_net(inter, tu_cut, item_text)
@@ -209,22 +214,31 @@ class HybridTrainer:
         return cfg.internal_cut
 
     def _history_weights(self, inter: Interactions, t0: float, t1: float, val_users: np.ndarray,
-                         rng: np.random.Generator) -> np.ndarray:
+                         rng: np.random.Generator, ref_day: Optional[float] = None) -> np.ndarray:
         """Relative weights of the history and trend features, pooled over several internal cuts.
 
         Cuts at the main internal cut, 0.1 of the time range earlier, ...
         (``extra_cuts`` more), each labelled by the same horizon;
-        several seasons make the weights less tied to one period.  Validation
-        users are left out.  Returns (γ, η) concatenated.
+        several seasons make the weights less tied to one period.  With
+        ``season_cut``, one more cut one season lag before ``ref_day`` (the
+        same weeks of the year as the period to predict), when the events
+        reach back to that cut's own season window and its labels lie inside
+        the data: the seasonal weights then come from the same season.
+        Validation users are left out; features not in ``seasonal_features``
+        get weight 0.  Returns (γ, η) concatenated.
         """
         cfg, span = self.config, t1 - t0
         main = self._cut_fraction(span)
         horizon = (1.0 - main) * span
+        cuts = [t0 + (main - 0.1 * k) * span for k in range(cfg.extra_cuts + 1)]
+        cuts = [c for n, c in enumerate(cuts) if all(x > t0 for x in cuts[:n + 1])]
+        if cfg.season_cut and self.model.season() is not None and ref_day is not None:
+            lag = float(cfg.season_lag_days)
+            c_season = float(ref_day) - lag
+            if c_season - lag - SEASON_LEAD_DAYS >= t0 and c_season + horizon <= t1 + 1e-9:
+                cuts.append(c_season)
         X, y, w = [], [], []
-        for k in range(cfg.extra_cuts + 1):
-            c0 = t0 + (main - 0.1 * k) * span
-            if c0 <= t0:
-                break
+        for k, c0 in enumerate(cuts):
             pre = inter.before(c0)
             window = inter.subset((inter.ts >= c0) & (inter.ts < c0 + horizon + 1e-9 + (k == 0)))
             state = self.model.history_state(pre, c0)
@@ -234,7 +248,7 @@ class HybridTrainer:
             keep = has[lu] & ~np.isin(lu, val_users)
             if not keep.any():
                 continue
-            ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, item_trend_features(pre, c0),
+            ex = cf.combiner_examples(lu[keep], li[keep], lw[keep], state, self.model.trend_features(pre, c0),
                                       np.bincount(pre.item_idx, minlength=inter.n_items), cfg.negatives, rng,
                                       cfg.neg_power, cfg.combiner_max_users)
             X.append(np.hstack([ex.hist, ex.trend]))
@@ -242,6 +256,10 @@ class HybridTrainer:
             w.append(ex.w)
         if not X:
             return np.zeros(N_HIST + N_TREND, np.float32)
+        off = [N_HIST + TREND_FEATURES.index(c) for c in _switched_off(cfg.seasonal_features, TREND_FEATURES, 1)]
+        off += [HISTORY_FEATURES.index(c) for c in _switched_off(cfg.seasonal_features, HISTORY_FEATURES, 0)]
+        for block in X:  # a switched-off feature is a zero column: weight 0 (L2), nothing else moves
+            block[:, off] = 0.0
         coef, _ = cf.fit_logistic(X, np.concatenate(y), np.concatenate(w))  # row blocks: no stacked copy
         return coef.astype(np.float32)
 
@@ -332,7 +350,8 @@ class HybridTrainer:
         t_end = float(interactions.ts.max()) + 1e-6 if len(interactions) else self.model.state.ref_day
         ref_day = t_end if ref_day is None else max(float(ref_day), t_end)
         net = self._more_epochs(interactions, epochs, progress, cancel)
-        self._set_state(net, self.model.history_state(interactions, ref_day), item_trend_features(interactions, ref_day))
+        self._set_state(net, self.model.history_state(interactions, ref_day),
+                        self.model.trend_features(interactions, ref_day))
 
     def _set_state(self, net: cf.HybridNet, state: Optional[HistoryState], trend: np.ndarray) -> None:
         """Copy the trained parameters into numpy arrays used for scoring."""
@@ -402,6 +421,12 @@ class HybridTrainer:
         finally:
             torch.set_num_threads(threads)
         return net
+
+
+def _switched_off(enabled, names: tuple[str, ...], which: int) -> list[str]:
+    """Seasonal feature columns of ``names`` whose group is not in ``enabled`` (which: 0 history, 1 trend)."""
+    return [col for group, cols in SEASON_FEATURE_COLUMNS.items() if group not in (enabled or [])
+            for col in cols[which] if col in names]
 
 
 def _resolve(user_text, cancel: Optional[CancelToken]) -> Optional[np.ndarray]:
