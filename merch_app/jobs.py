@@ -7,6 +7,8 @@ them in a worker thread and the CLI runs them in the foreground.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -103,3 +105,19 @@ class Throttle:
             self._last = now
             return True
         return False
+
+
+PAUSE_ENV = "MERCH_APP_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """Test hook for kill tests: stop here when ``$MERCH_APP_TEST_PAUSE_AT`` names this point.
+
+    The process writes ``paused at NAME`` to stderr and sleeps, so a test can
+    send SIGKILL exactly at this point of a job (e.g. ``forget.scrub``, while a
+    ``.scrub-*`` folder exists).  Without the variable it does nothing.
+    """
+    if os.environ.get(PAUSE_ENV) == name:
+        sys.stderr.write(f"paused at {name}\n")
+        sys.stderr.flush()
+        time.sleep(600)

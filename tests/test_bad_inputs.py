@@ -430,6 +430,7 @@ AUDITED_SQL_INTERPOLATIONS = {
     "', '.join(cols)": "constant column lists",
     "','.join('?' * len(chunk))": "placeholders",
     "_SAVEPOINT": "constant savepoint name",
+    "_COLUMNS": "constant column list of the rules table (ranking.rules)",
     "base": "constant SELECT",
     "cond": "'' or 'AND ts < ?' (finetune_pairs, data.search_log; the time is a ? parameter)",
     "expr": "bucket_sql(): one of three fixed expressions",

@@ -7,8 +7,10 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from merch_app.evaluation.judgment_merge import DEFAULT_MERGE, MERGE_POLICIES  # noqa: E402
 from merch_app.evaluation.suites import load_suite  # noqa: E402
 from merch_app.ranking.rules import load_rules  # noqa: E402
+from merch_app.ui.screens.evaluate_screen import MERGE_CHOICES  # noqa: E402
 from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
@@ -98,6 +100,27 @@ def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
     assert names == ["eval.csv", "eval.html", "eval_comparison.csv", "eval_comparison.html"]
     html = (tmp_path / "eval.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
+
+
+def test_import_merges_repeated_judgments_and_says_how_many(qtbot, window, tmp_path):
+    """The Import… path: repeated pairs merged by the chosen policy, the count in the message."""
+    f = tmp_path / "raters.csv"
+    f.write_text("query,item_id,grade\nmug,SKU001,1\nmug ,SKU001,2\nMug,SKU002,3\nmug,SKU002,3\n",
+                 encoding="utf-8")
+    assert list(MERGE_CHOICES.values())[0] == DEFAULT_MERGE  # the dialog's first choice is the default
+    assert sorted(MERGE_CHOICES.values()) == sorted(MERGE_POLICIES)
+    screen = window.show_screen("Evaluate")
+    messages = []
+    window.message_shown.connect(lambda text, level: messages.append((level, text)))
+    screen.import_suite(f, "raters")
+    qtbot.waitUntil(lambda: bool(messages), timeout=10_000)
+    assert messages[-1] == ("info", "Suite “raters”: 1 queries, 2 judgments; 2 (query, item) pairs were judged more "
+                                    "than once and merged to their mean grade (rounded half up) (4 rows kept).")
+    assert load_suite(window.ctx.db, "raters").judgments == {"mug": {"SKU001": 2, "SKU002": 3}}
+    screen.import_suite(f, "strict", merge="error")
+    qtbot.waitUntil(lambda: len(messages) == 2, timeout=10_000)
+    assert messages[-1][0] == "error" and "line 3: grade 2 for ('mug', 'SKU001') contradicts grade 1 at line 2" \
+        in messages[-1][1]
 
 
 def test_rule_impact_preview_and_save(qtbot, window):

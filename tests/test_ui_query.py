@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from PySide6.QtCore import Qt  # noqa: E402
 from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
@@ -204,3 +205,51 @@ def test_misspelt_query_shows_correction_and_literal_link(qtbot, query_window):
     qtbot.waitUntil(lambda: screen.results_shown > shown and screen.result.request.query == "vintage mug",
                     timeout=30_000)
     assert screen.spelling.isHidden()
+
+
+def _ranked(query, ids, **req):
+    from merch_app.ranking.types import RankedList, RankRequest
+
+    n = len(ids)
+    comps = {c: np.zeros(n) for c in ("lexical", "text", "cf", "popularity", "rules")}
+    return RankedList(RankRequest(query=query, **req), list(ids), np.ones(n), comps, comps, list(ids),
+                      [""] * n, [0.0] * n, np.ones(n), n, 0.0)
+
+
+def test_delta_compares_with_a_pinned_baseline_or_the_same_query_only(qtbot):
+    from merch_app.ranking.types import Weights
+    from merch_app.ui.screens.results_table import COLUMNS, ResultsModel
+
+    model = ResultsModel()
+    model.set_ranked(_ranked("mug", ["A", "B", "C"]))
+    assert model.changes == ["", "", ""]
+    model.set_ranked(_ranked("mugs", ["B", "A", "D"]))  # another keystroke: no comparison
+    assert model.changes == ["", "", ""]
+    model.set_ranked(_ranked("mugs", ["A", "B", "D"], weights=Weights(lex=1.0)))  # same query, new weights
+    assert model.changes == ["▲1", "▼1", "="]
+    tip = model.headerData(COLUMNS.index("change"), Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "same query before the last change of settings" in tip
+    model.pin("mugs")
+    assert model.changes == ["=", "=", "="]
+    model.set_ranked(_ranked("red mug", ["D", "X", "A"]))
+    assert model.changes == ["▲2", "new", "▼2"]
+    tip = model.headerData(COLUMNS.index("change"), Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "pinned baseline “mugs”" in tip
+    model.unpin()
+    assert model.changes == ["", "", ""]
+
+
+def test_pin_button_and_stale_results(qtbot, query_window):
+    window, screen = query_window
+    qtbot.keyClicks(screen.controls.query_box, "mug")
+    qtbot.waitUntil(lambda: screen.result is not None and screen.result.request.query == "mug", timeout=30_000)
+    wait_idle(qtbot, window)
+    assert screen.table.styleSheet() == ""
+    screen.pin_button.click()
+    assert screen.pin_button.text() == "Unpin baseline" and screen.model.pinned[0] == "mug"
+    screen.run_query()
+    assert "color: #9a9a9a" in screen.table.styleSheet() and screen.status.text() == "searching…"
+    qtbot.waitUntil(lambda: screen.table.styleSheet() == "", timeout=30_000)
+    assert set(screen.model.changes) == {"="}
+    screen.pin_button.click()
+    assert screen.model.pinned is None and screen.pin_button.text() == "Pin baseline"

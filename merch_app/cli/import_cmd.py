@@ -33,6 +33,7 @@ def _file_entry(path: Path, result: ImportResult) -> dict:
         "rows_accepted": result.rows_accepted,
         "rows_rejected": result.rows_rejected,
         "rows_duplicate": result.rows_duplicate,
+        "rows_forgotten": result.rows_forgotten,
         "ids_merged": [{"kept": m.kept, "merged": list(m.merged)} for m in result.ids_merged],
         "rejected_reasons": result.rejected_reasons,
         "items_added": result.items_added,

@@ -35,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("merch_app.cli.finetune_cmds",
                  "Fine-tune the text encoder on the shop's behaviour and register it as an encoder version."),
     "forget": ("merch_app.cli.privacy_cmd",
-               "Forget USER (original id or pseudonym): delete their events, rejected lines and cached query "
-               "vectors, then refresh the active model incrementally."),
+               "Forget USER (original id or pseudonym): delete their events, rejected lines, cached query "
+               "vectors and model data, then refresh the active model incrementally."),
     "funnel": ("merch_app.cli.insights_cmds",
                "Aggregate funnel (search → view → click → cart → purchase) of an item or a query."),
     "heatmap": ("merch_app.cli.insights_cmds", "Events per category and hour of the week (UTC)."),
@@ -57,7 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "settings": ("merch_app.cli.settings_cmd",
                  "Show the workspace settings (int8 encoder, vector index kind); change them with 'set'."),
     "suite": ("merch_app.cli.suite_cmds",
-              "Judged query suites: run, import/export, generate from behaviour, compare."),
+              "Judged query suites: run, import/export, generate from behaviour or derive from purchases, compare."),
     "train": ("merch_app.cli.model_cmds", "Train, evaluate and register a new model version."),
     "update": ("merch_app.cli.model_cmds",
                "Continue training a model on the events that arrived since (new version)."),

@@ -10,7 +10,7 @@ from merch_app.cli.common import emit_json, json_option, model_loading, pad, wor
 from merch_app.explain.explanation import explain_item
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.rule_hook import describe_effect
-from merch_app.ranking.types import Filters, RankRequest, Weights
+from merch_app.ranking.types import COMPONENT_NAMES, COMPONENTS, Filters, RankRequest, Weights
 from merch_app.services.ranking import open_ranker
 
 _TITLE_WIDTH = 42
@@ -92,14 +92,13 @@ def _print_table(rl) -> None:
         return
     id_w = max(7, *(len(i) for i in rl.item_ids))
     head = f"{'rank':>4}  {'item_id':<{id_w}}  {'title':<{_TITLE_WIDTH}}  {'score':>7}  " \
-           f"{'lexical':>7}  {'text':>7}  {'cf':>7}  {'pop':>7}  {'rules':>7}"
+           + "  ".join(f"{COMPONENT_NAMES[c]:>9}" for c in COMPONENTS)
     click.echo(head)
     click.echo("-" * len(head))
     for r in rl.rows():
         c = r["components"]
         click.echo(f"{r['rank']:>4}  {r['item_id']:<{id_w}}  {pad(r['title'], _TITLE_WIDTH)}  {_fmt(r['score'])}  "
-                   f"{_fmt(c['lexical'])}  {_fmt(c['text'])}  {_fmt(c['cf'])}  {_fmt(c['popularity'])}  "
-                   f"{_fmt(c['rules'])}")
+                   + "  ".join(f"{_fmt(c[name]):>9}" for name in COMPONENTS))
     click.echo(f"{rl.n_candidates} candidates scored in {rl.seconds * 1000:.1f} ms")
 
 

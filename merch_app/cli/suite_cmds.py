@@ -11,13 +11,15 @@ from merch_app.cli.common import TerminalProgress, emit_json, json_option, works
 from merch_app.cli.rules_cmds import rules_group
 from merch_app.cli.suite_inputs import command_bundle, command_suite
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.starter_suite import derive_starter_suite
 from merch_app.evaluation.compare import compare_runs, diff_snapshot, load_snapshot, save_snapshot
 from merch_app.evaluation.report import (
     comparison_report_html, comparison_rows, run_report_html, run_rows, write_csv, write_report,
 )
+from merch_app.evaluation.judgment_merge import DEFAULT_MERGE, MERGE_POLICIES
 from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
 from merch_app.evaluation.suite_run import model_ranker, run_suite
-from merch_app.evaluation.suites import list_suites, load_suite, save_suite
+from merch_app.evaluation.suites import list_suites, load_suite, remerge_suite, save_suite
 from merch_app.paths import resource_path
 from merch_app.ranking.types import Weights
 
@@ -76,7 +78,7 @@ def _print_run(run) -> None:
 
 @click.group("suite")
 def suite_group() -> None:
-    """Judged query suites: run, import/export, generate from behaviour, compare."""
+    """Judged query suites: run, import/export, generate from behaviour or derive from purchases, compare."""
 
 
 @suite_group.command("run")
@@ -199,8 +201,18 @@ def _print_suite_summary(s, as_json: bool) -> None:
     """Print what a stored suite holds (its summary as JSON, or one line)."""
     if as_json:
         emit_json(s.summary())
-    else:
-        click.echo(f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments")
+        return
+    line = f"suite {s.name!r}: {len(s.queries)} queries, {s.n_judgments} judgments"
+    if s.pairs_merged:
+        line += f"; {s.pairs_merged} repeated (query, item) pairs merged by {s.merge_policy}"
+    click.echo(line)
+
+
+def _merge_option(f):
+    return click.option("--merge", "merge", type=click.Choice(MERGE_POLICIES), default=DEFAULT_MERGE,
+                        show_default=True,
+                        help="How repeated (query, item) pairs are merged: mean grade rounded half up, the "
+                             "highest, the last in file order, or refuse the file.")(f)
 
 
 @suite_group.command("import")
@@ -208,17 +220,30 @@ def _print_suite_summary(s, as_json: bool) -> None:
 @click.option("--demo", is_flag=True, help="Import the bundled demo suite (as 'demo') instead of FILE.")
 @click.option("--name", default=None, help="Suite name (default: the file name).")
 @click.option("--replace", is_flag=True, help="Replace a stored suite of the same name.")
+@_merge_option
 @json_option
 @workspace_option
-def suite_import(file, demo, name, replace, as_json, workspace) -> None:
+def suite_import(file, demo, name, replace, merge, as_json, workspace) -> None:
     """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
     if demo:
         file, name = resource_path("demo", "demo_suite.csv"), name or "demo"
     if file is None:
         raise click.UsageError("give a FILE or --demo")
     with workspace_db(workspace) as db:
-        s = read_suite_file(file, name)
+        s = read_suite_file(file, name, merge=merge)
         save_suite(db, s, replace=replace)
+    _print_suite_summary(s, as_json)
+
+
+@suite_group.command("remerge")
+@click.argument("name")
+@_merge_option
+@json_option
+@workspace_option
+def suite_remerge(name, merge, as_json, workspace) -> None:
+    """Merge the imported file rows of the stored suite NAME again by another policy."""
+    with workspace_db(workspace) as db:
+        s = remerge_suite(db, name, merge)
     _print_suite_summary(s, as_json)
 
 
@@ -268,6 +293,24 @@ def suite_generate(name, min_events, max_queries, output, no_store, as_json, wor
                                     progress=TerminalProgress("generating:"))
         if not no_store:
             save_suite(db, s)
+        if output:
+            write_suite_csv(s, output)
+    _print_suite_summary(s, as_json)
+
+
+@suite_group.command("derive")
+@click.option("--name", default="starter", show_default=True)
+@click.option("--queries", "n_queries", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as CSV.")
+@click.option("--no-store", is_flag=True, help="Do not store the suite in the workspace.")
+@json_option
+@workspace_option
+def suite_derive(name, n_queries, output, no_store, as_json, workspace) -> None:
+    """Derive a starter suite from purchases (no search log needed): title words, graded by what was bought."""
+    with workspace_db(workspace) as db:
+        s = derive_starter_suite(db, name, n_queries=n_queries)
+        if not no_store:
+            save_suite(db, s, replace=True)
         if output:
             write_suite_csv(s, output)
     _print_suite_summary(s, as_json)

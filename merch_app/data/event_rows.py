@@ -50,9 +50,13 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     events = ctx.events
     append = events.append
     reject = ctx.reject
+    forgotten = ctx.forgotten if i_user is not None else None
     type_cache: dict[str, Optional[str]] = {}
     items_seen: set[str] = set()
     for first, last, row in ctx.checked_records(text_cols):
+        if forgotten is not None and forgotten(row[i_user]):  # on the forget list: dropped, never stored
+            ctx.rows_forgotten += 1
+            continue
         if fixed_type is None:
             raw_type = row[i_type]
             try:

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Callable, Iterator, Optional
 
 from merch_app.data.csv_source import CsvSource
+from merch_app.data.forget_list import ForgetMatcher
 from merch_app.data.values import clean_id
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 
@@ -30,6 +31,7 @@ INSERT_EVENT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_REJECT = "INSERT INTO rejected_rows(import_id, line_no, raw, reason) VALUES (?, ?, ?, ?)"
+WITHHELD = "(line withheld: user ids are pseudonymised in this workspace)"
 
 
 class ImportContext:
@@ -45,8 +47,12 @@ class ImportContext:
         *,
         pseudonymise: Optional[Callable[[str], str]] = None,
         user_col: Optional[int] = None,
+        forgotten: Optional[ForgetMatcher] = None,
     ) -> None:
         self.conn = conn
+        # users on the forget list (None: the list is empty): their rows are dropped and counted, never stored
+        self.forgotten = forgotten
+        self.rows_forgotten = 0
         self.pseudonymise = pseudonymise  # raw user id -> pseudonym (privacy.Pseudonymiser), or None
         self.user_col = user_col  # column of the user id, for rejected lines of pseudonymised imports
         self.import_id = import_id
@@ -68,12 +74,15 @@ class ImportContext:
     def raw_text(self, first: int, last: int, row: Optional[list[str]]) -> str:
         """Text of a record as it stood in the file (rebuilt for multi-line records).
 
-        In a pseudonymised import the user cell is replaced by its pseudonym,
-        and a line that cannot be split into cells is withheld.
+        In a pseudonymised import the user cell is replaced by its pseudonym.
+        A record that is not one physical line with the header's number of
+        cells is withheld there: an unbalanced quote swallows the following
+        lines (and their raw user ids) into one cell, and with cells missing
+        or extra the user column cannot be told apart.
         """
         if self.pseudonymise is not None and self.user_col is not None:
-            if row is None or len(row) <= self.user_col:
-                return "(line withheld: user ids are pseudonymised in this workspace)"
+            if row is None or first != last or len(row) != self.ncols:
+                return WITHHELD
             row = list(row)
             user = clean_id(row[self.user_col])
             row[self.user_col] = self.pseudonymise(user) if user else ""
@@ -87,7 +96,14 @@ class ImportContext:
         return text[:MAX_RAW_CHARS]
 
     def reject(self, first: int, last: int, row: Optional[list[str]], code: str, detail: str = "") -> None:
-        """Count a bad row under ``code`` and keep its text (first 10,000 per import)."""
+        """Count a bad row under ``code`` and keep its text (first 10,000 per import).
+
+        A row of a forgotten user (its user cell, or any cell of its text) is
+        dropped instead, counted in ``rows_forgotten`` and never stored.
+        """
+        if self.forgotten is not None and self.is_forgotten(row):
+            self.rows_forgotten += 1
+            return
         self.rows_rejected += 1
         self.reasons[code] += 1
         if self._stored_rejects >= MAX_STORED_REJECTS:
@@ -97,6 +113,15 @@ class ImportContext:
         self._rejects.append((self.import_id, first, self.raw_text(first, last, row), reason[:300]))
         if len(self._rejects) >= 1000:
             self.flush_rejects()
+
+    def is_forgotten(self, row: Optional[list[str]]) -> bool:
+        """True when a record belongs to a user on the forget list (its user cell or any cell of its text)."""
+        f = self.forgotten
+        if f is None:
+            return False
+        if row is not None and self.user_col is not None and len(row) > self.user_col and f(row[self.user_col]):
+            return True
+        return f.in_text("\n".join(row) if row is not None else self.source.last_line)
 
     def flush_rejects(self) -> None:
         if self._rejects:

@@ -28,6 +28,7 @@ from merch_app.data.header_mapping import (
 from merch_app.data.id_case import CaseMerge, merge_case_clashes, merge_note, merging_enabled
 from merch_app.data.import_batches import ImportContext
 from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
+from merch_app.data.forget_list import forget_matcher
 from merch_app.data.privacy import import_pseudonymiser
 from merch_app.data.values import (
     DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
@@ -91,6 +92,7 @@ class ImportResult:
     mapping: dict[str, str] = field(default_factory=dict)
     rows_duplicate: int = 0  # rows an earlier import already held (skipped; see ImportTransaction)
     ids_merged: list[CaseMerge] = field(default_factory=list)  # case-clash ids folded into one (id_case)
+    rows_forgotten: int = 0  # rows of users on the forget list (dropped, stored nowhere)
 
 
 def _source(path: Path) -> CsvSource:
@@ -318,9 +320,12 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         tx.start_bulk()
         import_id = tx.add_import_row(path.name, sha, kind, mapping, now)
         user_src = next((s for s, f in mapping.items() if f == "user_id"), None)
-        ctx = ImportContext(db.conn, import_id, source, progress, cancel,
-                            pseudonymise=import_pseudonymiser(db.conn, pseudonymise) if user_src else None,
-                            user_col=source.headers.index(user_src) if user_src else None)
+        pseudo = import_pseudonymiser(db.conn, pseudonymise) if user_src else None
+        # read inside the import's write transaction: a forget listed before it is honoured, a later one
+        # waits for the commit and then deletes what this import wrote
+        ctx = ImportContext(db.conn, import_id, source, progress, cancel, pseudonymise=pseudo,
+                            user_col=source.headers.index(user_src) if user_src else None,
+                            forgotten=forget_matcher(db.conn, also=pseudo) if user_src else None)
         ctx.tick(final=False)
         parse_ts = TimestampParser(date_order)
         if kind == "transactions":
@@ -338,7 +343,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
             rebuild_fts(db)
             build_search_tops(db, cancel=cancel.check if cancel is not None else None)
         items, events = _totals(db)
-        accepted = ctx.rows_read - ctx.rows_rejected - duplicate
+        accepted = ctx.rows_read - ctx.rows_rejected - duplicate - ctx.rows_forgotten
         message = (_message(ctx, accepted, items, events, duplicate) + merge_note(merges) + note
                    + _renamed_note(source))
         tx.finish_import_row(import_id, ctx.rows_read, accepted, ctx.rows_rejected, message)
@@ -362,7 +367,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
     return ImportResult(
         import_id, path.name, kind, "ok", ctx.rows_read, accepted, ctx.rows_rejected, dict(ctx.reasons),
         items, events, items - items_before, ctx.events_added, time.perf_counter() - started, message,
-        mapping, duplicate, merges,
+        mapping, duplicate, merges, rows_forgotten=ctx.rows_forgotten,
     )
 
 
@@ -387,6 +392,8 @@ def _message(ctx: ImportContext, accepted: int, items: int, events: int, duplica
     msg = f"{accepted:,} of {ctx.rows_read:,} rows imported"
     if duplicate:
         msg += f", {duplicate:,} rows were already in the workspace (skipped)"
+    if ctx.rows_forgotten:
+        msg += f", {ctx.rows_forgotten:,} rows of forgotten users dropped (merch-app forget)"
     if ctx.rows_rejected:
         reasons = ", ".join(f"{k} {v:,}" for k, v in ctx.reasons.most_common())
         msg += f", {ctx.rows_rejected:,} rejected ({reasons})"

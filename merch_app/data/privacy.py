@@ -13,7 +13,8 @@ This is pseudonymisation, not anonymisation: whoever holds the workspace (and
 so the key) can test a known customer id against it.  Share exports, not the
 workspace file, when that matters.
 
-Forgetting a user is the use case :func:`merch_app.services.forget.forget_user`.
+Forgetting a user is the use case :func:`merch_app.services.forget.forget_user`; the forget
+list that every writer honours is :mod:`merch_app.data.forget_list`.
 """
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ KEY_SETTING = "privacy.hmac_key"
 MODE_SETTING = "privacy.pseudonymise"
 PSEUDONYM_PREFIX = "anon_"
 _PSEUDONYM = re.compile(r"anon_[0-9a-f]{20}")
-# the delimiters a rejected raw line may have been split on
-SPLIT_CELLS = re.compile(r"[,;\t|]")
 
 
 class PrivacyError(MerchAppError, ValueError):

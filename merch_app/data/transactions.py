@@ -83,10 +83,14 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     events = ctx.events
     append = events.append
     reject = ctx.reject
+    forgotten = ctx.forgotten if i_user is not None else None
     # item code -> [descriptions {text: n}, purchase prices {price: n}, countries {name: n}]
     agg: dict[str, list[dict]] = {}
     non_product: dict[tuple[str, str], Optional[str]] = {}
     for first, last, row in ctx.checked_records(text_cols):
+        if forgotten is not None and forgotten(row[i_user]):  # on the forget list: dropped, never stored
+            ctx.rows_forgotten += 1
+            continue
         item = row[i_item].strip()
         if not item:
             reject(first, last, row, "missing_item_id")

@@ -249,9 +249,38 @@ def _migration_spell_words(db: Workspace) -> None:
     db.execute("DELETE FROM meta WHERE key = 'fts_tops_fingerprint'")  # rebuilt with the words on next import
 
 
+def _migration_raw_judgments(db: Workspace) -> None:
+    """The rows of an imported judgment file as read, so repeated pairs can be merged again by another policy.
+
+    ``judgments`` holds one merged grade per (query, item); ``raw_judgments`` every row of the file
+    (see :mod:`merch_app.evaluation.judgment_merge`); ``suites.merge_policy`` the policy used.
+    """
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS "raw_judgments" (
+            "suite_id" INTEGER REFERENCES "suites"("suite_id"), "line_no" INTEGER, "query" TEXT,
+            "item_id" TEXT, "grade" INTEGER,
+            PRIMARY KEY ("suite_id", "line_no"));
+        ALTER TABLE "suites" ADD COLUMN "merge_policy" TEXT;
+        """
+    )
+
+
+def _migration_forget_list(db: Workspace) -> None:
+    """The forget list (see :mod:`merch_app.data.forget_list`): users to forget, as keyed digests, and their steps."""
+    db.execute('CREATE TABLE IF NOT EXISTS "forget_list" ('
+               '"entry_id" INTEGER PRIMARY KEY, "requested" TEXT, '
+               '"steps" TEXT, '  # JSON {step: {"done": ts, counts}}
+               '"finished" TEXT, "revision" INTEGER NOT NULL DEFAULT 0)')
+    db.execute('CREATE TABLE IF NOT EXISTS "forget_ids" ('
+               '"id_hash" TEXT PRIMARY KEY, '  # HMAC-SHA256 of one form of the id, never the id
+               '"entry_id" INTEGER NOT NULL REFERENCES "forget_list"("entry_id"))')
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
-    _migration_encoder_versions, _migration_spell_words]
+    _migration_encoder_versions, _migration_spell_words, _migration_raw_judgments,
+    _migration_forget_list]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -458,3 +487,26 @@ def event_span(db: Workspace) -> tuple[Optional[str], Optional[str]]:
     """
     row = db.execute("SELECT (SELECT min(ts) FROM events), (SELECT max(ts) FROM events)").fetchone()
     return (row[0], row[1]) if row else (None, None)
+
+
+def data_version(db: Workspace) -> int:
+    """SQLite's ``PRAGMA data_version`` of this connection: it changes when *another* connection (another
+    thread's, window's or program's) commits to the file, never for this connection's own commits."""
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+
+def change_marks(db: Workspace) -> dict[str, tuple]:
+    """Cheap marks of what a window shows, to tell which part another connection changed.
+
+    Returns
+    -------
+    dict
+        ``models`` (the model registry: count, newest, active version, names) and ``data``
+        (imports started or finished, the newest event); each an index lookup or a scan of a small table.
+    """
+    models = db.execute("SELECT count(*), max(created), max(CASE WHEN active = 1 THEN model_id END), "
+                        "total(length(name)) FROM models").fetchone()
+    data = db.execute("SELECT (SELECT max(id) FROM imports), (SELECT max(finished) FROM imports), "
+                      "(SELECT count(*) FROM imports WHERE status = 'running'), (SELECT max(id) FROM events)"
+                      ).fetchone()
+    return {"models": tuple(models), "data": tuple(data)}

@@ -35,6 +35,13 @@ class Suite:
         ``query -> {item_id: grade}``.
     source
         Where it came from: ``gui``, ``csv:<file>``, ``qrels:<file>``, ``behaviour``.
+    raw
+        The rows of the file it was read from, as written (empty for other suites); kept so
+        repeated (query, item) pairs can be merged again by another policy.
+    merge_policy
+        How repeated pairs of ``raw`` were merged (:mod:`merch_app.evaluation.judgment_merge`).
+    pairs_merged
+        (query, item) pairs that ``raw`` holds more than once.
     """
 
     name: str
@@ -43,6 +50,9 @@ class Suite:
     description: str = ""
     source: str = ""
     suite_id: Optional[int] = None
+    raw: list["RawJudgment"] = field(default_factory=list)
+    merge_policy: Optional[str] = None
+    pairs_merged: int = 0
 
     def add_query(self, query: str) -> str:
         """Add ``query`` (normalised) if missing; returns the normalised text."""
@@ -83,7 +93,30 @@ class Suite:
 
     def summary(self) -> dict:
         return {"name": self.name, "queries": len(self.queries), "judgments": self.n_judgments,
-                "relevant_queries": len(self.relevant_queries()), "source": self.source}
+                "relevant_queries": len(self.relevant_queries()), "source": self.source,
+                "raw_rows": len(self.raw), "pairs_merged": self.pairs_merged, "merge_policy": self.merge_policy}
+
+
+@dataclass(frozen=True)
+class RawJudgment:
+    """One row of a judgment file as read.
+
+    Attributes
+    ----------
+    line
+        Its line number in the file.
+    query
+        The query, whitespace-collapsed (:func:`normalise_query`), in the row's own case.
+    item_id
+        The judged item; None for a row that only lists a query for rating later.
+    grade
+        0-3; None with ``item_id`` None.
+    """
+
+    line: int
+    query: str
+    item_id: Optional[str]
+    grade: Optional[int]
 
 
 def check_grade(grade: object) -> int:

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
+from merch_app.evaluation.judgment_merge import DEFAULT_MERGE, check_policy, merge_rows
 from merch_app.evaluation.suite_data import (
-    MAX_GRADE, QRELS_TOPICS_SUFFIX, Suite, SuiteError, check_grade, normalise_query,
+    MAX_GRADE, QRELS_TOPICS_SUFFIX, RawJudgment, Suite, SuiteError, check_grade, normalise_query,
 )
 from merch_app.safety import csv_cell, undo_csv_cell
 
@@ -31,39 +32,37 @@ def _read_text(path: Path) -> str:
     raise SuiteError(f"{path}: not a text file")  # pragma: no cover - cp1252 decodes most bytes
 
 
-def _add_judgment(suite: Suite, seen: dict, where: str, query: str, item_id: str, grade_text: str) -> None:
+def _raw_row(where: str, line: int, query: str, item_id: str, grade_text: str) -> RawJudgment:
+    """One file row checked (``where`` names the file and line in errors)."""
     q = normalise_query(query)
     if not q:
         raise SuiteError(f"{where}: empty query")
     item_id = item_id.strip()
     if not item_id and not grade_text.strip():
-        suite.add_query(q)  # a query listed for rating later
-        return
+        return RawJudgment(line, q, None, None)  # a query listed for rating later
     if not item_id:
         raise SuiteError(f"{where}: empty item_id")
     try:
         grade = check_grade(grade_text)
     except SuiteError as exc:
         raise SuiteError(f"{where}: {exc}") from None
-    key = (q, item_id)
-    if key in seen and seen[key][1] != grade:
-        raise SuiteError(f"{where}: grade {grade} for ({q!r}, {item_id!r}) contradicts grade "
-                         f"{seen[key][1]} at {seen[key][0]}")
-    seen[key] = ("line " + where.rsplit(" ", 1)[-1], grade)
-    suite.set_grade(q, item_id, grade)
+    return RawJudgment(line, q, item_id, grade)
 
 
-def read_suite_csv(path: Union[str, Path], name: Optional[str] = None) -> Suite:
+def read_suite_csv(path: Union[str, Path], name: Optional[str] = None, merge: str = DEFAULT_MERGE) -> Suite:
     """Read a ``query,item_id,grade`` CSV (header required, extra columns ignored).
 
     Rows with an empty ``item_id`` and ``grade`` list a query without judgments.
+    Repeated (query, item) pairs are merged by ``merge``
+    (:mod:`merch_app.evaluation.judgment_merge`); the rows stay on ``Suite.raw``.
 
     Raises
     ------
     SuiteError
-        Missing file/columns, empty query, grade outside 0-3 or contradicting
-        duplicates; the message names the file and line.
+        Missing file/columns, empty query, grade outside 0-3, or (``merge="error"``)
+        contradicting duplicates; the message names the file and line.
     """
+    check_policy(merge)
     path = Path(path)
     text = _read_text(path)
     # Only the delimiter is guessed, from the header line: cells that csv_cell escaped start with an
@@ -82,18 +81,17 @@ def read_suite_csv(path: Union[str, Path], name: Optional[str] = None) -> Suite:
     if missing:
         raise SuiteError(f"{path}, line 1: missing column(s) {', '.join(missing)} "
                          f"(header must be query,item_id,grade; found {','.join(header)})")
-    suite = Suite(name or path.stem, source=f"csv:{path.name}")
-    seen: dict = {}
+    rows = []
     for row in reader:
         line = reader.line_num
         if not any(c.strip() for c in row):
             continue
         cells = [undo_csv_cell(c) for c in row] + [""] * len(cols)
-        _add_judgment(suite, seen, f"{path}, line {line}", cells[cols["query"]],
-                      cells[cols["item_id"]], cells[cols["grade"]])
-    if not suite.queries:
+        rows.append(_raw_row(f"{path}, line {line}", line, cells[cols["query"]],
+                             cells[cols["item_id"]], cells[cols["grade"]]))
+    if not rows:
         raise SuiteError(f"{path}: no judgments found")
-    return suite
+    return merge_rows(name or path.stem, rows, merge, source=f"csv:{path.name}", where=str(path))
 
 
 def write_suite_csv(suite: Suite, path: Union[str, Path]) -> Path:
@@ -114,14 +112,16 @@ def write_suite_csv(suite: Suite, path: Union[str, Path]) -> Path:
 
 # ------------------------------------------------------------------ qrels
 def read_qrels(path: Union[str, Path], name: Optional[str] = None,
-               topics: Union[str, Path, None] = None) -> Suite:
+               topics: Union[str, Path, None] = None, merge: str = DEFAULT_MERGE) -> Suite:
     """Read TREC qrels (``topic iteration doc_id relevance``, whitespace separated).
 
     Topic ids become query texts through ``topics`` (a ``topic<TAB>query``
     file); without it, ``<path>.topics.tsv`` is used when present, otherwise
     the topic id itself is the query.  Relevance above 3 is capped at 3 and
-    negative relevance (TREC "unjudgeable") is skipped.
+    negative relevance (TREC "unjudgeable") is skipped.  Repeated pairs are
+    merged by ``merge`` as in :func:`read_suite_csv`.
     """
+    check_policy(merge)
     path = Path(path)
     topic_text: dict[str, str] = {}
     tpath = Path(topics) if topics else path.with_name(path.name + QRELS_TOPICS_SUFFIX)
@@ -133,8 +133,7 @@ def read_qrels(path: Union[str, Path], name: Optional[str] = None,
             if not sep or not normalise_query(text):
                 raise SuiteError(f"{tpath}, line {n}: expected TOPIC<TAB>QUERY")
             topic_text[tid.strip()] = normalise_query(text)
-    suite = Suite(name or path.stem, source=f"qrels:{path.name}")
-    seen: dict = {}
+    rows = []
     for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -150,10 +149,10 @@ def read_qrels(path: Union[str, Path], name: Optional[str] = None,
         if rel_i < 0:
             continue
         query = topic_text.get(topic, topic)
-        _add_judgment(suite, seen, f"{path}, line {n}", query, doc, str(min(rel_i, MAX_GRADE)))
-    if not suite.queries:
+        rows.append(_raw_row(f"{path}, line {n}", n, query, doc, str(min(rel_i, MAX_GRADE))))
+    if not rows:
         raise SuiteError(f"{path}: no judgments found")
-    return suite
+    return merge_rows(name or path.stem, rows, merge, source=f"qrels:{path.name}", where=str(path))
 
 
 def write_qrels(suite: Suite, path: Union[str, Path]) -> tuple[Path, Path]:
@@ -178,9 +177,9 @@ def write_qrels(suite: Suite, path: Union[str, Path]) -> tuple[Path, Path]:
     return path, tpath
 
 
-def read_suite_file(path: Union[str, Path], name: Optional[str] = None) -> Suite:
-    """Read a CSV or qrels file, chosen by extension (``.qrels``/``.txt`` = qrels)."""
+def read_suite_file(path: Union[str, Path], name: Optional[str] = None, merge: str = DEFAULT_MERGE) -> Suite:
+    """Read a CSV or qrels file, chosen by extension (``.qrels``/``.txt`` = qrels); repeated pairs merged by ``merge``."""
     p = Path(path)
     if p.suffix.lower() in (".qrels", ".txt"):
-        return read_qrels(p, name)
-    return read_suite_csv(p, name)
+        return read_qrels(p, name, merge=merge)
+    return read_suite_csv(p, name, merge=merge)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Optional
 
+from merch_app.evaluation.judgment_merge import merge_rows, repeated_pairs
 from merch_app.evaluation.suite_data import (
-    Suite, SuiteError, check_grade, normalise_query,
+    RawJudgment, Suite, SuiteError, check_grade, normalise_query,
 )
 
 
@@ -40,6 +41,8 @@ def _suite_id(db, name: str) -> Optional[int]:
 def save_suite(db, suite: Suite, *, replace: bool = True) -> int:
     """Store ``suite`` under its name (replacing a suite of that name); returns its id.
 
+    The file rows it was read from (``suite.raw``) and its merge policy are stored too.
+
     Raises
     ------
     SuiteError
@@ -54,35 +57,65 @@ def save_suite(db, suite: Suite, *, replace: bool = True) -> int:
         if sid is not None and not replace:
             raise SuiteError(f"a suite named {name!r} already exists")
         if sid is None:
-            cur = db.execute("INSERT INTO suites(name, description, source, created, updated) "
-                             "VALUES (?, ?, ?, ?, ?)", [name, suite.description, suite.source, now, now])
+            cur = db.execute("INSERT INTO suites(name, description, source, created, updated, merge_policy) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             [name, suite.description, suite.source, now, now, suite.merge_policy])
             sid = cur.lastrowid
         else:
-            db.execute("UPDATE suites SET description = ?, source = ?, updated = ? WHERE suite_id = ?",
-                       [suite.description, suite.source, now, sid])
+            db.execute("UPDATE suites SET description = ?, source = ?, updated = ?, merge_policy = ? "
+                       "WHERE suite_id = ?", [suite.description, suite.source, now, suite.merge_policy, sid])
             db.execute("DELETE FROM judgments WHERE suite_id = ?", [sid])
             db.execute("DELETE FROM suite_queries WHERE suite_id = ?", [sid])
+            db.execute("DELETE FROM raw_judgments WHERE suite_id = ?", [sid])
         db.conn.executemany("INSERT INTO suite_queries(suite_id, query, position) VALUES (?, ?, ?)",
                             [(sid, q, n) for n, q in enumerate(suite.queries)])
         db.conn.executemany("INSERT INTO judgments(suite_id, query, item_id, grade, updated) "
                             "VALUES (?, ?, ?, ?, ?)", [(sid, q, i, g, now) for q, i, g in suite.rows()])
+        db.conn.executemany("INSERT INTO raw_judgments(suite_id, line_no, query, item_id, grade) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            [(sid, r.line, r.query, r.item_id, r.grade) for r in suite.raw])
     suite.suite_id = sid
     return sid
 
 
 def load_suite(db, name: str) -> Suite:
     """The stored suite called ``name`` (:class:`SuiteError` if there is none)."""
-    row = db.execute("SELECT suite_id, name, description, source FROM suites WHERE name = ?",
+    row = db.execute("SELECT suite_id, name, description, source, merge_policy FROM suites WHERE name = ?",
                      [name]).fetchone()
     if row is None:
         known = ", ".join(s["name"] for s in list_suites(db)) or "none"
         raise SuiteError(f"no suite named {name!r} in this workspace (suites: {known})")
     sid = row[0]
-    suite = Suite(row[1], description=row[2] or "", source=row[3] or "", suite_id=sid)
+    suite = Suite(row[1], description=row[2] or "", source=row[3] or "", suite_id=sid, merge_policy=row[4])
     for q in suite_queries(db, sid):
         suite.add_query(q)
     for q, item_id, g in db.execute("SELECT query, item_id, grade FROM judgments WHERE suite_id = ?", [sid]):
         suite.set_grade(q, item_id, g)
+    suite.raw = [RawJudgment(*r) for r in db.execute(
+        "SELECT line_no, query, item_id, grade FROM raw_judgments WHERE suite_id = ? ORDER BY line_no", [sid])]
+    suite.pairs_merged = repeated_pairs(suite.raw)
+    return suite
+
+
+def remerge_suite(db, name: str, policy: str) -> Suite:
+    """Merge the stored file rows of suite ``name`` again by ``policy`` and store the result.
+
+    Only the pairs of the file change; judgments added since (inline rating) on other pairs stay.
+
+    Raises
+    ------
+    SuiteError
+        No such suite, it was not read from a file (no rows kept), or ``policy`` is ``error``
+        and rows disagree (both lines named).
+    """
+    suite = load_suite(db, name)
+    if not suite.raw:
+        raise SuiteError(f"suite {name!r} was not imported from a file, so it has no rows to merge again")
+    merged = merge_rows(suite.name, suite.raw, policy, where=f"suite {name!r}")
+    for q, item_id, g in merged.rows():
+        suite.set_grade(q, item_id, g)
+    suite.merge_policy, suite.pairs_merged = merged.merge_policy, merged.pairs_merged
+    save_suite(db, suite)
     return suite
 
 
@@ -100,6 +133,7 @@ def delete_suite(db, name: str) -> bool:
     with db.conn:
         db.execute("DELETE FROM judgments WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM suite_queries WHERE suite_id = ?", [sid])
+        db.execute("DELETE FROM raw_judgments WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM snapshots WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM suites WHERE suite_id = ?", [sid])
     return True

@@ -5,9 +5,9 @@ from typing import Any
 
 from merch_app.ranking.types import COMPONENTS, Weights
 
-LABELS = {
-    "lexical": "Keyword match (BM25)",
-    "text": "Meaning match (text vectors)",
+LABELS = {  # long forms of ranking.types.COMPONENT_NAMES
+    "lexical": "Keywords (BM25 match)",
+    "text": "Meaning (text vectors)",
     "cf": "Behaviour (collaborative filtering)",
     "popularity": "Popularity",
     "rules": "Merchandising rules",

@@ -18,6 +18,7 @@ from typing import Any, Optional, Protocol, Union
 import numpy as np
 
 from merch_app.data import text_tokens
+from merch_app.data.forget_list import list_revision
 from merch_app.data.workspace import get_setting, workspace_path
 from merch_app.model.encoder import BASE_ENCODER_SETTING, INT8_SETTING, workspace_encoder
 from merch_app.model.encoder_versions import active_encoder_key, deleted_encoder_problem, is_version_id
@@ -116,9 +117,10 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
 
     The workspace file, the model version (id and creation time), the encoder
     asked for, the active encoder version, the base-encoder, int8, vector-index and
-    search-token settings, and the state of the
+    search-token settings, the state of the
     catalogue and of the events (last row ids of items, imports and events:
-    items joining the model, changed titles, popularity).  Every part is an
+    items joining the model, changed titles, popularity), and the forget list
+    (a forget rewrites model files in place: a cached bundle must not keep the user).  Every part is an
     indexed lookup, so the key costs the same at a million items (the Query
     screen asks for it at every keystroke).
     """
@@ -130,7 +132,7 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
     return (str(workspace_path(db)), version.model_id if version else None, version.created if version else None,
             enc, bool(get_setting(db, INT8_SETTING, False)), index_kind(db), last_item, last_import, last_event,
             active_encoder_key(db), get_setting(db, BASE_ENCODER_SETTING),
-            get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE))
+            get_setting(db, text_tokens.SETTING, text_tokens.DEFAULT_MODE), list_revision(db))
 
 
 def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,

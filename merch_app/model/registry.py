@@ -22,11 +22,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from merch_app.data.forget_list import forget_matcher
 from merch_app.data.workspace import get_setting, models_dir
 from merch_app.errors import MerchAppError
 from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
 from merch_app.model.hybrid_files import ModelLoadError
+from merch_app.model.scrub import scrub_listed
 from merch_app.model.vector_index import KINDS, VectorIndex
 from merch_app.model.version_folders import delete_folder_and_rows
 
@@ -234,35 +236,51 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
     The files go to ``<model_id>.tmp-*`` first and are renamed only when
     complete; the table row is inserted after the rename (and the folder
     removed again if that fails).
+
+    Users on the forget list (:mod:`merch_app.data.forget_list`) are removed
+    from ``model`` first (:func:`merch_app.model.scrub.scrub_listed`): a model
+    fitted while a forget ran never registers with that user.  The list is
+    read, the files written and the row inserted in one write transaction
+    (taken before the files are written), so a forget is either listed before
+    it, and honoured here, or comes after the registration and scrubs this
+    version.
     """
     model_id = model_id or new_model_id()
     remove_leftovers(db)
     root = models_dir(db)
     tmp = root / f"{model_id}.tmp-{uuid.uuid4().hex[:8]}"
     final = root / model_id
-    make_active = activate_mode == "always" or (activate_mode == "if_none" and active_version(db) is None)
-    try:
-        model.save(tmp)
-        if make_active:
-            _ensure_index(tmp, model.arrays["T_i"], index_kind(db))
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    row: dict[str, Any] = {
-        "model_id": model_id, "name": name or model_id, "created": _now(),
-        "config": json.dumps(model.config.to_dict()), "metrics": json.dumps(metrics or {}, default=float),
-        "data_snapshot": json.dumps(data_snapshot or {}, default=str), "encoder_id": encoder_id,
-        "path": model_id, "train_seconds": float(train_seconds), "engine": engine, "active": 0,
-    }
+    written = False
     try:
         with db.conn:
+            if not db.conn.in_transaction:
+                db.execute("BEGIN IMMEDIATE")  # the write lock: a forget waits until this version is registered
+            matcher = forget_matcher(db)
+            if matcher is not None:
+                scrub_listed(model, matcher, derive=False)
+            make_active = activate_mode == "always" or (activate_mode == "if_none" and active_version(db) is None)
+            try:
+                model.save(tmp)
+                if make_active:
+                    _ensure_index(tmp, model.arrays["T_i"], index_kind(db))
+                os.replace(tmp, final)
+                written = True
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            row: dict[str, Any] = {
+                "model_id": model_id, "name": name or model_id, "created": _now(),
+                "config": json.dumps(model.config.to_dict()), "metrics": json.dumps(metrics or {}, default=float),
+                "data_snapshot": json.dumps(data_snapshot or {}, default=str), "encoder_id": encoder_id,
+                "path": model_id, "train_seconds": float(train_seconds), "engine": engine, "active": 0,
+            }
             if make_active:
                 db.execute("UPDATE models SET active = 0")
                 row["active"] = 1
             db.insert_rows("models", [row])
     except BaseException:
-        shutil.rmtree(final, ignore_errors=True)
+        if written:
+            shutil.rmtree(final, ignore_errors=True)
         raise
     return get_version(db, model_id)
 

@@ -21,6 +21,9 @@ from typing import Any, Optional
 import numpy as np
 
 COMPONENTS = ("lexical", "text", "cf", "popularity", "rules")
+# The one name each part has wherever it is shown (screens, charts, CLI tables): the slider's word.
+COMPONENT_NAMES = {"lexical": "keywords", "text": "meaning", "cf": "behaviour", "popularity": "popularity",
+                   "rules": "rules"}
 MODES = ("search", "recommend", "related")
 
 # Chosen by the grid search documented in docs/quality.md (search section).

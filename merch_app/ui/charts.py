@@ -14,6 +14,8 @@ from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
+from merch_app.ranking.types import COMPONENT_NAMES
+
 # One colour per score component, used by every chart and the table delegate.
 COMPONENT_COLOURS = {
     "lexical": "#1f77b4",
@@ -64,6 +66,46 @@ def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path
     return Path(path)
 
 
+NO_DATA = "No events yet:\nimport files or open the demo (File menu)"
+
+
+class EmptyState:
+    """A chart's "no data" look: axes and grid hidden, one grey sentence in the middle.
+
+    Drawn instead of fake axes or a solid colour when a chart has nothing to show.
+    """
+
+    def __init__(self, widget: pg.PlotWidget, message: str = NO_DATA) -> None:
+        self.widget = widget
+        self.message = message
+        self.text = pg.TextItem(color="#777777", anchor=(0.5, 0.5))
+        self.text.hide()
+        widget.addItem(self.text, ignoreBounds=True)
+        self.shown = False
+
+    def show(self, message: Optional[str] = None) -> None:
+        item = self.widget.getPlotItem()
+        for axis in ("left", "bottom"):
+            item.hideAxis(axis)
+        item.showGrid(x=False, y=False)
+        self.text.setText(message or self.message)
+        self.widget.setXRange(0, 1, padding=0)
+        self.widget.setYRange(0, 1, padding=0)
+        self.text.setPos(0.5, 0.5)
+        self.text.show()
+        self.shown = True
+
+    def hide(self, grid: tuple[bool, bool] = (True, True)) -> None:
+        if not self.shown:
+            return
+        item = self.widget.getPlotItem()
+        for axis in ("left", "bottom"):
+            item.showAxis(axis)
+        item.showGrid(x=grid[0], y=grid[1], alpha=0.2)
+        self.text.hide()
+        self.shown = False
+
+
 def _short(label: str, n: int = 18) -> str:
     label = str(label)
     return label if len(label) <= n else label[: n - 1] + "…"
@@ -80,6 +122,7 @@ class LineChart:
         self.legend = self.widget.addLegend(offset=legend_offset, brush=box) if legend else None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.symbols = symbols
+        self.empty = EmptyState(self.widget)
 
     def curve(self, name: str, colour: Optional[str] = None) -> pg.PlotDataItem:
         if name not in self.curves:
@@ -107,8 +150,16 @@ class BarChart:
         self.widget.setMouseEnabled(x=False, y=False)
         self.labels: list[str] = []
         self.value_texts: list[pg.TextItem] = []  # one per bar slot, reused between updates
+        self.empty = EmptyState(self.widget)
 
     def set_bars(self, labels: Sequence[str], values: Sequence[float], brushes: Optional[list] = None) -> None:
+        if len(values) == 0 or not np.any(np.asarray(values, float)):
+            self.bars.setOpts(x=[], height=[], width=0.7)
+            for t in self.value_texts:
+                t.hide()
+            self.empty.show()
+            return
+        self.empty.hide(grid=(False, True))
         x = np.arange(len(values), dtype=float)
         opts = dict(x=x, height=np.asarray(values, float), width=0.7)
         if brushes is not None:
@@ -173,6 +224,7 @@ class Histogram:
         self.cutoff = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#d62728", width=2, style=Qt.PenStyle.DashLine),
                                       label="cut-off", labelOpts={"position": 0.9, "color": "#d62728"})
         self.widget.addItem(self.cutoff)
+        self.empty = EmptyState(self.widget, "No scores yet — type a query")
 
     def set_values(self, values: np.ndarray, cutoff: Optional[float], bins: int = 40) -> None:
         values = np.asarray(values, float)
@@ -180,7 +232,9 @@ class Histogram:
         if values.size == 0:
             self.curve.setData([0, 1], [0])
             self.cutoff.hide()
+            self.empty.show()
             return
+        self.empty.hide()
         counts, edges = np.histogram(values, bins=bins)
         self.curve.setData(edges, counts)
         if cutoff is None or not np.isfinite(cutoff):
@@ -203,13 +257,21 @@ class Heatmap:
         self.widget.addItem(self.image)
         self.cell_texts: list[pg.TextItem] = []  # value labels, a pool reused between updates
         self.matrix = np.zeros((0, 0))
+        self.empty = EmptyState(self.widget)
 
     def set_matrix(self, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str],
-                   levels: tuple[float, float] = (0.0, 1.0)) -> None:
+                   levels: tuple[float, float] = (0.0, 1.0), empty: Optional[str] = None) -> None:
+        """Show ``matrix``; an empty (or all-zero) one shows ``empty`` (default: the chart's message)."""
         m = np.asarray(matrix, float)
-        if m.ndim != 2 or m.size == 0:
-            m = np.zeros((1, 1))
-            rows, cols = [""], [""]
+        if m.ndim != 2 or m.size == 0 or not np.any(np.nan_to_num(m)):
+            self.matrix = np.zeros((0, 0))
+            self.image.clear()
+            self._label_cells(np.zeros((0, 0)), levels)
+            self.widget.getAxis("left").setTicks([[]])
+            self.widget.getAxis("bottom").setTicks([[]])
+            self.empty.show(empty)
+            return
+        self.empty.hide(grid=(False, False))
         self.matrix = m
         self.image.setImage(np.nan_to_num(m), levels=levels)
         self._label_cells(m if m.size <= MAX_CELL_LABELS and any(rows) else np.zeros((0, 0)), levels)
@@ -248,10 +310,19 @@ class Waterfall:
         self.widget.setMouseEnabled(x=False, y=False)
         self.bars = pg.BarGraphItem(x=[], y0=[], height=[], width=0.6, pen=None)
         self.widget.addItem(self.bars)
-        self.widget.addItem(pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen("#888")))
+        self.zero = pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen("#888"))
+        self.widget.addItem(self.zero)
         self.values: dict[str, float] = {}
+        self.empty = EmptyState(self.widget, "Select a result to see\nits score build-up")
 
     def set_components(self, components: dict[str, float]) -> None:
+        self.zero.setVisible(bool(components))
+        if not components:
+            self.bars.setOpts(x=[], y0=[], height=[], width=0.6)
+            self.values = {}
+            self.empty.show()
+            return
+        self.empty.hide(grid=(False, True))
         names = list(components)
         vals = np.array([float(components[n]) for n in names])
         start = np.concatenate([[0.0], np.cumsum(vals)[:-1]]) if len(vals) else np.zeros(0)
@@ -262,7 +333,7 @@ class Waterfall:
         brushes = [component_colour(n) for n in names] + [QColor("#444444")]
         self.bars.setOpts(x=x, y0=y0, height=heights, width=0.6, brushes=brushes)
         self.values = dict(components, total=total)
-        short = {"lexical": "lex", "popularity": "pop"}
+        short = {**COMPONENT_NAMES, "popularity": "popular"}
         self.widget.getAxis("bottom").setTicks([[(i, short.get(n, n)) for i, n in enumerate(names + ["total"])]])
         lo = min(0.0, float(np.min(np.concatenate([y0, y0 + heights]))))
         hi = max(0.0, float(np.max(np.concatenate([y0, y0 + heights]))))

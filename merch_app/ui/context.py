@@ -10,14 +10,17 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from merch_app.data.workspace import WorkspaceError, open_workspace
+from merch_app.data.workspace import WorkspaceError, change_marks, data_version, open_workspace
 from merch_app.model.registry import active_version, version_folder
 
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("config.json", "ids.json", "arrays.safetensors")  # checked cheaply at start-up
+POLL_MS = 2000  # how often the window looks for commits of other connections (one PRAGMA when nothing changed)
+EXTERNAL = {"models": "a model version was trained, activated, renamed or deleted",
+            "data": "data was imported or removed"}
 
 
 class WorkspaceContext(QObject):
@@ -31,16 +34,36 @@ class WorkspaceContext(QObject):
         Items/events changed (an import finished).
     models_changed()
         A model version was trained, renamed, activated or deleted.
+    external_change(str)
+        Another window or program changed the workspace (found by :meth:`poll_changes`, which
+        then also emits ``data_changed`` / ``models_changed``); the text says what, as a sentence.
+
+    Another connection's commits are noticed through SQLite's ``PRAGMA data_version``, polled
+    every :data:`POLL_MS`; :func:`~merch_app.data.workspace.change_marks` then tells which part
+    changed.  This window's own jobs write through their own connections too, so the poll waits
+    while ``busy()`` is true and for one tick after a job ended (the screen that ran it emits the
+    signal), and each signal re-reads its own mark, so a change is announced once.
     """
 
     workspace_changed = Signal(object)
     data_changed = Signal()
     models_changed = Signal()
+    external_change = Signal(str)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.path: Optional[Path] = None
         self.db = None
+        self.busy = lambda: False  # the window's "a job of mine runs" (its writes are not another program's)
+        self._version: Optional[int] = None
+        self._marks: dict[str, tuple] = {}
+        self._settle = False
+        # connected first, so the marks are current before any screen reacts
+        self.models_changed.connect(lambda: self._remember("models"))
+        self.data_changed.connect(lambda: self._remember("data"))
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self.poll_changes)
 
     @property
     def name(self) -> str:
@@ -65,12 +88,61 @@ class WorkspaceContext(QObject):
         if self.db is not None:
             self.db.close()
         self.path, self.db = path, db
+        self._version, self._marks = data_version(db), change_marks(db)
+        self._poll.start()
         self.workspace_changed.emit(path)
 
     def close(self) -> None:
+        self._poll.stop()
         if self.db is not None:
             self.db.close()
         self.db = None
+
+    # ------------------------------------------------------- other connections
+    def job_ended(self, *_args) -> None:
+        """A job of this window ended: the next poll waits (its screen announces what the job changed)."""
+        self._settle = True
+
+    def _remember(self, part: str) -> None:
+        if self.db is not None:
+            try:
+                self._marks[part] = change_marks(self.db)[part]
+            except Exception as exc:  # noqa: BLE001 - a locked or damaged file must not break a signal
+                log.warning("cannot read the workspace's change marks: %s", exc)
+
+    def poll_changes(self) -> list[str]:
+        """Look for commits of other connections; emit the signals of the parts they changed.
+
+        Returns
+        -------
+        list of str
+            The parts changed (``models``, ``data``), empty when nothing (or this window's job) did.
+        """
+        if self.db is None or self.busy():
+            return []
+        if self._settle:
+            self._settle = False
+            return []
+        try:
+            version = data_version(self.db)
+            if version == self._version:
+                return []
+            self._version = version
+            marks = change_marks(self.db)
+        except Exception as exc:  # noqa: BLE001 - e.g. locked for a moment by another writer: try next tick
+            log.warning("cannot poll the workspace for changes: %s", exc)
+            return []
+        changed = [part for part in EXTERNAL if marks[part] != self._marks.get(part)]
+        self._marks.update(marks)
+        if not changed:
+            return []
+        self.external_change.emit("Another window or program changed this workspace: "
+                                  + " and ".join(EXTERNAL[p] for p in changed) + ". The screens show it now.")
+        if "data" in changed:
+            self.data_changed.emit()
+        if "models" in changed:
+            self.models_changed.emit()
+        return changed
 
     def active_model(self) -> tuple[Optional[Any], Optional[str]]:
         """(active ModelVersion or None, warning text or None); never raises."""

@@ -87,6 +87,9 @@ class MainWindow(QMainWindow):
         sb.addWidget(QLabel("|"))
         sb.addWidget(self.model_label)
         sb.addPermanentWidget(self.job_status)
+        self.job_status.panel.float_over(self.stack)
+        self.banner.below = self.job_status.panel
+        self.job_status.panel.placed.connect(self.banner.follow)
 
         self.screens: dict[str, QWidget] = {}
         self._broken_screens: list[str] = []
@@ -97,6 +100,8 @@ class MainWindow(QMainWindow):
         self._build_menu()
         self.ctx.workspace_changed.connect(self._on_workspace_changed)
         self.ctx.models_changed.connect(self.refresh_model_label)
+        self.ctx.busy = self.busy
+        self.ctx.external_change.connect(lambda text: self.show_message(text, "info"))
         if self._broken_screens:
             self.show_message("Some screens could not start: " + "; ".join(self._broken_screens), "error")
         if workspace is not None:
@@ -152,6 +157,7 @@ class MainWindow(QMainWindow):
         runner.job_started.connect(self.job_status.started)
         runner.job_progress.connect(self.job_status.progress)
         runner.job_finished.connect(self.job_status.finished)
+        runner.job_finished.connect(self.ctx.job_ended)
         runner.job_failed.connect(lambda _h, text: self.show_message(text, "error"))
         self.runners.append(runner)
         return runner
@@ -173,7 +179,8 @@ class MainWindow(QMainWindow):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().resizeEvent(event)
-        QTimer.singleShot(0, self, self.banner.follow)  # after the layout has moved the screens
+        QTimer.singleShot(0, self, self.job_status.panel.follow)  # after the layout has moved the screens
+        QTimer.singleShot(0, self, self.banner.follow)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt name
         """Ask when a long job runs, then cancel running jobs, wait for their threads and close."""
@@ -184,6 +191,7 @@ class MainWindow(QMainWindow):
         if self.busy():
             self.statusBar().showMessage("Waiting for running jobs to stop…")
             self.job_status.hide()
+            self.job_status.panel.hide()
         for r in self.runners:
             r.cancel()
         for r in self.runners:

@@ -40,6 +40,8 @@ class DoctorPanel(QWidget):
 
     run_requested = Signal()
     item_requested = Signal(str)
+    INTRO = ("Checks item texts, duplicates and untouched items; with a model also near-duplicates, the "
+             "cold-start lens and popularity bias.")
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,8 +55,7 @@ class DoctorPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setMaximumWidth(240)
-        self.status = note_label("Checks item texts, duplicates and untouched items; with a model also "
-                                 "near-duplicates, the cold-start lens and popularity bias.")
+        self.status = note_label(self.INTRO)
         row.addWidget(self.run_button)
         row.addWidget(self.progress)
         row.addWidget(self.status, 1)
@@ -89,6 +90,17 @@ class DoctorPanel(QWidget):
             self.tables[key] = t
             self.tabs.addTab(t, label)
         lay.addWidget(self.tabs, 2)
+
+    def clear(self) -> None:
+        """Forget the report (another workspace was opened)."""
+        self.report = None
+        self.progress.setValue(0)
+        self.status.setText(self.INTRO)
+        self.summary.setText("")
+        self._charts(None, None)
+        for n, (key, table) in enumerate(self.tables.items()):
+            fill_table(table, [], [])
+            self.tabs.setTabText(n, self.tabs.tabText(n).split(" (")[0])
 
     def _open(self, table: QTableWidget) -> None:
         item_id = selected_text(table, 0)

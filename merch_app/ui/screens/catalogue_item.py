@@ -81,6 +81,18 @@ class ItemPagePanel(QWidget):
             self.item_requested.emit(item_id)
 
     # ---------------------------------------------------------------- drawing
+    def clear(self) -> None:
+        """Show no item (another workspace was opened)."""
+        self.page, self.model_views = None, None
+        self.id_box.clear()
+        self.header.setText("No item open.")
+        self.activity.clear()
+        self.funnel.set_funnel([], [], [], 0)
+        for t in (self.buyers, self.queries, self.related_text, self.related_cf):
+            t.clearSpans()
+            fill_table(t, [], [])
+        self.note.setText("")
+
     def loading(self, item_id: str) -> None:
         self.id_box.setText(item_id)
         self.header.setText(f"Loading {html.escape(item_id)}…")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -100,6 +101,7 @@ class CatalogueScreen(Screen):
         row.addStretch(1)
         lay.addLayout(row)
         self.how = HourOfWeekHeatmap("Activity by category and hour of the week (UTC)")
+        self.how.widget.setMinimumHeight(200)  # with the segments below, the tab fits a 720 px window
         lay.addWidget(self.how.widget, 3)
         self.how_note = note_label()
         lay.addWidget(self.how_note)
@@ -115,6 +117,7 @@ class CatalogueScreen(Screen):
         sl.addLayout(srow)
         self.affinity = SignedHeatmap("Segment × category: model score relative to the segment's own average "
                                       "and to the other segments")
+        self.affinity.widget.setMinimumHeight(200)
         sl.addWidget(self.affinity.widget, 1)
         self.seg_note = note_label()
         sl.addWidget(self.seg_note)
@@ -123,16 +126,29 @@ class CatalogueScreen(Screen):
 
     # ------------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
-        self.generation += 1
-        self.item_group, self.map_result, self.heat, self.segments = None, None, None, None
+        self._forget_views()
+        self.item_id = None
+        self.item_panel.clear()
+        self.doctor.clear()
         self.reload_when_shown()
 
     def on_data_changed(self) -> None:
-        self.on_workspace_changed()
+        self._forget_views()
+        self.doctor.clear()
+        if self.item_id:
+            self.open_item(self.item_id)  # its events and buyers changed
+        self.reload_when_shown()
 
     def on_models_changed(self) -> None:
         self.generation += 1
+        self.item_group, self.map_result, self.segments = None, None, None
+        if self.item_panel.page is not None and self.item_panel.page.exists:
+            self._show_item(self.item_panel.page)  # related items and ranks come from the model
         self.reload_when_shown()
+
+    def _forget_views(self) -> None:
+        self.generation += 1
+        self.item_group, self.map_result, self.heat, self.segments = None, None, None, None
 
     def on_shown(self) -> None:
         if self.load_on_show():
@@ -141,9 +157,10 @@ class CatalogueScreen(Screen):
             self.load_segments()
 
     # -------------------------------------------------------------------- map
-    def _model_job(self, fn, label: str, on_result, channel: str) -> None:
+    def _model_job(self, fn, label: str, on_result, channel: str, on_error=None) -> None:
         """Model jobs share one worker (one bundle in memory); a new job replaces one of its channel only."""
-        self.model_runner.start(fn, label=label, on_result=on_result, on_error=self._error, channel=channel)
+        self.model_runner.start(fn, label=label, on_result=on_result, on_error=on_error or self._error,
+                                channel=channel)
 
     def load_map(self) -> None:
         if self.ctx.path is None:
@@ -151,7 +168,15 @@ class CatalogueScreen(Screen):
         kind = MAP_KINDS[self.map_kind.currentText()]
         args = (self.ctx.path, self.generation, self.encoder_spec, kind)
         self.map_note.setText("Projecting vectors…")
-        self._model_job(lambda ctx: ij.map_job(ctx, *args), "Embedding map", self._show_map, "map")
+        self._model_job(lambda ctx: ij.map_job(ctx, *args), "Embedding map", self._show_map, "map",
+                        on_error=self._map_failed)
+
+    def _map_failed(self, exc: BaseException, _tb: str) -> None:
+        """The map says why it is empty (e.g. no items yet) instead of "projecting" forever."""
+        text = error_text(exc)
+        self.map_note.setText(text)
+        self.map.set_map(np.zeros((0, 2)), [], [], np.zeros(0, np.int32), [])
+        self.map.empty.show(text)
 
     def _show_map(self, result: dict[str, Any]) -> None:
         self.map_result = result
@@ -213,7 +238,7 @@ class CatalogueScreen(Screen):
     def _show_segments(self, result: Optional[dict[str, Any]]) -> None:
         self.segments = result
         if result is None:
-            self.affinity.set_data([[0.0]], [""], [""])
+            self.affinity.set_data([[0.0]], [""], [""], empty="Segments need a trained CF model (Train screen)")
             self.seg_note.setText("Segments need a trained CF model (Train screen).")
             return
         aff = result["segments"].affinity

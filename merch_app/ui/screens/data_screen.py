@@ -111,7 +111,7 @@ class DataScreen(Screen):
         self.long_tail_curve = self.long_tail.curve("items", "#2ca02c")
         self.long_tail_curve.setFillLevel(0)
         self.long_tail_curve.setBrush((44, 160, 44, 50))
-        self.long_tail.widget.plot([0, 1], [0, 1], pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
+        self.long_tail_even = self.long_tail.widget.plot([0, 1], [0, 1], pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
         grid.addWidget(self.per_day.widget, 0, 0, 1, 2)
         grid.addWidget(self.by_type.widget, 1, 0)
         grid.addWidget(self.long_tail.widget, 1, 1)
@@ -336,13 +336,18 @@ class DataScreen(Screen):
         self.cards["last_ts"].set((s.last_ts or "—")[:10])
         lx, ly = s.long_tail
         self.long_tail_curve.setData(np.asarray(lx, float), np.asarray(ly, float))
+        self.long_tail_even.setVisible(bool(len(lx)))
+        self.long_tail.empty.show() if not len(lx) else self.long_tail.empty.hide()
 
     def _draw_per_day(self, s) -> None:
         dates, counts = s.events_per_day
         x = np.array([iso_to_epoch(d) for d in dates], float)
         self.per_day_curve.setData(x, np.asarray(counts, float))
         if len(x):
+            self.per_day.empty.hide()
             self.per_day.widget.autoRange()
+        else:
+            self.per_day.empty.show()
 
     def _draw_types(self, s, rejected) -> None:
         types = list(s.events_by_type)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 SUMMARY = ["system", "wins", "losses", "ties", "Δ mean", "CI low", "CI high", "p-value", "Jaccard@k", "RBO"]
 
+NO_COMPARISON = "Run the suite with two or more systems (Results tab), then compare."
+
 
 class ComparePanel(QWidget):
     """Pick a baseline run and others; see deltas, wins/losses/ties, p-values, overlap and rank moves."""
@@ -56,6 +58,8 @@ class ComparePanel(QWidget):
             top.addWidget(w)
         top.addWidget(self.compare_button)
         top.addStretch(1)
+        lay.addLayout(top)
+        top = QHBoxLayout()  # snapshots on a row of their own: one row of both did not fit 1280 px
         top.addWidget(QLabel("Snapshot:"))
         self.snapshots = QComboBox()
         self.snapshots.setMinimumWidth(180)
@@ -70,6 +74,7 @@ class ComparePanel(QWidget):
         self.diff_button.clicked.connect(self.diff_with_snapshot)
         for w in (self.snapshots, self.threshold, self.save_snap, self.diff_button):
             top.addWidget(w)
+        top.addStretch(1)
         lay.addLayout(top)
 
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -82,7 +87,7 @@ class ComparePanel(QWidget):
         self.summary.view.setMaximumHeight(130)
         self.summary.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._pick_system(cur.row()))
         ll.addWidget(self.summary.view)
-        self.status = QLabel("Run the suite with two or more systems (Results tab), then compare.")
+        self.status = QLabel(NO_COMPARISON)
         self.status.setWordWrap(True)
         ll.addWidget(self.status)
         self.queries = SortableTable(["query", "baseline", "system", "Δ", "Jaccard@k", "RBO", "regression"])
@@ -101,6 +106,18 @@ class ComparePanel(QWidget):
         lay.addWidget(split, 1)
 
     # ------------------------------------------------------------------ runs
+    def clear(self) -> None:
+        """Forget the runs, the comparison and the snapshot diff (another workspace was opened)."""
+        self.comparison, self.diff, self.system = None, None, None
+        self.set_runs([], [])
+        self.summary.set_rows([])
+        self.queries.set_rows([])
+        self.status.setText(NO_COMPARISON)
+        self.delta_chart.set_bars([], [])
+        self.slope.widget.setTitle("Rank moves for the selected query", size="10pt", color="#222")
+        self.slope.set_moves([], "", "", {}, 10)
+        self.refresh_snapshots()
+
     def set_runs(self, labels: list[str], metrics: list[str]) -> None:
         """Offer the kept runs (newest last) as baseline and comparison systems."""
         base = self.baseline.currentText()

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.judgment_merge import DEFAULT_MERGE
 from merch_app.evaluation.suite_data import Suite
 from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
 from merch_app.evaluation.suite_run import SuiteRun
@@ -38,10 +39,25 @@ from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_compare import ComparePanel
 from merch_app.ui.screens.evaluate_judge import JudgePanel
 from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell, write_report_files
+from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 MAX_RUNS = 6
 SUITE_FILTER = "Suites (*.csv *.qrels *.txt);;All files (*)"
+NO_RUN = "Run a suite to see per-query metrics (worst first). Double-click a query to open it on the Query screen."
+MERGE_CHOICES = {"use the mean grade, rounded half up": "mean", "use the highest grade": "max",
+                 "use the last row in the file": "latest", "refuse the file": "error"}
+
+
+def import_message(s: Suite) -> str:
+    """The sentence shown after a suite file was imported."""
+    text = f"Suite “{s.name}”: {len(s.queries)} queries, {s.n_judgments} judgments"
+    if s.pairs_merged:
+        how = {"mean": "their mean grade (rounded half up)", "max": "their highest grade",
+               "latest": "the last row in the file"}.get(s.merge_policy or "", s.merge_policy)
+        text += (f"; {s.pairs_merged:,} (query, item) pairs were judged more than once and merged to {how} "
+                 f"({len(s.raw):,} rows kept)")
+    return text + "."
 
 
 class EvaluateScreen(Screen):
@@ -70,7 +86,7 @@ class EvaluateScreen(Screen):
         self.suite_combo.setMinimumWidth(200)
         self.suite_combo.currentIndexChanged.connect(self._suite_changed)
         bar.addWidget(self.suite_combo)
-        self.suite_info = QLabel()
+        self.suite_info = shrinkable(QLabel())  # a long description must not widen the window
         self.suite_info.setStyleSheet("color: #555;")
         bar.addWidget(self.suite_info, 1)
         self.buttons = {}
@@ -131,8 +147,7 @@ class EvaluateScreen(Screen):
     def _results_tab(self) -> QWidget:
         w = QWidget()
         lay = QVBoxLayout(w)
-        self.mean_label = QLabel("Run a suite to see per-query metrics (worst first). Double-click a query to "
-                                 "open it on the Query screen.")
+        self.mean_label = QLabel(NO_RUN)
         self.mean_label.setWordWrap(True)
         lay.addWidget(self.mean_label)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -153,7 +168,12 @@ class EvaluateScreen(Screen):
     def on_workspace_changed(self) -> None:
         self.generation += 1
         self.runs.clear()
-        self.run = None
+        self.run, self.run_suite_id = None, None
+        self.results.set_rows([])
+        self.ndcg_chart.set_bars([], [])
+        self.means_chart.set_runs([])
+        self.mean_label.setText(NO_RUN)
+        self.compare.clear()
         self.refresh_suites()
         self.refresh_models()
 
@@ -218,13 +238,17 @@ class EvaluateScreen(Screen):
     def _refresh_info(self) -> None:
         name = self.suite_name()
         if name == ej.BEHAVIOUR:
-            self.suite_info.setText("judgments generated from searches followed by click (1), cart (2), purchase (3)")
+            self._set_suite_info("judgments generated from searches followed by click (1), cart (2), purchase (3)")
             return
         if self.ctx.db is not None and name:
             self._suites = list_suites(self.ctx.db)
         s = next((s for s in self._suites if s["name"] == name), None)
-        self.suite_info.setText(f"{s['queries']} queries · {s['judgments']} judgments · {s['source'] or 'gui'}"
+        self._set_suite_info(f"{s['queries']} queries · {s['judgments']} judgments · {s['source'] or 'gui'}"
                                 if s else "no suite yet: New… / Import… / From behaviour")
+
+    def _set_suite_info(self, text: str) -> None:
+        self.suite_info.setText(text)
+        self.suite_info.setToolTip(text)  # the label may be cut on a narrow window
 
     def suite_edited(self) -> None:
         self._refresh_info()
@@ -240,18 +264,17 @@ class EvaluateScreen(Screen):
                              on_result=lambda _sid: self.refresh_suites(select=name),
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
-    def import_suite(self, file: Path, name: Optional[str] = None) -> None:
-        """Import a CSV/qrels file as a suite (replaces a suite of the same name)."""
+    def import_suite(self, file: Path, name: Optional[str] = None, merge: str = DEFAULT_MERGE) -> None:
+        """Import a CSV/qrels file as a suite (replaces a suite of the same name); repeated pairs merged by ``merge``."""
         path = self.ctx.path
 
         def job(ctx):
-            s = read_suite_file(file, name)
+            s = read_suite_file(file, name, merge=merge)
             save_suite(ctx.db(path), s)
             return s
 
         self.io_runner.start(job, cancel_previous=False, keep_stale=True, label=f"Importing {Path(file).name}",
-                             on_result=lambda s: (self.refresh_suites(select=s.name), self.show_info(
-                                 f"Suite “{s.name}”: {len(s.queries)} queries, {s.n_judgments} judgments.")),
+                             on_result=lambda s: (self.refresh_suites(select=s.name), self.show_info(import_message(s))),
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def add_demo_suite(self) -> None:
@@ -367,8 +390,13 @@ class EvaluateScreen(Screen):
 
     def _import_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import suite", "", SUITE_FILTER)
-        if path:
-            self.import_suite(Path(path))
+        if not path:
+            return
+        labels = list(MERGE_CHOICES)
+        choice, ok = QInputDialog.getItem(self, "Import suite", "When a (query, item) pair is judged more than once:",
+                                          labels, 0, False)
+        if ok:
+            self.import_suite(Path(path), merge=MERGE_CHOICES[choice])
 
     def _export_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export suite", f"{self.suite_name()}.csv", SUITE_FILTER)

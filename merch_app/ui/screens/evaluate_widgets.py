@@ -92,8 +92,9 @@ class SortableTable:
 class SlopeChart:
     """Rank moves of one query between two systems: left ranks, right ranks, a line per item."""
 
-    def __init__(self, title: str = "Rank moves") -> None:
-        self.widget = make_plot(title, min_height=260)
+    def __init__(self, title: str = "Rank moves", label_chars: int = 20, min_height: int = 260) -> None:
+        self.label_chars = label_chars  # item titles are cut to this many characters
+        self.widget = make_plot(title, min_height=min_height)
         self.widget.showGrid(x=False, y=False)
         self.widget.setMouseEnabled(x=False, y=False)
         self.widget.getViewBox().invertY(True)
@@ -128,7 +129,7 @@ class SlopeChart:
         for t in self.texts:
             t.hide()
         for n, m in enumerate(moves):
-            label = _short(titles.get(m["item_id"], m["item_id"]) or m["item_id"], 20)
+            label = _short(titles.get(m["item_id"], m["item_id"]) or m["item_id"], self.label_chars)
             if m["left"] is not None:
                 t = self.texts[2 * n]
                 t.setText(f"{m['left']}. {label}")

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QList
 
 from merch_app.data.text_tokens import has_han, is_han
 from merch_app.ranking.rule_hook import describe_effect
+from merch_app.ranking.types import COMPONENT_NAMES
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
 from merch_app.ui.screens.common import entry_row, fill_table, header_label, make_table
 
@@ -63,6 +64,8 @@ def _highlight_han(word: str, terms: list[str]) -> str:
             i += 1
     return "".join(out)
 
+WORDS_EMPTY = "Select a result to see\nhow its words match the query"
+
 
 class ExplainPanel(QWidget):
     """Draws an :class:`~merch_app.explain.explanation.Explanation` (as given by ``explain_item``)."""
@@ -76,10 +79,11 @@ class ExplainPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         self.header = header_label("Select a result to see why it is there.")
         lay.addWidget(self.header)
-        self.legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {n}" for n, c in COMPONENT_COLOURS.items())
+        self.legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {COMPONENT_NAMES[n]}" for n, c in COMPONENT_COLOURS.items())
                              + "  · <span style='background:#ffe066'>keyword match</span>"
                              + "  · <span style='text-decoration:underline; color:#c25400'>meaning match</span>")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)  # wraps in a narrow panel (1280 px window) instead of widening it
         lay.addWidget(self.legend)
 
         charts = QHBoxLayout()
@@ -134,7 +138,7 @@ class ExplainPanel(QWidget):
         self.explanation = None
         self.header.setText(text)
         self.waterfall.set_components({})
-        self.heatmap.set_matrix(np.zeros((0, 0)), [], [])
+        self.heatmap.set_matrix(np.zeros((0, 0)), [], [], empty=WORDS_EMPTY)
         fill_table(self.terms_table, [], [])
         self.because_list.clear()
         self.semantic_label.setText("")
@@ -150,7 +154,7 @@ class ExplainPanel(QWidget):
         status = "" if exp.status == "shown" else f" <span style='color:#b42318'>({html.escape(exp.reason or exp.status)})</span>"
         self.header.setText(f"<b>{rank}</b> · <code>{html.escape(exp.item_id)}</code> · {title}{status}"
                             f"<br><span style='color:#555'>score {exp.score:.4f} = "
-                            + " + ".join(f"{c['component']} {c['contribution']:.3f}" for c in exp.components
+                            + " + ".join(f"{COMPONENT_NAMES[c['component']]} {c['contribution']:.3f}" for c in exp.components
                                          if c["contribution"]) + "</span>")
         self.waterfall.set_components({c["component"]: float(c["contribution"]) for c in exp.components})
 
@@ -160,7 +164,7 @@ class ExplainPanel(QWidget):
         if matrix.size and qwords and iwords:
             self.heatmap.set_matrix(matrix[:, : len(iwords)], qwords, iwords)
         else:
-            self.heatmap.set_matrix(np.zeros((0, 0)), [], [])
+            self.heatmap.set_matrix(np.zeros((0, 0)), [], [], empty="No word-by-word match\nfor this result")
 
         terms = lexical.get("terms") or []
         rewritten = [[f"{c['original']} → {c['corrected']}", "spelling corrected", "", ""]

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
 from merch_app.insights.common import PATH_LEVELS, WEEKDAYS
-from merch_app.ui.charts import Heatmap, make_plot
+from merch_app.ui.charts import EmptyState, Heatmap, make_plot
 
 # 12 distinguishable colours (Tableau 10 + 2) and grey for "(other)" / "(no category)".
 CATEGORY_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -70,6 +70,7 @@ class CategoryMap(QObject):
         self.hovered: Optional[int] = None
         self._move_proxy = pg.SignalProxy(self.widget.scene().sigMouseMoved, rateLimit=40, slot=self._moved)
         self.widget.scene().sigMouseClicked.connect(self._clicked)
+        self.empty = EmptyState(self.widget, "No items yet — import a catalogue or open the demo (File menu)")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,6 +82,11 @@ class CategoryMap(QObject):
         self.ids, self.titles = list(ids), list(titles)
         self.codes = np.asarray(codes, dtype=np.int32)
         self.names = list(names)
+        if len(self.xy):
+            self.empty.hide(grid=(False, False))
+        else:
+            self.empty.show()
+        self.legend.setVisible(bool(self.names))
         size = self.point_size if len(self.xy) > 20000 else self.point_size + 2
         self.legend.clear()
         for c, name in enumerate(self.names):
@@ -269,6 +275,8 @@ class HourOfWeekHeatmap(Heatmap):
             v = np.divide(v, peak, out=np.zeros_like(v), where=peak > 0)
         top = float(v.max()) if v.size else 1.0
         self.set_matrix(v, list(rows), [""] * (v.shape[1] if v.ndim == 2 else 0), levels=(0.0, top or 1.0))
+        if not self.matrix.size:
+            return
         self.widget.getAxis("left").setTicks([[(i + 0.5, r[:30]) for i, r in enumerate(rows)]])
         self.widget.getAxis("bottom").setTicks([[(d * 24 + 12, day) for d, day in enumerate(WEEKDAYS)]])
 
@@ -281,10 +289,13 @@ class SignedHeatmap(Heatmap):
         self.widget.setMinimumHeight(240)
         self.widget.getAxis("bottom").setHeight(52)
 
-    def set_data(self, values: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> None:
+    def set_data(self, values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
+                 empty: Optional[str] = None) -> None:
         v = np.asarray(values, float)
         m = float(np.abs(v).max()) if v.size else 1.0
-        self.set_matrix(v, list(rows), list(cols), levels=(-(m or 1.0), m or 1.0))
+        self.set_matrix(v, list(rows), list(cols), levels=(-(m or 1.0), m or 1.0), empty=empty)
+        if not self.matrix.size:
+            return
         self.widget.getAxis("left").setTicks([[(i + 0.5, r[:24]) for i, r in enumerate(rows)]])
         # "a · b · c" group names wrap onto one line per word
         self.widget.getAxis("bottom").setTicks([[(j + 0.5, "\n".join(c.split(" · ")[:3])[:40])

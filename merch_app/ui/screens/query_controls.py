@@ -84,7 +84,8 @@ class QueryControls(QWidget):
 
         self.profile = shrinkable(QLabel("anonymous: popularity and text only"))
         self.profile.setStyleSheet("color: #555;")
-        lay.addWidget(self.profile)
+        filters = QHBoxLayout()  # the user's profile line, then the filters (three rows fit a 1280 px window)
+        filters.addWidget(self.profile, 1)
 
         row2 = QHBoxLayout()
         self.category = QComboBox()
@@ -98,13 +99,14 @@ class QueryControls(QWidget):
             box.setFixedWidth(70)
         self.has_events = QCheckBox("has events")
         self.has_events.setToolTip("Only items that someone viewed, bought, … at least once")
-        row2.addWidget(self.category)
-        row2.addWidget(QLabel("Price:"))
-        row2.addWidget(self.price_min)
-        row2.addWidget(QLabel("–"))
-        row2.addWidget(self.price_max)
-        row2.addWidget(self.has_events)
-        row2.addSpacing(16)
+        filters.addWidget(self.category)
+        filters.addWidget(QLabel("Price:"))
+        filters.addWidget(self.price_min)
+        filters.addWidget(QLabel("–"))
+        filters.addWidget(self.price_max)
+        filters.addWidget(self.has_events)
+        lay.addLayout(filters)
+        row2.addWidget(QLabel("Weights:"))
         self.sliders: dict[str, QLabeledDoubleSlider] = {}
         for key, label, comp in WEIGHT_SLIDERS:
             name = QLabel(f"<span style='color:{COMPONENT_COLOURS[comp]}'>■</span> {label}")
@@ -163,6 +165,18 @@ class QueryControls(QWidget):
         lo, hi = price_range
         self.price_min.setPlaceholderText(f"min {lo:g}")
         self.price_max.setPlaceholderText(f"max {hi:g}")
+
+    def clear_choices(self) -> None:
+        """Empty the user and category pickers (another workspace was opened: its users and categories differ)."""
+        for box, first in ((self.user, ANONYMOUS), (self.category, ANY_CATEGORY)):
+            box.blockSignals(True)
+            box.clear()
+            box.addItem(first, None)
+            box.setCurrentIndex(0)
+            box.blockSignals(False)
+        self._last_user = None
+        self.price_min.setPlaceholderText("min")
+        self.price_max.setPlaceholderText("max")
 
     def _mode_changed(self) -> None:
         mode = self.mode.currentData()

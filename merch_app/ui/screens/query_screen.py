@@ -94,7 +94,13 @@ class QueryScreen(Screen):
                                     "it was trained with until you retrain.")
         self.encoder_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.encoder_box.activated.connect(self._encoder_chosen)
+        self.pin_button = QPushButton("Pin baseline")
+        self.pin_button.setCheckable(True)
+        self.pin_button.setToolTip("Keep these results as the baseline the Δ column compares every later "
+                                   "list with (another query, weights, user or model)")
+        self.pin_button.toggled.connect(self._pin_toggled)
         status_row.addWidget(self.status, 1)
+        status_row.addWidget(self.pin_button)
         status_row.addWidget(QLabel("Encoder:"))
         status_row.addWidget(self.encoder_box)
         status_row.addWidget(self.export_results_button)
@@ -147,6 +153,9 @@ class QueryScreen(Screen):
 
     # ----------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
+        self.engine_info = None
+        self._selected_id = None
+        self.controls.clear_choices()
         self._invalidate(clear=True)
         self.refresh_encoders()
 
@@ -249,12 +258,30 @@ class QueryScreen(Screen):
             request = replace(request, literal=True)
         args = self._args()
         send_map = self.map_generation != self.generation
-        self.status.setText("ranking…" if self.engine_info else "loading the model and item vectors…")
+        self.status.setText("searching…" if self.engine_info else "loading the model and item vectors…")
+        self._set_stale(True)
         self.runner_.start(lambda ctx: qe.run_query(ctx, *args, request, send_map),
                            label="" if self.engine_info else "Loading model for querying",
                            on_result=self._show_result, on_error=self._query_failed, channel="query")
 
+    def _set_stale(self, stale: bool) -> None:
+        """Grey the shown results while a newer query runs (they answer the previous input)."""
+        self.table.setStyleSheet("QTableView { color: #9a9a9a; }" if stale else "")
+
+    def _pin_toggled(self, on: bool) -> None:
+        if on and self.result is not None:
+            req = self.result.request
+            self.model.pin(req.query or req.item_id or req.user_id or req.mode)
+            self.pin_button.setText("Unpin baseline")
+        else:
+            self.model.unpin()
+            self.pin_button.setText("Pin baseline")
+            self.pin_button.blockSignals(True)
+            self.pin_button.setChecked(False)
+            self.pin_button.blockSignals(False)
+
     def _show_result(self, res: qe.QueryResult) -> None:
+        self._set_stale(False)
         rl = res.ranked
         first_of_engine = self.engine_info is None or self.engine_info is not res.info
         self.engine_info = res.info
@@ -317,6 +344,7 @@ class QueryScreen(Screen):
         self.run_query()
 
     def _query_failed(self, exc: BaseException, _tb: str) -> None:
+        self._set_stale(False)
         text = error_text(exc)
         self.status.setText(f"<span style='color:#b42318'>{text}</span>")
         if isinstance(exc, LookupError) and self.engine_info is None:

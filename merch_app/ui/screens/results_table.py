@@ -8,6 +8,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from merch_app.ranking.types import COMPONENT_NAMES
 from merch_app.ui.charts import COMPONENT_COLOURS, component_colour
 
 COMPONENT_ORDER = ("lexical", "text", "cf", "popularity", "rules")
@@ -28,6 +29,12 @@ def rank_change(item_id: str, rank: int, previous: Optional[dict[str, int]]) -> 
     return f"▲{before - rank}" if before > rank else f"▼{rank - before}"
 
 
+def _same_question(a, b) -> bool:
+    """Two requests ask the same thing when mode, query text and related item agree (weights may differ)."""
+    key = lambda r: (r.mode, " ".join((r.query or "").split()).casefold(), getattr(r, "item_id", None))  # noqa: E731
+    return a is not None and b is not None and key(a) == key(b)
+
+
 class ResultsModel(QAbstractTableModel):
     """Rows of a :class:`~merch_app.ranking.types.RankedList` with rank changes."""
 
@@ -36,16 +43,48 @@ class ResultsModel(QAbstractTableModel):
         self.ranked = None
         self.changes: list[str] = []
         self.scale = (0.0, 1.0)  # (largest negative sum, largest positive sum) over the rows
-        self._previous: Optional[dict[str, int]] = None
+        self.pinned: Optional[tuple[str, dict[str, int]]] = None  # (label, item -> rank) of the baseline
+        self.compared_with = ""  # what the Δ column compares with, for its tooltip
+
+    def pin(self, label: str) -> None:
+        """Make the list shown now the baseline every later list's Δ compares with."""
+        if self.ranked is not None:
+            self.pinned = (label, {iid: i + 1 for i, iid in enumerate(self.ranked.item_ids)})
+            self._recompute(None)
+            self._changes_shown()
+
+    def unpin(self) -> None:
+        self.pinned = None
+        self._recompute(None)
+        self._changes_shown()
+
+    def _changes_shown(self) -> None:
+        if self.rowCount():
+            col = COLUMNS.index("change")
+            self.dataChanged.emit(self.index(0, col), self.index(self.rowCount() - 1, col))
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, len(COLUMNS) - 1)
+
+    def _recompute(self, previous_list) -> None:
+        ranked = self.ranked
+        if ranked is None:
+            return
+        if self.pinned is not None:
+            self.compared_with = f"the pinned baseline “{self.pinned[0]}”"
+            previous = self.pinned[1]
+        elif previous_list is not None and _same_question(previous_list.request, ranked.request):
+            self.compared_with = "the same query before the last change of settings"
+            previous = {iid: i + 1 for i, iid in enumerate(previous_list.item_ids)}
+        else:
+            self.compared_with, previous = "", None
+        self.changes = [rank_change(iid, i + 1, previous) for i, iid in enumerate(ranked.item_ids)]
 
     def set_ranked(self, ranked, compare: bool = True) -> None:
-        """Show ``ranked``; rank changes are against the list shown before (unless ``compare`` is False)."""
-        previous = None
-        if compare and self.ranked is not None:
-            previous = {iid: i + 1 for i, iid in enumerate(self.ranked.item_ids)}
+        """Show ``ranked``; Δ compares with the pinned baseline, else with the list shown before when it
+        answered the same query (only weights, user or filters changed), else stays empty."""
+        before = self.ranked if compare else None
         self.beginResetModel()
         self.ranked = ranked
-        self.changes = [rank_change(iid, i + 1, previous) for i, iid in enumerate(ranked.item_ids)]
+        self._recompute(before)
         pos = np.zeros(len(ranked.item_ids))
         neg = np.zeros(len(ranked.item_ids))
         for name in COMPONENT_ORDER:
@@ -86,9 +125,10 @@ class ResultsModel(QAbstractTableModel):
             return {"change": "Δ", "components": "score split"}.get(COLUMNS[section], COLUMNS[section])
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             if COLUMNS[section] == "change":
-                return "Rank change against the previous query / settings"
+                return (f"Rank change against {self.compared_with}" if self.compared_with else
+                        "Rank change: pin a baseline (or change a weight, the user or a filter) to compare")
             if COLUMNS[section] == "components":
-                return "  ".join(f"■ {n}" for n in COMPONENT_ORDER)
+                return "  ".join(f"■ {COMPONENT_NAMES[n]}" for n in COMPONENT_ORDER)
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole) -> Any:
@@ -119,7 +159,7 @@ class ResultsModel(QAbstractTableModel):
             if col in ("components", "score"):
                 parts = {n: float(rl.components[n][r]) for n in COMPONENT_ORDER if n in rl.components}
                 return "<br>".join(
-                    f"<span style='color:{COMPONENT_COLOURS[n]}'>■</span> {n}: {v:+.4f}" for n, v in parts.items()
+                    f"<span style='color:{COMPONENT_COLOURS[n]}'>■</span> {COMPONENT_NAMES[n]}: {v:+.4f}" for n, v in parts.items()
                 ) + f"<br><b>total {float(rl.scores[r]):.4f}</b>"
             if col == "title":
                 return rl.titles[r]

@@ -96,7 +96,7 @@ class UsersScreen(Screen):
         self.categories = HBarChart("Categories of touched items", "events", colour="#ff7f0e")
         self.terms = HBarChart("Interest terms (tf-idf of queries and item titles)", "score", colour="#2ca02c")
         for chart in (self.activity, self.mix, self.categories, self.terms):
-            chart.widget.setMinimumHeight(230)
+            chart.widget.setMinimumHeight(180)  # two rows of them and the history fit a 720 px window
         grid.addWidget(self.activity.widget, 0, 0)
         grid.addWidget(self.mix.widget, 0, 1)
         grid.addWidget(self.categories.widget, 1, 0)
