@@ -105,8 +105,9 @@ def markdown(suite, runs, cmp, load_s: float, impacts) -> str:
               "`merch-app suite run resources/demo/demo_suite.csv --no-rules` and "
               "`merch-app suite compare resources/demo/demo_suite.csv --system 'label=hybrid rules=off' "
               "--system 'label=lexical weights=lex=1,text=0,cf=0,pop=0 rules=off'` on the demo workspace. "
-              "Screens: `docs/screenshots/evaluate.png`, `evaluate_compare.png`, `rules.png` "
-              "(`docs/screenshots/make_eval_screenshots.py`).", END]
+              "Screens: `docs/screenshots/evaluate.png`, `evaluate_compare.png` "
+              "(`docs/screenshots/make_eval_screenshots.py`), `rules.png` "
+              "(`docs/screenshots/make_rules_screenshots.py`).", END]
     return "\n".join(lines)
 
 

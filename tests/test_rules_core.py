@@ -14,7 +14,7 @@ from merch_app.ranking.rules import (
     pattern_matches,
     rewrite_query,
     save_rule,
-    set_rule_enabled,
+    set_rule_status,
     validate_rule,
 )
 from ranking_fixtures import SAMPLE_ITEMS, SAMPLE_SYNONYMS, WordVectorEncoder, insert_items, make_bundle
@@ -156,7 +156,7 @@ def test_rules_persist_and_survive_restart(ws_path):
     boost = save_rule(db, MerchRule("boost", "*", {"attribute": "category", "value": "Home", "weight": 0.3},
                                     name="home first"))
     assert pin.params["position"] == 2 and pin.rule_id is not None
-    set_rule_enabled(db, pin.rule_id, False)
+    set_rule_status(db, pin.rule_id, "draft")
     db.close()
     db = open_workspace(ws_path)
     rules = load_rules(db)
@@ -203,7 +203,8 @@ def test_pathological_regex_is_refused_on_save(ws_path, pattern):
 @pytest.mark.parametrize("pattern", ["re:^(red|blue) (mug|cup)s?$", "re:colou?r", "re:(ab{1,3})+", "re:\\d{3,}",
                                      "re:[(+]+x", "re:\\(a+\\)+", "re:^mug(s)?$"])
 def test_ordinary_regexes_still_save(pattern):
-    assert validate_rule(MerchRule("hide", pattern, {"item_id": "A"})).pattern == pattern
+    rule = validate_rule(MerchRule("hide", pattern, {"item_id": "A"}))
+    assert (rule.match, rule.pattern) == ("regex", pattern[3:])  # the old prefix is now the match type
 
 
 @pytest.mark.parametrize("pattern", ["re:^(a+)+$", "re:^(a|a)*$"])

@@ -71,7 +71,8 @@ def test_rule_impact_in_workspace(ws, shop):
     imp = rule_impact(ws, draft, bundle=shop, suite=s, weights="lex=1,text=0,cf=0,pop=0")
     assert [t["query"] for t in imp.touched] == ["candle"]
     assert imp.touched[0]["after"][0] == "22005"
-    assert set(imp.touched[0]["sources"]) == {"suite", "behaviour", "probe"}
+    assert set(imp.touched[0]["sources"]) == {"suite", "behaviour", "probe", "log"}
+    assert imp.touched[0]["searches"] == 2  # the log searched "candle" twice
     assert imp.suite["after"].by_query()["candle"].metrics["ndcg@10"] == 1.0
     assert imp.suite["pair"]["wins"] == 1 and imp.suite["pair"]["ties"] == 1
     # hidden by the other enabled rule on both sides: "heart" is not touched

@@ -74,8 +74,6 @@ def test_every_screen_fits_1280x720(qtbot, window):
     assert not problems, "\n".join(f"{t}: {v[:6]}" for t, v in problems.items())
 
 
-@pytest.mark.xfail(reason="the Rules screen is being reworked in a separate change; at the time of writing it "
-                          "needed 842 px of height at 1280 px wide", strict=False)
 def test_rules_screen_fits_1280x720(qtbot, window):
     problems = problems_at_720(qtbot, window, ["Rules"])
     assert not problems, problems

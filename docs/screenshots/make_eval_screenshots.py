@@ -1,13 +1,13 @@
-"""Render the Evaluate and Rules screens offscreen on the demo data and save PNGs beside this file.
+"""Render the Evaluate screen offscreen on the demo data and save PNGs beside this file.
 
 Usage::
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python docs/screenshots/make_eval_screenshots.py [--workspace W]
 
 Creates (or reuses) a demo workspace, imports the bundled demo suite, runs it
-with the default hybrid weights and with lexical-only weights, compares the two,
-then drafts a rule on the Rules screen and previews its impact.
-Writes ``evaluate.png``, ``evaluate_compare.png`` and ``rules.png``.
+with the default hybrid weights and with lexical-only weights, and compares the two.
+Writes ``evaluate.png`` and ``evaluate_compare.png`` (the Rules screen's ``rules.png``
+is made by ``make_rules_screenshots.py``).
 """
 from __future__ import annotations
 
@@ -62,24 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     save(app, window, "evaluate_compare.png")
     print("evaluate_compare.png", cmp.status.text())
 
-    rules = window.show_screen("Rules")
-    rules.encoder_spec = args.encoder
-    from merch_app.ranking.rules import MerchRule, load_rules, save_rule
-
-    if not load_rules(window.ctx.db):  # two stored rules so the list is not empty
-        save_rule(window.ctx.db, MerchRule("pin", "lunch bag", {"item_id": "20725", "position": 1},
-                                           name="best seller first for lunch bag"))
-        save_rule(window.ctx.db, MerchRule("bury", "*", {"attribute": "price", "min": 50.0, "weight": 0.3},
-                                           enabled=False))
-        rules.refresh()
-    rules.kind.setCurrentText("synonym")
-    rules.terms.setText("kids, childrens")
-    rules.name.setText("kids means childrens")
-    rules.suite_combo.setCurrentIndex(max(rules.suite_combo.findData("demo"), 0))
-    rules.preview_impact()
-    wait_idle(app, window)
-    save(app, window, "rules.png")
-    print("rules.png", rules.impact_label.text())
     window.close()
     return 0
 

@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recommend": ("merch_app.cli.query_cmds", "Recommendations for a user (CF + popularity)."),
     "related": ("merch_app.cli.query_cmds", "Items related to ITEM (an item id)."),
     "rules": ("merch_app.cli.suite_cmds",
-              "Merchandising rules: pin, boost, bury, hide, synonyms, query rewrites."),
+              "Merchandising rules: pin, boost, bury, hide, synonyms, query rewrites; lifecycle, conflicts, usage."),
     "searchlog": ("merch_app.cli.searchlog_cmds",
                   "Search-log insight: top queries, zero results, no clicks, synonym suggestions."),
     "segments": ("merch_app.cli.insights_cmds",

@@ -10,6 +10,7 @@ from merch_app.cli.common import emit_json, json_option, model_loading, pad, wor
 from merch_app.explain.explanation import explain_item
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.rule_hook import describe_effect
+from merch_app.ranking.rules import RuleError, as_of_day
 from merch_app.ranking.types import COMPONENT_NAMES, COMPONENTS, Filters, RankRequest, Weights
 from merch_app.services.ranking import open_ranker
 
@@ -50,6 +51,15 @@ def _filters_options(f):
                         help="Fusion weights (unnamed ones keep their defaults).")(f)
 
 
+def _day(_ctx, _param, value):
+    try:
+        return as_of_day(value) if value else None
+    except RuleError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_as_of = click.option("--as-of", "as_of", default=None, metavar="DATE", callback=_day,
+                      help="Apply the rules live on this day (YYYY-MM-DD, default today), e.g. next week's.")
 _literal = click.option("--literal", is_flag=True,
                         help="Search the words as typed: no spelling correction.")
 _whole_words = click.option("--whole-words", is_flag=True,
@@ -118,9 +128,10 @@ def _filters(category, price_min, price_max, has_events):
 @click.option("--user", default=None, help="Rank as this user (adds the CF component).")
 @_whole_words
 @_literal
+@_as_of
 @_filters_options
 @_common
-def query_command(text, user, weights, whole_words, literal, category, price_min, price_max, has_events, k,
+def query_command(text, user, weights, whole_words, literal, as_of, category, price_min, price_max, has_events, k,
                   as_json, model_id, encoder_spec, workspace) -> None:
     """Hybrid search for TEXT (keywords + meaning + behaviour + popularity).
 
@@ -128,7 +139,7 @@ def query_command(text, user, weights, whole_words, literal, category, price_min
     (the output says so); --literal searches the words as typed.
     """
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words, literal=literal,
-                      filters=_filters(category, price_min, price_max, has_events))
+                      filters=_filters(category, price_min, price_max, has_events), as_of=as_of)
     _output(_rank(workspace, model_id, encoder_spec, req), as_json)
 
 
@@ -164,13 +175,14 @@ def related_command(item, related_by, weights, category, price_min, price_max, h
 @click.option("--user", default=None, help="Rank as this user.")
 @_whole_words
 @_literal
+@_as_of
 @_filters_options
 @_common
-def explain_command(text, item_ref, user, weights, whole_words, literal, category, price_min, price_max,
+def explain_command(text, item_ref, user, weights, whole_words, literal, as_of, category, price_min, price_max,
                     has_events, k, as_json, model_id, encoder_spec, workspace) -> None:
     """Explain the score of --item for the query TEXT (with "why not" when it is not in the top k)."""
     req = RankRequest(query=text, user_id=user, k=k, weights=weights, prefix=not whole_words, literal=literal,
-                      filters=_filters(category, price_min, price_max, has_events))
+                      filters=_filters(category, price_min, price_max, has_events), as_of=as_of)
     with workspace_db(workspace) as db:
         ranker = _ranker(db, model_id, encoder_spec)
         exp = explain_item(ranker, req, item_ref)

@@ -146,3 +146,71 @@ def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = No
         yield current
     if progress is not None:
         progress(Progress(total, total, "credited"))
+
+
+TYPING_SECONDS = 60.0  # a search followed this soon by a longer one starting with it was still being typed
+
+
+@dataclass
+class QueryVolume:
+    """How often one query was searched, by day (``YYYY-MM-DD``; ``""`` for an unreadable timestamp)."""
+
+    query: str
+    key: str
+    searches: int = 0
+    days: dict[str, int] = field(default_factory=dict)
+
+    def searches_between(self, start: Optional[str], end: Optional[str]) -> int:
+        """Searches on the days from ``start`` to ``end`` (inclusive; None = open)."""
+        return sum(n for d, n in self.days.items()
+                   if d and (start is None or d >= start) and (end is None or d <= end))
+
+
+def _typing(first: SearchVisit, then: SearchVisit, typing_seconds: float) -> bool:
+    """``first`` was an incomplete as-you-type search: ``then`` extends it soon after, nothing was clicked."""
+    if not (first.searched and then.searched) or first.clicked or first.session is None:
+        return False
+    if then.session != first.session or then.key == first.key or not then.key.startswith(first.key):
+        return False
+    a, b = seconds(first.ts), seconds(then.ts)
+    return a is not None and b is not None and 0 <= b - a <= typing_seconds
+
+
+def query_volumes(db, *, include_prefixes: bool = False, typing_seconds: float = TYPING_SECONDS,
+                  cancel=None) -> dict[str, QueryVolume]:
+    """Searched queries by key with their searches per day, leaving out as-you-type prefixes.
+
+    A search is an incomplete as-you-type prefix when the same session searched a longer
+    query starting with it ("christm" → "christmas", "christmas l" → "christmas lights")
+    within ``typing_seconds`` and nothing was clicked in between.
+
+    Parameters
+    ----------
+    include_prefixes
+        Count those searches too.
+    cancel
+        ``cancel.check()`` now and then (see :func:`search_visits`).
+
+    Returns
+    -------
+    dict of str to QueryVolume
+        Keyed by :func:`query_key`, most searched first.
+    """
+    out: dict[str, QueryVolume] = {}
+    previous: Optional[SearchVisit] = None
+
+    def count(v: SearchVisit) -> None:
+        row = out.setdefault(v.key, QueryVolume(v.query, v.key))
+        row.searches += 1
+        day = (v.ts or "")[:10]
+        row.days[day] = row.days.get(day, 0) + 1
+
+    for v in search_visits(db, cancel=cancel):
+        if not v.searched:
+            continue
+        if previous is not None and (include_prefixes or not _typing(previous, v, typing_seconds)):
+            count(previous)
+        previous = v
+    if previous is not None:
+        count(previous)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1].searches, kv[0])))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from merch_app.data import text_tokens
+from merch_app.data.rule_patterns import legacy_pattern
 from merch_app.errors import MerchAppError
 from merch_app.safety import sql_identifier
 
@@ -266,6 +267,32 @@ def _migration_raw_judgments(db: Workspace) -> None:
     )
 
 
+def _migration_rule_lifecycle(db: Workspace) -> None:
+    """Rule lifecycle: status, explicit match type, validity window, owner, comment, tags; the rules' activity log.
+
+    Existing rules keep what they did: an enabled rule becomes ``live``, a disabled one a
+    ``draft``, neither has a window, and the match type is read from the old pattern prefixes
+    (:func:`merch_app.data.rule_patterns.legacy_pattern`, which matches the same queries).
+    New columns: ``status`` (draft | live | expired, the last set by hand), ``match`` (exact |
+    phrase | all | regex), ``start_date`` / ``end_date`` ('YYYY-MM-DD' UTC, inclusive; NULL =
+    open), ``owner``, ``comment``, ``tags`` (JSON list).  ``rule_log`` keeps one row per change:
+    who, when, what (``action`` created | changed | status | deleted; ``changes`` =
+    ``{field: [old, new]}``).
+    """
+    if not db.conn.in_transaction:  # sqlite3 opens none before DDL: the columns and the conversion are one
+        db.execute("BEGIN")
+    for column in ("status", "match", "start_date", "end_date", "owner", "comment", "tags"):
+        db.execute(f'ALTER TABLE "rules" ADD COLUMN "{column}" TEXT')
+    db.execute('CREATE TABLE IF NOT EXISTS "rule_log" ("log_id" INTEGER PRIMARY KEY, "rule_id" INTEGER, "ts" TEXT, '
+               '"actor" TEXT, "action" TEXT, "changes" TEXT)')
+    db.execute("CREATE INDEX IF NOT EXISTS idx_rule_log_rule ON rule_log(rule_id, log_id)")
+    rows = db.execute("SELECT rule_id, pattern, enabled FROM rules").fetchall()
+    for rule_id, pattern, enabled in rows:
+        match, text = legacy_pattern(pattern or "*")
+        db.execute("UPDATE rules SET status = ?, match = ?, pattern = ? WHERE rule_id = ?",
+                   ["live" if enabled else "draft", match, text, rule_id])
+
+
 def _migration_forget_list(db: Workspace) -> None:
     """The forget list (see :mod:`merch_app.data.forget_list`): users to forget, as keyed digests, and their steps."""
     db.execute('CREATE TABLE IF NOT EXISTS "forget_list" ('
@@ -280,7 +307,7 @@ def _migration_forget_list(db: Workspace) -> None:
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
     _migration_encoder_versions, _migration_spell_words, _migration_raw_judgments,
-    _migration_forget_list]
+    _migration_forget_list, _migration_rule_lifecycle]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

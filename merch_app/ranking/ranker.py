@@ -30,7 +30,7 @@ from merch_app.ranking.catalog import ItemCatalog
 from merch_app.ranking.fusion import apply_pins, lexical_score, normalise_by_max, order_by_score, squash_cf, weigh
 from merch_app.ranking.lexical import LexicalSearcher
 from merch_app.ranking.rules import load_rules, pinned_item_ids, rewrite_query
-from merch_app.ranking.rule_hook import RuleContext, apply_rules
+from merch_app.ranking.rule_hook import RuleContext, apply_rules, describe_rule, effect_label, rule_label
 from merch_app.ranking.semantic import QueryVectorCache, search_index
 from merch_app.ranking.types import COMPONENTS, MODES, RankedList, RankRequest
 
@@ -80,8 +80,9 @@ class Ranker:
         Parameters
         ----------
         rules
-            ``"workspace"`` = the enabled rules stored in the workspace, None =
-            no rules, or a list of rules (e.g. a drafted rule plus the enabled ones).
+            ``"workspace"`` = the live rules stored in the workspace (each applies only inside
+            its validity window as of the request's ``as_of`` day), None = no rules, or a list
+            of rules (e.g. a drafted rule plus the live ones).
         """
         if isinstance(rules, str) and rules == "workspace":
             rules = load_rules(db, enabled_only=True)
@@ -202,7 +203,8 @@ class Ranker:
             self._requests.move_to_end(key)
             return hit
         t0 = time.perf_counter()
-        query, rewrites = rewrite_query(self.rules, request.query) if request.mode == "search" else ("", [])
+        query, rewrites = (rewrite_query(self.rules, request.query, request.as_of) if request.mode == "search"
+                           else ("", []))
         sc = getattr(self, f"_candidates_{request.mode}")(replace(request, query=query) if rewrites else request)
         sc.request = request  # rules match the query as typed; candidates came from the rewritten one
         sc.notes.extend(rewrites)
@@ -391,7 +393,8 @@ class Ranker:
         """Items pinned by a rule join the candidates even when no source proposed them."""
         if not self.rules:
             return
-        wanted = (self.bundle.item_pos.get(i) for i in pinned_item_ids(self.rules, sc.request.query or ""))
+        wanted = (self.bundle.item_pos.get(i)
+                  for i in pinned_item_ids(self.rules, sc.request.query or "", sc.request.as_of))
         new = [p for p in dict.fromkeys(wanted) if p is not None and sc.index_of(p) is None
                and (sc.filter_mask is None or sc.filter_mask[p])]
         for p in new:
@@ -418,15 +421,22 @@ class Ranker:
         scores = scores + applied.boost
         order = order_by_score(scores, sc.positions)
         order = order[~applied.hidden[order]]
+        unpinned = order
         order, delta = apply_pins(scores, order, applied.pins)
         if delta.any():
             comps["rules"] = comps["rules"] + delta
             sc.raw["rules"] = comps["rules"].copy()
             scores = scores + delta
-            for i in np.flatnonzero(delta):
-                name = applied.pins[int(i)][1]
-                sc.effects.setdefault(int(i), []).append(
-                    {"rule": name, "effect": float(delta[i]), "pinned_to": applied.pins[int(i)][0] + 1})
+        for i in sorted(applied.pins):
+            if not delta[i] and not applied.pin_rules[i]["precedence"]:
+                continue
+            where, name = applied.pins[i]
+            rule = applied.pin_rules[i]["rule"]
+            entry = {"rule": name, "effect": float(delta[i]), "pinned_to": where + 1, **describe_rule(rule)}
+            for text in applied.pin_rules[i]["precedence"]:
+                entry.setdefault("precedence", []).append(text)
+            sc.effects.setdefault(int(i), []).append(entry)
+            self._pin_beat_boost(unpinned, where, int(i), rule, entry, applied)
         for i, effs in applied.effects.items():
             sc.effects.setdefault(i, []).extend(effs)
         moved = [e for effs in sc.effects.values() for e in effs if "kind" in e or "pinned_to" in e]
@@ -440,6 +450,19 @@ class Ranker:
         sc.comps, sc.scores, sc.order = comps, scores, order
         sc.hidden_by = applied.hidden_by
         sc.notes.extend(n for n in applied.notes if n not in sc.notes)
+
+    @staticmethod
+    def _pin_beat_boost(unpinned: np.ndarray, where: int, i: int, rule, entry: dict, applied) -> None:
+        """A pin that took the position a boosted item held: "pin #12 beat boost #7" on both."""
+        if not 0 <= where < len(unpinned) or int(unpinned[where]) == i or int(unpinned[where]) in applied.pins:
+            return
+        for e in applied.effects.get(int(unpinned[where]), []):
+            if e.get("kind") == "boost" and e.get("effect", 0) > 0 and not e.get("overruled"):
+                text = f"{rule_label(rule)} beat {effect_label(e)}"
+                for target in (e, entry):
+                    target.setdefault("precedence", [])
+                    if text not in target["precedence"]:
+                        target["precedence"].append(text)
 
     def _components_of(self, sc: ScoredCandidates, p: int) -> tuple[dict, dict, float]:
         """Components of an item that was not a candidate (same normalisers)."""

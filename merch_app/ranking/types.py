@@ -16,6 +16,7 @@ are in ``raw_components``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 import numpy as np
@@ -136,6 +137,9 @@ class RankRequest:
         Treat the last query token as a prefix (as-you-type).
     literal
         Search the query as typed: no spelling correction.
+    as_of
+        The day (``YYYY-MM-DD``, UTC) whose rules apply: live rules whose validity window
+        holds it (None = today), so a merchandiser can preview next week.
     """
 
     mode: str = "search"
@@ -149,11 +153,13 @@ class RankRequest:
     related_by: str = "text"
     prefix: bool = True
     literal: bool = False
+    as_of: Optional[str] = None
 
     def key(self) -> tuple:
-        """Hashable identity of everything that changes the candidate scores."""
+        """Hashable identity of everything that changes the candidate scores (``as_of`` as a day)."""
         return (self.mode, self.query, self.user_id, self.item_id, self.weights, self.filters,
-                int(self.candidates), self.related_by, self.prefix, self.literal)
+                int(self.candidates), self.related_by, self.prefix, self.literal,
+                self.as_of or datetime.now(timezone.utc).strftime("%Y-%m-%d"))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (asdict(getattr(self, f.name)) if f.name in ("weights", "filters")

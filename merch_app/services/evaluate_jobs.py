@@ -118,8 +118,8 @@ def ranked_pair(ctx, workspace: Path, left: System, right: System, encoder_spec,
 
 
 def impact_job(ctx, workspace: Path, rule, suite_ref: Optional[str], system: System, encoder_spec,
-               generation: int, k: int = 10):
-    """:func:`merch_app.evaluation.rule_impact.rule_impact` in the worker."""
+               generation: int, k: int = 10, as_of: Optional[str] = None):
+    """:func:`merch_app.evaluation.rule_impact.rule_impact` in the worker (rules as of the day ``as_of``)."""
     db = ctx.db(workspace)
     suite = None
     if suite_ref and suite_ref != BEHAVIOUR:
@@ -128,5 +128,5 @@ def impact_job(ctx, workspace: Path, rule, suite_ref: Optional[str], system: Sys
         except SuiteError:
             suite = None
     b = bundle(ctx, workspace, system.model_id, encoder_spec, generation)
-    return rule_impact(db, rule, bundle=b, suite=suite, weights=system.weights, k=k, progress=ctx.progress,
-                       cancel=ctx.cancel)
+    return rule_impact(db, rule, bundle=b, suite=suite, weights=system.weights, k=k, as_of=as_of,
+                       progress=ctx.progress, cancel=ctx.cancel)

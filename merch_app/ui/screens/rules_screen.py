@@ -1,13 +1,15 @@
-"""Rules screen: merchandising rules (pin, boost, bury, hide, synonyms, rewrites) with impact before saving."""
+"""Rules screen: merchandising rules with their lifecycle, conflicts on save, activity log and impact preview."""
 from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QDate, Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDateEdit,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -28,16 +31,20 @@ from merch_app.evaluation.rule_impact import summarise
 from merch_app.evaluation.suites import list_suites
 from merch_app.insights.common import item_titles
 from merch_app.ranking.rules import (
-    ATTRIBUTES, RULE_KINDS, MerchRule, RuleError, delete_rule, load_rules, save_rule, set_rule_enabled, validate_rule,
+    ATTRIBUTES, MATCH_TYPES, RULE_KINDS, STATUSES, MerchRule, RuleError, delete_rule, load_rules, rule_log,
+    validate_rule,
 )
 from merch_app.ranking.types import Weights
 from merch_app.services import evaluate_jobs as ej
+from merch_app.services.rule_edits import RuleConflictError, save_checked, set_status_checked
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import SlopeChart, SortableTable, cell
 from merch_app.ui.workers import error_text
 
-RULE_COLUMNS = ["on", "id", "kind", "pattern", "rule"]
+RULE_COLUMNS = ["on", "id", "status", "window", "owner", "rule"]
+STATES = ("all", "draft", "live", "scheduled", "expired")
+STATE_COLOURS = {"live": "#067647", "scheduled": "#175cd3", "draft": "#667085", "expired": "#b42318"}
 KIND_HELP = {
     "pin": "Put an item at a fixed position for matching queries.",
     "boost": "Add the weight to the score of items with the attribute.",
@@ -46,14 +53,29 @@ KIND_HELP = {
     "synonym": "A query with one of the terms also searches the others.",
     "rewrite": "Search matching queries as another text.",
 }
+MATCH_HELP = {
+    "exact": "the whole query is the pattern ('christmas' only)",
+    "phrase": "these words together, in order, also in longer queries ('christmas lights')",
+    "all": "every word, any order ('christmas lights' fires on 'lights for christmas')",
+    "regex": "a regular expression search in the query",
+}
 FIELDS_BY_KIND = {
     "pin": {"item", "position"}, "hide": {"item"}, "boost": {"attribute", "weight"},
     "bury": {"attribute", "weight"}, "synonym": {"terms"}, "rewrite": {"to"},
 }
+RED = "#b42318"
+
+
+def _qdate(day: Optional[str]) -> QDate:
+    return QDate.fromString(day, "yyyy-MM-dd") if day else QDate.currentDate()
+
+
+def _day(edit: QDateEdit) -> str:
+    return edit.date().toString("yyyy-MM-dd")
 
 
 class RulesScreen(Screen):
-    """Rules list on the left; the rule form and its impact (shown before saving) on the right."""
+    """Rules list with status filter and activity log on the left; the rule form and its impact on the right."""
 
     title = "Rules"
 
@@ -63,10 +85,12 @@ class RulesScreen(Screen):
         self.impact_runner = self.runner("rules-impact")
         self.encoder_spec: Optional[str] = None
         self.generation = 0
-        self.rules: list[MerchRule] = []
+        self.all_rules: list[MerchRule] = []
+        self.rules: list[MerchRule] = []  # the rows shown (after the status filter)
         self.editing_id: Optional[int] = None
         self.impact = None
         self.impacts_shown = 0
+        self.conflicts: list = []  # of the last save or status change
         self._build()
 
     # ---------------------------------------------------------------- layout
@@ -74,51 +98,96 @@ class RulesScreen(Screen):
         lay = QHBoxLayout(self)
         split = QSplitter(Qt.Orientation.Horizontal)
         left, ll = bare_column()
-        intro = QLabel("Rules in this workspace. Tick to switch on; enabled rules apply in ranking, the CLI "
-                       "and explanations.")
-        intro.setWordWrap(True)
-        ll.addWidget(intro)
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Show:"))
+        self.status_filter = QComboBox()
+        self.status_filter.addItems(list(STATES))
+        self.status_filter.setToolTip("Rules in this state on the 'as of' day")
+        self.status_filter.currentIndexChanged.connect(self.refresh)
+        filters.addWidget(self.status_filter)
+        filters.addWidget(QLabel("as of"))
+        self.as_of = QDateEdit(QDate.currentDate())
+        self.as_of.setCalendarPopup(True)
+        self.as_of.setDisplayFormat("yyyy-MM-dd")
+        self.as_of.setToolTip("The day rules are shown and previewed as of: live rules apply only inside their "
+                              "window on this day (pick next week to preview a campaign)")
+        self.as_of.dateChanged.connect(self.refresh)
+        filters.addWidget(self.as_of)
+        filters.addStretch(1)
+        ll.addLayout(filters)
         self.table = QTableWidget(0, len(RULE_COLUMNS))
         self.table.setHorizontalHeaderLabels(RULE_COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 34), (1, 34), (2, 60), (3, 110)):
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setToolTip("Tick 'on' to make a rule live, untick to put it back to draft")
+        self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        for c, w in ((0, 30), (1, 30), (2, 68), (3, 92), (4, 56)):
             self.table.setColumnWidth(c, w)
         self.table.itemChanged.connect(self._item_changed)
         self.table.currentCellChanged.connect(lambda row, *_: self._load_row(row))
-        ll.addWidget(self.table, 1)
+        ll.addWidget(self.table, 3)
         row = QHBoxLayout()
         self.new_button = QPushButton("New rule")
         self.new_button.clicked.connect(self.new_rule)
+        self.live_button = QPushButton("Make live")
+        self.live_button.setToolTip("Apply the selected rule in ranking (inside its window); refused on a conflict "
+                                    "unless you confirm")
+        self.live_button.clicked.connect(lambda: self.set_status("live"))
+        self.draft_button = QPushButton("Back to draft")
+        self.draft_button.clicked.connect(lambda: self.set_status("draft"))
         self.delete_button = QPushButton("Delete")
         self.delete_button.clicked.connect(self.delete_rule)
-        row.addWidget(self.new_button)
-        row.addWidget(self.delete_button)
+        for b in (self.new_button, self.live_button, self.draft_button, self.delete_button):
+            row.addWidget(b)
         row.addStretch(1)
         ll.addLayout(row)
+        self.conflict_label = QLabel()
+        self.conflict_label.setWordWrap(True)
+        self.conflict_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.conflict_label.setStyleSheet(f"color: {RED};")
+        self.conflict_label.hide()
+        ll.addWidget(self.conflict_label)
+        self.log_title = QLabel("Activity: select a rule")
+        self.log_title.setStyleSheet("font-weight: bold;")
+        ll.addWidget(self.log_title)
+        self.log_table = SortableTable(["when (UTC)", "who", "what", "changes"], stretch=3)
+        ll.addWidget(self.log_table.view, 2)
         split.addWidget(left)
 
         right, rl = bare_column()
         rl.addWidget(self._form())
         rl.addWidget(self._impact_box(), 1)
         split.addWidget(right)
-        split.setSizes([330, 1000])
+        split.setSizes([440, 840])
         lay.addWidget(split)
         self._kind_changed()
 
     def _form(self) -> QGroupBox:
         box = QGroupBox("Rule")
         form = self.form = QFormLayout(box)
+        form.setVerticalSpacing(4)
         self.kind = QComboBox()
         self.kind.addItems(list(RULE_KINDS))
         self.kind.currentIndexChanged.connect(self._kind_changed)
         self.kind_help = QLabel()
         self.kind_help.setStyleSheet("color: #555;")
+        kind_row = QHBoxLayout()
+        kind_row.addWidget(self.kind)
+        kind_row.addWidget(self.kind_help, 1)
         self.pattern = QLineEdit("*")
-        self.pattern.setToolTip("words ('mug'), glob ('mug*'), 'exact:TEXT', 're:REGEX', or * for every query")
+        self.pattern.setToolTip("The query text the rule fires on, read as the match type; * = every query")
+        self.match = QComboBox()
+        self.match.addItems(list(MATCH_TYPES))
+        self.match.setCurrentText("phrase")
+        self.match.currentIndexChanged.connect(self._match_changed)
+        pattern_row = QHBoxLayout()
+        pattern_row.addWidget(self.pattern, 1)
+        pattern_row.addWidget(self.match)
+        self.match_help = QLabel()
+        self.match_help.setStyleSheet("color: #555;")
         self.item = QLineEdit()
         self.position = QSpinBox()
         self.position.setRange(1, 100)
@@ -140,20 +209,54 @@ class RulesScreen(Screen):
         self.to = QLineEdit()
         self.name = QLineEdit()
         self.name.setPlaceholderText("(default: a description)")
-        self.enabled = QCheckBox("switched on")
-        self.enabled.setChecked(True)
         price = QHBoxLayout()
         price.addWidget(self.price_min)
         price.addWidget(QLabel("–"))
         price.addWidget(self.price_max)
+        self.status = QComboBox()
+        self.status.addItems(list(STATUSES))
+        self.status.setCurrentText("live")
+        self.status.setToolTip("draft: does nothing until made live; live: applies inside its window; "
+                               "expired: stopped by hand")
+        self.priority = QSpinBox()
+        self.priority.setRange(-1000, 1000)
+        self.priority.setToolTip("Between two rules of one kind that disagree the higher priority wins, then the "
+                                 "newer rule (hide > pin > bury > boost first)")
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status)
+        status_row.addWidget(QLabel("priority"))
+        status_row.addWidget(self.priority)
+        self.start_on, self.end_on = QCheckBox("from"), QCheckBox("until")
+        self.start_date, self.end_date = QDateEdit(QDate.currentDate()), QDateEdit(QDate.currentDate())
+        window_row = QHBoxLayout()
+        for check, edit in ((self.start_on, self.start_date), (self.end_on, self.end_date)):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setEnabled(False)
+            check.toggled.connect(edit.setEnabled)
+            window_row.addWidget(check)
+            window_row.addWidget(edit)
+        window_row.addStretch(1)
+        status_row.addSpacing(12)
+        status_row.addLayout(window_row, 1)
+        self.owner = QLineEdit()
+        self.owner.setPlaceholderText("owner")
+        self.tags = QLineEdit()
+        self.tags.setPlaceholderText("tags: black friday, lights")
+        self.comment = QLineEdit()
+        self.comment.setPlaceholderText("why the rule is there")
+        meta = QHBoxLayout()
+        meta.addWidget(self.owner, 1)
+        meta.addWidget(self.tags, 2)
         self.rows = {}
-        for key, label, w in (("kind", "Kind", self.kind), ("help", "", self.kind_help),
-                              ("pattern", "Query pattern", self.pattern), ("item", "Item id", self.item),
+        for key, label, w in (("kind", "Kind", kind_row), ("pattern", "Query pattern", pattern_row),
+                              ("match_help", "", self.match_help), ("item", "Item id", self.item),
                               ("position", "Position", self.position), ("attribute", "Attribute", self.attribute),
                               ("value", "Value", self.value), ("price", "Price range", price),
                               ("weight", "Weight", self.weight), ("terms", "Synonyms", self.terms),
-                              ("to", "Search instead", self.to), ("name", "Name", self.name),
-                              ("enabled", "", self.enabled)):
+                              ("to", "Search instead", self.to), ("status", "Status", status_row),
+                              ("meta", "Owner, tags", meta), ("comment", "Comment", self.comment),
+                              ("name", "Name", self.name)):
             form.addRow(label, w)
             self.rows[key] = w
         buttons = QHBoxLayout()
@@ -168,28 +271,30 @@ class RulesScreen(Screen):
         buttons.addWidget(self.impact_button)
         buttons.addWidget(self.save_button)
         form.addRow(buttons)
+        self._match_changed()
         return box
 
     def _impact_box(self) -> QGroupBox:
-        box = QGroupBox("Impact before enabling (this rule on top of the other enabled rules)")
+        box = QGroupBox("Impact before enabling: every query it fires on, on top of the live rules, as of the day "
+                        "above")
         lay = QVBoxLayout(box)
-        self.impact_label = QLabel("Preview the impact to see the queries the rule touches, the rank moves and the "
-                                   "metric change over the suite and over behaviour-derived judgments.")
+        self.impact_label = QLabel("Preview the impact to see every query the rule fires on, the rank moves and "
+                                   "the judged metric change per query and over the suite.")
         self.impact_label.setWordWrap(True)
         lay.addWidget(self.impact_label)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        tables, tl = bare_column()
         self.metrics = SortableTable(["judgments", "metric", "before", "after", "Δ", "p-value"], stretch=0)
-        self.metrics.view.setMaximumHeight(150)
-        tl.addWidget(self.metrics.view)
-        self.touched = SortableTable(["query", "from", "moved", "Jaccard@k", "RBO"])
+        self.metrics.view.setMaximumHeight(70)
+        lay.addWidget(self.metrics.view)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.touched = SortableTable(["query", "from", "searches", "moved", "ΔNDCG"])
+        self.touched.view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        self.touched.view.setColumnWidth(1, 62)
         self.touched.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show_moves(cur.row()))
         self.touched.view.doubleClicked.connect(lambda idx: self.window_.open_query(self.touched.text(idx.row())))
-        tl.addWidget(self.touched.view, 1)
-        split.addWidget(tables)
-        self.slope = SlopeChart("Rank moves: without → with the rule")
+        split.addWidget(self.touched.view)
+        self.slope = SlopeChart("Rank moves: without → with the rule", label_chars=9, min_height=180)
         split.addWidget(self.slope.widget)
-        split.setSizes([400, 500])
+        split.setSizes([390, 330])
         lay.addWidget(split, 1)
         return box
 
@@ -207,27 +312,66 @@ class RulesScreen(Screen):
     def on_shown(self) -> None:
         self.refresh()
 
+    def as_of_day(self) -> str:
+        """The 'as of' day of the table and the preview (``YYYY-MM-DD``)."""
+        return _day(self.as_of)
+
     def refresh(self) -> None:
         """Reload rules and suites (quick reads on the GUI connection)."""
         db = self.ctx.db
-        self.rules = load_rules(db) if db is not None else []
+        day = self.as_of_day()
+        self.all_rules = load_rules(db) if db is not None else []
+        wanted = self.status_filter.currentText()
+        self.rules = [r for r in self.all_rules if wanted == "all" or r.state(day) == wanted]
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.rules))
         for i, r in enumerate(self.rules):
             on = QTableWidgetItem()
             on.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-            on.setCheckState(Qt.CheckState.Checked if r.enabled else Qt.CheckState.Unchecked)
+            on.setCheckState(Qt.CheckState.Checked if r.status == "live" else Qt.CheckState.Unchecked)
             self.table.setItem(i, 0, on)
-            for c, v in enumerate((r.rule_id, r.kind, r.pattern, r.name), start=1):
-                self.table.setItem(i, c, QTableWidgetItem(str(v)))
+            state = r.state(day)
+            window = f"{_short_day(r.start, day)}..{_short_day(r.end, day)}" if (r.start or r.end) else ""
+            tip = (f"{r.kind}, match {r.match}: {r.pattern!r}" + (f"\nfrom {r.start or '…'} until {r.end or '…'}"
+                                                                  if window else "")
+                   + (f"\ntags: {', '.join(r.tags)}" if r.tags else "") + (f"\n{r.comment}" if r.comment else ""))
+            for c, v in enumerate((r.rule_id, state, window, r.owner, r.name), start=1):
+                item = QTableWidgetItem(str(v))
+                item.setToolTip(tip)
+                if c == 2:
+                    item.setForeground(QColor(STATE_COLOURS.get(state, "#222")))
+                self.table.setItem(i, c, item)
         self.table.blockSignals(False)
         current = self.suite_combo.currentData()
+        self.suite_combo.blockSignals(True)
         self.suite_combo.clear()
         self.suite_combo.addItem("(none: rank moves + behaviour only)", None)
         for s in list_suites(db) if db is not None else []:
             self.suite_combo.addItem(s["name"], s["name"])
         idx = self.suite_combo.findData(current) if current else (1 if self.suite_combo.count() > 1 else 0)
         self.suite_combo.setCurrentIndex(max(idx, 0))
+        self.suite_combo.blockSignals(False)
+        shown = next((i for i, r in enumerate(self.rules) if r.rule_id == self.editing_id), None)
+        if shown is not None:
+            self.table.blockSignals(True)
+            self.table.selectRow(shown)
+            self.table.blockSignals(False)
+        self._show_log(self.editing_id)
+
+    def _show_log(self, rule_id: Optional[int]) -> None:
+        db = self.ctx.db
+        if rule_id is None or db is None:
+            self.log_title.setText("Activity: select a rule")
+            self.log_table.set_rows([])
+            return
+        entries = rule_log(db, rule_id)
+        self.log_title.setText(f"Activity of rule {rule_id} ({len(entries)} change{'s' if len(entries) != 1 else ''})")
+        rows = []
+        for e in entries:
+            what = "created" if e["action"] == "created" else "; ".join(
+                f"{f} {_short(old)} → {_short(new)}" for f, (old, new) in e["changes"].items())
+            rows.append([cell(e["ts"]), cell(e["actor"]), cell(e["action"]), cell(what)])
+        self.log_table.set_rows(rows)
 
     # ------------------------------------------------------------------ form
     def _kind_changed(self) -> None:
@@ -239,7 +383,15 @@ class RulesScreen(Screen):
         self._show_row("value", "attribute" in shown and attr != "price")
         self._show_row("price", "attribute" in shown and attr == "price")
         self._show_row("pattern", kind != "synonym")
+        self._show_row("match_help", kind != "synonym")
         self.kind_help.setText(KIND_HELP[kind])
+        self.form.parentWidget().updateGeometry()  # else the column's cached size still counts the hidden rows
+
+    def _match_changed(self) -> None:
+        self.match_help.setText(f"{self.match.currentText()}: {MATCH_HELP[self.match.currentText()]}")
+        self.match_help.setToolTip("Words match whole: an incomplete as-you-type word ('christm') never fires an "
+                                   "exact, phrase or all-words rule; previews and usage counts leave out the "
+                                   "searches a shopper was still typing.")
 
     def _show_row(self, key: str, visible: bool) -> None:
         self.form.setRowVisible(self.rows[key], visible)
@@ -264,16 +416,25 @@ class RulesScreen(Screen):
         else:
             params["to"] = self.to.text().strip()
         pattern = "*" if kind == "synonym" else (self.pattern.text().strip() or "*")
-        return validate_rule(MerchRule(kind, pattern, params, self.name.text().strip(), self.enabled.isChecked(),
-                                       self.editing_id))
+        return validate_rule(MerchRule(
+            kind, pattern, params, self.name.text().strip(), rule_id=self.editing_id,
+            priority=self.priority.value(), status=self.status.currentText(), match=self.match.currentText(),
+            start=_day(self.start_date) if self.start_on.isChecked() else None,
+            end=_day(self.end_date) if self.end_on.isChecked() else None, owner=self.owner.text(),
+            comment=self.comment.text(), tags=self.tags.text()))
 
     def new_rule(self) -> None:
         self.editing_id = None
         self.table.clearSelection()
-        for w in (self.item, self.value, self.terms, self.to, self.name):
+        for w in (self.item, self.value, self.terms, self.to, self.name, self.owner, self.tags, self.comment):
             w.clear()
         self.pattern.setText("*")
-        self.enabled.setChecked(True)
+        self.match.setCurrentText("phrase")
+        self.status.setCurrentText("live")
+        self.priority.setValue(0)
+        self.start_on.setChecked(False)
+        self.end_on.setChecked(False)
+        self._show_log(None)
 
     def _load_row(self, row: int) -> None:
         if not 0 <= row < len(self.rules):
@@ -283,6 +444,7 @@ class RulesScreen(Screen):
         p = r.params
         self.kind.setCurrentText(r.kind)
         self.pattern.setText(r.pattern)
+        self.match.setCurrentText(r.match)
         self.item.setText(str(p.get("item_id", "")))
         self.position.setValue(int(p.get("position", 1)))
         self.attribute.setCurrentText(p.get("attribute", "category"))
@@ -293,32 +455,85 @@ class RulesScreen(Screen):
         self.terms.setText(", ".join(p.get("terms", [])))
         self.to.setText(str(p.get("to", "")))
         self.name.setText("" if r.name == r.describe() else r.name)
-        self.enabled.setChecked(r.enabled)
+        self.status.setCurrentText(r.status)
+        self.priority.setValue(int(r.priority or 0))
+        for check, edit, day in ((self.start_on, self.start_date, r.start), (self.end_on, self.end_date, r.end)):
+            check.setChecked(day is not None)
+            edit.setDate(_qdate(day))
+        self.owner.setText(r.owner)
+        self.tags.setText(", ".join(r.tags))
+        self.comment.setText(r.comment)
+        self._show_log(r.rule_id)
 
     # --------------------------------------------------------------- actions
+    def confirm_conflicts(self, message: str) -> bool:
+        """Ask whether to save despite conflicts (True = save anyway); tests replace it."""
+        answer = QMessageBox.question(self, "Conflicting rules", message + "\n\nSave anyway?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _show_conflicts(self, conflicts, saved: bool) -> None:
+        self.conflicts = list(conflicts)
+        if not conflicts:
+            self.conflict_label.hide()
+            return
+        head = "Saved despite conflicts (ranking follows the precedence):" if saved else "Not saved, conflicts:"
+        self.conflict_label.setText(head + "\n" + "\n".join(f"• {c.sentence()}" for c in conflicts))
+        self.conflict_label.show()
+
+    def _run_checked(self, job, done_text) -> None:
+        """Run a checked save or status change; on a conflict show it, ask, and run again forced when confirmed."""
+        def failed(exc, _tb) -> None:
+            if isinstance(exc, RuleConflictError):
+                self._show_conflicts(exc.conflicts, saved=False)
+                if self.confirm_conflicts(str(exc)):
+                    self.io_runner.start(lambda ctx: job(ctx, True), cancel_previous=False, keep_stale=True,
+                                         on_result=done, on_error=lambda e, _t: self.show_error(error_text(e)))
+                else:
+                    self.refresh()
+                return
+            self.show_error(error_text(exc))
+            self.refresh()
+
+        def done(result) -> None:
+            rule, conflicts = result
+            self.editing_id = rule.rule_id
+            self._show_conflicts(conflicts, saved=True)
+            self.refresh()
+            self.show_info(done_text(rule))
+
+        self.io_runner.start(lambda ctx: job(ctx, False), cancel_previous=False, keep_stale=True, on_result=done,
+                             on_error=failed)
+
     def save_rule(self) -> None:
-        """Validate and store the form's rule (insert or update)."""
+        """Validate and store the form's rule (insert or update); a live rule is checked for conflicts first."""
         try:
             rule = self.draft()
         except RuleError as exc:
             self.show_error(f"Rule not saved: {exc}")
             return
-        path = self.ctx.path
-        self.io_runner.start(lambda ctx: save_rule(ctx.db(path), rule), cancel_previous=False, keep_stale=True,
-                             on_result=self._saved, on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+        path, day = self.ctx.path, self.as_of_day()
+        self._run_checked(lambda ctx, force: save_checked(ctx.db(path), rule, force=force, as_of=day),
+                          lambda r: f"Rule {r.rule_id} saved ({r.state(day)}): {r.name}.")
 
-    def _saved(self, rule: MerchRule) -> None:
-        self.editing_id = rule.rule_id
-        self.refresh()
-        self.show_info(f"Rule {rule.rule_id} saved: {rule.name}{'' if rule.enabled else ' (off)'}.")
+    def set_status(self, status: str, rule_id: Optional[int] = None) -> None:
+        """Make the selected rule (or ``rule_id``) live or a draft; going live is checked for conflicts."""
+        if rule_id is None:
+            row = self.table.currentRow()
+            if not 0 <= row < len(self.rules):
+                return
+            rule_id = self.rules[row].rule_id
+        path, day = self.ctx.path, self.as_of_day()
+        self._run_checked(lambda ctx, force: set_status_checked(ctx.db(path), rule_id, status, force=force,
+                                                                as_of=day),
+                          lambda r: f"Rule {r.rule_id} is {r.status} ({r.state(day)} on {day}): {r.name}.")
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() != 0 or not 0 <= item.row() < len(self.rules):
             return
-        rule_id, on, path = self.rules[item.row()].rule_id, item.checkState() == Qt.CheckState.Checked, self.ctx.path
-        self.io_runner.start(lambda ctx: set_rule_enabled(ctx.db(path), rule_id, on), cancel_previous=False,
-                             keep_stale=True, on_result=lambda _r: self.refresh(),
-                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+        self.set_status("live" if item.checkState() == Qt.CheckState.Checked else "draft",
+                        self.rules[item.row()].rule_id)
 
     def delete_rule(self) -> None:
         row = self.table.currentRow()
@@ -330,19 +545,19 @@ class RulesScreen(Screen):
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def preview_impact(self) -> None:
-        """Compute the drafted rule's impact in the worker (nothing is saved)."""
+        """Compute the drafted rule's impact as of the chosen day in the worker (nothing is saved)."""
         try:
             rule = self.draft()
         except RuleError as exc:
-            self.impact_label.setText(f"<span style='color:#b42318'>{exc}</span>")
+            self.impact_label.setText(f"<span style='color:{RED}'>{exc}</span>")
             return
         suite, path, gen, enc = self.suite_combo.currentData(), self.ctx.path, self.generation, self.encoder_spec
-        system = ej.System(weights=Weights())
+        system, day = ej.System(weights=Weights()), self.as_of_day()
         self.impact_label.setText("Computing the impact…")
-        self.impact_runner.start(lambda ctx: ej.impact_job(ctx, path, rule, suite, system, enc, gen),
+        self.impact_runner.start(lambda ctx: ej.impact_job(ctx, path, rule, suite, system, enc, gen, as_of=day),
                                  label="Rule impact", on_result=self._show_impact,
                                  on_error=lambda exc, _tb: self.impact_label.setText(
-                                     f"<span style='color:#b42318'>{error_text(exc)}</span>"))
+                                     f"<span style='color:{RED}'>{error_text(exc)}</span>"))
 
     def _show_impact(self, impact) -> None:
         self.impact = impact
@@ -362,12 +577,22 @@ class RulesScreen(Screen):
                 rows.append([cell(f"{label}: {block['name']}"), cell(m), cell(b), cell(a), cell(a - b, signed=True),
                              cell(p if m == "ndcg@10" else None, digits=4)])
         self.metrics.set_rows(rows)
-        self.touched.set_rows([[cell(t["query"]), cell(", ".join(t["sources"])), cell(len(t["moves"])),
-                                cell(t[f"jaccard@{impact.k}"]), cell(t["rbo"])] for t in impact.touched],
-                              sort_column=4, ascending=True)
+        touched = {t["query"]: t for t in impact.touched}
+        table = []
+        for q in impact.queries:
+            t = touched.get(q["query"])
+            judged = q["judged"][0]["delta"] if q["judged"] else None
+            row = [cell(q["query"]), cell(", ".join(q["sources"])), cell(q["searches"]),
+                   cell(len(t["moves"]) if t else 0), cell(judged, signed=True)]
+            row[1].setToolTip(", ".join(q["sources"]))
+            if q["judged"]:
+                row[4].setToolTip("; ".join(f"{j['suite']}: {j['before']:.3f} → {j['after']:.3f}" for j in q["judged"]))
+            table.append(row)
+        self.touched.set_rows(table, sort_column=2, ascending=False)
         if impact.touched:
-            self.touched.view.selectRow(0)
-            self._show_moves(0)
+            first = next(i for i in range(self.touched.row_count()) if self.touched.text(i) in touched)
+            self.touched.view.selectRow(first)
+            self._show_moves(first)
 
     def _show_moves(self, view_row: int) -> None:
         if self.impact is None or view_row < 0:
@@ -375,11 +600,31 @@ class RulesScreen(Screen):
         query = self.touched.text(view_row)
         t = next((t for t in self.impact.touched if t["query"] == query), None)
         if t is None:
+            self.slope.set_moves([], "without rule", "with rule", {}, self.impact.k)
+            self.slope.widget.setTitle(f"“{query}”: the rule fires, the top {self.impact.k} does not change",
+                                       size="10pt", color="#222")
             return
         moves = rank_moves(t["before"], t["after"], self.impact.k)
         titles = {}
         if self.ctx.db is not None:
             found = item_titles(self.ctx.db, [m["item_id"] for m in moves])
             titles = {str(i): title for i, (title, _) in found.items()}
-        self.slope.widget.setTitle(f"Rank moves for “{query}”: without → with the rule", size="10pt", color="#222")
+        self.slope.widget.setTitle(f"“{query}”: without → with the rule", size="10pt", color="#222")
         self.slope.set_moves(moves, "without rule", "with rule", titles, self.impact.k)
+
+
+def _short_day(day: Optional[str], as_of: str) -> str:
+    """``12-09`` for a day in the year of ``as_of``, else the whole date; ``…`` when open."""
+    if not day:
+        return "…"
+    return day[5:] if day[:4] == as_of[:4] else day
+
+
+def _short(value) -> str:
+    if value in (None, "", [], {}):
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
