@@ -55,3 +55,18 @@ def test_cli_derive_stores_the_suite(ws, ws_path):
     doc = json.loads(res.output)
     assert doc["name"] == "starter" and doc["queries"] == 2 and doc["source"] == SOURCE
     assert load_suite(ws, "starter").queries == ["bag", "lunch"]
+
+
+def test_without_a_search_log_rule_previews_measure_on_the_derived_suite(ws):
+    from merch_app.evaluation.rule_impact import DERIVED_NAME, rule_impact, summarise
+    from merch_app.ranking.rules import MerchRule
+    from ranking_fixtures import make_bundle
+
+    fill_workspace(ws, ITEMS, shop_events())
+    rule = MerchRule(kind="pin", pattern="lunch bag", params={"item_id": "C1", "position": 1}, match="phrase")
+    impact = rule_impact(ws, rule, bundle=make_bundle(ws), k=4)
+    block = impact.behaviour
+    assert block["name"] == DERIVED_NAME
+    before, after = block["before"].mean["ndcg@10"], block["after"].mean["ndcg@10"]
+    assert after < before  # a candle on top of the lunch bags
+    assert f"behaviour '{DERIVED_NAME}'" in summarise(impact)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from merch_app.data.search_log import QueryVolume, has_queries, query_key, query_volumes
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.starter_suite import derive_starter_suite
 from merch_app.evaluation.compare import compare_runs, jaccard_at_k, rank_moves, rbo
 from merch_app.evaluation.suite_run import NDCG_K, SuiteRun, run_suite, score_query
 from merch_app.evaluation.suite_data import Suite, SuiteError
@@ -210,6 +211,9 @@ def log_queries_for(rule: MerchRule, log: Mapping[str, QueryVolume]) -> dict[str
     return dict(list(hits.items())[:MAX_LOG_QUERIES])
 
 
+DERIVED_NAME = "derived from purchases"
+
+
 def rule_impact(db, rule: MerchRule, *, bundle, suite: Optional[Suite] = None, use_behaviour: bool = True,
                 queries: Sequence[str] = (), weights=None, k: int = 10, as_of=None, use_log: bool = True,
                 all_suites: bool = True, log: Optional[Mapping[str, QueryVolume]] = None, progress=None,
@@ -223,7 +227,9 @@ def rule_impact(db, rule: MerchRule, *, bundle, suite: Optional[Suite] = None, u
     suite
         Judged suite for the metric change; None = rank moves only.
     use_behaviour
-        Also measure over judgments generated from behaviour (when events carry queries).
+        Also measure over judgments generated from behaviour: searches followed by clicks when
+        events carry queries, else the starter suite derived from purchases
+        (:func:`merch_app.evaluation.starter_suite.derive_starter_suite`, named :data:`DERIVED_NAME`).
     as_of
         The day rules apply as of (``YYYY-MM-DD``; None = today).
     use_log, all_suites
@@ -252,6 +258,11 @@ def rule_impact(db, rule: MerchRule, *, bundle, suite: Optional[Suite] = None, u
             behaviour = generate_from_behaviour(db, "behaviour", cancel=cancel)
         except SuiteError as exc:
             skipped = str(exc)
+        if behaviour is None and not has_queries(db):  # no search log: judge by what shoppers bought
+            try:
+                behaviour = derive_starter_suite(db, DERIVED_NAME, cancel=cancel)
+            except SuiteError as exc:
+                skipped = f"{skipped}; {exc}"
     else:
         skipped = "not requested"
     if use_log and log is None:

@@ -13,7 +13,34 @@ from merch_app.ui.widgets import set_elided
 from merch_app.ui.job_executor import JobHandle
 
 
-class MessageBanner(QFrame):
+class FloatingPanel(QFrame):
+    """A panel floating over a sibling widget (the screen area) instead of taking a layout row.
+
+    Subclasses say where in :meth:`_place`; the window calls :meth:`follow` when it resizes.
+    """
+
+    MARGIN = 12
+
+    def float_over(self, anchor: QWidget) -> None:
+        """Float over ``anchor`` (a sibling).
+
+        (Not an event filter on ``anchor``: a Python callback for each of its
+        events has to take the GIL from busy workers every time.)
+        """
+        self._anchor = anchor
+        self.setParent(anchor.parentWidget())
+        self.hide()
+
+    def follow(self) -> None:
+        """Move with the anchor (after a resize of the window)."""
+        if self.isVisible():
+            self._place()
+
+    def _place(self) -> None:
+        raise NotImplementedError
+
+
+class MessageBanner(FloatingPanel):
     """Message strip floating over the bottom of the screen area (errors, warnings, info).
 
     It covers the screen instead of taking a row of the layout: showing or
@@ -22,7 +49,6 @@ class MessageBanner(QFrame):
     when the message faded, measured in bench_responsiveness).
     """
 
-    MARGIN = 12
     MAX_WIDTH = 1100
 
     COLOURS = {"error": ("#fdecea", "#8a1c12"), "warning": ("#fff4e0", "#7a4b00"), "info": ("#e8f1fb", "#0d3c6e")}
@@ -47,21 +73,6 @@ class MessageBanner(QFrame):
         self.auto_hide.setInterval(8000)
         self.auto_hide.timeout.connect(self.hide)
         self.hide()
-
-    def float_over(self, anchor: QWidget) -> None:
-        """Float over the bottom of ``anchor`` (a sibling); the window calls :meth:`follow` when it resizes.
-
-        (Not an event filter on ``anchor``: a Python callback for each of its
-        events has to take the GIL from busy workers every time.)
-        """
-        self._anchor = anchor
-        self.setParent(anchor.parentWidget())
-        self.hide()
-
-    def follow(self) -> None:
-        """Move with the anchor (after a resize of the window)."""
-        if self.isVisible():
-            self._place()
 
     def _place(self) -> None:
         anchor = getattr(self, "_anchor", None)
@@ -140,7 +151,7 @@ class JobRow(QWidget):
         self.show_progress(self.handle.last_progress)
 
 
-class JobsPanel(QFrame):
+class JobsPanel(FloatingPanel):
     """The jobs list: every running job with its progress and a Cancel button, floating over the
     bottom-right corner of the screen area (opened from the status bar; it hides when no job runs).
 
@@ -148,7 +159,6 @@ class JobsPanel(QFrame):
     with each job would resize every screen.
     """
 
-    MARGIN = MessageBanner.MARGIN
     placed = Signal()  # shown, hidden or resized: the banner moves above it
 
     def __init__(self) -> None:
@@ -161,16 +171,6 @@ class JobsPanel(QFrame):
         lay.addWidget(title)
         self.rows: dict[int, JobRow] = {}
         self.hide()
-
-    def float_over(self, anchor: QWidget) -> None:
-        """Float over the bottom-right of ``anchor`` (a sibling); the window calls :meth:`follow` on resize."""
-        self._anchor = anchor
-        self.setParent(anchor.parentWidget())
-        self.hide()
-
-    def follow(self) -> None:
-        if self.isVisible():
-            self._place()
 
     def _place(self) -> None:
         anchor = getattr(self, "_anchor", None)
