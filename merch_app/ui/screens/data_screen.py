@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -355,6 +356,9 @@ class DataScreen(Screen):
         fill_table(self.top_table, ["#", "item id", "title", "events"],
                    [[i + 1, iid, title, n] for i, (iid, title, n) in enumerate(s.top_items)])
         self.top_table.resizeColumnsToContents()
+        head = self.top_table.horizontalHeader()
+        head.setStretchLastSection(False)
+        head.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # long titles elide; the counts stay visible
         imp_cols = ["id", "file_name", "kind", "status", "rows_read", "rows_accepted", "rows_rejected",
                     "started", "message"]
         fill_table(self.imports_table, ["id", "file", "kind", "status", "read", "accepted", "rejected",
