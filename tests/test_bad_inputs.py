@@ -437,6 +437,7 @@ AUDITED_SQL_INTERPOLATIONS = {
     "how": "constant expression",
     "int(self._cache_size)": "an int",
     "int(wait_ms)": "an int",
+    "int(timeout)": "an int (the busy timeout read back from PRAGMA busy_timeout)",
     "marks": "','.join('?' * n) placeholders",
     "placeholders(len(chunk))": "placeholders",
     "self._bm25": "bm25() with float weights formatted by repr(float)",

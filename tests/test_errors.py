@@ -154,7 +154,7 @@ def test_error_text_without_a_message_never_shows_a_class_name():
 
 
 @pytest.mark.parametrize("exc, words", [
-    (sqlite3.OperationalError("database or disk is full"), "The disk is full; nothing was changed"),
+    (sqlite3.OperationalError("database or disk is full"), "The disk is full (database or disk is full): nothing was changed"),
     (sqlite3.OperationalError("attempt to write a readonly database"), "The workspace is read-only"),
     (sqlite3.DatabaseError("database disk image is malformed"), "The workspace file is damaged"),
     (sqlite3.OperationalError("database is locked"), "The workspace is locked by another program"),

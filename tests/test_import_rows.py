@@ -35,7 +35,7 @@ def test_transactions_derivation_known_answers(ws):
         ("u1", "A1", "return", 1.0, "2011-01-04T09:00:00Z", None, "C1003"),  # cancelled invoice
         (None, "B2", "return", 3.0, "2011-01-05T12:00:00Z", None, "1004"),  # negative quantity
         ("u2", "B2", "purchase", 4.0, "2011-01-06T08:00:00Z", None, "1005"),
-        ("12345", "C3", "purchase", 2.0, "2011-01-09T08:00:00Z", None, "1008"),  # '12345.0' cleaned
+        ("12345.0", "C3", "purchase", 2.0, "2011-01-09T08:00:00Z", None, "1008"),  # kept: u1 is no 17850.0
         ("u4", "D4", "purchase", 1.0, "2011-01-11T10:00:00Z", None, "1011"),
     ]
     items = {row[0]: row[1:] for row in ws.execute(

@@ -349,8 +349,10 @@ def test_kill_during_model_save_keeps_the_active_model(trained_ws, tmp_path, poi
             proc.kill()
             proc.wait(10)
         os.close(master)
-    assert snapshot(path) == before
-    assert_previous_model_serves(path, model_id)
     leftovers = [p.name for p in path.with_name(path.name + ".models").iterdir() if p.name != model_id]
     assert len(leftovers) == 1  # a temp folder (or, after the rename, an unregistered folder)
     assert (".tmp-" in leftovers[0]) == (point != "after_rename")
+    assert snapshot(path) == before
+    assert_previous_model_serves(path, model_id)
+    # the next opening for writing (snapshot's) took the write lock and removed it: its writer is gone
+    assert [p.name for p in path.with_name(path.name + ".models").iterdir()] == [model_id]

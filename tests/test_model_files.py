@@ -68,7 +68,8 @@ def test_readonly_workspace_reads_and_refuses_writes_clearly(filled, tmp_path):
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == len(before["events"])
     with pytest.raises(ImportFailed) as err:
         import_file(db, small_events(tmp_path / "more.csv", prefix="w"))
-    assert str(err.value).startswith(f"{tmp_path / 'more.csv'}: import: the workspace is read-only")
+    assert str(err.value).startswith(f"{tmp_path / 'more.csv'}: import: the workspace {filled} is read-only "
+                                     "(it was opened read-only): nothing was changed")
     db.close()
     assert table_rows(filled) == before
 
@@ -87,7 +88,7 @@ def test_workspace_file_that_cannot_be_written(filled, tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["import", str(small_events(tmp_path / "more.csv", prefix="w")),
                                    "-w", str(filled), "--json"])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert "the workspace is read-only" in res.stderr and "nothing was changed" in res.stderr
+    assert f"the workspace {filled} is read-only (" in res.stderr and "nothing was changed" in res.stderr
     res = CliRunner().invoke(cli, ["forget", "u1", "-w", str(filled), "--yes"])
     assert res.exit_code == 1 and "the workspace is read-only" in res.output
     monkeypatch.undo()
@@ -111,7 +112,8 @@ def test_full_disk_during_import_changes_nothing(filled, tmp_path):
     big = small_events(tmp_path / "big.csv", n=30_000, prefix="b")
     with pytest.raises(ImportFailed) as err:
         import_file(db, big)
-    assert "the disk is full; nothing was changed" in str(err.value) and str(err.value).startswith(str(big))
+    assert "the disk is full (database or disk is full): nothing was changed; free space and try again" in str(
+        err.value) and str(err.value).startswith(str(big))
     assert table_rows(filled) == before
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     status, message = db.execute("SELECT status, message FROM imports ORDER BY id DESC LIMIT 1").fetchone()

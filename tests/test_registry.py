@@ -100,31 +100,34 @@ def test_offline_evaluate_shape_and_no_leak(two_versions):
     assert np.isfinite(early["model"]["ndcg@5"])
 
 
-def test_leftovers_of_killed_saves_are_removed_when_old(two_versions):
-    import os
-    import time
+def test_leftovers_of_killed_saves_are_removed_when_no_writer_holds_the_lock(two_versions):
+    """Writers of model folders hold the write lock while the folder exists: without a lock holder, any age goes."""
+    import sqlite3
 
-    from merch_app.data.workspace import models_dir
+    from merch_app.data.workspace import models_dir, remove_leftover_folders, sweep_leftovers, workspace_path
 
     db = two_versions[0]
     root = models_dir(db)
-    old = time.time() - 2 * registry.LEFTOVER_AGE_S
-    made = {}
-    for name, config in (("m1.tmp-dead", False), ("m2.tmp-live", False), ("m3-unregistered", True),
-                         ("notes", False)):
+    for name, config in (("m1.tmp-dead", False), ("m2.scrub-dead", False), ("m3-unregistered", True),
+                         ("notes", False), ("m4.deleted-ab", True)):
         folder = root / name
         folder.mkdir()
         if config:
             (folder / "config.json").write_text("{}")
-        made[name] = folder
-    for name in ("m1.tmp-dead", "m3-unregistered", "notes"):
-        os.utime(made[name], (old, old))
-    removed = registry.remove_leftovers(db)
-    assert sorted(removed) == ["m1.tmp-dead", "m3-unregistered"]
-    assert made["m2.tmp-live"].exists() and made["notes"].exists()  # in progress / not a model folder
+    other = sqlite3.connect(workspace_path(db), timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # a live writer (a save in progress) holds the lock
+    assert sweep_leftovers(db)["folders"] == []
+    assert (root / "m1.tmp-dead").is_dir()
+    other.rollback()
+    other.close()
+    assert sweep_leftovers(db)["folders"] == ["m1.tmp-dead", "m2.scrub-dead", "m3-unregistered"]
+    assert (root / "notes").exists() and (root / "m4.deleted-ab").exists()  # not a model folder / a delete's
     for v in registry.list_versions(db):  # registered versions untouched
         assert registry.version_folder(db, v).is_dir()
     registry.load_model(db, registry.list_versions(db)[0].model_id)
+    with db.conn:
+        db.execute("BEGIN IMMEDIATE")
+        assert remove_leftover_folders(db) == []
 
 
 def test_ranking_bundle_serves_without_the_id_embeddings(two_versions):
@@ -180,6 +183,7 @@ def test_a_tampered_models_path_is_refused_and_nothing_outside_is_touched(two_ve
     assert "not inside this workspace's model folder" in res.output and "nothing was read or deleted" in res.output
     assert (victim / "precious.txt").read_text() == "keep me"
     assert [v.model_id for v in registry.list_versions(db)] == [b.model_id, bad_id]  # the row is kept too
-    assert registry.remove_leftovers(db, min_age_s=0) == [a.model_id]  # its own folder is now unowned
+    # its own folder is now unowned: the CLI's opening for writing removed it (a leftover), nothing else
+    assert not (root / a.model_id).exists()
     assert (victim / "precious.txt").read_text() == "keep me"
     assert registry.load_model(db, b.model_id).n_items == 45  # the good version still works

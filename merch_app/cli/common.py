@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import unicodedata
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Any, Iterator, Optional, Union
 
 import click
 
-from merch_app.data.workspace import NoItemsError, WorkspaceError, open_workspace
+from merch_app.data.workspace import NoItemsError, WorkspaceError, open_workspace, storage_problem
 from merch_app.errors import MerchAppError
 from merch_app.jobs import Progress
 from merch_app.paths import default_workspace
@@ -111,6 +112,11 @@ def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) 
     try:
         with user_errors(*extra):
             yield db
+    except (sqlite3.DatabaseError, OSError) as exc:
+        problem = storage_problem(exc, db)  # names the workspace and why it is read-only
+        if problem is None:
+            raise
+        raise click.ClickException(f"workspace: {problem}") from exc
     finally:
         db.close()
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import click
 
@@ -34,6 +35,25 @@ def _fmt(v: Any) -> str:
 
 def _short(text: str, n: int = _Q_WIDTH) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _check_outputs(**paths: Optional[Path]) -> None:
+    """Refuse ``--html``/``--csv`` paths whose folder does not exist, before anything runs."""
+    for option, path in paths.items():
+        folder = path.absolute().parent if path is not None else None
+        if folder is not None and not folder.is_dir():
+            raise click.ClickException(f"the folder {folder} for the --{option} file does not exist: nothing was run; "
+                                   "create it or give a path in an existing folder")
+
+
+@contextmanager
+def _report_file(option: str, path: Path) -> Iterator[None]:
+    """A report file that cannot be written (permissions, full disk) ends in one sentence naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the --{option} file {path} ({exc.strerror or exc}); the run "
+                                   "finished, only this file is missing") from exc
 
 
 def _encoder_option(f):
@@ -99,6 +119,7 @@ def suite_group() -> None:
 def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_path, snapshot, against, threshold,
               encoder_spec, as_json, workspace) -> None:
     """Run SUITE (a query,item_id,grade CSV, a qrels file or a stored suite name) and print metrics."""
+    _check_outputs(html=html_path, csv=csv_path)
     with workspace_db(workspace) as db:
         s = command_suite(db, suite, behaviour)
         bundle = command_bundle(db, model_id, encoder_spec)
@@ -114,9 +135,11 @@ def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_p
             except KeyError as exc:
                 raise click.ClickException(str(exc.args[0])) from exc
         if html_path:
-            write_report(run_report_html(run), html_path)
+            with _report_file("html", html_path):
+                write_report(run_report_html(run), html_path)
         if csv_path:
-            write_csv(run_rows(run), csv_path)
+            with _report_file("csv", csv_path):
+                write_csv(run_rows(run), csv_path)
     if as_json:
         emit_json(out)
         return
@@ -152,6 +175,7 @@ def suite_compare(suite, behaviour, models, systems, k, metric, method, html_pat
     specs = [{"model": m, "label": m} for m in models] + [_parse_system(s) for s in systems]
     if len(specs) < 2:
         raise click.UsageError("give at least two systems (--model and/or --system)")
+    _check_outputs(html=html_path, csv=csv_path)
     with workspace_db(workspace) as db:
         s = command_suite(db, suite, behaviour)
         runs, bundles = [], {}
@@ -170,9 +194,11 @@ def suite_compare(suite, behaviour, models, systems, k, metric, method, html_pat
                                      param_hint="--metric")
         cmp = compare_runs(runs, metric, method=method)
         if html_path:
-            write_report(comparison_report_html(cmp), html_path)
+            with _report_file("html", html_path):
+                write_report(comparison_report_html(cmp), html_path)
         if csv_path:
-            write_csv(comparison_rows(cmp), csv_path)
+            with _report_file("csv", csv_path):
+                write_csv(comparison_rows(cmp), csv_path)
     if as_json:
         emit_json(cmp.to_dict())
         return

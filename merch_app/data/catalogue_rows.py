@@ -11,7 +11,7 @@ import json
 
 from merch_app.data.header_mapping import ATTRS
 from merch_app.data.import_batches import BATCH_ROWS, ImportContext
-from merch_app.data.values import clean_id, number_detail, parse_number
+
 
 UPSERT_ITEM = (
     "INSERT INTO items(item_id, title, description, tags, category, price, attrs, import_id) "
@@ -40,8 +40,12 @@ def run(ctx: ImportContext, mapping: dict[str, str]) -> int:
     reject = ctx.reject
     batch: list[tuple] = []
     written = 0
+    item_id, number = ctx.item_ids, ctx.numbers
     for first, last, row in ctx.checked_records(text_cols):
-        item = clean_id(row[i_item])
+        item = item_id(row[i_item])
+        if item is None:
+            reject(first, last, row, *item_id.problem("item id", row[i_item]))
+            continue
         if not item:
             reject(first, last, row, "missing_item_id")
             continue
@@ -49,9 +53,9 @@ def run(ctx: ImportContext, mapping: dict[str, str]) -> int:
         if i_price is not None:
             raw_price = row[i_price].strip()
             if raw_price:
-                price = parse_number(raw_price)
+                price = number(raw_price)
                 if price is None:
-                    reject(first, last, row, "bad_number", number_detail("price", raw_price))
+                    reject(first, last, row, *number.problem("price", raw_price))
                     continue
         texts = [(row[c].strip() or None) if c is not None else None for c in text_fields]
         attrs = {name: row[c].strip() for name, c in attr_cols if row[c].strip()}

@@ -18,9 +18,7 @@ from typing import Optional
 
 from merch_app.data.header_mapping import normalise_header
 from merch_app.data.import_batches import BATCH_ROWS, ImportContext
-from merch_app.data.values import (
-    TimestampParser, clean_id, in_range, normalise_event_type, number_detail, parse_number,
-)
+from merch_app.data.values import TimestampParser, normalise_event_type
 
 _RATING_HEADERS = {"rating", "score", "stars", "评分", "打分", "rate"}
 _QUANTITY_HEADERS = {"quantity", "qty", "units", "数量", "购买数量"}
@@ -53,6 +51,7 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     forgotten = ctx.forgotten if i_user is not None else None
     type_cache: dict[str, Optional[str]] = {}
     items_seen: set[str] = set()
+    item_id, user_id, number = ctx.item_ids, ctx.user_ids, ctx.numbers
     for first, last, row in ctx.checked_records(text_cols):
         if forgotten is not None and forgotten(row[i_user]):  # on the forget list: dropped, never stored
             ctx.rows_forgotten += 1
@@ -73,7 +72,10 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
                 continue
         else:
             etype = fixed_type
-        item = clean_id(row[i_item])
+        item = item_id(row[i_item])
+        if item is None:
+            reject(first, last, row, *item_id.problem("item id", row[i_item]))
+            continue
         query = row[i_query].strip() if i_query is not None else ""
         if not item:
             if etype != "search":
@@ -90,22 +92,20 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         value = 1.0
         raw_value = row[i_value].strip() if i_value is not None else ""
         if raw_value:
-            try:
-                value = float(raw_value)
-                if not in_range(value):  # nan, inf, 1e300
-                    raise ValueError(raw_value)
-            except ValueError:
-                parsed = parse_number(raw_value)
-                if parsed is None:
-                    reject(first, last, row, "bad_number", number_detail("value", raw_value))
-                    continue
-                value = parsed
+            parsed = number(raw_value)  # nan, inf, 1e300 refused; the file's decimal convention
+            if parsed is None:
+                reject(first, last, row, *number.problem("value", raw_value))
+                continue
+            value = parsed
             if etype == "return":
                 value = abs(value)
         elif etype == "rating":
             reject(first, last, row, "missing_value", "rating without a value")
             continue
-        user = clean_id(row[i_user]) if i_user is not None else ""
+        user = user_id(row[i_user]) if i_user is not None else ""
+        if user is None:
+            reject(first, last, row, *user_id.problem("user id", row[i_user]))
+            continue
         session = row[i_session].strip() if i_session is not None else ""
         append((user or None, item or None, etype, value, ts, query or None, session or None, import_id))
         if item:

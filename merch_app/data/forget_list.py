@@ -66,7 +66,8 @@ def id_forms(db, user_id: str) -> set[str]:
     """Every form ``user_id`` may be stored under in this workspace (never empty for a non-blank id).
 
     The id as given (trimmed), the importer's clean form of it (and, for a
-    number, its spreadsheet form ``99887.0``), and its pseudonym when the
+    number, its spreadsheet form ``99887.0``, which an import keeps when its
+    column is not all in that form), and the pseudonym of each when the
     workspace has a pseudonymisation key and the id is not a pseudonym itself.
     """
     text = str(user_id).strip()
@@ -75,7 +76,7 @@ def id_forms(db, user_id: str) -> set[str]:
         forms.add(clean_id(text) + ".0")
     key = workspace_key(db)
     if key is not None and not is_pseudonym(text) and forms:
-        forms.add(pseudonym(key, clean_id(text)))
+        forms.update({pseudonym(key, f) for f in forms})
     return forms
 
 

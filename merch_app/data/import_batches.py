@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 
 from merch_app.data.csv_source import CsvSource
 from merch_app.data.forget_list import ForgetMatcher
-from merch_app.data.values import clean_id
+from merch_app.data.values import IdReader, NumberParser
 from merch_app.jobs import CancelToken, EtaClock, Progress, ProgressCallback, Throttle
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -48,8 +48,15 @@ class ImportContext:
         pseudonymise: Optional[Callable[[str], str]] = None,
         user_col: Optional[int] = None,
         forgotten: Optional[ForgetMatcher] = None,
+        numbers: Optional[NumberParser] = None,
+        item_ids: Optional[IdReader] = None,
+        user_ids: Optional[IdReader] = None,
     ) -> None:
         self.conn = conn
+        # the file's decimal convention and id forms, decided from its sample (importer._file_forms)
+        self.numbers = numbers or NumberParser()
+        self.item_ids = item_ids or IdReader()
+        self.user_ids = user_ids or IdReader()
         # users on the forget list (None: the list is empty): their rows are dropped and counted, never stored
         self.forgotten = forgotten
         self.rows_forgotten = 0
@@ -84,7 +91,8 @@ class ImportContext:
             if row is None or first != last or len(row) != self.ncols:
                 return WITHHELD
             row = list(row)
-            user = clean_id(row[self.user_col])
+            user = self.user_ids(row[self.user_col])  # as its events store it
+            user = row[self.user_col].strip() if user is None else user
             row[self.user_col] = self.pseudonymise(user) if user else ""
             first = -1  # rebuild from the cells
         if first == last or row is None:

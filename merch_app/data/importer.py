@@ -31,9 +31,10 @@ from merch_app.data.import_tx import ImportTransaction, open_db, record_attempt
 from merch_app.data.forget_list import forget_matcher
 from merch_app.data.privacy import import_pseudonymiser
 from merch_app.data.values import (
-    DAY_FIRST, TimestampParser, guess_date_order, is_numeric_dmy, parse_number, parse_timestamp,
+    DAY_FIRST, DECIMAL_COMMA, DECIMAL_MIXED, IdReader, NumberParser, TimestampParser, guess_date_order, guess_decimal,
+    is_numeric_dmy, parse_number, parse_timestamp, spreadsheet_id_column,
 )
-from merch_app.data.workspace import rebuild_fts, storage_problem
+from merch_app.data.workspace import read_only_sentence, rebuild_fts, storage_problem
 from merch_app.errors import MerchAppError
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
 from merch_app.data.term_tops import build_search_tops
@@ -221,6 +222,38 @@ def _date_order(source: CsvSource, mapping: dict[str, str]) -> tuple[Optional[st
     return order, ""
 
 
+NUMBER_FIELDS = ("price", "value", "quantity")
+ID_FIELDS = {"item_id": "Item ids", "user_id": "User ids"}
+
+
+def _file_forms(source: CsvSource, mapping: dict[str, str]) -> tuple[NumberParser, dict[str, IdReader], str]:
+    """The file's decimal convention and id forms, decided from its sample like the date order; plus a note.
+
+    Numbers: :func:`~merch_app.data.values.guess_decimal` over the mapped price,
+    value and quantity cells.  Ids: a column is read without its ``.0`` only
+    when every non-empty id of the sample is written ``123.0``; a later plain
+    ``123`` in such a column is refused by the :class:`IdReader` (never merged).
+    """
+    sample = source.sample_rows(100_000)
+
+    def cells(field: str) -> list[str]:
+        cols = [source.headers.index(s) for s, f in mapping.items() if f == field]
+        return [r[i] for r in sample for i in cols if len(r) > i]
+
+    decimal = guess_decimal((v for f in NUMBER_FIELDS for v in cells(f)), source.delimiter)
+    note = {DECIMAL_COMMA: " Numbers read with decimal comma (1.234,56 = 1234.56).",
+            DECIMAL_MIXED: (" Numbers are written both with a decimal comma (1.234,56) and a decimal point "
+                            "(12.5) in this file: cells that read two ways were rejected (ambiguous_number).")
+            }.get(decimal, "")
+    ids = {}
+    for field, label in ID_FIELDS.items():
+        ids[field] = IdReader(spreadsheet_id_column(cells(field)))
+        if ids[field].spreadsheet:
+            note += (f" {label} are written as spreadsheet numbers (17850.0) in the whole column: read without "
+                     "the .0.")
+    return NumberParser(decimal), ids, note
+
+
 def import_file(
     db,
     path: Union[str, Path],
@@ -295,6 +328,8 @@ def import_file(
 
 def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, pseudonymise=None,
             keep_overlap=False) -> ImportResult:
+    if db.readonly:  # said before the file is read: nothing could be stored
+        raise ImportFailed(f"{path}: import: {read_only_sentence(db)}")
     source = _source(path)
     kind, _, _, mapping, _ = _plan(db, source, kind, mapping)
     _check_mapping(source, kind, mapping)
@@ -309,6 +344,8 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
                             time.perf_counter() - started,
                             f"already imported (import #{earlier[-1]}): skipped", mapping)
     date_order, note = _date_order(source, mapping)
+    numbers, id_readers, forms_note = _file_forms(source, mapping)
+    note += forms_note
     items_before, events_before = _totals(db)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     tx = ImportTransaction(db, expected_rows=_estimate_rows(source), existing_events=events_before)
@@ -325,7 +362,8 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         # waits for the commit and then deletes what this import wrote
         ctx = ImportContext(db.conn, import_id, source, progress, cancel, pseudonymise=pseudo,
                             user_col=source.headers.index(user_src) if user_src else None,
-                            forgotten=forget_matcher(db.conn, also=pseudo) if user_src else None)
+                            forgotten=forget_matcher(db.conn, also=pseudo) if user_src else None,
+                            numbers=numbers, item_ids=id_readers["item_id"], user_ids=id_readers["user_id"])
         ctx.tick(final=False)
         parse_ts = TimestampParser(date_order)
         if kind == "transactions":
@@ -357,7 +395,7 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
     except BaseException as exc:
         tx.rollback()
         where = f"line {source.line_num}" if source.line_num else "import"
-        message = f"{path}: {where}: {storage_problem(exc) or f'{type(exc).__name__}: {exc}'}"
+        message = f"{path}: {where}: {storage_problem(exc, db) or f'{type(exc).__name__}: {exc}'}"
         record_attempt(db, path.name, sha, kind, mapping, now, "failed", message, ctx)
         if isinstance(exc, Exception):
             raise ImportFailed(message) from exc

@@ -25,7 +25,7 @@ import json
 from typing import Optional
 
 from merch_app.data.import_batches import BATCH_ROWS, ImportContext
-from merch_app.data.values import TimestampParser, clean_id, in_range, number_detail, parse_number
+from merch_app.data.values import TimestampParser, in_range
 
 # Upper-cased stock codes that are not products (Online Retail and common shop exports).
 NON_PRODUCT_CODES = frozenset(
@@ -87,11 +87,15 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     # item code -> [descriptions {text: n}, purchase prices {price: n}, countries {name: n}]
     agg: dict[str, list[dict]] = {}
     non_product: dict[tuple[str, str], Optional[str]] = {}
+    item_id, user_id, number = ctx.item_ids, ctx.user_ids, ctx.numbers
     for first, last, row in ctx.checked_records(text_cols):
         if forgotten is not None and forgotten(row[i_user]):  # on the forget list: dropped, never stored
             ctx.rows_forgotten += 1
             continue
-        item = row[i_item].strip()
+        item = item_id(row[i_item])
+        if item is None:
+            reject(first, last, row, *item_id.problem("item id", row[i_item]))
+            continue
         if not item:
             reject(first, last, row, "missing_item_id")
             continue
@@ -113,10 +117,12 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
             if not in_range(qty):
                 raise ValueError(raw_qty)
         except ValueError:
-            qty = parse_number(raw_qty) if raw_qty.strip() else None
+            qty = number(raw_qty) if raw_qty.strip() else None
             if qty is None:
-                reject(first, last, row, "bad_number" if raw_qty.strip() else "missing_quantity",
-                       number_detail("Quantity", raw_qty) if raw_qty.strip() else "")
+                if raw_qty.strip():
+                    reject(first, last, row, *number.problem("Quantity", raw_qty))
+                else:
+                    reject(first, last, row, "missing_quantity", "")
                 continue
         if qty == 0:
             reject(first, last, row, "zero_quantity")
@@ -129,20 +135,15 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         price = None
         if i_price is not None:
             raw_price = row[i_price]
-            try:
-                price = float(raw_price)
-                if not in_range(price):
-                    raise ValueError(raw_price)
-            except ValueError:
-                price = None
-                if raw_price.strip():
-                    price = parse_number(raw_price)
-                    if price is None:
-                        reject(first, last, row, "bad_number", number_detail("price", raw_price))
-                        continue
-        user = row[i_user].strip() if i_user is not None else ""
-        if user.endswith(".0"):
-            user = clean_id(user)
+            if raw_price.strip():
+                price = number(raw_price)
+                if price is None:
+                    reject(first, last, row, *number.problem("price", raw_price))
+                    continue
+        user = user_id(row[i_user]) if i_user is not None else ""
+        if user is None:
+            reject(first, last, row, *user_id.problem("user id", row[i_user]))
+            continue
         a = agg.get(item)
         if a is None:
             a = agg[item] = [{}, {}, {}]

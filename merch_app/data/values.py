@@ -45,8 +45,9 @@ _CURRENCY = str.maketrans("", "", "£$€¥￥元 \u00a0'")
 def parse_number(raw: str) -> Optional[float]:
     """Parse a number written the way shop exports write them.
 
-    Accepts ``12``, ``-3.5``, ``1,234.50``, ``3,50`` (decimal comma),
-    ``£2.55``, ``1e3``.  Returns None when the text is not a finite number
+    Accepts ``12``, ``-3.5``, ``1,234.50``, ``1.234,50`` and ``3,50`` (decimal
+    comma), ``£2.55``, ``1e3``.  A file's own convention is applied by
+    :class:`NumberParser`.  Returns None when the text is not a finite number
     within ±:data:`MAX_ABS_NUMBER`.
     """
     try:
@@ -56,8 +57,9 @@ def parse_number(raw: str) -> Optional[float]:
         if text.upper().startswith(("GBP", "USD", "EUR", "RMB", "CNY")):
             text = text[3:]
         if "," in text:
-            if "." in text:
-                text = text.replace(",", "")
+            if "." in text:  # the last mark is the decimal one: 1,234.50 and 1.234,50 are both 1234.5
+                text = (text.replace(".", "").replace(",", ".") if text.rfind(",") > text.rfind(".")
+                        else text.replace(",", ""))
             elif re.fullmatch(r"-?\d+,\d{1,2}", text):
                 text = text.replace(",", ".")
             else:
@@ -93,6 +95,142 @@ def clean_id(raw: str) -> str:
     if text.endswith(".0") and text[:-2].isdigit():
         return text[:-2]
     return text
+
+
+# ------------------------------------------- a file's decimal convention and id form
+
+DECIMAL_POINT = "point"  # 1,234.56 / 12.5 (and the odd 3,50): parse_number as it is
+DECIMAL_COMMA = "comma"  # 1.234,56 / 2.500,00 / 3,5: '.' groups thousands, ',' is the decimal mark
+DECIMAL_MIXED = "mixed"  # both forms in one file: a cell that reads two ways is refused, never guessed
+_COMMA_DECIMAL = re.compile(r"[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+", re.ASCII)
+_POINT_DECIMAL = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)\.\d+", re.ASCII)
+_DOT_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:\.\d{3})+", re.ASCII)  # 1.234: 1234 with a decimal comma
+COMMA_DELIMITERS = (";", "\t")  # where a decimal comma cannot be the cell separator
+
+
+def _bare_number(raw: str) -> str:
+    text = raw.strip().translate(_CURRENCY)
+    return text[3:] if text.upper().startswith(("GBP", "USD", "EUR", "RMB", "CNY")) else text
+
+
+def guess_decimal(samples: Iterable[str], delimiter: str) -> str:
+    """The decimal convention of a file's number cells (a sample of its price/value/quantity columns).
+
+    :data:`DECIMAL_COMMA` when the delimiter is ``;`` or a tab and some cells
+    are written ``1.234,56`` or ``3,5`` while none is written with a decimal
+    point (``12.5``, ``1,234.56``); :data:`DECIMAL_MIXED` when both forms
+    occur; otherwise :data:`DECIMAL_POINT` (``1.234`` alone could be either
+    and is read as a decimal point, as before).
+    """
+    if delimiter not in COMMA_DELIMITERS:
+        return DECIMAL_POINT
+    comma = point = False
+    for raw in samples:
+        text = _bare_number(raw)
+        if _COMMA_DECIMAL.fullmatch(text):
+            comma = True
+        elif _POINT_DECIMAL.fullmatch(text) and not _DOT_THOUSANDS.fullmatch(text):
+            point = True
+        if comma and point:
+            return DECIMAL_MIXED
+    return DECIMAL_COMMA if comma else DECIMAL_POINT
+
+
+class NumberParser:
+    """Number cells of one file, read with its decimal convention (see :func:`guess_decimal`).
+
+    With :data:`DECIMAL_POINT` it is :func:`parse_number` behind a plain
+    ``float`` fast path.  With :data:`DECIMAL_COMMA` ``1.234,56`` is 1234.56,
+    ``1.234`` is 1234, and a cell with a decimal point (``12.5``) is refused.
+    With :data:`DECIMAL_MIXED` a cell holding a comma or written ``1.234`` is
+    refused (:meth:`problem` says it reads two ways).  Returns None for a
+    refused cell, like :func:`parse_number`.
+    """
+
+    def __init__(self, decimal: str = DECIMAL_POINT) -> None:
+        self.decimal = decimal
+
+    def __call__(self, raw: str) -> Optional[float]:
+        if self.decimal == DECIMAL_POINT:
+            try:
+                value = float(raw)
+            except ValueError:
+                return parse_number(raw)
+            return value if in_range(value) else None
+        text = _bare_number(raw)
+        if "," not in text and "." not in text:
+            return parse_number(text)
+        if self.decimal == DECIMAL_MIXED:
+            return None if "," in text or _DOT_THOUSANDS.fullmatch(text) else parse_number(text)
+        if _COMMA_DECIMAL.fullmatch(text):
+            value = float(text.replace(".", "").replace(",", "."))
+        elif _DOT_THOUSANDS.fullmatch(text):
+            value = float(text.replace(".", ""))
+        else:
+            return None
+        return value if in_range(value) else None
+
+    def problem(self, label: str, raw: str) -> tuple[str, str]:
+        """``(reason code, detail)`` for a cell this parser refused."""
+        text = _bare_number(raw)
+        if self.decimal == DECIMAL_MIXED and ("," in text or _DOT_THOUSANDS.fullmatch(text)):
+            return "ambiguous_number", (
+                f"{label} {raw!r} reads two ways: this file writes numbers both with a decimal comma "
+                "(1.234,56) and with a decimal point (12.5); export it with one of them")
+        if self.decimal == DECIMAL_COMMA and ("," in text or "." in text) and not (
+                _COMMA_DECIMAL.fullmatch(text) or _DOT_THOUSANDS.fullmatch(text)):
+            return "bad_number", f"{label} {raw!r} does not use the file's decimal comma (1.234,56)"
+        return "bad_number", number_detail(label, raw)
+
+
+_SPREADSHEET_ID = re.compile(r"[0-9]+\.0")
+
+
+def spreadsheet_id_column(samples: Iterable[str]) -> bool:
+    """True when every non-empty id of the sample is written as a spreadsheet number (``17850.0``)."""
+    seen = False
+    for raw in samples:
+        text = raw.strip()
+        if not text:
+            continue
+        if not _SPREADSHEET_ID.fullmatch(text):
+            return False
+        seen = True
+    return seen
+
+
+class IdReader:
+    """The ids of one column of one file.
+
+    ``17850.0`` is read as ``17850`` (:func:`clean_id`) only when the whole
+    column is written that way (``spreadsheet``, decided by
+    :func:`spreadsheet_id_column` from the file's sample); otherwise ids are
+    kept as written, so ``123.0`` and ``123`` stay two ids.  In a spreadsheet
+    column a later id of plain digits would be merged with a rewritten one
+    (``123`` and ``123.0``): it is refused (None, :meth:`problem`).  Other ids
+    (``85123A``) are kept as written.
+    """
+
+    def __init__(self, spreadsheet: bool = False) -> None:
+        self.spreadsheet = spreadsheet
+
+    def __call__(self, raw: str) -> Optional[str]:
+        text = raw.strip()
+        if not self.spreadsheet:
+            return text
+        if text.endswith(".0") and text[:-2].isascii() and text[:-2].isdigit():
+            return text[:-2]
+        if text.isascii() and text.isdigit():
+            return None
+        return text
+
+    @staticmethod
+    def problem(label: str, raw: str) -> tuple[str, str]:
+        """``(reason code, detail)`` for an id this reader refused."""
+        text = raw.strip()
+        return "id_form", (f"{label} {text!r} is plain digits while the rest of the column is written as "
+                           f"spreadsheet numbers ({text}.0, read as {text}): refused so that two ids are not "
+                           "merged; export the column in one form")
 
 
 # ---------------------------------------------------------------- timestamps

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import shutil
 import sqlite3
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -20,6 +23,11 @@ from merch_app.data import text_tokens
 from merch_app.data.rule_patterns import legacy_pattern
 from merch_app.errors import MerchAppError
 from merch_app.safety import sql_identifier
+
+try:
+    import resource  # POSIX only: the file-size limit (ulimit -f) named in storage_problem
+except ImportError:  # Windows
+    resource = None
 
 
 EVENT_TYPES = ("search", "view", "click", "cart", "purchase", "return", "rating")
@@ -44,13 +52,14 @@ class Workspace:
     path
         The workspace file, or None for an in-memory workspace.
     readonly
-        Opened read-only.
+        Opened read-only; ``readonly_reason`` says why (a read-only disk, file or folder).
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Optional[Path] = None, readonly: bool = False) -> None:
         self.conn = conn
         self.path = path
         self.readonly = readonly
+        self.readonly_reason = "it was opened read-only" if readonly else ""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement (see :meth:`sqlite3.Connection.execute`)."""
@@ -348,6 +357,17 @@ def open_workspace(
 ) -> Workspace:
     """Open (and create/migrate) the workspace at ``path``.
 
+    A workspace that cannot be written (the file, its folder or the disk is
+    read-only, :func:`write_blocker`) is opened read-only: reading works, and a
+    write fails with the read-only sentence of :func:`storage_problem` (call
+    :func:`require_writable` before a long job).  In WAL mode SQLite reads a
+    file through its ``-shm`` index, which it must be able to create or find:
+    in a folder that cannot be written and without one, the file is opened
+    ``immutable=1`` when it has no unsaved log (``-wal`` missing or empty),
+    and refused with a sentence when it has one (immutable would not read it).
+    Opening for writing also empties a large leftover log and removes model
+    folders of killed saves (:func:`sweep_leftovers`).
+
     Parameters
     ----------
     path
@@ -355,38 +375,36 @@ def open_workspace(
     create
         Create the file if missing; otherwise a missing file is an error.
     readonly
-        Open read-only (no migration; used for read-only media).
+        Open read-only even when the workspace could be written (no migration).
 
     Returns
     -------
     Workspace
         The open workspace (WAL journaling); its connection belongs to the
-        calling thread.
+        calling thread.  ``readonly`` tells whether it was opened read-only and
+        ``readonly_reason`` why.
     """
     path = str(path)
+    reason = "it was opened read-only" if readonly else None
     if path != ":memory:":
         p = Path(path)
         if not p.exists() and (not create or readonly):
             raise WorkspaceError(f"{p}: workspace does not exist")
         if p.exists() and p.is_dir():
             raise WorkspaceError(f"{p}: is a folder, not a workspace file")
+        if p.exists() and not os.access(p, os.R_OK):
+            raise WorkspaceError(f"{p}: the workspace file cannot be read (no read permission): nothing was changed")
+        if reason is None and p.exists():
+            reason = write_blocker(p)
     try:
-        if path != ":memory:" and not readonly:
+        if path != ":memory:" and reason is None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        db = Workspace(conn, None if path == ":memory:" else Path(path), readonly=readonly)
-        if not readonly:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        if readonly:
-            if schema_version(db) > len(MIGRATIONS):
-                raise WorkspaceError(f"{path}: workspace schema is newer than this merch_app")
-        else:
-            migrate(db)
+        if reason is None:
+            db = _open_writable(path)
+            if db.readonly:
+                reason = db.readonly_reason
+        if reason is not None:
+            db = _open_readonly(Path(path), reason)
     except sqlite3.DatabaseError as exc:
         problem = storage_problem(exc)
         if problem:
@@ -394,7 +412,100 @@ def open_workspace(
         raise WorkspaceError(f"{path}: not a merch_app workspace ({exc})") from exc
     except OSError as exc:  # e.g. the folder cannot be created
         raise WorkspaceError(f"{path}: cannot open the workspace ({exc})") from exc
+    if not db.readonly and db.path is not None:
+        sweep_leftovers(db)
     return db
+
+
+def write_blocker(path: Path) -> Optional[str]:
+    """Why the workspace file ``path`` cannot be written, or None when it can.
+
+    A disk mounted read-only, a file without write permission, or a folder
+    without it (SQLite creates the ``-wal`` and ``-shm`` files there).  As
+    root, permissions do not stop writes, so only a read-only disk counts.
+    """
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "the disk is mounted read-only"
+    except OSError:
+        pass
+    if not os.access(path, os.W_OK):
+        return "the file cannot be written"
+    sidecars = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
+    if not os.access(folder, os.W_OK) and not all(f.exists() and os.access(f, os.W_OK) for f in sidecars):
+        return f"its folder {folder} cannot be written"
+    return None
+
+
+def _open_writable(path: str) -> Workspace:
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    db = Workspace(conn, None if path == ":memory:" else Path(path))
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if db.path is None or not db.path.exists() or "readonly" not in str(exc):
+            raise
+        # e.g. an immutable file (chattr +i) or a mount that tells only when written to
+        db = Workspace(conn, db.path, readonly=True)
+        db.readonly_reason = f"SQLite: {exc}"
+    return db
+
+
+def _open_readonly(path: Path, reason: str) -> Workspace:
+    """``path`` through a read-only connection (see :func:`open_workspace` for the WAL index)."""
+    uri = "file:" + urllib.parse.quote(str(path.absolute()))
+    wal = path.with_name(path.name + "-wal")
+    try:
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if wal.exists() and wal.stat().st_size > 0:
+            raise WorkspaceError(
+                f"{path}: the workspace is read-only ({reason}) and its log {wal.name} holds changes that were "
+                "never written into the file (a program writing it was stopped); SQLite can read them only "
+                "from a writable folder: copy the workspace file together with its -wal file to a writable "
+                "folder and open the copy") from exc
+        # no -shm can be made and no log to read: the file is all there is
+        conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    db = Workspace(conn, path, readonly=True)
+    db.readonly_reason = reason
+    db.execute("PRAGMA foreign_keys=ON")
+    version = schema_version(db)
+    if version > len(MIGRATIONS):
+        conn.close()
+        raise WorkspaceError(f"{path}: workspace schema version {version} is newer than this merch_app "
+                             f"supports ({len(MIGRATIONS)}); update merch_app to open it")
+    if version < len(MIGRATIONS):
+        conn.close()
+        raise WorkspaceError(f"{path}: the workspace is read-only ({reason}) and was written by an older "
+                             f"merch_app (schema {version} of {len(MIGRATIONS)}), so it cannot be upgraded: "
+                             "copy it to a writable folder and open the copy")
+    return db
+
+
+def require_writable(db: Workspace) -> None:
+    """Raise the read-only sentence when ``db`` was opened read-only (call before a job that writes).
+
+    Raises
+    ------
+    WorkspaceError
+        "the workspace PATH is read-only (WHY): nothing was changed; …".
+    """
+    if db.readonly:
+        raise WorkspaceError(read_only_sentence(db))
+
+
+def read_only_sentence(db: Optional[Workspace] = None, detail: str = "") -> str:
+    """The sentence for a write refused because the workspace is read-only (named when ``db`` is given)."""
+    name = f" {db.path}" if db is not None and db.path is not None else ""
+    why = (db.readonly_reason if db is not None and db.readonly else "") or detail or "file, folder or disk"
+    return (f"the workspace{name} is read-only ({why}): nothing was changed; open it to look at it, or copy it "
+            "to a writable folder to change it")
 
 
 class NoItemsError(MerchAppError, LookupError):
@@ -410,25 +521,64 @@ def require_items(db) -> None:
         raise NoItemsError(NO_ITEMS)
 
 
-def storage_problem(exc: BaseException) -> Optional[str]:
+def storage_problem(exc: BaseException, db: Optional[Workspace] = None) -> Optional[str]:
     """A user-facing sentence for SQLite/OS errors caused by the storage, else None.
 
-    Read-only files or media, a full disk (or ``max_page_count`` reached), a
-    damaged file, a database locked by another program.
+    Read-only files or media, a full disk (or ``max_page_count`` reached), the
+    file-size limit of the session (``ulimit -f``: ``EFBIG``, or a SQLite
+    "disk I/O error" while a limit is set), another disk I/O error, a damaged
+    file, a database locked by another program.
+
+    Parameters
+    ----------
+    exc
+        The error.
+    db
+        The workspace it happened in, if known: named in the read-only
+        sentence (with why it is read-only), and its folder's free space tells
+        a full disk behind a plain "disk I/O error".
     """
     text = str(exc).lower()
     errno_ = getattr(exc, "errno", None)
+    detail = getattr(exc, "strerror", None) or str(exc)
     if "readonly" in text or "read-only" in text or errno_ == errno.EROFS:
-        return ("the workspace is read-only (file, folder or disk); nothing was changed. Open it read-only "
-                "to look at it, or copy it to a writable folder")
+        return read_only_sentence(db, detail)
     if "disk is full" in text or "database or disk is full" in text or errno_ in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full; nothing was changed. Free some space and try again"
+        return f"the disk is full ({detail}): nothing was changed; free space and try again"
+    io_error = "disk i/o error" in text
+    if errno_ == errno.EFBIG or (io_error and _file_size_limit() is not None):
+        limit = _file_size_limit()
+        allowed = f"; ulimit -f allows {limit:,} bytes per file" if limit is not None else ""
+        return (f"a file reached the size limit of this session ({detail}{allowed}): nothing was changed; "
+                "raise the limit (ulimit -f) or free space and try again")
+    if io_error:
+        free = _free_bytes(db)
+        if free is not None and free < 4 * 1024 * 1024:
+            return f"the disk is full ({detail}; {free:,} bytes free): nothing was changed; free space and try again"
+        return f"the workspace could not be written ({detail}): nothing was changed; check the disk and try again"
     if "malformed" in text:
         return ("the workspace file is damaged (database disk image is malformed); restore a backup, "
                 "or rescue its data with `sqlite3 FILE .recover` into a new file")
     if "locked" in text or "busy" in text:
         return "the workspace is locked by another program or window; try again when it has finished"
     return None
+
+
+def _file_size_limit() -> Optional[int]:
+    """The session's file-size limit in bytes (``ulimit -f``), or None when there is none."""
+    if resource is None:
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _free_bytes(db: Optional[Workspace]) -> Optional[int]:
+    if db is None or db.path is None:
+        return None
+    try:
+        return shutil.disk_usage(db.path.parent).free
+    except OSError:
+        return None
 
 
 def workspace_path(db: Workspace) -> Optional[Path]:
@@ -443,8 +593,91 @@ def models_dir(db: Workspace) -> Path:
     if p is None:
         raise WorkspaceError("in-memory workspace has no models folder")
     d = p.with_name(p.name + ".models")
-    d.mkdir(parents=True, exist_ok=True)
+    if not db.readonly:
+        d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+LARGE_WAL_BYTES = 16 * 1024 * 1024  # a log this big was left by a big transaction or a killed writer
+LEFTOVER_MARKS = (".tmp-", ".scrub-")  # a model save / a forget's scrub that was stopped
+
+
+def sweep_leftovers(db: Workspace) -> dict[str, Any]:
+    """Clear what killed writers left, when nobody else is using the workspace (never waits).
+
+    * a write-ahead log over :data:`LARGE_WAL_BYTES` is emptied into the file
+      (``wal_checkpoint(TRUNCATE)``; skipped while another connection reads or
+      writes);
+    * model folders of stopped saves and scrubs (:func:`remove_leftover_folders`),
+      under the write lock: every writer of such a folder holds that lock
+      while the folder exists, so when this connection gets it, their writers
+      are gone.
+
+    Returns
+    -------
+    dict
+        ``{"wal_bytes": size of the log emptied (0: none), "folders": names removed}``.
+    """
+    done: dict[str, Any] = {"wal_bytes": 0, "folders": []}
+    if db.path is None or db.readonly:
+        return done
+    conn = db.conn
+    timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        wal = db.path.with_name(db.path.name + "-wal")
+        size = wal.stat().st_size if wal.exists() else 0
+        if size > LARGE_WAL_BYTES and not conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            done["wal_bytes"] = size
+        if _leftover_candidates(db) and not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                done["folders"] = remove_leftover_folders(db)
+            finally:
+                conn.execute("COMMIT")
+    except sqlite3.OperationalError:  # busy or locked: another program is using it, so nothing is left over
+        pass
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return done
+
+
+def _leftover_candidates(db: Workspace) -> list[Path]:
+    """Model folders no version owns that a save or scrub made (``.tmp-*``, ``.scrub-*``, or a
+    version folder renamed into place but never registered); symbolic links are never candidates."""
+    root = db.path.with_name(db.path.name + ".models") if db.path is not None else None
+    if root is None or not root.is_dir():
+        return []
+    owned = {row[0] for row in db.execute("SELECT path FROM models")}  # the folder a version reads (registry)
+    found = []
+    for folder in root.iterdir():
+        if folder.is_symlink() or not folder.is_dir() or folder.name in owned:
+            continue  # a symbolic link may lead anywhere: never followed, never removed
+        if any(mark in folder.name for mark in LEFTOVER_MARKS) or (
+                ".deleted-" not in folder.name and (folder / "config.json").exists()):
+            found.append(folder)
+    return found
+
+
+def remove_leftover_folders(db: Workspace) -> list[str]:
+    """Delete the model folders no version owns that stopped saves and scrubs left; call under the write lock.
+
+    Every writer of such a folder (``registry.save_version``, ``scrub.scrub_folder``)
+    holds the workspace's write lock while it exists, so under the lock none is
+    in progress: whatever is there was left by a writer that is gone, however
+    young.  ``.deleted-*`` folders (a delete puts one back when it fails) and
+    folders without ``config.json`` that no save made are left alone.
+
+    Returns
+    -------
+    list of str
+        Names of the removed folders.
+    """
+    removed = []
+    for folder in _leftover_candidates(db):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return sorted(removed)
 
 
 def get_setting(db: Workspace, key: str, default: Any = None) -> Any:

@@ -6,14 +6,14 @@ FAISS index over the item text vectors (``index.faiss``, built when the version
 is activated).  Folders are written as ``<model_id>.tmp-*`` and renamed into
 place, so a crash or a cancel never leaves a half-written version; what a
 killed process leaves behind (a ``.tmp-*`` folder, or a folder renamed but not
-registered) is removed by the next save once it is an hour old.
+registered) is removed by the next save, or the next opening for writing, under the
+write lock (:func:`merch_app.data.workspace.remove_leftover_folders`).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from merch_app.data.forget_list import forget_matcher
-from merch_app.data.workspace import get_setting, models_dir
+from merch_app.data.workspace import get_setting, models_dir, remove_leftover_folders
 from merch_app.errors import MerchAppError
 from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
@@ -186,38 +186,6 @@ def delete(db, model_id: str) -> None:
     delete_folder_and_rows(version_folder(db, version), delete_rows)
 
 
-LEFTOVER_AGE_S = 3600.0  # younger ones may be another process's save in progress
-
-
-def remove_leftovers(db, min_age_s: float = LEFTOVER_AGE_S) -> list[str]:
-    """Delete model folders no version owns: ``*.tmp-*`` from a killed save, or a folder
-    renamed into place whose table row was never written.
-
-    Returns
-    -------
-    list of str
-        Names of the removed folders.
-    """
-    root = models_dir(db)
-    if not root.is_dir():
-        return []
-    owned = {r[0] for r in db.execute("SELECT path FROM models")}
-    removed = []
-    for folder in root.iterdir():
-        if folder.is_symlink() or not folder.is_dir() or folder.name in owned:
-            continue  # a symbolic link may lead anywhere: never followed, never removed
-        if ".tmp-" not in folder.name and not (folder / "config.json").exists():
-            continue  # not ours
-        try:
-            if time.time() - folder.stat().st_mtime < min_age_s:
-                continue
-        except OSError:
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder.name)
-    return removed
-
-
 def new_model_id() -> str:
     return datetime.now(timezone.utc).strftime("m%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
@@ -246,7 +214,6 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
     version.
     """
     model_id = model_id or new_model_id()
-    remove_leftovers(db)
     root = models_dir(db)
     tmp = root / f"{model_id}.tmp-{uuid.uuid4().hex[:8]}"
     final = root / model_id
@@ -255,6 +222,7 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
         with db.conn:
             if not db.conn.in_transaction:
                 db.execute("BEGIN IMMEDIATE")  # the write lock: a forget waits until this version is registered
+            remove_leftover_folders(db)  # under the lock no other save runs: what is there was left by a kill
             matcher = forget_matcher(db)
             if matcher is not None:
                 scrub_listed(model, matcher, derive=False)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from merch_app.data.workspace import open_workspace, workspace_path
+from merch_app.data.workspace import open_workspace, require_writable, workspace_path
 from merch_app.engines import Engine
 from merch_app.engines.local import LocalEngine
 from merch_app.errors import MerchAppError
@@ -187,6 +187,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     own = isinstance(db_or_path, (str, Path))
     db = open_workspace(db_or_path) if own else db_or_path
     try:
+        require_writable(db)  # before minutes of fitting whose model could not be saved
         with engine.session():
             return _train(db, config, progress, cancel, encoder, name, engine)
     finally:
@@ -252,6 +253,7 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
     own = isinstance(db, (str, Path))
     db = open_workspace(db) if own else db
     try:
+        require_writable(db)
         version = get_version(db, model_id) if model_id else active_version(db)
         if version is None:
             raise TrainingError("no model to update: train one first (merch-app train)")
