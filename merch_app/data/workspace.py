@@ -24,9 +24,9 @@ from merch_app.data.rule_patterns import legacy_pattern
 from merch_app.errors import MerchAppError
 from merch_app.safety import sql_identifier
 
-try:
-    import resource  # POSIX only: the file-size limit (ulimit -f) named in storage_problem
-except ImportError:  # Windows
+if os.name == "posix":
+    import resource  # the file-size limit (ulimit -f) named in storage_problem
+else:  # Windows has no resource module
     resource = None
 
 
