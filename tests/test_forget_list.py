@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +27,7 @@ from merch_app.model.registry import active_version, list_versions, load_model
 from merch_app.services import forget as forget_service
 from merch_app.services import training
 from merch_app.services.forget import forget_user
+from process_support import kill_when_said
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "SECRETCUSTOMER5"  # distinctive, so a byte search cannot hit anything else
@@ -77,26 +74,13 @@ def test_forget_killed_while_scrubbing_is_finished_by_running_it_again(trained, 
     db.close()
     env = dict(os.environ, **{PAUSE_ENV: "forget.scrub"}, PYTHONUNBUFFERED="1")
     env.pop("PYTEST_CURRENT_TEST", None)
-    proc = subprocess.Popen([sys.executable, "-m", "merch_app", "forget", SECRET, "--yes", "--no-retrain",
-                             "-w", str(ws_path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 120
-        while b"paused at forget.scrub" not in seen:
-            assert time.monotonic() < deadline, f"pause point not reached; stderr: {seen[-500:]!r}"
-            assert proc.poll() is None, f"forget ended (status {proc.returncode}) first: {seen[-500:]!r}"
-            if select.select([proc.stderr], [], [], 0.1)[0]:
-                seen += os.read(proc.stderr.fileno(), 65536)
-        models = ws_path.with_name(ws_path.name + ".models")
+    models = ws_path.with_name(ws_path.name + ".models")
+
+    def scrub_copy_exists() -> None:
         assert [p.name for p in models.iterdir() if ".scrub-" in p.name]  # the scrub copy is being written
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
+
+    kill_when_said([sys.executable, "-m", "merch_app", "forget", SECRET, "--yes", "--no-retrain", "-w", str(ws_path)],
+                   "paused at forget.scrub", env=env, cwd=ROOT, before_kill=scrub_copy_exists)
     db = open_workspace(ws_path)  # opening for writing removes the killed scrub's copy (sweep_leftovers)
     assert not [p.name for p in models.iterdir() if ".scrub-" in p.name]
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

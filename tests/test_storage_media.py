@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from merch_app.cli.main import cli
 from merch_app.data import workspace as workspace_mod
 from merch_app.data.importer import import_file
 from merch_app.data.workspace import LARGE_WAL_BYTES, open_workspace
+from process_support import kill_when_said
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("items", "events", "rejected_rows", "mappings", "settings", "models", "suites", "judgments",
@@ -351,24 +351,7 @@ save_version(db, load_model(db), name="copy", activate_mode="always")
 
 def _run_until(argv: list[str], word: str, env: dict) -> None:
     """Start ``argv``, wait until its stderr says ``word``, then SIGKILL it."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, cwd=ROOT)
-    try:
-        seen = b""
-        deadline = time.monotonic() + 120
-        while word.encode() not in seen and time.monotonic() < deadline:
-            chunk = proc.stderr.readline()
-            if not chunk and proc.poll() is not None:
-                break
-            seen += chunk
-        assert word.encode() in seen, seen.decode("utf-8", "replace")[-2000:]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
+    kill_when_said(argv, word, env=env, cwd=ROOT)
 
 
 def test_opening_for_writing_clears_the_log_and_the_folders_of_killed_writers(shop, tmp_path):
