@@ -96,3 +96,17 @@ def test_cli_without_a_search_log(ws, ws_path):
     insert_items(ws, ITEMS)
     res = CliRunner().invoke(cli, ["searchlog", "top", "-w", str(ws_path)])
     assert res.exit_code != 0 and "no event in this workspace carries a query" in res.output
+
+
+def test_as_you_type_prefixes_are_not_searches_on_the_screen_nor_in_rule_usage(ws):
+    """One count of searches: the Search log's top queries and rule usage agree, prefixes left out of both."""
+    from merch_app.data.search_log import query_volumes
+
+    insert_items(ws, ITEMS)
+    _events(ws, [("p1", 0, "search", None, "chri"), ("p1", 0, "search", None, "christmas"),
+                 ("p1", 1, "search", None, "christmas lights"), ("p1", 2, "click", "C1", None),
+                 ("p2", 0, "search", None, "christmas"), ("p2", 5, "click", "C1", None)])
+    rows = {r["query"]: r["searches"] for r in top_queries(ws)}
+    assert rows == {"christmas lights": 1, "christmas": 1}  # p1's "chri" and "christmas" were being typed
+    assert {v.query: v.searches for v in query_volumes(ws).values()} == rows
+    assert synonym_suggestions(ws, min_sessions=1) == []  # typing is not a reformulation

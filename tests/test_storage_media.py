@@ -101,7 +101,7 @@ def more_events(path: Path, n: int) -> Path:
 
 
 READS = [["models", "list"], ["query", "red mug", "--json"], ["explain", "red mug", "--item", "SKU000"],
-         ["settings"], ["doctor"], ["suite", "list"]]
+         ["settings"], ["doctor"], ["suite", "list"], ["suite", "run", "s1", "--encoder", "hashing"]]
 WRITES = [["import", "{events}"], ["train", "--encoder", "hashing", "--epochs", "1"],
           ["rules", "add", "pin", "--pattern", "mug", "--item", "SKU000"],
           ["suite", "import", "{suite}", "--name", "s2"], ["settings", "set", "encoder_int8", "true"]]
@@ -239,6 +239,9 @@ def test_a_workspace_that_cannot_be_written_is_opened_read_only(shop, tmp_path, 
                     in " ".join(res.output.split())), (args, res.output)
         else:
             assert res.exit_code == 0, (args, res.output, res.exception)
+        if args[:2] == ["suite", "run"]:
+            assert ("the run was not kept in the suite's history: the workspace is read-only (the file cannot be "
+                    "written)") in " ".join(res.output.split()), res.output
     monkeypatch.undo()
     assert table_rows(path) == before and model_folders(path) == folders
 

@@ -88,9 +88,18 @@ def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
     assert 0 <= cmp.comparison.pairs[0]["test"]["p_value"] <= 1
     assert cmp.slope.moves  # slope chart of the selected query
 
+    # both runs were kept: the History tab shows them, the second flagged and annotated with what changed
+    assert "queries fell</b> by more than" in screen.mean_label.text()
+    hist = screen.history
+    assert [p.label for p in hist.points] == ["default", "popular"] and hist.runs.row_count() == 2
+    assert hist.points[0].changes == [] and hist.points[1].changes[0].startswith("weights lex 0 text 0")
+    assert hist.points[1].value < hist.points[0].value and hist.chart.labels[0].isVisible()
+    d = hist.diff_selected()
+    assert d["regressions"] and hist.diff_table.row_count() == 2 and "fell by more than" in hist.summary.text()
+
     # snapshot of the baseline; the popular run regresses against it
     cmp.save_snapshot()
-    qtbot.waitUntil(lambda: cmp.snapshots.count() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: cmp.snapshots.count() == 3, timeout=10_000)
     cmp.baseline.setCurrentText("popular")
     cmp.diff_with_snapshot()
     assert cmp.diff["regressions"] and "regressions" in cmp.status.text()
@@ -100,6 +109,14 @@ def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
     assert names == ["eval.csv", "eval.html", "eval_comparison.csv", "eval_comparison.html"]
     html = (tmp_path / "eval.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
+
+    # the suite exported for Quepid, then imported back from that file under another name
+    screen.export_suite(tmp_path / "mine_quepid.csv", "quepid")
+    wait_idle(qtbot, window)
+    assert (tmp_path / "mine_quepid.csv").read_text(encoding="utf-8").splitlines()[0] == "query,docid,rating"
+    screen.import_suite(tmp_path / "mine_quepid.csv", "back")
+    qtbot.waitUntil(lambda: screen.suite_name() == "back", timeout=10_000)
+    assert load_suite(window.ctx.db, "back").judgments == load_suite(window.ctx.db, "mine").judgments
 
 
 def test_import_merges_repeated_judgments_and_says_how_many(qtbot, window, tmp_path):

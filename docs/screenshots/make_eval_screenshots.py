@@ -6,7 +6,8 @@ Usage::
 
 Creates (or reuses) a demo workspace, imports the bundled demo suite, runs it
 with the default hybrid weights and with lexical-only weights, and compares the two.
-Writes ``evaluate.png`` and ``evaluate_compare.png`` (the Rules screen's ``rules.png``
+Writes ``evaluate.png``, ``evaluate_compare.png`` and, after a third run, the History tab as
+``evaluate_history.png`` and ``evaluate_history_720.png`` (the Rules screen's ``rules.png``
 is made by ``make_rules_screenshots.py``).
 """
 from __future__ import annotations
@@ -61,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     cmp.queries.view.selectRow(0)
     save(app, window, "evaluate_compare.png")
     print("evaluate_compare.png", cmp.status.text())
+
+    # a third kept run, then the History tab: the metric over the kept runs, the changes, a diff
+    ev.label_edit.setText("popularity only")
+    for k, v in {"lex": 0.0, "text": 0.0, "cf": 0.0, "pop": 1.0}.items():
+        ev.weight_boxes[k].setValue(v)
+    ev.run_suite()
+    wait_idle(app, window)
+    ev.tabs.setCurrentIndex(3)
+    ev.history.diff_selected()
+    save(app, window, "evaluate_history.png")
+    print("evaluate_history.png", [(p.label, round(p.value or 0, 4), p.changes) for p in ev.history.points])
+    window.resize(1280, 720)
+    pump(app)
+    save(app, window, "evaluate_history_720.png")
 
     window.close()
     return 0

@@ -9,19 +9,24 @@ from typing import Any, Iterator, Optional
 import click
 
 from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.rater_cmds import RATER_COMMANDS
 from merch_app.cli.rules_cmds import rules_group
 from merch_app.cli.suite_inputs import command_bundle, command_suite
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.click_model import CLICK_MODELS, DEFAULT_MIN_IMPRESSIONS, coec_judgments
 from merch_app.evaluation.starter_suite import derive_starter_suite
-from merch_app.evaluation.compare import compare_runs, diff_snapshot, load_snapshot, save_snapshot
+from merch_app.evaluation.compare import compare_runs, diff_snapshot, diff_snapshots, load_snapshot, rename_snapshot
 from merch_app.evaluation.report import (
     comparison_report_html, comparison_rows, run_report_html, run_rows, write_csv, write_report,
 )
 from merch_app.evaluation.judgment_merge import DEFAULT_MERGE, MERGE_POLICIES
-from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
+from merch_app.evaluation.suite_exchange import SUITE_FORMATS, read_any_suite_file, write_suite_as, write_trec_run
+from merch_app.evaluation.suite_files import write_suite_csv
+from merch_app.evaluation.suite_history import suite_history
 from merch_app.evaluation.suite_run import model_ranker, run_suite
-from merch_app.evaluation.suites import list_suites, load_suite, remerge_suite, save_suite
+from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, remerge_suite, save_suite
 from merch_app.paths import resource_path
+from merch_app.services.evaluate_jobs import run_and_keep
 from merch_app.ranking.types import Weights
 
 _Q_WIDTH = 36
@@ -102,7 +107,8 @@ def suite_group() -> None:
 
 
 @suite_group.command("run")
-@click.argument("suite", required=False)
+@click.argument("suites", nargs=-1)
+@click.option("--all", "all_suites", is_flag=True, help="Run every stored suite.")
 @click.option("--behaviour", is_flag=True, help="Use judgments generated from behaviour instead of SUITE.")
 @click.option("--model", "model_id", default=None, help="Model version (default: the active one).")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Cut-off for P@k.")
@@ -110,48 +116,153 @@ def suite_group() -> None:
 @click.option("--no-rules", is_flag=True, help="Rank without the workspace's merchandising rules.")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write per-query CSV.")
-@click.option("--snapshot", default=None, metavar="NAME", help="Save the top-k lists as a snapshot (stored suites).")
-@click.option("--against", type=int, default=None, metavar="SNAPSHOT_ID", help="Diff with a snapshot.")
-@click.option("--threshold", default=0.05, show_default=True, help="NDCG drop that counts as a regression.")
+@click.option("--trec-run", "trec_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the ranked lists as a TREC run file (topic ids as in 'suite export --format qrels').")
+@click.option("--snapshot", default=None, metavar="NAME",
+              help="Name the kept run (a suite file is stored as a suite first).")
+@click.option("--no-keep", is_flag=True, help="Do not keep this run in the suite's history.")
+@click.option("--against", type=int, default=None, metavar="SNAPSHOT_ID",
+              help="Diff with this snapshot (default: the suite's previous run).")
+@click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+              help="NDCG drop that counts as a regression.")
+@click.option("--fail-below", "fail_below", default=None, type=click.FloatRange(0, 1), metavar="NDCG",
+              help="Exit with status 1 when a suite's mean NDCG@10 is below NDCG (for CI).")
+@click.option("--fail-on-regression", is_flag=True,
+              help="Exit with status 1 when a query lost more than --threshold NDCG@10 since the previous run.")
 @_encoder_option
 @json_option
 @workspace_option
-def suite_run(suite, behaviour, model_id, k, weights, no_rules, html_path, csv_path, snapshot, against, threshold,
-              encoder_spec, as_json, workspace) -> None:
-    """Run SUITE (a query,item_id,grade CSV, a qrels file or a stored suite name) and print metrics."""
-    _check_outputs(html=html_path, csv=csv_path)
+@click.pass_context
+def suite_run(cctx, suites, all_suites, behaviour, model_id, k, weights, no_rules, html_path, csv_path, trec_path,
+              snapshot, no_keep, against, threshold, fail_below, fail_on_regression, encoder_spec, as_json,
+              workspace) -> None:
+    """Run SUITES (query,item_id,grade CSVs, qrels files or stored suite names) and print metrics."""
+    _check_outputs(html=html_path, csv=csv_path, **{"trec-run": trec_path})
+    if len(suites) > 1 or all_suites:
+        if html_path or csv_path or trec_path or snapshot or against is not None:
+            raise click.UsageError("--html, --csv, --trec-run, --snapshot and --against take one suite")
+    outs, runs = [], []
     with workspace_db(workspace) as db:
-        s = command_suite(db, suite, behaviour)
+        names = [s["name"] for s in list_suites(db)] if all_suites else list(suites)
+        if all_suites and not names:
+            raise click.ClickException("the workspace has no stored suite: import one with merch-app suite import")
         bundle = command_bundle(db, model_id, encoder_spec)
-        run = _run(db, s, bundle, label=model_id or "active", weights=_weights(weights),
-                   rules=None if no_rules else "workspace", k=k, progress=not as_json)
-        out = run.to_dict()
-        if snapshot is not None:
-            sid = s.suite_id if s.suite_id is not None else save_suite(db, s)
-            out["snapshot_id"] = save_snapshot(db, run, sid, snapshot)
-        if against is not None:
+        for ref in names or [None]:
+            s = command_suite(db, ref, behaviour)
+            if snapshot is not None and s.suite_id is None:
+                s.suite_id = save_suite(db, s)
+            rank, config = model_ranker(db, bundle, weights=_weights(weights),
+                                        rules=None if no_rules else "workspace")
+            bar = None if as_json else TerminalProgress(f"{s.name}:")
             try:
-                out["diff"] = diff_snapshot(load_snapshot(db, against), run, threshold=threshold)
-            except KeyError as exc:
-                raise click.ClickException(str(exc.args[0])) from exc
+                kept = run_and_keep(db, s, rank, config, label=model_id or "active", k=k, threshold=threshold,
+                                    fail_below=fail_below, fail_on_regression=fail_on_regression,
+                                    keep=not no_keep, progress=bar)
+            finally:
+                if bar:
+                    bar.close()
+            if snapshot is not None and kept.snapshot_id is not None:
+                rename_snapshot(db, kept.snapshot_id, snapshot)
+            out = kept.run.to_dict()
+            out["snapshot_id"] = kept.snapshot_id
+            out["gate"] = kept.gate.to_dict()
+            if kept.not_kept:
+                out["not_kept"] = kept.not_kept
+            if against is not None:
+                try:
+                    out["diff"] = diff_snapshot(load_snapshot(db, against), kept.run, threshold=threshold)
+                except KeyError as exc:
+                    raise click.ClickException(str(exc.args[0])) from exc
+            outs.append(out)
+            runs.append(kept)
         if html_path:
             with _report_file("html", html_path):
-                write_report(run_report_html(run), html_path)
+                write_report(run_report_html(runs[0].run), html_path)
         if csv_path:
             with _report_file("csv", csv_path):
-                write_csv(run_rows(run), csv_path)
+                write_csv(run_rows(runs[0].run), csv_path)
+        if trec_path:
+            with _report_file("trec-run", trec_path):
+                write_trec_run(runs[0].run, s, trec_path)
+    passed = all(r.gate.passed for r in runs)
     if as_json:
-        emit_json(out)
-        return
-    _print_run(run)
-    if "snapshot_id" in out:
-        click.echo(f"snapshot {out['snapshot_id']} saved")
+        emit_json(outs[0] if len(outs) == 1 else {"passed": passed, "runs": outs})
+    else:
+        for kept, out in zip(runs, outs):
+            _print_kept(kept, out, threshold, several=len(runs) > 1)
+    if not passed:
+        cctx.exit(1)
+
+
+def _print_kept(kept, out: dict, threshold: float, several: bool) -> None:
+    """One run as text: the per-query table (one suite) or a line (several), then the gate's verdict."""
+    run, gate = kept.run, kept.gate
+    if several:
+        click.echo(f"{run.suite:<{_Q_WIDTH}}  ndcg@10 {_fmt(run.mean.get('ndcg@10'))}  "
+                   f"{run.n_scored}/{len(run.queries)} queries scored  {'ok' if gate.passed else 'FAILED'}")
+    else:
+        _print_run(run)
+    if kept.snapshot_id is not None and not several:
+        click.echo(f"kept as snapshot {kept.snapshot_id} in the history of “{run.suite}”")
+    if kept.not_kept:
+        click.echo(kept.not_kept, err=True)
+    if gate.against is not None and gate.regressions:
+        click.echo(f"  {len(gate.regressions)} queries lost more than {threshold:g} NDCG@10 since {gate.against}: "
+                   + ", ".join(_short(q) for q in gate.regressions[:10]))
     if "diff" in out:
         d = out["diff"]
         click.echo(f"vs snapshot {d['snapshot']!r}: {len(d['regressions'])} regressions "
                    f"(NDCG drop > {threshold}), {d['improvements']} improvements, {d['changed_lists']} lists changed")
         for q in d["regressions"]:
             click.echo(f"  REGRESSION {q}")
+    for reason in gate.reasons:
+        click.echo(f"FAILED: {reason}", err=True)
+
+
+@suite_group.command("history")
+@click.argument("name")
+@click.option("--metric", default="ndcg@10", show_default=True, help="The mean metric to list.")
+@json_option
+@workspace_option
+def suite_history_cmd(name, metric, as_json, workspace) -> None:
+    """The kept runs of the stored suite NAME, oldest first, with what changed between them."""
+    with workspace_db(workspace) as db:
+        sid = load_suite(db, name).suite_id
+        points = suite_history(db, sid, metric)
+    if as_json:
+        emit_json([p.to_dict() for p in points])
+        return
+    if not points:
+        click.echo(f"suite {name!r} has no kept run yet: merch-app suite run {name}")
+        return
+    for p in points:
+        change = "; ".join(p.changes)
+        click.echo(f"{p.snapshot_id:>5}  {p.created}  {metric} {_fmt(p.value)}  {_short(p.label, 28):<28}  {change}")
+
+
+@suite_group.command("diff")
+@click.argument("before", type=int)
+@click.argument("after", type=int)
+@click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+              help="NDCG drop that counts as a regression.")
+@json_option
+@workspace_option
+def suite_diff(before, after, threshold, as_json, workspace) -> None:
+    """Compare two kept snapshots BEFORE and AFTER (ids from suite history): per-query NDCG changes."""
+    with workspace_db(workspace) as db:
+        try:
+            d = diff_snapshots(load_snapshot(db, before), load_snapshot(db, after), threshold=threshold)
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from exc
+    if as_json:
+        emit_json(d)
+        return
+    click.echo(f"{d['snapshot']!r} → {d['after']!r}: {len(d['regressions'])} regressions (NDCG drop > {threshold:g}), "
+               f"{d['improvements']} improvements, {d['changed_lists']} lists changed")
+    for row in d["rows"]:
+        if row["delta"] is not None and abs(row["delta"]) > threshold:
+            click.echo(f"  {'REGRESSION' if row['regression'] else 'improved  '} {_short(row['query']):<{_Q_WIDTH}} "
+                       f"{_fmt(row['before'])} → {_fmt(row['after'])}")
 
 
 @suite_group.command("compare")
@@ -250,13 +361,13 @@ def _merge_option(f):
 @json_option
 @workspace_option
 def suite_import(file, demo, name, replace, merge, as_json, workspace) -> None:
-    """Store FILE (query,item_id,grade CSV or TREC qrels) as a suite in the workspace."""
+    """Store FILE (query,item_id,grade CSV, TREC qrels, Quepid ratings CSV or RRE ratings JSON) as a suite."""
     if demo:
         file, name = resource_path("demo", "demo_suite.csv"), name or "demo"
     if file is None:
         raise click.UsageError("give a FILE or --demo")
     with workspace_db(workspace) as db:
-        s = read_suite_file(file, name, merge=merge)
+        s = read_any_suite_file(file, name, merge=merge)
         save_suite(db, s, replace=replace)
     _print_suite_summary(s, as_json)
 
@@ -276,16 +387,27 @@ def suite_remerge(name, merge, as_json, workspace) -> None:
 @suite_group.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "qrels"]), default=None,
-              help="Default: qrels for .qrels/.txt files, else CSV.")
+@click.option("--format", "fmt", type=click.Choice(SUITE_FORMATS), default=None,
+              help="csv (query,item_id,grade), TREC qrels, Quepid ratings CSV or RRE ratings JSON. "
+                   "Default: qrels for .qrels/.txt files, rre for .json, else csv.")
 @workspace_option
 def suite_export(name, file, fmt, workspace) -> None:
     """Write the stored suite NAME to FILE."""
     with workspace_db(workspace, errors=OSError) as db:
         s = load_suite(db, name)
-        fmt = fmt or ("qrels" if file.suffix.lower() in (".qrels", ".txt") else "csv")
-        paths = write_qrels(s, file) if fmt == "qrels" else (write_suite_csv(s, file),)
+        paths = write_suite_as(s, file, fmt)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@suite_group.command("delete")
+@click.argument("name")
+@workspace_option
+def suite_delete(name, workspace) -> None:
+    """Delete the stored suite NAME with its judgments, raters' grades and kept runs."""
+    with workspace_db(workspace) as db:
+        if not delete_suite(db, name):
+            raise click.ClickException(f"no suite named {name!r}; merch-app suite list shows the stored ones")
+    click.echo(f"deleted suite {name!r}")
 
 
 @suite_group.command("list")
@@ -305,23 +427,50 @@ def suite_list(as_json, workspace) -> None:
 
 
 @suite_group.command("generate")
-@click.option("--name", default="behaviour", show_default=True)
+@click.option("--name", default=None, help="Suite name (default: 'behaviour', with --click-model 'clicks (COEC)').")
 @click.option("--min-events", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--max-queries", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--click-model", type=click.Choice(CLICK_MODELS), default=None,
+              help="Grade by clicks corrected for position bias instead: coec = clicks over expected clicks "
+                   "(needs impression events with a position).")
+@click.option("--min-impressions", default=None, type=click.IntRange(1), metavar="N",
+              help=f"With --click-model: judge pairs shown at least N times [default: {DEFAULT_MIN_IMPRESSIONS}].")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write it as CSV.")
 @click.option("--no-store", is_flag=True, help="Do not store the suite in the workspace.")
 @json_option
 @workspace_option
-def suite_generate(name, min_events, max_queries, output, no_store, as_json, workspace) -> None:
-    """Generate a suite from behaviour: search followed by click (1), cart (2), purchase (3)."""
+def suite_generate(name, min_events, max_queries, click_model, min_impressions, output, no_store, as_json,
+                   workspace) -> None:
+    """Generate a suite from behaviour: search followed by click (1), cart (2), purchase (3); or by a click model."""
+    if min_impressions is not None and click_model is None:
+        raise click.UsageError("--min-impressions applies to --click-model coec only")
+    bar = TerminalProgress("generating:", enabled=False if as_json else None)
     with workspace_db(workspace) as db:
-        s = generate_from_behaviour(db, name, min_events=min_events, max_queries=max_queries,
-                                    progress=TerminalProgress("generating:"))
+        judged = None
+        try:
+            if click_model == "coec":
+                judged = coec_judgments(db, name or "clicks (COEC)", max_queries=max_queries, progress=bar,
+                                        min_impressions=min_impressions or DEFAULT_MIN_IMPRESSIONS)
+                s = judged.suite
+            else:
+                s = generate_from_behaviour(db, name or "behaviour", min_events=min_events,
+                                            max_queries=max_queries, progress=bar)
+        finally:
+            bar.close()
         if not no_store:
             save_suite(db, s)
         if output:
             write_suite_csv(s, output)
+    if judged is not None and as_json:
+        emit_json(judged.to_dict())
+        return
     _print_suite_summary(s, as_json)
+    if judged is not None:
+        ex, ctr = judged.excluded, sorted(judged.position_ctr.items())
+        click.echo("  CTR by position: " + ", ".join(f"{p}: {c:.3f}" for p, c in ctr[:10])
+                   + (" ..." if len(ctr) > 10 else ""))
+        click.echo(f"  left out: {ex['few_impressions']} pairs shown fewer than {judged.min_impressions} times, "
+                   f"{ex['no_expected']} shown only where nobody clicked")
 
 
 @suite_group.command("derive")
@@ -343,5 +492,7 @@ def suite_derive(name, n_queries, output, no_store, as_json, workspace) -> None:
 
 
 def register(group: click.Group) -> None:
+    for cmd in RATER_COMMANDS:  # suite rate | queue | agreement
+        suite_group.add_command(cmd)
     group.add_command(suite_group)
     group.add_command(rules_group)

@@ -12,7 +12,7 @@ import click
 
 from merch_app.cli.common import model_loading
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
-from merch_app.evaluation.suite_files import read_suite_file
+from merch_app.evaluation.suite_exchange import read_any_suite_file
 from merch_app.evaluation.suites import load_suite
 from merch_app.services.ranking import ranking_bundle
 
@@ -24,11 +24,11 @@ def command_bundle(db, model_id: Optional[str], encoder_spec: Optional[str]):
 
 
 def command_suite(db, ref: Optional[str], behaviour: bool = False):
-    """A suite from a CSV/qrels file, a stored suite name, or generated from behaviour."""
+    """A suite from a file (CSV, qrels, Quepid, RRE), a stored suite name, or generated from behaviour."""
     if behaviour:
         return generate_from_behaviour(db, "behaviour")
     if ref is None:
         raise click.UsageError("give a SUITE (file or stored name) or --behaviour")
     if Path(ref).is_file():
-        return read_suite_file(ref)
+        return read_any_suite_file(ref)
     return load_suite(db, ref)

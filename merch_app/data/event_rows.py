@@ -6,7 +6,9 @@ rejects the row.  Without an event-type column every row gets one type:
 ``rating`` when the value column is a rating/score, ``purchase`` when it is a
 quantity, else ``view``.  A blank value means 1 except for ratings, which need
 one.  A search row needs a query; every other row an item id.  An empty user
-id is an anonymous event (``user_id`` NULL).
+id is an anonymous event (``user_id`` NULL).  A position (the 1-based rank
+at which the item was shown; impressions and clicks carry it for click
+models) must be a positive whole number when given; blank means unknown.
 
 Items referenced by the events but missing from the workspace are added as
 stubs (item id only) so every event points at an item; a later catalogue
@@ -18,7 +20,7 @@ from typing import Optional
 
 from merch_app.data.header_mapping import normalise_header
 from merch_app.data.import_batches import BATCH_ROWS, ImportContext
-from merch_app.data.values import TimestampParser, normalise_event_type
+from merch_app.data.values import TimestampParser, normalise_event_type, parse_position, position_problem
 
 _RATING_HEADERS = {"rating", "score", "stars", "评分", "打分", "rate"}
 _QUANTITY_HEADERS = {"quantity", "qty", "units", "数量", "购买数量"}
@@ -40,7 +42,8 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
     col = {field: headers.index(src) for src, field in mapping.items()}
     i_item, i_ts = col["item_id"], col["ts"]
     i_user, i_type, i_value = col.get("user_id"), col.get("event_type"), col.get("value")
-    i_query, i_session = col.get("query"), col.get("session_id")
+    i_query, i_session, i_position = col.get("query"), col.get("session_id"), col.get("position")
+    position_src = headers[i_position] if i_position is not None else ""
     value_src = next((s for s, f in mapping.items() if f == "value"), None)
     fixed_type = None if i_type is not None else default_event_type(value_src)
     text_cols = frozenset(c for c in (i_query,) if c is not None)
@@ -106,8 +109,15 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         if user is None:
             reject(first, last, row, *user_id.problem("user id", row[i_user]))
             continue
+        position = None
+        raw_position = row[i_position].strip() if i_position is not None else ""
+        if raw_position:
+            position = parse_position(raw_position)
+            if position is None:
+                reject(first, last, row, *position_problem(position_src, raw_position))
+                continue
         session = row[i_session].strip() if i_session is not None else ""
-        append((user or None, item or None, etype, value, ts, query or None, session or None, import_id))
+        append((user or None, item or None, etype, value, ts, query or None, session or None, import_id, position))
         if item:
             items_seen.add(item)
         if len(events) >= BATCH_ROWS:

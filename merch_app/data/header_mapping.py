@@ -4,7 +4,8 @@ Headers are compared after normalisation (case, width, spaces, ``_ - . #``
 removed), so ``Customer ID``, ``customer_id`` and ``CUSTOMERID`` are the same
 column.  Each target field has synonyms (English and Chinese); an exact synonym
 gives confidence 1.0 for the field's first name and 0.9 for the others, a
-synonym contained in a longer header 0.6.
+synonym contained in a longer header 0.6 (not for ``position``: only its
+whole-header synonyms count).
 
 Saved mappings live in the ``mappings`` table keyed by the normalised header
 list, so a file with the same headers is mapped the same way next time.
@@ -20,7 +21,7 @@ KINDS = ("catalogue", "events", "transactions")
 ATTRS = "attrs*"  # catalogue: the column goes into the item's attrs JSON under its header name
 FIELDS: dict[str, list[str]] = {
     "catalogue": ["item_id", "title", "description", "tags", "category", "price", ATTRS],
-    "events": ["user_id", "item_id", "event_type", "value", "ts", "query", "session_id"],
+    "events": ["user_id", "item_id", "event_type", "value", "ts", "query", "session_id", "position"],
     "transactions": ["invoice", "item_id", "title", "quantity", "ts", "price", "user_id", "country"],
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -56,11 +57,17 @@ _SYNONYMS: dict[str, list[str]] = {
     "query": ["query", "searchterm", "searchquery", "searchkeyword", "keyword", "searchtext", "q",
               "搜索词", "关键字", "搜索"],
     "session_id": ["sessionid", "session", "visitid", "会话id", "会话"],
+    # the 1-based rank at which the item was shown (click models correct clicks for it)
+    "position": ["position", "pos", "rank", "ranking", "slot", "displayposition", "resultposition",
+                 "searchrank", "位置", "排名", "排序"],
     "invoice": ["invoiceno", "invoice", "invoiceid", "invoicenumber", "orderid", "order", "orderno",
                 "ordernumber", "transactionid", "receiptno", "订单号", "订单id", "订单编号"],
     "quantity": ["quantity", "qty", "units", "count", "数量", "购买数量"],
     "country": ["country", "region", "countrycode", "国家", "地区"],
 }
+# Fields whose synonyms count only as the whole header: a position cell that is not a whole number rejects
+# its row, so "sales_rank" or "rank_score" must not become the position by containing "rank".
+_EXACT_ONLY = frozenset({"position"})
 # Transaction exports call the product name "Description" (Online Retail does).
 _KIND_EXTRA = {"transactions": {"title": ["description", "desc", "productdescription", "商品描述"]}}
 
@@ -84,6 +91,8 @@ def _field_confidence(norm: str, field: str, kind: str) -> float:
         return 1.0
     if norm in syns:
         return 1.0 if syns.index(norm) == 0 else 0.9
+    if field in _EXACT_ONLY:
+        return 0.0
     for s in syns:
         long_enough = len(s) >= 4 or (len(s) >= 2 and not s.isascii())
         if long_enough and s in norm:

@@ -26,9 +26,9 @@ CHECK_EVERY = 4096  # rows between cancel checks / progress reports
 
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls but tab, LF, CR
 
-INSERT_EVENT = (
-    "INSERT INTO events(user_id, item_id, event_type, value, ts, query, session_id, import_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EVENT = (  # the rows of ImportContext.events, in this column order
+    "INSERT INTO events(user_id, item_id, event_type, value, ts, query, session_id, import_id, position) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_REJECT = "INSERT INTO rejected_rows(import_id, line_no, raw, reason) VALUES (?, ?, ?, ?)"
 WITHHELD = "(line withheld: user ids are pseudonymised in this workspace)"

@@ -100,8 +100,8 @@ class ImportTransaction:
 
         Overlapping exports (a weekly export of a rolling 30 days) repeat rows.
         The natural key of an event is every column it has: user, item, type,
-        time, value, query and session (for transaction exports the session is
-        the invoice, so this is the invoice line).  Rows repeated *within* the
+        time, value, query, session (for transaction exports the session is
+        the invoice, so this is the invoice line) and position.  Rows repeated *within* the
         file are kept: real logs repeat (Online Retail has identical lines).
         """
         earlier = self.conn.execute("SELECT 1 FROM events WHERE import_id != ? LIMIT 1", [import_id]).fetchone()
@@ -112,7 +112,8 @@ class ImportTransaction:
             "DELETE FROM events WHERE import_id = ? AND EXISTS (SELECT 1 FROM events o "
             "WHERE o.item_id = events.item_id AND o.ts IS events.ts AND o.import_id != events.import_id "
             "AND o.user_id IS events.user_id AND o.event_type IS events.event_type AND o.value IS events.value "
-            "AND o.query IS events.query AND o.session_id IS events.session_id)", [import_id])
+            "AND o.query IS events.query AND o.session_id IS events.session_id "
+            "AND o.position IS events.position)", [import_id])
         return max(cur.rowcount, 0)
 
     # ------------------------------------------------------------ imports row

@@ -290,7 +290,7 @@ def import_file(
         an earlier import pseudonymised).
     keep_overlap
         Keep event rows that an earlier import already holds (same user,
-        item, type, time, value, query and session).  By default they are
+        item, type, time, value, query, session and position).  By default they are
         skipped and counted in ``rows_duplicate``: overlapping exports are
         not double-counted.  ``on_duplicate="append"`` of a file imported
         before keeps them too (asked for on purpose).

@@ -3,9 +3,11 @@
 A click, cart or purchase is credited to a query when the event itself has a
 ``query``, or when the same session (``session_id``, else ``user_id``) ran a
 search with that query at most ``gap_minutes`` earlier and no other search
-came between.  Judged suites derived from behaviour
-(:mod:`merch_app.evaluation.behaviour_suite`) and the search-log insights
-(:mod:`merch_app.insights.search_log`) both read the log through
+came between.  Impressions (items shown in the result list, with the position
+they were shown at) are credited to a query the same way.  Judged suites
+derived from behaviour (:mod:`merch_app.evaluation.behaviour_suite`), the
+click model (:mod:`merch_app.evaluation.click_model`) and the search-log
+insights (:mod:`merch_app.insights.search_log`) all read the log through
 :func:`search_visits`.
 """
 from __future__ import annotations
@@ -64,6 +66,10 @@ class SearchVisit:
         True when a search event started the visit.
     events
         The :class:`Credit` events credited to the query, in order.
+    shown
+        Items of the ``impression`` events credited to the query, in order, each
+        with the 1-based position it was first shown at (None when no position
+        was given; a credited event's own position fills it in).
     """
 
     session: Optional[str]
@@ -72,6 +78,7 @@ class SearchVisit:
     ts: Optional[str]
     searched: bool = True
     events: list[Credit] = field(default_factory=list)
+    shown: dict[str, Optional[int]] = field(default_factory=dict)
 
     @property
     def clicked(self) -> bool:
@@ -92,6 +99,9 @@ def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = No
                   progress: Optional[Callable[[Progress], None]] = None, cancel=None) -> Iterator[SearchVisit]:
     """Every search of the workspace with the events credited to it, session by session.
 
+    An event carrying its own query that differs from the current search's
+    starts a visit of its own (``searched`` False).
+
     Parameters
     ----------
     gap_minutes
@@ -103,18 +113,18 @@ def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = No
     """
     cond, args = ("AND ts < ?", [until_ts]) if until_ts else ("", [])
     sql = f"""
-        SELECT coalesce(session_id, user_id), ts, event_type, item_id, query FROM events
+        SELECT coalesce(session_id, user_id), ts, event_type, item_id, query, position FROM events
         WHERE ((query IS NOT NULL AND query != '')
-           OR (event_type IN ('click', 'cart', 'purchase') AND coalesce(session_id, user_id) IN
+           OR (event_type IN ('click', 'cart', 'purchase', 'impression') AND coalesce(session_id, user_id) IN
                (SELECT DISTINCT coalesce(session_id, user_id) FROM events
-                WHERE event_type = 'search' AND query IS NOT NULL AND query != ''))) {cond}
+                WHERE event_type IN ('search', 'impression') AND query IS NOT NULL AND query != ''))) {cond}
         ORDER BY 1, ts, id"""
     total = db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0] if progress is not None else 0
     gap = gap_minutes * 60.0
     current: Optional[SearchVisit] = None
     started: Optional[float] = None
     throttle = Throttle()
-    for n, (session, ts, etype, item_id, query) in enumerate(db.execute(sql, args)):
+    for n, (session, ts, etype, item_id, query, position) in enumerate(db.execute(sql, args)):
         if cancel is not None and n % 5000 == 0:
             cancel.check()
         if progress is not None and throttle.ready():
@@ -126,22 +136,26 @@ def search_visits(db, gap_minutes: float = 30.0, *, until_ts: Optional[str] = No
                     yield current
                 current, started = SearchVisit(session, q, query_key(q), ts), seconds(ts)
             continue
-        if etype not in CREDITED or not item_id:
+        if not item_id or (etype not in CREDITED and etype != "impression"):
             continue
-        credit = Credit(etype, str(item_id), ts)
         if q:
-            if current is not None and current.session == session and current.key == query_key(q):
-                current.events.append(credit)
-            else:
+            if current is None or current.session != session or current.key != query_key(q):
                 if current is not None:
                     yield current
-                current, started = SearchVisit(session, q, query_key(q), ts, searched=False,
-                                               events=[credit]), seconds(ts)
+                current, started = SearchVisit(session, q, query_key(q), ts, searched=False), seconds(ts)
+        else:
+            t = seconds(ts)
+            if current is None or session is None or current.session != session or t is None \
+                    or started is None or not 0 <= t - started <= gap:
+                continue
+        item = str(item_id)
+        if etype == "impression":
+            if current.shown.get(item) is None:
+                current.shown[item] = position
             continue
-        t = seconds(ts)
-        if current is not None and session is not None and current.session == session and t is not None \
-                and started is not None and 0 <= t - started <= gap:
-            current.events.append(credit)
+        current.events.append(Credit(etype, item, ts))
+        if position is not None and item in current.shown and current.shown[item] is None:
+            current.shown[item] = position
     if current is not None:
         yield current
     if progress is not None:
@@ -176,6 +190,25 @@ def _typing(first: SearchVisit, then: SearchVisit, typing_seconds: float) -> boo
     return a is not None and b is not None and 0 <= b - a <= typing_seconds
 
 
+def completed_searches(db, gap_minutes: float = 30.0, *, include_prefixes: bool = False,
+                       typing_seconds: float = TYPING_SECONDS, cancel=None) -> Iterator[SearchVisit]:
+    """The searches of :func:`search_visits` that count as searches: incomplete as-you-type prefixes left out.
+
+    This is the one count of searches: the Search log screen, rule usage and rule previews all
+    read it, so "searched 12 times" means the same everywhere.  See :func:`query_volumes` for
+    what an as-you-type prefix is; ``include_prefixes`` keeps them.
+    """
+    previous: Optional[SearchVisit] = None
+    for v in search_visits(db, gap_minutes, cancel=cancel):
+        if not v.searched:
+            continue
+        if previous is not None and (include_prefixes or not _typing(previous, v, typing_seconds)):
+            yield previous
+        previous = v
+    if previous is not None:
+        yield previous
+
+
 def query_volumes(db, *, include_prefixes: bool = False, typing_seconds: float = TYPING_SECONDS,
                   cancel=None) -> dict[str, QueryVolume]:
     """Searched queries by key with their searches per day, leaving out as-you-type prefixes.
@@ -197,20 +230,9 @@ def query_volumes(db, *, include_prefixes: bool = False, typing_seconds: float =
         Keyed by :func:`query_key`, most searched first.
     """
     out: dict[str, QueryVolume] = {}
-    previous: Optional[SearchVisit] = None
-
-    def count(v: SearchVisit) -> None:
+    for v in completed_searches(db, include_prefixes=include_prefixes, typing_seconds=typing_seconds, cancel=cancel):
         row = out.setdefault(v.key, QueryVolume(v.query, v.key))
         row.searches += 1
         day = (v.ts or "")[:10]
         row.days[day] = row.days.get(day, 0) + 1
-
-    for v in search_visits(db, cancel=cancel):
-        if not v.searched:
-            continue
-        if previous is not None and (include_prefixes or not _typing(previous, v, typing_seconds)):
-            count(previous)
-        previous = v
-    if previous is not None:
-        count(previous)
     return dict(sorted(out.items(), key=lambda kv: (-kv[1].searches, kv[0])))

@@ -56,7 +56,7 @@ def long_tail_curve(counts: list[int], n_items: int, points: int = LONG_TAIL_POI
 def data_summary(db, top_n: int = 20) -> DataSummary:
     """Counts, time series, type mix, top items and long tail of a workspace.
 
-    Popularity (``top_items``, ``long_tail``) counts every event except
+    Popularity (``top_items``, ``long_tail``) counts every event except impressions and
     returns; anonymous events count too.  ``db`` is an open workspace or its path.
     """
     db, close = open_db(db)
@@ -79,7 +79,7 @@ def _summary(db, top_n: int) -> DataSummary:
         db.execute("SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY count(*) DESC").fetchall()
     )
     item_counts = db.execute(
-        "SELECT item_id, count(*) AS n FROM events WHERE item_id IS NOT NULL AND event_type != 'return' "
+        "SELECT item_id, count(*) AS n FROM events WHERE item_id IS NOT NULL AND event_type NOT IN ('return', 'impression') "
         "GROUP BY item_id ORDER BY n DESC, item_id"
     ).fetchall()
     titles = {}

@@ -148,9 +148,9 @@ def run(ctx: ImportContext, mapping: dict[str, str], parse_ts: TimestampParser) 
         if a is None:
             a = agg[item] = [{}, {}, {}]
         if qty < 0 or invoice[0] in ("C", "c"):
-            append((user or None, item, "return", float(abs(qty)), ts, None, invoice, import_id))
+            append((user or None, item, "return", float(abs(qty)), ts, None, invoice, import_id, None))
         else:
-            append((user or None, item, "purchase", float(qty), ts, None, invoice, import_id))
+            append((user or None, item, "purchase", float(qty), ts, None, invoice, import_id, None))
             if price is not None and price > 0:
                 prices = a[1]
                 prices[price] = prices.get(price, 0) + 1

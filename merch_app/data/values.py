@@ -14,7 +14,10 @@ from typing import Iterable, Optional
 
 _EVENT_SYNONYMS = {
     "search": ("search", "query", "searched", "搜索", "查询"),
-    "view": ("view", "pv", "pageview", "viewed", "detail", "productview", "impression", "visit", "浏览", "查看"),
+    # Shown in a result list, not necessarily looked at: the denominator of click models, never behaviour.
+    "impression": ("impression", "impressions", "viewimpression", "listimpression", "searchimpression",
+                   "productimpression", "shown", "exposure", "曝光", "展现", "展示"),
+    "view": ("view", "pv", "pageview", "viewed", "detail", "productview", "visit", "浏览", "查看"),
     "click": ("click", "clicked", "clk", "点击"),
     # Favourites / wish lists carry intent close to a cart add; the schema has no own type for them.
     "cart": ("cart", "addtocart", "add2cart", "addcart", "cartadd", "basket", "fav", "favorite",
@@ -87,6 +90,31 @@ def number_detail(label: str, raw: str) -> str:
     if value != value:
         return f"{label} {raw!r} is not a number"
     return f"{label} {raw!r} is out of range (more than {MAX_ABS_NUMBER:.0e} in size)"
+
+
+MAX_POSITION = 100_000  # a rank beyond this is an export error, not a result list
+
+
+def parse_position(raw: str) -> Optional[int]:
+    """The 1-based rank at which an item was shown: ``'3'`` → 3 (``'3.0'`` too); None when not a positive whole number."""
+    text = raw.strip()
+    if text.isascii() and text.isdigit():
+        value = int(text)
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if not number.is_integer():
+            return None
+        value = int(number)
+    return value if 1 <= value <= MAX_POSITION else None
+
+
+def position_problem(column: str, raw: str) -> tuple[str, str]:
+    """``(reason code, detail)`` for a position cell :func:`parse_position` refused."""
+    return "bad_position", (f"column {column!r}: {raw.strip()!r} is not a positive whole number "
+                            f"(1 to {MAX_POSITION:,}: the rank at which the item was shown, 1 = first)")
 
 
 def clean_id(raw: str) -> str:

@@ -30,7 +30,7 @@ else:  # Windows has no resource module
     resource = None
 
 
-EVENT_TYPES = ("search", "view", "click", "cart", "purchase", "return", "rating")
+EVENT_TYPES = ("search", "impression", "view", "click", "cart", "purchase", "return", "rating")
 
 
 class WorkspaceError(MerchAppError):
@@ -313,10 +313,29 @@ def _migration_forget_list(db: Workspace) -> None:
                '"entry_id" INTEGER NOT NULL REFERENCES "forget_list"("entry_id"))')
 
 
+def _migration_event_position(db: Workspace) -> None:
+    """``events.position``: the 1-based rank at which the item was shown (NULL when unknown; click models)."""
+    if "position" not in {row[1] for row in db.execute('PRAGMA table_info("events")')}:
+        db.execute('ALTER TABLE "events" ADD COLUMN "position" INTEGER')
+
+
+def _migration_raters(db: Workspace) -> None:
+    """Grades per rater (judging as a team, see :mod:`merch_app.evaluation.raters`).
+
+    ``rater_judgments`` holds one grade per (suite, query, item, rater); the suite's ``judgments``
+    row of a pair is its raters' grades merged by the suite's merge policy, rewritten whenever a
+    rater grades it.
+    """
+    db.execute('CREATE TABLE IF NOT EXISTS "rater_judgments" ('
+               '"suite_id" INTEGER REFERENCES "suites"("suite_id"), "query" TEXT, "item_id" TEXT, "rater" TEXT, '
+               '"grade" INTEGER, "updated" TEXT, '
+               'PRIMARY KEY ("suite_id", "query", "item_id", "rater"))')
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
     _migration_encoder_versions, _migration_spell_words, _migration_raw_judgments,
-    _migration_forget_list, _migration_rule_lifecycle]
+    _migration_forget_list, _migration_rule_lifecycle, _migration_event_position, _migration_raters]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -234,16 +234,23 @@ def compare_runs(runs: Sequence[SuiteRun], metric: Optional[str] = None, *, meth
 
 
 # ------------------------------------------------------------- snapshots
-def save_snapshot(db, run: SuiteRun, suite_id: int, name: str = "") -> int:
-    """Store a run's top-k lists and per-query metrics; returns the snapshot id."""
+def save_snapshot(db, run: SuiteRun, suite_id: int, name: str = "", extra: Optional[dict[str, Any]] = None) -> int:
+    """Store a run's top-k lists and per-query metrics (``extra`` goes into its config); returns the snapshot id."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     results = {q.query: {"items": q.items[:max(run.k, NDCG_K)], "metrics": q.metrics} for q in run.queries}
     with db.conn:
         cur = db.execute(
             "INSERT INTO snapshots(suite_id, name, created, k, config, results) VALUES (?, ?, ?, ?, ?, ?)",
             [suite_id, name or f"{run.label} {created}", created, run.k,
-             json.dumps({"label": run.label, **run.config, "mean": run.mean}), json.dumps(results)])
+             json.dumps({"label": run.label, **run.config, "mean": run.mean, **(extra or {})}),
+             json.dumps(results)])
     return int(cur.lastrowid)
+
+
+def rename_snapshot(db, snapshot_id: int, name: str) -> None:
+    """Give snapshot ``snapshot_id`` the name ``name``."""
+    with db.conn:
+        db.execute("UPDATE snapshots SET name = ? WHERE snapshot_id = ?", [name, int(snapshot_id)])
 
 
 def list_snapshots(db, suite_id: Optional[int] = None) -> list[dict[str, Any]]:
@@ -277,27 +284,41 @@ def diff_snapshot(snapshot: dict[str, Any], run: SuiteRun, *, metric: Optional[s
         ``{"metric", "threshold", "rows": [{query, before, after, delta, jaccard@k, rbo,
         regression}], "regressions": [query, ...], "improvements": int, "changed_lists": int}``.
     """
+    after = {q.query: {"items": q.items, "metrics": q.metrics} for q in run.queries}
+    return _diff_results(snapshot, after, run.k, metric=metric, threshold=threshold, rbo_p=rbo_p)
+
+
+def diff_snapshots(before: dict[str, Any], after: dict[str, Any], *, metric: Optional[str] = None,
+                   threshold: float = 0.05, rbo_p: float = 0.9) -> dict[str, Any]:
+    """:func:`diff_snapshot` between two kept snapshots (``after`` plays the new run)."""
+    out = _diff_results(before, after["results"], int(after.get("k") or NDCG_K), metric=metric,
+                        threshold=threshold, rbo_p=rbo_p)
+    out["after"] = after.get("name")
+    return out
+
+
+def _diff_results(snapshot: dict[str, Any], after: dict[str, dict], k: int, *, metric: Optional[str],
+                  threshold: float, rbo_p: float) -> dict[str, Any]:
     metric = metric or f"ndcg@{NDCG_K}"
-    k = run.k
     old = snapshot["results"]
     rows, regressions, improved, changed = [], [], 0, 0
-    for q in run.queries:
-        before = old.get(q.query)
+    for query, now in after.items():
+        before = old.get(query)
         b_val = None if before is None else before["metrics"].get(metric)
-        a_val = q.metrics.get(metric)
+        a_val = now["metrics"].get(metric)
         delta = None if a_val is None or b_val is None else a_val - b_val
         reg = delta is not None and delta < -threshold
-        row = {"query": q.query, "before": b_val, "after": a_val, "delta": delta, "regression": reg}
+        row = {"query": query, "before": b_val, "after": a_val, "delta": delta, "regression": reg}
         if before is not None:
-            row[f"jaccard@{k}"] = jaccard_at_k(before["items"], q.items, k)
-            row["rbo"] = rbo(before["items"][:k], q.items[:k], rbo_p)
-            changed += before["items"][:k] != q.items[:k]
+            row[f"jaccard@{k}"] = jaccard_at_k(before["items"], now["items"], k)
+            row["rbo"] = rbo(before["items"][:k], now["items"][:k], rbo_p)
+            changed += before["items"][:k] != now["items"][:k]
         rows.append(row)
         if reg:
-            regressions.append(q.query)
+            regressions.append(query)
         elif delta is not None and delta > threshold:
             improved += 1
     rows.sort(key=lambda r: (r["delta"] is None, r["delta"] if r["delta"] is not None else 0.0))
     return {"metric": metric, "threshold": threshold, "snapshot": snapshot.get("name"), "rows": rows,
             "regressions": regressions, "improvements": improved, "changed_lists": changed,
-            "missing_in_snapshot": [q.query for q in run.queries if q.query not in old]}
+            "missing_in_snapshot": [q for q in after if q not in old]}

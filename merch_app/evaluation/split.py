@@ -25,16 +25,17 @@ MIN_SIDE_SHARE = 0.01  # the default cut-off must leave at least this share of t
 MIN_SIDE_EVENTS = 2  # and at least this many
 # behaviour events of known users: min and max time, count; those before / from a time, counted up to a
 # limit (the ts index: stops early)
-_STATS_SQL = "SELECT min(ts), max(ts), count(*) FROM events WHERE user_id IS NOT NULL AND event_type != 'search'"
+_STATS_SQL = ("SELECT min(ts), max(ts), count(*) FROM events WHERE user_id IS NOT NULL "
+              "AND event_type NOT IN ('search', 'impression')")
 _SIDE_SQL = {
     "<": "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts < ? AND user_id IS NOT NULL "
-         "AND event_type != 'search' LIMIT ?)",
+         "AND event_type NOT IN ('search', 'impression') LIMIT ?)",
     ">=": "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts >= ? AND user_id IS NOT NULL "
-          "AND event_type != 'search' LIMIT ?)",
+          "AND event_type NOT IN ('search', 'impression') LIMIT ?)",
 }
 TEST_EVENT_TYPES = ("purchase",)
 SPLIT_METHODS = ("auto", "range", "quantile")
-_NTH_SQL = ("SELECT ts FROM events WHERE user_id IS NOT NULL AND event_type != 'search' "
+_NTH_SQL = ("SELECT ts FROM events WHERE user_id IS NOT NULL AND event_type NOT IN ('search', 'impression') "
             "ORDER BY ts LIMIT 1 OFFSET ?")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

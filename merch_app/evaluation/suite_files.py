@@ -19,7 +19,7 @@ from merch_app.evaluation.suite_data import (
 from merch_app.safety import csv_cell, undo_csv_cell
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -32,7 +32,7 @@ def _read_text(path: Path) -> str:
     raise SuiteError(f"{path}: not a text file")  # pragma: no cover - cp1252 decodes most bytes
 
 
-def _raw_row(where: str, line: int, query: str, item_id: str, grade_text: str) -> RawJudgment:
+def raw_row(where: str, line: int, query: str, item_id: str, grade_text: str) -> RawJudgment:
     """One file row checked (``where`` names the file and line in errors)."""
     q = normalise_query(query)
     if not q:
@@ -64,7 +64,7 @@ def read_suite_csv(path: Union[str, Path], name: Optional[str] = None, merge: st
     """
     check_policy(merge)
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     # Only the delimiter is guessed, from the header line: cells that csv_cell escaped start with an
     # apostrophe, which the sniffer would take for the quote character.  Quotes are always double quotes.
     try:
@@ -87,7 +87,7 @@ def read_suite_csv(path: Union[str, Path], name: Optional[str] = None, merge: st
         if not any(c.strip() for c in row):
             continue
         cells = [undo_csv_cell(c) for c in row] + [""] * len(cols)
-        rows.append(_raw_row(f"{path}, line {line}", line, cells[cols["query"]],
+        rows.append(raw_row(f"{path}, line {line}", line, cells[cols["query"]],
                              cells[cols["item_id"]], cells[cols["grade"]]))
     if not rows:
         raise SuiteError(f"{path}: no judgments found")
@@ -126,7 +126,7 @@ def read_qrels(path: Union[str, Path], name: Optional[str] = None,
     topic_text: dict[str, str] = {}
     tpath = Path(topics) if topics else path.with_name(path.name + QRELS_TOPICS_SUFFIX)
     if topics or tpath.exists():
-        for n, line in enumerate(_read_text(tpath).splitlines(), 1):
+        for n, line in enumerate(read_text(tpath).splitlines(), 1):
             if not line.strip():
                 continue
             tid, sep, text = line.partition("\t")
@@ -134,7 +134,7 @@ def read_qrels(path: Union[str, Path], name: Optional[str] = None,
                 raise SuiteError(f"{tpath}, line {n}: expected TOPIC<TAB>QUERY")
             topic_text[tid.strip()] = normalise_query(text)
     rows = []
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split()
@@ -149,7 +149,7 @@ def read_qrels(path: Union[str, Path], name: Optional[str] = None,
         if rel_i < 0:
             continue
         query = topic_text.get(topic, topic)
-        rows.append(_raw_row(f"{path}, line {n}", n, query, doc, str(min(rel_i, MAX_GRADE))))
+        rows.append(raw_row(f"{path}, line {n}", n, query, doc, str(min(rel_i, MAX_GRADE))))
     if not rows:
         raise SuiteError(f"{path}: no judgments found")
     return merge_rows(name or path.stem, rows, merge, source=f"qrels:{path.name}", where=str(path))

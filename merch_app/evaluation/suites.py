@@ -4,7 +4,8 @@ This module stores suites in the workspace (tables ``suites``,
 ``suite_queries``, ``judgments``).  The suite itself (:class:`Suite`, plain
 data) is in :mod:`merch_app.evaluation.suite_data`, CSV and TREC qrels files
 in :mod:`merch_app.evaluation.suite_files`, and a suite derived from behaviour
-in :mod:`merch_app.evaluation.behaviour_suite`.
+in :mod:`merch_app.evaluation.behaviour_suite`.  Grades of named raters (table
+``rater_judgments``, merged into ``judgments``) are :mod:`merch_app.evaluation.raters`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from merch_app.evaluation.judgment_merge import merge_rows, repeated_pairs
 from merch_app.evaluation.suite_data import (
     RawJudgment, Suite, SuiteError, check_grade, normalise_query,
 )
+from merch_app.jobs import pause_point
 
 
 # -------------------------------------------------------------- workspace
@@ -67,6 +69,7 @@ def save_suite(db, suite: Suite, *, replace: bool = True) -> int:
             db.execute("DELETE FROM judgments WHERE suite_id = ?", [sid])
             db.execute("DELETE FROM suite_queries WHERE suite_id = ?", [sid])
             db.execute("DELETE FROM raw_judgments WHERE suite_id = ?", [sid])
+            pause_point("suite.replace")  # kill tests: the old rows are deleted, the new ones not written
         db.conn.executemany("INSERT INTO suite_queries(suite_id, query, position) VALUES (?, ?, ?)",
                             [(sid, q, n) for n, q in enumerate(suite.queries)])
         db.conn.executemany("INSERT INTO judgments(suite_id, query, item_id, grade, updated) "
@@ -126,7 +129,7 @@ def suite_queries(db, suite_id: int) -> list[str]:
 
 
 def delete_suite(db, name: str) -> bool:
-    """Delete a suite with its judgments and snapshots; False if it did not exist."""
+    """Delete a suite with its judgments (also each rater's) and snapshots; False if it did not exist."""
     sid = _suite_id(db, name)
     if sid is None:
         return False
@@ -134,6 +137,8 @@ def delete_suite(db, name: str) -> bool:
         db.execute("DELETE FROM judgments WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM suite_queries WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM raw_judgments WHERE suite_id = ?", [sid])
+        db.execute("DELETE FROM rater_judgments WHERE suite_id = ?", [sid])
+        pause_point("suite.delete")  # kill tests: judgments gone, the suite row still there
         db.execute("DELETE FROM snapshots WHERE suite_id = ?", [sid])
         db.execute("DELETE FROM suites WHERE suite_id = ?", [sid])
     return True
@@ -143,31 +148,57 @@ def set_judgment(db, suite_name: str, query: str, item_id: Optional[str], grade:
     """Rate one result in a stored suite (created if missing); ``grade=None`` removes it.
 
     Used by inline rating: each key press is saved at once.  With ``item_id``
-    None only the query is added to the suite.
+    None only the query is added to the suite.  Grades of named raters go
+    through :func:`merch_app.evaluation.raters.rate`.
+    """
+    if grade is not None:
+        grade = check_grade(grade)
+    with db.conn:
+        sid, q = add_suite_query(db, suite_name, query)
+        if item_id is not None:
+            write_judgment(db, sid, q, item_id, grade)
+
+
+def add_suite_query(db, suite_name: str, query: str) -> tuple[int, str]:
+    """Add ``query`` to the stored suite ``suite_name`` (both created if missing); no commit.
+
+    Call inside ``with db.conn:`` together with the writes that need the suite.
+
+    Returns
+    -------
+    (suite_id, query)
+        The suite's id and the query as stored (:func:`normalise_query`).
+
+    Raises
+    ------
+    SuiteError
+        The query or the suite name is empty.
     """
     q = normalise_query(query)
     if not q:
         raise SuiteError("a query must not be empty")
     if not str(suite_name or "").strip():
         raise SuiteError("a suite needs a name")
-    if grade is not None:
-        grade = check_grade(grade)
     now = _now()
-    with db.conn:
-        sid = _suite_id(db, suite_name)
-        if sid is None:
-            sid = db.execute("INSERT INTO suites(name, description, source, created, updated) "
-                             "VALUES (?, '', 'gui', ?, ?)", [suite_name, now, now]).lastrowid
-        pos = db.execute("SELECT coalesce(max(position) + 1, 0) FROM suite_queries WHERE suite_id = ?",
-                         [sid]).fetchone()[0]
-        db.execute("INSERT OR IGNORE INTO suite_queries(suite_id, query, position) VALUES (?, ?, ?)",
-                   [sid, q, pos])
-        if item_id is None:
-            pass
-        elif grade is None:
-            db.execute("DELETE FROM judgments WHERE suite_id = ? AND query = ? AND item_id = ?",
-                       [sid, q, str(item_id)])
-        else:
-            db.execute("INSERT OR REPLACE INTO judgments(suite_id, query, item_id, grade, updated) "
-                       "VALUES (?, ?, ?, ?, ?)", [sid, q, str(item_id), grade, now])
-        db.execute("UPDATE suites SET updated = ? WHERE suite_id = ?", [now, sid])
+    sid = _suite_id(db, suite_name)
+    if sid is None:
+        sid = db.execute("INSERT INTO suites(name, description, source, created, updated) "
+                         "VALUES (?, '', 'gui', ?, ?)", [suite_name, now, now]).lastrowid
+    pos = db.execute("SELECT coalesce(max(position) + 1, 0) FROM suite_queries WHERE suite_id = ?",
+                     [sid]).fetchone()[0]
+    db.execute("INSERT OR IGNORE INTO suite_queries(suite_id, query, position) VALUES (?, ?, ?)", [sid, q, pos])
+    db.execute("UPDATE suites SET updated = ? WHERE suite_id = ?", [now, sid])
+    return sid, q
+
+
+def write_judgment(db, suite_id: int, query: str, item_id: str, grade: Optional[int]) -> None:
+    """Store the (merged) grade of ``item_id`` for the stored ``query`` of suite ``suite_id``; None removes it.
+
+    No checks and no commit: call inside ``with db.conn:`` after :func:`add_suite_query`.
+    """
+    if grade is None:
+        db.execute("DELETE FROM judgments WHERE suite_id = ? AND query = ? AND item_id = ?",
+                   [suite_id, query, str(item_id)])
+    else:
+        db.execute("INSERT OR REPLACE INTO judgments(suite_id, query, item_id, grade, updated) "
+                   "VALUES (?, ?, ?, ?, ?)", [suite_id, query, str(item_id), grade, _now()])

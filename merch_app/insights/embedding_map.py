@@ -150,11 +150,12 @@ def user_map(db, user_ids: Sequence[str], user_vectors: np.ndarray, max_points: 
     if item_group is None:
         sql = """SELECT e.user_id, coalesce(nullif(i.category, ''), ?), count(*)
                  FROM events e LEFT JOIN items i ON i.item_id = e.item_id
-                 WHERE e.user_id IS NOT NULL GROUP BY 1, 2"""
+                 WHERE e.user_id IS NOT NULL AND e.event_type IS NOT 'impression' GROUP BY 1, 2"""
         rows = db.execute(sql, [NO_CATEGORY])
     else:
         rows = ((u, item_group.get(i, NO_CATEGORY), n) for u, i, n in db.execute(
-            "SELECT user_id, item_id, count(*) FROM events WHERE user_id IS NOT NULL GROUP BY 1, 2"))
+            "SELECT user_id, item_id, count(*) FROM events WHERE user_id IS NOT NULL "
+            "AND event_type IS NOT 'impression' GROUP BY 1, 2"))
     for user, cat, n in rows:
         per_user.setdefault(user, Counter())[cat] += n
     top = {u: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for u, c in per_user.items()}

@@ -136,7 +136,8 @@ def item_page(db, item_id: str) -> ItemPage:
     keys = ("item_id", "title", "description", "tags", "category", "price")
     item = dict(zip(keys, row)) if row else {"item_id": item_id}
     n, users, first, last = db.execute(
-        "SELECT count(*), count(DISTINCT user_id), min(ts), max(ts) FROM events WHERE item_id = ?", [item_id]
+        "SELECT count(*), count(DISTINCT user_id), min(ts), max(ts) FROM events WHERE item_id = ? "
+        "AND event_type IS NOT 'impression'", [item_id]
     ).fetchone()
     mix = dict(db.execute("SELECT event_type, count(*) FROM events WHERE item_id = ? GROUP BY event_type",
                           [item_id]).fetchall())

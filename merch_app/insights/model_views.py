@@ -130,8 +130,9 @@ def sample_user_rows(model, n_users: int, seed: int = 0) -> np.ndarray:
 
 
 def item_event_counts(db, item_ids: Sequence[str]) -> np.ndarray:
-    """Events per item in the order of ``item_ids`` (0 for items without events)."""
-    counts = dict(db.execute("SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL GROUP BY item_id"))
+    """Events per item in the order of ``item_ids`` (0 for items without events; impressions are not events of the item)."""
+    counts = dict(db.execute("SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL "
+                             "AND event_type IS NOT 'impression' GROUP BY item_id"))
     return np.array([counts.get(str(i), 0) for i in item_ids], dtype=np.float64)
 
 

@@ -275,7 +275,8 @@ def list_users(db, kind: str = "active", n: int = 50, seed: int = 0) -> list[dic
     """
     if kind not in USER_LIST_KINDS:
         raise ValueError(f"unknown user list {kind!r}: use one of {', '.join(USER_LIST_KINDS)}")
-    base = "SELECT user_id, count(*) AS n, max(ts) AS last FROM events WHERE user_id IS NOT NULL GROUP BY user_id"
+    base = ("SELECT user_id, count(*) AS n, max(ts) AS last FROM events WHERE user_id IS NOT NULL "
+            "AND event_type IS NOT 'impression' GROUP BY user_id")  # being shown an item is not activity
     if kind == "active":
         rows = db.execute(f"{base} ORDER BY n DESC, user_id LIMIT ?", [n]).fetchall()
     elif kind == "cold":

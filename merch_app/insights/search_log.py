@@ -1,6 +1,6 @@
 """What the search log says: top queries, zero-result queries, queries nobody clicks, synonyms to add.
 
-Read through :func:`merch_app.data.search_log.search_visits` (one search and
+Read through :func:`merch_app.data.search_log.completed_searches` (one search and
 the clicks, carts and purchases credited to it).
 
 * **Zero results**: no word of the query matches an item's text, even after
@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from rapidfuzz.distance import OSA
 
-from merch_app.data.search_log import SearchVisit, search_visits, seconds
+from merch_app.data.search_log import SearchVisit, completed_searches, seconds
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.lexical import LexicalSearcher, tokenize
 
@@ -53,11 +53,12 @@ class QueryRow:
 
 
 def query_rows(db, gap_minutes: float = 30.0, cancel=None) -> list[QueryRow]:
-    """Every query searched at least once, most searched first (ties: alphabetical)."""
+    """Every query searched at least once, most searched first (ties: alphabetical).
+
+    As-you-type prefixes are not searches (:func:`merch_app.data.search_log.completed_searches`).
+    """
     rows: dict[str, QueryRow] = {}
-    for v in search_visits(db, gap_minutes, cancel=cancel):
-        if not v.searched:
-            continue
+    for v in completed_searches(db, gap_minutes, cancel=cancel):
         row = rows.setdefault(v.key, QueryRow(v.query, 0, 0, 0, None))
         row.searches += 1
         row.clicked += v.clicked
@@ -128,9 +129,7 @@ def synonym_suggestions(db, window_minutes: float = 10.0, min_sessions: int = 2,
     """Word pairs from "searched A, nothing clicked, searched B, clicked" (see the module docstring)."""
     pairs: dict[tuple[str, str], SynonymSuggestion] = {}
     previous: Optional[SearchVisit] = None
-    for v in search_visits(db, gap_minutes, cancel=cancel):
-        if not v.searched:
-            continue
+    for v in completed_searches(db, gap_minutes, cancel=cancel):  # "christm" → "christmas" is typing, not a rewrite
         p, previous = previous, v
         if p is None or p.session is None or p.session != v.session or p.clicked or not v.clicked \
                 or p.key == v.key or not _within(p.ts, v.ts, window_minutes):

@@ -19,6 +19,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 0.1,
     "rating": 1.0,
     "return": 0.0,  # 0 = dropped; a negative weight subtracts from the pair
+    "impression": 0.0,  # shown in a result list, not chosen: never behaviour (click models read it)
 }
 EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 _LOAD_BLOCK = 50_000  # events per block by load_interactions (a block's C-level work holds the GIL: GUI stalls)
@@ -220,13 +221,17 @@ def load_interactions(
         Keep events with ``since_ts <= ts < until_ts`` (ISO strings).
     event_weights
         Overrides of :data:`DEFAULT_EVENT_WEIGHTS`; types with weight 0 (and
-        'search') are dropped, except ratings.
+        'search') are dropped, except ratings.  Impressions (weight 0 unless
+        overridden) are not even read: a user who was only shown items is no user.
     user_ids
         Fix the user index (e.g. a trained model's users).
     """
     sql = "SELECT user_id, item_id, event_type, value, ts FROM events WHERE user_id IS NOT NULL " \
           "AND item_id IS NOT NULL AND event_type != 'search'"
     args: list = []
+    weights = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
+    if not weights.get("impression"):  # result lists are 10-50x the clicks: not read to be dropped
+        sql += " AND event_type != 'impression'"
     if until_ts:
         sql += " AND ts < ?"
         args.append(until_ts)
@@ -235,7 +240,6 @@ def load_interactions(
         args.append(since_ts)
     # Read in blocks and keep only index arrays: fetchall() of 6M events held ~5 GB of row
     # tuples at 10M events; this way the peak is one block plus the final arrays.
-    weights = {**DEFAULT_EVENT_WEIGHTS, **(event_weights or {})}
     item_ids = np.asarray(item_ids, dtype=object)
     item_pos = {str(x): n for n, x in enumerate(item_ids)}
     fixed = None if user_ids is None else {str(x): n for n, x in enumerate(user_ids)}

@@ -22,6 +22,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "search": 1.0,
     "rating": 2.0,  # scale: a rating of value v weighs v / 5 * 2
     "return": 0.0,  # returns say nothing good about taste: excluded
+    "impression": 0.0,  # shown in a result list, not chosen: excluded
 }
 RATING_SCALE = 5.0
 _DAY = 86400.0

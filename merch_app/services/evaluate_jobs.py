@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.rule_impact import rule_impact
-from merch_app.evaluation.suite_run import model_ranker, run_suite
+from merch_app.evaluation.suite_history import GateResult, check_run, previous_run, record_run
+from merch_app.evaluation.suite_run import SuiteRun, model_ranker, run_suite
 from merch_app.evaluation.suites import load_suite, set_judgment
 from merch_app.evaluation.suite_data import SuiteError
 from merch_app.model.registry import list_versions
@@ -23,6 +24,7 @@ from merch_app.services.bundles import SHARED
 from merch_app.services.ranking import ranking_bundle
 
 BEHAVIOUR = "(behaviour)"  # suite reference: judgments generated from events with queries
+REGRESSION_DROP = 0.05  # an NDCG@10 fall larger than this since the previous run is a regression
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,45 @@ def save_grade(ctx, workspace: Path, suite: str, query: str, item_id: str, grade
     return (query, item_id, grade)
 
 
-def run_suite_job(ctx, workspace: Path, suite_ref: str, system: System, encoder_spec, generation: int, k: int):
-    """Run a stored (or behaviour) suite with ``system``; progress per query."""
+@dataclass
+class KeptRun:
+    """A suite run, and for a stored suite where it was kept and how it compares with the run before."""
+
+    run: SuiteRun
+    suite_id: Optional[int] = None
+    snapshot_id: Optional[int] = None
+    gate: Optional[GateResult] = None
+    not_kept: str = ""  # why a stored suite's run was not kept (a read-only workspace)
+
+
+def run_and_keep(db, suite, rank, config, *, label: str, k: int, threshold: float = REGRESSION_DROP,
+                 fail_below: Optional[float] = None, fail_on_regression: bool = False, keep: bool = True,
+                 progress=None, cancel=None) -> KeptRun:
+    """Run ``suite`` with ``rank``; a stored suite's run is kept in its history and checked against the one before.
+
+    This is the one way a suite is run for the Evaluate screen and ``merch-app suite run``.
+    """
+    run = run_suite(suite, rank, k=k, label=label, config=config, progress=progress, cancel=cancel)
+    if suite.suite_id is None:
+        return KeptRun(run, gate=check_run(run, fail_below=fail_below))
+    previous = previous_run(db, suite.suite_id)
+    gate = check_run(run, fail_below=fail_below, previous=previous, threshold=threshold,
+                     fail_on_regression=fail_on_regression)
+    if keep and db.readonly:
+        return KeptRun(run, suite.suite_id, None, gate,
+                       f"the run was not kept in the suite's history: the workspace is read-only ({db.readonly_reason})")
+    snapshot_id = record_run(db, run, suite.suite_id) if keep else None
+    return KeptRun(run, suite.suite_id, snapshot_id, gate)
+
+
+def run_suite_job(ctx, workspace: Path, suite_ref: str, system: System, encoder_spec, generation: int, k: int,
+                  threshold: float = REGRESSION_DROP) -> KeptRun:
+    """Run a stored (or behaviour) suite with ``system``; progress per query; a stored suite's run is kept."""
     db = ctx.db(workspace)
     suite = load_suite_ref(db, suite_ref, ctx.cancel)
     rank, config = rank_fn(ctx, workspace, system, encoder_spec, generation)
-    run = run_suite(suite, rank, k=k, label=system.label, config=config, progress=ctx.progress, cancel=ctx.cancel)
-    return run, suite.suite_id
+    return run_and_keep(db, suite, rank, config, label=system.label, k=k, threshold=threshold,
+                        progress=ctx.progress, cancel=ctx.cancel)
 
 
 def ranked_pair(ctx, workspace: Path, left: System, right: System, encoder_spec, generation: int, query: str,

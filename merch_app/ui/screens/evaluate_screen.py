@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.judgment_merge import DEFAULT_MERGE
+from merch_app.evaluation.raters import agreement
 from merch_app.evaluation.suite_data import Suite
-from merch_app.evaluation.suite_files import read_suite_file, write_qrels, write_suite_csv
+from merch_app.evaluation.suite_exchange import read_any_suite_file, write_suite_as
 from merch_app.evaluation.suite_run import SuiteRun
 from merch_app.evaluation.suites import delete_suite, list_suites, load_suite, save_suite, suite_queries
 from merch_app.insights.common import item_titles
@@ -37,14 +38,18 @@ from merch_app.services import evaluate_jobs as ej
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_compare import ComparePanel
-from merch_app.ui.screens.evaluate_judge import JudgePanel
+from merch_app.ui.screens.evaluate_history import HistoryPanel
+from merch_app.ui.screens.evaluate_judge import JudgePanel, agreement_text
 from merch_app.ui.screens.evaluate_widgets import HBarChart, MeansChart, SortableTable, cell, write_report_files
 from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 MAX_RUNS = 6
-SUITE_FILTER = "Suites (*.csv *.qrels *.txt);;All files (*)"
+SUITE_FILTER = "Suites: CSV, Quepid CSV, TREC qrels, RRE JSON (*.csv *.qrels *.txt *.json);;All files (*)"
 NO_RUN = "Run a suite to see per-query metrics (worst first). Double-click a query to open it on the Query screen."
+EXPORT_FORMATS = {"Suite CSV: query,item_id,grade (*.csv)": "csv", "Quepid ratings CSV (*.csv)": "quepid",
+                  "TREC qrels (*.qrels *.txt)": "qrels", "RRE ratings JSON (*.json)": "rre"}
+EXPORT_FILTERS = ";;".join(EXPORT_FORMATS)
 MERGE_CHOICES = {"use the mean grade, rounded half up": "mean", "use the highest grade": "max",
                  "use the last row in the file": "latest", "refuse the file": "error"}
 
@@ -58,6 +63,20 @@ def import_message(s: Suite) -> str:
         text += (f"; {s.pairs_merged:,} (query, item) pairs were judged more than once and merged to {how} "
                  f"({len(s.raw):,} rows kept)")
     return text + "."
+
+
+def regression_note(kept: ej.KeptRun) -> str:
+    """The red line under a run: queries that fell since the suite's previous run, or why it was not kept."""
+    gate = kept.gate
+    text = ""
+    if gate is not None and gate.regressions:
+        shown = ", ".join(f"“{q}”" for q in gate.regressions[:5]) + (" …" if len(gate.regressions) > 5 else "")
+        text = (f"<br><span style='color:#b42318'><b>{len(gate.regressions)} queries fell</b> by more than the "
+                f"Compare tab's NDCG drop since the previous run ({gate.against}): {shown}. "
+                f"The History tab shows what changed.</span>")
+    if kept.not_kept:
+        text += f"<br><span style='color:#555'>{kept.not_kept[0].upper() + kept.not_kept[1:]}.</span>"
+    return text
 
 
 class EvaluateScreen(Screen):
@@ -142,6 +161,8 @@ class EvaluateScreen(Screen):
         self.tabs.addTab(self._results_tab(), "Results")
         self.compare = ComparePanel(self)
         self.tabs.addTab(self.compare, "Compare")
+        self.history = HistoryPanel(self)
+        self.tabs.addTab(self.history, "History")
         lay.addWidget(self.tabs, 1)
 
     def _results_tab(self) -> QWidget:
@@ -167,6 +188,7 @@ class EvaluateScreen(Screen):
     # ----------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
         self.generation += 1
+        self.judge.load_rater()
         self.runs.clear()
         self.run, self.run_suite_id = None, None
         self.results.set_rows([])
@@ -234,6 +256,7 @@ class EvaluateScreen(Screen):
             queries = suite_queries(self.ctx.db, self.suite_id())
         self.judge.set_queries(queries)
         self.compare.refresh_snapshots()
+        self.history.refresh()
 
     def _refresh_info(self) -> None:
         name = self.suite_name()
@@ -243,8 +266,10 @@ class EvaluateScreen(Screen):
         if self.ctx.db is not None and name:
             self._suites = list_suites(self.ctx.db)
         s = next((s for s in self._suites if s["name"] == name), None)
-        self._set_suite_info(f"{s['queries']} queries · {s['judgments']} judgments · {s['source'] or 'gui'}"
-                                if s else "no suite yet: New… / Import… / From behaviour")
+        team = agreement_text(agreement(self.ctx.db, name)) if s and self.ctx.db is not None else ""
+        self._set_suite_info((f"{team} · " if team else "")  # first: the part that changes while a team judges
+                             + f"{s['queries']} queries · {s['judgments']} judgments · {s['source'] or 'gui'}"
+                             if s else "no suite yet: New… / Import… / From behaviour")
 
     def _set_suite_info(self, text: str) -> None:
         self.suite_info.setText(text)
@@ -269,7 +294,7 @@ class EvaluateScreen(Screen):
         path = self.ctx.path
 
         def job(ctx):
-            s = read_suite_file(file, name, merge=merge)
+            s = read_any_suite_file(file, name, merge=merge)
             save_suite(ctx.db(path), s)
             return s
 
@@ -280,12 +305,13 @@ class EvaluateScreen(Screen):
     def add_demo_suite(self) -> None:
         self.import_suite(resource_path("demo", "demo_suite.csv"), "demo")
 
-    def export_suite(self, file: Path) -> None:
+    def export_suite(self, file: Path, fmt: Optional[str] = None) -> None:
+        """Write the selected suite to ``file`` as ``fmt`` (default: by the file's extension, see write_suite_as)."""
         name, path = self.suite_name(), self.ctx.path
 
         def job(ctx):
             s = load_suite(ctx.db(path), name)
-            return write_qrels(s, file) if Path(file).suffix.lower() in (".qrels", ".txt") else write_suite_csv(s, file)
+            return write_suite_as(s, file, fmt)
 
         self.io_runner.start(job, cancel_previous=False, keep_stale=True,
                              on_result=lambda _p: self.show_info(f"Suite “{name}” written to {file}."),
@@ -333,13 +359,14 @@ class EvaluateScreen(Screen):
         system, (path, enc, gen), k = self.system(), self.job_args(), self.k_spin.value()
         self.mean_label.setText(f"Running “{ref}” with {system.label}…")
         self.tabs.setCurrentIndex(1)
-        self.run_runner.start(lambda ctx: ej.run_suite_job(ctx, path, ref, system, enc, gen, k),
+        threshold = self.compare.threshold.value()
+        self.run_runner.start(lambda ctx: ej.run_suite_job(ctx, path, ref, system, enc, gen, k, threshold),
                               label=f"Running suite {ref}", on_result=self._show_run,
                               on_error=lambda exc, _tb: self.mean_label.setText(
                                   f"<span style='color:#b42318'>Cannot run the suite: {error_text(exc)}</span>"))
 
-    def _show_run(self, result) -> None:
-        run, self.run_suite_id = result
+    def _show_run(self, kept: ej.KeptRun) -> None:
+        run, self.run_suite_id = kept.run, kept.suite_id
         self.run = run
         self.runs.pop(run.label, None)
         self.runs[run.label] = run
@@ -360,8 +387,12 @@ class EvaluateScreen(Screen):
         parts = [f"{m} <b>{run.mean[m]:.3f}</b> [{run.ci[m][0]:.3f}, {run.ci[m][1]:.3f}]" for m in run.metric_names]
         self.mean_label.setText(f"<b>{run.label}</b> on “{run.suite}”: " + " · ".join(parts) +
                                 f" · mean unjudged@{k} {run.mean_unjudged:.2f} · {run.n_scored}/{len(run.queries)}"
-                                f" queries scored · {run.seconds:.1f}s. Double-click a query to open it.")
+                                f" queries scored · {run.seconds:.1f}s. Double-click a query to open it."
+                                + regression_note(kept))
         self.compare.set_runs(list(self.runs), run.metric_names)
+        if kept.snapshot_id is not None:
+            self.compare.refresh_snapshots()
+            self.history.refresh()
 
     def open_query_row(self, view_row: int) -> None:
         text = self.results.text(view_row)
@@ -399,9 +430,9 @@ class EvaluateScreen(Screen):
             self.import_suite(Path(path), merge=MERGE_CHOICES[choice])
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export suite", f"{self.suite_name()}.csv", SUITE_FILTER)
+        path, chosen = QFileDialog.getSaveFileName(self, "Export suite", f"{self.suite_name()}.csv", EXPORT_FILTERS)
         if path:
-            self.export_suite(Path(path))
+            self.export_suite(Path(path), EXPORT_FORMATS.get(chosen))
 
     def _report_dialog(self) -> None:
         if self.run is None:

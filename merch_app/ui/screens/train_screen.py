@@ -64,7 +64,7 @@ class TrainScreen(Screen):
         lay.addWidget(self.tabs)
         split = QSplitter(Qt.Orientation.Horizontal)
         left, ll = bare_column()
-        event_types = [e for e in EVENT_TYPES if e != "search"]
+        event_types = [e for e in EVENT_TYPES if e not in ("search", "impression")]  # not behaviour: never weighted
         self.form = TrainForm(default_config(), event_types)
         ll.addWidget(self.form)
         buttons = QHBoxLayout()
