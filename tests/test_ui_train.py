@@ -151,3 +151,39 @@ def test_metric_axis_labels_are_short():
 
     assert [axis_label(m) for m in ("ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "coverage")] == \
         ["nDCG@10", "P@10", "R@10", "MAP@10", "MRR", "coverage"]
+
+
+def test_starting_a_training_while_another_process_trains_asks_first(qtbot, train_window, ws_path, monkeypatch):
+    """A window and the CLI (another process) on one workspace: the second training is only started if agreed."""
+    import socket
+    import subprocess
+    import sys
+
+    from PySide6.QtWidgets import QMessageBox
+
+    window, screen = train_window
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    db = open_workspace(ws_path)
+    with db.conn:
+        db.execute("INSERT INTO job_marks(kind, label, pid, host, started) VALUES ('train', 'cli run', ?, ?, "
+                   "'2026-01-01T05:40:00Z')", [other.pid, socket.gethostname()])
+    db.close()
+    asked = []
+
+    def answer(parent, title, text, *args):
+        asked.append(text)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    try:
+        screen.start_training(overrides={"epochs": 1, "refit_epochs": 0})
+        assert len(asked) == 1 and f"a training (“cli run”) in process {other.pid}" in asked[0]
+        assert "Start this training as well?" in asked[0]
+        assert screen.start_button.isEnabled() and not screen.train_runner.is_busy()  # not started
+    finally:
+        other.kill()
+        other.wait()
+    screen.start_training(overrides={"epochs": 1, "refit_epochs": 0})  # the other process is gone: no question
+    assert len(asked) == 1
+    qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
+    wait_idle(qtbot, window)

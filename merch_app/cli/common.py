@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional, Union
 
 import click
 
+from merch_app.data.job_marks import others_warning
 from merch_app.data.workspace import NoItemsError, WorkspaceError, open_workspace, storage_problem
 from merch_app.errors import MerchAppError
 from merch_app.jobs import Progress
@@ -119,6 +120,13 @@ def workspace_db(path: Path | None, errors: Union[type, tuple[type, ...]] = ()) 
         raise click.ClickException(f"workspace: {problem}") from exc
     finally:
         db.close()
+
+
+def warn_alongside(db, kind: str) -> None:
+    """Say on stderr when another process runs a job of ``kind`` on the workspace (both will save)."""
+    warning = others_warning(db, kind)
+    if warning:
+        click.echo(f"warning: {warning}.", err=True)
 
 
 def emit_json(obj: Any) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, workspace_db, workspace_option
+from merch_app.cli.common import (
+    TerminalProgress, emit_json, json_option, warn_alongside, workspace_db, workspace_option,
+)
 from merch_app.cli.model_cmds import _ctrl_c_cancels
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model.encoder_versions import (
@@ -47,6 +49,7 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
     bar = TerminalProgress("finetune", enabled=None if not as_json else False)
     token = CancelToken()
     with workspace_db(workspace) as db:
+        warn_alongside(db, "finetune")
         try:
             with _ctrl_c_cancels(token):
                 result = finetune(db, cfg, progress=bar, cancel=token, encoder=encoder_spec, name=name)

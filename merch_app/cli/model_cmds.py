@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 import click
 
-from merch_app.cli.common import TerminalProgress, emit_json, json_option, open_ws, user_errors, workspace_option
+from merch_app.cli.common import (
+    TerminalProgress, emit_json, json_option, open_ws, user_errors, warn_alongside, workspace_option,
+)
 from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.engines import engine_label
 from merch_app.evaluation.offline import evaluate
@@ -118,6 +120,7 @@ def train_command(workspace, epochs, dim, split_date, split, encoder_spec, int8,
         if value is not None:
             setattr(cfg, field, value)
     db = open_ws(workspace)
+    warn_alongside(db, "train")
     bar = TerminalProgress("train", enabled=None if not as_json else False)
 
     def job(token: CancelToken):

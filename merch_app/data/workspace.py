@@ -332,10 +332,17 @@ def _migration_raters(db: Workspace) -> None:
                'PRIMARY KEY ("suite_id", "query", "item_id", "rater"))')
 
 
+def _migration_job_marks(db: Workspace) -> None:
+    """Long jobs running on the workspace, one row per job and process (see :mod:`merch_app.data.job_marks`)."""
+    db.execute('CREATE TABLE IF NOT EXISTS "job_marks" ("mark_id" INTEGER PRIMARY KEY, "kind" TEXT, "label" TEXT, '
+               '"pid" INTEGER, "host" TEXT, "started" TEXT)')
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
     _migration_encoder_versions, _migration_spell_words, _migration_raw_judgments,
-    _migration_forget_list, _migration_rule_lifecycle, _migration_event_position, _migration_raters]
+    _migration_forget_list, _migration_rule_lifecycle, _migration_event_position, _migration_raters,
+    _migration_job_marks]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

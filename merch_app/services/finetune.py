@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from merch_app.data.job_marks import job_mark
 from merch_app.data.workspace import open_workspace
 from merch_app.evaluation.encoder_eval import compare_encoders, retrieval_scores
 from merch_app.evaluation.split import time_split
@@ -138,8 +139,9 @@ def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Opti
     own = isinstance(db_or_path, (str, Path))
     db = open_workspace(db_or_path) if own else db_or_path
     try:
-        return _finetune(db, FinetuneConfig.from_dict((config or FinetuneConfig()).to_dict()), progress, cancel,
-                         encoder, name)
+        with job_mark(db, "finetune", name or ""):
+            return _finetune(db, FinetuneConfig.from_dict((config or FinetuneConfig()).to_dict()), progress,
+                             cancel, encoder, name)
     finally:
         if own:
             db.close()

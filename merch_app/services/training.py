@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from merch_app.data.job_marks import job_mark
 from merch_app.data.workspace import open_workspace, require_writable, workspace_path
 from merch_app.engines import Engine
 from merch_app.engines.local import LocalEngine
@@ -188,7 +189,7 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
     db = open_workspace(db_or_path) if own else db_or_path
     try:
         require_writable(db)  # before minutes of fitting whose model could not be saved
-        with engine.session():
+        with job_mark(db, "train", name or ""), engine.session():
             return _train(db, config, progress, cancel, encoder, name, engine)
     finally:
         if own:

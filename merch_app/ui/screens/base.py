@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QMessageBox, QWidget
 
+from merch_app.data.job_marks import others_warning
 from merch_app.ui.workers import error_text
 
 if TYPE_CHECKING:
@@ -47,6 +48,21 @@ class Screen(QWidget):
     def runner(self, name: str, ask_on_quit: bool = False):
         """A runner registered with the window; ``ask_on_quit``: quitting while it runs asks first."""
         return self.window_.create_runner(f"{self.title.lower()}-{name}", ask_on_quit=ask_on_quit)
+
+    def confirm_alongside(self, kind: str, what: str) -> bool:
+        """True to start a job of ``kind`` ("train", "finetune"): none runs in another process, or the user agrees.
+
+        Another window or the CLI may be running the same kind of job on this workspace; both
+        would save a version, so the user is asked first.
+        """
+        warning = others_warning(self.ctx.db, kind) if self.ctx.db is not None else None
+        if warning is None:
+            return True
+        answer = QMessageBox.question(self, f"Start {what}?", f"{warning[0].upper()}{warning[1:]}.\n\n"
+                                      f"Start {what} as well?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def show_error(self, text: str) -> None:
         self.window_.show_message(text, level="error")

@@ -157,6 +157,8 @@ class FinetunePanel(QWidget):
         if self.ctx.path is None:
             self.screen.show_error("Open a workspace first.")
             return
+        if not self.screen.confirm_alongside("finetune", "this fine-tuning"):
+            return
         values = {**self.form.values(), **(overrides or {})}
         ws, spec = self.ctx.path, self.encoder_spec
         name = values.pop("name", None) or None

@@ -157,6 +157,8 @@ class TrainScreen(Screen):
         if self.ctx.path is None:
             self.show_error("Open a workspace first.")
             return
+        if not self.confirm_alongside("train", "this training"):
+            return
         values = {**self.form.values(), **(overrides or {})}
         if overrides and "epochs" in overrides:
             self.form.epochs.setValue(int(overrides["epochs"]))  # the form shows what runs (the demo: 3 epochs)
