@@ -98,3 +98,18 @@ def test_preview_a_draft_as_of_next_week(qtbot, window):
     assert {t["query"] for t in screen.impact.touched} >= {"christmas lights", "christmas tree"}
     assert f"as of {next_week.isoformat()}" in screen.impact_label.text()
     assert screen.slope.moves
+
+
+def test_usage_tab_counts_each_rule_and_flags_rules_that_never_fire(qtbot, window):
+    db = open_workspace(window.ctx.path)
+    save_rule(db, MerchRule("pin", "zebra", {"item_id": "L1", "position": 1}, match="phrase"), actor="ana")
+    db.close()
+    screen = window.show_screen("Rules")
+    screen.below.setCurrentWidget(screen.usage)
+    screen.usage.count()
+    qtbot.waitUntil(lambda: screen.usage.report is not None, timeout=60_000)
+    usage = screen.usage
+    by_rule = {usage.table.text(r, 0): (usage.table.text(r, 1), usage.table.text(r, 2))
+               for r in range(usage.table.row_count())}
+    assert by_rule == {load_rules(window.ctx.db)[0].label(): ("4", "3"), load_rules(window.ctx.db)[1].label(): ("0", "0")}
+    assert usage.summary.text() == "5 searches counted · 1 of 2 rules never fire."

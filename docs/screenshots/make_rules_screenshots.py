@@ -13,7 +13,7 @@ an expired boost, a draft synonym; saves a second pin for a query the first one
 also fires on, confirming the conflict on the screen; selects the campaign rule
 and previews it as of next week.
 
-Writes ``rules.png`` (1400x900) and ``rules_720.png`` (1280x720).  Text-only
+Writes ``rules.png`` (1400x900), ``rules_720.png`` and, on the Usage tab, ``rules_usage_720.png`` (1280x720).  Text-only
 ranking, no model: a minute or so.
 """
 from __future__ import annotations
@@ -112,6 +112,11 @@ def main() -> int:
     window.resize(1280, 720)
     pump(app, 0.6)
     save(app, window, "rules_720.png")
+    screen.below.setCurrentWidget(screen.usage)  # every rule's use of the log (the demo has searches)
+    screen.usage.count()
+    wait_idle(app, window)
+    print(screen.usage.summary.text())
+    save(app, window, "rules_usage_720.png")
     window.close()
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
 from merch_app.evaluation.rule_impact import rule_impact
+from merch_app.evaluation.rule_usage import rule_usage
 from merch_app.evaluation.suite_history import GateResult, check_run, previous_run, record_run
 from merch_app.evaluation.suite_run import SuiteRun, model_ranker, run_suite
 from merch_app.evaluation.suites import load_suite, set_judgment
@@ -149,6 +150,13 @@ def ranked_pair(ctx, workspace: Path, left: System, right: System, encoder_spec,
     titles = dict(db.execute(f"SELECT item_id, title FROM items WHERE item_id IN ({marks})", ids).fetchall()) \
         if ids else {}
     return la, lb, {str(i): t or "" for i, t in titles.items()}
+
+
+def usage_job(ctx, workspace: Path, with_impact: bool, encoder_spec, generation: int, as_of: Optional[str] = None):
+    """:func:`merch_app.evaluation.rule_usage.rule_usage` in the worker; the impact on suites only when asked."""
+    db = ctx.db(workspace)
+    b = bundle(ctx, workspace, None, encoder_spec, generation) if with_impact else None
+    return rule_usage(db, bundle=b, as_of=as_of, progress=ctx.progress, cancel=ctx.cancel)
 
 
 def impact_job(ctx, workspace: Path, rule, suite_ref: Optional[str], system: System, encoder_spec,

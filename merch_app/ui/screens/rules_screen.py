@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -40,6 +41,7 @@ from merch_app.services.rule_edits import RuleConflictError, save_checked, set_s
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import SlopeChart, SortableTable, cell
+from merch_app.ui.screens.rules_usage import UsagePanel
 from merch_app.ui.workers import error_text
 
 RULE_COLUMNS = ["on", "id", "status", "window", "owner", "rule"]
@@ -150,11 +152,17 @@ class RulesScreen(Screen):
         self.conflict_label.setStyleSheet(f"color: {RED};")
         self.conflict_label.hide()
         ll.addWidget(self.conflict_label)
+        self.below = QTabWidget()  # the selected rule's activity, and every rule's use of the search log
+        activity, al = bare_column()
         self.log_title = QLabel("Activity: select a rule")
         self.log_title.setStyleSheet("font-weight: bold;")
-        ll.addWidget(self.log_title)
+        al.addWidget(self.log_title)
         self.log_table = SortableTable(["when (UTC)", "who", "what", "changes"], stretch=3)
-        ll.addWidget(self.log_table.view, 2)
+        al.addWidget(self.log_table.view, 1)
+        self.below.addTab(activity, "Activity")
+        self.usage = UsagePanel(self)
+        self.below.addTab(self.usage, "Usage")
+        ll.addWidget(self.below, 2)
         split.addWidget(left)
 
         right, rl = bare_column()
@@ -301,6 +309,7 @@ class RulesScreen(Screen):
     # ----------------------------------------------------------------- hooks
     def on_workspace_changed(self) -> None:
         self.generation += 1
+        self.usage.clear()
         self.refresh()
 
     def on_data_changed(self) -> None:
