@@ -205,3 +205,38 @@ def test_the_window_notices_another_process_within_a_poll(qtbot, two_workspaces,
     assert window.ctx.poll_changes() == ["data"]
     assert messages[-1] == ("info", "Another window or program changed this workspace: data was imported or "
                                     "removed. The screens show it now.")
+
+
+def test_rule_and_suite_edits_of_another_process_refresh_rules_and_evaluate(qtbot, two_workspaces):
+    from merch_app.ranking.rules import MerchRule, save_rule
+
+    _a, b = two_workspaces
+    window = make_window(qtbot, b)
+    for s in window.screens.values():
+        if hasattr(s, "encoder_spec"):
+            s.encoder_spec = HASHING
+    rules = window.show_screen("Rules")
+    wait_idle(qtbot, window)
+    window.ctx.poll_changes()
+    assert window.ctx.poll_changes() == [] and rules.table.rowCount() == 0
+
+    db = open_workspace(b)  # another connection: a second window or `merch-app rules add`
+    save_rule(db, MerchRule("pin", "mug", {"item_id": "SKU001", "position": 1}), actor="cli")
+    db.close()
+    assert window.ctx.poll_changes() == ["rules"]
+    assert rules.table.rowCount() == 1
+
+    evaluate = window.show_screen("Evaluate")
+    wait_idle(qtbot, window)
+    db = open_workspace(b)
+    save_suite(db, Suite("from the cli", ["mug"], {"mug": {"SKU001": 3}}))
+    db.close()
+    assert (window.ctx.poll_changes() or window.ctx.poll_changes()) == ["suites"]  # the first tick may settle
+    assert evaluate.suite_combo.findData("from the cli") >= 0  # the list was read again
+
+    # this window's own edit (a worker's commit) is not announced as another program's
+    evaluate.new_suite("mine")
+    qtbot.waitUntil(lambda: evaluate.suite_name() == "mine", timeout=10_000)
+    wait_idle(qtbot, window)
+    window.ctx.poll_changes()
+    assert window.ctx.poll_changes() == []

@@ -787,12 +787,18 @@ def change_marks(db: Workspace) -> dict[str, tuple]:
     Returns
     -------
     dict
-        ``models`` (the model registry: count, newest, active version, names) and ``data``
-        (imports started or finished, the newest event); each an index lookup or a scan of a small table.
+        ``models`` (the model registry: count, newest, active version, names), ``data``
+        (imports started or finished, the newest event), ``rules`` (count, last change, activity log)
+        and ``suites`` (suites, judgments, kept runs); each an index lookup or a scan of a small table.
     """
     models = db.execute("SELECT count(*), max(created), max(CASE WHEN active = 1 THEN model_id END), "
                         "total(length(name)) FROM models").fetchone()
     data = db.execute("SELECT (SELECT max(id) FROM imports), (SELECT max(finished) FROM imports), "
                       "(SELECT count(*) FROM imports WHERE status = 'running'), (SELECT max(id) FROM events)"
                       ).fetchone()
-    return {"models": tuple(models), "data": tuple(data)}
+    rules = db.execute("SELECT (SELECT count(*) FROM rules), (SELECT max(updated) FROM rules), "
+                       "(SELECT max(log_id) FROM rule_log)").fetchone()
+    suites = db.execute("SELECT (SELECT count(*) FROM suites), (SELECT max(updated) FROM suites), "
+                        "(SELECT count(*) FROM judgments), (SELECT max(updated) FROM judgments), "
+                        "(SELECT max(snapshot_id) FROM snapshots)").fetchone()
+    return {"models": tuple(models), "data": tuple(data), "rules": tuple(rules), "suites": tuple(suites)}

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 MODEL_FILES = ("config.json", "ids.json", "arrays.safetensors")  # checked cheaply at start-up
 POLL_MS = 2000  # how often the window looks for commits of other connections (one PRAGMA when nothing changed)
 EXTERNAL = {"models": "a model version was trained, activated, renamed or deleted",
-            "data": "data was imported or removed"}
+            "data": "data was imported or removed", "rules": "merchandising rules were changed",
+            "suites": "judged suites were changed or run"}
+OWN_PARTS = ("rules", "suites")  # parts no screen announces: a job of this window that ended changed them
 
 
 class WorkspaceContext(QObject):
@@ -34,6 +36,8 @@ class WorkspaceContext(QObject):
         Items/events changed (an import finished).
     models_changed()
         A model version was trained, renamed, activated or deleted.
+    rules_changed(), suites_changed()
+        Another window or program changed the rules, or the suites (judgments, kept runs).
     external_change(str)
         Another window or program changed the workspace (found by :meth:`poll_changes`, which
         then also emits ``data_changed`` / ``models_changed``); the text says what, as a sentence.
@@ -48,6 +52,8 @@ class WorkspaceContext(QObject):
     workspace_changed = Signal(object)
     data_changed = Signal()
     models_changed = Signal()
+    rules_changed = Signal()
+    suites_changed = Signal()
     external_change = Signal(str)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
@@ -100,8 +106,14 @@ class WorkspaceContext(QObject):
 
     # ------------------------------------------------------- other connections
     def job_ended(self, *_args) -> None:
-        """A job of this window ended: the next poll waits (its screen announces what the job changed)."""
+        """A job of this window ended: the next poll waits (its screen announces what the job changed).
+
+        Rule and suite edits are not announced by their screens, so their marks are taken now: the
+        job's own commits are not another program's.
+        """
         self._settle = True
+        for part in OWN_PARTS:
+            self._remember(part)
 
     def _remember(self, part: str) -> None:
         if self.db is not None:
@@ -142,6 +154,10 @@ class WorkspaceContext(QObject):
             self.data_changed.emit()
         if "models" in changed:
             self.models_changed.emit()
+        if "rules" in changed:
+            self.rules_changed.emit()
+        if "suites" in changed:
+            self.suites_changed.emit()
         return changed
 
     def active_model(self) -> tuple[Optional[Any], Optional[str]]:

@@ -34,6 +34,8 @@ class Screen(QWidget):
         self.ctx.workspace_changed.connect(lambda _p: self._safe(self.on_workspace_changed))
         self.ctx.data_changed.connect(lambda: self._safe(self.on_data_changed))
         self.ctx.models_changed.connect(lambda: self._safe(self.on_models_changed))
+        self.ctx.rules_changed.connect(lambda: self._safe(self.on_rules_changed))
+        self.ctx.suites_changed.connect(lambda: self._safe(self.on_suites_changed))
 
     def _safe(self, hook) -> None:
         """Run a hook; an error becomes a message in the window, never a crash."""
@@ -100,6 +102,12 @@ class Screen(QWidget):
 
     def on_models_changed(self) -> None:
         """Model registry changed."""
+
+    def on_rules_changed(self) -> None:
+        """Another window or program changed the merchandising rules."""
+
+    def on_suites_changed(self) -> None:
+        """Another window or program changed the judged suites (or kept a run)."""
 
     def on_shown(self) -> None:
         """The screen became the visible page."""

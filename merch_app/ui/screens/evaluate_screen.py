@@ -208,6 +208,12 @@ class EvaluateScreen(Screen):
         if self.isVisible():
             self.on_shown()
 
+    def on_suites_changed(self) -> None:
+        self.refresh_suites()  # keeps the selected suite; its queries, info and history are read again
+
+    def on_rules_changed(self) -> None:
+        self.generation += 1  # runs with rules on rank differently now
+
     def on_shown(self) -> None:
         self.refresh_suites()
         if getattr(self, "_models_stale", False):

@@ -318,6 +318,13 @@ class RulesScreen(Screen):
     def on_models_changed(self) -> None:
         self.generation += 1
 
+    def on_rules_changed(self) -> None:
+        self.generation += 1
+        self.refresh()
+
+    def on_suites_changed(self) -> None:
+        self.refresh()  # the suite picker of the preview
+
     def on_shown(self) -> None:
         self.refresh()
 
