@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
@@ -666,6 +667,44 @@ def sweep_leftovers(db: Workspace) -> dict[str, Any]:
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
     return done
+
+
+WRITE_WAIT_S = 3600.0  # a finished job waits this long for another program's write (a long import) to end
+
+
+def begin_write(db: Workspace, *, patience_s: float = WRITE_WAIT_S, cancel=None,
+                waiting: Optional[Callable[[float], None]] = None) -> None:
+    """Take the write lock (``BEGIN IMMEDIATE``), waiting for another writer as long as ``patience_s``.
+
+    A training or fine-tuning that took minutes must not be lost because an import in another
+    window holds the lock longer than the connection's busy timeout: it waits, says so through
+    ``waiting(seconds_waited)`` about once a second, and stops only when ``cancel.check()`` raises.
+
+    Raises
+    ------
+    sqlite3.OperationalError
+        Still locked after ``patience_s`` seconds.
+    """
+    conn = db.conn
+    timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute("PRAGMA busy_timeout = 1000")  # one second per try: cancel and the waiting note in between
+    start = time.monotonic()
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                waited = time.monotonic() - start
+                if ("locked" not in text and "busy" not in text) or waited >= patience_s:
+                    raise
+                if waiting is not None:
+                    waiting(waited)
+                if cancel is not None:
+                    cancel.check()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
 
 
 def _leftover_candidates(db: Workspace) -> list[Path]:

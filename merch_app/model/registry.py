@@ -18,12 +18,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from merch_app.data.forget_list import forget_matcher
-from merch_app.data.workspace import get_setting, models_dir, remove_leftover_folders
+from merch_app.data.workspace import begin_write, get_setting, models_dir, remove_leftover_folders
 from merch_app.errors import MerchAppError
 from merch_app.model.encoder import load_encoder
 from merch_app.model.hybrid import HybridModel
@@ -192,14 +192,18 @@ def new_model_id() -> str:
 
 def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics: Optional[dict] = None,
                  data_snapshot: Optional[dict] = None, encoder_id: str = "", train_seconds: float = 0.0,
-                 engine: str = "local", activate_mode: str = "if_none", model_id: Optional[str] = None
-                 ) -> ModelVersion:
+                 engine: str = "local", activate_mode: str = "if_none", model_id: Optional[str] = None,
+                 cancel=None, waiting: Optional[Callable[[float], None]] = None) -> ModelVersion:
     """Write ``model`` as a new version and register it.
 
     Parameters
     ----------
     activate_mode
         ``if_none`` (activate when no version is active), ``always`` or ``never``.
+    cancel, waiting
+        While another program holds the write lock (a long import), the save waits for it
+        (:func:`merch_app.data.workspace.begin_write`): ``waiting(seconds)`` says so about once a
+        second, ``cancel.check()`` may stop it.
 
     The files go to ``<model_id>.tmp-*`` first and are renamed only when
     complete; the table row is inserted after the rename (and the folder
@@ -220,8 +224,8 @@ def save_version(db, model: HybridModel, *, name: Optional[str] = None, metrics:
     written = False
     try:
         with db.conn:
-            if not db.conn.in_transaction:
-                db.execute("BEGIN IMMEDIATE")  # the write lock: a forget waits until this version is registered
+            if not db.conn.in_transaction:  # the write lock: a forget waits until this version is registered
+                begin_write(db, cancel=cancel, waiting=waiting)
             remove_leftover_folders(db)  # under the lock no other save runs: what is there was left by a kill
             matcher = forget_matcher(db)
             if matcher is not None:
