@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from merch_app.data.workspace import WorkspaceError, workspace_path
+from merch_app.data.workspace import WorkspaceError, begin_write, workspace_path
 from merch_app.errors import MerchAppError
 from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.version_folders import delete_folder_and_rows
@@ -341,6 +341,8 @@ def save_encoder_version(db, *, config: dict[str, Any], parent_dir: Path,
                "data_snapshot": json.dumps(data_snapshot, default=str), "n_pairs": int(n_pairs),
                "train_seconds": float(train_seconds), "active": 1 if make_active else 0}
         with db.conn:
+            if not db.conn.in_transaction:
+                begin_write(db)  # a long import in another program: wait for it, do not lose the fine-tuning
             if make_active:
                 db.execute("UPDATE encoder_versions SET active = 0")
             db.insert_rows("encoder_versions", [row])
