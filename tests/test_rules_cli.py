@@ -63,7 +63,7 @@ def test_conflict_refused_then_forced_and_listed(shop):
     forced = json.loads(add(shop, "pin", "--pattern", "christmas lights", "--item", "T1", "--force").output)
     assert forced["conflicts"][0]["kind"] == "pin position"
     out = json.loads(invoke("rules", "conflicts", "-w", shop, "--json").output)
-    assert out["precedence"].startswith("hide > pin > bury > boost")
+    assert out["precedence"].startswith("hide > pin > slot > bury > boost")
     assert [(c["kind"], c["winner"], c["query"]) for c in out["conflicts"]] == [
         ("pin position", forced["rule_id"], "christmas lights")]
     text = invoke("rules", "conflicts", "-w", shop).output
@@ -90,3 +90,17 @@ def test_usage_and_log(shop):
     assert [(e["action"], e["actor"]) for e in log] == [("status", "ben"), ("created", "ana")]
     assert log[0]["changes"] == {"status": ["live", "draft"]}
     assert "status live → draft" in invoke("rules", "log", "-w", shop).output
+
+
+def test_slot_and_redirect_rules_from_the_cli(shop):
+    out = json.loads(invoke("rules", "add", "slot", "--pattern", "heart", "--category", "Home", "--position", "1",
+                            "-w", shop, "--json").output)
+    assert out["kind"] == "slot" and out["params"] == {"attribute": "category", "value": "Home", "position": 1}
+    assert out["description"] == "slot category=Home at 1 for 'heart'"
+    out = json.loads(invoke("rules", "add", "redirect", "--pattern", "gift card", "--match", "phrase",
+                            "--url", "https://shop.example/gift-cards", "-w", shop, "--json").output)
+    assert out["description"] == "redirect 'gift card' to https://shop.example/gift-cards"
+    res = invoke("query", "gift card", "-w", shop, "--encoder", "hashing")
+    assert "note: redirect to https://shop.example/gift-cards (redirect #2" in res.output
+    res = invoke("rules", "add", "redirect", "--pattern", "*", "--url", "https://x", "-w", shop, ok=False)
+    assert res.exit_code == 1 and "needs a query pattern" in res.output

@@ -232,3 +232,41 @@ def test_a_broken_stored_regex_is_no_match_with_a_note(ws, bundle):
     hit = Ranker.for_workspace(ws, bundle).rank(RankRequest(query="heart", k=8, weights=LEX, prefix=False))
     assert "85123A" in hit.item_ids
     assert any("is not a valid regular expression" in n for n in hit.notes)
+
+
+def test_slot_puts_the_best_item_of_a_category_at_its_position(ws, bundle):
+    """"heart": the cushion (Textiles) ranks above the Home holder; a Home slot at 1 brings the holder up,
+    a Textiles slot at 1 changes nothing; "white" (two Home items first): a Textiles slot at 2 brings the
+    cushion to 2."""
+    base = rank(ws, bundle, [], "heart")
+    assert base.item_ids[:2] == ["22003", "85123A"]
+    home = MerchRule("slot", "heart", {"attribute": "category", "value": "Home", "position": 1})
+    rl = rank(ws, bundle, [home], "heart")
+    assert rl.item_ids[:2] == ["85123A", "22003"]
+    np.testing.assert_allclose(sum(rl.components[c] for c in COMPONENTS), rl.scores, atol=1e-6)
+    assert rl.rule_effects["85123A"][0]["pinned_to"] == 1
+    textiles = MerchRule("slot", "heart", {"attribute": "category", "value": "Textiles", "position": 1})
+    assert rank(ws, bundle, [textiles], "heart").item_ids[:2] == base.item_ids[:2]  # already there
+    assert rank(ws, bundle, [], "white").item_ids[:2] == ["71053", "85123A"]
+    second = MerchRule("slot", "white", {"attribute": "category", "value": "Textiles", "position": 2})
+    assert rank(ws, bundle, [second], "white").item_ids[:3] == ["71053", "22003", "85123A"]
+    pin = MerchRule("pin", "heart", {"item_id": "22004", "position": 1}, rule_id=1)
+    slot = MerchRule("slot", "heart", {"attribute": "category", "value": "Home", "position": 1}, rule_id=2)
+    assert rank(ws, bundle, [pin, slot], "heart").item_ids[0] == "22004"  # pin beats slot on one position
+    with pytest.raises(RuleError, match="slot position must be 1 or more"):
+        validate_rule(MerchRule("slot", "x", {"attribute": "category", "value": "Home", "position": 0}))
+
+
+def test_redirect_is_said_with_the_results_even_when_nothing_matches(ws, bundle):
+    rule = MerchRule("redirect", "gift card", {"url": "https://shop.example/gift-cards"}, match="phrase", rule_id=3)
+    rl = rank(ws, bundle, [rule], "gift card for mum")
+    assert any(n.startswith("redirect to https://shop.example/gift-cards (redirect #3") for n in rl.notes), rl.notes
+    assert not any("redirect" in n for n in rank(ws, bundle, [rule], "mug").notes)
+    with pytest.raises(RuleError, match="needs a query pattern"):
+        validate_rule(MerchRule("redirect", "*", {"url": "https://x"}))
+    with pytest.raises(RuleError, match="address"):
+        validate_rule(MerchRule("redirect", "gift", {"url": "not a url with spaces"}))
+    from merch_app.ranking.rule_conflicts import conflict_kind
+
+    other = MerchRule("redirect", "gift", {"url": "https://shop.example/gifts"})
+    assert conflict_kind(rule, other) == "redirect"

@@ -185,7 +185,7 @@ def test_pin_beat_boost_in_the_explanation(ws, bundle):
     assert rl.item_ids[:2] == ["M1", "T2"]
     text = f"pin #{pinned.rule_id} beat boost #{boost.rule_id}"
     exp = explain_item(r, req, "M1")
-    assert text in describe_effect(exp.rules[0]) and "precedence: hide > pin > bury > boost" in \
+    assert text in describe_effect(exp.rules[0]) and "precedence: hide > pin > slot > bury > boost" in \
         describe_effect(exp.rules[0])
     assert any(text in describe_effect(e) for e in explain_item(r, req, "T2").rules)
 

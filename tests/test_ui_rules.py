@@ -113,3 +113,21 @@ def test_usage_tab_counts_each_rule_and_flags_rules_that_never_fire(qtbot, windo
                for r in range(usage.table.row_count())}
     assert by_rule == {load_rules(window.ctx.db)[0].label(): ("4", "3"), load_rules(window.ctx.db)[1].label(): ("0", "0")}
     assert usage.summary.text() == "5 searches counted · 1 of 2 rules never fire."
+
+
+def test_form_makes_slot_and_redirect_rules(qtbot, window):
+    screen = window.show_screen("Rules")
+    screen.new_rule()
+    screen.kind.setCurrentText("slot")
+    assert screen.form.isRowVisible(screen.rows["position"]) and not screen.form.isRowVisible(screen.rows["weight"])
+    screen.pattern.setText("christmas")
+    screen.attribute.setCurrentText("category")
+    screen.value.setText("Lights")
+    screen.position.setValue(3)
+    rule = screen.draft()
+    assert (rule.kind, rule.params) == ("slot", {"attribute": "category", "value": "Lights", "position": 3})
+    screen.kind.setCurrentText("redirect")
+    assert screen.form.isRowVisible(screen.rows["url"]) and not screen.form.isRowVisible(screen.rows["position"])
+    screen.url.setText("https://shop.example/christmas")
+    rule = screen.draft()
+    assert (rule.kind, rule.params) == ("redirect", {"url": "https://shop.example/christmas"})

@@ -71,20 +71,20 @@ def rules_list(status, as_of, as_json, workspace) -> None:
 
 
 def _draft(kind, pattern, item, position, category, tag, price_min, price_max, weight, terms, to, name,
-           disabled):
+           disabled, url=None):
     params: dict = {}
     if kind in ("pin", "hide"):
         params["item_id"] = item
         if kind == "pin":
             params["position"] = position
-    elif kind in ("boost", "bury"):
+    elif kind in ("boost", "bury", "slot"):
         chosen = [(a, v) for a, v in (("category", category), ("tag", tag), ("item", item)) if v]
         if price_min is not None or price_max is not None:
             chosen.append(("price", None))
         if len(chosen) != 1:
             raise RuleError(f"a {kind} rule needs exactly one of --category, --tag, --item, --price-min/--price-max")
         attr, value = chosen[0]
-        params.update(attribute=attr, weight=weight)
+        params.update(attribute=attr, **({"position": position} if kind == "slot" else {"weight": weight}))
         if attr == "price":
             params.update(min=price_min, max=price_max)
         else:
@@ -93,6 +93,8 @@ def _draft(kind, pattern, item, position, category, tag, price_min, price_max, w
         params["terms"] = terms or ""
     elif kind == "rewrite":
         params["to"] = to or ""
+    elif kind == "redirect":
+        params["url"] = url or ""
     return MerchRule(kind, pattern, params, name or "", enabled=not disabled)
 
 
@@ -106,14 +108,17 @@ def _draft(kind, pattern, item, position, category, tag, price_min, price_max, w
                    "all = every word, any order; regex = a regular expression search. A word rule never fires on "
                    "an incomplete word ('christm').")
 @click.option("--item", default=None, help="Item id (pin, hide, or boost/bury one item).")
-@click.option("--position", type=int, default=1, show_default=True, help="Pin position (1 = first).")
-@click.option("--category", default=None, help="Boost/bury items of this category.")
-@click.option("--tag", default=None, help="Boost/bury items with this item tag.")
+@click.option("--position", type=int, default=1, show_default=True,
+              help="Pin or slot position (1 = first); a slot puts the best item with --category/--tag/--price-* "
+                   "there.")
+@click.option("--category", default=None, help="Boost/bury (or slot) items of this category.")
+@click.option("--tag", default=None, help="Boost/bury (or slot) items with this item tag.")
 @click.option("--price-min", type=float, default=None, help="Boost/bury items priced at least this.")
 @click.option("--price-max", type=float, default=None, help="Boost/bury items priced at most this.")
 @click.option("--weight", type=float, default=0.2, show_default=True, help="Score added (boost) or taken (bury).")
 @click.option("--terms", default=None, help="Synonyms, comma separated: 'mug,cup,beaker'.")
 @click.option("--to", default=None, help="Rewrite: the query to search instead.")
+@click.option("--url", default=None, help="Redirect: the page shoppers who search the pattern are sent to.")
 @click.option("--name", default=None, help="Name shown in explanations (default: a description).")
 @click.option("--status", "status", type=click.Choice(list(STATUSES)), default=None,
               help="draft (does nothing until made live) or live (default); expired stops it.")
@@ -137,8 +142,8 @@ def _draft(kind, pattern, item, position, category, tag, price_min, price_max, w
 @json_option
 @workspace_option
 @user_errors()
-def rules_add(kind, pattern, match, item, position, category, tag, price_min, price_max, weight, terms, to, name,
-              status, start, end, owner, comment, rule_tags, priority, disabled, dry_run, suite, model_id,
+def rules_add(kind, pattern, match, item, position, category, tag, price_min, price_max, weight, terms, to, url,
+              name, status, start, end, owner, comment, rule_tags, priority, disabled, dry_run, suite, model_id,
               encoder_spec, force, as_of, actor, as_json, workspace) -> None:
     """Add a rule of KIND (or with --dry-run only show what it would change).
 
@@ -146,7 +151,7 @@ def rules_add(kind, pattern, match, item, position, category, tag, price_min, pr
     same items, a hide that cancels a pin, on a query both fire on) is refused unless --force.
     """
     rule = _draft(kind, pattern, item, position, category, tag, price_min, price_max, weight, terms, to, name,
-                  disabled)
+                  disabled, url)
     rule = MerchRule(rule.kind, rule.pattern, rule.params, rule.name, priority=priority,
                      status=status or ("draft" if disabled else "live"), match=match or "", start=start, end=end,
                      owner=owner, comment=comment, tags=list(rule_tags))

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 from merch_app.ranking.rule_hook import PRECEDENCE, PRECEDENCE_TEXT, precedence_key
 from merch_app.ranking.rules import MerchRule, as_of_day, normalise
 
-CONFLICT_KINDS = ("pin position", "pin item", "boost bury", "hide pin")
+CONFLICT_KINDS = ("pin position", "pin item", "boost bury", "hide pin", "slot position", "redirect")
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Conflict:
                         f"{b.params.get('position')})",
             "boost bury": f"boost and bury the same items ({_target(a if a.kind == 'boost' else b)})",
             "hide pin": f"hide and pin item {a.params.get('item_id')}",
+            "slot position": f"both fill position {a.params.get('position')}",
+            "redirect": f"send shoppers to different pages ({a.params.get('url')}, {b.params.get('url')})",
         }[self.kind]
         when = _window_text(self.start, self.end)
         return (f"{a.label()} ({a.name}) and {b.label()} ({b.name}) {what} for queries like {self.query!r}{when}; "
@@ -148,6 +150,11 @@ def conflict_kind(a: MerchRule, b: MerchRule) -> Optional[str]:
             return "boost bury"
     if kinds == {"hide", "pin"} and str(pa.get("item_id")) == str(pb.get("item_id")):
         return "hide pin"
+    if kinds == {"slot", "pin"} or kinds == {"slot"}:
+        if pa.get("position") == pb.get("position") and not (kinds == {"slot"} and _same_items(a, b)):
+            return "slot position"
+    if kinds == {"redirect"} and pa.get("url") != pb.get("url"):
+        return "redirect"
     return None
 
 

@@ -61,8 +61,8 @@ class Rule(Protocol):
 
 # Which kind wins when two rules disagree about one item, strongest first; then the higher
 # priority, then the newer rule (the larger id; a rule not stored yet counts as newest).
-PRECEDENCE = ("hide", "pin", "bury", "boost")
-PRECEDENCE_TEXT = "hide > pin > bury > boost, then the higher priority, then the newer rule"
+PRECEDENCE = ("hide", "pin", "slot", "bury", "boost")
+PRECEDENCE_TEXT = "hide > pin > slot > bury > boost, then the higher priority, then the newer rule"
 
 
 def precedence_key(rule) -> tuple:

@@ -61,10 +61,11 @@ from merch_app.errors import MerchAppError
 from merch_app.ranking.rule_hook import RuleContext, RuleEffect
 
 # ------------------------------------------------------------ merch rules
-RULE_KINDS = ("pin", "boost", "bury", "hide", "synonym", "rewrite")
+RULE_KINDS = ("pin", "slot", "boost", "bury", "hide", "synonym", "rewrite", "redirect")
 MATCH_TYPES = ("exact", "phrase", "all", "regex")
 STATUSES = ("draft", "live", "expired")
 ATTRIBUTES = ("category", "tag", "price", "item")
+REDIRECT_NOTE = "redirect to"
 MAX_WEIGHT = 10.0
 _TAG_SPLIT = re.compile(r"[,;|]")
 REGEX_TIMEOUT_S = 0.05  # one search of a rule's regex over a query; longer counts as no match
@@ -240,7 +241,10 @@ class MerchRule:
 
     ``params`` by kind: pin ``{item_id, position}``; boost/bury ``{attribute,
     value | min/max, weight}``; hide ``{item_id}``; synonym ``{terms}``;
-    rewrite ``{to}``.  ``match`` empty = read from old pattern prefixes.
+    rewrite ``{to}``; slot ``{attribute, value | min/max, position}`` (the best-scored item with the
+    attribute that is not already above the position is put there: "any item of category X at 3");
+    redirect ``{url}`` (shoppers searching it are sent to a page: the results say so, as a note).
+    ``match`` empty = read from old pattern prefixes.
     ``enabled`` mirrors ``status == "live"`` (a rule made with ``enabled=False`` and no
     status is a draft); change ``status`` to switch a rule.
     """
@@ -283,14 +287,18 @@ class MerchRule:
         where = f" for {shown}{self.pattern!r}" if not self.every_query else ""
         if self.kind == "pin":
             return f"pin {p.get('item_id')} at {p.get('position')}{where}"
-        if self.kind in ("boost", "bury"):
+        if self.kind in ("boost", "bury", "slot"):
             if p.get("attribute") == "price":
                 lo = "" if p.get("min") is None else f"{p['min']:g}"
                 hi = "" if p.get("max") is None else f"{p['max']:g}"
                 what = f"price {lo}..{hi}"
             else:
                 what = f"{p.get('attribute')}={p.get('value')}"
+            if self.kind == "slot":
+                return f"slot {what} at {p.get('position')}{where}"
             return f"{self.kind} {what} by {p.get('weight')}{where}"
+        if self.kind == "redirect":
+            return f"redirect {shown}{self.pattern!r} to {p.get('url')}"
         if self.kind == "hide":
             return f"hide {p.get('item_id')}{where}"
         if self.kind == "synonym":
@@ -348,11 +356,17 @@ class MerchRule:
     def apply(self, ctx: RuleContext) -> RuleEffect:
         n = len(ctx.positions)
         query = getattr(ctx.request, "query", "") or ""
-        if self.kind in ("synonym", "rewrite") or n == 0:
+        if self.kind in ("synonym", "rewrite") or (n == 0 and self.kind != "redirect"):
             return RuleEffect()
         notes: list[str] = []
         if not self.matches(query, notes, getattr(ctx.request, "as_of", None)):
             return RuleEffect(notes=notes)
+        if self.kind == "redirect":  # also, and most of all, for a query with no results
+            return RuleEffect(notes=notes + [f"{REDIRECT_NOTE} {self.params['url']} ({self.label()}: "
+                                             f"the storefront sends shoppers there; the results below are "
+                                             f"what the search itself would show)"])
+        if self.kind == "slot":
+            return RuleEffect(pins=self._slot_pin(ctx), notes=notes)
         if self.kind in ("pin", "hide"):
             hits = self._item_mask(ctx)
             if self.kind == "hide":
@@ -362,6 +376,14 @@ class MerchRule:
         mask = self.attribute_mask(ctx.catalog, ctx.positions)
         sign = -1.0 if self.kind == "bury" else 1.0
         return RuleEffect(boost=np.where(mask, sign * float(self.params["weight"]), 0.0))
+
+    def _slot_pin(self, ctx: RuleContext) -> dict[int, int]:
+        """The slot's pin: the best-scored candidate with the attribute not already above the slot."""
+        where = int(self.params["position"]) - 1
+        order = np.argsort(-np.asarray(ctx.scores, dtype=np.float64), kind="stable")
+        mask = self.attribute_mask(ctx.catalog, ctx.positions)
+        below = [int(i) for i in order[where:] if mask[i]]
+        return {below[0]: where} if below else {}
 
     def _item_mask(self, ctx: RuleContext) -> np.ndarray:
         wanted = str(self.params.get("item_id"))
@@ -460,15 +482,30 @@ def validate_rule(rule: MerchRule) -> MerchRule:
             raise RuleError("a pin rule needs a whole-number position (1 = first)") from None
         if p["position"] < 1:
             raise RuleError("pin position must be 1 or more")
-    if rule.kind in ("boost", "bury"):
+    if rule.kind == "slot":
+        try:
+            p["position"] = int(p.get("position"))
+        except (TypeError, ValueError):
+            raise RuleError("a slot rule needs a whole-number position (1 = first)") from None
+        if p["position"] < 1:
+            raise RuleError("slot position must be 1 or more")
+    if rule.kind == "redirect":
+        url = str(p.get("url") or "").strip()
+        if not url or any(c.isspace() for c in url):
+            raise RuleError("a redirect rule needs the address to send shoppers to (--url), without spaces")
+        if pattern == "*":
+            raise RuleError("a redirect rule needs a query pattern (not '*'): every search cannot go to one page")
+        p["url"] = url
+    if rule.kind in ("boost", "bury", "slot"):
         if p.get("attribute") not in ATTRIBUTES:
             raise RuleError(f"{rule.kind} attribute must be one of {', '.join(ATTRIBUTES)}")
-        try:
-            p["weight"] = float(p.get("weight"))
-        except (TypeError, ValueError):
-            raise RuleError(f"a {rule.kind} rule needs a numeric weight") from None
-        if not (math.isfinite(p["weight"]) and 0 < p["weight"] <= MAX_WEIGHT):
-            raise RuleError(f"weight must be in (0, {MAX_WEIGHT:g}]; use 'bury' to push items down")
+        if rule.kind != "slot":
+            try:
+                p["weight"] = float(p.get("weight"))
+            except (TypeError, ValueError):
+                raise RuleError(f"a {rule.kind} rule needs a numeric weight") from None
+            if not (math.isfinite(p["weight"]) and 0 < p["weight"] <= MAX_WEIGHT):
+                raise RuleError(f"weight must be in (0, {MAX_WEIGHT:g}]; use 'bury' to push items down")
         if p["attribute"] == "price":
             for b in ("min", "max"):
                 if p.get(b) is not None:

@@ -54,6 +54,8 @@ KIND_HELP = {
     "hide": "Never show the item for matching queries.",
     "synonym": "A query with one of the terms also searches the others.",
     "rewrite": "Search matching queries as another text.",
+    "slot": "Put the best item with the attribute at a position.",
+    "redirect": "Send shoppers who search it to a page.",
 }
 MATCH_HELP = {
     "exact": "the whole query is the pattern ('christmas' only)",
@@ -64,6 +66,7 @@ MATCH_HELP = {
 FIELDS_BY_KIND = {
     "pin": {"item", "position"}, "hide": {"item"}, "boost": {"attribute", "weight"},
     "bury": {"attribute", "weight"}, "synonym": {"terms"}, "rewrite": {"to"},
+    "slot": {"attribute", "position"}, "redirect": {"url"},
 }
 RED = "#b42318"
 
@@ -215,6 +218,8 @@ class RulesScreen(Screen):
         self.terms = QLineEdit()
         self.terms.setPlaceholderText("mug, cup, beaker")
         self.to = QLineEdit()
+        self.url = QLineEdit()
+        self.url.setPlaceholderText("https://shop.example/christmas")
         self.name = QLineEdit()
         self.name.setPlaceholderText("(default: a description)")
         price = QHBoxLayout()
@@ -229,7 +234,7 @@ class RulesScreen(Screen):
         self.priority = QSpinBox()
         self.priority.setRange(-1000, 1000)
         self.priority.setToolTip("Between two rules of one kind that disagree the higher priority wins, then the "
-                                 "newer rule (hide > pin > bury > boost first)")
+                                 "newer rule (hide > pin > slot > bury > boost first)")
         status_row = QHBoxLayout()
         status_row.addWidget(self.status)
         status_row.addWidget(QLabel("priority"))
@@ -262,7 +267,8 @@ class RulesScreen(Screen):
                               ("position", "Position", self.position), ("attribute", "Attribute", self.attribute),
                               ("value", "Value", self.value), ("price", "Price range", price),
                               ("weight", "Weight", self.weight), ("terms", "Synonyms", self.terms),
-                              ("to", "Search instead", self.to), ("status", "Status", status_row),
+                              ("to", "Search instead", self.to), ("url", "Send to", self.url),
+                              ("status", "Status", status_row),
                               ("meta", "Owner, tags", meta), ("comment", "Comment", self.comment),
                               ("name", "Name", self.name)):
             form.addRow(label, w)
@@ -394,7 +400,7 @@ class RulesScreen(Screen):
         kind = self.kind.currentText()
         shown = FIELDS_BY_KIND[kind]
         attr = self.attribute.currentText()
-        for key in ("item", "position", "attribute", "weight", "terms", "to"):
+        for key in ("item", "position", "attribute", "weight", "terms", "to", "url"):
             self._show_row(key, key in shown)
         self._show_row("value", "attribute" in shown and attr != "price")
         self._show_row("price", "attribute" in shown and attr == "price")
@@ -420,8 +426,9 @@ class RulesScreen(Screen):
             params["item_id"] = self.item.text().strip()
             if kind == "pin":
                 params["position"] = self.position.value()
-        elif kind in ("boost", "bury"):
-            params.update(attribute=attr, weight=self.weight.value())
+        elif kind in ("boost", "bury", "slot"):
+            params.update(attribute=attr, **({"position": self.position.value()} if kind == "slot"
+                                              else {"weight": self.weight.value()}))
             if attr == "price":
                 params.update(min=None if self.price_min.value() < 0 else self.price_min.value(),
                               max=None if self.price_max.value() < 0 else self.price_max.value())
@@ -429,6 +436,8 @@ class RulesScreen(Screen):
                 params["value"] = self.value.text().strip()
         elif kind == "synonym":
             params["terms"] = self.terms.text()
+        elif kind == "redirect":
+            params["url"] = self.url.text().strip()
         else:
             params["to"] = self.to.text().strip()
         pattern = "*" if kind == "synonym" else (self.pattern.text().strip() or "*")
@@ -442,7 +451,8 @@ class RulesScreen(Screen):
     def new_rule(self) -> None:
         self.editing_id = None
         self.table.clearSelection()
-        for w in (self.item, self.value, self.terms, self.to, self.name, self.owner, self.tags, self.comment):
+        for w in (self.item, self.value, self.terms, self.to, self.url, self.name, self.owner, self.tags,
+                  self.comment):
             w.clear()
         self.pattern.setText("*")
         self.match.setCurrentText("phrase")
@@ -470,6 +480,7 @@ class RulesScreen(Screen):
         self.weight.setValue(float(p.get("weight", 0.2)))
         self.terms.setText(", ".join(p.get("terms", [])))
         self.to.setText(str(p.get("to", "")))
+        self.url.setText(str(p.get("url", "")))
         self.name.setText("" if r.name == r.describe() else r.name)
         self.status.setCurrentText(r.status)
         self.priority.setValue(int(r.priority or 0))
