@@ -163,3 +163,43 @@ def test_rule_impact_preview_and_save(qtbot, window):
     screen.value.setText("")
     screen.preview_impact()
     assert "needs a value" in screen.impact_label.text()
+
+
+def test_a_suite_graded_by_clicks_over_expected_clicks(qtbot, window):
+    """Impressions with positions: the "From clicks" button stores a COEC suite and selects it.
+
+    "mug": A at 1 and B at 3 get two clicks each in eight searches; elsewhere position 1 is clicked
+    22 times in 28 and position 3 twice, so B's clicks are far above what its position earns, A's below."""
+    from merch_app.data.workspace import open_workspace
+
+    db = open_workspace(window.ctx.path)
+    rows = []
+    for n in range(8):  # "mug": A always at 1 and clicked half the time, B at 3 and clicked half the time
+        s, ts = f"cs{n}", f"2026-02-01T10:{n:02d}:00Z"
+        rows += [{"user_id": s, "session_id": s, "event_type": "search", "query": "mug", "ts": ts},
+                 {"user_id": s, "session_id": s, "event_type": "impression", "item_id": "A", "position": 1,
+                  "query": "mug", "ts": ts},
+                 {"user_id": s, "session_id": s, "event_type": "impression", "item_id": "B", "position": 3,
+                  "query": "mug", "ts": ts}]
+        if n % 2:
+            rows.append({"user_id": s, "session_id": s, "event_type": "click", "item_id": "A" if n % 4 == 1 else "B",
+                         "ts": ts})
+    for n in range(20):  # elsewhere position 1 is nearly always clicked and position 3 never
+        s, ts = f"ls{n}", f"2026-02-02T10:{n:02d}:00Z"
+        rows += [{"user_id": s, "session_id": s, "event_type": "search", "query": "lamp", "ts": ts},
+                 {"user_id": s, "session_id": s, "event_type": "impression", "item_id": "C", "position": 1,
+                  "query": "lamp", "ts": ts},
+                 {"user_id": s, "session_id": s, "event_type": "impression", "item_id": "D", "position": 3,
+                  "query": "lamp", "ts": ts},
+                 {"user_id": s, "session_id": s, "event_type": "click", "item_id": "C", "ts": ts}]
+    with db.conn:
+        db.insert_rows("events", rows)
+    db.close()
+    screen = window.show_screen("Evaluate")
+    messages = []
+    window.message_shown.connect(lambda text, level: messages.append((level, text)))
+    screen.buttons["clicks"].click()
+    qtbot.waitUntil(lambda: screen.suite_name() == "clicks (COEC)", timeout=30_000)
+    grades = load_suite(window.ctx.db, "clicks (COEC)").judgments["mug"]
+    assert grades["B"] > grades["A"]  # the same clicks at a lower position are worth more
+    assert messages and "graded by clicks over the clicks expected" in messages[-1][1]

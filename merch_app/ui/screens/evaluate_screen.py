@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.evaluation.behaviour_suite import generate_from_behaviour
+from merch_app.evaluation.click_model import coec_judgments
 from merch_app.evaluation.judgment_merge import DEFAULT_MERGE
 from merch_app.evaluation.raters import agreement
 from merch_app.evaluation.suite_data import Suite
@@ -45,6 +46,9 @@ from merch_app.ui.widgets import shrinkable
 from merch_app.ui.workers import error_text
 
 MAX_RUNS = 6
+BUTTON_TIPS = {"behaviour": "Grade from searches followed by click (1), cart (2), purchase (3)",
+               "clicks": "Grade by clicks over the clicks expected at the positions shown (COEC): needs "
+                         "'impression' events with a position"}
 SUITE_FILTER = "Suites: CSV, Quepid CSV, TREC qrels, RRE JSON (*.csv *.qrels *.txt *.json);;All files (*)"
 NO_RUN = "Run a suite to see per-query metrics (worst first). Double-click a query to open it on the Query screen."
 EXPORT_FORMATS = {"Suite CSV: query,item_id,grade (*.csv)": "csv", "Quepid ratings CSV (*.csv)": "quepid",
@@ -112,11 +116,14 @@ class EvaluateScreen(Screen):
         for key, text, slot in (("new", "New…", self._new_suite_dialog), ("import", "Import…", self._import_dialog),
                                 ("export", "Export…", self._export_dialog),
                                 ("behaviour", "From behaviour", self.generate_suite),
+                                ("clicks", "From clicks", self.generate_click_suite),
                                 ("demo", "Add demo suite", self.add_demo_suite),
                                 ("delete", "Delete", self.delete_suite)):
             b = QPushButton(text)
             b.clicked.connect(slot)
             self.buttons[key] = b
+            if key in BUTTON_TIPS:
+                b.setToolTip(BUTTON_TIPS[key])
             bar.addWidget(b)
         lay.addLayout(bar)
 
@@ -333,6 +340,24 @@ class EvaluateScreen(Screen):
 
         self.io_runner.start(job, label="Generating a suite from behaviour",
                              on_result=lambda s: self.refresh_suites(select=s.name),
+                             on_error=lambda exc, _tb: self.show_error(error_text(exc)))
+
+    def generate_click_suite(self) -> None:
+        """Grade (query, item) pairs by clicks over expected clicks (position bias corrected) and store the suite."""
+        path = self.ctx.path
+
+        def job(ctx):
+            judged = coec_judgments(ctx.db(path), progress=ctx.progress, cancel=ctx.cancel)
+            save_suite(ctx.db(path), judged.suite)
+            return judged
+
+        def done(judged) -> None:
+            self.refresh_suites(select=judged.suite.name)
+            s = judged.suite
+            self.show_info(f"Suite “{s.name}”: {len(s.queries):,} queries, {s.n_judgments:,} (query, item) pairs "
+                           "graded by clicks over the clicks expected at the positions they were shown.")
+
+        self.io_runner.start(job, label="Grading by clicks (COEC)", on_result=done,
                              on_error=lambda exc, _tb: self.show_error(error_text(exc)))
 
     def delete_suite(self) -> None:
