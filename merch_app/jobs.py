@@ -34,7 +34,9 @@ class Progress:
         Estimated seconds left, or None.
     data
         Job-specific payload (e.g. ``{"epoch": 3, "loss": 0.41}``) that the UI
-        may chart.
+        may chart.  ``data["milestone"]`` marks a report that says a step of
+        the job happened (a phase starts, training stops early): sinks that
+        rate-limit reports let it through.
     """
 
     done: float = 0.0
@@ -48,6 +50,18 @@ class Progress:
         if not self.total:
             return None
         return max(0.0, min(1.0, self.done / self.total))
+
+    @property
+    def overall(self) -> Optional[float]:
+        """The whole job's fraction done: ``data["overall"]`` of a job with phases
+        (:class:`merch_app.job_phases.PhasePlan`), else :attr:`fraction`."""
+        value = self.data.get("overall")
+        return float(value) if isinstance(value, (int, float)) else self.fraction
+
+    @property
+    def overall_eta(self) -> Optional[float]:
+        """Seconds left for the whole job: ``data["overall_eta"]`` of a job with phases, else :attr:`eta_seconds`."""
+        return self.data.get("overall_eta") if "overall" in self.data else self.eta_seconds
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -187,3 +187,46 @@ def test_starting_a_training_while_another_process_trains_asks_first(qtbot, trai
     assert len(asked) == 1
     qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
     wait_idle(qtbot, window)
+
+
+def test_the_bar_shows_the_whole_job_and_reaches_100_only_at_the_end(qtbot, train_window):
+    window, screen = train_window
+    values, labels = [], []
+    screen.progress.valueChanged.connect(values.append)
+    shown = screen._on_progress
+
+    def spy(p):
+        shown(p)
+        labels.append(screen.eta_label.text())
+
+    screen._on_progress = spy  # the runner gets the bound callback when the training starts
+    screen.start_training(overrides={"epochs": 4, "refit_epochs": 1, "early_stopping_patience": 10})
+    qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
+    wait_idle(qtbot, window)
+    assert values == sorted(values)  # one bar for the whole job: it never goes back at a phase change
+    assert values[-1] == 1000 and all(v < 1000 for v in values[:-1])
+    assert any(v < 500 for v in values)  # the bar moved through the job, not in one jump at the end
+    assert any(t.startswith("phase 3 of 5: train · epoch 2/4") for t in labels)
+    assert any(t.startswith("phase 1 of 5: encode") for t in labels)
+    log = screen.log.toPlainText()
+    starts = [line.split("] ", 1)[1].split(" — ")[0] for line in log.splitlines() if "] phase " in line]
+    assert starts == ["phase 1 of 5: encode", "phase 2 of 5: user vectors", "phase 3 of 5: train",
+                      "phase 4 of 5: evaluate", "phase 5 of 5: save"]
+    note = screen.split_label.text()
+    assert "held-out users inside the training period" in note and "at 80% of it" in note
+    assert "test period after the split date" in note
+    assert "15% of the users (at most 2,000)" in screen.split_label.toolTip()
+
+
+def test_early_stopping_is_said_in_the_log(qtbot, ws_path):
+    from merch_app.jobs import Progress
+
+    window = make_window(qtbot, ws_path)
+    screen = window.show_screen("Train")
+    text = "early stopping at epoch 12 of 20 (no gain in validation NDCG@10 of the CF part for 3 epochs)"
+    screen._on_progress(Progress(100, 100, text, None, {"phase": "train", "epoch": 12, "early_stop": True,
+                                                        "overall": 0.7, "phase_index": 2,
+                                                        "phases": ["encode", "user vectors", "train", "evaluate"]}))
+    assert text in screen.log.toPlainText()
+    assert screen.progress.value() == 700
+    assert screen.eta_label.text().startswith("phase 3 of 4: train")

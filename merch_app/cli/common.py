@@ -144,12 +144,12 @@ class TerminalProgress:
     def __call__(self, p: Progress) -> None:
         if not self.enabled:
             return
-        frac = p.fraction
+        frac = p.overall  # a job with phases: the whole job's, else the step's
         bar = ""
         if frac is not None:
             n = int(frac * 30)
             bar = "[" + "#" * n + "-" * (30 - n) + f"] {frac * 100:5.1f}%"
-        eta = f" ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else ""
+        eta = f" ETA {p.overall_eta:.0f}s" if p.overall_eta is not None else ""
         line = f"\r{self.label} {bar} {p.message}{eta}"
         if line != self._last:
             sys.stderr.write(line[:120].ljust(len(self._last)))

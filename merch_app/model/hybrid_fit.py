@@ -172,6 +172,8 @@ class HybridTrainer:
                 bad += 1
                 if bad >= cfg.early_stopping_patience and epoch >= cfg.min_epochs:
                     rep.total -= (cfg.epochs - epoch) * per_epoch
+                    if epoch < cfg.epochs:
+                        _report_early_stop(rep, epoch, cfg.epochs, bad, cfg.early_stopping_metric)
                     break
         if best[0] is not None:
             net.load_state_dict(best[0], strict=False)  # the text buffers stay as they are
@@ -332,6 +334,9 @@ class HybridTrainer:
             else:
                 bad += 1
                 if bad >= cfg.early_stopping_patience:
+                    rep.total -= (cfg.epochs - epoch) * per_epoch
+                    if epoch < cfg.epochs:
+                        _report_early_stop(rep, epoch, cfg.epochs, bad, "val_rmse")
                     break
         net.load_state_dict(best, strict=False)
         return net
@@ -421,6 +426,38 @@ class HybridTrainer:
         finally:
             torch.set_num_threads(threads)
         return net
+
+
+METRIC_WORDS = {"val_cf_ndcg@10": "validation NDCG@10 of the CF part", "val_ndcg@10": "validation NDCG@10",
+                "val_precision@10": "validation precision@10", "val_rmse": "validation RMSE"}
+
+
+def early_stop_message(epoch: int, epochs: int, without_gain: int, metric: str) -> str:
+    """``early stopping at epoch 12 of 20 (no gain in validation NDCG@10 … for 3 epochs)``.
+
+    Parameters
+    ----------
+    epoch, epochs
+        The last epoch run and the epochs configured.
+    without_gain
+        Epochs in a row without a gain in ``metric`` (at least the patience).
+    metric
+        The stopping metric's key (e.g. ``val_cf_ndcg@10``).
+
+    Returns
+    -------
+    str
+        The sentence the training job reports.
+    """
+    noun = "epoch" if without_gain == 1 else "epochs"
+    return (f"early stopping at epoch {epoch} of {epochs} "
+            f"(no gain in {METRIC_WORDS.get(metric, metric)} for {without_gain} {noun})")
+
+
+def _report_early_stop(rep: "cf.Reporter", epoch: int, epochs: int, without_gain: int, metric: str) -> None:
+    rep.tick(early_stop_message(epoch, epochs, without_gain, metric),
+             {"phase": "train", "epoch": epoch, "epochs": epochs, "early_stop": True, "without_gain": without_gain,
+              "metric": metric, "milestone": True}, force=True)
 
 
 def _switched_off(enabled, names: tuple[str, ...], which: int) -> list[str]:

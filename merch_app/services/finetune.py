@@ -21,13 +21,15 @@ from merch_app.data.job_marks import job_mark
 from merch_app.data.workspace import open_workspace
 from merch_app.evaluation.encoder_eval import compare_encoders, retrieval_scores
 from merch_app.evaluation.split import time_split
-from merch_app.jobs import CancelToken, Progress, ProgressCallback
+from merch_app.job_phases import PhasePlan
+from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.encoder import load_encoder, workspace_encoder
 from merch_app.model.encoder_versions import EncoderVersion, save_encoder_version
 from merch_app.model.finetune import VALIDATION_METRIC, FinetuneConfig, FinetuneError, fine_tune, split_validation
 from merch_app.model.finetune_pairs import Pair, mine_hard_negatives, training_pairs
 from merch_app.model.item_vectors import item_text_vectors
+from merch_app.services.job_estimates import finetune_estimates
 
 MAX_TEST_PAIRS = 5000  # held-out pairs scored before/after (drawn by weight, seeded)
 VALIDATION_METRICS = ("ndcg@10", "recall@10")
@@ -61,16 +63,6 @@ class FinetuneResult:
         return {"version": version, "activated": self.activated, "comparison": self.comparison,
                 "validation": self.validation, "n_pairs": self.n_pairs, "n_test_pairs": self.n_test_pairs,
                 "pair_counts": self.pair_counts, "seconds": self.seconds, "note": self.note}
-
-
-def _phase(progress: Optional[ProgressCallback], phase: str) -> Optional[ProgressCallback]:
-    if progress is None:
-        return None
-
-    def report(p: Progress) -> None:
-        progress(Progress(p.done, p.total, p.message, p.eta_seconds, {**p.data, "phase": phase}))
-
-    return report
 
 
 def _validator(val: list[Pair], item_text: dict[str, str], item_ids: list[str], pool_size: int, seed: int):
@@ -114,8 +106,11 @@ def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Opti
         Settings (:class:`~merch_app.model.finetune.FinetuneConfig`); ``activate``
         None makes the new version active when it improves the held-out NDCG@10.
     progress, cancel
-        Job protocol; ``data["phase"]`` is ``pairs``, ``negatives``, ``encode``,
-        ``finetune`` (with ``loss``, ``ndcg@10``, ``recall@10``) or ``evaluate``.
+        Job protocol; ``data["phase"]`` is ``pairs``, ``encode``, ``negatives``,
+        ``finetune`` (with ``loss``, ``ndcg@10``, ``recall@10``) or ``evaluate``
+        (:data:`~merch_app.services.job_estimates.FINETUNE_PHASES`), with that
+        phase's ``done``/``total``; ``data["overall"]`` and ``data["overall_eta"]``
+        are the whole job's (:class:`~merch_app.job_phases.PhasePlan`).
     encoder
         The encoder to start from (a BERT folder or ``minilm``); default: the
         workspace's active encoder (the packaged MiniLM when none is active).
@@ -151,35 +146,43 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
     t0 = time.perf_counter()
     base = _base_encoder(db, spec)
     split = time_split(db, cfg.split_date)
+    plan = PhasePlan(finetune_estimates(db, cfg, base, cfg.max_pairs, MAX_TEST_PAIRS), progress)
+    plan.start("pairs", f"behaviour pairs before {split.split_ts[:10]}")
     train_set = training_pairs(db, until_ts=split.split_ts, max_pairs=cfg.max_pairs, kinds=cfg.kinds, seed=cfg.seed,
-                               progress=_phase(progress, "pairs"), cancel=cancel)
+                               progress=plan.phase("pairs"), cancel=cancel)
     if len(train_set.pairs) < 2:
         raise FinetuneError(f"no behaviour pairs before {split.split_ts[:10]}: fine-tuning needs searches followed "
                             "by clicks, carts or purchases, or items bought together in one basket")
     test_set = training_pairs(db, until_ts=None, since_ts=split.split_ts, max_pairs=MAX_TEST_PAIRS, kinds=cfg.kinds,
                               seed=cfg.seed + 1, cancel=cancel)
+    for phase, seconds in finetune_estimates(db, cfg, base, len(train_set.pairs), len(test_set.pairs)):
+        plan.revise(phase, seconds)
     item_text = train_set.item_text
-    item_ids, base_vectors = item_text_vectors(db, base, progress=_phase(progress, "encode"), cancel=cancel)
+    plan.start("encode", f"item text vectors ({base.encoder_id})")
+    item_ids, base_vectors = item_text_vectors(db, base, progress=plan.phase("encode"), cancel=cancel)
     item_ids = [str(i) for i in item_ids]
     pairs = train_set.pairs
     if cfg.hard_negatives > 0:
         pairs = mine_hard_negatives(pairs, item_ids, base_vectors, base.encode, item_text=item_text,
                                     per_pair=cfg.hard_negatives, seed=cfg.seed, cancel=cancel,
-                                    progress=_phase(progress, "negatives"))
+                                    progress=plan.phase("negatives"))
     train, val = split_validation(pairs, cfg)
     validate = _validator(val, item_text, item_ids, cfg.val_pool, cfg.seed)
+    plan.start("finetune", f"{len(train):,} training pairs, {len(val):,} validation pairs")
     run = fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
-                    progress=_phase(progress, "finetune"), cancel=cancel)
+                    progress=plan.phase("finetune"), cancel=cancel)
     test_pairs = test_set.pairs
     if run.best and run.best.get("step", 0) == 0:
         start = run.best.get(VALIDATION_METRIC, 0.0)
+        plan.finish("no training step beat the base encoder: nothing saved")
         return FinetuneResult(
             version=None, activated=False, comparison={}, validation=run.best, n_pairs=run.n_train,
             n_test_pairs=len(test_pairs), seconds=time.perf_counter() - t0, pair_counts=train_set.counts,
             history=run.history,
             note=(f"no training step beat the base encoder on the {run.n_val:,} validation pairs (validation "
                   f"{VALIDATION_METRIC} {start:.4f} before training): nothing was saved, the encoders are unchanged"))
-    evaluate = _phase(progress, "evaluate")
+    plan.start("evaluate", f"frozen encoder on {len(test_pairs):,} held-out pairs")
+    evaluate = plan.phase("evaluate")
     before = retrieval_scores(test_pairs, item_ids, base_vectors, base.encode, cancel=cancel)
     outcome: dict[str, Any] = {}
 
@@ -209,6 +212,7 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
         weights_sha=run.weights_sha(), parent_encoder_id=base.encoder_id, parent_spec=str(base.model_dir),
         train_config=cfg.to_dict(), data_snapshot=snapshot, n_pairs=run.n_train,
         train_seconds=time.perf_counter() - t0, name=name, before_register=evaluate_after, activate_if=activate_if)
+    plan.finish(f"saved encoder version {version.version_id}")
     return FinetuneResult(version=version, activated=version.active, comparison=outcome.get("comparison", {}),
                           validation=run.best, n_pairs=run.n_train, n_test_pairs=len(test_pairs),
                           seconds=time.perf_counter() - t0, pair_counts=train_set.counts)

@@ -21,7 +21,8 @@ from merch_app.engines.local import LocalEngine
 from merch_app.errors import MerchAppError
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, split_method, time_split
-from merch_app.jobs import CancelToken, Progress
+from merch_app.job_phases import PhasePlan
+from merch_app.jobs import CancelToken
 from merch_app.memory import trim_heap
 from merch_app.model import text_matrix
 from merch_app.model.encoder import workspace_encoder
@@ -33,21 +34,11 @@ from merch_app.model.registry import (
     ModelVersion, active_version, encoder_for_version, get_version, load_model, save_version,
 )
 from merch_app.model.user_vectors import user_text_vectors
+from merch_app.services import job_estimates
 
 
 class TrainingError(MerchAppError, ValueError):
     """Training cannot start or finish (message is user-facing)."""
-
-
-def _phase(progress, phase: str):
-    """Forward a sub-job's reports with ``data["phase"]`` set."""
-    if progress is None:
-        return None
-
-    def report(p: Progress) -> None:
-        progress(Progress(p.done, p.total, p.message, p.eta_seconds, {**p.data, "phase": p.data.get("phase", phase)}))
-
-    return report
 
 
 def encoder_spec_of(encoder) -> Optional[str]:
@@ -161,8 +152,13 @@ def train(db_or_path, config: Optional[HybridConfig] = None, progress=None, canc
         Hyper-parameters; ``config.split_date`` overrides the 80 % time split,
         ``config.activate`` decides whether the new version becomes active.
     progress, cancel
-        Job protocol: ``data["phase"]`` is ``encode``, ``train`` or
-        ``evaluate``; training reports every batch and each epoch end.
+        Job protocol: ``data["phase"]`` is one of
+        :data:`~merch_app.services.job_estimates.TRAIN_PHASES` and
+        ``done``/``total``/``eta_seconds`` are that phase's; ``data["overall"]``
+        and ``data["overall_eta"]`` are the whole job's
+        (:class:`~merch_app.job_phases.PhasePlan`).  Training reports every
+        batch and each epoch end, and says so when early stopping ends it
+        before ``config.epochs`` (``data["early_stop"]``).
     encoder
         Text encoder; default ``config.encoder`` with the workspace's int8 setting
         (``encoder.workspace_encoder``).
@@ -203,32 +199,40 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     if cfg.encoder is None:
         cfg.encoder = encoder_spec_of(encoder)
     split = time_split(db, cfg.split_date, method=_split_method(db, cfg))
-    engine.prepare_item_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
-    item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+    plan = PhasePlan(job_estimates.training_estimates(db, cfg, encoder, split.split_ts), progress)
+    plan.start("encode", f"item text vectors ({encoder.encoder_id})")
+    engine.prepare_item_vectors(db, encoder, progress=plan.phase("encode"), cancel=cancel)
+    item_ids, item_text = item_text_vectors(db, encoder, progress=plan.phase("encode"), cancel=cancel)
     if len(item_ids) == 0:
         raise TrainingError("the workspace has no items: import a catalogue or transactions first")
+    plan.start("user vectors", "reading the events before the split, user text vectors")
     inter = load_interactions(db, item_ids, until_ts=split.split_ts, event_weights=cfg.event_weights)
     if len(inter) == 0 or inter.n_users == 0:
         raise TrainingError(f"no behaviour events of known users before {split.split_ts[:10]}: nothing to learn")
     if float(inter.ts.min()) == float(inter.ts.max()):  # the model's own validation cut would leave nothing
         raise TrainingError(f"the {len(inter):,} behaviour event(s) before {split.split_ts[:10]} all happen at one "
                             "moment: too little to learn from (choose a later --split-date)")
+    plan.revise("train", job_estimates.train_seconds(cfg, len(inter)))
+    plan.revise("evaluate", job_estimates.eval_seconds(inter.n_users, len(item_ids)))
     user_text = _parked(_user_text(db, inter, item_ids, item_text, encoder, split.split_ts, cfg), db)
     trim_heap()  # encoding and the user vectors free ~1 GB of small blocks at 1M items / 10M events
     if cancel is not None:
         cancel.check()
     split_day = float(ts_to_days([split.split_ts])[0])
-    model = engine.fit(cfg, inter, item_text, user_text, progress=_phase(progress, "train"), cancel=cancel,
+    plan.start("train", f"internal cuts and history weights of {len(inter):,} events")
+    model = engine.fit(cfg, inter, item_text, user_text, progress=plan.phase("train"), cancel=cancel,
                        ref_day=split_day)
     recorded = engine.record()
     train_seconds = time.perf_counter() - t0
+    plan.start("evaluate", f"test period from {split.split_ts[:10]}")
     seen = {str(model.user_ids[u]) for u in np.unique(inter.user_idx)}
     relevant = relevant_items(db, split.split_ts, seen, item_ids)
-    metrics = evaluate_model(model, inter, relevant, 10, progress=_phase(progress, "evaluate"), cancel=cancel,
+    metrics = evaluate_model(model, inter, relevant, 10, progress=plan.phase("evaluate"), cancel=cancel,
                              test_ratings=test_ratings_for(db, model, split.split_ts) if model.explicit else None)
     metrics.update({"split_date": split.split_ts, "split_method": split.method, "split": split.describe(),
                     "best_epoch": model.best_epoch, "epochs": model.history,
                     "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
+    plan.start("save", "history up to the last event, saving the version")
     n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
     snapshot = {**_snapshot(db, inter, split, n_events), **recorded}
     del inter, relevant, item_text, user_text  # the model keeps what it needs (0.3 GB at 10M events)
@@ -237,9 +241,11 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     if cancel is not None:
         cancel.check()
     model.drop_derived()  # saving needs the arrays only; U/V/UW would sit next to the vector index
-    return save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
-                        encoder_id=encoder.encoder_id, train_seconds=train_seconds,
-                        activate_mode=cfg.activate, engine=recorded.get("engine", "local"))
+    version = save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
+                           encoder_id=encoder.encoder_id, train_seconds=train_seconds,
+                           activate_mode=cfg.activate, engine=recorded.get("engine", "local"))
+    plan.finish(f"saved model version {version.name}")
+    return version
 
 
 def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, progress=None,
@@ -261,7 +267,9 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
         t0 = time.perf_counter()
         model = load_model(db, version.model_id)
         encoder = encoder_for_version(version, encoder)
-        item_ids, item_text = item_text_vectors(db, encoder, progress=_phase(progress, "encode"), cancel=cancel)
+        plan = PhasePlan(job_estimates.update_estimates(db, encoder, epochs), progress)
+        plan.start("encode", f"item text vectors ({encoder.encoder_id})")
+        item_ids, item_text = item_text_vectors(db, encoder, progress=plan.phase("encode"), cancel=cancel)
         known = set(model.item_pos)
         new = [n for n, i in enumerate(item_ids) if str(i) not in known]
         if new:
@@ -269,19 +277,23 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
         since = version.data_snapshot.get("history_until") or version.data_snapshot.get("last_ts")
         cfg = model.config
         n_new = db.execute("SELECT count(*) FROM events WHERE ts > ?", [since or ""]).fetchone()[0]
+        plan.start("history", "history up to the last event")
         _refresh_to_now(db, model, cfg)
         everything = load_interactions(db, model.item_ids, event_weights=cfg.event_weights, user_ids=model.user_ids)
-        model.continue_training(everything, epochs=epochs, progress=_phase(progress, "train"), cancel=cancel)
+        model.continue_training(everything, epochs=epochs, progress=plan.phase("train"), cancel=cancel)
         if cancel is not None:
             cancel.check()
+        plan.start("save", "saving the version")
         snapshot = {**version.data_snapshot, "parent": version.model_id, "new_events": int(n_new),
                     "new_items": len(new), "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
                     "history_until": db.execute("SELECT max(ts) FROM events").fetchone()[0]}
         metrics = {**version.metrics, "note": f"updated from {version.model_id}; metrics are the parent's"}
-        return save_version(db, model, name=f"{version.name} + update", metrics=metrics, data_snapshot=snapshot,
-                            encoder_id=encoder.encoder_id,
-                            train_seconds=time.perf_counter() - t0,
-                            activate_mode="always" if version.active else "never")
+        updated = save_version(db, model, name=f"{version.name} + update", metrics=metrics, data_snapshot=snapshot,
+                               encoder_id=encoder.encoder_id,
+                               train_seconds=time.perf_counter() - t0,
+                               activate_mode="always" if version.active else "never")
+        plan.finish(f"saved model version {updated.name}")
+        return updated
     finally:
         if own:
             db.close()

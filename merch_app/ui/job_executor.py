@@ -118,9 +118,10 @@ class JobContext:
         self._last_emit = 0.0
 
     def progress(self, p: Progress) -> None:
-        """Forward a progress report to the GUI (rate-limited, epoch ends always pass)."""
+        """Forward a progress report to the GUI (rate-limited; epoch ends and milestones always pass)."""
         now = time.perf_counter()
-        important = bool(p.data.get("epoch_end")) or (p.total is not None and p.done >= p.total)
+        important = bool(p.data.get("epoch_end") or p.data.get("milestone")) or (
+            p.total is not None and p.done >= p.total)
         if not important and now - self._last_emit < PROGRESS_INTERVAL_S:
             return
         self._last_emit = now

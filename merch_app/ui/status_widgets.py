@@ -104,12 +104,12 @@ def job_text(handle: JobHandle, p: Optional[Progress] = None) -> str:
     """``Label: message — ETA left`` of a job's latest progress report (the label alone before any)."""
     if p is None or not p.message:
         return handle.label
-    eta = f" — {format_eta(p.eta_seconds)} left" if p.eta_seconds is not None else ""
+    eta = f" — {format_eta(p.overall_eta)} left" if p.overall_eta is not None else ""  # whole job
     return f"{handle.label}: {p.message}{eta}"
 
 
 def _show_fraction(bar: QProgressBar, p: Optional[Progress]) -> None:
-    frac = p.fraction if p is not None else None
+    frac = p.overall if p is not None else None  # a job with phases: the whole job's fraction
     if frac is None:
         bar.setRange(0, 0)  # busy indicator
     else:

@@ -26,8 +26,8 @@ from merch_app.model.encoder_versions import list_encoder_versions
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import bare_column, fill_table, header_label, log_view, make_table, progress_row
 from merch_app.ui.screens.model_versions import EncoderVersionsPanel
+from merch_app.ui.screens.phase_progress import PhaseProgress
 from merch_app.ui.screens.train_form import FinetuneForm
-from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.workers import error_text
 
 RUNNING = 20  # steps in the loss's running mean (as merch_app.model.finetune reports it)
@@ -72,8 +72,8 @@ class FinetunePanel(QWidget):
         self.val_x: list[float] = []
         self.val_ndcg: list[float] = []
         self.val_recall: list[float] = []
-        self._phase = ""
         self._t0 = 0.0
+        self._steps_fixed = False
         self._activate_mode: Optional[bool] = None
         self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
         self._redraw.timeout.connect(self._draw_loss)
@@ -105,8 +105,9 @@ class FinetunePanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
         ll.addLayout(buttons)
-        prow, self.progress, self.eta_label = progress_row(4)
+        prow, self.progress, self.eta_label = progress_row(6)  # the label: "phase 4 of 5: fine-tuning · step …"
         ll.addLayout(prow)
+        self.overall = PhaseProgress(self.progress, self.eta_label, self.log_line, PHASES)
 
         table_box = QGroupBox("Before / after (held-out pairs, dense retrieval)")
         tl = QVBoxLayout(table_box)
@@ -181,8 +182,8 @@ class FinetunePanel(QWidget):
         self._fill_table([])
         self.table_caption.setText("Runs when fine-tuning finishes.")
         self._activate_mode = values.get("activate")
-        self.progress.setValue(0)
-        self._phase = ""
+        self.overall.reset()
+        self._steps_fixed = False
         self._t0 = time.perf_counter()
         activate = {None: "when better", False: "no", True: "yes"}.get(values.get("activate"), "?")
         self.log_line(f"Fine-tuning started: epochs={values['epochs']} max pairs={values['max_pairs']:,} "
@@ -206,22 +207,14 @@ class FinetunePanel(QWidget):
         self.log.appendPlainText(f"[{elapsed:6.1f}s] {text}")
 
     def _on_progress(self, p) -> None:
-        if p.fraction is not None:
-            self.progress.setValue(int(p.fraction * 1000))
         d = p.data or {}
         phase = d.get("phase") or ""
-        if phase and phase != self._phase:
-            self._phase = phase
-            self.log_line(f"phase: {PHASES.get(phase, phase)}" + (f" — {p.message}" if p.message else ""))
-            if phase == "finetune" and d.get("steps"):  # fixed during the run: the curves grow to the right
-                for chart in (self.loss_chart, self.val_chart):
-                    chart.widget.setXRange(0, float(d["steps"]), padding=0.02)
-        parts = [PHASES.get(phase, phase)]
-        if phase == "finetune" and "step" in d:
-            parts.append(f"step {d['step']}/{d.get('steps', '?')}")
-        if p.eta_seconds is not None:
-            parts.append(f"ETA {format_eta(p.eta_seconds)}")
-        self.eta_label.setText(" · ".join(x for x in parts if x) or (p.message or "")[:60])
+        if phase == "finetune" and "step" in d and not self._steps_fixed and d.get("steps"):
+            self._steps_fixed = True  # fixed during the run: the curves grow to the right
+            for chart in (self.loss_chart, self.val_chart):
+                chart.widget.setXRange(0, float(d["steps"]), padding=0.02)
+        self.overall.update(p, f"step {d['step']}/{d.get('steps', '?')}" if phase == "finetune" and "step" in d
+                            else "")
         if phase != "finetune" or "step" not in d:
             return
         step = float(d["step"])

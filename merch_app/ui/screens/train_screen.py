@@ -18,11 +18,11 @@ from merch_app.jobs import Progress
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.registry import has_versions, list_versions
 from merch_app.ui.charts import LineChart
-from merch_app.ui.status_widgets import format_eta
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column, log_view, progress_row
 from merch_app.ui.screens.finetune_panel import FinetunePanel
 from merch_app.ui.screens.model_versions import ModelVersionsPanel
+from merch_app.ui.screens.phase_progress import PhaseProgress
 from merch_app.ui.screens.train_form import TrainForm
 from merch_app.ui.workers import error_text
 
@@ -30,6 +30,35 @@ from merch_app.ui.workers import error_text
 def default_config() -> dict[str, Any]:
     """HybridConfig defaults as a dict."""
     return HybridConfig().to_dict()
+
+
+def split_note(cfg: HybridConfig) -> tuple[str, str]:
+    """Which data each number of the screen comes from: the curves' validation, the versions' test period.
+
+    Parameters
+    ----------
+    cfg
+        The run's settings (validation share, user cap, internal cut).
+
+    Returns
+    -------
+    (str, str)
+        A short line for under the curves and the longer explanation for its tooltip.
+    """
+    test = "Table and bars: the test period after the split date."
+    if cfg.mode == "explicit":
+        line = f"Curves: the latest {cfg.val_fraction:.0%} of the ratings before the split date (RMSE). {test}"
+        return line, line
+    cut = (f"{cfg.label_horizon_days:g} days before its end" if cfg.label_horizon_days
+           else f"{cfg.internal_cut:.0%} of it")
+    line = f"Curves: held-out users inside the training period, after an internal cut at {cut}. {test}"
+    detail = (f"Validation curves: {cfg.val_fraction:.0%} of the users (at most {cfg.max_val_users:,}) with events "
+              f"on both sides of an internal cut at {cut} of the training period (the events before the split "
+              "date); the model learns from the events before the cut and is scored on what those users did "
+              "after it. Early stopping watches the CF part's nDCG@10 on them; the refit epochs then train on "
+              "the whole training period. The versions table and the bars score the finished model on the "
+              "test period after the split date.")
+    return line, detail
 
 
 BATCH_REDRAW_MS = 250
@@ -48,7 +77,6 @@ class TrainScreen(Screen):
                                                 "refit_epoch": [], "refit_loss": [], "batch_x": [], "batch_loss": []}
         self._batches_per_epoch: dict[int, int] = {}
         self.last_version: Optional[Any] = None
-        self._phase = ""
         self._t0 = 0.0
         self._run_epochs = 1
         # the running-loss curve is redrawn at most this often: every redraw re-ticks the
@@ -82,10 +110,11 @@ class TrainScreen(Screen):
             buttons.addWidget(b)
         buttons.addStretch(1)
         ll.addLayout(buttons)
-        prow, self.progress, self.eta_label = progress_row(2)
+        prow, self.progress, self.eta_label = progress_row(6)  # the label: "phase 3 of 5: train · epoch …"
         ll.addLayout(prow)
         self.log = log_view("Training log")
         ll.addWidget(self.log, 1)
+        self.overall = PhaseProgress(self.progress, self.eta_label, self.log_line)
         split.addWidget(left)
 
         right, rl = bare_column()
@@ -100,12 +129,18 @@ class TrainScreen(Screen):
         self.refit_curve.setSymbol("s")
         self.refit_curve.setSymbolBrush("#7f7f7f")
         self.refit_curve.setSymbolSize(6)
-        self.val_chart = LineChart("Validation metrics", "", "epoch", symbols=True, legend_offset=(10, -10))
+        self.val_chart = LineChart("Validation (training period)", "", "epoch", symbols=True,
+                                   legend_offset=(10, -10))
         self.ndcg_curve = self.val_chart.curve("nDCG@10", "#1f77b4")
         self.prec_curve = self.val_chart.curve("precision@10", "#2ca02c")
         charts.addWidget(self.loss_chart.widget)
         charts.addWidget(self.val_chart.widget)
         rl.addLayout(charts, 2)
+        self.split_label = QLabel()
+        self.split_label.setWordWrap(True)
+        self._show_split_note(HybridConfig())
+        self.split_label.setStyleSheet("color: #555;")
+        rl.addWidget(self.split_label)
         self.versions = ModelVersionsPanel(self._run_registry)
         rl.addWidget(self.versions, 3)
         split.addWidget(right)
@@ -114,6 +149,12 @@ class TrainScreen(Screen):
         self.finetune = FinetunePanel(self)
         self.tabs.addTab(self.finetune, "Fine-tune encoder")
         self._set_running(False)
+
+    def _show_split_note(self, cfg: HybridConfig) -> None:
+        line, detail = split_note(cfg)
+        self.split_label.setText(line)
+        self.split_label.setToolTip(detail)
+        self.val_chart.widget.setToolTip(detail)
 
     def _set_running(self, on: bool) -> None:
         self.start_button.setEnabled(not on)
@@ -179,8 +220,8 @@ class TrainScreen(Screen):
         self._batches_per_epoch.clear()
         for curve in (self.loss_curve, self.batch_curve, self.refit_curve, self.ndcg_curve, self.prec_curve):
             curve.setData([], [])
-        self.progress.setValue(0)
-        self._phase = ""
+        self.overall.reset()
+        self._show_split_note(config)
         self._run_epochs = config.epochs + config.refit_epochs
         for chart in (self.loss_chart, self.val_chart):  # fixed during the run: the curves grow to the right
             chart.widget.setXRange(0, self._run_epochs, padding=0.02)
@@ -203,15 +244,13 @@ class TrainScreen(Screen):
         self.log.appendPlainText(f"[{elapsed:6.1f}s] {text}")
 
     def _on_progress(self, p) -> None:
-        if p.fraction is not None:
-            self.progress.setValue(int(p.fraction * 1000))
-        eta = f"ETA {format_eta(p.eta_seconds)}" if p.eta_seconds is not None else ""
         d = p.data or {}
         phase = d.get("phase") or ""
-        if phase and phase != self._phase:
-            self._phase = phase
-            self.log_line(f"phase: {phase}" + (f" — {p.message}" if p.message else ""))
-        self.eta_label.setText(" · ".join(x for x in (phase, eta) if x) or (p.message or "")[:40])
+        # the epoch (or refit) the batches belong to: cf_module's message is "epoch 3/20" / "refit 1/2"
+        detail = p.message if phase == "train" and ("batch" in d or d.get("epoch_end")) else ""
+        self.overall.update(p, detail)
+        if d.get("early_stop"):
+            self.log_line(p.message)
         if d.get("epoch_end"):
             self._add_epoch(d)
         elif phase == "train" and isinstance(d.get("loss"), (int, float)) and "batch" in d:
