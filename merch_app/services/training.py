@@ -22,7 +22,7 @@ from merch_app.errors import MerchAppError
 from merch_app.evaluation.offline import evaluate_model, test_ratings_for
 from merch_app.evaluation.split import relevant_items, split_method, time_split
 from merch_app.job_phases import PhasePlan
-from merch_app.jobs import CancelToken
+from merch_app.jobs import CancelToken, Progress
 from merch_app.memory import trim_heap
 from merch_app.model import text_matrix
 from merch_app.model.encoder import workspace_encoder
@@ -39,6 +39,14 @@ from merch_app.services import job_estimates
 
 class TrainingError(MerchAppError, ValueError):
     """Training cannot start or finish (message is user-facing)."""
+
+
+def _waiting(plan: PhasePlan) -> Callable[[float], None]:
+    """What a save says while another program (a long import) holds the workspace's write lock."""
+    def say(seconds: float) -> None:
+        plan.report("save", Progress(0.0, None, f"waiting {seconds:.0f}s for another program's write to the "
+                                                "workspace (an import?) to finish; the model is kept"))
+    return say
 
 
 def encoder_spec_of(encoder) -> Optional[str]:
@@ -243,7 +251,8 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     model.drop_derived()  # saving needs the arrays only; U/V/UW would sit next to the vector index
     version = save_version(db, model, name=name, metrics=metrics, data_snapshot=snapshot,
                            encoder_id=encoder.encoder_id, train_seconds=train_seconds,
-                           activate_mode=cfg.activate, engine=recorded.get("engine", "local"))
+                           activate_mode=cfg.activate, engine=recorded.get("engine", "local"),
+                           cancel=cancel, waiting=_waiting(plan))
     plan.finish(f"saved model version {version.name}")
     return version
 
@@ -291,7 +300,8 @@ def update_with_new_events(db, model_id: Optional[str] = None, epochs: int = 3, 
         updated = save_version(db, model, name=f"{version.name} + update", metrics=metrics, data_snapshot=snapshot,
                                encoder_id=encoder.encoder_id,
                                train_seconds=time.perf_counter() - t0,
-                               activate_mode="always" if version.active else "never")
+                               activate_mode="always" if version.active else "never", cancel=cancel,
+                               waiting=_waiting(plan))
         plan.finish(f"saved model version {updated.name}")
         return updated
     finally:
