@@ -187,15 +187,23 @@ class BarChart:
 class GroupedBarChart:
     """Groups (e.g. metrics) of bars, one colour per series (e.g. model, baselines)."""
 
-    def __init__(self, title: str = "", left: str = "") -> None:
+    def __init__(self, title: str = "", left: str = "", empty_text: str = NO_DATA) -> None:
         self.widget = make_plot(title, left)
         self.widget.showGrid(x=False, y=True, alpha=0.2)
         self.widget.setMouseEnabled(x=False, y=False)
         self.legend = self.widget.addLegend(offset=(8, 4), colCount=3)  # a band above the bars
         self.items: dict[str, pg.BarGraphItem] = {}
+        self.empty = EmptyState(self.widget, empty_text)
+        self.empty.show()
 
     def set_groups(self, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
-        """``series[name][g]`` is the bar height of series ``name`` in group ``g``."""
+        """``series[name][g]`` is the bar height of series ``name`` in group ``g`` (no groups: the empty state)."""
+        if not groups:
+            for item in self.items.values():
+                item.setOpts(x=[], height=[])
+            self.empty.show()
+            return
+        self.empty.hide(grid=(False, True))
         n = max(len(series), 1)
         width = 0.8 / n
         for name in list(self.items):

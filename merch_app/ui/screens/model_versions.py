@@ -94,7 +94,8 @@ class ModelVersionsPanel(QWidget):
         ll = QHBoxLayout(lower)
         ll.setContentsMargins(0, 0, 0, 0)
         self.baselines_table = make_table()
-        self.chart = GroupedBarChart("Model vs baselines (test period)")
+        self.chart = GroupedBarChart("Model vs baselines (test period)",
+                                     empty_text="No model version yet:\ntrain one to compare it with the baselines")
         ll.addWidget(self.baselines_table, 2)
         ll.addWidget(self.chart.widget, 3)
         split.addWidget(lower)

@@ -297,6 +297,11 @@ class TrainScreen(Screen):
         self.loss_curve.setData(h["epoch"], h["loss"])
         self.ndcg_curve.setData(h["epoch"], h["val_ndcg@10"])
         self.prec_curve.setData(h["epoch"], h["val_precision@10"])
+        values = [v for v in h["val_ndcg@10"] + h["val_precision@10"] if v == v]
+        if values:  # the legend sits in the bottom band: keep the curves above it
+            lo, hi = min(values), max(values)
+            span = max(hi - lo, 0.02)
+            self.val_chart.widget.setYRange(lo - 1.2 * span, hi + 0.1 * span, padding=0)
         self.log_line(f"epoch {int(h['epoch'][-1])}: loss {h['loss'][-1]:.4f}  "
                       f"val nDCG@10 {h['val_ndcg@10'][-1]:.4f}  val P@10 {h['val_precision@10'][-1]:.4f}")
 
