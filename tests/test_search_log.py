@@ -110,3 +110,27 @@ def test_as_you_type_prefixes_are_not_searches_on_the_screen_nor_in_rule_usage(w
     assert rows == {"christmas lights": 1, "christmas": 1}  # p1's "chri" and "christmas" were being typed
     assert {v.query: v.searches for v in query_volumes(ws).values()} == rows
     assert synonym_suggestions(ws, min_sessions=1) == []  # typing is not a reformulation
+
+
+def test_weekly_trend_and_the_28_day_change_on_a_hand_made_log(ws):
+    """Mondays 2026-03-02 and 03-09, then nothing until 03-30: the empty weeks are there as 0."""
+    from merch_app.insights.search_log import log_end, query_rows, weekly_trend
+
+    insert_items(ws, ITEMS)
+    rows = []
+    for n, (day, query) in enumerate([("2026-03-02", "mug"), ("2026-03-03", "mug"), ("2026-03-04", "zzqx"),
+                                      ("2026-03-10", "zzqx"), ("2026-03-30", "mug"), ("2026-03-31", "mug"),
+                                      ("2026-04-01", "mug")]):
+        rows.append((f"w{n}", f"{day}T10:00:00Z", "search", None, query))
+    rows.append(("w0", "2026-03-02T10:01:00Z", "click", "M1", None))
+    with ws.conn:
+        ws.executemany("INSERT INTO events(user_id, session_id, ts, event_type, item_id, query) VALUES (?,?,?,?,?,?)",
+                       [(s, s, ts, e, i, q) for s, ts, e, i, q in rows])
+    qr = query_rows(ws)
+    assert log_end(qr) == "2026-04-01"
+    trend = weekly_trend(qr, {"zero": {"zzqx"}})
+    assert trend["weeks"] == ["2026-03-02", "2026-03-09", "2026-03-16", "2026-03-23", "2026-03-30"]
+    assert trend["all"] == [3, 1, 0, 0, 3] and trend["zero"] == [1, 1, 0, 0, 0]
+    mug = next(r for r in top_queries(ws) if r["query"] == "mug")
+    assert (mug["recent"], mug["previous"]) == (3, 2)  # 03-05..04-01 against 02-05..03-04
+    assert "days" not in mug

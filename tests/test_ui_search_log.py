@@ -42,6 +42,9 @@ def test_tables_query_link_and_synonym_rule(qtbot, ws, ws_path):
     assert _column(screen.no_clicks) == ["xmas lights", "cup", "zzqx"]
     assert [(screen.synonyms.text(r, 0), screen.synonyms.text(r, 1), screen.synonyms.text(r, 3))
             for r in range(screen.synonyms.row_count())] == [("xmas", "christmas", "3"), ("cup", "mug", "2")]
+    assert screen.top.text(0, 6) == "new"  # one day of searches: all in the last 28 days
+    x, y = screen.trend.curves["searches"].getData()  # one week, 14 searches; 5 find nothing (cup, zzqx, lantren)
+    assert list(y) == [14] and list(screen.trend.curves["find nothing"].getData()[1]) == [5]
 
     # sortable: searches ascending puts a once-searched query first
     screen.top.view.sortByColumn(1, Qt.SortOrder.AscendingOrder)

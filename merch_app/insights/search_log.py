@@ -19,14 +19,18 @@ the clicks, carts and purchases credited to it).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 from typing import Any, Optional
 
 from rapidfuzz.distance import OSA
 
-from merch_app.data.search_log import SearchVisit, completed_searches, seconds
+from merch_app.data.search_log import SearchVisit, completed_searches, query_key, seconds
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.lexical import LexicalSearcher, tokenize
+
+
+TREND_DAYS = 28  # a query's trend: its searches in the log's last 28 days against the 28 before
 
 
 @dataclass
@@ -38,6 +42,7 @@ class QueryRow:
     clicked: int
     bought: int
     last_seen: Optional[str]
+    days: dict[str, int] = field(default_factory=dict)  # searches per day ("YYYY-MM-DD")
 
     @property
     def ctr(self) -> float:
@@ -48,8 +53,73 @@ class QueryRow:
     def conversion(self) -> float:
         return self.bought / self.searches if self.searches else 0.0
 
+    def recent(self, last_day: str, days: int = TREND_DAYS) -> tuple[int, int]:
+        """Searches in the ``days`` up to ``last_day`` and in the ``days`` before those."""
+        end = date.fromisoformat(last_day)
+        start, before = end - timedelta(days=days - 1), end - timedelta(days=2 * days - 1)
+        now = prev = 0
+        for day, n in self.days.items():
+            d = _day(day)
+            if d is None or d > end:
+                continue
+            if d >= start:
+                now += n
+            elif d >= before:
+                prev += n
+        return now, prev
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ctr": self.ctr, "conversion": self.conversion}
+        out = {k: v for k, v in asdict(self).items() if k != "days"}
+        return {**out, "ctr": self.ctr, "conversion": self.conversion}
+
+
+def _day(text: str) -> Optional[date]:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def log_end(rows: list[QueryRow]) -> Optional[str]:
+    """The last day a search was seen (``YYYY-MM-DD``), or None."""
+    days = [d for r in rows for d in r.days if _day(d) is not None]
+    return max(days) if days else None
+
+
+def with_trend(row: dict[str, Any], r: QueryRow, last_day: Optional[str]) -> dict[str, Any]:
+    """``row`` (a :meth:`QueryRow.to_dict`) with ``recent``/``previous``: searches in the last
+    :data:`TREND_DAYS` days of the log and in the days before them."""
+    now, prev = r.recent(last_day) if last_day else (0, 0)
+    return {**row, "recent": now, "previous": prev}
+
+
+def weekly_trend(rows: list[QueryRow], groups: dict[str, set[str]]) -> dict[str, Any]:
+    """Searches per week (weeks start on Monday), in all and for each named group of query keys.
+
+    Returns
+    -------
+    dict
+        ``{"weeks": ["YYYY-MM-DD", ...], "all": [...], <group>: [...]}``, weeks in order, every
+        week from the first to the last search present (0 where nothing was searched).
+    """
+    per: dict[str, dict[date, int]] = {"all": {}, **{g: {} for g in groups}}
+    for r in rows:
+        key = query_key(r.query)
+        for day, n in r.days.items():
+            d = _day(day)
+            if d is None:
+                continue
+            week = d - timedelta(days=d.weekday())
+            per["all"][week] = per["all"].get(week, 0) + n
+            for g, keys in groups.items():
+                if key in keys:
+                    per[g][week] = per[g].get(week, 0) + n
+    if not per["all"]:
+        return {"weeks": [], "all": [], **{g: [] for g in groups}}
+    first, last = min(per["all"]), max(per["all"])
+    weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
+    return {"weeks": [w.isoformat() for w in weeks],
+            **{g: [counts.get(w, 0) for w in weeks] for g, counts in per.items()}}
 
 
 def query_rows(db, gap_minutes: float = 30.0, cancel=None) -> list[QueryRow]:
@@ -63,6 +133,8 @@ def query_rows(db, gap_minutes: float = 30.0, cancel=None) -> list[QueryRow]:
         row.searches += 1
         row.clicked += v.clicked
         row.bought += v.bought
+        day = (v.ts or "")[:10]
+        row.days[day] = row.days.get(day, 0) + 1
         if v.ts and (row.last_seen is None or v.ts > row.last_seen):
             row.last_seen = v.ts
     return sorted(rows.values(), key=lambda r: (-r.searches, r.query.casefold()))
@@ -70,7 +142,9 @@ def query_rows(db, gap_minutes: float = 30.0, cancel=None) -> list[QueryRow]:
 
 def top_queries(db, limit: int = 50, **kwargs) -> list[dict[str, Any]]:
     """The most searched queries with click-through and conversion."""
-    return [r.to_dict() for r in query_rows(db, **kwargs)[:limit]]
+    rows = query_rows(db, **kwargs)
+    last = log_end(rows)
+    return [with_trend(r.to_dict(), r, last) for r in rows[:limit]]
 
 
 def zero_result_queries(db, limit: int = 50, rows: Optional[list[QueryRow]] = None,
@@ -81,12 +155,14 @@ def zero_result_queries(db, limit: int = 50, rows: Optional[list[QueryRow]] = No
     """
     lexical = LexicalSearcher(db, known_word=getattr(workspace_encoder(db), "knows_word", None))  # as the ranker
     out = []
-    for r in rows if rows is not None else query_rows(db, **kwargs):
+    rows = rows if rows is not None else query_rows(db, **kwargs)
+    last = log_end(rows)
+    for r in rows:
         literal = lexical.analyse(r.query, prefix=False, correct=False)
         if any(lexical.stats.doc_freq(t, False) for t in literal.terms.terms):
             continue
         fixed = lexical.analyse(r.query, prefix=False, correct=True)
-        out.append({**r.to_dict(), "corrected": fixed.corrected_text})
+        out.append({**with_trend(r.to_dict(), r, last), "corrected": fixed.corrected_text})
         if len(out) >= limit:
             break
     return out
@@ -96,7 +172,8 @@ def no_click_queries(db, min_searches: int = 2, limit: int = 50, rows: Optional[
                      **kwargs) -> list[dict[str, Any]]:
     """Queries searched at least ``min_searches`` times and never clicked, most searched first (``rows``: as above)."""
     rows = rows if rows is not None else query_rows(db, **kwargs)
-    return [r.to_dict() for r in rows if r.searches >= min_searches and not r.clicked][:limit]
+    last = log_end(rows)
+    return [with_trend(r.to_dict(), r, last) for r in rows if r.searches >= min_searches and not r.clicked][:limit]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from merch_app.data.search_log import has_queries
+from merch_app.data.search_log import has_queries, query_key
 from merch_app.explain.explanation import explain_item
 from merch_app.insights.common import InsightError, item_titles
 from merch_app.insights.embedding_map import item_map, user_map
@@ -22,7 +22,9 @@ from merch_app.insights.item_page import item_model_views, item_page, probe_quer
 from merch_app.insights.model_views import model_doctor, nearest_users, user_segments
 from merch_app.insights.paths import behaviour_path, item_funnel, query_funnel, top_queries, user_sessions
 from merch_app.insights.profiles import list_users, search_users, user_profile
-from merch_app.insights.search_log import no_click_queries, query_rows, synonym_suggestions, zero_result_queries
+from merch_app.insights.search_log import (
+    log_end, no_click_queries, query_rows, synonym_suggestions, weekly_trend, with_trend, zero_result_queries,
+)
 from merch_app.insights.segments import describe_segments
 from merch_app.jobs import Progress
 from merch_app.ranking.rules import MerchRule, load_rules, normalise, save_rule, validate_rule
@@ -389,6 +391,7 @@ def doctor_job(ctx, path: Path, generation: int, encoder_spec: Optional[str]) ->
 
 # ------------------------------------------------------------- Search log screen
 SEARCH_LOG_ROWS = 500  # rows of each Search log table
+TREND_QUERIES = 5000  # the weekly zero-result / no-click trend is counted over the most searched queries
 
 
 def search_log_job(ctx, path: Path, limit: int = SEARCH_LOG_ROWS) -> dict[str, Any]:
@@ -405,8 +408,11 @@ def search_log_job(ctx, path: Path, limit: int = SEARCH_LOG_ROWS) -> dict[str, A
     -------
     dict
         ``{"has_log": False}`` when no event carries a query; else also ``"top"``,
-        ``"zero"``, ``"no_clicks"`` and ``"synonyms"`` (rows as the CLI's ``--json``)
-        and ``"totals"`` (``searches``, ``queries``: over the whole log).
+        ``"zero"``, ``"no_clicks"`` and ``"synonyms"`` (rows as the CLI's ``--json``, with
+        ``recent``/``previous``: searches in the log's last 28 days and the 28 before),
+        ``"totals"`` (``searches``, ``queries``: over the whole log) and ``"trend"``
+        (:func:`~merch_app.insights.search_log.weekly_trend`: searches per week, of them
+        zero-result and never-clicked, over the :data:`TREND_QUERIES` most searched queries).
     """
     db = ctx.db(path)
     if not has_queries(db):
@@ -415,18 +421,24 @@ def search_log_job(ctx, path: Path, limit: int = SEARCH_LOG_ROWS) -> dict[str, A
     ctx.progress(Progress(0, 4, "Reading the search log: top queries"))
     rows = query_rows(db, cancel=cancel)
     totals = {"searches": sum(r.searches for r in rows), "queries": len(rows)}
-    top = [r.to_dict() for r in rows[:limit]]
+    last = log_end(rows)
+    top = [with_trend(r.to_dict(), r, last) for r in rows[:limit]]
     cancel.check()
     ctx.progress(Progress(1, 4, "Reading the search log: zero results"))
-    zero = zero_result_queries(db, limit=limit, rows=rows)
+    trend_rows = rows[:TREND_QUERIES]
+    zero_all = zero_result_queries(db, limit=len(trend_rows), rows=trend_rows)
+    zero = zero_all[:limit]
     cancel.check()
     ctx.progress(Progress(2, 4, "Reading the search log: no clicks"))
-    no_clicks = no_click_queries(db, limit=limit, rows=rows)
+    no_click_all = no_click_queries(db, min_searches=1, limit=len(trend_rows), rows=trend_rows)
+    no_clicks = [r for r in no_click_all if r["searches"] >= 2][:limit]
     cancel.check()
     ctx.progress(Progress(3, 4, "Reading the search log: synonym suggestions"))
     synonyms = synonym_suggestions(db, limit=limit, cancel=cancel)
+    trend = weekly_trend(trend_rows, {"zero": {query_key(r["query"]) for r in zero_all},
+                                      "no_click": {query_key(r["query"]) for r in no_click_all}})
     return {"has_log": True, "top": top, "zero": zero, "no_clicks": no_clicks, "synonyms": synonyms,
-            "totals": totals}
+            "totals": totals, "trend": trend, "trend_queries": len(trend_rows)}
 
 
 def add_synonym_rule_job(ctx, path: Path, source: str, target: str) -> tuple[MerchRule, bool]:

@@ -9,6 +9,7 @@ before it is enabled.
 from __future__ import annotations
 
 import html
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt
@@ -16,14 +17,18 @@ from PySide6.QtGui import QStandardItem
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QTabWidget, QVBoxLayout
 
 from merch_app.services import insight_jobs as ij
+from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column, header_label
 from merch_app.ui.screens.evaluate_widgets import SortableTable, cell
 from merch_app.ui.screens.insights_common import fmt_ts, note_label
 from merch_app.ui.workers import error_text
 
-QUERY_COLUMNS = ["query", "searches", "clicked", "bought", "CTR", "conversion", "last seen (UTC)"]
-ZERO_COLUMNS = ["query", "searches", "would be corrected to", "last seen (UTC)"]
+QUERY_COLUMNS = ["query", "searches", "clicked", "bought", "CTR", "conversion", "28 days", "last seen (UTC)"]
+ZERO_COLUMNS = ["query", "searches", "would be corrected to", "28 days", "last seen (UTC)"]
+TREND_TIP = ("Searches in the log's last 28 days against the 28 days before (as a change); "
+             "'new': not searched in the 28 days before")
+SERIES = (("all", "searches", "#1f77b4"), ("zero", "find nothing", "#d62728"), ("no_click", "never clicked", "#ff7f0e"))
 SYNONYM_COLUMNS = ["searched first (no click)", "then (clicked)", "kind", "sessions", "bought", "examples"]
 EMPTY_TEXT = ("<b>No search log in this workspace.</b><br><br>No event carries a query: import search events "
               "with a query column (event type <i>search</i>, plus a session id or user id and timestamps so "
@@ -45,6 +50,25 @@ def _examples_cell(examples: list) -> QStandardItem:
     it = cell(text)
     it.setToolTip(text)
     return it
+
+
+def trend_cell(row: dict[str, Any]) -> QStandardItem:
+    """The query's last 28 days against the 28 before: ``+140%``, ``-20%`` or ``new``; sorts by the change."""
+    now, before = row.get("recent", 0), row.get("previous", 0)
+    if before:
+        change = (now - before) / before
+        it = cell(float(change))
+        it.setText(f"{change:+.0%}")
+    else:
+        it = cell(float("inf") if now else 0.0)
+        it.setText("new" if now else "–")
+    it.setToolTip(f"{now} searches in the last 28 days of the log, {before} in the 28 days before")
+    return it
+
+
+def week_seconds(weeks: list[str]) -> list[float]:
+    """Week start dates (``YYYY-MM-DD``) as UTC epoch seconds for the date axis."""
+    return [datetime.fromisoformat(w).replace(tzinfo=timezone.utc).timestamp() for w in weeks]
 
 
 def pct_cell(value: float) -> QStandardItem:
@@ -88,7 +112,14 @@ class SearchLogScreen(Screen):
         el.addStretch(1)
         self.pages.addWidget(empty_page)
 
+        self.log_page, log_lay = bare_column()
+        self.trend = LineChart("Searches per week", "searches", "", date_axis=True, symbols=True)
+        self.trend.widget.setMinimumHeight(150)
+        self.trend.widget.setMaximumHeight(190)
+        self.trend.legend.setColumnCount(len(SERIES))  # one row above the lines, not a box over them
+        log_lay.addWidget(self.trend.widget)
         self.tabs = QTabWidget()
+        log_lay.addWidget(self.tabs, 1)
         self.top = SortableTable(QUERY_COLUMNS)
         self.zero = SortableTable(ZERO_COLUMNS)
         self.no_clicks = SortableTable(QUERY_COLUMNS)
@@ -111,7 +142,7 @@ class SearchLogScreen(Screen):
                                                     "followed by a click, cart or purchase." + open_hint),
                          "No clicks")
         self.tabs.addTab(self._synonym_page(), "Synonym suggestions")
-        self.pages.addWidget(self.tabs)
+        self.pages.addWidget(self.log_page)
 
     def _page(self, table: SortableTable, note: str):
         page, lay = bare_column()
@@ -166,6 +197,7 @@ class SearchLogScreen(Screen):
             self.pages.setCurrentIndex(0)
             for t in (self.top, self.zero, self.no_clicks, self.synonyms):
                 _fill(t, [])
+            self.trend.clear()
             self.add_button.setEnabled(False)
             return
         self.pages.setCurrentIndex(1)
@@ -179,8 +211,9 @@ class SearchLogScreen(Screen):
             + (f" (+{n_spell:,} spelling variants)" if n_spell else ""))
         _fill(self.top, [self._query_row(r) for r in result["top"]])
         _fill(self.no_clicks, [self._query_row(r) for r in result["no_clicks"]])
-        _fill(self.zero, [[cell(r["query"]), cell(r["searches"]), cell(r["corrected"] or "—"),
+        _fill(self.zero, [[cell(r["query"]), cell(r["searches"]), cell(r["corrected"] or "—"), trend_cell(r),
                              cell(fmt_ts(r["last_seen"]))] for r in result["zero"]])
+        self._show_trend(result["trend"], result["trend_queries"], tot["queries"])
         _fill(self.synonyms, [[cell(s["source"]), cell(s["target"]), cell(s["kind"]), cell(s["sessions"]),
                                cell(s["bought"]), _examples_cell(s["examples"])] for s in result["synonyms"]])
         for t in (self.top, self.zero, self.no_clicks, self.synonyms):
@@ -192,10 +225,24 @@ class SearchLogScreen(Screen):
             self.synonyms.view.selectRow(0)
         self._synonym_selected()
 
+    def _show_trend(self, trend: dict[str, Any], counted: int, queries: int) -> None:
+        x = week_seconds(trend["weeks"])
+        if not x:
+            self.trend.clear()
+            return
+        self.trend.empty.hide()
+        for key, name, colour in SERIES:
+            self.trend.set_series(name, x, trend[key], colour)
+        over = "" if counted >= queries else f" (find nothing / never clicked: the {counted:,} most searched queries)"
+        self.trend.widget.setTitle(f"Searches per week{over}", size="10pt", color="#222")
+        top = max(max(trend["all"]), 1)
+        self.trend.widget.setXRange(x[0], x[-1], padding=0.02)
+        self.trend.widget.setYRange(0, top * 1.4, padding=0)  # the legend's row above the lines
+
     @staticmethod
     def _query_row(r: dict[str, Any]) -> list[QStandardItem]:
         return [cell(r["query"]), cell(r["searches"]), cell(r["clicked"]), cell(r["bought"]), pct_cell(r["ctr"]),
-                pct_cell(r["conversion"]), cell(fmt_ts(r["last_seen"]))]
+                pct_cell(r["conversion"]), trend_cell(r), cell(fmt_ts(r["last_seen"]))]
 
     def _error(self, exc: BaseException, _tb: str) -> None:
         self.header.setText(f"<span style='color:#b42318'>{html.escape(error_text(exc))}</span>")
