@@ -206,7 +206,9 @@ def test_misspelt_word_is_corrected_and_said_so(latin_ranker):
     rl = latin_ranker.rank(RankRequest(query="chrismas lights", weights=LEX_ONLY, prefix=False))
     assert rl.item_ids[0] == "L1"
     assert rl.corrected_query == "christmas lights"
-    assert rl.corrections == [{"original": "chrismas", "corrected": "christmas", "distance": 1, "items": 3}]
+    assert rl.corrections == [{"original": "chrismas", "corrected": "christmas", "distance": 1, "items": 3,
+                               "alternatives": [{"word": "christmas", "weight": 1.0, "distance": 1, "items": 3,
+                                                 "sessions": 0}]}]
     assert any("christmas lights" in n for n in rl.notes)
 
 

@@ -202,8 +202,12 @@ def _print_explanation(exp) -> None:
         click.echo(f"  {c['label']:<38} raw {_fmt(c['raw'])} × {c['weight']:<5g} = {_fmt(c['contribution'])}")
     if exp.lexical:
         click.echo("\nKeyword terms")
+        matched = {m["original"]: m["matched"] for m in exp.lexical.get("alternatives", [])}
         for c in exp.lexical.get("corrections", []):
-            click.echo(f"  searched {c['corrected']} for {c['original']} (spelling, {c['distance']} edit(s))")
+            alts = " | ".join(f"{a['word']} {a['weight']:.2g}" for a in c.get("alternatives", [])) or c["corrected"]
+            hit = matched.get(c["original"])
+            click.echo(f"  searched {alts} for {c['original']} (spelling, {c['distance']} edit(s)); "
+                       + (f"this item matched {hit}" if hit else "this item has none of them"))
         for b in exp.lexical.get("backoffs", []):
             click.echo(f"  searched {' + '.join(b['searched_as'])} for {b['word']} (not an indexed word)")
         for t in exp.lexical["terms"]:

@@ -37,6 +37,7 @@ from merch_app.data.values import (
 from merch_app.data.workspace import read_only_sentence, rebuild_fts, storage_problem
 from merch_app.errors import MerchAppError
 from merch_app.jobs import CancelToken, Cancelled, ProgressCallback
+from merch_app.data.spell_vocab import build_log_words
 from merch_app.data.term_tops import build_search_tops
 
 ON_DUPLICATE = ("skip", "replace", "append", "error")
@@ -379,7 +380,9 @@ def _import(db, path, kind, mapping, on_duplicate, progress, cancel, started, ps
         ctx.events_added -= duplicate
         if items_written or (earlier and on_duplicate == "replace"):
             rebuild_fts(db)
-            build_search_tops(db, cancel=cancel.check if cancel is not None else None)
+            build_search_tops(db, cancel=cancel.check if cancel is not None else None)  # + search-log words
+        elif ctx.events_added:
+            build_log_words(db, cancel=cancel.check if cancel is not None else None)
         items, events = _totals(db)
         accepted = ctx.rows_read - ctx.rows_rejected - duplicate - ctx.rows_forgotten
         message = (_message(ctx, accepted, items, events, duplicate) + merge_note(merges) + note

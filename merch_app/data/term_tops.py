@@ -25,11 +25,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from merch_app.data.spell_vocab import SPELL_WORD, build_log_words
+
 MIN_DF = 5_000
-# Index words the spelling corrector may offer (merch_app.ranking.spelling): Latin, 3+ letters.
-# They are stored with the top lists (table spell_words), because reading them from the
-# index's fts5vocab costs ~0.9 s at 1M items.
-SPELL_WORD = re.compile(r"[a-z]{3,}")
+# The index words the spelling corrector may offer (merch_app.ranking.spelling) are stored with
+# the top lists (table spell_words), because reading them from the index's fts5vocab costs ~0.9 s
+# at 1M items; the search-log words are recounted with them (merch_app.data.spell_vocab).
 TOP_K = 1_000
 MAX_PREFIX = 12
 META_KEY = "fts_tops_fingerprint"
@@ -105,6 +106,7 @@ def build_term_tops(db, weights_sql: str, *, min_df: Optional[int] = None, k: Op
     k = TOP_K if k is None else k
     db.execute("DELETE FROM fts_tops")  # the table comes from workspace migration 3 (spell_words: 6)
     phrases = _big_phrases(db, min_df)
+    build_log_words(db, cancel)
     written = 0
     for n, (term, prefix) in enumerate(phrases):
         if cancel is not None:

@@ -9,6 +9,11 @@ The fields a term matched come from column-filtered queries (``{title} :
 ``w_lex * term_bm25 / bm25_max`` with the request's normaliser, scaled down
 alike for every term when the item's coverage of the query caps its lexical
 score (see :func:`merch_app.ranking.fusion.lexical_score`).
+
+A misspelt word searched as several weighted alternatives
+(:mod:`merch_app.ranking.spelling`) counts with the best of them for the
+item, its BM25 times its weight; ``alternatives`` says per corrected word
+which alternative that was (None when the item has none of them).
 """
 from __future__ import annotations
 
@@ -24,8 +29,9 @@ def lexical_terms(ranker, sc, pos: int) -> Optional[dict[str, Any]]:
     -------
     dict or None
         ``{"bm25", "bm25_max", "terms": [{"term", "label", "prefix", "bm25",
-        "contribution", "fields"}], "fields_matched"}``; None when the request
-        has no query terms.
+        "weight", "contribution", "fields"}], "fields_matched", "corrections",
+        "alternatives": [{"original", "matched", "weight", "alternatives"}],
+        "backoffs", "corrected_query"}``; None when the request has no query terms.
     """
     terms = sc.terms
     if terms is None or not terms.terms:
@@ -52,5 +58,17 @@ def lexical_terms(ranker, sc, pos: int) -> Optional[dict[str, Any]]:
     return {"bm25": total, "bm25_max": norm, "coverage": cover, "terms": parts,
             "fields_matched": fields,
             "corrections": [c.to_dict() for c in analysis.corrections] if analysis else [],
+            "alternatives": _matched_alternatives(analysis, parts) if analysis else [],
             "backoffs": [{"word": w_, "searched_as": list(p_)} for w_, p_ in analysis.backoffs] if analysis else [],
             "corrected_query": analysis.corrected_text if analysis else None}
+
+
+def _matched_alternatives(analysis, parts: list[dict]) -> list[dict[str, Any]]:
+    """Per corrected word: the alternative the item counted with (its term adds BM25), or None."""
+    added = {p["term"]: p["bm25"] for p in parts}
+    out = []
+    for c in analysis.corrections:
+        hit = next((a for a in c.alternatives if added.get(a.word, 0.0) > 0), None)
+        out.append({"original": c.original, "matched": hit.word if hit else None,
+                    "weight": hit.weight if hit else None, "alternatives": [a.word for a in c.alternatives]})
+    return out

@@ -26,6 +26,7 @@ from merch_app.data.forget_list import (
     unfinished_entries,
 )
 from merch_app.data.privacy import PrivacyError
+from merch_app.data.spell_vocab import build_log_words
 from merch_app.data.workspace import models_dir, workspace_path
 from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.hybrid_files import ModelLoadError
@@ -294,6 +295,8 @@ def forget_user(
                 add_forms(db, entry, forms)  # e.g. its pseudonym, once the workspace has a key
             matcher = forget_matcher(db)
             n_events, n_vectors = _delete_events(db, sorted(forms))
+            if n_events:
+                build_log_words(db)  # the spelling corrector's search-log counts, without the user's searches
             n_rejected = _delete_rejected(db, matcher)
             own = ForgetMatcher.for_ids(forms)
             held = _registered_holding(db, own) + len(_leftovers_holding_safe(db, own))

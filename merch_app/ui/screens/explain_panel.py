@@ -167,7 +167,10 @@ class ExplainPanel(QWidget):
             self.heatmap.set_matrix(np.zeros((0, 0)), [], [], empty="No word-by-word match\nfor this result")
 
         terms = lexical.get("terms") or []
-        rewritten = [[f"{c['original']} → {c['corrected']}", "spelling corrected", "", ""]
+        matched = {m["original"]: m["matched"] for m in lexical.get("alternatives") or []}
+        rewritten = [[f"{c['original']} → " + (" | ".join(a["word"] for a in c.get("alternatives") or [])
+                                                 or c["corrected"]),
+                      f"spelling corrected; this item matched {matched.get(c['original']) or 'none'}", "", ""]
                      for c in lexical.get("corrections") or []]
         rewritten += [[f"{b['word']} → {' + '.join(b['searched_as'])}", "not an indexed word", "", ""]
                       for b in lexical.get("backoffs") or []]
