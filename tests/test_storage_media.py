@@ -104,7 +104,8 @@ READS = [["models", "list"], ["query", "red mug", "--json"], ["explain", "red mu
          ["settings"], ["doctor"], ["suite", "list"], ["suite", "run", "s1", "--encoder", "hashing"]]
 WRITES = [["import", "{events}"], ["train", "--encoder", "hashing", "--epochs", "1"],
           ["rules", "add", "pin", "--pattern", "mug", "--item", "SKU000"],
-          ["suite", "import", "{suite}", "--name", "s2"], ["settings", "set", "encoder_int8", "true"]]
+          ["suite", "import", "{suite}", "--name", "s2"], ["settings", "set", "encoder_int8", "true"],
+          ["forget", "U01", "--yes"]]
 
 
 # ------------------------------------------------------------- read-only media
@@ -233,7 +234,7 @@ def test_a_workspace_that_cannot_be_written_is_opened_read_only(shop, tmp_path, 
         args = [a.format(events=events, suite=suite) for a in args]
         res = CliRunner().invoke(cli, [*args, "-w", str(path)])
         assert "Traceback" not in res.output and "not a merch_app workspace" not in res.output, (args, res.output)
-        if args[0] in ("import", "train", "rules") or args[:2] in (["suite", "import"], ["settings", "set"]):
+        if args[0] in ("import", "train", "rules", "forget") or args[:2] in (["suite", "import"], ["settings", "set"]):
             assert res.exit_code == 1, (args, res.output)
             assert (f"the workspace {path} is read-only (the file cannot be written): nothing was changed"
                     in " ".join(res.output.split())), (args, res.output)

@@ -27,7 +27,7 @@ from merch_app.data.forget_list import (
 )
 from merch_app.data.privacy import PrivacyError
 from merch_app.data.spell_vocab import build_log_words
-from merch_app.data.workspace import models_dir, workspace_path
+from merch_app.data.workspace import models_dir, require_writable, workspace_path
 from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.hybrid_files import ModelLoadError
 from merch_app.model.item_vectors import text_hash
@@ -280,6 +280,7 @@ def forget_user(
         Nothing in the workspace belongs to the user (and no forget of them
         is left unfinished); nothing is written.
     """
+    require_writable(db)  # "the workspace PATH is read-only (why)": before any id form is looked up
     forms = id_forms(db, user_id)
     if not forms:
         raise PrivacyError("give the id of the user to forget (it is empty)")
@@ -361,6 +362,7 @@ def _finish(db, entry: ForgetEntry, stored: str, forms: Optional[set[str]], retr
 def resume_forgets(db, *, retrain: bool = True, progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> list[ForgetResult]:
     """Finish every forget that was stopped (the ids are not needed: entries are matched by digest)."""
+    require_writable(db)
     results = []
     for entry in unfinished_entries(db):
         resumed = entry.missing
