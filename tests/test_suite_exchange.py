@@ -351,3 +351,5 @@ def test_cli_import_export_and_trec_run(shop, tmp_path):
         {q: i for q, i in items.items() if i}
     res = invoke("suite", "run", "r", "q", "--trec-run", tmp_path / "x.run", "-w", shop, ok=False)
     assert res.exit_code == 2 and "--trec-run" in res.output
+    invoke("suite", "export", "r", tmp_path / "e.run", "--format", "trec-run", "--encoder", "hashing", "-w", shop)
+    assert (tmp_path / "e.run").read_text() == (tmp_path / "r.run").read_text()  # the same run, tag "active"

@@ -387,15 +387,23 @@ def suite_remerge(name, merge, as_json, workspace) -> None:
 @suite_group.command("export")
 @click.argument("name")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(SUITE_FORMATS), default=None,
-              help="csv (query,item_id,grade), TREC qrels, Quepid ratings CSV or RRE ratings JSON. "
+@click.option("--format", "fmt", type=click.Choice([*SUITE_FORMATS, "trec-run"]), default=None,
+              help="csv (query,item_id,grade), TREC qrels, Quepid ratings CSV, RRE ratings JSON, or trec-run: "
+                   "the suite run with the active model (or --model) as a TREC run file. "
                    "Default: qrels for .qrels/.txt files, rre for .json, else csv.")
+@click.option("--model", "model_id", default=None, help="With --format trec-run: the model version to run.")
+@_encoder_option
 @workspace_option
-def suite_export(name, file, fmt, workspace) -> None:
-    """Write the stored suite NAME to FILE."""
+def suite_export(name, file, fmt, model_id, encoder_spec, workspace) -> None:
+    """Write the stored suite NAME to FILE (its judgments, or with --format trec-run a run of it)."""
     with workspace_db(workspace, errors=OSError) as db:
         s = load_suite(db, name)
-        paths = write_suite_as(s, file, fmt)
+        if fmt == "trec-run":
+            rank, config = model_ranker(db, command_bundle(db, model_id, encoder_spec))
+            run = run_suite(s, rank, label=model_id or "active", config=config)
+            paths = (write_trec_run(run, s, file),)
+        else:
+            paths = write_suite_as(s, file, fmt)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
