@@ -16,6 +16,7 @@ from ui_support import make_window, wait_idle  # noqa: E402
 def _open(qtbot, ws_path):
     window = make_window(qtbot, ws_path)
     window.screens["Query"].encoder_spec = "hashing:64"
+    window.screens["Search log"].encoder_spec = "hashing:64"
     wait_idle(qtbot, window)
     screen = window.show_screen("Search log")
     qtbot.waitUntil(lambda: screen.loads >= 1, timeout=30_000)
@@ -72,7 +73,11 @@ def test_tables_query_link_and_synonym_rule(qtbot, ws, ws_path):
     assert screen.add_button.isEnabled() and "xmas = christmas" in screen.add_button.text()
     screen.add_button.click()
     qtbot.waitUntil(lambda: screen.rule_answers == 1, timeout=10_000)
-    assert "saved switched off" in screen.rule_note.text() and "Rules screen" in screen.rule_note.text()
+    assert "saved switched off" in screen.rule_note.text()
+    qtbot.waitUntil(lambda: screen.impact is not None, timeout=60_000)  # its offline impact, measured at once
+    note = screen.rule_note.text()
+    assert "If switched on it fires on" in note and "from the search log" in note and "Rules screen" in note
+    assert "xmas lights" in {q["query"] for q in screen.impact.fired}
     rules = load_rules(window.ctx.db)
     assert [(r.kind, r.params["terms"], r.enabled) for r in rules] == [("synonym", ["xmas", "christmas"], False)]
     screen.add_button.click()  # a second click does not add it twice

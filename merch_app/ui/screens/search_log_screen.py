@@ -9,6 +9,7 @@ before it is enabled.
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -16,6 +17,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QStandardItem
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QTabWidget, QVBoxLayout
 
+from merch_app.evaluation.rule_impact import summarise
+from merch_app.services import evaluate_jobs as ej
 from merch_app.services import insight_jobs as ij
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.base import Screen
@@ -87,6 +90,9 @@ class SearchLogScreen(Screen):
         super().__init__(window)
         self.log_runner = self.runner("read")
         self.rule_runner = self.runner("rule")
+        self.impact_runner = self.runner("impact")
+        self.encoder_spec: Optional[str] = None  # None: the model's encoder (tests use "hashing:64")
+        self.impact = None  # the offline impact of the last synonym rule added
         self.result: Optional[dict[str, Any]] = None
         self.loads = 0  # finished loads (tests wait on it)
         self.rule_answers = 0  # answers to 'Add as synonym rule' (tests wait on it)
@@ -287,9 +293,25 @@ class SearchLogScreen(Screen):
         self.rule_answers += 1
         state = "on" if rule.enabled else "off (a draft)"
         if new:
-            text = (f"Synonym rule {rule.rule_id} saved switched off: {rule.name}. Open the Rules screen to "
-                    f"preview its impact and switch it on.")
+            text = (f"Synonym rule {rule.rule_id} saved switched off: {rule.name}. Measuring its offline impact…")
         else:
             text = (f"Rule {rule.rule_id} ({rule.name}, {state}) already has these terms; see the Rules screen.")
         self.rule_note.setText(text)
         self.show_info(text)
+        if new:
+            self._measure(rule)
+
+    def _measure(self, rule) -> None:
+        """The rule's offline impact as if it were live (in the worker), shown under the button."""
+        path, enc = self.ctx.path, self.encoder_spec
+        on = replace(rule, status="live", enabled=True)
+        self.impact_runner.start(lambda ctx: ej.impact_job(ctx, path, on, None, ej.System(), enc, 0),
+                                 label="Synonym rule impact", on_result=lambda imp: self._impact_shown(rule, imp),
+                                 on_error=lambda exc, _tb: self.rule_note.setText(
+                                     f"Synonym rule {rule.rule_id} saved switched off; its impact could not be "
+                                     f"measured: {error_text(exc)}"))
+
+    def _impact_shown(self, rule, impact) -> None:
+        self.impact = impact
+        self.rule_note.setText(f"Synonym rule {rule.rule_id} saved switched off: {rule.name}. If switched on it "
+                               f"{summarise(impact)}. Switch it on on the Rules screen.")
