@@ -86,12 +86,12 @@ def test_forget_killed_while_scrubbing_is_finished_by_running_it_again(trained, 
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT count(*) FROM events WHERE user_id = ?", [SECRET]).fetchone()[0] == 0  # committed
     assert SECRET in load_model(db, version.model_id).user_pos  # ... but the model still holds the user
-    assert [e.missing for e in unfinished_entries(db)] == [["models", "folders", "storage", "refresh"]]
+    assert [e.missing for e in unfinished_entries(db)] == [["models", "folders", "exports", "storage", "refresh"]]
     db.close()
     res = CliRunner().invoke(cli, ["forget", SECRET, "--yes", "--no-retrain", "-w", str(ws_path)])
     assert res.exit_code == 0, res.output
     assert "1 saved model version(s) scrubbed" in res.output
-    assert "finished an earlier forget that had stopped before: models, folders, storage, refresh" in res.output
+    assert "finished an earlier forget that had stopped before: models, folders, exports, storage, refresh" in res.output
     db = open_workspace(ws_path)
     assert unfinished_entries(db) == []
     model = load_model(db, version.model_id)
@@ -239,7 +239,7 @@ def test_resume_finishes_a_stopped_forget_without_the_id(trained, ws_path, monke
     with pytest.raises(OSError):
         forget_user(db, SECRET)
     monkeypatch.undo()
-    assert [e.missing for e in unfinished_entries(db)] == [["models", "folders", "storage", "refresh"]]
+    assert [e.missing for e in unfinished_entries(db)] == [["models", "folders", "exports", "storage", "refresh"]]
     res = CliRunner().invoke(cli, ["forget", "--resume", "--no-retrain", "-w", str(ws_path), "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -247,3 +247,36 @@ def test_resume_finishes_a_stopped_forget_without_the_id(trained, ws_path, monke
     assert unfinished_entries(db) == [] and SECRET not in load_model(db, version.model_id).user_pos
     db.close()
     assert _files_holding(ws_path, SECRET) == []
+
+
+def test_forget_reaches_the_files_the_app_exported(trained, ws_path, tmp_path):
+    """A rejected-rows CSV loses the user's rows, a query export about them is deleted, an edited one is named."""
+    import json as _json
+
+    from merch_app.data.export_log import record_export
+    from merch_app.data.rejected import export_rejected_csv
+
+    db, _version = trained
+    out = tmp_path / "exports"
+    out.mkdir()
+    rejected = out / "rejected_rows.csv"
+    assert export_rejected_csv(db, None, rejected) >= 1
+    assert SECRET in rejected.read_text(encoding="utf-8")
+    about = out / "results_as_user.json"
+    about.write_text(_json.dumps({"request": {"user_id": SECRET}, "results": []}), encoding="utf-8")
+    record_export(db, about, "query_results")
+    edited = out / "edited.json"
+    edited.write_text(_json.dumps({"request": {"user_id": SECRET}}), encoding="utf-8")
+    record_export(db, edited, "query_results")
+    edited.write_text(_json.dumps({"request": {"user_id": SECRET}, "note": "edited by hand"}), encoding="utf-8")
+    other = out / "results_other.json"
+    other.write_text(_json.dumps({"request": {"user_id": "U01"}}), encoding="utf-8")
+    record_export(db, other, "query_results")
+
+    result = forget_user(db, SECRET, retrain=False)
+    text = rejected.read_text(encoding="utf-8")
+    assert SECRET not in text and text.startswith("import_id,line_no,reason,raw")
+    assert not about.exists() and other.exists() and edited.exists()
+    assert f"rows removed from 1 exported file(s) ({rejected.resolve()})" in result.message
+    assert f"{edited.resolve()} (changed since it was exported)" in result.message
+    assert "exports" in result.unfinished  # the edited file still holds the user: the step stays open

@@ -33,7 +33,7 @@ from merch_app.data.values import clean_id
 
 KEY_SETTING = "privacy.forget_key"
 # The steps of one forget, in the order they run (see merch_app.services.forget).
-STEPS = ("events", "rejected", "models", "folders", "storage", "refresh")
+STEPS = ("events", "rejected", "models", "folders", "exports", "storage", "refresh")
 # What separates the cells of a rejected raw line: any common delimiter and line breaks
 # (an unbalanced quote swallows the following lines into one record).
 _CELL_SPLIT = re.compile(r"[,;\t|\r\n]")

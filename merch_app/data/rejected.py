@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 from typing import Optional, Union
 
+from merch_app.data.export_log import record_export
 from merch_app.data.import_tx import open_db
 from merch_app.safety import csv_row
 
@@ -52,6 +53,7 @@ def export_rejected_csv(db, import_id: Optional[int], path: Union[str, Path]) ->
             for row in db.execute(sql, args):
                 writer.writerow(csv_row(row))  # raw shop text may hold =formulas
                 n += 1
+        record_export(db, path, "rejected_rows")  # raw lines hold customer ids: a forget must find this file
         return n
     finally:
         if close:

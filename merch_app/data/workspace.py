@@ -339,11 +339,17 @@ def _migration_job_marks(db: Workspace) -> None:
                '"pid" INTEGER, "host" TEXT, "started" TEXT)')
 
 
+def _migration_export_log(db: Workspace) -> None:
+    """Files the app exported that may hold shoppers' ids (see :mod:`merch_app.data.export_log`)."""
+    db.execute('CREATE TABLE IF NOT EXISTS "export_log" ("export_id" INTEGER PRIMARY KEY, "path" TEXT, "kind" TEXT, '
+               '"created" TEXT, "sha256" TEXT)')
+
+
 MIGRATIONS: list[Callable[[Workspace], None]] = [
     _migration_1, _migration_evaluation_rules, _migration_term_tops, _migration_search_tokens,
     _migration_encoder_versions, _migration_spell_words, _migration_raw_judgments,
     _migration_forget_list, _migration_rule_lifecycle, _migration_event_position, _migration_raters,
-    _migration_job_marks]
+    _migration_job_marks, _migration_export_log]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

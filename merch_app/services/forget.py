@@ -25,6 +25,7 @@ from merch_app.data.forget_list import (
     ForgetEntry, ForgetMatcher, add_entry, add_forms, find_entry, forget_matcher, id_forms, mark_step, stored_form,
     unfinished_entries,
 )
+from merch_app.data.export_log import exports_holding, scrub_exports
 from merch_app.data.privacy import PrivacyError
 from merch_app.data.spell_vocab import build_log_words
 from merch_app.data.workspace import models_dir, require_writable, workspace_path
@@ -300,7 +301,8 @@ def forget_user(
                 build_log_words(db)  # the spelling corrector's search-log counts, without the user's searches
             n_rejected = _delete_rejected(db, matcher)
             own = ForgetMatcher.for_ids(forms)
-            held = _registered_holding(db, own) + len(_leftovers_holding_safe(db, own))
+            held = _registered_holding(db, own) + len(_leftovers_holding_safe(db, own)) + \
+                len(exports_holding(db, own))
             if (was_finished or not resumed) and not (n_events or n_rejected or held):
                 if was_finished:
                     raise PrivacyError(f"user {user_id!r} has no events in this workspace and was already "
@@ -327,6 +329,10 @@ def _finish(db, entry: ForgetEntry, stored: str, forms: Optional[set[str]], retr
     removed = _remove_leftovers(db, matcher)
     with db.conn:
         mark_step(db, entry, "folders", removed=removed)
+    exported = scrub_exports(db, matcher)
+    if not exported.untouched:
+        with db.conn:
+            mark_step(db, entry, "exports", cleaned=len(exported.cleaned), deleted=len(exported.deleted))
     if _clear_storage(db, forms):
         with db.conn:
             mark_step(db, entry, "storage")
@@ -346,6 +352,8 @@ def _finish(db, entry: ForgetEntry, stored: str, forms: Optional[set[str]], retr
                f"{n_vectors:,} cached query vectors removed, {scrubbed} saved model version(s) scrubbed")
     if removed:
         message += f", {removed} leftover model folder(s) removed"
+    if exported.sentence():
+        message += f"; {exported.sentence()}"
     if resumed:
         message += f" (finished an earlier forget that had stopped before: {', '.join(resumed)})"
     message += f"; model refreshed as {model_id}" if model_id else refresh_note

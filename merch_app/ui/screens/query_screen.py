@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from merch_app.data.export_log import record_export
 from merch_app.model.encoder_versions import activate_encoder, is_version_id, list_encoder_versions
 from merch_app.safety import csv_row
 from merch_app.services import query_engine as qe
@@ -425,6 +426,8 @@ class QueryScreen(Screen):
                    "results": rows, "explanation": exp.to_dict() if exp is not None else None,
                    "why_not": why.to_dict() if why is not None else None}
             path.write_text(json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default), encoding="utf-8")
+            if self.ctx.db is not None:  # "as user X" and the explanation's history: a forget must find it
+                record_export(self.ctx.db, path, "query_results")
         self.show_info(f"Results written to {path}")
         return path
 
