@@ -75,7 +75,8 @@ def test_rename_activate_delete(qtbot, train_window, ws_path):
         qtbot.waitUntil(lambda: not screen.train_runner.is_busy(), timeout=120_000)
     wait_idle(qtbot, window)
     versions = list_versions(ws_path)
-    assert len(versions) == 2 and screen.versions.table.rowCount() == 2
+    assert len(versions) == 2
+    qtbot.waitUntil(lambda: screen.versions.table.rowCount() == 2, timeout=10_000)  # models_changed is deferred
     inactive = next(v for v in versions if not v.active)
     screen.versions.rename(inactive.model_id, "candidate B")
     screen.versions.activate(inactive.model_id)
