@@ -35,9 +35,11 @@ qt-libs:
 run: setup
 	$(VENV)/bin/merch-app gui --demo
 
+# Two test processes (pytest-xdist), each test file in one of them: its module fixtures (a Ray
+# cluster, a trained shop) start once; the subprocess and kill tests wait in one while the other runs.
 test: setup
 	$(VENV)/bin/lint-imports
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n 2 --dist loadfile
 
 # make bench: every benchmark (30-40 min on 2 cores); make bench BENCH_ARGS=--quick: a few minutes.
 bench: setup
