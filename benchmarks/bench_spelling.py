@@ -57,7 +57,7 @@ from tune_weights import run  # noqa: E402
 from merch_app.data.spell_vocab import load_log_words  # noqa: E402
 from merch_app.data.workspace import open_workspace  # noqa: E402
 from merch_app.evaluation.compare import paired_test  # noqa: E402
-from merch_app.evaluation.known_items import KINDS  # noqa: E402
+from merch_app.evaluation.known_items import KINDS, misspell  # noqa: E402
 from merch_app.model.bundle import load_bundle  # noqa: E402
 from merch_app.ranking.ranker import Ranker  # noqa: E402
 from merch_app.ranking.spelling import MAX_ALTERNATIVES, Speller  # noqa: E402
@@ -114,17 +114,6 @@ def compare_workspace(path: Path, n_queries: int, seed: int) -> dict[str, Any]:
     return result
 
 
-def typo(word: str, rng: np.random.Generator) -> str:
-    """``word`` with one letter dropped, two neighbours swapped or one replaced (not the first letter)."""
-    i = int(rng.integers(1, len(word) - 1))
-    op = int(rng.integers(0, 3))
-    if op == 0:
-        return word[:i] + word[i + 1:]
-    if op == 1:
-        return word[:i - 1] + word[i] + word[i - 1] + word[i + 1:]
-    return word[:i] + "aeioustrnl"[int(rng.integers(0, 10))] + word[i + 1:]
-
-
 def misspelt_latency(n: int, n_queries: int, seed: int = 11) -> dict[str, Any]:
     """End-to-end latency of misspelt queries with ``one word`` and ``alternatives`` (see the docstring)."""
     from bench_query import K, build_workspace, make_queries, single_thread, unit_vectors
@@ -163,7 +152,7 @@ def misspelt_latency(n: int, n_queries: int, seed: int = 11) -> dict[str, Any]:
         if not long:
             continue
         i = int(qrng.choice(long))
-        words[i] = typo(words[i], qrng)
+        words[i] = misspell(words[i], qrng)  # the known-item set's typo
         text = " ".join(words) + " "  # finished words: the last one is not a prefix
         fixes = lexical.analyse(text).corrections
         if fixes:

@@ -160,7 +160,9 @@ def key_noun(title: str) -> Optional[str]:
     return words[-1] if words else None
 
 
-def _misspell(word: str, rng: np.random.Generator) -> str:
+def misspell(word: str, rng: np.random.Generator) -> str:
+    """``word`` with one letter dropped, two neighbours swapped or one replaced (never the first letter);
+    words under four letters are kept."""
     if len(word) < 4:
         return word
     i = int(rng.integers(1, len(word) - 1))
@@ -222,7 +224,7 @@ def make_query(title: str, kind: str, rng: np.random.Generator) -> Optional[str]
         if not long:
             return None
         i = int(rng.choice(long))
-        q[i] = _misspell(q[i], rng)
+        q[i] = misspell(q[i], rng)
     elif kind == "synonym":
         mappable = [w for w in words if w in RELATED_WORDS]
         if not mappable:
