@@ -145,6 +145,14 @@ def test_catalogue_screen_map_heatmaps_item_doctor(qtbot, shop_path, with_model)
     assert len(cat.doctor.deciles.labels) == 10
     assert cat.doctor.tables["untouched"].rowCount() == r.n_untouched
     assert "coverage" in cat.doctor.summary.text()
+    # a capped near-duplicate list says so ("5,000+"), an uncapped one its count
+    from merch_app.insights.doctor import NEAR_DUPLICATE_MAX
+
+    near_tab = 2  # tabs: text problems, duplicates, near-duplicates, no behaviour
+    assert cat.doctor.tabs.tabText(near_tab) == f"Near-duplicates ({len(r.near_duplicates):,})"
+    r.near_duplicates = [("a", "b", 0.99)] * NEAR_DUPLICATE_MAX
+    cat.doctor._tables(r, {})
+    assert cat.doctor.tabs.tabText(near_tab) == "Near-duplicates (5,000+)"
 
 
 def test_catalogue_without_model_and_empty_workspace(qtbot, tmp_path):

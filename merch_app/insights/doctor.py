@@ -71,8 +71,11 @@ def untouched_items(db, limit: Optional[int] = None) -> tuple[list[str], int]:
     return (ids[:limit] if limit else ids), len(ids)
 
 
+NEAR_DUPLICATE_MAX = 5000  # pairs kept: a report listing exactly this many may have found more
+
+
 def near_duplicates(item_ids: Sequence[str], vectors: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE,
-                    max_pairs: int = 5000, block: int = 512, progress: Optional[ProgressCallback] = None,
+                    max_pairs: int = NEAR_DUPLICATE_MAX, block: int = 512, progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelToken] = None) -> list[tuple[str, str, float]]:
     """Pairs of items whose unit vectors have cosine ≥ ``threshold`` (most similar first).
 

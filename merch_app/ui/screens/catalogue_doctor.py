@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.data import id_case
+from merch_app.insights.doctor import NEAR_DUPLICATE_MAX
 from merch_app.services import insight_jobs as ij
 from merch_app.ui.charts import LineChart
 from merch_app.ui.screens.common import fill_table, make_table
@@ -126,7 +127,10 @@ class DoctorPanel(QWidget):
             parts.append(f"<b>{len(r.id_clashes):,}</b> item ids that differ only by case ({shown}): "
                          f"probably one product typed two ways; {escape(id_case.MERGE_HINT)}")
         if r.near_duplicates is not None:
-            parts.append(f"<b>{len(r.near_duplicates):,}</b> near-duplicate pairs (cosine ≥ 0.95)")
+            n_near = len(r.near_duplicates)
+            parts.append(f"<b>{n_near:,}</b> near-duplicate pairs (cosine ≥ 0.95)" if n_near < NEAR_DUPLICATE_MAX
+                         else f"at least <b>{n_near:,}</b> near-duplicate pairs (cosine ≥ 0.95; the {n_near:,} most "
+                              f"similar are listed)")
         pb, cs = r.popularity_bias, r.cold_start
         if pb is not None:
             parts.append(f"model top-{pb.k} over {pb.n_users} users: coverage <b>{pb.coverage:.1%}</b>, "
@@ -183,5 +187,6 @@ class DoctorPanel(QWidget):
         counts = {"text": len(t.empty) + len(t.short), "dups": t.n_duplicate_items,
                   "near": len(r.near_duplicates or []), "untouched": r.n_untouched}
         for n, key in enumerate(("text", "dups", "near", "untouched")):
-            self.tabs.setTabText(n, f"{self.tabs.tabText(n).split(' (')[0]} ({counts[key]:,})")
+            more = "+" if key == "near" and counts[key] >= NEAR_DUPLICATE_MAX else ""  # the list is capped
+            self.tabs.setTabText(n, f"{self.tabs.tabText(n).split(' (')[0]} ({counts[key]:,}{more})")
             self.tables[key].resizeColumnsToContents()
