@@ -110,7 +110,7 @@ class ItemPagePanel(QWidget):
             self.header.setText(
                 f"<code>{html.escape(str(it['item_id']))}</code> <b>{html.escape(it.get('title') or '')}</b>"
                 f" <span style='color:#555'>[{html.escape(it.get('category') or 'no category')}{price}]</span><br>"
-                f"{page.n_events:,} events by {page.n_users:,} users, {fmt_ts(page.first_ts)[:10]} … "
+                f"{page.n_events:,} events by {page.n_users:,} known users, {fmt_ts(page.first_ts)[:10]} … "
                 f"{fmt_ts(page.last_ts)[:10]} — {mix}")
         a = page.activity
         self.activity.clear()
@@ -125,7 +125,10 @@ class ItemPagePanel(QWidget):
         self._fill_queries()
         for t in (self.related_text, self.related_cf):
             fill_table(t, ["rank", "item", "title"], [])
-        self.note.setText(f"Returned by {f.returned} of {f.actors} shoppers." if f.returned else "")
+        why = ("A shopper in the funnel is a known user, or a session when the user is unknown, so it can count "
+               f"more shoppers ({f.actors:,}) than known users ({page.n_users:,}).") if f.actors != page.n_users else ""
+        returned = f"Returned by {f.returned} of {f.actors} shoppers. " if f.returned else ""
+        self.note.setText(returned + why)
 
     def _fill_queries(self) -> None:
         views = self.model_views or {}
