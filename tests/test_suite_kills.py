@@ -1,4 +1,8 @@
-"""A suite replaced or deleted by a process killed half-way (SIGKILL) is left exactly as it was."""
+"""Multi-statement writers killed half-way (SIGKILL of a real process at a named point) leave the workspace as it was.
+
+A suite replaced or deleted, a rule added (the rule and its activity-log row), a rater's grade (the grade and
+the suite's merged judgment).
+"""
 from __future__ import annotations
 
 import os
@@ -22,7 +26,8 @@ def _state(path: Path) -> tuple:
     conn = sqlite3.connect(path)
     try:
         return tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()  # noqa: S608 - constant names
-                     for t in ("suites", "suite_queries", "judgments", "raw_judgments", "snapshots"))
+                     for t in ("suites", "suite_queries", "judgments", "raw_judgments", "snapshots", "rules",
+                               "rule_log", "rater_judgments"))
     finally:
         conn.close()
 
@@ -58,4 +63,26 @@ def test_a_killed_replace_or_delete_changes_nothing(stored, tmp_path, point):
     assert names == (["s"] if point == "suite.replace" else [])
     if point == "suite.replace":
         assert load_suite(db, "s").judgments == {"chair": {"D": 3}}
+    db.close()
+
+
+@pytest.mark.parametrize("point", ["rules.save", "raters.rate"])
+def test_a_killed_rule_save_or_rating_changes_nothing(stored, point):
+    before = _state(stored)
+    argv = {"rules.save": ["rules", "add", "pin", "--pattern", "mug", "--item", "A", "--by", "ana"],
+            "raters.rate": ["suite", "rate", "s", "mug", "B", "3", "--rater", "ben"]}[point]
+    env = dict(os.environ, **{PAUSE_ENV: point}, PYTHONUNBUFFERED="1")
+    kill_when_said([sys.executable, "-m", "merch_app", *argv, "-w", str(stored)], f"paused at {point}",
+                   env=env, cwd=ROOT)
+    db = open_workspace(stored)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    assert _state(stored) == before
+    res = CliRunner().invoke(cli, [*argv, "-w", str(stored)])
+    assert res.exit_code == 0, res.output
+    db = open_workspace(stored)
+    if point == "rules.save":
+        assert [(r[0], r[1]) for r in db.execute("SELECT rule_id, action FROM rule_log")] == [(1, "created")]
+    else:
+        assert load_suite(db, "s").judgments["mug"]["B"] == 3  # one rater: the merged grade is theirs
     db.close()

@@ -30,6 +30,7 @@ from typing import Any, Callable, Hashable, Optional, Sequence
 from merch_app.evaluation.judgment_merge import DEFAULT_MERGE, merged_grade
 from merch_app.evaluation.suite_data import MAX_GRADE, SuiteError, check_grade
 from merch_app.evaluation.suites import add_suite_query, load_suite, write_judgment
+from merch_app.jobs import pause_point
 
 RankFn = Callable[[str, int], Sequence[str]]
 Pair = tuple[str, str]  # (query, item_id)
@@ -91,6 +92,7 @@ def rate(db, suite_name: str, query: str, item_id: str, grade: Optional[int], ra
             # OR REPLACE deletes the old row and inserts a new one, so rowid order is the order grades were given
             db.execute("INSERT OR REPLACE INTO rater_judgments(suite_id, query, item_id, rater, grade, updated) "
                        "VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))", key + [grade])
+        pause_point("raters.rate")  # kill tests: the rater's grade is written, the merged judgment not yet
         grades = [g for (g,) in db.execute("SELECT grade FROM rater_judgments WHERE suite_id = ? AND query = ? "
                                            "AND item_id = ? ORDER BY rowid", key[:3])]
         policy = db.execute("SELECT merge_policy FROM suites WHERE suite_id = ?", [sid]).fetchone()[0]

@@ -58,6 +58,7 @@ import regex
 
 from merch_app.data.rule_patterns import legacy_pattern
 from merch_app.errors import MerchAppError
+from merch_app.jobs import pause_point
 from merch_app.ranking.rule_hook import RuleContext, RuleEffect
 
 # ------------------------------------------------------------ merch rules
@@ -631,6 +632,7 @@ def save_rule(db, rule: MerchRule, actor: Optional[str] = None) -> MerchRule:
                              "start_date, end_date, owner, comment, tags, created, updated) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values + [now, now])
             rule_id = int(cur.lastrowid)
+            pause_point("rules.save")  # kill tests: the rule is written, its log row not yet
             _log(db, rule_id, "created", None, rule, actor, now)
         else:
             before = get_rule(db, rule.rule_id)
