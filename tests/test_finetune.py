@@ -199,3 +199,53 @@ def test_a_run_that_never_beats_the_base_saves_nothing(shop, bert_dir):
     folder = ev.encoders_dir(shop, create=False)
     assert not folder.exists() or not any(folder.iterdir())
     assert result.to_dict()["version"] is None
+
+
+def test_a_finetune_killed_before_its_row_leaves_a_folder_the_next_one_removes(shop, ws_path, bert_dir):
+    """SIGKILL of a real `merch-app finetune` after its folder was renamed into place, before its registry row."""
+    import os
+    import sys
+
+    from merch_app.data.workspace import open_workspace
+    from merch_app.jobs import PAUSE_ENV
+    from process_support import kill_when_said
+
+    shop.close()
+    root = Path(__file__).resolve().parents[1]
+    args = ["finetune", "-w", str(ws_path), "--encoder", str(bert_dir), "--max-pairs", "200", "--no-activate"]
+    env = dict(os.environ, **{PAUSE_ENV: "encoders.register"}, PYTHONUNBUFFERED="1")
+    kill_when_said([sys.executable, "-m", "merch_app", *args], "paused at encoders.register", env=env, cwd=root)
+    folders = ws_path.with_name(ws_path.name + ".encoders")
+    orphans = [p.name for p in folders.iterdir()]
+    assert len(orphans) == 1 and ".tmp-" not in orphans[0]  # renamed into place, never registered
+    db = open_workspace(ws_path)
+    assert ev.list_encoder_versions(db) == [] and db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    out = CliRunner().invoke(cli, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    vid = json.loads(out.output)["version"]["version_id"]
+    assert [p.name for p in folders.iterdir()] == [vid]  # the next fine-tuning removed the orphan
+
+
+def test_leftover_encoder_folders_are_kept_while_another_process_fine_tunes(ws_path):
+    import socket
+    import subprocess
+    import sys
+
+    from merch_app.data.workspace import open_workspace
+
+    db = open_workspace(ws_path)
+    orphan = ev.encoders_dir(db) / "ft20260101-000000-abcdef"
+    orphan.mkdir()
+    (orphan / "config.json").write_text("{}", encoding="utf-8")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with db.conn:
+        db.execute("INSERT INTO job_marks(kind, label, pid, host, started) VALUES ('finetune', '', ?, ?, "
+                   "'2026-01-01T05:40:00Z')", [other.pid, socket.gethostname()])
+    try:
+        assert ev.remove_leftover_encoder_folders(db) == [] and orphan.exists()  # maybe its folder, mid-evaluation
+    finally:
+        other.kill()
+        other.wait()
+    assert ev.remove_leftover_encoder_folders(db) == [orphan.name] and not orphan.exists()
+    db.close()

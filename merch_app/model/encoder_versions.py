@@ -28,8 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from merch_app.data.job_marks import running_jobs
 from merch_app.data.workspace import WorkspaceError, begin_write, workspace_path
 from merch_app.errors import MerchAppError
+from merch_app.jobs import pause_point
 from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.version_folders import delete_folder_and_rows
 
@@ -295,6 +297,32 @@ def write_encoder_folder(folder: Path, config: dict[str, Any], parent_dir: Path,
             shutil.copyfile(parent_dir / name, folder / name)
 
 
+def remove_leftover_encoder_folders(db) -> list[str]:
+    """Delete encoder folders no version owns (``*.tmp-*`` of a killed save, or a folder renamed into place
+    whose row was never written), unless another process is fine-tuning on this workspace right now.
+
+    A fine-tuning renames its folder into place before its before/after evaluation and registers it after,
+    so such a folder is only a leftover when no other fine-tuning runs (:mod:`merch_app.data.job_marks`).
+
+    Returns
+    -------
+    list of str
+        Names of the removed folders.
+    """
+    root = encoders_dir(db, create=False)
+    if not root.is_dir() or running_jobs(db, "finetune"):
+        return []
+    owned = {row[0] for row in db.execute("SELECT path FROM encoder_versions")}
+    removed = []
+    for folder in root.iterdir():
+        if folder.is_symlink() or not folder.is_dir() or folder.name in owned:
+            continue  # a symbolic link may lead anywhere: never followed, never removed
+        if ".tmp-" in folder.name or (".deleted-" not in folder.name and (folder / "config.json").exists()):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return sorted(removed)
+
+
 def save_encoder_version(db, *, config: dict[str, Any], parent_dir: Path,
                          write_weights: Callable[[Path, dict[str, str]], None], weights_sha: str,
                          parent_encoder_id: str, parent_spec: Optional[str], train_config: dict[str, Any],
@@ -324,8 +352,7 @@ def save_encoder_version(db, *, config: dict[str, Any], parent_dir: Path,
     """
     version_id = version_id or new_version_id()
     root = encoders_dir(db)
-    for leftover in root.glob("*.tmp-*"):  # a killed save: never registered
-        shutil.rmtree(leftover, ignore_errors=True)
+    remove_leftover_encoder_folders(db)
     tmp = root / f"{version_id}.tmp-{uuid.uuid4().hex[:8]}"
     final = root / version_id
     encoder_id = ""
@@ -343,6 +370,7 @@ def save_encoder_version(db, *, config: dict[str, Any], parent_dir: Path,
         with db.conn:
             if not db.conn.in_transaction:
                 begin_write(db)  # a long import in another program: wait for it, do not lose the fine-tuning
+            pause_point("encoders.register")  # kill tests: the folder is in place, its row not written
             if make_active:
                 db.execute("UPDATE encoder_versions SET active = 0")
             db.insert_rows("encoder_versions", [row])
