@@ -66,10 +66,15 @@ def test_a_killed_replace_or_delete_changes_nothing(stored, tmp_path, point):
     db.close()
 
 
-@pytest.mark.parametrize("point", ["rules.save", "raters.rate"])
+@pytest.mark.parametrize("point", ["rules.save", "rules.status", "raters.rate"])
 def test_a_killed_rule_save_or_rating_changes_nothing(stored, point):
+    if point == "rules.status":
+        res = CliRunner().invoke(cli, ["rules", "add", "pin", "--pattern", "mug", "--item", "A", "--status", "draft",
+                                       "-w", str(stored)])
+        assert res.exit_code == 0, res.output
     before = _state(stored)
     argv = {"rules.save": ["rules", "add", "pin", "--pattern", "mug", "--item", "A", "--by", "ana"],
+            "rules.status": ["rules", "set-status", "1", "live"],
             "raters.rate": ["suite", "rate", "s", "mug", "B", "3", "--rater", "ben"]}[point]
     env = dict(os.environ, **{PAUSE_ENV: point}, PYTHONUNBUFFERED="1")
     kill_when_said([sys.executable, "-m", "merch_app", *argv, "-w", str(stored)], f"paused at {point}",
@@ -83,6 +88,8 @@ def test_a_killed_rule_save_or_rating_changes_nothing(stored, point):
     db = open_workspace(stored)
     if point == "rules.save":
         assert [(r[0], r[1]) for r in db.execute("SELECT rule_id, action FROM rule_log")] == [(1, "created")]
+    elif point == "rules.status":
+        assert [r[0] for r in db.execute("SELECT action FROM rule_log ORDER BY log_id")] == ["created", "status"]
     else:
         assert load_suite(db, "s").judgments["mug"]["B"] == 3  # one rater: the merged grade is theirs
     db.close()

@@ -653,6 +653,7 @@ def set_rule_status(db, rule_id: int, status: str, actor: Optional[str] = None) 
     with db.conn:
         db.execute("UPDATE rules SET status = ?, enabled = ?, updated = ? WHERE rule_id = ?",
                    [status, int(status == "live"), now, int(rule_id)])
+        pause_point("rules.status")  # kill tests: the status is written, its log row not yet
         if before.status != status:
             _log(db, int(rule_id), "status", before, replace(before, status=status), actor, now)
     return get_rule(db, rule_id)
