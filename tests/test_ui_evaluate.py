@@ -89,7 +89,7 @@ def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
     assert cmp.slope.moves  # slope chart of the selected query
 
     # both runs were kept: the History tab shows them, the second flagged and annotated with what changed
-    assert "queries fell</b> by more than" in screen.mean_label.text()
+    assert "1 query fell</b> by more than" in screen.mean_label.text()  # “red cushion” only
     hist = screen.history
     assert [p.label for p in hist.points] == ["default", "popular"] and hist.runs.row_count() == 2
     assert hist.points[0].changes == [] and hist.points[1].changes[0].startswith("weights lex 0 text 0")

@@ -88,7 +88,7 @@ def main() -> None:
 
     window.show_screen("Train")
     window.create_runner("shot-a").start(job(4), label="Training “laptop check”")
-    window.create_runner("shot-b").start(job(7), label="Loading model for querying")
+    window.create_runner("shot-b").start(job(7), label="Fine-tuning encoder")  # both jobs report epochs
     pump(app, 0.5)
     window.job_status.more_button.click()
     pump(app, 0.5)

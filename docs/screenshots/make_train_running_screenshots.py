@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print("wrote train_running_720.png:", train.eta_label.text())
     wait_idle(app, window, timeout=1800)
     print("\n".join(train.log.toPlainText().splitlines()))
+    window.close()  # stops the workers: a thread still running at exit aborts Python
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetrics
 
 from merch_app.ranking.types import COMPONENT_NAMES
 
@@ -52,9 +52,53 @@ def make_plot(title: str = "", left: str = "", bottom: str = "", date_axis: bool
     w.showGrid(x=True, y=True, alpha=0.2)
     for name in ("left", "bottom"):
         w.getAxis(name).enableAutoSIPrefix(False)  # "(x0.001)" axis scaling confuses readers
+    # pyqtgraph measures tick text at 80% of its height: shrunk to that, the axis cuts "g", "p" and "@10"
+    w.getAxis("bottom").setStyle(autoReduceTextSpace=False)
     w.setMinimumHeight(min_height)
     w.setMenuEnabled(True)
     return w
+
+
+def category_axis(widget: pg.PlotWidget, tolerance: int = 40) -> None:
+    """Let the first and last category labels reach ``tolerance`` px past the plot's ends.
+
+    pyqtgraph hides a bottom label that does not fit inside the axis, so a bar chart lost
+    the name of its first bar ("keywords" in the score build-up).
+    """
+    widget.getAxis("bottom").setStyle(hideOverlappingLabels=tolerance)
+
+
+class StaggeredTicks:
+    """Category labels on a bottom axis, every other one a line lower while neighbours would overlap.
+
+    Re-fitted whenever the plot is resized: a chart filled while hidden (another tab)
+    has no width yet to decide with.
+    """
+
+    def __init__(self, widget: pg.PlotWidget) -> None:
+        self.widget = widget
+        self.ticks: list[tuple[float, str]] = []
+        widget.getViewBox().sigResized.connect(self.fit)
+
+    def set(self, positions: Sequence[float], labels: Sequence[str]) -> None:
+        """Show ``labels`` at ``positions`` (one data unit apart); call after the x range is set."""
+        self.ticks = [(float(x), str(lbl)) for x, lbl in zip(positions, labels)]
+        self.fit()
+
+    def fit(self, *_args) -> None:
+        """Stagger the labels (and make the axis two lines high) if two neighbours are wider than a slot."""
+        axis = self.widget.getAxis("bottom")
+        vb = self.widget.getViewBox()
+        (x0, x1), _ = vb.viewRange()
+        slot = vb.width() / ((x1 - x0) or 1.0)  # pixels per category
+        metrics = QFontMetrics(axis.style["tickFont"] or self.widget.font())
+        widths = [metrics.horizontalAdvance(lbl) for _, lbl in self.ticks]
+        if all((a + b) / 2 + 6 <= slot for a, b in zip(widths, widths[1:])):
+            axis.setHeight(None)
+            axis.setTicks([self.ticks])
+            return
+        axis.setHeight(2 * metrics.lineSpacing() + 10)  # pyqtgraph's own measure cuts the second line
+        axis.setTicks([[(x, ("\n" + lbl) if i % 2 else lbl) for i, (x, lbl) in enumerate(self.ticks)]])
 
 
 def export_png(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, path: str | Path, width: int = 1200) -> Path:
@@ -87,6 +131,8 @@ class EmptyState:
         item = self.widget.getPlotItem()
         for axis in ("left", "bottom"):
             item.hideAxis(axis)
+        if item.legend is not None:  # no legend for curves that are not there
+            item.legend.hide()
         item.showGrid(x=False, y=False)
         self.text.setText(message or self.message)
         self.widget.setXRange(0, 1, padding=0)
@@ -101,9 +147,13 @@ class EmptyState:
         item = self.widget.getPlotItem()
         for axis in ("left", "bottom"):
             item.showAxis(axis)
+        if item.legend is not None:
+            item.legend.show()
         item.showGrid(x=grid[0], y=grid[1], alpha=0.2)
         self.text.hide()
         self.shown = False
+        # show() pinned the range to 0..1: data drawn next fits itself (charts that set a range still do)
+        self.widget.enableAutoRange()
 
 
 def _short(label: str, n: int = 18) -> str:
@@ -145,6 +195,7 @@ class BarChart:
     def __init__(self, title: str = "", left: str = "", colour: str = "#1f77b4", rotate_labels: bool = False) -> None:
         self.widget = make_plot(title, left)
         self.widget.showGrid(x=False, y=True, alpha=0.2)
+        category_axis(self.widget)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=colour, pen=None)
         self.widget.addItem(self.bars)
         self.widget.setMouseEnabled(x=False, y=False)
@@ -191,6 +242,7 @@ class GroupedBarChart:
         self.widget = make_plot(title, left)
         self.widget.showGrid(x=False, y=True, alpha=0.2)
         self.widget.setMouseEnabled(x=False, y=False)
+        category_axis(self.widget)
         self.legend = self.widget.addLegend(offset=(8, 4), colCount=3)  # a band above the bars
         self.items: dict[str, pg.BarGraphItem] = {}
         self.empty = EmptyState(self.widget, empty_text)
@@ -255,11 +307,14 @@ class Histogram:
 class Heatmap:
     """Matrix as a coloured image with row/column labels (query words × item words)."""
 
-    def __init__(self, title: str = "", colormap: str = "viridis") -> None:
+    def __init__(self, title: str = "", colormap: str = "viridis", stagger: bool = False) -> None:
+        """``stagger``: column labels that would overlap go on two lines (see :class:`StaggeredTicks`)."""
         self.widget = make_plot(title)
         self.widget.showGrid(x=False, y=False)
         self.widget.setMouseEnabled(x=False, y=False)
         self.widget.getViewBox().invertY(True)
+        category_axis(self.widget)
+        self.columns = StaggeredTicks(self.widget) if stagger else None
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setColorMap(pg.colormap.get(colormap))
         self.widget.addItem(self.image)
@@ -285,9 +340,13 @@ class Heatmap:
         self._label_cells(m if m.size <= MAX_CELL_LABELS and any(rows) else np.zeros((0, 0)), levels)
         self.image.setRect(0, 0, m.shape[1], m.shape[0])
         self.widget.getAxis("left").setTicks([[(i + 0.5, _short(r, 14)) for i, r in enumerate(rows)]])
-        self.widget.getAxis("bottom").setTicks([[(j + 0.5, _short(c, 12)) for j, c in enumerate(cols)]])
         self.widget.setXRange(0, m.shape[1], padding=0)
         self.widget.setYRange(0, m.shape[0], padding=0)
+        short = [_short(c, 12) for c in cols]
+        if self.columns is not None:
+            self.columns.set(np.arange(len(cols)) + 0.5, short)
+        else:
+            self.widget.getAxis("bottom").setTicks([list(zip(np.arange(len(cols)) + 0.5, short))])
 
 
     def _label_cells(self, m: np.ndarray, levels: tuple[float, float]) -> None:
@@ -316,6 +375,8 @@ class Waterfall:
         self.widget = make_plot(title, "score")
         self.widget.showGrid(x=False, y=True, alpha=0.2)
         self.widget.setMouseEnabled(x=False, y=False)
+        category_axis(self.widget)
+        self.labels = StaggeredTicks(self.widget)
         self.bars = pg.BarGraphItem(x=[], y0=[], height=[], width=0.6, pen=None)
         self.widget.addItem(self.bars)
         self.zero = pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen("#888"))
@@ -342,12 +403,12 @@ class Waterfall:
         self.bars.setOpts(x=x, y0=y0, height=heights, width=0.6, brushes=brushes)
         self.values = dict(components, total=total)
         short = {**COMPONENT_NAMES, "popularity": "popular"}
-        self.widget.getAxis("bottom").setTicks([[(i, short.get(n, n)) for i, n in enumerate(names + ["total"])]])
         lo = min(0.0, float(np.min(np.concatenate([y0, y0 + heights]))))
         hi = max(0.0, float(np.max(np.concatenate([y0, y0 + heights]))))
         pad = (hi - lo) * 0.1 or 0.1
         self.widget.setXRange(-0.6, len(names) + 0.6, padding=0)
         self.widget.setYRange(lo - pad * (lo < 0), hi + pad, padding=0)
+        self.labels.set(range(len(names) + 1), [short.get(n, n) for n in names + ["total"]])
 
 
 class ScatterMap:

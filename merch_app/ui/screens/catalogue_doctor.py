@@ -67,14 +67,15 @@ class DoctorPanel(QWidget):
         lay.addWidget(self.summary)
 
         charts = QGridLayout()
+        # legends top left: the equality diagonal and the cold items' curve rise to the right
         self.lorenz = LineChart("Popularity bias: who gets the recommendation slots", "share of slots",
-                                "share of items (least recommended first)")
+                                "share of items (least recommended first)", legend_offset=(10, 10))
         self.lorenz_curve = self.lorenz.curve("model", "#d62728")
         self.equality = self.lorenz.curve("perfect equality", "#9a9a9a")
-        self.deciles = VBarChart("Slots per popularity tenth (10% = the most popular tenth)", "share of slots",
+        self.deciles = VBarChart("Slots per popularity tenth (10% = most popular)", "share of slots",
                                  colour="#9467bd", label_chars=8)
         self.cold = LineChart("Cold-start lens: where items rank for users", "share of the group",
-                              "rank position (0% = top of the list)", symbols=True)
+                              "rank position (0% = top of the list)", symbols=True, legend_offset=(10, 10))
         self.cold_curve = self.cold.curve("cold items", "#1f77b4")
         self.warm_curve = self.cold.curve("established items", "#ff7f0e")
         charts.addWidget(self.lorenz.widget, 0, 0)

@@ -174,9 +174,10 @@ class ComparePanel(QWidget):
         self.summary.set_rows(rows)
         p0 = self.comparison.pairs[0]
         verdict = "significant at 5%" if p0["test"]["p_value"] < 0.05 else "not significant at 5%"
+        wins, losses, ties = p0["wins"], p0["losses"], p0["ties"]
         self.status.setText(f"{p0['system']} vs {base}: {self.comparison.metric} Δ {p0['test']['delta']:+.4f}, "
-                            f"p = {p0['test']['p_value']:.4g} ({verdict}); {p0['wins']} wins, "
-                            f"{p0['losses']} losses, {p0['ties']} ties.")
+                            f"p = {p0['test']['p_value']:.4g} ({verdict}); {wins} win{'' if wins == 1 else 's'}, "
+                            f"{losses} loss{'' if losses == 1 else 'es'}, {ties} tie{'' if ties == 1 else 's'}.")
         self._pick_system(0)
 
     def _pick_system(self, row: int) -> None:

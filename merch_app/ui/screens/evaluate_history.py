@@ -163,8 +163,9 @@ class HistoryPanel(QWidget):
                            threshold=threshold)
         self.diff_table.set_rows([[cell(r["query"]), cell(r["before"]), cell(r["after"]),
                                    cell(r["delta"], signed=True)] for r in d["rows"]], sort_column=3, ascending=True)
-        text = (f"#{a} → #{b}: {len(d['regressions'])} queries fell by more than {threshold:.2f}, "
-                f"{d['improvements']} rose, {d['changed_lists']} lists changed")
+        n, lists = len(d["regressions"]), d["changed_lists"]
+        text = (f"#{a} → #{b}: {n} {'query' if n == 1 else 'queries'} fell by more than {threshold:.2f}, "
+                f"{d['improvements']} rose, {lists} {'list' if lists == 1 else 'lists'} changed")
         self.summary.setText(text)
         self.summary.setToolTip(text)
         return d

@@ -75,7 +75,8 @@ def regression_note(kept: ej.KeptRun) -> str:
     text = ""
     if gate is not None and gate.regressions:
         shown = ", ".join(f"“{q}”" for q in gate.regressions[:5]) + (" …" if len(gate.regressions) > 5 else "")
-        text = (f"<br><span style='color:#b42318'><b>{len(gate.regressions)} queries fell</b> by more than the "
+        fell = f"{len(gate.regressions)} {'query' if len(gate.regressions) == 1 else 'queries'} fell"
+        text = (f"<br><span style='color:#b42318'><b>{fell}</b> by more than the "
                 f"Compare tab's NDCG drop since the previous run ({gate.against}): {shown}. "
                 f"The History tab shows what changed.</span>")
     if kept.not_kept:

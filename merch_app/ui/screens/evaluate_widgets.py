@@ -13,7 +13,7 @@ from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from merch_app.evaluation import report
-from merch_app.ui.charts import SERIES_COLOURS, export_png, make_plot
+from merch_app.ui.charts import SERIES_COLOURS, EmptyState, category_axis, export_png, make_plot
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 GRADE_COLOURS = {0: "#f2d7d5", 1: "#fdebd0", 2: "#d5f5e3", 3: "#abebc6"}
@@ -92,7 +92,8 @@ class SortableTable:
 class SlopeChart:
     """Rank moves of one query between two systems: left ranks, right ranks, a line per item."""
 
-    def __init__(self, title: str = "Rank moves", label_chars: int = 20, min_height: int = 260) -> None:
+    def __init__(self, title: str = "Rank moves", label_chars: int = 20, min_height: int = 260,
+                 empty_text: str = "Pick a query to see\nits rank moves") -> None:
         self.label_chars = label_chars  # item titles are cut to this many characters
         self.widget = make_plot(title, min_height=min_height)
         self.widget.showGrid(x=False, y=False)
@@ -100,13 +101,19 @@ class SlopeChart:
         self.widget.getViewBox().invertY(True)
         self.widget.getAxis("bottom").setTicks([[(0, "left"), (1, "right")]])
         self.widget.getAxis("left").setLabel("rank")
+        self.widget.getAxis("left").setStyle(showValues=False)  # the labels carry the ranks; numbers collided
         self.lines: list[pg.PlotDataItem] = []
         self.texts: list[pg.TextItem] = []
         self.moves: list[dict] = []
+        self.empty = EmptyState(self.widget, empty_text)
+        self.empty.show()
 
-    def set_moves(self, moves: Sequence[dict], left: str, right: str, titles: dict[str, str], k: int) -> None:
-        """``moves`` = rows of :func:`merch_app.evaluation.compare.rank_moves`."""
+    def set_moves(self, moves: Sequence[dict], left: str, right: str, titles: dict[str, str], k: int,
+                  empty: Optional[str] = None) -> None:
+        """``moves`` = rows of :func:`merch_app.evaluation.compare.rank_moves`; none: ``empty`` (or the default)."""
         self.moves = list(moves)
+        if self.moves:
+            self.empty.hide(grid=(False, False))
         self.widget.getAxis("bottom").setTicks([[(0, _short(left, 24)), (1, _short(right, 24))]])
         while len(self.lines) < len(moves):
             self.lines.append(self.widget.plot([], []))
@@ -142,6 +149,9 @@ class SlopeChart:
                 t.setAnchor((0.0, 0.5))
                 t.setPos(1.03, m["right"])
                 t.show()
+        if not self.moves:
+            self.empty.show(empty)
+            return
         self.widget.setXRange(-1.25, 2.25, padding=0)
         self.widget.setYRange(0.3, out + 0.6, padding=0)
 
@@ -160,6 +170,7 @@ class HBarChart:
         self.max_rows = max_rows
         self.labels: list[str] = []
         self.values: list[float] = []
+        self.empty = EmptyState(self.widget, "No queries to show yet")
 
     def set_bars(self, labels: Sequence[str], values: Sequence[float], brushes: Optional[list] = None,
                  lo: Optional[float] = None, hi: Optional[float] = None) -> None:
@@ -168,6 +179,10 @@ class HBarChart:
         self.values = [float(v) for v in values][: self.max_rows]
         n = len(self.values)
         v = np.asarray(self.values, float)
+        if n:
+            self.empty.hide(grid=(True, False))
+        else:
+            self.empty.show()
         opts = dict(x0=np.minimum(v, 0.0), y=np.arange(n, dtype=float), width=np.abs(v), height=0.7)
         if brushes is not None:
             opts["brushes"] = list(brushes)[: self.max_rows]
@@ -187,6 +202,7 @@ class MeansChart:
         self.widget = make_plot(title, "value", min_height=200)
         self.widget.showGrid(x=False, y=True, alpha=0.2)
         self.widget.setMouseEnabled(x=False, y=False)
+        category_axis(self.widget)
         self.legend = self.widget.addLegend(offset=(10, 5), colCount=3)
         self.bars: dict[str, pg.BarGraphItem] = {}
         self.errors: dict[str, pg.ErrorBarItem] = {}

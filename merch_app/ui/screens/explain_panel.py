@@ -88,7 +88,8 @@ class ExplainPanel(QWidget):
 
         charts = QHBoxLayout()
         self.waterfall = Waterfall("Score build-up")
-        self.heatmap = Heatmap("Query word × item word (cosine)")
+        # short title: a title wider than the plot widens it past the panel (cut off at 1280 px)
+        self.heatmap = Heatmap("Query × item words (cosine)", stagger=True)
         self.waterfall.widget.setMinimumHeight(240)
         self.heatmap.widget.setMinimumHeight(240)
         charts.addWidget(self.waterfall.widget, 1)
@@ -214,7 +215,7 @@ class ExplainPanel(QWidget):
         if result.loses_most_on and result.last_shown:
             colour = COMPONENT_COLOURS.get(result.loses_most_on, "#333")
             text += (f"<br>Against #{result.last_shown['rank']} it trails by {result.gap:.4f}; loses most on "
-                     f"<b style='color:{colour}'>{result.loses_most_on}</b> "
+                     f"<b style='color:{colour}'>{COMPONENT_NAMES.get(result.loses_most_on, result.loses_most_on)}</b> "
                      f"({result.deltas[result.loses_most_on]:+.4f}).")
         elif result.reason and result.status != "shown":
             text += f"<br>{html.escape(result.reason)}"

@@ -139,6 +139,9 @@ class FinetunePanel(QWidget):
         self.recall_curve = self.val_chart.curve("recall@10", "#2ca02c")
         charts.addWidget(self.loss_chart.widget)
         charts.addWidget(self.val_chart.widget)
+        # the curves are those of a fine-tuning started in this window: none yet
+        self.loss_chart.empty.show("Start fine-tuning to see\nthe loss per step")
+        self.val_chart.empty.show("Start fine-tuning to see\nthe validation per step")
         rl.addLayout(charts, 3)
         self.versions = EncoderVersionsPanel(self._run_action)
         rl.addWidget(self.versions, 2)
@@ -178,6 +181,7 @@ class FinetunePanel(QWidget):
         for curve in (self.loss_curve, self.ndcg_curve, self.recall_curve):
             curve.setData([], [])
         for chart in (self.loss_chart, self.val_chart):
+            chart.empty.hide()
             chart.widget.enableAutoRange()
         self._fill_table([])
         self.table_caption.setText("Runs when fine-tuning finishes.")

@@ -151,6 +151,8 @@ class ModelVersionsPanel(QWidget):
                    [[s] + [round(x, 4) if x == x else "—" for x in vals] for s, vals in series.items()])
         self.baselines_table.resizeColumnsToContents()
         self.chart.set_groups([axis_label(n) for n in names[:5]], {s: vals[:5] for s, vals in series.items()})
+        if not names:  # a version saved without a test-period evaluation: not "no version yet"
+            self.chart.empty.show("This version has no test-period metrics:\nnothing to compare with the baselines")
 
     def _update_buttons(self) -> None:
         v = self.selected()

@@ -83,6 +83,7 @@ class QueryScreen(Screen):
         status_row = QHBoxLayout()
         self.status = shrinkable(QLabel("Type to search."))
         self.status.setStyleSheet("color: #555;")
+        self.status.setWordWrap(True)  # the notes (e.g. "the encoder does not know …") wrap, not cut off
         self.export_results_button = QPushButton("Export results…")
         self.export_results_button.setToolTip("Results and the selected explanation as CSV or JSON")
         self.export_results_button.clicked.connect(self._export_results_dialog)

@@ -306,7 +306,8 @@ class RulesScreen(Screen):
         self.touched.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._show_moves(cur.row()))
         self.touched.view.doubleClicked.connect(lambda idx: self.window_.open_query(self.touched.text(idx.row())))
         split.addWidget(self.touched.view)
-        self.slope = SlopeChart("Rank moves: without → with the rule", label_chars=9, min_height=180)
+        self.slope = SlopeChart("Rank moves: without → with the rule", label_chars=9, min_height=180,
+                                empty_text="Preview the impact, then pick\na query to see its rank moves")
         split.addWidget(self.slope.widget)
         split.setSizes([390, 330])
         lay.addWidget(split, 1)
@@ -627,7 +628,8 @@ class RulesScreen(Screen):
         query = self.touched.text(view_row)
         t = next((t for t in self.impact.touched if t["query"] == query), None)
         if t is None:
-            self.slope.set_moves([], "without rule", "with rule", {}, self.impact.k)
+            self.slope.set_moves([], "without rule", "with rule", {}, self.impact.k,
+                                 empty=f"No rank moves: the top {self.impact.k} is the same")
             self.slope.widget.setTitle(f"“{query}”: the rule fires, the top {self.impact.k} does not change",
                                        size="10pt", color="#222")
             return

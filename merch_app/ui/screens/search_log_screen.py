@@ -122,6 +122,8 @@ class SearchLogScreen(Screen):
         self.trend = LineChart("Searches per week", "searches", "", date_axis=True, symbols=True)
         self.trend.widget.setMinimumHeight(150)
         self.trend.widget.setMaximumHeight(190)
+        # month names only: the day labels ("02") ran into them ("Nov02") over a few weeks
+        self.trend.widget.getAxis("bottom").setStyle(maxTextLevel=0)
         self.trend.legend.setColumnCount(len(SERIES))  # one row above the lines, not a box over them
         log_lay.addWidget(self.trend.widget)
         self.tabs = QTabWidget()
@@ -243,7 +245,7 @@ class SearchLogScreen(Screen):
         self.trend.widget.setTitle(f"Searches per week{over}", size="10pt", color="#222")
         top = max(max(trend["all"]), 1)
         self.trend.widget.setXRange(x[0], x[-1], padding=0.02)
-        self.trend.widget.setYRange(0, top * 1.4, padding=0)  # the legend's row above the lines
+        self.trend.widget.setYRange(0, top * 1.6, padding=0)  # the legend's row above the lines
 
     @staticmethod
     def _query_row(r: dict[str, Any]) -> list[QStandardItem]:

@@ -120,12 +120,12 @@ class TrainScreen(Screen):
         right, rl = bare_column()
         charts = QHBoxLayout()
         self.loss_chart = LineChart("Training loss", "loss", "epoch", legend=True)
-        self.batch_curve = self.loss_chart.curve("batches (running mean)", "#f4a3a3")
+        self.batch_curve = self.loss_chart.curve("batch mean", "#f4a3a3")
         self.loss_curve = self.loss_chart.curve("epoch", "#d62728")
         self.loss_curve.setSymbol("o")
         self.loss_curve.setSymbolBrush("#d62728")
         self.loss_curve.setSymbolSize(6)
-        self.refit_curve = self.loss_chart.curve("refit on all data", "#7f7f7f")
+        self.refit_curve = self.loss_chart.curve("refit, all data", "#7f7f7f")
         self.refit_curve.setSymbol("s")
         self.refit_curve.setSymbolBrush("#7f7f7f")
         self.refit_curve.setSymbolSize(6)
@@ -135,6 +135,9 @@ class TrainScreen(Screen):
         self.prec_curve = self.val_chart.curve("precision@10", "#2ca02c")
         charts.addWidget(self.loss_chart.widget)
         charts.addWidget(self.val_chart.widget)
+        # the curves are those of a training started in this window: none yet
+        self.loss_chart.empty.show("Start training to see\nthe loss per epoch")
+        self.val_chart.empty.show("Start training to see\nthe validation per epoch")
         rl.addLayout(charts, 2)
         self.split_label = QLabel()
         self.split_label.setWordWrap(True)
@@ -224,6 +227,7 @@ class TrainScreen(Screen):
         self._show_split_note(config)
         self._run_epochs = config.epochs + config.refit_epochs
         for chart in (self.loss_chart, self.val_chart):  # fixed during the run: the curves grow to the right
+            chart.empty.hide()
             chart.widget.setXRange(0, self._run_epochs, padding=0.02)
         self._t0 = time.perf_counter()
         self.log_line(f"Training started: dim={config.dim} epochs={config.epochs} lr={config.lr:g} "

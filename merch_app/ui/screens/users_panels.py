@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -92,6 +93,10 @@ class PathsPanel(QWidget):
         fl.addLayout(row)
         self.funnel_chart = FunnelChart("How many who reached a step went on to the next")
         fl.addWidget(self.funnel_chart.widget, 1)
+        # a pyqtgraph view's size hint is its current size: the stretch factors (3 : 2) decide instead,
+        # else the funnel kept the height and the path squeezed under its note
+        for chart in (self.chart.widget, self.funnel_chart.widget):
+            chart.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.funnel_note = note_label("Pick an item or a query.")
         fl.addWidget(self.funnel_note)
         lay.addWidget(boxed("Aggregate funnel", fbox), 2)
@@ -105,7 +110,8 @@ class PathsPanel(QWidget):
         self.sessions.addItem(first)
         for s in sessions:
             seq = " → ".join(s["sequence"][:6]) + (" …" if len(s["sequence"]) > 6 else "")
-            item = QListWidgetItem(f"{fmt_ts(s['start'])[:16]} · {s['events']} events\n  {seq}")
+            item = QListWidgetItem(f"{fmt_ts(s['start'])[:16]} · {s['events']} event{'' if s['events'] == 1 else 's'}"
+                                   f"\n  {seq}")
             item.setData(Qt.ItemDataRole.UserRole, s["session_id"])
             item.setToolTip(f"session {s['session_id']}")
             self.sessions.addItem(item)

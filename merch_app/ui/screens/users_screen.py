@@ -94,7 +94,7 @@ class UsersScreen(Screen):
         self.activity = LineChart("Activity over time", "events", "", date_axis=True, symbols=True)
         self.mix = HBarChart("Event types", "events", colour="#1f77b4")
         self.categories = HBarChart("Categories of touched items", "events", colour="#ff7f0e")
-        self.terms = HBarChart("Interest terms (tf-idf of queries and item titles)", "score", colour="#2ca02c")
+        self.terms = HBarChart("Interest terms (tf-idf of queries and titles)", "score", colour="#2ca02c")
         for chart in (self.activity, self.mix, self.categories, self.terms):
             chart.widget.setMinimumHeight(180)  # two rows of them and the history fit a 720 px window
         grid.addWidget(self.activity.widget, 0, 0)
@@ -201,6 +201,11 @@ class UsersScreen(Screen):
         self.activity.clear()
         for etype, counts in a.counts.items():
             self.activity.set_series(etype, a.epoch, counts, EVENT_COLOURS.get(etype))
+        top = max((float(np.max(c)) for c in a.counts.values() if len(c)), default=0.0)
+        if top > 0:  # headroom: the legend (top right) sits above the curves, not on the last weeks
+            self.activity.widget.setYRange(0, top * 1.4, padding=0)
+        else:
+            self.activity.widget.enableAutoRange(y=True)
         self.activity.widget.setTitle(f"Activity per {a.bucket}", size="10pt", color="#222")
         self.mix.set_bars(list(p.event_mix), list(p.event_mix.values()))
         self.categories.set_bars([c["category"] for c in p.categories], [c["events"] for c in p.categories])
