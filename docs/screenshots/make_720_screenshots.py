@@ -6,7 +6,8 @@ Usage (from the repository root)::
 
 Imports the demo files into a fresh temp workspace, registers a small model fitted with the
 hashing encoder (seconds, no download; the screens rank with ``hashing:64``) and the demo suite,
-then saves ``<screen>_720.png`` for every screen (``screens_720/``) and ``jobs_list_720.png``.
+then saves ``<screen>_720.png`` for every screen (``screens_720/``) and ``jobs_list_720.png``; last the
+Data, Catalogue and Query screens of an empty workspace (``empty_<screen>_720.png``).
 """
 from __future__ import annotations
 
@@ -96,6 +97,18 @@ def main() -> None:
     print("wrote jobs_list_720.png")
     release.set()
     wait_idle(app, window)
+
+    # an empty workspace: the screens say what to do instead of drawing fake axes
+    window.open_workspace(tmp / "empty.merch.sqlite")
+    for title in ("Data", "Catalogue", "Query"):
+        window.show_screen(title)
+        wait_idle(app, window)
+        window.resize(1280, 720)
+        window.banner.hide()
+        pump(app, 0.5)
+        name = f"empty_{title.lower()}_720.png"
+        window.grab().save(str(OUT / name))
+        print("wrote", name)
     window.close()
 
 
