@@ -362,7 +362,7 @@ class Heatmap:
                 continue
             i, j = divmod(k, m.shape[1])
             v = float(m[i, j])
-            t.setText(f"{v:.2f}")
+            t.setText(f"{v:.2f}" if round(v, 2) != 0 else "0.00")  # never "-0.00"
             t.setColor("#000" if v > mid else "#fff")
             t.setPos(j + 0.5, i + 0.5)
             t.show()

@@ -41,6 +41,7 @@ from merch_app.services.rule_edits import RuleConflictError, save_checked, set_s
 from merch_app.ui.screens.base import Screen
 from merch_app.ui.screens.common import bare_column
 from merch_app.ui.screens.evaluate_widgets import SlopeChart, SortableTable, cell
+from merch_app.ui.screens.insights_common import fmt_ts
 from merch_app.ui.screens.rules_usage import UsagePanel
 from merch_app.ui.workers import error_text
 
@@ -129,7 +130,7 @@ class RulesScreen(Screen):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setToolTip("Tick 'on' to make a rule live, untick to put it back to draft")
         self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
-        for c, w in ((0, 30), (1, 30), (2, 68), (3, 92), (4, 56)):
+        for c, w in ((0, 30), (1, 30), (2, 68), (3, 104), (4, 56)):  # window: "12-10..12-13" whole
             self.table.setColumnWidth(c, w)
         self.table.itemChanged.connect(self._item_changed)
         self.table.currentCellChanged.connect(lambda row, *_: self._load_row(row))
@@ -393,7 +394,7 @@ class RulesScreen(Screen):
         for e in entries:
             what = "created" if e["action"] == "created" else "; ".join(
                 f"{f} {_short(old)} → {_short(new)}" for f, (old, new) in e["changes"].items())
-            rows.append([cell(e["ts"]), cell(e["actor"]), cell(e["action"]), cell(what)])
+            rows.append([cell(fmt_ts(e["ts"])), cell(e["actor"]), cell(e["action"]), cell(what)])
         self.log_table.set_rows(rows)
 
     # ------------------------------------------------------------------ form
