@@ -52,7 +52,8 @@ def test_feature_names_keep_the_format2_order():
     assert HISTORY_FEATURES[:5] == ("log_count", "log_recent_count", "recent_repeat", "has_history",
                                     "share_of_user")
     assert HISTORY_FEATURES[13:] == ("log_last_year", "log_xmas", "log_xmas_near")  # format 5 appends
-    assert TREND_FEATURES[:3] == ("log_sales_30d", "log_sales_90d", "novelty") and len(TREND_FEATURES) == 7
+    assert TREND_FEATURES[:3] == ("log_sales_30d", "log_sales_90d", "novelty") and len(TREND_FEATURES) == 8
+    assert TREND_FEATURES[7] == "unsold"  # format 6 appends
 
 
 def test_distinct_days_and_counts(state):
@@ -161,8 +162,9 @@ def model():
 
 
 def test_combiner_layout_and_own_item_cf_weight(model):
-    assert model.combiner.shape == (N_COMBINER,) == (3 + N_HIST + N_TREND + 1,)
-    assert model.alpha_own == pytest.approx(float(model.combiner[-1]))
+    assert model.combiner.shape == (N_COMBINER,) == (3 + N_HIST + N_TREND + 2,)  # ..., α_own, α_cold
+    assert model.alpha_own == pytest.approx(float(model.combiner[-2]))
+    assert model.alpha_cold == pytest.approx(float(model.combiner[-1]))
     u = 0
     own, _, _ = model.state.user_items(u)
     other = np.setdiff1d(np.arange(model.n_items), own)
@@ -202,7 +204,7 @@ def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
     c = old.combiner
     old.arrays["combiner"] = np.concatenate([c[:3 + 5], np.zeros(N_HIST - 5, np.float32),
                                              c[3 + N_HIST:3 + N_HIST + 3], np.zeros(N_TREND - 3, np.float32),
-                                             [0.0]]).astype(np.float32)
+                                             [0.0, 0.0]]).astype(np.float32)
     old.combiner = old.arrays["combiner"].copy()
     old._derive()
     want = old.score_matrix(np.arange(6))
@@ -227,7 +229,7 @@ def test_format2_model_loads_and_scores_without_the_new_parts(model, tmp_path):
 def test_unknown_format_is_a_clear_load_error(model, tmp_path):
     folder = _saved(model, tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["format"] == FORMAT_VERSION == 5
+    assert meta["format"] == FORMAT_VERSION == 6
     meta.pop("sha256")  # an older merch_app wrote no checksum
     meta["format"] = 1
     (folder / "config.json").write_text(json.dumps(meta))

@@ -112,7 +112,7 @@ def test_older_model_folder_without_biases_loads(fitted, tmp_path):
     arrays = {k: v for k, v in read_arrays(folder / "arrays.safetensors").items()
               if not k.startswith("base_") and k not in ("hist_last_year", "hist_xmas")}
     c = arrays["combiner"]  # the format-3 layout: no seasonal weights (13 history, 3 trend)
-    arrays["combiner"] = np.concatenate([c[:3 + 13], c[3 + N_HIST:3 + N_HIST + 3], c[-1:]])
+    arrays["combiner"] = np.concatenate([c[:3 + 13], c[3 + N_HIST:3 + N_HIST + 3], c[-2:-1]])  # α_own
     arrays["trend"] = np.ascontiguousarray(arrays["trend"][:, :3])
     write_arrays(arrays, folder / "arrays.safetensors")
     meta = json.loads((folder / "config.json").read_text())

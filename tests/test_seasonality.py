@@ -171,7 +171,7 @@ def test_format4_folder_loads_and_scores_without_the_seasonal_parts(fitted, tmp_
               if k not in ("hist_last_year", "hist_xmas")}
     c = arrays["combiner"]
     n_hist = len(HISTORY_FEATURES)
-    arrays["combiner"] = np.concatenate([c[:3 + 13], c[3 + n_hist:3 + n_hist + 3], c[-1:]])
+    arrays["combiner"] = np.concatenate([c[:3 + 13], c[3 + n_hist:3 + n_hist + 3], c[-2:-1]])  # α_own
     arrays["trend"] = np.ascontiguousarray(arrays["trend"][:, :3])
     write_arrays(arrays, folder / "arrays.safetensors")
     meta = json.loads((folder / "config.json").read_text())

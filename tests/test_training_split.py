@@ -65,7 +65,8 @@ def test_interactions_history_and_trend(db):
     assert np.all(f[1] == 0)  # never bought item d
     assert f[2, 3] == 1.0
     trend = item_trend_features(inter, ref)
-    assert trend[0, 0] == pytest.approx(np.log1p(2.0)) and trend[3].tolist() == [0] * 7
+    assert trend[0, 0] == pytest.approx(np.log1p(2.0)) and trend[3].tolist() == [0] * 7 + [1]  # never sold: "unsold"
+    assert trend[:3, 7].tolist() == [0, 0, 0]
 
 
 def test_baselines_known_answers():

@@ -383,6 +383,51 @@ def validation_metrics(scores: np.ndarray, val_users: np.ndarray, label_keys: np
     return {"val_ndcg@10": float(ndcg.mean()), "val_precision@10": float(rel.sum(1).mean() / k)}
 
 
+def validation_ranks(score_rows: Callable[[np.ndarray], np.ndarray], val_users: np.ndarray,
+                     label_keys: np.ndarray, n_items: int, k: int = 10,
+                     max_cells: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user NDCG@k and per-label percentile of full-catalogue scores, over blocks of users.
+
+    Parameters
+    ----------
+    score_rows
+        ``score_rows(users)`` -> ``(len(users), n_items)`` scores.
+    val_users, label_keys
+        Sorted user indices and sorted ``user * n_items + item`` label keys (every label's user
+        is in ``val_users``).
+    n_items, k, max_cells
+        Catalogue size, cut-off, scores held at once.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        NDCG@k per user of ``val_users``, and per label key (in its order) the share of the
+        other items scored below it (1 = top, 0.5 = random; as in the evaluation's cold-start view).
+    """
+    step = max(1, int(max_cells) // max(int(n_items), 1))
+    k = min(k, n_items)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ndcg = np.zeros(len(val_users))
+    pct = np.zeros(len(label_keys))
+    for lo in range(0, len(val_users), step):
+        users = val_users[lo:lo + step]
+        a, b = np.searchsorted(label_keys, [users[0] * n_items, (users[-1] + 1) * n_items])
+        keys = label_keys[a:b]
+        s = np.asarray(score_rows(users), np.float64)
+        top = top_k_rows(s, k)
+        rel = np.isin(users[:, None] * n_items + top, keys).astype(np.float64)
+        n_rel = np.bincount(np.searchsorted(users, keys // n_items), minlength=len(users))
+        idcg = np.array([disc[: min(n, k)].sum() for n in n_rel])
+        dcg = (rel * disc).sum(1)
+        ndcg[lo:lo + len(users)] = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
+        row = np.searchsorted(users, keys // n_items)
+        mine = s[row, keys % n_items]
+        above = np.concatenate([(s[row[j:j + step]] > mine[j:j + step, None]).sum(1)
+                                for j in range(0, len(row), step)] or [np.zeros(0)]).astype(np.float64)
+        pct[a:b] = 1.0 - above / max(n_items - 1, 1)
+    return ndcg, pct
+
+
 def chunked_validation_metrics(score_rows: Callable[[np.ndarray], np.ndarray], val_users: np.ndarray,
                                label_keys: np.ndarray, n_items: int, k: int = 10,
                                max_cells: int = 4_000_000) -> dict[str, float]:

@@ -43,6 +43,8 @@ TREND_FEATURES = (
     "season_lift",          # log of those sales over the item's mean sales per window length in the last year
     "xmas_share",           # share of the item's sales that fell in a Christmas season (Nov 1 - Dec 24)
     "xmas_share_near",      # xmas_share x closeness of the next Christmas (1 on Dec 25, 0 a year before)
+    # format 6 (cold start; its weight is learned only with the config's cold_feature, else 0):
+    "unsold",               # 1 when the item has no sales before the reference time (a new item)
 )
 # The season window of a reference time t: [t - lag - SEASON_LEAD_DAYS, t - lag + length), i.e. the
 # weeks a year earlier that match the period being predicted (lag and length come from the config).
@@ -57,6 +59,7 @@ SEASON_FEATURE_COLUMNS = {  # config ``seasonal_features`` name -> (history colu
 XMAS_SMOOTHING = 5.0  # sales added to an item's total before its Christmas share is taken
 N_HIST, N_TREND = len(HISTORY_FEATURES), len(TREND_FEATURES)
 HAS_HISTORY = HISTORY_FEATURES.index("has_history")
+UNSOLD = TREND_FEATURES.index("unsold")
 
 
 def key_pairs_of(keys: np.ndarray, n_items: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +337,7 @@ def season_window(ref_day: float, season: tuple[float, float]) -> tuple[float, f
 
 def item_trend_features(inter: Interactions, ref_day: float,
                         season: Optional[tuple[float, float]] = None) -> np.ndarray:
-    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 7).
+    """Item-level recent popularity at ``ref_day`` (:data:`TREND_FEATURES`), (n_items, 8).
 
     Counts events of all known users with positive weight before ``ref_day``;
     the features let the model prefer what currently sells over items that
@@ -348,7 +351,8 @@ def item_trend_features(inter: Interactions, ref_day: float,
     columns (also with ``season``): the item's share of its sales that fell in
     a Christmas season, alone and times how close the next Christmas is
     (:func:`christmas_closeness`), so that cuts at different times of the year
-    learn how that share's effect grows towards Christmas.
+    learn how that share's effect grows towards Christmas.  ``unsold`` is 1 for
+    the items without such events (new items; the internal cuts have them too).
     """
     mask = (inter.ts < ref_day) & (inter.weight > 0)
     i, w, t = inter.item_idx[mask], inter.weight[mask], inter.ts[mask]
@@ -360,6 +364,7 @@ def item_trend_features(inter: Interactions, ref_day: float,
     np.minimum.at(first, i, t)
     sold = np.isfinite(first)
     out[sold, 2] = np.exp(-(ref_day - first[sold]) / 60.0)
+    out[~sold, UNSOLD] = 1.0
     if season is not None and len(t):
         lo, hi = season_window(ref_day, season)
         in_window = np.log1p(np.bincount(i, weights=w * ((t >= lo) & (t < hi)), minlength=inter.n_items))

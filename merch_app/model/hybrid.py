@@ -2,7 +2,9 @@
 
 Score of user u for item i (implicit mode)::
 
-    M(u, i) = α·uᵀWv          bilinear CF part, u = P_u + A·t_u, v = Q_i + B·t_i
+    M(u, i) = (α + α_cold·[i unsold])·uᵀWv
+                               bilinear CF part, u = P_u + A·t_u, v = Q_i + B·t_i; items without
+                               sales before the reference time get their own weight (format 6)
             + β·(b_i + wᵀt_i)  item bias (ID part + text part)
             + γ·h(u, i) + α_own·[u bought i]·uᵀWv
                                the user's own history with the item (repeat purchases: counts, days,
@@ -10,11 +12,14 @@ Score of user u for item i (implicit mode)::
                                the user's purchases of it in the same weeks a year earlier and in
                                Christmas seasons, ...)
             + η·g(i)           item trend (recent sales, novelty, its sales in the same weeks a year
-                               earlier, its season lift and Christmas share)
+                               earlier, its season lift and Christmas share, "unsold": no sales yet)
 
 α_own is separate because the CF part of an item the user already bought was
 fitted on that purchase: it ranks re-purchases less well than new items, and
-the combiner (fitted on an internal cut) learns by how much.
+the combiner (fitted on an internal cut) learns by how much.  α_cold and the
+weight of "unsold" are learned the same way from the items new at the internal
+cuts (config ``cold_feature``); :mod:`cold_items` can instead impute an unsold
+item's trend, item bias and ID embedding from its text neighbours (``cold_impute``).
 
 t_u / t_i are BERT text vectors, P/Q learned ID embeddings (zero for items
 without behaviour, so cold-start items score through ``B·t_i``).  Every part
@@ -32,9 +37,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from merch_app.jobs import CancelToken, Progress
-from merch_app.model import text_matrix
+from merch_app.model import cold_items, text_matrix
 from merch_app.model.history_features import (
-    HAS_HISTORY, N_HIST, N_TREND, HistoryState, item_trend_features,
+    HAS_HISTORY, N_HIST, N_TREND, UNSOLD, HistoryState, item_trend_features,
 )
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER, load_model_files, save_model
@@ -118,6 +123,28 @@ class HybridModel:
         """The item trend features at ``ref_day`` as this model sees them (with its season window)."""
         return item_trend_features(inter, ref_day, self.season())
 
+    def cold_parameters(self) -> Optional[tuple[float, int]]:
+        """(λ, k) of the cold-item imputation (:mod:`cold_items`); None when it is off or not chosen yet."""
+        cfg = self.config
+        if self.explicit or not getattr(cfg, "cold_impute", False) or cfg.cold_shrink is None \
+                or cfg.cold_neighbours is None:
+            return None
+        return float(cfg.cold_shrink), int(cfg.cold_neighbours)
+
+    def fill_cold_items(self, params: bool = True, only: Optional[np.ndarray] = None) -> int:
+        """Impute the parts of the items without sales in the current history from their text neighbours.
+
+        The trend rows and (``params``) the item bias ``b_item`` and, with ``cold_cf_map``, the ID
+        embedding ``Q`` of every item without sales before the history's reference time (or of the
+        items ``only``), in place (:func:`cold_items.fill_cold`); the caller re-derives.  Nothing
+        happens when ``cold_impute`` is off (the default).  Returns the number of items imputed.
+        """
+        p = self.cold_parameters()
+        if p is None or self.state is None:
+            return 0
+        sold = self.state.item_sales[:, 0] > 0
+        return cold_items.fill_cold(self.arrays, sold, p[0], p[1], bool(self.config.cold_cf_map), params, only)
+
     def season(self) -> Optional[tuple[float, float]]:
         """(lag, window length) in days of the seasonal features; None without them (older models, explicit)."""
         cfg = self.config
@@ -146,6 +173,9 @@ class HybridModel:
         # α_own: the CF part of a history item was fitted on that very purchase, so it says less
         # about a re-purchase than about a new item; the combiner learns how much less
         self.alpha_own = float(c[3 + N_HIST + N_TREND]) if len(c) > 3 + N_HIST + N_TREND else 0.0
+        # α_cold (format 6, config cold_feature): the CF part of an item without sales is its text
+        # alone; the combiner learns on the internal cut how much that deserves (0: weight α as for all)
+        self.alpha_cold = float(c[4 + N_HIST + N_TREND]) if len(c) > 4 + N_HIST + N_TREND else 0.0
         if vectors:
             self._check_trainable("recompute its vectors")
             self.drop_derived()  # free the old ones first (0.4 GB at 1M items)
@@ -158,7 +188,18 @@ class HybridModel:
             self.V += a["Q"]
             self.item_bias = text_matrix.times(a["T_i"], a["w_text_bias"])
             self.item_bias += a["b_item"]
-        self.trend_score = a["trend"] @ self.eta
+        self._trend_derived()
+
+    def _trend_derived(self) -> None:
+        """The trend score per item and the bilinear weight per item (α, plus α_cold on unsold items)."""
+        trend = self.arrays["trend"]
+        self.trend_score = trend @ self.eta
+        self.alpha_item = None if self.alpha_cold == 0.0 else (
+            self.alpha + self.alpha_cold * trend[:, UNSOLD]).astype(np.float32)
+
+    def _alpha(self, items) -> np.ndarray | float:
+        """The bilinear weight of ``items``: α, or per item α + α_cold·[unsold] (format 6, cold_feature)."""
+        return self.alpha if self.alpha_item is None else self.alpha_item[items]
 
     def _bases(self) -> tuple[np.ndarray, np.ndarray]:
         """(damped user biases, damped item biases); zeros for models without them (implicit, older files)."""
@@ -258,7 +299,7 @@ class HybridModel:
     def score_parts(self, user_id, item_idx=None, user_text: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Per-item parts of the score that sum to :meth:`score`.
 
-        Keys: ``bilinear`` (α·uᵀWv), ``item_bias``, ``history`` (the user's own
+        Keys: ``bilinear`` (α·uᵀWv; (α + α_cold)·uᵀWv for unsold items), ``item_bias``, ``history`` (the user's own
         past with the item: γ·h(u, i) plus α_own·uᵀWv, the smaller weight the
         CF part gets on items the user already bought; 0 for other items),
         ``trend`` (recent item sales); explicit models add
@@ -276,7 +317,7 @@ class HybridModel:
         raw = self.V[items] @ uw
         hist = self.state.features(np.full(len(items), u), items) if u >= 0 else None
         parts = {
-            "bilinear": (self.alpha * raw).astype(np.float32),
+            "bilinear": (self._alpha(items) * raw).astype(np.float32),
             "item_bias": (self.beta * self.item_bias[items]).astype(np.float32),
             # own items: γ·h plus the own-item correction of the CF weight, α_own·uᵀWv
             "history": (hist @ self.gamma + self.alpha_own * hist[:, HAS_HISTORY] * raw).astype(np.float32)
@@ -300,7 +341,7 @@ class HybridModel:
         """Scores of (user index, item index) pairs (explicit: predicted ratings)."""
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
         hist = self.state.features(users, items)
-        alpha = self.alpha + self.alpha_own * hist[:, HAS_HISTORY]
+        alpha = self._alpha(items) + self.alpha_own * hist[:, HAS_HISTORY]
         s = alpha * self.pair_bilinear(users, items) + self.beta * self.item_bias[items]
         s = s + self.trend_score[items] + hist @ self.gamma
         if self.explicit:
@@ -334,7 +375,7 @@ class HybridModel:
         users = np.asarray(users, np.int64)
         s = np.zeros((len(users), self.n_items), np.float32)
         if "bilinear" in parts:
-            s += self.alpha * (self.UW[users] @ self.V.T)
+            s += (self.UW[users] @ self.V.T) * (self.alpha if self.alpha_item is None else self.alpha_item[None, :])
         if "item_bias" in parts:
             s += self.beta * self.item_bias[None, :]
             if self.explicit:
@@ -408,7 +449,7 @@ class HybridModel:
             if len(hist_items):
                 w = recent if recent.sum() > 0 else count
                 share = w / max(float(w.sum()), 1e-12)
-                contrib = share * self.alpha * ((self.V[hist_items] @ self.arrays["W"]) @ self.V[i])
+                contrib = share * self._alpha(i) * ((self.V[hist_items] @ self.arrays["W"]) @ self.V[i])
                 contrib = contrib + np.where(hist_items == i, parts["history"], 0.0)
                 order = np.argsort(-contrib, kind="stable")[:top]
                 because = [{"item_id": str(self.item_ids[hist_items[j]]), "contribution": float(contrib[j]),
@@ -416,7 +457,7 @@ class HybridModel:
                            for j in order if contrib[j] > 0]
         factors: list[dict[str, Any]] = []
         if uw is not None:
-            f = self.alpha * uw * self.V[i]
+            f = self._alpha(i) * uw * self.V[i]
             order = np.argsort(-np.abs(f), kind="stable")[:top]
             factors = [{"dim": int(d), "contribution": float(f[d])} for d in order]
         return {"user_id": user_id, "item_id": str(item_id), "known_user": u >= 0,
@@ -424,7 +465,11 @@ class HybridModel:
 
     # ----------------------------------------------------------- cold start
     def add_items(self, item_ids, item_text: np.ndarray) -> None:
-        """Add (or re-text) items; new ones score through their text vector at once."""
+        """Add (or re-text) items; new ones score through their text vector at once.
+
+        With ``cold_impute`` on, a new item also takes its trend row and item bias (and, with
+        ``cold_cf_map``, its ID embedding) from its text neighbours among the sold items.
+        """
         self._check_trainable("add items")
         item_text = np.asarray(item_text, np.float32).reshape(len(item_ids), -1)
         a = self.arrays
@@ -448,6 +493,8 @@ class HybridModel:
             a["trend"] = np.vstack([a["trend"], np.zeros((m, a["trend"].shape[1]), np.float32)])
             self.item_ids = np.concatenate([self.item_ids, np.asarray(new_ids, dtype=object)])
             self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
+            # with cold_impute: trend, item bias (and Q) of the new items from their text neighbours
+            self.fill_cold_items(only=np.arange(self.n_items - m, self.n_items))
         self._derive()
 
     def add_users(self, user_ids, user_text: np.ndarray, derive: bool = True) -> None:
@@ -490,7 +537,8 @@ class HybridModel:
         self.state = None
         self.arrays["trend"] = self.trend_features(inter, ref_day)
         self.state = self.history_state(inter, ref_day)
-        self.trend_score = self.arrays["trend"] @ self.eta
+        self.fill_cold_items(params=False)  # unsold items: trend rows from their text neighbours (if on)
+        self._trend_derived()
 
     # ---------------------------------------------------------- persistence
     def save(self, folder: Path) -> None:

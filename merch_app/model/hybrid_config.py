@@ -60,6 +60,20 @@ class HybridConfig:
     season_lag_days: float = 364.0  # 52 weeks: the same weekdays a year earlier
     season_window_days: Optional[float] = None  # None: set at fit to the label horizon of the internal cuts
     season_cut: bool = True  # pool an internal cut one lag before the prediction time (same season) if the data allows
+    # cold start, learned (model format 6; the default): the trend feature "unsold" (no sales before
+    # the reference time) gets a weight from the internal cuts, and the bilinear part of unsold items
+    # its own weight α + α_cold from the main cut (the cuts' new items say how far text alone can be
+    # trusted).  Off: both weights 0, scores as format 5 did.  See docs/quality.md, cold start.
+    cold_feature: bool = True
+    # cold start, imputed (model.cold_items; off by default): items without sales before the reference
+    # time take their trend row and item bias as cold_shrink x the similarity-weighted mean of their
+    # cold_neighbours nearest sold items in text space (None: chosen on the internal validation cut at
+    # fit and recorded here); cold_cf_map also predicts their ID embedding Q from their text (ridge map
+    # fitted on the sold items).  With cold_feature on, the validation cut chooses λ = 0 on Online Retail.
+    cold_impute: bool = False
+    cold_shrink: Optional[float] = None
+    cold_neighbours: Optional[int] = None
+    cold_cf_map: bool = False
     neg_power: float = 0.75
     threads: int = 1  # torch threads; small matrices train faster without OpenMP contention
     encoder: Optional[str] = None

@@ -37,15 +37,18 @@ from merch_app.model.safetensors_io import read_arrays_deferred, write_arrays
 # 2: history feature share_of_user; 3: repeat-consumption history features (days, ...);
 # 4: explicit models carry their damped biases (base_user, base_item); 5: seasonal features (history
 # log_last_year / log_xmas / log_xmas_near, trend log_sales_last_year / season_lift / xmas_share /
-# xmas_share_near, arrays hist_last_year / hist_xmas)
-FORMAT_VERSION = 5
-# combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own items)
-N_COMBINER = 3 + N_HIST + N_TREND + 1
+# xmas_share_near, arrays hist_last_year / hist_xmas); 6: cold start (trend feature unsold, combiner
+# weight α_cold on the bilinear part of unsold items)
+FORMAT_VERSION = 6
+# combiner layout: α, β, μ, γ (history), η (trend), α_own (format 3: extra bilinear weight on the user's own
+# items), α_cold (format 6: extra bilinear weight on items without sales, learned with config cold_feature)
+N_COMBINER = 3 + N_HIST + N_TREND + 2
 # Older formats that still load: format -> (history features, trend features) it stored.  Their
 # combiner gets zero weights for the newer features (and their trend array zero columns), so they
 # score exactly as before; formats 3 and 4 have no seasonal features, format 3 no damped biases
-# (an explicit model of format 3 scores with biases 0, i.e. exactly as it did).
-OLD_FORMATS = {2: (5, 3), 3: (13, 3), 4: (13, 3)}
+# (an explicit model of format 3 scores with biases 0, i.e. exactly as it did); format 5 has no
+# unsold feature and no α_cold.
+OLD_FORMATS = {2: (5, 3), 3: (13, 3), 4: (13, 3), 5: (16, 7)}
 OPTIONAL_BASES = ("base_user", "base_item")  # format 4, explicit models only: both or neither
 REQUIRED = ("P", "Q", "A", "B", "W", "b_item", "b_user", "w_text_bias", "combiner", "T_u", "T_i", "trend")
 
@@ -226,16 +229,17 @@ def _build(cls, meta: dict, fmt, user_ids: list, item_ids: list, arrays: dict, p
         raise ModelLoadError(f"{path}: missing arrays {', '.join(missing)}")
     n_hist, n_trend = OLD_FORMATS.get(fmt, (N_HIST, N_TREND))
     has_own = fmt == FORMAT_VERSION or fmt >= 3  # α_own since format 3
-    n_comb = 3 + n_hist + n_trend + int(has_own)
+    has_cold = fmt == FORMAT_VERSION  # α_cold since format 6
+    n_comb = 3 + n_hist + n_trend + int(has_own) + int(has_cold)
     if arrays["combiner"].shape != (n_comb,):
         raise ModelLoadError(f"{path}: combiner has {arrays['combiner'].size} weights, format {fmt} uses "
                              f"{n_comb}; retrain the model")
-    if fmt != FORMAT_VERSION:  # older formats: the newer features (and α_own before format 3) get weight 0
+    if fmt != FORMAT_VERSION:  # older formats: the newer features (α_own before format 3, α_cold) get weight 0
         c = arrays["combiner"]
         gamma, eta, own = c[3:3 + n_hist], c[3 + n_hist:3 + n_hist + n_trend], c[3 + n_hist + n_trend:]
         arrays["combiner"] = np.concatenate([c[:3], gamma, np.zeros(N_HIST - n_hist, c.dtype), eta,
                                              np.zeros(N_TREND - n_trend, c.dtype),
-                                             own if has_own else np.zeros(1, c.dtype)])
+                                             own if has_own else np.zeros(1, c.dtype), np.zeros(1, c.dtype)])
         trend = arrays["trend"]
         if trend.ndim == 2 and trend.shape[1] == n_trend:
             arrays["trend"] = np.hstack([trend, np.zeros((len(trend), N_TREND - n_trend), trend.dtype)])
