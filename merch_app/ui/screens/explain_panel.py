@@ -7,7 +7,9 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListWidget, QVBoxLayout, QWidget,
+)
 
 from merch_app.data.text_tokens import has_han, is_han
 from merch_app.ranking.rule_hook import describe_effect
@@ -179,8 +181,16 @@ class ExplainPanel(QWidget):
                    rewritten + [[t.get("label") or t.get("term"), ", ".join(t.get("fields") or []) or "—",
                                  round(float(t.get("bm25", 0)), 3), round(float(t.get("contribution", 0)), 4)]
                                 for t in terms])
-        self.terms_table.resizeColumnsToContents()
-        self.terms_table.horizontalHeader().setStretchLastSection(True)
+        header = self.terms_table.horizontalHeader()
+        header.setStretchLastSection(False)  # the numbers keep their width; the words share the rest
+        for c, mode in ((0, QHeaderView.ResizeMode.Stretch), (1, QHeaderView.ResizeMode.Stretch),
+                        (2, QHeaderView.ResizeMode.ResizeToContents), (3, QHeaderView.ResizeMode.ResizeToContents)):
+            header.setSectionResizeMode(c, mode)
+        for r in range(self.terms_table.rowCount()):
+            for c in (0, 1):
+                it = self.terms_table.item(r, c)
+                if it is not None:
+                    it.setToolTip(it.text())  # a cut word or correction note is readable in full
 
         self.because_list.clear()
         because = (exp.cf or {}).get("because") or []
