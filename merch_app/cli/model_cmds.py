@@ -9,15 +9,21 @@ from typing import Any, Callable
 import click
 
 from merch_app.cli.common import (
-    TerminalProgress, emit_json, json_option, open_ws, user_errors, warn_alongside, workspace_option,
+    TerminalProgress, emit_json, json_option, model_loading, open_ws, user_errors, warn_alongside, workspace_option,
 )
 from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.engines import engine_label
 from merch_app.evaluation.offline import evaluate
+from merch_app.evaluation.related_items import (
+    DEFAULT_MIN_BUYERS, DEFAULT_MIN_SHARE, RELATED_BY_NAMES, evaluate_related, metric_names,
+)
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model.encoder import workspace_encoder
+from merch_app.model.encoder_versions import get_encoder_version, is_version_id
+from merch_app.model.encoder_versions import version_folder as encoder_version_folder
 from merch_app.model.hybrid import HybridConfig
 from merch_app.model.registry import activate, delete, list_versions, rename
+from merch_app.services.ranking import ranking_bundle
 from merch_app.services.training import train, update_with_new_events
 
 METRIC_COLUMNS = ("precision@{k}", "recall@{k}", "ndcg@{k}", "map@{k}", "coverage")
@@ -146,11 +152,39 @@ def train_command(workspace, epochs, dim, split_date, split, encoder_spec, int8,
 @click.option("--split-date", default=None, metavar="YYYY-MM-DD", help="Override the model's split date.")
 @click.option("--split", "split", type=click.Choice(["auto", "range", "quantile"]), default=None,
               help="Override the model's split with this default cut-off (see train --split).")
+@click.option("--related", is_flag=True,
+              help="Measure related items instead: each item's related list against what its buyers also bought "
+                   "after the split (text only without a model; text and behaviour with one).")
+@click.option("--min-buyers", type=click.IntRange(1, 1_000_000), default=DEFAULT_MIN_BUYERS, show_default=True,
+              help="With --related: customers who bought an item after the split for it to be measured.")
+@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_SHARE, show_default=True,
+              help="With --related: share of those customers who bought another item for it to count as also bought.")
+@click.option("--encoder", "encoder_spec", default=None, metavar="DIR|minilm|VERSION",
+              help="With --related: the encoder of the text-only bundle (a folder, minilm or a fine-tuned version "
+                   "id; default: the workspace's).")
 @json_option
-def evaluate_command(workspace, model_id, k, split_date, split, as_json):
-    """Evaluate a model version and the baselines on its time split."""
+def evaluate_command(workspace, model_id, k, split_date, split, related, min_buyers, min_share, encoder_spec,
+                     as_json):
+    """Evaluate a model version and the baselines on its time split.
+
+    With --related: the related items of the model (or of the text-only bundle when no model is
+    active) against what each item's buyers also bought after the split.
+    """
     db = open_ws(workspace, create=False)
     bar = TerminalProgress("evaluate", enabled=None if not as_json else False)
+    if related:
+        def job(token: CancelToken):
+            with model_loading(model_id):
+                bundle = ranking_bundle(db, model_id, _encoder_spec(db, encoder_spec), progress=bar, cancel=token)
+            return evaluate_related(db, bundle, split_date=split_date, split=split, k=k, min_buyers=min_buyers,
+                                    min_share=min_share, progress=bar, cancel=token)
+
+        result = _run_job(db, bar, "evaluation", job)
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(_related_table(result))
+        return
     result = _run_job(db, bar, "evaluation", lambda token: evaluate(
         db, model_id=model_id, k=k, split_date=split_date, progress=bar, cancel=token, split=split))
     if as_json:
@@ -161,6 +195,35 @@ def evaluate_command(workspace, model_id, k, split_date, split, as_json):
     for note in result.get("notes", []):
         click.echo(f"note: {note}")
     click.echo(_metrics_table(result, k))
+
+
+def _encoder_spec(db, spec):
+    """A fine-tuned encoder version id as its folder (``load_encoder`` takes folders); other specs as given."""
+    if spec and is_version_id(spec.strip()):
+        return str(encoder_version_folder(db, get_encoder_version(db, spec.strip())))
+    return spec
+
+
+def _related_table(result: dict[str, Any]) -> str:
+    """The related-items measure as printed: who ranks, the protocol, one row per list, the paired tests."""
+    k = result["k"]
+    names = metric_names(k)
+    who = f"model {result['model_id']}" if result["model_id"] else "text only (no model)"
+    lines = [f"related items of {who}, encoder {result['encoder_id'].partition('@')[0]}: test from "
+             f"{result['split_date'][:10]} ({result['split']}), {result['n_items']:,} items bought by "
+             f"{result['min_buyers']}+ customers after the split ({result['n_few_buyers']:,} with fewer skipped); "
+             f"also bought = bought by {result['min_share']:.0%}+ of their buyers ({result['min_co_buyers']}+), k={k}"]
+    lines += [f"note: {note}" for note in result.get("notes", [])]
+    lines.append(f"{'':32}" + "".join(f"{c:>12}" for c in names) + f"{'cold ' + names[1]:>18}")
+    for mode, view in result["related"].items():
+        lines.append(f"{RELATED_BY_NAMES[mode]:32}" + "".join(f"{view['mean'][c]:>12.4f}" for c in names)
+                     + f"{view['cold'][names[1]]:>12.4f} ({view['cold']['n_items']})")
+    for name, test in result.get("paired", {}).items():
+        t = test[names[1]]
+        lines.append(f"{name.replace('_vs_', ' vs ')}: {names[1]} {t['delta']:+.4f} "
+                     f"[{t['ci_delta'][0]:+.4f}, {t['ci_delta'][1]:+.4f}], p = {t['p_value']:.2g} "
+                     f"({t['wins']} wins / {t['losses']} losses / {t['ties']} ties over items)")
+    return "\n".join(lines)
 
 
 @click.command("update")

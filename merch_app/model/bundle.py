@@ -88,19 +88,22 @@ class ModelBundle:
             self.item_pos = {str(i): n for n, i in enumerate(self.item_ids)}
 
 
-def item_popularity(db, item_ids, pos: Optional[dict[str, int]] = None) -> np.ndarray:
+def item_popularity(db, item_ids, pos: Optional[dict[str, int]] = None,
+                    until_ts: Optional[str] = None) -> np.ndarray:
     """Popularity prior in [0, 1]: log1p(behaviour events) / max, in the order of ``item_ids``.
 
     Every event with an item counts except ``search`` (a search names no
     product choice) and ``impression`` (shown, not chosen).  ``pos`` (id ->
     position in ``item_ids``) is reused when the caller has it (a
-    million-entry dict is ~0.1 GB).
+    million-entry dict is ~0.1 GB).  ``until_ts``: only events before it
+    (an offline evaluation ranks as of its split).
     """
     pos = pos if pos is not None else {str(i): n for n, i in enumerate(item_ids)}
     counts = np.zeros(len(pos), np.float64)
     for item_id, n in db.execute(  # iterated: a million (id, count) tuples at once cost ~0.3 GB
             "SELECT item_id, count(*) FROM events WHERE item_id IS NOT NULL "
-            "AND event_type NOT IN ('search', 'impression') GROUP BY item_id"):
+            "AND event_type NOT IN ('search', 'impression') AND (? IS NULL OR ts < ?) GROUP BY item_id",
+            [until_ts, until_ts]):
         p = pos.get(str(item_id))
         if p is not None:
             counts[p] = n
