@@ -166,6 +166,25 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.normalize((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9), p=2, dim=1)
 
 
+def _pooled_sorted(stack, enc: dict[str, torch.Tensor], chunk: int) -> torch.Tensor:
+    """Unit mean-pooled vectors (with gradients) of a tokenized step, in input order.
+
+    The texts go through the stack in length-sorted chunks of ``chunk``, each cut to its own
+    longest text: one pass over all of a step's texts pads a 5-token query to the longest history
+    anchor, and the padding costs as much as real tokens (docs/benchmarks.md, fine-tuning at scale).
+    """
+    mask = enc["attention_mask"]
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for start in range(0, len(order), chunk):
+        idx = order[start:start + chunk]
+        n = int(lengths[idx].max())
+        hidden = stack(enc["input_ids"][idx, :n], mask[idx, :n], enc["token_type_ids"][idx, :n])
+        parts.append(_mean_pool(hidden, mask[idx, :n]))
+    return torch.cat(parts)[torch.argsort(order)]
+
+
 def encode_with(stack, tokenize, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Unit mean-pooled vectors of ``texts`` under the stack's current weights (no gradients)."""
     dim = int(stack.embeddings.word_embeddings.embedding_dim)
@@ -322,9 +341,7 @@ def fine_tune(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], 
                 continue
             negs = [n for p in batch for n in p.negatives[: max(0, int(cfg.hard_negatives))] if n in item_text]
             texts = [p.anchor for p in batch] + [item_text[p.item_id] for p in batch] + [item_text[n] for n in negs]
-            enc = tokenize(texts)
-            hidden = stack(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
-            vecs = _mean_pool(hidden, enc["attention_mask"])
+            vecs = _pooled_sorted(stack, tokenize(texts), batch_size)
             b = len(batch)
             anchors, cands = vecs[:b], vecs[b:]
             scores = float(cfg.scale) * anchors @ cands.T
