@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -158,27 +157,9 @@ def run_all(args) -> None:
     report(args)
 
 
-def _paired(a, b):
-    """Paired test of b against a per user: Δ, CI, randomisation and t-test p, wins/losses/ties."""
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT))
-    from merch_app.evaluation.compare import paired_test, wins_losses_ties
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    t = paired_test(a, b, n_resamples=10000, seed=0)
-    d = b - a
-    sd = float(d.std(ddof=1))
-    z = float(d.mean() / (sd / math.sqrt(len(d)))) if sd > 0 else 0.0
-    return {"delta": t.mean_delta, "ci": t.ci_delta, "p_rand": t.p_value,
-            "p_t": math.erfc(abs(z) / math.sqrt(2.0)) if sd > 0 else 1.0, **wins_losses_ties(a, b)}
-
-
-def _p(p: float) -> str:
-    return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
-
-
 def report(args) -> None:
+    from benchlib import p_text, paired_per_user  # here: a child must not get this tree on sys.path
+
     work = Path(args.work)
     runs = {}
     for f in sorted(work.glob("run_*.json")):
@@ -206,8 +187,8 @@ def report(args) -> None:
                     cells.append("–")
                     continue
                 assert b["users"] == r["users"]
-                t = _paired(b["model"][key], r["model"][key])
-                cells.append(f"{t['delta']:+.4f} ({_p(t['p_rand'])} / {_p(t['p_t'])})")
+                t = paired_per_user(b["model"][key], r["model"][key])
+                cells.append(f"{t['delta']:+.4f} ({p_text(t['p_rand'])} / {p_text(t['p_t'])})")
             ch = r.get("chosen") or {}
             lk = "–" if tag == "base" else f"{ch.get('cold_shrink')} / {ch.get('cold_neighbours')}"
             summary.setdefault(tag, []).append((nd, pp, c.get("mean_percentile", float("nan")),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -144,27 +143,9 @@ def run_all(args) -> None:
     report(args)
 
 
-def _paired(a, b):
-    """Paired test of b against a (model-minus-reference per user): Δ, CI, randomisation and t-test p."""
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT))
-    from merch_app.evaluation.compare import paired_test, wins_losses_ties
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    t = paired_test(a, b, n_resamples=10000, seed=0)
-    d = b - a
-    sd = float(d.std(ddof=1))
-    z = float(d.mean() / (sd / math.sqrt(len(d)))) if sd > 0 else 0.0
-    return {"delta": t.mean_delta, "ci": t.ci_delta, "p_rand": t.p_value,
-            "p_t": math.erfc(abs(z) / math.sqrt(2.0)) if sd > 0 else 1.0, **wins_losses_ties(a, b)}
-
-
-def _p(p: float) -> str:
-    return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
-
-
 def report(args) -> None:
+    from benchlib import p_text, paired_per_user  # here: a child must not get this tree on sys.path
+
     work = Path(args.work)
     runs = {}
     for f in sorted(work.glob("run_*.json")):
@@ -207,9 +188,9 @@ def report(args) -> None:
             if ref != "user_history":
                 assert runs[(ref, seed)]["users"] == r["users"]
             for key, name in (("ndcg", "NDCG@10"), ("p", "P@10")):
-                t = _paired(base[key], r["model"][key])
+                t = paired_per_user(base[key], r["model"][key])
                 lines.append(f"| {tag} vs {ref} | {seed} | {name} | {t['delta']:+.4f} [{t['ci'][0]:+.4f}, "
-                             f"{t['ci'][1]:+.4f}] | {_p(t['p_rand'])} | {_p(t['p_t'])} | "
+                             f"{t['ci'][1]:+.4f}] | {p_text(t['p_rand'])} | {p_text(t['p_t'])} | "
                              f"{t['wins']} / {t['losses']} / {t['ties']} |")
     text = "\n".join(lines)
     print(text)

@@ -176,3 +176,29 @@ def emit(result: dict[str, Any]) -> None:
     """Print the child's result as the last stdout line (read by :func:`run_child`)."""
     result = {**result, "peak_rss_mib_self": peak_rss_mib()}
     print(json.dumps(result, default=float), flush=True)
+
+
+def paired_per_user(a, b) -> dict[str, Any]:
+    """Paired test of ``b`` against ``a`` (one value per user): Δ, CI, randomisation and normal-approximation p.
+
+    Returns
+    -------
+    dict
+        ``delta``, ``ci``, ``p_rand`` (10,000 sign flips, seed 0), ``p_t`` and wins / losses / ties.
+    """
+    import math
+
+    from merch_app.evaluation.compare import paired_test, wins_losses_ties
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t = paired_test(a, b, n_resamples=10000, seed=0)
+    d = b - a
+    sd = float(d.std(ddof=1))
+    z = float(d.mean() / (sd / math.sqrt(len(d)))) if sd > 0 else 0.0
+    return {"delta": t.mean_delta, "ci": t.ci_delta, "p_rand": t.p_value,
+            "p_t": math.erfc(abs(z) / math.sqrt(2.0)) if sd > 0 else 1.0, **wins_losses_ties(a, b)}
+
+
+def p_text(p: float) -> str:
+    """A p-value for a table: four decimals, or ``< 0.0001``."""
+    return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
