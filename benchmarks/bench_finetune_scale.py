@@ -517,6 +517,17 @@ def doc_section(records: list[dict], argv: str, note: str = "") -> str:
     ])
 
 
+def _command(argv: list[str]) -> str:
+    """The run's arguments without ``--note`` (prose, not part of the command)."""
+    shown, skip = [], False
+    for a in argv:
+        if skip or a == "--note" or a.startswith("--note="):
+            skip = a == "--note"
+            continue
+        shown.append(a)
+    return " ".join(shown)
+
+
 def _read(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
@@ -542,6 +553,8 @@ def main() -> None:
                     help="smoke run: demo workspace, 3,000 sessions, 300 and 1,200 pairs, 5 steps, no load wait, no docs")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite the docs/benchmarks.md section")
     ap.add_argument("--tables", action="store_true", help="print the markdown of the last results file")
+    ap.add_argument("--write-doc", action="store_true",
+                    help="with --tables: rewrite the docs/benchmarks.md section from that file (and --note)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--pairs-from", type=Path, help="reuse the pairs_SIZE.pkl of an earlier run's --out (no pair step)")
     ap.add_argument("--child", choices=sorted(CHILDREN))
@@ -557,21 +570,18 @@ def main() -> None:
     args.sizes = [int(x) for x in str(args.sizes).split(",") if x.strip()]
     args.loops = [x.strip() for x in args.loops.split(",") if x.strip()]
     if args.tables:
-        print(tables(_read(args.out / "results.jsonl")))
+        records = _read(args.out / "results.jsonl")
+        print(tables(records))
+        if args.write_doc:
+            header = next(r for r in records if r["kind"] == "run")
+            write_section("finetune_scale", doc_section(records, _command(header["argv"]), args.note))
         return
     records = run(args)
     text = tables(records)
     (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     if not args.no_write:
-        shown, skip = [], False
-        for a in sys.argv[1:]:  # the note is prose, not part of the command
-            if skip or a == "--note" or a.startswith("--note="):
-                skip = a == "--note"
-                continue
-            shown.append(a)
-        argv = " ".join(shown)
-        write_section("finetune_scale", doc_section(records, argv, args.note))
+        write_section("finetune_scale", doc_section(records, _command(sys.argv[1:]), args.note))
 
 
 if __name__ == "__main__":

@@ -171,7 +171,9 @@ def _pooled_sorted(stack, enc: dict[str, torch.Tensor], chunk: int) -> torch.Ten
 
     The texts go through the stack in length-sorted chunks of ``chunk``, each cut to its own
     longest text: one pass over all of a step's texts pads a 5-token query to the longest history
-    anchor, and the padding costs as much as real tokens (docs/benchmarks.md, fine-tuning at scale).
+    anchor, and padding costs as much as real tokens.  Chunks of two batches (two passes for a step
+    of anchors, positives and one hard negative each) measured fastest on 2 cores: more, smaller
+    passes lose what they save in padding to per-call overhead (docs/benchmarks.md, fine-tuning at scale).
     """
     mask = enc["attention_mask"]
     lengths = mask.sum(dim=1)
@@ -341,7 +343,7 @@ def fine_tune(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], 
                 continue
             negs = [n for p in batch for n in p.negatives[: max(0, int(cfg.hard_negatives))] if n in item_text]
             texts = [p.anchor for p in batch] + [item_text[p.item_id] for p in batch] + [item_text[n] for n in negs]
-            vecs = _pooled_sorted(stack, tokenize(texts), batch_size)
+            vecs = _pooled_sorted(stack, tokenize(texts), 2 * batch_size)  # two passes with one hard negative
             b = len(batch)
             anchors, cands = vecs[:b], vecs[b:]
             scores = float(cfg.scale) * anchors @ cands.T
