@@ -436,6 +436,9 @@ class HybridTrainer:
                 a["base_user"], a["base_item"] = base.b_user, base.b_item
         a["combiner"] = self.model.combiner.copy()
         a["trend"] = trend.astype(np.float32)
+        # which items had no behaviour in the training data: refreshing the trend to "now" later
+        # (services.training) must not make their text-only vectors look like co-behaviour ones
+        a["unsold_at_fit"] = a["trend"][:, UNSOLD].copy()
         n_u, n_i = a["P"].shape[0], a["Q"].shape[0]
         self.model.state = state or HistoryState.empty(n_u, n_i)
         self.model.arrays = a

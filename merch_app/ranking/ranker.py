@@ -358,11 +358,18 @@ class Ranker:
         mask = self._mask(request)
         n_cand = max(int(request.candidates), 1)
         notes: list[str] = []
-        if request.related_by == "cf":
+        related_by = request.related_by
+        model = self.bundle.model
+        if related_by == "cf" and model is not None and hasattr(model, "has_behaviour") \
+                and not model.has_behaviour(request.item_id):
+            notes.append(f"{request.item_id} had no behaviour when the model was trained (never sold by then): "
+                         "its related items are by text")
+            related_by = "text"
+        if related_by == "cf":
             positions, sims = self._cf_neighbours(request.item_id, p, n_cand, mask, notes)
             raw = {"cf": normalise_by_max(sims), "popularity": self.popularity[positions]}
             src = "cf"
-        elif request.related_by == "text":
+        elif related_by == "text":
             positions, cos = search_index(self.bundle.index, self.item_vectors, text_matrix.rows(self.item_vectors, p),
                                           n_cand, mask, exclude=p)
             raw = {"text": cos, "popularity": self.popularity[positions]}
