@@ -35,11 +35,21 @@ Protocol (seeded, every timed step in its own child process, peak RSS = the chil
    threads + ``--busy-load``) is run again (``--retries``; every attempt is in the JSON lines).
 5. A change of the app's loop is measured in the same run with ``--loops app,app@REF,plain``:
    ``app@REF`` runs ``merch_app/model/finetune.py`` as committed at git ``REF`` (``git show``, read only).
+6. ``--loops app,ray2``: ``ray2`` is the ray engine's data-parallel loop,
+   :func:`merch_app.engines.ray_finetune.fine_tune_on_ray` with 2 Ray Train workers x 1 torch thread
+   (a local Ray runtime of 2 CPUs started in the child).  With ``--steps`` it trains, as one epoch, the
+   pairs of the app's first ``steps`` batches (the same seeded permutation), so both loops train the same
+   pairs in as many steps.  Its loop time is rank 0's; its setup time is the rest of the child's call
+   (Ray start, Ray Train's worker group, the workers loading the encoder); its peak RSS is the peak of the
+   summed RSS of the child and every process under it (Ray's own processes and the workers, sampled every
+   0.5 s), with the workers' share next to it, and its CPU/wall is the workers' CPU over rank 0's wall time.
 
 Usage::
 
     python benchmarks/bench_finetune_scale.py            # 20k + 200k pairs, writes docs/benchmarks.md
     python benchmarks/bench_finetune_scale.py --quick    # demo workspace, tiny sizes, a few steps (smoke)
+    python benchmarks/bench_finetune_scale.py --sizes 20000 --epoch-max 0 --steps 300 --threads 2 \
+        --loops app,ray2 --pairs-from benchmarks/out/finetune_scale --out benchmarks/out/finetune_ray --no-write
     python benchmarks/bench_finetune_scale.py --tables   # the markdown of the last results file
 """
 from __future__ import annotations
@@ -281,7 +291,90 @@ def child_plain(spec: dict) -> dict:
             "transformers": transformers.__version__, "attn": model.config._attn_implementation}
 
 
-CHILDREN = {"setup": child_setup, "pairs": child_pairs, "app": child_app, "plain": child_plain}
+class _TreeRss:
+    """Samples the summed RSS of this process and all its descendants (Ray's processes too) every 0.5 s."""
+
+    def __init__(self) -> None:
+        self.peak = self.workers_peak = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _sample(root: int) -> tuple[float, float]:
+        children: dict[int, list[int]] = {}
+        rss: dict[int, float] = {}
+        workers: set[int] = set()
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                kb = next((int(x.split()[1]) for x in (d / "status").read_text().splitlines()
+                           if x.startswith("VmRSS:")), 0)
+                if (d / "cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
+                    workers.add(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+            rss[int(d.name)] = kb / 1024.0
+        tree, todo = set(), [root]
+        while todo:
+            pid = todo.pop()
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+        return sum(rss.get(p, 0.0) for p in tree), sum(rss.get(p, 0.0) for p in tree & workers)
+
+    def _loop(self) -> None:
+        while True:
+            total, workers = self._sample(os.getpid())
+            self.peak, self.workers_peak = max(self.peak, total), max(self.workers_peak, workers)
+            if self._done.wait(0.5):
+                return
+
+    def __enter__(self) -> "_TreeRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def child_ray(spec: dict) -> dict:
+    """The ray engine's loop: :func:`merch_app.engines.ray_finetune.fine_tune_on_ray`, 2 workers x 1 thread."""
+    import numpy as np
+
+    from merch_app.engines.ray_finetune import fine_tune_on_ray
+    from merch_app.model.finetune import FinetuneConfig, usable_pairs
+    from merch_app.model.finetune_pairs import Pair
+
+    workers = int(spec.get("workers", 2))
+    with _TreeRss() as rss:
+        rows, item_text, load_s, rss0 = _load_pairs(spec["pairs"])
+        pairs = usable_pairs([Pair(*r) for r in rows], item_text)  # what fine_tune permutes
+        del rows
+        rss_pairs = _rss_now_mib()
+        n_held = len(pairs)
+        cfg = FinetuneConfig.from_dict({**spec["config"], "max_pairs": n_held})
+        if spec["steps"] is not None:  # the pairs of the app's first ``steps`` batches, as one epoch
+            order = np.random.default_rng(int(cfg.seed)).permutation(n_held)
+            pairs = [pairs[i] for i in order[: int(spec["steps"]) * int(cfg.batch_size)]]
+        stats: dict = {}
+        t0 = time.perf_counter()
+        run = fine_tune_on_ray(Path(spec["base_dir"]), pairs, item_text, cfg, workers=workers, num_cpus=workers,
+                               stats=stats)
+        call_s = time.perf_counter() - t0
+    losses = [h["loss"] for h in run.history if "loss" in h]
+    return {"loop": "ray", "workers": stats["workers"], "n_pairs_held": n_held, "steps": run.steps,
+            "pairs_trained": stats["pairs_trained"], "setup_s": call_s - stats["loop_seconds"],
+            "loop_s": stats["loop_seconds"], "pairs_load_s": load_s, "rss_before_pairs_mib": rss0,
+            "rss_with_pairs_mib": rss_pairs, "threads": stats["threads"],
+            "final_loss": (sum(losses[-20:]) / len(losses[-20:])) if losses else None,
+            "tree_peak_rss_mib": rss.peak, "workers_peak_rss_mib": rss.workers_peak,
+            "cpu_ratio": stats["cpu_seconds"] / stats["fit_seconds"] if stats["fit_seconds"] > 0 else None}
+
+
+CHILDREN = {"setup": child_setup, "pairs": child_pairs, "app": child_app, "plain": child_plain, "ray2": child_ray}
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -419,15 +512,20 @@ def _discarded(records: list[dict]) -> list[str]:
 def _train_row(r: dict, name: str, batch: int) -> str:
     epoch = _epoch_s(r, batch)
     epoch_txt = f"{epoch:.0f}" if r["mode"] == "epoch" else f"{epoch:.0f} (extrapolated)"
+    peak = f"**{fmt_mib(r['peak_rss_mib'])}**"
+    if "tree_peak_rss_mib" in r:  # Ray: every process of the run, the workers' share in brackets
+        peak = f"**{fmt_mib(r['tree_peak_rss_mib'])}** ({fmt_mib(r['workers_peak_rss_mib'])} workers)"
+    cpu = r["cpu_ratio"] if r.get("cpu_ratio") is not None else r["cpu_s"] / r["wall_s"]
     return (f"| {r['n_pairs_held']:,} | {r['mode']} | {name} | {r['steps']} | {r['loop_s']:.1f} | "
             f"**{r['pairs_trained'] / r['loop_s']:.1f}** | {r['setup_s']:.1f} | {epoch_txt} | {r['wall_s']:.1f} | "
-            f"**{fmt_mib(r['peak_rss_mib'])}** | {fmt_mib(r['rss_with_pairs_mib'])} | "
-            f"{r['cpu_s'] / r['wall_s']:.2f} | {_load(r)} |")
+            f"{peak} | {fmt_mib(r['rss_with_pairs_mib'])} | {cpu:.2f} | {_load(r)} |")
 
 
 def _loop_name(kind: str) -> str:
     if kind == "plain":
         return "plain transformers"
+    if kind == "ray2":
+        return "ray engine, 2 workers × 1 thread (`fine_tune_on_ray`)"
     if kind.startswith("app@"):
         return f"app as of `{kind[4:]}` (before the change)"
     return "app (`finetune.fine_tune`)"
@@ -466,12 +564,20 @@ def tables(records: list[dict]) -> str:
                 text += (f"; the change: app {ra / ro:.2f}× its pairs/s as of `{o['kind'][4:]}` "
                          f"({ro:.1f} → {ra:.1f}), peak RSS {fmt_mib(o['peak_rss_mib'])} → {fmt_mib(a['peak_rss_mib'])}")
             ratios.append(text)
+        g = next((r for r in train if r["size"] == size and r["kind"] == "ray2"), None)
+        if a and g:
+            ra, rg = a["pairs_trained"] / a["loop_s"], g["pairs_trained"] / g["loop_s"]
+            ratios.append(f"{size:,} pairs: ray engine (2 workers × 1 thread) {rg / ra:.2f}× the app's pairs/s "
+                          f"({a['threads']} threads; {ra:.1f} → {rg:.1f}), peak RSS {fmt_mib(a['peak_rss_mib'])} → "
+                          f"{fmt_mib(g['tree_peak_rss_mib'])} (all Ray processes), setup {a['setup_s']:.0f} s → "
+                          f"{g['setup_s']:.0f} s")
     if ratios:
         lines += ["", "Ratios: " + "; ".join(ratios) + "."]
     gone = _discarded(records)
     if gone:
         lines += ["", "Repeated because the machine was busy during the run (not in the tables): " + "; ".join(gone) + "."]
-    lines += ["", f"Machine: {header['machine']}; torch threads {header['threads']}, "
+    ray_note = " (the ray engine's workers: 1 each)" if "ray2" in kinds else ""
+    lines += ["", f"Machine: {header['machine']}; torch threads {header['threads']}{ray_note}, "
               f"OMP_WAIT_POLICY={header['omp_wait_policy']} in every child."]
     return "\n".join(lines)
 
@@ -541,7 +647,8 @@ def main() -> None:
     ap.add_argument("--log-seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in both loops")
     ap.add_argument("--loops", default="app,plain",
-                    help="training loops: app, plain, app@REF (the app's finetune.py as of git REF, read with git show)")
+                    help="training loops: app, plain, app@REF (the app's finetune.py as of git REF, read with git show), "
+                         "ray2 (the ray engine, 2 workers x 1 thread)")
     ap.add_argument("--max-load", type=float, default=0.7)
     ap.add_argument("--poll", type=float, default=30.0)
     ap.add_argument("--max-wait", type=float, default=2400.0)

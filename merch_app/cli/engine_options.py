@@ -1,4 +1,4 @@
-"""``--engine local|ray``, ``--ray-address`` and ``--workers``: shared by ``encode`` and ``train``."""
+"""``--engine local|ray``, ``--ray-address`` and ``--workers``: shared by ``encode``, ``train`` and ``finetune``."""
 from __future__ import annotations
 
 import click

@@ -6,6 +6,7 @@ import click
 from merch_app.cli.common import (
     TerminalProgress, emit_json, json_option, warn_alongside, workspace_db, workspace_option,
 )
+from merch_app.cli.engine_options import engine_options, get_engine_or_exit
 from merch_app.cli.model_cmds import _ctrl_c_cancels
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model.encoder_versions import (
@@ -39,9 +40,12 @@ def _comparison_lines(comparison: dict) -> list[str]:
               help="Train on pairs before this date, compare on pairs from it (default: 80 % of the time range).")
 @click.option("--name", default=None, help="Display name of the new encoder version.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
+@engine_options
 @json_option
-def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split_date, name, seed, as_json):
+def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split_date, name, seed, engine,
+                     ray_address, workers, as_json):
     """Fine-tune the text encoder on the shop's behaviour and register it as an encoder version."""
+    runner = get_engine_or_exit(engine, ray_address, workers)
     cfg = FinetuneConfig(split_date=split_date, activate=activate)
     for field, value in (("epochs", epochs), ("max_pairs", max_pairs), ("seed", seed)):
         if value is not None:
@@ -52,7 +56,8 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
         warn_alongside(db, "finetune")
         try:
             with _ctrl_c_cancels(token):
-                result = finetune(db, cfg, progress=bar, cancel=token, encoder=encoder_spec, name=name)
+                result = finetune(db, cfg, progress=bar, cancel=token, encoder=encoder_spec, name=name,
+                                  engine=runner)
         except Cancelled:
             raise click.ClickException("fine-tuning cancelled; the encoders and the active encoder are unchanged") \
                 from None
@@ -65,8 +70,10 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
     if v is None:
         click.echo(f"{result.note} ({result.n_pairs:,} training pairs, {result.seconds:.0f} s)")
         return
+    on_ray = v.data_snapshot.get("engine") == "ray"
     click.echo(f"encoder version {v.version_id} ({'active' if result.activated else 'not active'}): "
-               f"{result.n_pairs:,} training pairs, {result.seconds:.0f} s")
+               f"{result.n_pairs:,} training pairs, {result.seconds:.0f} s"
+               + (f", on Ray ({v.data_snapshot.get('workers')} workers)" if on_ray else ""))
     for line in _comparison_lines(result.comparison):
         click.echo(line)
     if not result.activated:

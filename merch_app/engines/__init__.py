@@ -1,7 +1,8 @@
 """Where the heavy jobs run: embedded in this process (``local``) or on Ray (``ray``).
 
 Both engines run the same core code (encoder, item text cache, hybrid model
-and its loss, registry); the ray engine only decides where the batches go.
+and its loss, the fine-tuning loop, registry); the ray engine only decides
+where the batches go.
 The laptop default is ``local`` and never imports Ray; Ray is an optional
 extra (``pip install 'merch_app[ray]'``) imported only when the ray engine
 actually runs a job.
@@ -28,6 +29,9 @@ class Engine(Protocol):
     whole training, calls :meth:`prepare_item_vectors` before it reads the
     item vectors through the workspace cache, :meth:`fit` for the model and
     :meth:`record` after it for what the registry row says.
+    :func:`merch_app.services.finetune.finetune` opens :meth:`session` around a
+    whole fine-tuning, calls :meth:`fine_tune` for the training loop and
+    :meth:`record` after it for the encoder version's data snapshot.
     """
 
     name: str
@@ -53,8 +57,14 @@ class Engine(Protocol):
         """The fitted :class:`merch_app.model.hybrid.HybridModel` (arguments as :meth:`HybridModel.fit`)."""
         ...
 
+    def fine_tune(self, base_dir, pairs, item_text, cfg, *, validation=(), validate=None, progress=None,
+                  cancel=None):
+        """The :class:`merch_app.model.finetune.FinetuneRun` of fine-tuning ``base_dir`` (arguments as
+        :func:`merch_app.model.finetune.fine_tune`)."""
+        ...
+
     def record(self) -> dict:
-        """What the registry row and data snapshot of the last fit record (``{}`` for local)."""
+        """What the registry row and data snapshot of the last fit or fine-tuning record (``{}`` for local)."""
         ...
 
 

@@ -5,13 +5,14 @@ from contextlib import nullcontext
 from typing import ContextManager, Optional
 
 from merch_app.model.encoder import load_encoder
+from merch_app.model.finetune import fine_tune
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import Interactions
 from merch_app.model.item_vectors import DEFAULT_TEMPLATE, encode_items
 
 
 class LocalEngine:
-    """Runs encoding and fitting in-process with the core functions as they are."""
+    """Runs encoding, fitting and fine-tuning in-process with the core functions as they are."""
 
     name = "local"
 
@@ -36,6 +37,12 @@ class LocalEngine:
             ref_day=None) -> HybridModel:
         """:meth:`HybridModel.fit` in this process."""
         return HybridModel(cfg).fit(inter, item_text, user_text, progress=progress, cancel=cancel, ref_day=ref_day)
+
+    def fine_tune(self, base_dir, pairs, item_text, cfg, *, validation=(), validate=None, progress=None,
+                  cancel=None):
+        """:func:`merch_app.model.finetune.fine_tune` in this process."""
+        return fine_tune(base_dir, pairs, item_text, cfg, validation=validation, validate=validate,
+                         progress=progress, cancel=cancel)
 
     def record(self) -> dict:
         return {}

@@ -1,10 +1,11 @@
-"""The Ray engine: encoding on Ray Data, fitting on Ray Train (same core code as local)."""
+"""The Ray engine: encoding on Ray Data, fitting and fine-tuning on Ray Train (same core code as local)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from merch_app.engines.ray_encode import encode_items_ray
+from merch_app.engines.ray_finetune import fine_tune_on_ray
 from merch_app.engines.ray_runtime import cluster_cpus, ray_session
 from merch_app.engines.ray_train import fit_on_ray
 from merch_app.model.hybrid import HybridConfig, HybridModel
@@ -18,7 +19,8 @@ class RayEngine:
     The split, evaluation and registration of a training stay in this process
     (:func:`merch_app.services.training.train`); the version's registry row
     says ``engine = "ray"`` and its data snapshot holds ``workers``, the
-    address and the training throughput.
+    address and the training throughput.  Likewise for fine-tuning
+    (:func:`merch_app.services.finetune.finetune`): only the training loop runs on Ray.
 
     Parameters
     ----------
@@ -76,6 +78,16 @@ class RayEngine:
                            address=self.address, stats=stats)
         self._stats = {f"ray_{k}": v for k, v in stats.items() if k != "workers"}
         return model
+
+    def fine_tune(self, base_dir, pairs, item_text, cfg, *, validation=(), validate=None, progress=None,
+                  cancel=None):
+        """:func:`merch_app.engines.ray_finetune.fine_tune_on_ray` on this engine's workers."""
+        stats: dict = {}
+        run = fine_tune_on_ray(base_dir, pairs, item_text, cfg, validation=validation, validate=validate,
+                               progress=progress, cancel=cancel, workers=self._workers, address=self.address,
+                               num_cpus=self.num_cpus, stats=stats)
+        self._stats = {f"ray_{k}": v for k, v in stats.items() if k != "workers"}
+        return run
 
     def record(self) -> dict:
         return {"engine": "ray", "workers": self._workers, "ray_address": self.address or "local", **self._stats}

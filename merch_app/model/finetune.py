@@ -16,6 +16,8 @@ folder for :class:`~merch_app.model.bert_encoder.BertEncoder`.
 :func:`fine_tune` changes nothing on disk: it returns a :class:`FinetuneRun`
 holding the new weights; :mod:`merch_app.model.encoder_versions` saves them.
 A cancel raises :class:`~merch_app.jobs.Cancelled` between two batches.
+The loop itself is :class:`FinetuneLoop`; the Ray engine runs the same loop on
+each of its workers (:mod:`merch_app.engines.ray_finetune`).
 """
 from __future__ import annotations
 
@@ -216,7 +218,14 @@ def _batch_mask(batch: Sequence[Pair], positives: dict, n_neg_cols: list[str]) -
     return keep
 
 
-def _load_base(base_dir: Path) -> tuple[Any, dict[str, Any]]:
+def base_config(base_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of a BERT folder that can be fine-tuned.
+
+    Raises
+    ------
+    FinetuneError
+        The config cannot be read, or the folder is not a plain BERT with a ``tokenizer.json``.
+    """
     config_path = base_dir / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -225,11 +234,187 @@ def _load_base(base_dir: Path) -> tuple[Any, dict[str, Any]]:
     why = bert_torch.native_support(config, base_dir)
     if why is not None:
         raise FinetuneError(f"{base_dir}: only plain BERT folders with a tokenizer.json can be fine-tuned ({why})")
+    return config
+
+
+def _load_base(base_dir: Path) -> tuple[Any, dict[str, Any]]:
+    config = base_config(base_dir)
     try:
         stack = bert_torch.load_bert(base_dir, config)
     except (OSError, ValueError, RuntimeError) as exc:
         raise FinetuneError(f"{base_dir}: cannot load the encoder weights ({exc})") from exc
     return stack, config
+
+
+def usable_pairs(pairs: Sequence[Pair], item_text: dict[str, str]) -> list[Pair]:
+    """The pairs whose positive item has a text.
+
+    Raises
+    ------
+    FinetuneError
+        Fewer than two remain.
+    """
+    train = [p for p in pairs if p.item_id in item_text]
+    if len(train) < 2:
+        raise FinetuneError(f"{len(train)} training pair(s): fine-tuning needs behaviour with at least two pairs "
+                            "(searches followed by clicks, or items bought together)")
+    return train
+
+
+class FinetuneLoop:
+    """One fine-tuning run: the network, optimiser, schedule, seeded batches and loss of :func:`fine_tune`.
+
+    :func:`fine_tune` runs it in this process.  The Ray engine's workers run a subclass
+    (:class:`merch_app.engines.ray_finetune.ShardedFinetuneLoop`) that overrides the three hooks
+    :meth:`encode_step` (each worker encodes its share of the step, the vectors are gathered),
+    :meth:`sync_gradients` and :meth:`check_cancel`; everything else is this loop.
+
+    Parameters
+    ----------
+    base_dir, pairs, item_text, cfg
+        As for :func:`fine_tune`.
+
+    Raises
+    ------
+    FinetuneError
+        No usable pairs, or a folder that cannot be fine-tuned.
+    """
+
+    def __init__(self, base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], cfg: FinetuneConfig) -> None:
+        self.t0 = time.perf_counter()
+        self.cfg, self.item_text = cfg, item_text
+        self.train = usable_pairs(pairs, item_text)
+        torch.manual_seed(int(cfg.seed))
+        self.rng = np.random.default_rng(int(cfg.seed))
+        self.stack, self.bert_config = _load_base(Path(base_dir))
+        self.tokenize = bert_torch.FastTokenizer(Path(base_dir), int(cfg.max_length),
+                                                 int(self.bert_config.get("pad_token_id") or 0))
+        stack = self.stack
+        if cfg.freeze_embeddings:
+            stack.embeddings.requires_grad_(False)
+        n_layers = len(stack.encoder.layer)
+        for layer in stack.encoder.layer[: max(0, min(int(cfg.freeze_layers), n_layers - 1))]:  # the top one trains
+            layer.requires_grad_(False)
+        self.params = [p for p in stack.parameters() if p.requires_grad]
+        if not self.params:
+            raise FinetuneError("every layer is frozen: nothing to fine-tune (lower freeze_layers)")
+        self.optimizer = torch.optim.AdamW(self.params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
+        self.batch_size = max(2, int(cfg.batch_size))
+        self.steps_per_epoch = math.ceil(len(self.train) / self.batch_size)
+        self.total = max(1, self.steps_per_epoch * max(1, int(cfg.epochs)))
+        self.warm = max(1, int(round(float(cfg.warmup) * self.total)))
+        self.positives = positives_by_anchor(self.train)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of ``step``: linear warm-up, then linear decay to 0 at the last step."""
+        lr, warm, total = float(self.cfg.lr), self.warm, self.total
+        return lr * (step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm)))
+
+    def step_negatives(self, batch: Sequence[Pair]) -> list[str]:
+        """The hard negatives of ``batch``'s pairs, in pair order (those with a text)."""
+        k = max(0, int(self.cfg.hard_negatives))
+        return [n for p in batch for n in p.negatives[:k] if n in self.item_text]
+
+    def step_texts(self, batch: Sequence[Pair], negs: Sequence[str]) -> list[str]:
+        """Anchors, then positives, then hard negatives: the rows of :meth:`encode_step`."""
+        t = self.item_text
+        return [p.anchor for p in batch] + [t[p.item_id] for p in batch] + [t[n] for n in negs]
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Unit vectors of ``texts`` with gradients (length-sorted passes of two batches of texts)."""
+        return _pooled_sorted(self.stack, self.tokenize(texts), 2 * self.batch_size)  # two with one hard negative
+
+    def encode_step(self, batch: Sequence[Pair], negs: Sequence[str]) -> torch.Tensor:
+        """Vectors of the step's anchors, positives and hard negatives (rows of :meth:`step_texts`)."""
+        return self.encode_texts(self.step_texts(batch, negs))
+
+    def batch_loss(self, vecs: torch.Tensor, batch: Sequence[Pair], negs: Sequence[str]) -> torch.Tensor:
+        """Weighted MultipleNegativesRanking loss of a step (in-batch and hard negatives, known positives masked)."""
+        b = len(batch)
+        anchors, cands = vecs[:b], vecs[b:]
+        scores = float(self.cfg.scale) * anchors @ cands.T
+        scores = scores.masked_fill(~_batch_mask(batch, self.positives, list(negs)), float("-inf"))
+        weights = torch.tensor([p.weight for p in batch], dtype=scores.dtype)
+        loss_rows = F.cross_entropy(scores, torch.arange(b), reduction="none")
+        return (loss_rows * weights).sum() / weights.sum().clamp(min=1e-9)
+
+    def sync_gradients(self) -> None:
+        """Make the gradients those of the whole batch (one process: they already are)."""
+
+    def check_cancel(self, cancel: Optional[CancelToken]) -> None:
+        """Raise :class:`~merch_app.jobs.Cancelled` when the job was cancelled."""
+        if cancel is not None:
+            cancel.check()
+
+    def run(self, *, validation: Sequence[Pair] = (), validate: Optional[Validator] = None,
+            progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> FinetuneRun:
+        """Train; arguments and result as :func:`fine_tune`."""
+        cfg, stack, tokenize, train, optimizer = self.cfg, self.stack, self.tokenize, self.train, self.optimizer
+        batch_size, total = self.batch_size, self.total
+        history: list[dict[str, Any]] = []
+        clock, throttle = EtaClock(), Throttle(0.1)
+        eval_every = max(1, self.steps_per_epoch // max(1, int(cfg.evals_per_epoch)))
+        best: dict[str, Any] = {}
+        best_state = None
+
+        def run_validation(step: int, epoch: int) -> dict[str, float]:
+            nonlocal best, best_state
+            if validate is None or not validation:
+                return {}
+            scores = validate(lambda texts: encode_with(stack, tokenize, list(texts)))
+            metrics = {k: float(v) for k, v in scores.items()}
+            history.append({"step": step, "epoch": epoch, "validation": True, **metrics})
+            score = metrics.get(VALIDATION_METRIC, -math.inf)
+            if not best or score > best.get(VALIDATION_METRIC, -math.inf):
+                best = {"step": step, **metrics}
+                best_state = copy.deepcopy({k: v.detach() for k, v in stack.state_dict().items()})
+            return metrics
+
+        def report(step: int, epoch: int, loss: Optional[float], metrics: dict[str, float],
+                   final: bool = False) -> None:
+            if progress is None or not (final or metrics or throttle.ready()):
+                return
+            data = {"phase": "finetune", "step": step, "steps": total, "epoch": epoch, "lr": self.lr_at(step)}
+            if loss is not None:
+                data["loss"] = loss
+            data.update(metrics)
+            text = f"fine-tuning: step {step}/{total}" + (f", loss {loss:.3f}" if loss is not None else "")
+            if VALIDATION_METRIC in metrics:
+                text += f", validation NDCG@10 {metrics[VALIDATION_METRIC]:.3f}"
+            progress(Progress(step, total, text, clock.eta(step, total), data=data))
+
+        self.check_cancel(cancel)
+        report(0, 0, None, run_validation(0, 0), final=True)
+        step, recent = 0, []
+        stack.train()
+        for epoch in range(1, max(1, int(cfg.epochs)) + 1):
+            order = self.rng.permutation(len(train))
+            for start in range(0, len(train), batch_size):
+                self.check_cancel(cancel)
+                batch = [train[i] for i in order[start:start + batch_size]]
+                if len(batch) < 2:
+                    continue
+                negs = self.step_negatives(batch)
+                loss = self.batch_loss(self.encode_step(batch, negs), batch, negs)
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr_at(step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.sync_gradients()
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                optimizer.step()
+                step += 1
+                recent = (recent + [float(loss.detach())])[-20:]
+                running = float(np.mean(recent))
+                history.append({"step": step, "epoch": epoch, "loss": float(loss.detach())})
+                metrics = run_validation(step, epoch) if step % eval_every == 0 and step < total else {}
+                report(step, epoch, running, metrics)
+        final_metrics = run_validation(step, max(1, int(cfg.epochs)))
+        report(step, max(1, int(cfg.epochs)), float(np.mean(recent)) if recent else None, final_metrics, final=True)
+        state = best_state if best_state is not None else {k: v.detach().clone() for k, v in stack.state_dict().items()}
+        return FinetuneRun(state={k: v.clone() for k, v in state.items()}, bert_config=self.bert_config,
+                           history=history, seconds=time.perf_counter() - self.t0, steps=step, n_train=len(train),
+                           n_val=len(validation), best=best)
 
 
 def fine_tune(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], cfg: FinetuneConfig, *,
@@ -271,101 +456,5 @@ def fine_tune(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str, str], 
     Cancelled
         ``cancel`` was set.
     """
-    t0 = time.perf_counter()
-    train = [p for p in pairs if p.item_id in item_text]
-    if len(train) < 2:
-        raise FinetuneError(f"{len(train)} training pair(s): fine-tuning needs behaviour with at least two pairs "
-                            "(searches followed by clicks, or items bought together)")
-    torch.manual_seed(int(cfg.seed))
-    rng = np.random.default_rng(int(cfg.seed))
-    stack, bert_config = _load_base(Path(base_dir))
-    tokenize = bert_torch.FastTokenizer(Path(base_dir), int(cfg.max_length), int(bert_config.get("pad_token_id") or 0))
-    if cfg.freeze_embeddings:
-        stack.embeddings.requires_grad_(False)
-    n_layers = len(stack.encoder.layer)
-    for layer in stack.encoder.layer[: max(0, min(int(cfg.freeze_layers), n_layers - 1))]:  # the top one always trains
-        layer.requires_grad_(False)
-    params = [p for p in stack.parameters() if p.requires_grad]
-    if not params:
-        raise FinetuneError("every layer is frozen: nothing to fine-tune (lower freeze_layers)")
-    optimizer = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
-    batch_size = max(2, int(cfg.batch_size))
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total = max(1, steps_per_epoch * max(1, int(cfg.epochs)))
-    warm = max(1, int(round(float(cfg.warmup) * total)))
-
-    def lr_at(step: int) -> float:
-        return float(cfg.lr) * (step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm)))
-
-    positives = positives_by_anchor(train)
-    history: list[dict[str, Any]] = []
-    clock, throttle = EtaClock(), Throttle(0.1)
-    eval_every = max(1, steps_per_epoch // max(1, int(cfg.evals_per_epoch)))
-    best: dict[str, Any] = {}
-    best_state = None
-
-    def run_validation(step: int, epoch: int) -> dict[str, float]:
-        nonlocal best, best_state
-        if validate is None or not validation:
-            return {}
-        metrics = {k: float(v) for k, v in validate(lambda texts: encode_with(stack, tokenize, list(texts))).items()}
-        history.append({"step": step, "epoch": epoch, "validation": True, **metrics})
-        score = metrics.get(VALIDATION_METRIC, -math.inf)
-        if not best or score > best.get(VALIDATION_METRIC, -math.inf):
-            best = {"step": step, **metrics}
-            best_state = copy.deepcopy({k: v.detach() for k, v in stack.state_dict().items()})
-        return metrics
-
-    def report(step: int, epoch: int, loss: Optional[float], metrics: dict[str, float], final: bool = False) -> None:
-        if progress is None or not (final or metrics or throttle.ready()):
-            return
-        data = {"phase": "finetune", "step": step, "steps": total, "epoch": epoch, "lr": lr_at(step)}
-        if loss is not None:
-            data["loss"] = loss
-        data.update(metrics)
-        text = f"fine-tuning: step {step}/{total}" + (f", loss {loss:.3f}" if loss is not None else "")
-        if VALIDATION_METRIC in metrics:
-            text += f", validation NDCG@10 {metrics[VALIDATION_METRIC]:.3f}"
-        progress(Progress(step, total, text, clock.eta(step, total), data=data))
-
-    if cancel is not None:
-        cancel.check()
-    report(0, 0, None, run_validation(0, 0), final=True)
-    step, recent = 0, []
-    stack.train()
-    for epoch in range(1, max(1, int(cfg.epochs)) + 1):
-        order = rng.permutation(len(train))
-        for start in range(0, len(train), batch_size):
-            if cancel is not None:
-                cancel.check()
-            batch = [train[i] for i in order[start:start + batch_size]]
-            if len(batch) < 2:
-                continue
-            negs = [n for p in batch for n in p.negatives[: max(0, int(cfg.hard_negatives))] if n in item_text]
-            texts = [p.anchor for p in batch] + [item_text[p.item_id] for p in batch] + [item_text[n] for n in negs]
-            vecs = _pooled_sorted(stack, tokenize(texts), 2 * batch_size)  # two passes with one hard negative
-            b = len(batch)
-            anchors, cands = vecs[:b], vecs[b:]
-            scores = float(cfg.scale) * anchors @ cands.T
-            scores = scores.masked_fill(~_batch_mask(batch, positives, negs), float("-inf"))
-            weights = torch.tensor([p.weight for p in batch], dtype=scores.dtype)
-            loss_rows = F.cross_entropy(scores, torch.arange(b), reduction="none")
-            loss = (loss_rows * weights).sum() / weights.sum().clamp(min=1e-9)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            step += 1
-            recent = (recent + [float(loss.detach())])[-20:]
-            running = float(np.mean(recent))
-            history.append({"step": step, "epoch": epoch, "loss": float(loss.detach())})
-            metrics = run_validation(step, epoch) if step % eval_every == 0 and step < total else {}
-            report(step, epoch, running, metrics)
-    final_metrics = run_validation(step, max(1, int(cfg.epochs)))
-    report(step, max(1, int(cfg.epochs)), float(np.mean(recent)) if recent else None, final_metrics, final=True)
-    state = best_state if best_state is not None else {k: v.detach().clone() for k, v in stack.state_dict().items()}
-    return FinetuneRun(state={k: v.clone() for k, v in state.items()}, bert_config=bert_config, history=history,
-                       seconds=time.perf_counter() - t0, steps=step, n_train=len(train), n_val=len(validation),
-                       best=best)
+    return FinetuneLoop(Path(base_dir), pairs, item_text, cfg).run(validation=validation, validate=validate,
+                                                                   progress=progress, cancel=cancel)

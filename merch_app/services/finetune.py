@@ -19,6 +19,8 @@ import numpy as np
 
 from merch_app.data.job_marks import job_mark
 from merch_app.data.workspace import open_workspace
+from merch_app.engines import Engine
+from merch_app.engines.local import LocalEngine
 from merch_app.evaluation.encoder_eval import compare_encoders, retrieval_scores
 from merch_app.evaluation.split import time_split
 from merch_app.job_phases import PhasePlan
@@ -26,7 +28,7 @@ from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.encoder import load_encoder, workspace_encoder
 from merch_app.model.encoder_versions import EncoderVersion, save_encoder_version
-from merch_app.model.finetune import VALIDATION_METRIC, FinetuneConfig, FinetuneError, fine_tune, split_validation
+from merch_app.model.finetune import VALIDATION_METRIC, FinetuneConfig, FinetuneError, split_validation
 from merch_app.model.finetune_pairs import Pair, mine_hard_negatives, training_pairs
 from merch_app.model.item_vectors import item_text_vectors
 from merch_app.services.job_estimates import finetune_estimates
@@ -95,7 +97,7 @@ def _base_encoder(db, spec: Optional[str]) -> BertEncoder:
 
 def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None, *, encoder: Optional[str] = None,
-             name: Optional[str] = None) -> FinetuneResult:
+             name: Optional[str] = None, engine: Optional[Engine] = None) -> FinetuneResult:
     """Fine-tune the workspace's encoder on its behaviour and register the result as an encoder version.
 
     Parameters
@@ -116,6 +118,11 @@ def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Opti
         workspace's active encoder (the packaged MiniLM when none is active).
     name
         Display name of the new version.
+    engine
+        Where the training loop runs (see :mod:`merch_app.engines`; default: the
+        local engine, in this process).  The engine's name, its workers and what
+        :meth:`Engine.record` says go into the version's data snapshot; the
+        engine and workers also into its train config.
 
     Returns
     -------
@@ -131,18 +138,20 @@ def finetune(db_or_path, config: Optional[FinetuneConfig] = None, progress: Opti
     Cancelled
         ``cancel`` was set; nothing is written.
     """
+    engine = engine or LocalEngine()
     own = isinstance(db_or_path, (str, Path))
     db = open_workspace(db_or_path) if own else db_or_path
     try:
-        with job_mark(db, "finetune", name or ""):
+        with job_mark(db, "finetune", name or ""), engine.session():
             return _finetune(db, FinetuneConfig.from_dict((config or FinetuneConfig()).to_dict()), progress,
-                             cancel, encoder, name)
+                             cancel, encoder, name, engine)
     finally:
         if own:
             db.close()
 
 
-def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], name: Optional[str]) -> FinetuneResult:
+def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], name: Optional[str],
+              engine: Engine) -> FinetuneResult:
     t0 = time.perf_counter()
     base = _base_encoder(db, spec)
     split = time_split(db, cfg.split_date)
@@ -169,8 +178,9 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
     train, val = split_validation(pairs, cfg)
     validate = _validator(val, item_text, item_ids, cfg.val_pool, cfg.seed)
     plan.start("finetune", f"{len(train):,} training pairs, {len(val):,} validation pairs")
-    run = fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
-                    progress=plan.phase("finetune"), cancel=cancel)
+    run = engine.fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
+                           progress=plan.phase("finetune"), cancel=cancel)
+    recorded = {"engine": engine.name, "workers": engine.describe().get("workers", 1), **engine.record()}
     test_pairs = test_set.pairs
     if run.best and run.best.get("step", 0) == 0:
         start = run.best.get(VALIDATION_METRIC, 0.0)
@@ -206,11 +216,12 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
     counts = db.execute("SELECT count(*), max(ts) FROM events").fetchone()
     snapshot = {"events": int(counts[0] or 0), "max_ts": counts[1], "split_ts": split.split_ts,
                 "train_events": train_set.snapshot.get("events"), "train_pairs": train_set.counts,
-                "test_pairs": test_set.counts, "available_pairs": train_set.snapshot.get("available")}
+                "test_pairs": test_set.counts, "available_pairs": train_set.snapshot.get("available"), **recorded}
     version = save_encoder_version(
         db, config=run.bert_config, parent_dir=base.model_dir, write_weights=run.write_weights,
         weights_sha=run.weights_sha(), parent_encoder_id=base.encoder_id, parent_spec=str(base.model_dir),
-        train_config=cfg.to_dict(), data_snapshot=snapshot, n_pairs=run.n_train,
+        train_config={**cfg.to_dict(), "engine": recorded["engine"], "workers": recorded["workers"]},
+        data_snapshot=snapshot, n_pairs=run.n_train,
         train_seconds=time.perf_counter() - t0, name=name, before_register=evaluate_after, activate_if=activate_if)
     plan.finish(f"saved encoder version {version.version_id}")
     return FinetuneResult(version=version, activated=version.active, comparison=outcome.get("comparison", {}),
