@@ -50,7 +50,11 @@ ABLATIONS = {
 # not ablations: the internal cuts labelled over as many days as the test period (2011-09-01 .. 12-09);
 EXTRAS = {"horizon_99": {"label_horizon_days": 99.0},
           # more cuts further back (down to January): a wider range of distances to Christmas
-          "extra_cuts_6": {"extra_cuts": 6}}
+          "extra_cuts_6": {"extra_cuts": 6},
+          # fewer pooled cuts (the history/trend weights from the most recent cuts only) and other recency
+          # half-lives of the history counts (issue 22, history/trend combiner; none chosen, see the report)
+          "extra_cuts_0": {"extra_cuts": 0}, "extra_cuts_1": {"extra_cuts": 1},
+          "half_life_30": {"history_half_life_days": 30.0}, "half_life_120": {"history_half_life_days": 120.0}}
 ORDER = ["old", "new", *ABLATIONS, *EXTRAS]
 
 
