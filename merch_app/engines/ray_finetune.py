@@ -16,7 +16,7 @@ choice of the best weights); only the encoding of a step is split (:class:`Shard
   the parameters stay identical (checked at the end).
 
 Rank 0 runs the validation, reports progress through a
-:class:`~merch_app.engines.ray_train.ProgressChannel` and writes the weights (safetensors)
+:class:`~merch_app.engines.ray_jobs.ProgressChannel` and writes the weights (safetensors)
 and the run's history as the Ray Train checkpoint; the driver builds the
 :class:`~merch_app.model.finetune.FinetuneRun` from it, which the fine-tuning use case
 saves like a local run.  The base folder must exist on every node (as for encoding on Ray).
@@ -24,8 +24,6 @@ saves like a local run.  The base folder must exist on every node (as for encodi
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -37,9 +35,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from torch.distributed.nn.functional import all_gather
 
+from merch_app.engines.ray_jobs import agreed_cancel, check_in_sync, rank0_reporting, run_torch_job, sum_over_workers
 from merch_app.engines.ray_runtime import cluster_cpus, ray_errors, ray_session
-from merch_app.engines.ray_train import POLL_SECONDS, ProgressChannel, _fit_while_polling, _sum_over_workers
-from merch_app.jobs import CancelToken, Cancelled, Progress, ProgressCallback, Throttle
+from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.finetune import (
     FinetuneConfig, FinetuneLoop, FinetuneRun, Validator, base_config, usable_pairs,
 )
@@ -109,19 +107,11 @@ class ShardedFinetuneLoop(FinetuneLoop):
 
     def check_cancel(self, cancel: Optional[CancelToken]) -> None:
         """Every worker stops at the same step when rank 0 saw the driver's cancel."""
-        flag = torch.tensor([1.0 if self._cancel_requested is not None and self._cancel_requested() else 0.0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() > 0:
-            raise Cancelled("cancelled by user")
+        agreed_cancel(self._cancel_requested)
 
     def check_in_sync(self) -> None:
         """Fail loudly if the workers' parameters differ."""
-        with torch.no_grad():
-            s = float(sum(p.double().sum() for p in self.params))
-        both = torch.tensor([s, -s], dtype=torch.float64)
-        dist.all_reduce(both, op=dist.ReduceOp.MAX)
-        if both[0].item() + both[1].item() > 1e-9 * max(1.0, abs(s)):
-            raise RuntimeError("fine-tuning workers diverged (parameters differ after training)")
+        check_in_sync(self.params, "fine-tuning")
 
 
 def _finetune_worker(config: dict) -> None:
@@ -134,22 +124,13 @@ def _finetune_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(int(config["threads"]))
-    channel = config["channel"]
     pairs, item_text = ray.get(config["pairs"]), ray.get(config["item_text"])
     progress = cancel_requested = validate = None
     validation: Sequence[Pair] = ()
     if rank == 0:
-        poll, state = Throttle(POLL_SECONDS), {"cancelled": False}
         validation, validate = ray.get(config["validation"]), ray.get(config["validate"])
-
-        def progress(p: Progress) -> None:  # the loop reports at most every 0.1 s, validations always
-            channel.push.remote({"done": p.done, "total": p.total, "message": p.message,
-                                 "eta_seconds": p.eta_seconds, "data": {**p.data, "workers": world}})
-
-        def cancel_requested() -> bool:
-            if not state["cancelled"] and poll.ready():
-                state["cancelled"] = bool(ray.get(channel.cancelled.remote()))
-            return state["cancelled"]
+        # the loop reports at most every 0.1 s, validations always: every report is pushed
+        progress, cancel_requested = rank0_reporting(ray, config["channel"], world)
 
     t0, c0 = time.perf_counter(), time.process_time()
     loop = ShardedFinetuneLoop(Path(config["base_dir"]), pairs, item_text, FinetuneConfig.from_dict(config["cfg"]),
@@ -158,7 +139,7 @@ def _finetune_worker(config: dict) -> None:
     run = loop.run(validation=validation, validate=validate, progress=progress)
     loop_seconds = time.perf_counter() - t1
     loop.check_in_sync()
-    cpu = _sum_over_workers(time.process_time() - c0)  # CPU cost, unlike wall time, ignores other load
+    cpu = sum_over_workers(time.process_time() - c0)  # CPU cost, unlike wall time, ignores other load
     n, bs = len(loop.train), loop.batch_size
     pairs_trained = (n - (1 if n % bs == 1 else 0)) * max(1, int(loop.cfg.epochs))  # a last batch of 1 is skipped
     stats = {"fit_seconds": time.perf_counter() - t0, "setup_seconds": t1 - t0, "loop_seconds": loop_seconds,
@@ -205,35 +186,21 @@ def fine_tune_on_ray(base_dir: Path, pairs: Sequence[Pair], item_text: dict[str,
     bert_config = base_config(base_dir)
     n_train = len(usable_pairs(pairs, item_text))
     with ray_session(address, num_cpus) as ray, ray_errors("fine-tuning"):
-        from ray.train import FailureConfig, RunConfig, ScalingConfig  # Ray is an optional extra
-        from ray.train.torch import TorchConfig, TorchTrainer
-
         workers = max(1, min(int(workers), cluster_cpus(ray), n_train))
-        channel = ray.remote(num_cpus=0)(ProgressChannel).remote()
-        loop_config = {"cfg": cfg.to_dict(), "base_dir": str(base_dir), "channel": channel,
-                       "threads": CPUS_PER_WORKER,
+        loop_config = {"cfg": cfg.to_dict(), "base_dir": str(base_dir), "threads": CPUS_PER_WORKER,
                        "pairs": ray.put(list(pairs)), "item_text": ray.put(item_text),
                        "validation": ray.put(list(validation)), "validate": ray.put(validate)}
-        root = os.environ.get("MERCH_APP_RAY_STORAGE")
-        storage = Path(tempfile.mkdtemp(prefix="merch-ray-finetune-", dir=root))
-        trainer = TorchTrainer(
-            _finetune_worker, train_loop_config=loop_config, torch_config=TorchConfig(backend="gloo"),
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False,
-                                         resources_per_worker={"CPU": CPUS_PER_WORKER}),
-            run_config=RunConfig(storage_path=str(storage), name="merch_app-finetune",
-                                 failure_config=FailureConfig(max_failures=0)))
-        try:
-            result = _fit_while_polling(ray, trainer, channel, progress, cancel)
-            if result.checkpoint is None:
-                raise RuntimeError("Ray Train finished without the fine-tuned weights")
-            with result.checkpoint.as_directory() as folder:
-                state = load_file(str(Path(folder) / WEIGHTS_FILE))
-                meta = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-            if stats is not None:
-                stats.update({k: v for k, v in (result.metrics or {}).items() if not k.startswith("_")})
-                stats["workers"] = workers
-            return FinetuneRun(state=state, bert_config=bert_config, history=meta["history"],
-                               seconds=time.perf_counter() - t0, steps=int(meta["steps"]),
-                               n_train=int(meta["n_train"]), n_val=int(meta["n_val"]), best=meta["best"])
-        finally:
-            shutil.rmtree(storage, ignore_errors=True)
+
+        def read(folder: Path) -> tuple[dict, dict]:
+            return (load_file(str(folder / WEIGHTS_FILE)),
+                    json.loads((folder / RUN_FILE).read_text(encoding="utf-8")))
+
+        (state, meta), metrics = run_torch_job(ray, _finetune_worker, loop_config, workers=workers,
+                                               name="merch_app-finetune", read=read, progress=progress,
+                                               cancel=cancel, cpus_per_worker=CPUS_PER_WORKER)
+        if stats is not None:
+            stats.update(metrics)
+            stats["workers"] = workers
+        return FinetuneRun(state=state, bert_config=bert_config, history=meta["history"],
+                           seconds=time.perf_counter() - t0, steps=int(meta["steps"]),
+                           n_train=int(meta["n_train"]), n_val=int(meta["n_val"]), best=meta["best"])

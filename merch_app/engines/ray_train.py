@@ -16,15 +16,12 @@ same combiner, validation and early stopping); only the CF epochs differ
 Rank 0 writes the result as a Ray Train checkpoint in the model folder format
 (:meth:`HybridModel.save`); the driver loads it and registers it like any
 other version (``engine = "ray"``, workers in the data snapshot).  Progress
-and cancel travel through a small :class:`ProgressChannel` actor.
+and cancel travel through a small :class:`~merch_app.engines.ray_jobs.ProgressChannel` actor.
 """
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -35,38 +32,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from merch_app.engines.ray_jobs import (
+    POLL_SECONDS, agreed_cancel, check_in_sync, rank0_reporting, run_torch_job, sum_over_workers,
+)
 from merch_app.engines.ray_runtime import cluster_cpus, ray_errors, ray_session
-from merch_app.jobs import CancelToken, Cancelled, Progress, Throttle
+from merch_app.jobs import CancelToken, Throttle
 from merch_app.model import cf_module as cf
 from merch_app.model import text_matrix
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.hybrid_fit import HybridTrainer
 from merch_app.model.interactions import Interactions
-
-POLL_SECONDS = 0.2  # driver: progress / cancel polling; worker: cancel flag polling (rank 0)
-
-
-class ProgressChannel:
-    """Ray actor between the driver and rank 0: progress reports one way, cancel the other."""
-
-    def __init__(self) -> None:
-        self._reports: list[dict] = []
-        self._cancelled = False
-
-    def push(self, report: dict) -> None:
-        self._reports.append(report)
-        del self._reports[:-500]  # a driver that stopped polling must not grow this forever
-
-    def drain(self) -> list[dict]:
-        out, self._reports = self._reports, []
-        return out
-
-    def cancel(self) -> None:
-        self._cancelled = True
-
-    def cancelled(self) -> bool:
-        return self._cancelled
-
 
 class _BatchLoss(nn.Module):
     """The network plus the loss of one batch, so DDP sees the whole step in ``forward``."""
@@ -116,20 +91,6 @@ class ShardedTrainer(HybridTrainer):
             self._ddp_net = net
         return self._ddp
 
-    def _check_cancel(self) -> None:
-        flag = torch.tensor([1.0 if self._cancel_requested is not None and self._cancel_requested() else 0.0])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() > 0:
-            raise Cancelled("cancelled by user")
-
-    def _check_in_sync(self, net: cf.HybridNet) -> None:
-        """Fail loudly if the workers' parameters differ (their early-stopping decisions would too)."""
-        with torch.no_grad():
-            s = float(sum(p.double().sum() for p in net.parameters()))
-        both = torch.tensor([s, -s], dtype=torch.float64)
-        dist.all_reduce(both, op=dist.ReduceOp.MAX)
-        if both[0].item() + both[1].item() > 1e-9 * max(1.0, abs(s)):
-            raise RuntimeError("training workers diverged (parameters differ after an epoch)")
 
     def _sharded_epoch(self, net, opt, users: np.ndarray, batch_of, rep, message: str, epoch: int) -> float:
         """Run one epoch over rows whose owner is ``users % world``; ``batch_of(rows)`` builds a batch."""
@@ -147,7 +108,7 @@ class ShardedTrainer(HybridTrainer):
         net.train()
         running, seen, t0 = 0.0, 0, time.perf_counter()
         for b in range(n_batches):
-            self._check_cancel()
+            agreed_cancel(self._cancel_requested)
             rows = mine[edges[self.rank, b]:edges[self.rank, b + 1]]
             share = len(rows) * self.world / max(int(step_rows[b]), 1)
             if len(rows) == 0:  # every worker must join every step: a weightless stand-in row
@@ -164,7 +125,7 @@ class ShardedTrainer(HybridTrainer):
         totals = torch.tensor([running, float(seen)], dtype=torch.float64)
         dist.all_reduce(totals)
         self.pairs_trained += int(totals[1].item())
-        self._check_in_sync(net)
+        check_in_sync(net.parameters(), "training")  # else their early-stopping decisions differ
         self.epoch_seconds += time.perf_counter() - t0
         return float(totals[0].item() / max(totals[1].item(), 1.0))
 
@@ -197,12 +158,6 @@ def _interactions_arrays(inter: Interactions) -> dict[str, np.ndarray]:
             "event_type": np.asarray(inter.event_type, dtype=str), "value": inter.value}
 
 
-def _sum_over_workers(value: float) -> float:
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item())
-
-
 def _train_worker(config: dict) -> None:
     """Ray Train loop of one worker: fit on its shard, rank 0 reports the model as checkpoint."""
     import ray  # Ray is an optional extra (this runs in a Ray Train worker)
@@ -210,7 +165,6 @@ def _train_worker(config: dict) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    channel = config["channel"]
     a = {k: ray.get(ref) for k, ref in config["arrays"].items()}
     inter = Interactions(a["user_ids"].astype(object), a["item_ids"].astype(object), a["user_idx"], a["item_idx"],
                          a["weight"], a["ts"], a["event_type"].astype(object), a["value"])
@@ -218,24 +172,16 @@ def _train_worker(config: dict) -> None:
     item_text = ray.get(config["item_text"])
     progress = cancel_requested = None
     if rank == 0:
-        throttle, poll, state = Throttle(POLL_SECONDS), Throttle(POLL_SECONDS), {"cancelled": False}
-
-        def progress(p: Progress) -> None:
-            if p.data.get("epoch_end") or throttle.ready():
-                channel.push.remote({"done": p.done, "total": p.total, "message": p.message,
-                                     "eta_seconds": p.eta_seconds, "data": {**p.data, "workers": world}})
-
-        def cancel_requested() -> bool:
-            if not state["cancelled"] and poll.ready():
-                state["cancelled"] = bool(ray.get(channel.cancelled.remote()))
-            return state["cancelled"]
+        throttle = Throttle(POLL_SECONDS)
+        progress, cancel_requested = rank0_reporting(
+            ray, config["channel"], world, lambda p: bool(p.data.get("epoch_end")) or throttle.ready())
 
     model = HybridModel(HybridConfig.from_dict(config["cfg"]))
     trainer = ShardedTrainer(model, rank, world, cancel_requested)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(inter, item_text, user_text, progress=progress, ref_day=config["ref_day"])
     seconds = time.perf_counter() - t0
-    cpu = _sum_over_workers(time.process_time() - c0)  # CPU cost, unlike wall time, ignores other load
+    cpu = sum_over_workers(time.process_time() - c0)  # CPU cost, unlike wall time, ignores other load
     epochs = len(model.history)
     stats = {"fit_seconds": seconds, "cpu_seconds": cpu, "epochs_run": epochs, "train_events": len(inter),
              "pairs_trained": trainer.pairs_trained, "cf_epoch_seconds": trainer.epoch_seconds,
@@ -271,65 +217,14 @@ def fit_on_ray(cfg: HybridConfig, inter: Interactions, item_text: np.ndarray, us
     if callable(user_text):  # the workers get arrays: the lazy user vectors are made here
         user_text = user_text()
     with ray_session(address, num_cpus) as ray, ray_errors("training"):
-        from ray.train import FailureConfig, RunConfig, ScalingConfig  # Ray is an optional extra
-        from ray.train.torch import TorchConfig, TorchTrainer
-
         workers = max(1, min(int(workers), cluster_cpus(ray)))
-        channel = ray.remote(num_cpus=0)(ProgressChannel).remote()
         refs = {k: ray.put(v) for k, v in _interactions_arrays(inter).items()}
-        loop_config = {"cfg": cfg.to_dict(), "arrays": refs, "ref_day": ref_day, "channel": channel,
+        loop_config = {"cfg": cfg.to_dict(), "arrays": refs, "ref_day": ref_day,
                        "item_text": ray.put(text_matrix.compact(item_text)),
                        "user_text": None if user_text is None else ray.put(np.ascontiguousarray(user_text, np.float32))}
-        root = os.environ.get("MERCH_APP_RAY_STORAGE")
-        storage = Path(tempfile.mkdtemp(prefix="merch-ray-train-", dir=root))
-        trainer = TorchTrainer(
-            _train_worker, train_loop_config=loop_config, torch_config=TorchConfig(backend="gloo"),
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
-            run_config=RunConfig(storage_path=str(storage), name="merch_app-train",
-                                 failure_config=FailureConfig(max_failures=0)))
-        try:
-            result = _fit_while_polling(ray, trainer, channel, progress, cancel)
-            if result.checkpoint is None:
-                raise RuntimeError("Ray Train finished without a model checkpoint")
-            with result.checkpoint.as_directory() as folder:
-                model = HybridModel.load(Path(folder))
-            if stats is not None:
-                stats.update({k: v for k, v in (result.metrics or {}).items() if not k.startswith("_")})
-                stats["workers"] = workers
-            return model
-        finally:
-            shutil.rmtree(storage, ignore_errors=True)
-
-
-def _fit_while_polling(ray, trainer, channel, progress, cancel):
-    """Run ``trainer.fit()`` in a thread; meanwhile forward progress and a cancel request."""
-    outcome: dict = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as exc:  # re-raised in the calling thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="ray-train-fit", daemon=True)
-    thread.start()
-    cancel_sent = False
-
-    def forward() -> None:
-        for r in ray.get(channel.drain.remote()):
-            if progress is not None:
-                progress(Progress(r["done"], r["total"], r["message"], r["eta_seconds"], r["data"]))
-
-    while thread.is_alive():
-        thread.join(POLL_SECONDS)
-        if cancel is not None and cancel.cancelled and not cancel_sent:
-            channel.cancel.remote()
-            cancel_sent = True
-        forward()
-    forward()
-    if cancel is not None and cancel.cancelled:
-        raise Cancelled("cancelled by user")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
+        model, metrics = run_torch_job(ray, _train_worker, loop_config, workers=workers, name="merch_app-train",
+                                       read=HybridModel.load, progress=progress, cancel=cancel)
+        if stats is not None:
+            stats.update(metrics)
+            stats["workers"] = workers
+        return model
