@@ -120,7 +120,8 @@ def measure(seed: int, data: dict, split: str = "quantile", encoder: str = "hash
     return {"seed": seed, "split": m.get("split"), "split_date": m.get("split_date"),
             "train_seconds": version.train_seconds, "wall_seconds": wall, "best_epoch": m.get("best_epoch"),
             "mae": m.get("mae"), "rmse": m.get("rmse"), "ratings": m.get("ratings"),
-            "n_test_users": m.get("n_test_users"), "epochs": m.get("epochs")}
+            "n_test_users": m.get("n_test_users"), "epochs": m.get("epochs"),
+            "rating_drift_shrink": version.config.get("rating_drift_shrink") if isinstance(version.config, dict) else None}
 
 
 def main() -> None:
@@ -129,6 +130,8 @@ def main() -> None:
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--split", default="quantile")
     ap.add_argument("--baseline", choices=["on", "off"], default="on")
+    ap.add_argument("--drift", choices=["auto", "off"], default="auto",
+                    help="user-bias drift: chosen on the later training ratings (default) or off")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     data = generate(args.data_seed)
@@ -137,11 +140,11 @@ def main() -> None:
           f"mean {v.mean():.3f}, values {sorted(set(v.tolist()))[:3]}..{max(v)}")
     runs = []
     for seed in args.seeds:
-        r = measure(seed, data, args.split, rating_baseline=args.baseline == "on")
+        r = measure(seed, data, args.split, rating_baseline=args.baseline == "on", rating_drift=args.drift == "auto")
         runs.append(r)
         rep = r["ratings"]
         print(f"seed {seed}: split {r['split_date'][:10]} ({r['split']}), train {r['train_seconds']:.1f} s, "
-              f"best epoch {r['best_epoch']}")
+              f"best epoch {r['best_epoch']}, drift λ {r['rating_drift_shrink']}")
         for seg in ("all", "known", "new_user", "new_item"):
             row = rep[seg]
             print(f"  {seg:9} n={row['n']:6}  " + "  ".join(

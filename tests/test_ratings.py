@@ -73,9 +73,13 @@ def test_model_beats_the_damped_biases_on_planted_structure(fitted):
 
 def test_biases_are_the_closed_form_and_saved(fitted, tmp_path):
     model, train, test = fitted
-    b = damped_biases(train.user_idx, train.item_idx, train.value, train.n_users, train.n_items, 10.0, 25.0)
+    cfg = model.config  # the user-bias drift chosen at fit is recorded there (test_rating_drift.py)
+    b = damped_biases(train.user_idx, train.item_idx, train.value, train.n_users, train.n_items, 10.0, 25.0,
+                      days=train.ts, drift_shrink=cfg.rating_drift_shrink if cfg.rating_drift else None)
     assert model.mu == pytest.approx(b.mu, abs=1e-6)
-    assert np.allclose(model.arrays["base_user"], b.b_user) and np.allclose(model.arrays["base_item"], b.b_item)
+    # saved: each user's bias as of the last training rating
+    assert np.allclose(model.arrays["base_user"], b.user_bias_at(float(train.ts.max())))
+    assert np.allclose(model.arrays["base_item"], b.b_item)
     model.save(tmp_path / "m")
     again = HybridModel.load(tmp_path / "m")
     assert again.checksums_verified and again.explicit

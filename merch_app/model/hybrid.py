@@ -25,7 +25,8 @@ t_u / t_i are BERT text vectors, P/Q learned ID embeddings (zero for items
 without behaviour, so cold-start items score through ``B·t_i``).  Every part
 is kept separately so :meth:`HybridModel.explain` can say where a score came
 from.  Explicit mode (ratings) scores ``μ + b_u + b_i + uᵀWv + wᵀt_i``: μ and the damped
-biases b_u, b_i in closed form (:mod:`rating_bias`, saved as ``base_user`` / ``base_item``), the
+biases b_u, b_i in closed form (:mod:`rating_bias`, saved as ``base_user`` / ``base_item``; b_u may drift
+in time, config ``rating_drift``, and is saved as of the last training rating), the
 bilinear and text parts fitted by MSE on the residual (older explicit models: all parts by MSE).
 """
 from __future__ import annotations
@@ -325,7 +326,8 @@ class HybridModel:
         past with the item: γ·h(u, i) plus α_own·uᵀWv, the smaller weight the
         CF part gets on items the user already bought; 0 for other items),
         ``trend`` (recent item sales); explicit models add
-        ``user_bias`` (the damped user bias, 0 for an unknown user), ``item_bias_damped``
+        ``user_bias`` (the damped user bias, with its drift taken as of the last training rating;
+        0 for an unknown user), ``item_bias_damped``
         (the damped item bias; ``item_bias`` is then the residual's text bias) and ``global``
         (the mean rating).  All zeros for an anonymous user without a text vector.
         """

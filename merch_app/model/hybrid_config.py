@@ -33,6 +33,11 @@ class HybridConfig:
     rating_baseline: bool = True
     bias_shrink_user: float = 10.0
     bias_shrink_item: float = 25.0
+    # explicit mode: each user's bias drifts linearly in time, b_u(t) = b_u + d_u·(t − t̄_u), damped by
+    # λ_drift (rating_bias); None: chosen at fit by the MAE on the last val_fraction of the training
+    # ratings and recorded here (rating_drift False when no drift predicts them better)
+    rating_drift: bool = True
+    rating_drift_shrink: Optional[float] = None
     rating_l2: float = 0.05  # L2 weight of the factors on the rating residual
     early_stopping_patience: int = 3
     min_epochs: int = 4  # early stopping never ends training before this epoch

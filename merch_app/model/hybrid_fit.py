@@ -26,7 +26,7 @@ from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER
 from merch_app.model.interactions import Interactions
 from merch_app.model.optimizers import HybridOptimizer
-from merch_app.model.rating_bias import DampedBiases, damped_biases
+from merch_app.model.rating_bias import DampedBiases, choose_drift, damped_biases
 
 if TYPE_CHECKING:
     from merch_app.model.hybrid import HybridModel
@@ -367,17 +367,19 @@ class HybridTrainer:
             HistoryState.build(r.subset(np.isin(np.arange(len(r)), tr)), float(r.ts.max()) + 1e-6,
                                cfg.user_text_half_life_days), item_text)
         net, opt = self._new_net(inter, tu, item_text)
+        per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
+        rep = cf.Reporter(progress, cfg.epochs * per_epoch)
         offset = None
         if cfg.rating_baseline:
             # μ + damped biases from every training rating (closed form); the net learns the residual
+            drift = self._choose_drift(r, tr, va, inter.n_users, inter.n_items, rep)
             self.base = damped_biases(r.user_idx, r.item_idx, r.value, inter.n_users, inter.n_items,
-                                      cfg.bias_shrink_user, cfg.bias_shrink_item)
-            offset = self.base.predict(r.user_idx, r.item_idx).astype(np.float32)
+                                      cfg.bias_shrink_user, cfg.bias_shrink_item, days=r.ts, drift_shrink=drift)
+            self.base_day = float(r.ts.max())
+            offset = self.base.predict(r.user_idx, r.item_idx, days=r.ts).astype(np.float32)
         else:
             with torch.no_grad():
                 net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
-        per_epoch = max(1, math.ceil(len(tr) / cfg.batch_size))
-        rep = cf.Reporter(progress, cfg.epochs * per_epoch)
         best, best_rmse, bad = None, float("inf"), 0
         self.model.history = []
         for epoch in range(1, cfg.epochs + 1):
@@ -406,6 +408,25 @@ class HybridTrainer:
         net.load_state_dict(best, strict=False)
         return net
 
+    def _choose_drift(self, r: Interactions, tr: np.ndarray, va: np.ndarray, n_users: int, n_items: int,
+                      rep: "cf.Reporter") -> Optional[float]:
+        """λ_drift of the user-bias drift (None: no drift), chosen on the validation ratings unless set."""
+        cfg = self.config
+        if not cfg.rating_drift:
+            return None
+        if cfg.rating_drift_shrink is not None:
+            return float(cfg.rating_drift_shrink)
+        chosen = choose_drift(r.user_idx, r.item_idx, r.value, r.ts, n_users, n_items, tr, va,
+                              cfg.bias_shrink_user, cfg.bias_shrink_item)
+        if chosen["val_mae"]:
+            cfg.rating_drift_shrink = chosen["shrink"]
+            cfg.rating_drift = chosen["shrink"] is not None
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["val_mae"].items())
+            what = f"λ {chosen['shrink']:g}" if chosen["shrink"] is not None else "off"
+            rep.tick(f"user-bias drift: {what} (validation MAE: {scores})",
+                     {"phase": "train", "rating_drift": chosen}, force=True)
+        return cfg.rating_drift_shrink
+
     def continue_training(self, interactions: Interactions, epochs: int = 3,
                           progress: Optional[Callable[[Progress], None]] = None,
                           cancel: Optional[CancelToken] = None, ref_day: Optional[float] = None) -> None:
@@ -433,7 +454,9 @@ class HybridTrainer:
             self.model.combiner = np.zeros(N_COMBINER, np.float32)
             self.model.combiner[:3] = [1.0, 1.0, base.mu if base is not None else float(net.global_bias.item())]
             if base is not None:  # the damped biases: saved with the model, shown by explain
-                a["base_user"], a["base_item"] = base.b_user, base.b_item
+                # with drift, each user's bias as of the end of the training ratings
+                a["base_user"] = base.user_bias_at(getattr(self, "base_day", 0.0))
+                a["base_item"] = base.b_item
         a["combiner"] = self.model.combiner.copy()
         a["trend"] = trend.astype(np.float32)
         # which items had no behaviour in the training data: refreshing the trend to "now" later
