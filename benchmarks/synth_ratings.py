@@ -121,7 +121,7 @@ def measure(seed: int, data: dict, split: str = "quantile", encoder: str = "hash
             "train_seconds": version.train_seconds, "wall_seconds": wall, "best_epoch": m.get("best_epoch"),
             "mae": m.get("mae"), "rmse": m.get("rmse"), "ratings": m.get("ratings"),
             "n_test_users": m.get("n_test_users"), "epochs": m.get("epochs"),
-            "rating_drift_shrink": version.config.get("rating_drift_shrink") if isinstance(version.config, dict) else None}
+            **{k: version.config.get(k) for k in ("rating_drift_shrink", "rating_taste_shrink")}}
 
 
 def main() -> None:
@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--baseline", choices=["on", "off"], default="on")
     ap.add_argument("--drift", choices=["auto", "off"], default="auto",
                     help="user-bias drift: chosen on the later training ratings (default) or off")
+    ap.add_argument("--taste", choices=["auto", "off"], default="auto",
+                    help="user taste in text space: chosen on the later training ratings (default) or off")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     data = generate(args.data_seed)
@@ -140,11 +142,12 @@ def main() -> None:
           f"mean {v.mean():.3f}, values {sorted(set(v.tolist()))[:3]}..{max(v)}")
     runs = []
     for seed in args.seeds:
-        r = measure(seed, data, args.split, rating_baseline=args.baseline == "on", rating_drift=args.drift == "auto")
+        r = measure(seed, data, args.split, rating_baseline=args.baseline == "on", rating_drift=args.drift == "auto",
+                    rating_taste=args.taste == "auto")
         runs.append(r)
         rep = r["ratings"]
         print(f"seed {seed}: split {r['split_date'][:10]} ({r['split']}), train {r['train_seconds']:.1f} s, "
-              f"best epoch {r['best_epoch']}, drift λ {r['rating_drift_shrink']}")
+              f"best epoch {r['best_epoch']}, drift λ {r['rating_drift_shrink']}, taste λ {r['rating_taste_shrink']}")
         for seg in ("all", "known", "new_user", "new_item"):
             row = rep[seg]
             print(f"  {seg:9} n={row['n']:6}  " + "  ".join(

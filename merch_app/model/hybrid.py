@@ -26,7 +26,8 @@ without behaviour, so cold-start items score through ``B·t_i``).  Every part
 is kept separately so :meth:`HybridModel.explain` can say where a score came
 from.  Explicit mode (ratings) scores ``μ + b_u + b_i + uᵀWv + wᵀt_i``: μ and the damped
 biases b_u, b_i in closed form (:mod:`rating_bias`, saved as ``base_user`` / ``base_item``; b_u may drift
-in time, config ``rating_drift``, and is saved as of the last training rating), the
+in time, config ``rating_drift``, and is saved as of the last training rating; a closed-form user taste
+w_uᵀt_i in text space, config ``rating_taste``, saved as ``base_taste``), the
 bilinear and text parts fitted by MSE on the residual (older explicit models: all parts by MSE).
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ from merch_app.model.history_features import (
 from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER, load_model_files, save_model
 from merch_app.model.interactions import Interactions
+from merch_app.model.rating_bias import taste_scores
 
 BASE_ARRAYS = ("base_user", "base_item")  # explicit mode: the damped user / item biases (closed form)
 
@@ -209,6 +211,12 @@ class HybridModel:
             return a["base_user"], a["base_item"]
         return np.zeros(len(self.user_ids), np.float32), np.zeros(self.n_items, np.float32)
 
+    def _taste(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The user-taste part w_uᵀt_i of (known user, item) index pairs; zeros without taste vectors."""
+        if "base_taste" not in self.arrays:
+            return np.zeros(len(users), np.float32)
+        return taste_scores(self.arrays["base_taste"], self.arrays["T_i"], users, items).astype(np.float32)
+
     @property
     def user_pos(self) -> dict[str, int]:
         """User id -> row, built at first use (training never needs it; ~0.1 GB at a million ids)."""
@@ -328,14 +336,15 @@ class HybridModel:
         ``trend`` (recent item sales); explicit models add
         ``user_bias`` (the damped user bias, with its drift taken as of the last training rating;
         0 for an unknown user), ``item_bias_damped``
-        (the damped item bias; ``item_bias`` is then the residual's text bias) and ``global``
+        (the damped item bias; ``item_bias`` is then the residual's text bias), ``user_taste``
+        (w_uᵀt_i, the user's taste in text space; 0 without taste vectors) and ``global``
         (the mean rating).  All zeros for an anonymous user without a text vector.
         """
         items = self._items(item_idx)
         u, uw = self._user_vector(user_id, user_text)
         zeros = np.zeros(len(items), np.float32)
         keys = ["bilinear", "item_bias", "history", "trend"] + (
-            ["user_bias", "item_bias_damped", "global"] if self.explicit else [])
+            ["user_bias", "user_taste", "item_bias_damped", "global"] if self.explicit else [])
         if uw is None:
             return {k: zeros.copy() for k in keys}
         raw = self.V[items] @ uw
@@ -352,6 +361,7 @@ class HybridModel:
             base_u, base_i = self._bases()
             parts["user_bias"] = np.full(len(items), self.arrays["b_user"][u] + base_u[u] if u >= 0 else 0.0,
                                          np.float32)
+            parts["user_taste"] = self._taste(np.full(len(items), u), items) if u >= 0 else zeros.copy()
             parts["item_bias_damped"] = np.asarray(base_i[items], np.float32)
             parts["global"] = np.full(len(items), self.mu, np.float32)
         return parts
@@ -370,7 +380,7 @@ class HybridModel:
         s = s + self.trend_score[items] + hist @ self.gamma
         if self.explicit:
             base_u, base_i = self._bases()
-            s = s + self.arrays["b_user"][users] + base_u[users] + base_i[items] + self.mu
+            s = s + self.arrays["b_user"][users] + base_u[users] + base_i[items] + self.mu + self._taste(users, items)
         return s.astype(np.float32)
 
     def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -415,6 +425,8 @@ class HybridModel:
             s[rows, ki] += h
         if self.explicit:
             s += (self.arrays["b_user"][users] + self._bases()[0][users] + self.mu)[:, None]
+            if "base_taste" in self.arrays:
+                s += text_matrix.times(self.arrays["T_i"], np.asarray(self.arrays["base_taste"][users], np.float32).T).T
         return s
 
     _score_rows = score_matrix
@@ -463,7 +475,7 @@ class HybridModel:
         -------
         dict
             ``score``; ``parts`` (bilinear / item_bias / history / trend, plus
-            user_bias / item_bias_damped / global for explicit models, summing
+            user_bias / user_taste / item_bias_damped / global for explicit models, summing
             to ``score``, which is then the predicted rating); ``because``: the user's history items pushing the
             item up most — contribution = the item's recency-weighted share of
             the history × α·v_jᵀWv_i, plus the history part for the item itself;
@@ -547,6 +559,8 @@ class HybridModel:
         a["b_user"] = np.concatenate([a["b_user"], np.zeros(m, np.float32)])
         if "base_user" in a:  # a new user has no ratings: damped bias 0
             a["base_user"] = np.concatenate([a["base_user"], np.zeros(m, np.float32)])
+        if "base_taste" in a:  # ... and no taste vector
+            a["base_taste"] = np.vstack([a["base_taste"], np.zeros((m, a["base_taste"].shape[1]), np.float32)])
         self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
         self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive(vectors=derive)

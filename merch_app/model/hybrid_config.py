@@ -38,6 +38,10 @@ class HybridConfig:
     # ratings and recorded here (rating_drift False when no drift predicts them better)
     rating_drift: bool = True
     rating_drift_shrink: Optional[float] = None
+    # explicit mode: each user's taste in text space, a ridge regression of what the biases leave on the
+    # rated items' text vectors (rating_bias), damped by λ_taste; None: chosen like rating_drift_shrink
+    rating_taste: bool = True
+    rating_taste_shrink: Optional[float] = None
     rating_l2: float = 0.05  # L2 weight of the factors on the rating residual
     early_stopping_patience: int = 3
     min_epochs: int = 4  # early stopping never ends training before this epoch

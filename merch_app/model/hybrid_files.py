@@ -143,6 +143,10 @@ def _check_values(arrays: dict, n_u: int, n_i: int, path: Path) -> None:
     if ("base_user" in a) != ("base_item" in a):
         fail("only one of the damped bias arrays base_user / base_item is there")
     want.update({name: (n_u,) if name == "base_user" else (n_i,) for name in OPTIONAL_BASES if name in a})
+    if "base_taste" in a:  # explicit models with the user-taste part; older files: none
+        if "base_user" not in a:
+            fail("base_taste is there without the damped biases base_user / base_item")
+        want["base_taste"] = (n_u, t)
     if "unsold_at_fit" in a:  # since the related-items fallback; older files: every item counts as sold
         want["unsold_at_fit"] = (n_i,)
     for name, shape in want.items():

@@ -26,7 +26,9 @@ from merch_app.model.hybrid_config import HybridConfig
 from merch_app.model.hybrid_files import N_COMBINER
 from merch_app.model.interactions import Interactions
 from merch_app.model.optimizers import HybridOptimizer
-from merch_app.model.rating_bias import DampedBiases, choose_drift, damped_biases
+from merch_app.model.rating_bias import (
+    DampedBiases, choose_drift, choose_taste, damped_biases, taste_vectors,
+)
 
 if TYPE_CHECKING:
     from merch_app.model.hybrid import HybridModel
@@ -372,11 +374,19 @@ class HybridTrainer:
         offset = None
         if cfg.rating_baseline:
             # μ + damped biases from every training rating (closed form); the net learns the residual
-            drift = self._choose_drift(r, tr, va, inter.n_users, inter.n_items, rep)
-            self.base = damped_biases(r.user_idx, r.item_idx, r.value, inter.n_users, inter.n_items,
-                                      cfg.bias_shrink_user, cfg.bias_shrink_item, days=r.ts, drift_shrink=drift)
+            args = (r.user_idx, r.item_idx, r.value, r.ts)
+            n = (inter.n_users, inter.n_items)
+            shrinks = (cfg.bias_shrink_user, cfg.bias_shrink_item)
+            drift = self._baseline_choice("drift", "user-bias drift", rep, lambda: choose_drift(
+                *args, *n, tr, va, *shrinks))
+            taste = self._baseline_choice("taste", "user taste in text space", rep, lambda: choose_taste(
+                *args, item_text, *n, tr, va, *shrinks, drift_shrink=drift))
+            self.base = damped_biases(r.user_idx, r.item_idx, r.value, *n, *shrinks, days=r.ts, drift_shrink=drift)
             self.base_day = float(r.ts.max())
-            offset = self.base.predict(r.user_idx, r.item_idx, days=r.ts).astype(np.float32)
+            if taste is not None:
+                residual = r.value - self.base.predict(r.user_idx, r.item_idx, days=r.ts)
+                self.base.taste = taste_vectors(r.user_idx, r.item_idx, residual, item_text, inter.n_users, taste)
+            offset = self.base.predict(r.user_idx, r.item_idx, days=r.ts, item_text=item_text).astype(np.float32)
         else:
             with torch.no_grad():
                 net.global_bias.fill_(float(r.value[tr].mean()) if len(tr) else 0.0)
@@ -408,24 +418,27 @@ class HybridTrainer:
         net.load_state_dict(best, strict=False)
         return net
 
-    def _choose_drift(self, r: Interactions, tr: np.ndarray, va: np.ndarray, n_users: int, n_items: int,
-                      rep: "cf.Reporter") -> Optional[float]:
-        """λ_drift of the user-bias drift (None: no drift), chosen on the validation ratings unless set."""
+    def _baseline_choice(self, name: str, label: str, rep: "cf.Reporter",
+                         choose: Callable[[], dict]) -> Optional[float]:
+        """λ of the baseline part ``name`` (``drift`` / ``taste``; None: off): as configured, else chosen.
+
+        ``choose()`` returns :func:`choose_drift`-style ``{"shrink", "val_mae"}``; the choice is
+        recorded in the config (``rating_<name>_shrink``, ``rating_<name>`` False when off) and reported.
+        """
         cfg = self.config
-        if not cfg.rating_drift:
+        if not getattr(cfg, f"rating_{name}"):
             return None
-        if cfg.rating_drift_shrink is not None:
-            return float(cfg.rating_drift_shrink)
-        chosen = choose_drift(r.user_idx, r.item_idx, r.value, r.ts, n_users, n_items, tr, va,
-                              cfg.bias_shrink_user, cfg.bias_shrink_item)
+        if getattr(cfg, f"rating_{name}_shrink") is not None:
+            return float(getattr(cfg, f"rating_{name}_shrink"))
+        chosen = choose()
         if chosen["val_mae"]:
-            cfg.rating_drift_shrink = chosen["shrink"]
-            cfg.rating_drift = chosen["shrink"] is not None
+            setattr(cfg, f"rating_{name}_shrink", chosen["shrink"])
+            setattr(cfg, f"rating_{name}", chosen["shrink"] is not None)
             scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["val_mae"].items())
             what = f"λ {chosen['shrink']:g}" if chosen["shrink"] is not None else "off"
-            rep.tick(f"user-bias drift: {what} (validation MAE: {scores})",
-                     {"phase": "train", "rating_drift": chosen}, force=True)
-        return cfg.rating_drift_shrink
+            rep.tick(f"{label}: {what} (validation MAE: {scores})",
+                     {"phase": "train", f"rating_{name}": chosen}, force=True)
+        return getattr(cfg, f"rating_{name}_shrink")
 
     def continue_training(self, interactions: Interactions, epochs: int = 3,
                           progress: Optional[Callable[[Progress], None]] = None,
@@ -457,6 +470,8 @@ class HybridTrainer:
                 # with drift, each user's bias as of the end of the training ratings
                 a["base_user"] = base.user_bias_at(getattr(self, "base_day", 0.0))
                 a["base_item"] = base.b_item
+                if len(base.taste):
+                    a["base_taste"] = base.taste
         a["combiner"] = self.model.combiner.copy()
         a["trend"] = trend.astype(np.float32)
         # which items had no behaviour in the training data: refreshing the trend to "now" later
@@ -499,7 +514,9 @@ class HybridTrainer:
                         self.base = DampedBiases(model.mu, np.asarray(a["base_user"], np.float32),
                                                  np.asarray(a["base_item"], np.float32),
                                                  np.zeros(0, np.int64), np.zeros(0, np.int64))
-                        offset = self.base.predict(r.user_idx, r.item_idx).astype(np.float32)
+                        if "base_taste" in a:
+                            self.base.taste = np.asarray(a["base_taste"], np.float32)
+                        offset = self.base.predict(r.user_idx, r.item_idx, item_text=a["T_i"]).astype(np.float32)
                         with torch.no_grad():
                             net.global_bias.fill_(0.0)
                     for e in range(1, epochs + 1):

@@ -6,7 +6,10 @@ global mean), unknown ones have bias 0.  With rating times and a drift shrinkage
 bias also drifts linearly in time (Koren's time-changing user bias, in its simplest form):
 ``b_u(t) = b_u + d_u · (t − t̄_u)`` with ``t̄_u`` the mean time of the user's ratings (in years) and
 ``d_u = Σ(r − μ − b_i − b_u)(t − t̄_u) / (Σ(t − t̄_u)² + λ_drift)``, fitted jointly with the
-biases by a few rounds of alternating closed-form updates.  numpy only.
+biases by a few rounds of alternating closed-form updates.  A user's *taste* in text space is a ridge
+regression of what is left, ``r − μ − b_i − b_u(t)``, on the rated items' text vectors:
+``w_u = (X_uᵀX_u + λ_taste·I)⁻¹ X_uᵀ e_u``, scored as ``w_uᵀ t_i`` (the genres and words a user rates
+above their own level).  numpy only.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ class DampedBiases:
     # empty without drift
     drift: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     t_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    # per-user taste vectors in text space (n_users × text dim); empty without taste
+    taste: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def user_bias_at(self, day: float) -> np.ndarray:
         """Every user's bias as of ``day`` (days, as ``Interactions.ts``): b_u + d_u·(day − t̄_u)."""
@@ -40,7 +45,7 @@ class DampedBiases:
         return (self.b_user + self.drift * (float(day) - self.t_mean) / YEAR_DAYS).astype(np.float32)
 
     def predict(self, users: np.ndarray, items: np.ndarray, use_user: bool = True,
-                days: Optional[np.ndarray] = None) -> np.ndarray:
+                days: Optional[np.ndarray] = None, item_text: Optional[np.ndarray] = None) -> np.ndarray:
         """μ + b_i (+ b_u) for index pairs; an index of -1 (unknown user or item) contributes 0.
 
         Parameters
@@ -51,6 +56,8 @@ class DampedBiases:
             Add the user bias (False: the damped item-bias predictor).
         days
             The rating times (days); with drift, the user bias is taken at each one.
+        item_text
+            The items' text vectors; with taste, ``w_uᵀ t_i`` is added.
         """
         users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
         out = np.full(len(users), self.mu, np.float64)
@@ -62,7 +69,56 @@ class DampedBiases:
             if len(self.drift) and days is not None:
                 d = np.asarray(days, np.float64)[ok]
                 out[ok] += self.drift[users[ok]] * (d - self.t_mean[users[ok]]) / YEAR_DAYS
+            if len(self.taste) and item_text is not None:
+                out[ok] += taste_scores(self.taste, item_text, users[ok], items[ok])
         return out
+
+
+def taste_scores(taste: np.ndarray, item_text: np.ndarray, users: np.ndarray, items: np.ndarray,
+                 block: int = 65536) -> np.ndarray:
+    """``w_uᵀ t_i`` for index pairs (known users), computed in blocks of pairs."""
+    out = np.empty(len(users), np.float64)
+    for lo in range(0, len(users), block):
+        sl = slice(lo, lo + block)
+        out[sl] = np.einsum("ij,ij->i", np.asarray(taste[users[sl]], np.float32),
+                            np.asarray(item_text[items[sl]], np.float32))
+    return out
+
+
+def taste_vectors(users: np.ndarray, items: np.ndarray, residual: np.ndarray, item_text: np.ndarray,
+                  n_users: int, shrink: float) -> np.ndarray:
+    """Each user's ridge regression of ``residual`` on the rated items' text vectors.
+
+    Parameters
+    ----------
+    users, items, residual
+        One entry per rating: what the biases leave.
+    item_text
+        Text vectors of all items (rows indexed by ``items``).
+    n_users, shrink
+        Users (rows of the result; users without ratings get 0) and λ_taste.
+
+    Returns
+    -------
+    np.ndarray
+        float32, ``(n_users, text dim)``.  Solved in the dual form when a user has fewer
+        ratings than dimensions (``X_uᵀ(X_uX_uᵀ + λI)⁻¹e_u``, the same solution).
+    """
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    e = np.asarray(residual, np.float64)
+    dim = item_text.shape[1]
+    out = np.zeros((n_users, dim), np.float32)
+    order = np.argsort(users, kind="stable")
+    bounds = np.searchsorted(users[order], np.arange(n_users + 1))
+    lam = float(shrink)
+    for u in np.flatnonzero(np.diff(bounds)):
+        rows = order[bounds[u]:bounds[u + 1]]
+        x = np.asarray(item_text[items[rows]], np.float64)
+        if len(rows) < dim:
+            out[u] = x.T @ np.linalg.solve(x @ x.T + lam * np.eye(len(rows)), e[rows])
+        else:
+            out[u] = np.linalg.solve(x.T @ x + lam * np.eye(dim), x.T @ e[rows])
+    return out
 
 
 def damped_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
@@ -104,6 +160,38 @@ def damped_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_u
         d_u = np.bincount(users, weights=(rest - b_u[users]) * dt, minlength=n_users) / np.maximum(sxx, 1e-9)
     return DampedBiases(mu, b_u.astype(np.float32), b_i.astype(np.float32), n_u.astype(np.int64),
                         n_i.astype(np.int64), d_u.astype(np.float32), t_mean)
+
+
+def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray,
+                 item_text: np.ndarray, n_users: int, n_items: int, fit: np.ndarray, val: np.ndarray,
+                 shrink_user: float = 10.0, shrink_item: float = 25.0, drift_shrink: Optional[float] = None,
+                 grid: tuple[float, ...] = (3.0, 10.0, 30.0)) -> dict:
+    """λ_taste by the MAE on later ratings (as :func:`choose_drift`, with its chosen drift).
+
+    Returns
+    -------
+    dict
+        ``shrink`` (None when no taste predicts the validation ratings better) and ``val_mae``.
+    """
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    r, t = np.asarray(ratings, np.float64), np.asarray(days, np.float64)
+    if not len(val) or not len(fit):
+        return {"shrink": None, "val_mae": {}}
+    b = damped_biases(users[fit], items[fit], r[fit], n_users, n_items, shrink_user, shrink_item,
+                      days=t[fit], drift_shrink=drift_shrink)
+    residual = r[fit] - b.predict(users[fit], items[fit], days=t[fit])
+    vu, vi = users[val], items[val]
+    known_u = b.n_user[vu] > 0
+    base = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at(float(t[fit].max()))[vu], 0.0)
+    scores = {"off": float(np.mean(np.abs(base - r[val])))}
+    best, best_mae = None, scores["off"]
+    for lam in grid:
+        w = taste_vectors(users[fit], items[fit], residual, item_text, n_users, lam)
+        pred = base + np.where(known_u, taste_scores(w, item_text, vu, vi), 0.0)
+        scores[f"{lam:g}"] = err = float(np.mean(np.abs(pred - r[val])))
+        if err < best_mae - 1e-6:
+            best, best_mae = lam, err
+    return {"shrink": best, "val_mae": scores}
 
 
 def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray, n_users: int,

@@ -19,7 +19,7 @@ from merch_app.data.forget_list import ForgetMatcher
 from merch_app.jobs import pause_point
 from merch_app.model.hybrid import HybridModel
 
-_USER_ROWS = ("P", "T_u", "b_user", "base_user")
+_USER_ROWS = ("P", "T_u", "b_user", "base_user", "base_taste")
 SCRUB_MARK = ".scrub-"  # folder name part of a scrub in progress (``<model_id>.scrub-<hex>``)
 
 
