@@ -165,7 +165,7 @@ def damped_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_u
 def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray,
                  item_text: np.ndarray, n_users: int, n_items: int, fit: np.ndarray, val: np.ndarray,
                  shrink_user: float = 10.0, shrink_item: float = 25.0, drift_shrink: Optional[float] = None,
-                 grid: tuple[float, ...] = (3.0, 10.0, 30.0)) -> dict:
+                 grid: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)) -> dict:
     """λ_taste by the MAE on later ratings (as :func:`choose_drift`, with its chosen drift).
 
     Returns
