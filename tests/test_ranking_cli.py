@@ -50,6 +50,14 @@ def test_query_json(ws_file):
         assert sum(x["components"].values()) == pytest.approx(x["score"], abs=1e-6)
 
 
+def test_query_json_notes_go_to_stderr(ws_file):
+    r = run("query", "candle", "--user", "nobody", "-w", ws_file, "--json", "--k", "2")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)  # stdout is the result alone
+    assert len(rows) == 2
+    assert "note: " in r.stderr and "no CF component" in r.stderr
+
+
 def test_query_table_weights_category(ws_file):
     r = run("query", "candle", "-w", ws_file, "--weights", "lex=1,text=0,pop=0", "--category", "Home")
     assert r.exit_code == 0, r.output

@@ -94,9 +94,14 @@ def _fmt(x: float) -> str:
     return f"{x:7.4f}" if x is not None and math.isfinite(x) else "      -"
 
 
-def _print_table(rl) -> None:
+def _print_notes(rl) -> None:
+    """The ranker's notes (meaning match off, text fallback, ...) on stderr, so stdout stays the result."""
     for note in rl.notes:
         click.echo(f"note: {note}", err=True)
+
+
+def _print_table(rl) -> None:
+    _print_notes(rl)
     if not rl.item_ids:
         click.echo("No results.")
         return
@@ -114,6 +119,7 @@ def _print_table(rl) -> None:
 
 def _output(rl, as_json: bool) -> None:
     if as_json:
+        _print_notes(rl)
         emit_json(_rows(rl))
     else:
         _print_table(rl)
