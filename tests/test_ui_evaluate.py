@@ -85,6 +85,13 @@ def test_rate_inline_and_run_suite(qtbot, window, tmp_path):
     cmp.compare()
     assert cmp.comparison is not None and cmp.comparison.labels == ["default", "popular"]
     assert cmp.summary.row_count() == 1 and cmp.queries.row_count() == 2
+    assert cmp.summary.text(0) == "popular"
+    record = cmp.summary.model.item(0, cmp.summary.columns.index("W / L / T")).text()
+    p0 = cmp.comparison.pairs[0]
+    assert record == f"{p0['wins']} / {p0['losses']} / {p0['ties']}"
+    # the system names keep their width (the last column stretches, not the first)
+    view = cmp.summary.view
+    assert view.columnWidth(0) >= view.fontMetrics().horizontalAdvance("popular")
     assert 0 <= cmp.comparison.pairs[0]["test"]["p_value"] <= 1
     assert cmp.slope.moves  # slope chart of the selected query
 

@@ -6,7 +6,7 @@ Usage::
 
 Creates (or reuses) a demo workspace, imports the bundled demo suite, runs it
 with the default hybrid weights and with lexical-only weights, and compares the two.
-Writes ``evaluate.png``, ``evaluate_compare.png`` and, after a third run, the History tab as
+Writes ``evaluate.png``, ``evaluate_compare.png`` (also at 1280×720) and, after a third run, the History tab as
 ``evaluate_history.png`` and ``evaluate_history_720.png`` (the Rules screen's ``rules.png``
 is made by ``make_rules_screenshots.py``).
 """
@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     cmp.queries.view.selectRow(0)
     save(app, window, "evaluate_compare.png")
     print("evaluate_compare.png", cmp.status.text())
+    size = window.size()
+    window.resize(1280, 720)
+    pump(app)
+    save(app, window, "evaluate_compare_720.png")
+    window.resize(size)
+    pump(app)
 
     # a third kept run, then the History tab: the metric over the kept runs, the changes, a diff
     ev.label_edit.setText("popularity only")

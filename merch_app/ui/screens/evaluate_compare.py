@@ -21,15 +21,31 @@ from PySide6.QtWidgets import (
 from merch_app.evaluation.compare import (Comparison, compare_runs, diff_snapshot, list_snapshots, load_snapshot,
                                           rank_moves, save_snapshot)
 from merch_app.ui.screens.common import bare_column
-from merch_app.ui.screens.evaluate_widgets import HBarChart, SlopeChart, SortableTable, cell
+from merch_app.ui.screens.evaluate_widgets import SORT_ROLE, HBarChart, SlopeChart, SortableTable, cell
 from merch_app.ui.workers import error_text
 
 if TYPE_CHECKING:
     from merch_app.ui.screens.evaluate_screen import EvaluateScreen
 
-SUMMARY = ["system", "wins", "losses", "ties", "Δ mean", "CI low", "CI high", "p-value", "Jaccard@k", "RBO"]
+SUMMARY = ["system", "W / L / T", "Δ mean", "95% CI", "p-value", "Jaccard@k", "RBO"]
 
 NO_COMPARISON = "Run the suite with two or more systems (Results tab), then compare."
+
+
+def _interval_cell(low: float, high: float):
+    """A '[low, high]' cell that sorts by its lower end."""
+    it = cell(f"[{low:.3f}, {high:.3f}]")
+    it.setData(float(low), SORT_ROLE)
+    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return it
+
+
+def _record_cell(wins: int, losses: int, ties: int):
+    """A 'wins / losses / ties' cell that sorts by wins − losses."""
+    it = cell(f"{wins} / {losses} / {ties}")
+    it.setData(float(wins - losses), SORT_ROLE)
+    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return it
 
 
 class ComparePanel(QWidget):
@@ -83,7 +99,8 @@ class ComparePanel(QWidget):
         self.others = QListWidget()
         self.others.setMaximumHeight(90)
         ll.addWidget(self.others)
-        self.summary = SortableTable(SUMMARY, stretch=0)
+        # the system names keep their width; the last column takes what is left
+        self.summary = SortableTable(SUMMARY, stretch=len(SUMMARY) - 1)
         self.summary.view.setMaximumHeight(130)
         self.summary.view.selectionModel().currentRowChanged.connect(lambda cur, _p: self._pick_system(cur.row()))
         ll.addWidget(self.summary.view)
@@ -168,8 +185,8 @@ class ComparePanel(QWidget):
         rows = []
         for p in self.comparison.pairs:
             t = p["test"]
-            rows.append([cell(p["system"]), cell(p["wins"]), cell(p["losses"]), cell(p["ties"]),
-                         cell(t["delta"], signed=True), cell(t["ci_delta"][0]), cell(t["ci_delta"][1]),
+            rows.append([cell(p["system"]), _record_cell(p["wins"], p["losses"], p["ties"]),
+                         cell(t["delta"], signed=True), _interval_cell(*t["ci_delta"]),
                          cell(t["p_value"], digits=4), cell(p[f"mean_jaccard@{k}"]), cell(p["mean_rbo"])])
         self.summary.set_rows(rows)
         p0 = self.comparison.pairs[0]
