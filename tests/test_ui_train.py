@@ -60,6 +60,9 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
     assert screen.versions.table.item(0, 0).text() == versions[0].name
     assert screen.versions.table.item(0, 4).text() == "✔"  # first version becomes active
     assert "epoch 2" in screen.log.toPlainText() and "Saved model version" in screen.log.toPlainText()
+    best = versions[0].metrics["best_epoch"]
+    assert f"refit 1/1 on all data, from epoch {best}'s parameters" in screen.log.toPlainText()
+    assert list(screen.refit_curve.getData()[0]) == [best + 1.0]
     # model vs baselines: table rows = model + baselines, chart bars filled
     assert screen.versions.baselines_table.rowCount() >= 2
     assert "model" in screen.versions.chart.items

@@ -204,8 +204,8 @@ class HybridTrainer:
             loss = self._implicit_epoch(net, opt, (all_u, all_i, all_w), cdf_all, rng, gen, rep, cancel,
                                         msg, epoch)
             self.model.history.append({"epoch": epoch, "loss": loss, "refit": True})
-            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True},
-                     force=True)
+            rep.tick(msg, {"phase": "train", "epoch": epoch, "loss": loss, "epoch_end": True, "refit": True,
+                           "refit_from": self.model.best_epoch}, force=True)
         return net
 
     def _choose_cold(self, net, state_cut: HistoryState, trend_cut: np.ndarray, val_users: np.ndarray,

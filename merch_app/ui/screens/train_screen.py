@@ -256,7 +256,7 @@ class TrainScreen(Screen):
         if d.get("early_stop"):
             self.log_line(p.message)
         if d.get("epoch_end"):
-            self._add_epoch(d)
+            self._add_epoch(d, p.message)
         elif phase == "train" and isinstance(d.get("loss"), (int, float)) and "batch" in d:
             self._add_batch(p, d)
 
@@ -280,13 +280,16 @@ class TrainScreen(Screen):
         self._batch_redraw.stop()
         self.batch_curve.setData(self.history["batch_x"], self.history["batch_loss"])
 
-    def _add_epoch(self, d: dict) -> None:
+    def _add_epoch(self, d: dict, message: str = "") -> None:
         h = self.history
         if d.get("refit"):  # refit epochs (whole period, no validation) get their own curve
+            # drawn at best epoch + r: the refit continues from the best epoch's parameters
             h["refit_epoch"].append(float(d.get("epoch", 0)))
             h["refit_loss"].append(float(d.get("loss", float("nan"))))
             self.refit_curve.setData(h["refit_epoch"], h["refit_loss"])
-            self.log_line(f"refit epoch {int(h['refit_epoch'][-1])}: loss {h['refit_loss'][-1]:.4f}")
+            start = d.get("refit_from")
+            self.log_line(f"{message or 'refit'} on all data" + (f", from epoch {start}'s parameters" if start else "")
+                          + f": loss {h['refit_loss'][-1]:.4f}")
             return
         h["epoch"].append(float(d.get("epoch", len(h["epoch"]) + 1)))
         if isinstance(d.get("loss"), (int, float)):
