@@ -560,7 +560,7 @@ class HybridModel:
         if "base_user" in a:  # a new user has no ratings: damped bias 0
             a["base_user"] = np.concatenate([a["base_user"], np.zeros(m, np.float32)])
         if "base_taste" in a:  # ... and no taste vector
-            a["base_taste"] = np.vstack([a["base_taste"], np.zeros((m, a["base_taste"].shape[1]), np.float32)])
+            a["base_taste"] = np.vstack([a["base_taste"], np.zeros((m, a["base_taste"].shape[1]), a["base_taste"].dtype)])
         self.user_ids = np.concatenate([self.user_ids, np.asarray([u for u, _ in new], dtype=object)])
         self.state = self.state.resized(len(self.user_ids), len(self.item_ids))
         self._derive(vectors=derive)

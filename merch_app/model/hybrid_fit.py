@@ -515,7 +515,7 @@ class HybridTrainer:
                                                  np.asarray(a["base_item"], np.float32),
                                                  np.zeros(0, np.int64), np.zeros(0, np.int64))
                         if "base_taste" in a:
-                            self.base.taste = np.asarray(a["base_taste"], np.float32)
+                            self.base.taste = a["base_taste"]
                         offset = self.base.predict(r.user_idx, r.item_idx, item_text=a["T_i"]).astype(np.float32)
                         with torch.no_grad():
                             net.global_bias.fill_(0.0)

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from merch_app.model import text_matrix
+
 YEAR_DAYS = 365.25
 DRIFT_ROUNDS = 10  # alternating updates of b_i, b_u, d_u (the changes are below 1e-4 after ~6)
 
@@ -101,13 +103,14 @@ def taste_vectors(users: np.ndarray, items: np.ndarray, residual: np.ndarray, it
     Returns
     -------
     np.ndarray
-        float32, ``(n_users, text dim)``.  Solved in the dual form when a user has fewer
+        ``(n_users, text dim)`` in the text matrices' storage dtype (:mod:`text_matrix`).  Solved in the dual form when a user has fewer
         ratings than dimensions (``X_uᵀ(X_uX_uᵀ + λI)⁻¹e_u``, the same solution).
     """
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
     e = np.asarray(residual, np.float64)
     dim = item_text.shape[1]
-    out = np.zeros((n_users, dim), np.float32)
+    out = text_matrix.empty(n_users, dim)  # float16 for large user sets, like the user text vectors
+    out[:] = 0
     order = np.argsort(users, kind="stable")
     bounds = np.searchsorted(users[order], np.arange(n_users + 1))
     lam = float(shrink)
