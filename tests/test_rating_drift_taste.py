@@ -3,9 +3,14 @@ drift b_u(t) = b_u + d_u·(t − t̄_u) and the user taste w_uᵀt_i in text spa
 choice on the later training ratings, models that predict better with them, explain adding up."""
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from merch_app.cli.main import cli
 from merch_app.model.hybrid import HybridConfig, HybridModel
 from merch_app.model.interactions import from_arrays
 from merch_app.model.rating_bias import YEAR_DAYS, choose_drift, damped_biases, taste_vectors
@@ -158,3 +163,20 @@ def test_taste_part_lowers_the_error_and_adds_up(tmp_path):
     with_taste.save(tmp_path / "m")
     back = HybridModel.load(tmp_path / "m")
     assert np.allclose(back.predict_ratings(users, items), with_taste.predict_ratings(users, items), atol=1e-6)
+
+
+def test_cli_train_names_the_chosen_baseline_parts(ws, ws_path):
+    train, test, _ = drifting()
+    rows = [{"user_id": str(train.user_ids[u]), "item_id": str(train.item_ids[i]), "event_type": "rating",
+             "value": float(v), "ts": datetime.fromtimestamp(t * 86400.0, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            for u, i, v, t in zip(train.user_idx, train.item_idx, train.value, train.ts)]
+    with ws.conn:
+        ws.insert_rows("items", [{"item_id": str(i), "title": f"film {i}"} for i in train.item_ids])
+        ws.insert_rows("events", rows)
+    res = CliRunner().invoke(cli, ["train", "-w", str(ws_path), "--encoder", "hashing", "--epochs", "2", "--dim", "8"])
+    assert res.exit_code == 0, res.output
+    assert "rating baseline parts: user-bias drift λ" in res.output, res.output
+    res = CliRunner().invoke(cli, ["train", "-w", str(ws_path), "--encoder", "hashing", "--epochs", "2", "--dim", "8",
+                                   "--json"])
+    parts = json.loads(res.stdout)["metrics"]["rating_parts"]
+    assert parts["drift_shrink"] is not None and set(parts) == {"drift_shrink", "taste_shrink"}

@@ -79,6 +79,12 @@ def _metrics_table(metrics: dict[str, Any], k: int = 10) -> str:
         lines.append(f"ratings: MAE {metrics['mae']:.4f}  RMSE {metrics['rmse']:.4f}")
     if metrics.get("ratings"):
         lines.append(_ratings_table(metrics["ratings"]))
+    parts = metrics.get("rating_parts")
+    if parts:
+        def said(name: str, key: str) -> str:
+            return f"{name} λ {parts[key]:g}" if parts.get(key) is not None else f"{name} off"
+        lines.append(f"rating baseline parts: {said('user-bias drift', 'drift_shrink')}, "
+                     f"{said('user taste in text space', 'taste_shrink')}")
     return "\n".join(lines)
 
 

@@ -240,6 +240,10 @@ def _train(db, config, progress, cancel, encoder, name, engine: Engine) -> Model
     metrics.update({"split_date": split.split_ts, "split_method": split.method, "split": split.describe(),
                     "best_epoch": model.best_epoch, "epochs": model.history,
                     "combiner": dict(zip(("alpha", "beta", "mu"), map(float, model.combiner[:3])))})
+    if model.explicit:  # the closed-form baseline parts chosen at fit (None: off)
+        mc = model.config
+        metrics["rating_parts"] = {"drift_shrink": mc.rating_drift_shrink if mc.rating_drift else None,
+                                   "taste_shrink": mc.rating_taste_shrink if mc.rating_taste else None}
     plan.start("save", "history up to the last event, saving the version")
     n_events = db.execute("SELECT count(*) FROM events").fetchone()[0]
     snapshot = {**_snapshot(db, inter, split, n_events), **recorded}
