@@ -8,6 +8,7 @@ pytest.importorskip("pytestqt")
 
 from merch_app.data.workspace import open_workspace  # noqa: E402
 from merch_app.model import registry  # noqa: E402
+from merch_app.ui.screens.model_versions import RATING_TITLE, VERSION_COLUMNS  # noqa: E402
 from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
     # the versions table refreshes in a later pass of the event loop (models_changed is deferred)
     qtbot.waitUntil(lambda: screen.versions.table.rowCount() == 1, timeout=10_000)
     assert screen.versions.table.item(0, 0).text() == versions[0].name
-    assert screen.versions.table.item(0, 4).text() == "✔"  # first version becomes active
+    assert screen.versions.table.item(0, VERSION_COLUMNS.index("active")).text() == "✔"  # first version becomes active
     assert "epoch 2" in screen.log.toPlainText() and "Saved model version" in screen.log.toPlainText()
     best = versions[0].metrics["best_epoch"]
     assert f"refit 1/1 on all data, from epoch {best}'s parameters" in screen.log.toPlainText()
@@ -234,3 +235,42 @@ def test_early_stopping_is_said_in_the_log(qtbot, ws_path):
     assert text in screen.log.toPlainText()
     assert screen.progress.value() == 700
     assert screen.eta_label.text().startswith("phase 3 of 4: train")
+
+
+def test_training_on_ratings_shows_rating_errors(qtbot, ws_path):
+    """Explicit ratings: RMSE / MAE curves, the chosen baseline parts in the log, MAE against the bias baselines."""
+    from datetime import datetime, timezone
+
+    from test_rating_drift_taste import drifting
+
+    train, _, _ = drifting()
+    db = open_workspace(ws_path)
+    with db.conn:
+        db.insert_rows("items", [{"item_id": str(i), "title": f"film {i}"} for i in train.item_ids])
+        db.insert_rows("events", [
+            {"user_id": str(train.user_ids[u]), "item_id": str(train.item_ids[i]), "event_type": "rating",
+             "value": float(v), "ts": datetime.fromtimestamp(t * 86400.0, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            for u, i, v, t in zip(train.user_idx, train.item_idx, train.value, train.ts)])
+    db.close()
+    window = make_window(qtbot, ws_path)
+    screen = window.show_screen("Train")
+    wait_idle(qtbot, window)
+    screen.form.set_encoder("hashing:64")
+    screen.form.dim.setValue(8)
+    screen.start_training(overrides={"epochs": 3})
+    qtbot.waitUntil(lambda: screen.last_version is not None, timeout=120_000)
+    wait_idle(qtbot, window)
+    legend = screen.val_chart.legend
+    assert [legend.getLabel(c).text for c in (screen.ndcg_curve, screen.prec_curve)] == ["RMSE", "MAE"]
+    rmse = screen.ndcg_curve.getData()[1]
+    assert len(rmse) >= 1 and np.all(np.isfinite(rmse))
+    log = screen.log.toPlainText()
+    assert "user-bias drift: λ" in log and "val RMSE" in log and "test MAE" in log
+    panel = screen.versions
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=10_000)
+    assert float(panel.table.item(0, VERSION_COLUMNS.index("MAE")).text()) == pytest.approx(
+        screen.last_version.metrics["mae"], abs=1e-4)
+    assert [panel.baselines_table.item(r, 0).text() for r in range(panel.baselines_table.rowCount())] == [
+        "model", "damped biases", "damped item bias", "global mean"]
+    assert panel.chart.widget.plotItem.titleLabel.text == RATING_TITLE
+    assert len(panel.chart.items["model"].opts["height"]) >= 2

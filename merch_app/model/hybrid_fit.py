@@ -437,7 +437,7 @@ class HybridTrainer:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in chosen["val_mae"].items())
             what = f"λ {chosen['shrink']:g}" if chosen["shrink"] is not None else "off"
             rep.tick(f"{label}: {what} (validation MAE: {scores})",
-                     {"phase": "train", f"rating_{name}": chosen}, force=True)
+                     {"phase": "train", f"rating_{name}": chosen, "milestone": True}, force=True)
         return getattr(cfg, f"rating_{name}_shrink")
 
     def continue_training(self, interactions: Interactions, epochs: int = 3,

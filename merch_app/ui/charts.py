@@ -248,8 +248,11 @@ class GroupedBarChart:
         self.empty = EmptyState(self.widget, empty_text)
         self.empty.show()
 
-    def set_groups(self, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
-        """``series[name][g]`` is the bar height of series ``name`` in group ``g`` (no groups: the empty state)."""
+    def set_groups(self, groups: Sequence[str], series: dict[str, Sequence[float]], headroom: float = 1.45) -> None:
+        """``series[name][g]`` is the bar height of series ``name`` in group ``g`` (no groups: the empty state).
+
+        ``headroom``: the y range ends at this multiple of the tallest bar (the legend band above the bars).
+        """
         if not groups:
             for item in self.items.values():
                 item.setOpts(x=[], height=[])
@@ -271,7 +274,7 @@ class GroupedBarChart:
         self.widget.getAxis("bottom").setTicks([[(i, g) for i, g in enumerate(groups)]])
         top = max([float(np.nanmax(v)) for v in series.values() if len(v)] + [0.0])
         self.widget.setXRange(-0.6, len(groups) - 0.4, padding=0)
-        self.widget.setYRange(0, top * 1.45 or 1.0, padding=0)
+        self.widget.setYRange(0, top * headroom or 1.0, padding=0)
 
 
 class Histogram:

@@ -27,6 +27,7 @@ from merch_app.ui.screens.common import fill_table, make_table
 # Metrics shown in the comparison, in order; other metrics are appended.
 METRIC_ORDER = ["ndcg@10", "precision@10", "recall@10", "map@10", "mrr", "hit_rate@10", "coverage"]
 SERIES_ORDER = ["model", "popularity", "user_history", "text_only", "cf_only"]
+VERSION_COLUMNS = ["name", "created", "ndcg@10", "p@10", "MAE", "active", "train time", "engine", "encoder", "id"]
 
 
 def metric(metrics: dict[str, Any], *names: str) -> Optional[float]:
@@ -37,6 +38,38 @@ def metric(metrics: dict[str, Any], *names: str) -> Optional[float]:
             if key and isinstance(metrics.get(key), (int, float)):
                 return float(metrics[key])
     return None
+
+
+RATING_SEGMENTS = {"all": "all", "known": "known", "new_user": "new user", "new_item": "new item"}
+RATING_PREDICTORS = {"model": "model", "damped_biases": "damped biases", "damped_item_bias": "damped item bias",
+                     "global_mean": "global mean"}
+RATING_BARS = {"damped_item_bias": "item bias"}  # shorter legend names where the full ones overflow the legend
+RANKING_TITLE = "Model vs baselines (test period)"
+RATING_TITLE = "Rating error (test MAE, lower is better)"
+
+
+def rating_comparison(version_metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[list[float]],
+                                                                  dict[str, list[float]]]:
+    """(table columns, MAE rows, RMSE rows, {predictor: MAE per segment}) of an explicit version's rating report.
+
+    The segments (all / known user and item / new user / new item) come from
+    ``metrics["ratings"]`` (:func:`merch_app.evaluation.offline.rating_report`); a row is the
+    predictor's name and its MAE per segment, the RMSE rows hold the same cells' RMSE.  Empty
+    when the version has no rating report.
+    """
+    rep = version_metrics.get("ratings")
+    if not isinstance(rep, dict):
+        return [], [], [], {}
+    segs = [s for s in RATING_SEGMENTS if isinstance(rep.get(s), dict) and rep[s].get("n")]
+    columns = ["predictor (MAE)"] + [f"{RATING_SEGMENTS[s]} ({rep[s]['n']:,})" for s in segs]
+    rows, rmse, bars = [], [], {}
+    for key, label in RATING_PREDICTORS.items():
+        if not all(isinstance(rep[s].get(key), dict) for s in segs):
+            continue
+        rows.append([label] + [round(float(rep[s][key]["mae"]), 4) for s in segs])
+        rmse.append([float(rep[s][key]["rmse"]) for s in segs])
+        bars[RATING_BARS.get(key, label)] = [float(rep[s][key]["mae"]) for s in segs]
+    return columns, rows, rmse, bars
 
 
 def comparison(version_metrics: dict[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
@@ -94,7 +127,7 @@ class ModelVersionsPanel(QWidget):
         ll = QHBoxLayout(lower)
         ll.setContentsMargins(0, 0, 0, 0)
         self.baselines_table = make_table()
-        self.chart = GroupedBarChart("Model vs baselines (test period)",
+        self.chart = GroupedBarChart(RANKING_TITLE,
                                      empty_text="No model version yet:\ntrain one to compare it with the baselines")
         ll.addWidget(self.baselines_table, 2)
         ll.addWidget(self.chart.widget, 3)
@@ -112,13 +145,14 @@ class ModelVersionsPanel(QWidget):
         for v in self.versions:
             m = (v.metrics or {}).get("model") or {}
             nd, p = metric(m, "ndcg@10"), metric(m, "precision@10", "p@10")
+            mae = metric(v.metrics or {}, "mae")  # explicit ratings only
             rows.append([v.name, (v.created or "")[:19].replace("T", " "),
                          round(nd, 4) if nd is not None else "—", round(p, 4) if p is not None else "—",
-                         "✔" if v.active else "", f"{v.train_seconds:.1f}s" if v.train_seconds else "",
-                         engine_label(v), v.encoder_id, v.model_id])
+                         round(mae, 4) if mae is not None else "", "✔" if v.active else "",
+                         f"{v.train_seconds:.1f}s" if v.train_seconds else "", engine_label(v), v.encoder_id,
+                         v.model_id])
         self.table.blockSignals(True)
-        fill_table(self.table, ["name", "created", "ndcg@10", "p@10", "active", "train time", "engine", "encoder",
-                                "id"], rows)
+        fill_table(self.table, VERSION_COLUMNS, rows)
         self.table.setSortingEnabled(False)
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
@@ -146,6 +180,19 @@ class ModelVersionsPanel(QWidget):
             fill_table(self.baselines_table, [], [])
             self.chart.set_groups([], {})
             return
+        columns, rows, rmse, bars = rating_comparison(v.metrics or {})
+        if rows:  # explicit ratings: the predicted ratings' errors, by known / new user / new item
+            self.chart.widget.setTitle(RATING_TITLE, size="10pt", color="#222")
+            self.chart.legend.setColumnCount(2)  # four long names: two per row fit the panel
+            fill_table(self.baselines_table, columns, rows)
+            for r, errors in enumerate(rmse):
+                for c, e in enumerate(errors, start=1):
+                    self.baselines_table.item(r, c).setToolTip(f"MAE {rows[r][c]:.4f}, RMSE {e:.4f}")
+            self.baselines_table.resizeColumnsToContents()
+            self.chart.set_groups([c.split(" (")[0] for c in columns[1:]], bars, headroom=1.9)  # two legend rows
+            return
+        self.chart.widget.setTitle(RANKING_TITLE, size="10pt", color="#222")
+        self.chart.legend.setColumnCount(3)
         names, series = comparison(v.metrics or {})
         fill_table(self.baselines_table, ["ranker"] + names,
                    [[s] + [round(x, 4) if x == x else "—" for x in vals] for s, vals in series.items()])

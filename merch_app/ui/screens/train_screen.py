@@ -62,6 +62,9 @@ def split_note(cfg: HybridConfig) -> tuple[str, str]:
 
 
 BATCH_REDRAW_MS = 250
+# the validation curves' metrics (key per curve) and legend names: ranking (implicit) or ratings (explicit)
+VAL_CURVES = {False: ("val_ndcg@10", "val_precision@10"), True: ("val_rmse", "val_mae")}
+VAL_LABELS = {False: ("nDCG@10", "precision@10"), True: ("RMSE", "MAE")}
 
 
 class TrainScreen(Screen):
@@ -74,6 +77,7 @@ class TrainScreen(Screen):
         self.train_runner = self.runner("train", ask_on_quit=True)
         self.registry_runner = self.runner("registry")
         self.history: dict[str, list[float]] = {"epoch": [], "loss": [], "val_ndcg@10": [], "val_precision@10": [],
+                                                "val_rmse": [], "val_mae": [],
                                                 "refit_epoch": [], "refit_loss": [], "batch_x": [], "batch_loss": []}
         self._batches_per_epoch: dict[int, int] = {}
         self.last_version: Optional[Any] = None
@@ -253,7 +257,7 @@ class TrainScreen(Screen):
         # the epoch (or refit) the batches belong to: cf_module's message is "epoch 3/20" / "refit 1/2"
         detail = p.message if phase == "train" and ("batch" in d or d.get("epoch_end")) else ""
         self.overall.update(p, detail)
-        if d.get("early_stop"):
+        if d.get("early_stop") or "rating_drift" in d or "rating_taste" in d:  # and the baseline parts chosen
             self.log_line(p.message)
         if d.get("epoch_end"):
             self._add_epoch(d, p.message)
@@ -298,24 +302,42 @@ class TrainScreen(Screen):
             h["batch_x"].append(h["epoch"][-1])
             h["batch_loss"].append(float(d["loss"]))
             self._draw_batches()
-        for key in ("loss", "val_ndcg@10", "val_precision@10"):
+        for key in ("loss", *VAL_CURVES[True], *VAL_CURVES[False]):
             v = d.get(key)
             h[key].append(float(v) if isinstance(v, (int, float)) else float("nan"))
         self.loss_curve.setData(h["epoch"], h["loss"])
-        self.ndcg_curve.setData(h["epoch"], h["val_ndcg@10"])
-        self.prec_curve.setData(h["epoch"], h["val_precision@10"])
-        values = [v for v in h["val_ndcg@10"] + h["val_precision@10"] if v == v]
+        rating = "val_rmse" in d  # explicit ratings: the curves show RMSE and MAE on the later ratings
+        self._label_val_curves(rating)
+        first, second = VAL_CURVES[rating]
+        self.ndcg_curve.setData(h["epoch"], h[first])
+        self.prec_curve.setData(h["epoch"], h[second])
+        values = [v for v in h[first] + h[second] if v == v]
         if values:  # the legend sits in the bottom band: keep the curves above it
             lo, hi = min(values), max(values)
             span = max(hi - lo, 0.02)
             self.val_chart.widget.setYRange(lo - 1.2 * span, hi + 0.1 * span, padding=0)
+        names = VAL_LABELS[rating]
         self.log_line(f"epoch {int(h['epoch'][-1])}: loss {h['loss'][-1]:.4f}  "
-                      f"val nDCG@10 {h['val_ndcg@10'][-1]:.4f}  val P@10 {h['val_precision@10'][-1]:.4f}")
+                      f"val {names[0]} {h[first][-1]:.4f}  val {names[1]} {h[second][-1]:.4f}")
+
+    def _label_val_curves(self, rating: bool) -> None:
+        """Name the two validation curves after what they show (ranking metrics or rating errors)."""
+        legend = self.val_chart.legend
+        for curve, name in zip((self.ndcg_curve, self.prec_curve), VAL_LABELS[rating]):
+            label = legend.getLabel(curve) if legend is not None else None
+            if label is not None and label.text != name:
+                label.setText(name)
 
     def _on_trained(self, version) -> None:
         self.last_version = version
-        m = (version.metrics or {}).get("model") or {}
+        metrics = version.metrics or {}
+        m = metrics.get("model") or {}
         summary = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))[:200]
+        if isinstance(metrics.get("mae"), float):  # explicit ratings: the predicted ratings' errors
+            summary = f"test MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}"
+            self._show_split_note(HybridConfig(mode="explicit"))
+        if self.form.split_auto.isChecked() and metrics.get("split_date"):  # the date the automatic split chose
+            self.form.set_date_range(None, None, metrics["split_date"])
         self.log_line(f"Saved model version “{version.name}” in {version.train_seconds:.1f}s"
                       + (f" — {summary}" if summary else "") + (" (active)" if version.active else ""))
         self.progress.setValue(1000)
