@@ -8,7 +8,7 @@ pytest.importorskip("pytestqt")
 
 from merch_app.data.workspace import open_workspace  # noqa: E402
 from merch_app.model import registry  # noqa: E402
-from merch_app.ui.screens.model_versions import RATING_TITLE, VERSION_COLUMNS  # noqa: E402
+from merch_app.ui.screens.model_versions import RATING_TITLE  # noqa: E402
 from ui_support import import_shop, make_window, wait_idle  # noqa: E402
 
 
@@ -59,7 +59,8 @@ def test_short_training_draws_curves_and_registers_a_version(qtbot, train_window
     # the versions table refreshes in a later pass of the event loop (models_changed is deferred)
     qtbot.waitUntil(lambda: screen.versions.table.rowCount() == 1, timeout=10_000)
     assert screen.versions.table.item(0, 0).text() == versions[0].name
-    assert screen.versions.table.item(0, VERSION_COLUMNS.index("active")).text() == "✔"  # first version becomes active
+    assert "MAE" not in screen.versions.columns  # implicit feedback: no rating error column
+    assert screen.versions.table.item(0, screen.versions.columns.index("active")).text() == "✔"  # first version: active
     assert "epoch 2" in screen.log.toPlainText() and "Saved model version" in screen.log.toPlainText()
     best = versions[0].metrics["best_epoch"]
     assert f"refit 1/1 on all data, from epoch {best}'s parameters" in screen.log.toPlainText()
@@ -268,7 +269,7 @@ def test_training_on_ratings_shows_rating_errors(qtbot, ws_path):
     assert "user-bias drift: λ" in log and "val RMSE" in log and "test MAE" in log
     panel = screen.versions
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=10_000)
-    assert float(panel.table.item(0, VERSION_COLUMNS.index("MAE")).text()) == pytest.approx(
+    assert float(panel.table.item(0, panel.columns.index("MAE")).text()) == pytest.approx(
         screen.last_version.metrics["mae"], abs=1e-4)
     assert [panel.baselines_table.item(r, 0).text() for r in range(panel.baselines_table.rowCount())] == [
         "model", "damped biases", "damped item bias", "global mean"]

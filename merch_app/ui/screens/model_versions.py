@@ -104,6 +104,7 @@ class ModelVersionsPanel(QWidget):
         super().__init__()
         self.run_registry = run_registry
         self.versions: list[Any] = []
+        self.columns = [c for c in VERSION_COLUMNS if c != "MAE"]  # the versions table's columns now
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
@@ -151,8 +152,12 @@ class ModelVersionsPanel(QWidget):
                          round(mae, 4) if mae is not None else "", "✔" if v.active else "",
                          f"{v.train_seconds:.1f}s" if v.train_seconds else "", engine_label(v), v.encoder_id,
                          v.model_id])
+        # the MAE column only where some version predicts ratings (explicit feedback)
+        self.columns = [c for c in VERSION_COLUMNS if c != "MAE" or any(r[4] != "" for r in rows)]
+        if "MAE" not in self.columns:
+            rows = [r[:4] + r[5:] for r in rows]
         self.table.blockSignals(True)
-        fill_table(self.table, VERSION_COLUMNS, rows)
+        fill_table(self.table, self.columns, rows)
         self.table.setSortingEnabled(False)
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
@@ -194,7 +199,7 @@ class ModelVersionsPanel(QWidget):
         self.chart.widget.setTitle(RANKING_TITLE, size="10pt", color="#222")
         self.chart.legend.setColumnCount(3)
         names, series = comparison(v.metrics or {})
-        fill_table(self.baselines_table, ["ranker"] + names,
+        fill_table(self.baselines_table, ["ranker"] + [axis_label(n) for n in names],  # short names: less scrolling
                    [[s] + [round(x, 4) if x == x else "—" for x in vals] for s, vals in series.items()])
         self.baselines_table.resizeColumnsToContents()
         self.chart.set_groups([axis_label(n) for n in names[:5]], {s: vals[:5] for s, vals in series.items()})
@@ -277,6 +282,7 @@ class EncoderVersionsPanel(QWidget):
         super().__init__()
         self.run_action = run_action
         self.versions: list[Any] = []
+        self.columns = [c for c in VERSION_COLUMNS if c != "MAE"]  # the versions table's columns now
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
