@@ -283,7 +283,7 @@ def test_workspace_remembers_its_own_encoder_folder(ws, ws_path, zh_csv, tmp_pat
     assert workspace_encoder(ws).model_dir == folder.resolve()
     assert load_bundle(ws).encoder.model_dir == folder.resolve()
     res = CliRunner().invoke(cli, ["query", "烛台", "-w", str(ws_path), "--json"])
-    assert json.loads(res.output)[0]["item_id"] == "Z01"
+    assert json.loads(res.stdout)[0]["item_id"] == "Z01"  # notes, if any, go to stderr
     bad = CliRunner().invoke(cli, ["settings", "set", "encoder", str(tmp_path / "nothing"), "-w", str(ws_path)])
     assert bad.exit_code != 0 and "does not exist" in bad.output
     assert workspace_encoder(ws).model_dir == folder.resolve()  # the earlier choice stays
