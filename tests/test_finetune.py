@@ -249,3 +249,30 @@ def test_leftover_encoder_folders_are_kept_while_another_process_fine_tunes(ws_p
         other.wait()
     assert ev.remove_leftover_encoder_folders(db) == [orphan.name] and not orphan.exists()
     db.close()
+
+
+def test_uniformity_term_known_answers():
+    import torch
+
+    from merch_app.model.finetune import uniformity_term
+
+    same = torch.nn.functional.normalize(torch.ones(3, 4), dim=1)
+    assert uniformity_term(same).item() == pytest.approx(0.0, abs=1e-6)  # log mean exp(0)
+    assert uniformity_term(torch.eye(2)).item() == pytest.approx(-4.0, abs=1e-6)  # |e1 - e2|² = 2
+    # e1, e2, e1: pairs at distances² 2, 0, 2 -> log((2·e⁻⁴ + 1) / 3)
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    assert uniformity_term(rows).item() == pytest.approx(float(np.log((2 * np.exp(-4.0) + 1) / 3)), abs=1e-6)
+    assert uniformity_term(torch.eye(2)[:1]).item() == 0.0
+
+
+def test_the_uniformity_term_spreads_the_item_vectors(shop, bert_dir):
+    texts = [t for (t,) in shop.execute("SELECT title FROM items ORDER BY item_id")]
+
+    def mean_cosine(weight: float) -> float:
+        result = finetune(shop, FinetuneConfig(**FAST, activate=False, uniformity=weight), encoder=str(bert_dir))
+        v = load_encoder(str(ev.version_folder(shop, result.version))).encode(texts)
+        c = v @ v.T
+        return float((c.sum() - np.trace(c)) / (len(v) * (len(v) - 1)))
+
+    plain, spread = mean_cosine(0.0), mean_cosine(1.0)
+    assert spread < plain - 0.05, (plain, spread)

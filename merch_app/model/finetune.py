@@ -72,6 +72,11 @@ class FinetuneConfig:
         Lower transformer layers kept fixed (at most all but the top one).
     hard_negatives
         Hard negatives per pair.
+    uniformity
+        Weight of a spread term added to the loss (Wang & Isola 2020): the log of the mean of
+        ``exp(-2 * |x_i - x_j|²)`` over all pairs of the step's unit vectors, lowest when they are
+        spread over the sphere.  Contrastive training on basket pairs alone crowds the item vectors
+        into one cone; this keeps them apart.  0 (default): the loss is MultipleNegativesRanking alone.
     val_fraction, max_val_pairs
         The latest pairs (in time) held out for the live validation metric.
     val_pool
@@ -99,6 +104,7 @@ class FinetuneConfig:
     freeze_embeddings: bool = True
     freeze_layers: int = 3
     hard_negatives: int = 1
+    uniformity: float = 0.0
     val_fraction: float = 0.05
     max_val_pairs: int = 1000
     val_pool: int = 2000
@@ -204,6 +210,20 @@ def encode_with(stack, tokenize, texts: list[str], batch_size: int = 64) -> np.n
             out[idx] = _mean_pool(hidden, batch["attention_mask"]).numpy()
     stack.train(was_training)
     return out
+
+
+def uniformity_term(vecs: torch.Tensor) -> torch.Tensor:
+    """log mean over pairs i < j of exp(-2·|x_i − x_j|²) for unit rows ``vecs`` (0 for fewer than two rows).
+
+    0 when all rows are the same vector, about −4 for two orthogonal ones; lower the more spread
+    the rows are (Wang & Isola 2020, uniformity with t = 2).
+    """
+    n = vecs.shape[0]
+    if n < 2:
+        return vecs.sum() * 0.0
+    i, j = torch.triu_indices(n, n, offset=1)
+    sq = (2.0 - 2.0 * (vecs @ vecs.T)).clamp(min=0.0)[i, j]
+    return torch.logsumexp(-2.0 * sq, dim=0) - math.log(len(sq))
 
 
 def _batch_mask(batch: Sequence[Pair], positives: dict, n_neg_cols: list[str]) -> torch.Tensor:
@@ -336,7 +356,10 @@ class FinetuneLoop:
         scores = scores.masked_fill(~_batch_mask(batch, self.positives, list(negs)), float("-inf"))
         weights = torch.tensor([p.weight for p in batch], dtype=scores.dtype)
         loss_rows = F.cross_entropy(scores, torch.arange(b), reduction="none")
-        return (loss_rows * weights).sum() / weights.sum().clamp(min=1e-9)
+        loss = (loss_rows * weights).sum() / weights.sum().clamp(min=1e-9)
+        if self.cfg.uniformity:
+            loss = loss + float(self.cfg.uniformity) * uniformity_term(vecs)
+        return loss
 
     def sync_gradients(self) -> None:
         """Make the gradients those of the whole batch (one process: they already are)."""
