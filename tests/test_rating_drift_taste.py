@@ -163,6 +163,8 @@ def test_taste_part_lowers_the_error_and_adds_up(tmp_path):
     with_taste.save(tmp_path / "m")
     back = HybridModel.load(tmp_path / "m")
     assert np.allclose(back.predict_ratings(users, items), with_taste.predict_ratings(users, items), atol=1e-6)
+    back.continue_training(train, epochs=2)  # more epochs learn the residual of the same baseline, taste included
+    assert "base_taste" in back.arrays and _mae(back, test)[0] < mae_t + 0.02
 
 
 def test_cli_train_names_the_chosen_baseline_parts(ws, ws_path):
