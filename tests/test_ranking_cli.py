@@ -91,6 +91,10 @@ def test_explain_with_why_not(ws_file):
     assert sum(c["contribution"] for c in d["components"]) == pytest.approx(d["score"], abs=1e-6)
     r = run("explain", "white heart", "--item", "85123A", "--user", "u1", "-w", ws_file)
     assert r.exit_code == 0 and "Score split" in r.output and "Keyword terms" in r.output
+    assert "Behaviour model: model score 0.0000\n" in r.output  # u1's table row has 0 for this item
+    # the behaviour model's own parts (the table model has one, "cf": its score)
+    r = run("explain", "white heart", "--item", "22003", "--user", "u1", "-w", ws_file)
+    assert r.exit_code == 0 and "Behaviour model: model score 2.0000 = cf 2.0000" in r.output, r.output
     r = run("explain", "white heart", "--item", "qqqq", "-w", ws_file)
     assert r.exit_code == 1 and "no item" in r.output
 

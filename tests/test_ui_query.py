@@ -139,6 +139,7 @@ def test_user_query_with_trained_model_explains_behaviour(qtbot, trained_ws):
     exp = screen.explain.explanation
     assert exp.cf and screen.explain.because_list.count() >= 1
     assert screen.explain.because_list.item(0).text() != ""
+    assert screen.explain.model_parts_label.text().startswith(f"model score {exp.cf['model_score']:.4f} = ")
 
 
 def test_damaged_active_model_still_opens_with_warning(qtbot, trained_ws):

@@ -8,6 +8,7 @@ import click
 
 from merch_app.cli.common import emit_json, json_option, model_loading, pad, workspace_db, workspace_option
 from merch_app.explain.explanation import explain_item
+from merch_app.explain.model_parts import model_parts_text
 from merch_app.model.encoder import workspace_encoder
 from merch_app.ranking.rule_hook import describe_effect
 from merch_app.ranking.rules import RuleError, as_of_day
@@ -226,6 +227,8 @@ def _print_explanation(exp) -> None:
             b = best.get(d["word"])
             near = f"  nearest item word: {b['item_word']} ({b['field']}, {b['similarity']:.2f})" if b else ""
             click.echo(f"  {d['word']:<20} {d['drop']:+.3f}{near}")
+    if exp.cf.get("model_score") is not None:
+        click.echo(f"\nBehaviour model: {model_parts_text(exp.cf)}")
     if exp.cf.get("because"):
         click.echo("\nBecause you bought")
         for b in exp.cf["because"]:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
 )
 
 from merch_app.data.text_tokens import has_han, is_han
+from merch_app.explain.model_parts import model_parts_text
 from merch_app.ranking.rule_hook import describe_effect
 from merch_app.ranking.types import COMPONENT_NAMES
 from merch_app.ui.charts import COMPONENT_COLOURS, Heatmap, Waterfall
@@ -105,6 +106,10 @@ class ExplainPanel(QWidget):
         tl.addWidget(self.terms_table)
         because_box = QGroupBox("Because you bought…")
         bl = QVBoxLayout(because_box)
+        self.model_parts_label = QLabel()  # the behaviour model's own parts of its score, above what it learned from
+        self.model_parts_label.setWordWrap(True)
+        self.model_parts_label.setStyleSheet("color: #555;")
+        bl.addWidget(self.model_parts_label)
         self.because_list = QListWidget()
         self.because_list.setWordWrap(True)
         bl.addWidget(self.because_list)
@@ -144,6 +149,7 @@ class ExplainPanel(QWidget):
         self.heatmap.set_matrix(np.zeros((0, 0)), [], [], empty=WORDS_EMPTY)
         fill_table(self.terms_table, [], [])
         self.because_list.clear()
+        self.model_parts_label.setText("")
         self.semantic_label.setText("")
         self.rules_label.setText("Rules applied: none")
 
@@ -193,6 +199,7 @@ class ExplainPanel(QWidget):
                     it.setToolTip(it.text())  # a cut word or correction note is readable in full
 
         self.because_list.clear()
+        self.model_parts_label.setText(model_parts_text(exp.cf or {}))
         because = (exp.cf or {}).get("because") or []
         for b in because:
             self.because_list.addItem(f"{b['title'] or b['item_id']}  ({b['item_id']}, {b['contribution']:+.3f})")
