@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         query.show_explanation_tab()
         save(app, window, "explain.png")
         print("query.png/explain.png", query.model.rowCount(), "rows")
+        window.resize(1280, 720)
+        pump(app, 0.3)
+        save(app, window, "explain_720.png")
+        print("explain_720.png:", query.explain.model_parts_label.text())
 
     window.close()
     return 0
