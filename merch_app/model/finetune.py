@@ -213,10 +213,18 @@ def encode_with(stack, tokenize, texts: list[str], batch_size: int = 64) -> np.n
 
 
 def uniformity_term(vecs: torch.Tensor) -> torch.Tensor:
-    """log mean over pairs i < j of exp(-2·|x_i − x_j|²) for unit rows ``vecs`` (0 for fewer than two rows).
+    """log mean over pairs i < j of exp(-2·|x_i − x_j|²) for unit rows ``vecs``.
 
-    0 when all rows are the same vector, about −4 for two orthogonal ones; lower the more spread
-    the rows are (Wang & Isola 2020, uniformity with t = 2).
+    Parameters
+    ----------
+    vecs
+        Unit vectors, one per row (with gradients).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar: 0 when all rows are the same vector (or there are fewer than two), −4 for two
+        orthogonal ones, lower the more spread the rows are (Wang & Isola 2020, uniformity with t = 2).
     """
     n = vecs.shape[0]
     if n < 2:

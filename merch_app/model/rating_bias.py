@@ -41,7 +41,18 @@ class DampedBiases:
     taste: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def user_bias_at(self, day: float) -> np.ndarray:
-        """Every user's bias as of ``day`` (days, as ``Interactions.ts``): b_u + d_u·(day − t̄_u)."""
+        """Every user's bias as of ``day``: b_u + d_u·(day − t̄_u).
+
+        Parameters
+        ----------
+        day
+            The time (days, as ``Interactions.ts``).
+
+        Returns
+        -------
+        np.ndarray
+            float32 per user; the plain ``b_user`` without drift.
+        """
         if not len(self.drift):
             return self.b_user.copy()
         return (self.b_user + self.drift * (float(day) - self.t_mean) / YEAR_DAYS).astype(np.float32)
@@ -78,7 +89,24 @@ class DampedBiases:
 
 def taste_scores(taste: np.ndarray, item_text: np.ndarray, users: np.ndarray, items: np.ndarray,
                  block: int = 65536) -> np.ndarray:
-    """``w_uᵀ t_i`` for index pairs (known users), computed in blocks of pairs."""
+    """``w_uᵀ t_i`` for (user, item) index pairs, computed in blocks of pairs.
+
+    Parameters
+    ----------
+    taste
+        Taste vectors (rows: users; float16 or float32), from :func:`taste_vectors`.
+    item_text
+        Text vectors of the items (rows: items).
+    users, items
+        Index pairs (known users only: no -1).
+    block
+        Pairs widened to float32 at once.
+
+    Returns
+    -------
+    np.ndarray
+        float64, one score per pair.
+    """
     out = np.empty(len(users), np.float64)
     for lo in range(0, len(users), block):
         sl = slice(lo, lo + block)
