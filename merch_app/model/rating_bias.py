@@ -199,6 +199,21 @@ def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
                  grid: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)) -> dict:
     """λ_taste by the MAE on later ratings (as :func:`choose_drift`, with its chosen drift).
 
+    Parameters
+    ----------
+    users, items, ratings, days
+        One entry per rating (indices, values, times in days).
+    item_text
+        The items' text vectors.
+    n_users, n_items
+        Index sizes.
+    fit, val
+        Rows to fit on and the later rows to score.
+    shrink_user, shrink_item, drift_shrink
+        The damped biases' λs and the drift's (None: no drift).
+    grid
+        The λ_taste tried.
+
     Returns
     -------
     dict
@@ -232,6 +247,19 @@ def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
 
     The validation ratings are predicted with the user biases as of the last fitting rating,
     the way a trained model predicts after its training period.
+
+    Parameters
+    ----------
+    users, items, ratings, days
+        One entry per rating (indices, values, times in days).
+    n_users, n_items
+        Index sizes.
+    fit, val
+        Rows to fit on and the later rows to score.
+    shrink_user, shrink_item
+        The damped biases' λs.
+    grid
+        The λ_drift tried (besides no drift).
 
     Returns
     -------
