@@ -27,7 +27,8 @@ def test_drift_known_answer():
     assert b.mu == 3.0
     assert np.allclose(b.drift, [1.0], atol=1e-6) and np.allclose(b.b_user, [0.0], atol=1e-6)
     assert np.allclose(b.t_mean, [YEAR_DAYS])
-    assert np.allclose(b.user_bias_at(2 * YEAR_DAYS), [1.0], atol=1e-6)  # as of the last rating
+    assert np.allclose(b.user_bias_at(2 * YEAR_DAYS), [1.0], atol=1e-6) and b.last_day == 2 * YEAR_DAYS
+    assert np.allclose(b.user_bias_at(), [1.0], atol=1e-6)  # default: as of the last rating
     assert np.allclose(b.predict(np.array([0, 0]), np.array([0, 2]), days=days[[0, 2]]), [2.0, 4.0], atol=1e-5)
     # λ_drift = 2 year²: the slope is halved (Σdt² = 2)
     b2 = damped_biases(np.zeros(3, int), np.array([0, 1, 2]), np.array([2.0, 3.0, 4.0]), 1, 3,

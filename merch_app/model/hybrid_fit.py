@@ -382,7 +382,6 @@ class HybridTrainer:
             taste = self._baseline_choice("taste", "user taste in text space", rep, lambda: choose_taste(
                 *args, item_text, *n, tr, va, *shrinks, drift_shrink=drift))
             self.base = damped_biases(r.user_idx, r.item_idx, r.value, *n, *shrinks, days=r.ts, drift_shrink=drift)
-            self.base_day = float(r.ts.max())
             if taste is not None:
                 residual = r.value - self.base.predict(r.user_idx, r.item_idx, days=r.ts)
                 self.base.taste = taste_vectors(r.user_idx, r.item_idx, residual, item_text, inter.n_users, taste)
@@ -467,8 +466,7 @@ class HybridTrainer:
             self.model.combiner = np.zeros(N_COMBINER, np.float32)
             self.model.combiner[:3] = [1.0, 1.0, base.mu if base is not None else float(net.global_bias.item())]
             if base is not None:  # the damped biases: saved with the model, shown by explain
-                # with drift, each user's bias as of the end of the training ratings
-                a["base_user"] = base.user_bias_at(getattr(self, "base_day", 0.0))
+                a["base_user"] = base.user_bias_at()  # with drift: as of the last training rating
                 a["base_item"] = base.b_item
                 if len(base.taste):
                     a["base_taste"] = base.taste

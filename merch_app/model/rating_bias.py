@@ -37,16 +37,17 @@ class DampedBiases:
     # empty without drift
     drift: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     t_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    last_day: float = 0.0  # the time of the last rating fitted (days): "now" for the drift
     # per-user taste vectors in text space (n_users × text dim); empty without taste
     taste: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
-    def user_bias_at(self, day: float) -> np.ndarray:
+    def user_bias_at(self, day: Optional[float] = None) -> np.ndarray:
         """Every user's bias as of ``day``: b_u + d_u·(day − t̄_u).
 
         Parameters
         ----------
         day
-            The time (days, as ``Interactions.ts``).
+            The time (days, as ``Interactions.ts``); None: the last rating fitted.
 
         Returns
         -------
@@ -55,7 +56,8 @@ class DampedBiases:
         """
         if not len(self.drift):
             return self.b_user.copy()
-        return (self.b_user + self.drift * (float(day) - self.t_mean) / YEAR_DAYS).astype(np.float32)
+        day = self.last_day if day is None else float(day)
+        return (self.b_user + self.drift * (day - self.t_mean) / YEAR_DAYS).astype(np.float32)
 
     def predict(self, users: np.ndarray, items: np.ndarray, use_user: bool = True,
                 days: Optional[np.ndarray] = None, item_text: Optional[np.ndarray] = None) -> np.ndarray:
@@ -190,7 +192,7 @@ def damped_biases(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_u
                           minlength=n_users) / np.maximum(n_u + float(shrink_user), 1e-9)
         d_u = np.bincount(users, weights=(rest - b_u[users]) * dt, minlength=n_users) / np.maximum(sxx, 1e-9)
     return DampedBiases(mu, b_u.astype(np.float32), b_i.astype(np.float32), n_u.astype(np.int64),
-                        n_i.astype(np.int64), d_u.astype(np.float32), t_mean)
+                        n_i.astype(np.int64), d_u.astype(np.float32), t_mean, last_day=float(t.max()))
 
 
 def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray,
@@ -228,7 +230,7 @@ def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
     residual = r[fit] - b.predict(users[fit], items[fit], days=t[fit])
     vu, vi = users[val], items[val]
     known_u = b.n_user[vu] > 0
-    base = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at(float(t[fit].max()))[vu], 0.0)
+    base = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at()[vu], 0.0)
     scores = {"off": float(np.mean(np.abs(base - r[val])))}
     best, best_mae = None, scores["off"]
     for lam in grid:
@@ -271,7 +273,6 @@ def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
     r, t = np.asarray(ratings, np.float64), np.asarray(days, np.float64)
     if not len(val) or not len(fit):
         return {"shrink": None, "val_mae": {}}
-    end = float(t[fit].max())
     vu, vi = users[val], items[val]
     scores: dict[str, float] = {}
     best, best_mae = None, float("inf")
@@ -279,7 +280,7 @@ def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
         b = damped_biases(users[fit], items[fit], r[fit], n_users, n_items, shrink_user, shrink_item,
                           days=t[fit], drift_shrink=lam)
         known_u = b.n_user[vu] > 0
-        pred = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at(end)[vu], 0.0)
+        pred = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at()[vu], 0.0)
         err = float(np.mean(np.abs(pred - r[val])))
         scores["off" if lam is None else f"{lam:g}"] = err
         if err < best_mae - 1e-6:
