@@ -335,7 +335,7 @@ class TrainScreen(Screen):
         summary = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))[:200]
         if isinstance(metrics.get("mae"), float):  # explicit ratings: the predicted ratings' errors
             summary = f"test MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}"
-            self._show_split_note(HybridConfig(mode="explicit"))
+            self._show_split_note(HybridConfig.from_dict({**(version.config or {}), "mode": "explicit"}))
         if self.form.split_auto.isChecked() and metrics.get("split_date"):  # the date the automatic split chose
             self.form.set_date_range(None, None, metrics["split_date"])
         self.log_line(f"Saved model version “{version.name}” in {version.train_seconds:.1f}s"
