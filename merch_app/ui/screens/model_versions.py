@@ -153,9 +153,11 @@ class ModelVersionsPanel(QWidget):
                          f"{v.train_seconds:.1f}s" if v.train_seconds else "", engine_label(v), v.encoder_id,
                          v.model_id])
         # the MAE column only where some version predicts ratings (explicit feedback)
-        self.columns = [c for c in VERSION_COLUMNS if c != "MAE" or any(r[4] != "" for r in rows)]
-        if "MAE" not in self.columns:
-            rows = [r[:4] + r[5:] for r in rows]
+        mae_col = VERSION_COLUMNS.index("MAE")
+        self.columns = list(VERSION_COLUMNS)
+        if not any(r[mae_col] != "" for r in rows):
+            del self.columns[mae_col]
+            rows = [r[:mae_col] + r[mae_col + 1:] for r in rows]
         self.table.blockSignals(True)
         fill_table(self.table, self.columns, rows)
         self.table.setSortingEnabled(False)
