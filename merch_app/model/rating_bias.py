@@ -229,17 +229,15 @@ def choose_taste(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
                       days=t[fit], drift_shrink=drift_shrink)
     residual = r[fit] - b.predict(users[fit], items[fit], days=t[fit])
     vu, vi = users[val], items[val]
-    known_u = b.n_user[vu] > 0
-    base = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at()[vu], 0.0)
-    scores = {"off": float(np.mean(np.abs(base - r[val])))}
-    best, best_mae = None, scores["off"]
-    for lam in grid:
-        w = taste_vectors(users[fit], items[fit], residual, item_text, n_users, lam)
-        pred = base + np.where(known_u, taste_scores(w, item_text, vu, vi), 0.0)
-        scores[f"{lam:g}"] = err = float(np.mean(np.abs(pred - r[val])))
-        if err < best_mae - 1e-6:
-            best, best_mae = lam, err
-    return {"shrink": best, "val_mae": scores}
+    base = _after_fit(b, vu, vi)
+
+    def candidates():
+        yield None, base
+        for lam in grid:  # users without fitting ratings have a zero taste vector
+            w = taste_vectors(users[fit], items[fit], residual, item_text, n_users, lam)
+            yield lam, base + taste_scores(w, item_text, vu, vi)
+
+    return _lowest_mae(candidates(), r[val])
 
 
 def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days: np.ndarray, n_users: int,
@@ -274,14 +272,23 @@ def choose_drift(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, days
     if not len(val) or not len(fit):
         return {"shrink": None, "val_mae": {}}
     vu, vi = users[val], items[val]
+    candidates = ((lam, _after_fit(damped_biases(users[fit], items[fit], r[fit], n_users, n_items, shrink_user,
+                                                 shrink_item, days=t[fit], drift_shrink=lam), vu, vi))
+                  for lam in (None, *grid))
+    return _lowest_mae(candidates, r[val])
+
+
+def _after_fit(b: DampedBiases, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """μ + b_i + b_u for later ratings, the user biases taken as of the last fitted rating (as a model predicts)."""
+    return b.predict(users, items, days=np.full(len(users), b.last_day))
+
+
+def _lowest_mae(candidates, truth: np.ndarray) -> dict:
+    """``{"shrink", "val_mae"}`` of (λ or None for "off", predictions) pairs: the λ of the lowest MAE (ties: the first)."""
     scores: dict[str, float] = {}
     best, best_mae = None, float("inf")
-    for lam in (None, *grid):
-        b = damped_biases(users[fit], items[fit], r[fit], n_users, n_items, shrink_user, shrink_item,
-                          days=t[fit], drift_shrink=lam)
-        known_u = b.n_user[vu] > 0
-        pred = b.mu + b.b_item[vi] + np.where(known_u, b.user_bias_at()[vu], 0.0)
-        err = float(np.mean(np.abs(pred - r[val])))
+    for lam, pred in candidates:
+        err = float(np.mean(np.abs(pred - truth)))
         scores["off" if lam is None else f"{lam:g}"] = err
         if err < best_mae - 1e-6:
             best, best_mae = lam, err

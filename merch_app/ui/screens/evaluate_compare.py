@@ -32,18 +32,10 @@ SUMMARY = ["system", "W / L / T", "Δ mean", "95% CI", "p-value", "Jaccard@k", "
 NO_COMPARISON = "Run the suite with two or more systems (Results tab), then compare."
 
 
-def _interval_cell(low: float, high: float):
-    """A '[low, high]' cell that sorts by its lower end."""
-    it = cell(f"[{low:.3f}, {high:.3f}]")
-    it.setData(float(low), SORT_ROLE)
-    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    return it
-
-
-def _record_cell(wins: int, losses: int, ties: int):
-    """A 'wins / losses / ties' cell that sorts by wins − losses."""
-    it = cell(f"{wins} / {losses} / {ties}")
-    it.setData(float(wins - losses), SORT_ROLE)
+def _sorted_text_cell(text: str, sort_value: float):
+    """A right-aligned text cell that sorts by ``sort_value``."""
+    it = cell(text)
+    it.setData(float(sort_value), SORT_ROLE)
     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return it
 
@@ -185,8 +177,10 @@ class ComparePanel(QWidget):
         rows = []
         for p in self.comparison.pairs:
             t = p["test"]
-            rows.append([cell(p["system"]), _record_cell(p["wins"], p["losses"], p["ties"]),
-                         cell(t["delta"], signed=True), _interval_cell(*t["ci_delta"]),
+            lo, hi = t["ci_delta"]
+            rows.append([cell(p["system"]),  # W / L / T sorts by wins − losses, the interval by its lower end
+                         _sorted_text_cell(f"{p['wins']} / {p['losses']} / {p['ties']}", p["wins"] - p["losses"]),
+                         cell(t["delta"], signed=True), _sorted_text_cell(f"[{lo:.3f}, {hi:.3f}]", lo),
                          cell(t["p_value"], digits=4), cell(p[f"mean_jaccard@{k}"]), cell(p["mean_rbo"])])
         self.summary.set_rows(rows)
         p0 = self.comparison.pairs[0]
