@@ -276,3 +276,22 @@ def test_the_uniformity_term_spreads_the_item_vectors(shop, bert_dir):
 
     plain, spread = mean_cosine(0.0), mean_cosine(1.0)
     assert spread < plain - 0.05, (plain, spread)
+
+
+def test_the_latest_pairs_with_seen_anchors_go_back_into_training():
+    from merch_app.model.finetune import split_validation
+    from merch_app.model.finetune_pairs import Pair
+
+    def item(a, b, day):
+        return Pair("item", f"text {a}", b, 1.0, f"2024-01-{day:02d}", (a,))
+
+    earlier = [item("a", "b", 1), item("c", "d", 2), item("e", "f", 3), item("g", "h", 4),
+               item("a", "c", 5), item("c", "a", 6)]
+    latest = [item("x", "y", 7),   # unseen anchor: validation
+              item("a", "d", 8),   # seen anchor: back into training
+              item("y", "x", 9),   # unseen anchor: validation too
+              item("e", "x", 10)]  # seen anchor, but its positive is a validation anchor: dropped
+    train, val = split_validation(latest[::-1] + earlier, FinetuneConfig(val_fraction=0.4, max_val_pairs=100))
+    assert [(p.anchor_items[0], p.item_id) for p in val] == [("x", "y"), ("y", "x")]
+    assert [(p.anchor_items[0], p.item_id) for p in train] == [
+        ("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"), ("a", "c"), ("c", "a"), ("a", "d")]

@@ -158,15 +158,24 @@ class FinetuneRun:
 
 
 def split_validation(pairs: Sequence[Pair], cfg: FinetuneConfig) -> tuple[list[Pair], list[Pair]]:
-    """(train, validation): the latest ``val_fraction`` of the pairs (in time, at most ``max_val_pairs``),
-    without anchors that also occur in training."""
+    """(train, validation) in time order.
+
+    The validation pairs are those of the latest ``val_fraction`` of the pairs (at most
+    ``max_val_pairs``) whose anchor never occurs in the earlier pairs, so the metric sees unseen
+    queries and items.  The other latest pairs (on a basket-only shop almost all of them) go back
+    into training, except those whose positive is a validation anchor's item, which would teach the
+    validation pair backwards.
+    """
     pairs = sorted(pairs, key=lambda p: p.ts)
     n_val = min(int(cfg.max_val_pairs), int(round(len(pairs) * float(cfg.val_fraction))))
     if n_val <= 0 or len(pairs) - n_val < 2:
         return list(pairs), []
-    train, val = list(pairs[:-n_val]), list(pairs[-n_val:])
+    train, latest = list(pairs[:-n_val]), pairs[-n_val:]
     seen = {(p.kind, p.anchor) for p in train}
-    return train, [p for p in val if (p.kind, p.anchor) not in seen]
+    val = [p for p in latest if (p.kind, p.anchor) not in seen]
+    val_anchor_items = {i for p in val for i in p.anchor_items}
+    train += [p for p in latest if (p.kind, p.anchor) in seen and p.item_id not in val_anchor_items]
+    return train, val
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
