@@ -179,6 +179,31 @@ def measure(saved: dict, db) -> None:
                        if a in views and b in views}
         r["paired_cold"] = {f"{b}_vs_{a}": paired_related(views[a], views[b], items=cold) for b, a in PAIRS
                             if a in views and b in views}
+        if r.get("model_c") and r.get("model_d"):
+            r["users_d_vs_c"] = paired_users(db, r["model_c"]["model_id"], r["model_d"]["model_id"])
+
+
+def paired_users(db, base_id: str, model_id: str) -> dict:
+    """User recommendations of ``model_id`` against ``base_id`` on the protocol's test users, paired per
+    user (:func:`merch_app.evaluation.offline.paired_user_comparison`, the training job's own test)."""
+    import numpy as np
+
+    from merch_app.evaluation import baselines as bl
+    from merch_app.evaluation.offline import paired_user_comparison
+    from merch_app.evaluation.split import relevant_items
+    from merch_app.model.interactions import load_interactions, ts_to_days
+    from merch_app.model.registry import load_model
+
+    lists, rel = {}, {}
+    for mid in (base_id, model_id):
+        m = load_model(db, mid)
+        train = load_interactions(db, m.item_ids, until_ts=SPLIT_TS, event_weights=m.config.event_weights,
+                                  user_ids=m.user_ids)
+        m = m.with_history(train, float(ts_to_days([SPLIT_TS])[0]))
+        seen = {str(m.user_ids[u]) for u in np.unique(train.user_idx)}
+        rel = {u: r for u, r in relevant_items(db, SPLIT_TS, seen, m.item_ids).items() if u in m.user_pos and r}
+        lists[mid] = bl.model_ranking(m, sorted(rel), K)
+    return paired_user_comparison(lists[model_id], lists[base_id], rel, K)
 
 
 def geometry(db, spec: str, n_pairs: int = 20000, seed: int = 0) -> dict:
@@ -324,7 +349,10 @@ def reading(saved: dict) -> list[str]:
             f"cold-start items at the {_range(cs_d, '.3f')} mean percentile against {_range(cs_c, '.3f')} on the "
             f"same seeds ({trend(cs_diff)}: {', '.join(f'{x:+.3f}' for x in cs_diff)}; the issue's goal is "
             f"≥ 0.50), with overall NDCG@10 {_range(u_d, '.4f')} against {_range(u_c, '.4f')} ({', '.join(f'{x:+.4f}' for x in u_diff)}; "
-            f"the frozen-encoder model's spread over the {len(all_c)} seeds is {max(all_c) - min(all_c):.4f})."
+            f"the frozen-encoder model's spread over the {len(all_c)} seeds is {max(all_c) - min(all_c):.4f}"
+            + ("; paired per user, randomisation: " + ", ".join(
+                f"p {r['users_d_vs_c']['ndcg@10']['p_randomization']:.2f}" for r in with_d if r.get("users_d_vs_c"))
+               if any(r.get("users_d_vs_c") for r in with_d) else "") + ")."
             + (f"  The fine-tuned vectors crowd into one cone — mean cosine of random item pairs "
                f"{_range([g['mean_pair_cos'] for g in gs], '.2f')} against {g0['mean_pair_cos']:.2f} for the frozen "
                f"MiniLM (norm of the mean vector {_range([g['mean_vector_norm'] for g in gs], '.2f')} against "

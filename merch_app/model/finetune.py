@@ -78,7 +78,7 @@ class FinetuneConfig:
         spread over the sphere.  Contrastive training on basket pairs alone crowds the item vectors
         into one cone; this keeps them apart.  0 (default): the loss is MultipleNegativesRanking alone.
     val_fraction, max_val_pairs
-        The latest pairs (in time) held out for the live validation metric.
+        The latest pairs (in time) that the validation pairs come from (:func:`split_validation`).
     val_pool
         Catalogue items ranked for the validation metric (the validation positives plus a seeded sample).
     evals_per_epoch
