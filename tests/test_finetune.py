@@ -56,7 +56,7 @@ def test_items_always_bought_together_move_closer_than_a_control_pair(shop, bert
 
 def test_a_version_is_registered_with_its_parent_snapshot_and_before_after_table(shop, bert_dir):
     reports = []
-    result = finetune(shop, FinetuneConfig(**dict(FAST, val_fraction=0.2), activate=False),
+    result = finetune(shop, FinetuneConfig(**dict(FAST, val_fraction=0.2, min_val_pairs=1), activate=False),
                       progress=reports.append, encoder=str(bert_dir), name="first")
     v = result.version
     assert (v.name, v.active, result.activated) == ("first", False, False)
@@ -191,7 +191,7 @@ def test_cli_finetune_without_behaviour_says_why(ws, ws_path, bert_dir):
 
 
 def test_a_run_that_never_beats_the_base_saves_nothing(shop, bert_dir):
-    cfg = FinetuneConfig(**{**FAST, "lr": 0.0, "val_fraction": 0.2, "evals_per_epoch": 2})
+    cfg = FinetuneConfig(**{**FAST, "lr": 0.0, "val_fraction": 0.2, "min_val_pairs": 1, "evals_per_epoch": 2})
     result = finetune(shop, cfg, encoder=str(bert_dir))
     assert result.version is None and not result.activated
     assert "nothing was saved" in result.note and result.validation["step"] == 0
@@ -291,7 +291,10 @@ def test_the_latest_pairs_with_seen_anchors_go_back_into_training():
               item("a", "d", 8),   # seen anchor: back into training
               item("y", "x", 9),   # unseen anchor: validation too
               item("e", "x", 10)]  # seen anchor, but its positive is a validation anchor: dropped
-    train, val = split_validation(latest[::-1] + earlier, FinetuneConfig(val_fraction=0.4, max_val_pairs=100))
+    train, val = split_validation(latest[::-1] + earlier, FinetuneConfig(val_fraction=0.4, max_val_pairs=100, min_val_pairs=2))
     assert [(p.anchor_items[0], p.item_id) for p in val] == [("x", "y"), ("y", "x")]
     assert [(p.anchor_items[0], p.item_id) for p in train] == [
         ("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"), ("a", "c"), ("c", "a"), ("a", "d")]
+    # fewer validation pairs than min_val_pairs: no validation, every pair trained on
+    train, val = split_validation(latest + earlier, FinetuneConfig(val_fraction=0.4, max_val_pairs=100, min_val_pairs=3))
+    assert val == [] and len(train) == 10 and [p.ts for p in train] == sorted(p.ts for p in train)

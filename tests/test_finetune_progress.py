@@ -12,7 +12,7 @@ from merch_app.services.job_estimates import FINETUNE_PHASES
 from model_fixtures import fill_workspace
 
 FAST = dict(max_pairs=300, batch_size=16, lr=1e-3, epochs=1, freeze_embeddings=False, freeze_layers=0,
-            val_fraction=0.2, activate=False)
+            val_fraction=0.2, min_val_pairs=1, activate=False)
 
 
 @pytest.fixture(scope="module")

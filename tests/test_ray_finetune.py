@@ -27,7 +27,7 @@ from ray_support import start_ray
 
 # a random 2-layer BERT moves at lr 1e-3 with nothing frozen; batches of 7 split 3 + 4 over two workers
 KNOWN = dict(batch_size=7, lr=1e-3, epochs=2, freeze_embeddings=False, freeze_layers=0, hard_negatives=1,
-             evals_per_epoch=2)
+             evals_per_epoch=2, min_val_pairs=1)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from ui_support import make_window, wait_idle  # noqa: E402
 
 # lr and frozen layers suited to a random 2-layer BERT (the defaults are MiniLM's); validation on
 FAST = dict(max_pairs=600, batch_size=16, lr=1e-3, epochs=2, freeze_embeddings=False, freeze_layers=0,
-            val_fraction=0.2, evals_per_epoch=3)
+            val_fraction=0.2, min_val_pairs=1, evals_per_epoch=3)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,10 @@ class FinetuneConfig:
         into one cone; this keeps them apart.  0 (default): the loss is MultipleNegativesRanking alone.
     val_fraction, max_val_pairs
         The latest pairs (in time) that the validation pairs come from (:func:`split_validation`).
+    min_val_pairs
+        Fewer validation pairs than this cannot tell one step from another (the spread of NDCG@10
+        over a few dozen anchors is larger than what training changes): then there is no
+        validation, every pair is trained on and the last step's weights are kept.
     val_pool
         Catalogue items ranked for the validation metric (the validation positives plus a seeded sample).
     evals_per_epoch
@@ -107,6 +111,7 @@ class FinetuneConfig:
     uniformity: float = 0.0
     val_fraction: float = 0.05
     max_val_pairs: int = 1000
+    min_val_pairs: int = 100
     val_pool: int = 2000
     evals_per_epoch: int = 2
     seed: int = 42
@@ -164,7 +169,8 @@ def split_validation(pairs: Sequence[Pair], cfg: FinetuneConfig) -> tuple[list[P
     ``max_val_pairs``) whose anchor never occurs in the earlier pairs, so the metric sees unseen
     queries and items.  The other latest pairs (on a basket-only shop almost all of them) go back
     into training, except those whose positive is a validation anchor's item, which would teach the
-    validation pair backwards.
+    validation pair backwards.  With fewer than ``min_val_pairs`` validation pairs there is no
+    validation: every pair is trained on.
     """
     pairs = sorted(pairs, key=lambda p: p.ts)
     n_val = min(int(cfg.max_val_pairs), int(round(len(pairs) * float(cfg.val_fraction))))
@@ -173,6 +179,8 @@ def split_validation(pairs: Sequence[Pair], cfg: FinetuneConfig) -> tuple[list[P
     train, latest = list(pairs[:-n_val]), pairs[-n_val:]
     seen = {(p.kind, p.anchor) for p in train}
     val = [p for p in latest if (p.kind, p.anchor) not in seen]
+    if len(val) < int(cfg.min_val_pairs):
+        return list(pairs), []
     val_anchor_items = {i for p in val for i in p.anchor_items}
     train += [p for p in latest if (p.kind, p.anchor) in seen and p.item_id not in val_anchor_items]
     return train, val

@@ -177,7 +177,10 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
                                     progress=plan.phase("negatives"))
     train, val = split_validation(pairs, cfg)
     validate = _validator(val, item_text, item_ids, cfg.val_pool, cfg.seed)
-    plan.start("finetune", f"{len(train):,} training pairs, {len(val):,} validation pairs")
+    plan.start("finetune", f"{len(train):,} training pairs, " + (
+        f"{len(val):,} validation pairs" if val else
+        f"no validation (fewer than {cfg.min_val_pairs:,} of the latest pairs have a query or item training "
+        "never saw): the last step is kept"))
     run = engine.fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
                            progress=plan.phase("finetune"), cancel=cancel)
     recorded = {"engine": engine.name, "workers": engine.describe().get("workers", 1), **engine.record()}
