@@ -71,6 +71,7 @@ def test_finetune_from_the_screen_curves_table_versions_and_query(qtbot, ft_wind
     assert x is not None and x.size >= 1 and np.all(np.isfinite(y))
     vx, nd = panel.ndcg_curve.getData()
     assert vx[0] == 0 and len(nd) >= 2 and np.all((nd >= 0) & (nd <= 1))  # before training, then during
+    assert not panel.val_chart.empty.shown
     assert len(panel.recall_curve.getData()[1]) == len(nd)
     # before/after table from the service's result; the curves hold every step of its history
     result = panel.last_result
@@ -215,3 +216,17 @@ def test_cancel_and_quit_while_fine_tuning_leave_the_versions_unchanged(qtbot, f
     assert "cancelled" in panel.log.toPlainText() and panel.eta_label.text() == "cancelled"
     assert panel.start_button.isEnabled() and panel.versions.table.rowCount() == 0
     assert window.long_jobs() == []
+
+
+def test_a_shop_too_small_to_validate_says_so_instead_of_an_empty_chart(qtbot, ft_window):
+    window, screen, panel = ft_window
+    panel.form.activate.setChecked(False)
+    panel.start_finetune(overrides={**FAST, "epochs": 1, "min_val_pairs": 10_000})
+    qtbot.waitUntil(lambda: panel.last_result is not None, timeout=120_000)
+    wait_idle(qtbot, window)
+    result = panel.last_result
+    assert result.version is not None and not [h for h in result.version.metrics["history"] if h.get("validation")]
+    assert panel.val_chart.empty.shown and "No validation" in panel.val_chart.empty.text.toPlainText()
+    assert panel.ndcg_curve.getData()[0] is None or len(panel.ndcg_curve.getData()[0]) == 0
+    x, _ = panel.loss_curve.getData()
+    assert x is not None and x.size == result.version.metrics["steps"]

@@ -422,7 +422,8 @@ class FinetuneLoop:
                    final: bool = False) -> None:
             if progress is None or not (final or metrics or throttle.ready()):
                 return
-            data = {"phase": "finetune", "step": step, "steps": total, "epoch": epoch, "lr": self.lr_at(step)}
+            data = {"phase": "finetune", "step": step, "steps": total, "epoch": epoch, "lr": self.lr_at(step),
+                    "n_validation": len(validation) if validate is not None else 0}
             if loss is not None:
                 data["loss"] = loss
             data.update(metrics)

@@ -33,6 +33,8 @@ from merch_app.ui.workers import error_text
 RUNNING = 20  # steps in the loss's running mean (as merch_app.model.finetune reports it)
 REDRAW_MS = 250  # the loss curve is redrawn at most this often (the GUI shares two cores with the job)
 TABLE_METRICS = (("ndcg@10", "NDCG@10"), ("recall@10", "recall@10"), ("recall@50", "recall@50"))
+NO_VALIDATION = ("No validation on this shop: too few of the latest pairs\nhave a query or item that training "
+                 "never saw.\nEvery pair is trained on; the last step is kept.")
 PHASES = {"pairs": "collecting pairs", "negatives": "hard negatives", "encode": "encoding items",
           "finetune": "fine-tuning", "evaluate": "before/after evaluation"}
 
@@ -221,6 +223,8 @@ class FinetunePanel(QWidget):
                             else "")
         if phase != "finetune" or "step" not in d:
             return
+        if d.get("n_validation") == 0 and not self.val_chart.empty.shown:
+            self.val_chart.empty.show(NO_VALIDATION)
         step = float(d["step"])
         if isinstance(d.get("loss"), (int, float)):
             self.loss_x.append(step)
@@ -280,6 +284,8 @@ class FinetunePanel(QWidget):
             self.loss_x[:] = [float(h["step"]) for h in steps]
             self.loss_y[:] = [float(np.mean(losses[max(0, i - RUNNING + 1): i + 1])) for i in range(len(losses))]
             self._draw_loss()
+        if steps and not vals:  # the live reports that said so may have been rate-limited away
+            self.val_chart.empty.show(NO_VALIDATION)
         if vals:
             self.val_x[:] = [float(h["step"]) for h in vals]
             self.val_ndcg[:] = [float(h["ndcg@10"]) for h in vals]
