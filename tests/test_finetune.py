@@ -181,6 +181,12 @@ def test_cli_finetune_and_encoders(shop, ws_path, bert_dir):
     gone = runner.invoke(cli, ["encoders", "delete", vid, "-w", str(ws_path)])
     assert gone.exit_code == 0 and "MiniLM is active again" in gone.output
     assert json.loads(runner.invoke(cli, ["encoders", "list", "-w", str(ws_path), "--json"]).output) == []
+    # table mode: a shop this small has too few held-out pairs to validate on, and says so
+    table = runner.invoke(cli, ["finetune", "-w", str(ws_path), "--encoder", str(bert_dir), "--max-pairs", "200",
+                                "--no-activate"])
+    assert table.exit_code == 0, table.output
+    assert "no validation (fewer than 100 of the latest pairs" in table.stdout
+    assert "steps is kept" in table.stdout and "ndcg@10" in table.stdout
 
 
 def test_cli_finetune_without_behaviour_says_why(ws, ws_path, bert_dir):

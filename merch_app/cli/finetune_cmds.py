@@ -74,6 +74,13 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
     click.echo(f"encoder version {v.version_id} ({'active' if result.activated else 'not active'}): "
                f"{result.n_pairs:,} training pairs, {result.seconds:.0f} s"
                + (f", on Ray ({v.data_snapshot.get('workers')} workers)" if on_ray else ""))
+    best, steps = result.validation, (v.metrics or {}).get("steps")
+    if best:
+        click.echo(f"validation ({(v.metrics or {}).get('n_validation_pairs', 0):,} pairs): step {best['step']} of "
+                   f"{steps} kept, NDCG@10 {best.get('ndcg@10', 0.0):.4f}")
+    else:
+        click.echo(f"no validation (fewer than {cfg.min_val_pairs:,} of the latest pairs have a query or item "
+                   f"training never saw): the last of {steps} steps is kept")
     for line in _comparison_lines(result.comparison):
         click.echo(line)
     if not result.activated:
