@@ -186,7 +186,7 @@ def test_cli_finetune_and_encoders(shop, ws_path, bert_dir):
                                 "--no-activate"])
     assert table.exit_code == 0, table.output
     assert "no validation (fewer than 100 of the latest pairs" in table.stdout
-    assert "steps is kept" in table.stdout and "ndcg@10" in table.stdout
+    assert "the last step is kept" in table.stdout and "ndcg@10" in table.stdout
 
 
 def test_cli_finetune_without_behaviour_says_why(ws, ws_path, bert_dir):

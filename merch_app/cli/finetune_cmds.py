@@ -12,7 +12,7 @@ from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model.encoder_versions import (
     activate_encoder, active_encoder_version, delete_encoder_version, list_encoder_versions, models_using,
 )
-from merch_app.model.finetune import FinetuneConfig
+from merch_app.model.finetune import FinetuneConfig, no_validation_note
 from merch_app.services.finetune import finetune
 
 
@@ -79,8 +79,7 @@ def finetune_command(workspace, epochs, max_pairs, activate, encoder_spec, split
         click.echo(f"validation ({(v.metrics or {}).get('n_validation_pairs', 0):,} pairs): step {best['step']} of "
                    f"{steps} kept, NDCG@10 {best.get('ndcg@10', 0.0):.4f}")
     else:
-        click.echo(f"no validation (fewer than {cfg.min_val_pairs:,} of the latest pairs have a query or item "
-                   f"training never saw): the last of {steps} steps is kept")
+        click.echo(f"{no_validation_note(cfg)} ({steps} steps)")
     for line in _comparison_lines(result.comparison):
         click.echo(line)
     if not result.activated:

@@ -186,6 +186,12 @@ def split_validation(pairs: Sequence[Pair], cfg: FinetuneConfig) -> tuple[list[P
     return train, val
 
 
+def no_validation_note(cfg: FinetuneConfig) -> str:
+    """What a run without validation pairs tells the user (:func:`split_validation` found too few)."""
+    return (f"no validation (fewer than {int(cfg.min_val_pairs):,} of the latest pairs have a query or item "
+            "training never saw): the last step is kept")
+
+
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return F.normalize((hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9), p=2, dim=1)

@@ -28,7 +28,8 @@ from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.bert_encoder import BertEncoder
 from merch_app.model.encoder import load_encoder, workspace_encoder
 from merch_app.model.encoder_versions import EncoderVersion, save_encoder_version
-from merch_app.model.finetune import VALIDATION_METRIC, FinetuneConfig, FinetuneError, split_validation
+from merch_app.model.finetune import (VALIDATION_METRIC, FinetuneConfig, FinetuneError, no_validation_note,
+                                     split_validation)
 from merch_app.model.finetune_pairs import Pair, mine_hard_negatives, training_pairs
 from merch_app.model.item_vectors import item_text_vectors
 from merch_app.services.job_estimates import finetune_estimates
@@ -177,10 +178,8 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
                                     progress=plan.phase("negatives"))
     train, val = split_validation(pairs, cfg)
     validate = _validator(val, item_text, item_ids, cfg.val_pool, cfg.seed)
-    plan.start("finetune", f"{len(train):,} training pairs, " + (
-        f"{len(val):,} validation pairs" if val else
-        f"no validation (fewer than {cfg.min_val_pairs:,} of the latest pairs have a query or item training "
-        "never saw): the last step is kept"))
+    plan.start("finetune", f"{len(train):,} training pairs, "
+               + (f"{len(val):,} validation pairs" if val else no_validation_note(cfg)))
     run = engine.fine_tune(base.model_dir, train, item_text, cfg, validation=val, validate=validate,
                            progress=plan.phase("finetune"), cancel=cancel)
     recorded = {"engine": engine.name, "workers": engine.describe().get("workers", 1), **engine.record()}
