@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from finetune_support import basket_shop, tiny_bert
 from merch_app.cli.main import cli
 from merch_app.data.workspace import set_setting
+from merch_app.evaluation.related_items import also_bought, related_items_view
 from merch_app.jobs import CancelToken, Cancelled
 from merch_app.model import encoder_versions as ev
 from merch_app.model.bundle import EncoderDeletedError, bundle_key, load_bundle
@@ -72,6 +73,17 @@ def test_a_version_is_registered_with_its_parent_snapshot_and_before_after_table
     assert {"pairs", "negatives", "finetune", "evaluate"} <= phases
     assert any("ndcg@10" in r.data and "loss" in r.data for r in reports)
     assert any(r.eta_seconds is not None for r in reports if r.data.get("phase") == "finetune")
+    # related items: each encoder's text-only related lists against what the buyers also bought after the split
+    related = v.metrics["test"]["related"]
+    assert related == result.comparison["related"] and related["n_items"] > 0
+    split_ts = v.data_snapshot["split_ts"]
+    truth = also_bought(shop, split_ts)
+    for column, spec in (("before", str(bert_dir)), ("after", str(ev.encoders_dir(shop) / v.version_id))):
+        view = related_items_view(shop, load_bundle(shop, encoder=spec, text_only=True), split_ts, truth=truth)
+        assert view["n_items"] == related["n_items"]
+        for m in ("ndcg@10", "recall@10"):
+            assert related[m][column] == pytest.approx(view["mean"][m])
+    assert related["ndcg@10"]["delta"] == pytest.approx(related["ndcg@10"]["after"] - related["ndcg@10"]["before"])
     folder = ev.encoders_dir(shop) / v.version_id
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
@@ -170,6 +182,7 @@ def test_cli_finetune_and_encoders(shop, ws_path, bert_dir):
     data = json.loads(out.output)
     vid = data["version"]["version_id"]
     assert data["activated"] is False and data["n_pairs"] > 0 and "ndcg@10" in data["comparison"]
+    assert data["comparison"]["related"]["n_items"] > 0
     listed = runner.invoke(cli, ["encoders", "list", "-w", str(ws_path), "--json"])
     assert [v["version_id"] for v in json.loads(listed.output)] == [vid]
     text = runner.invoke(cli, ["encoders", "-w", str(ws_path)])
@@ -187,6 +200,7 @@ def test_cli_finetune_and_encoders(shop, ws_path, bert_dir):
     assert table.exit_code == 0, table.output
     assert "no validation (fewer than 100 of the latest pairs" in table.stdout
     assert "the last step is kept" in table.stdout and "ndcg@10" in table.stdout
+    assert "products' text-only lists against what their buyers also bought" in table.stdout
 
 
 def test_cli_finetune_without_behaviour_says_why(ws, ws_path, bert_dir):

@@ -77,8 +77,12 @@ def test_finetune_from_the_screen_curves_table_versions_and_query(qtbot, ft_wind
     result = panel.last_result
     assert x.size == result.version.metrics["steps"]
     assert vx.size == len([h for h in result.version.metrics["history"] if h.get("validation")])
-    assert panel.table.rowCount() == 3
-    assert [panel.table.item(r, 0).text() for r in range(3)] == ["NDCG@10", "recall@10", "recall@50"]
+    assert panel.table.rowCount() == 5
+    assert [panel.table.item(r, 0).text() for r in range(5)] == [
+        "NDCG@10", "recall@10", "recall@50", "related NDCG@10", "related recall@10"]
+    related = result.comparison["related"]
+    assert float(panel.table.item(3, 2).text()) == pytest.approx(related["ndcg@10"]["after"], abs=1e-4)
+    assert f"related: {related['n_items']:,} products" in panel.table_caption.text()
     row = result.comparison["ndcg@10"]
     assert float(panel.table.item(0, 1).text()) == pytest.approx(row["before"], abs=1e-4)
     assert float(panel.table.item(0, 2).text()) == pytest.approx(row["after"], abs=1e-4)

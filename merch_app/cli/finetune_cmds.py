@@ -13,7 +13,7 @@ from merch_app.model.encoder_versions import (
     activate_encoder, active_encoder_version, delete_encoder_version, list_encoder_versions, models_using,
 )
 from merch_app.model.finetune import FinetuneConfig, no_validation_note
-from merch_app.services.finetune import finetune
+from merch_app.services.finetune import RELATED_METRICS, finetune
 
 
 def _comparison_lines(comparison: dict) -> list[str]:
@@ -24,6 +24,14 @@ def _comparison_lines(comparison: dict) -> list[str]:
     for m in ("ndcg@10", "recall@10", "recall@50"):
         row = comparison[m]
         lines.append(f"{m:12}{row['before']:>10.4f}{row['after']:>12.4f}{row['delta']:>+10.4f}{row['p_value']:>8.3f}")
+    related = comparison.get("related") or {}
+    if related:
+        lines.append(f"related items: {related['n_items']:,} products' text-only lists against what their buyers "
+                     "also bought after the split")
+        for m in RELATED_METRICS:
+            row = related[m]
+            lines.append(f"{m:12}{row['before']:>10.4f}{row['after']:>12.4f}{row['delta']:>+10.4f}"
+                         f"{row['p_value']:>8.3f}")
     return lines
 
 

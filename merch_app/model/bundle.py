@@ -140,7 +140,7 @@ def bundle_key(db, model_id: Optional[str] = None, encoder=None) -> tuple:
 
 
 def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, Encoder] = None, *,
-                fallback: bool = False, progress=None, cancel=None) -> ModelBundle:
+                fallback: bool = False, text_only: bool = False, progress=None, cancel=None) -> ModelBundle:
     """The bundle that ranks in this workspace: ``model_id`` (default: the active version) or text only.
 
     Parameters
@@ -158,6 +158,9 @@ def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, En
     fallback
         When the active model cannot be loaded, rank by text only and say why
         in ``bundle.warning`` instead of raising (the GUI keeps answering).
+    text_only
+        The text-only bundle of ``encoder`` even when a version is active
+        (to measure an encoder by itself).
     progress, cancel
         Job protocol, for encoding catalogue items the cache lacks.
 
@@ -179,7 +182,7 @@ def load_bundle(db, model_id: Optional[str] = None, encoder: Union[None, str, En
     """
     if isinstance(encoder, str):
         encoder = workspace_encoder(db, encoder)
-    version = _version_of(db, model_id)
+    version = None if text_only else _version_of(db, model_id)
     if version is None:
         return _text_bundle(db, encoder or workspace_encoder(db), progress, cancel)
     try:

@@ -22,10 +22,12 @@ from merch_app.data.workspace import open_workspace
 from merch_app.engines import Engine
 from merch_app.engines.local import LocalEngine
 from merch_app.evaluation.encoder_eval import compare_encoders, retrieval_scores
+from merch_app.evaluation.related_items import AlsoBought, also_bought, paired_related, related_items_view
 from merch_app.evaluation.split import time_split
 from merch_app.job_phases import PhasePlan
 from merch_app.jobs import CancelToken, ProgressCallback
 from merch_app.model.bert_encoder import BertEncoder
+from merch_app.model.bundle import load_bundle
 from merch_app.model.encoder import load_encoder, workspace_encoder
 from merch_app.model.encoder_versions import EncoderVersion, save_encoder_version
 from merch_app.model.finetune import (VALIDATION_METRIC, FinetuneConfig, FinetuneError, no_validation_note,
@@ -36,6 +38,7 @@ from merch_app.services.job_estimates import finetune_estimates
 
 MAX_TEST_PAIRS = 5000  # held-out pairs scored before/after (drawn by weight, seeded)
 VALIDATION_METRICS = ("ndcg@10", "recall@10")
+RELATED_METRICS = ("ndcg@10", "recall@10")
 
 
 @dataclass
@@ -86,6 +89,30 @@ def _validator(val: list[Pair], item_text: dict[str, str], item_ids: list[str], 
         return retrieval_scores(val, pool, vectors, encode, metrics=VALIDATION_METRICS)["mean"]
 
     return validate
+
+
+def _related_view(db, encoder, split_ts: str, truth: AlsoBought, cancel) -> dict[str, Any]:
+    """The encoder's text-only related lists against what each item's buyers also bought after the split."""
+    return related_items_view(db, load_bundle(db, encoder=encoder, text_only=True), split_ts, related_by="text",
+                              truth=truth, cancel=cancel)
+
+
+def related_change(before: dict[str, Any], after: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Before/after rows of two :func:`related_items_view` results, shaped like :func:`compare_encoders`'.
+
+    Returns
+    -------
+    dict
+        ``n_items`` and per metric of ``RELATED_METRICS``: ``before``, ``after``, ``delta``,
+        ``p_value`` (paired randomisation test item by item), ``ci_delta``; empty when no item
+        had enough buyers after the split to be measured.
+    """
+    if not before["n_items"]:
+        return {}
+    test = paired_related(before, after, seed=seed)
+    return {"n_items": test["n_items"], **{
+        m: {"before": test[m]["a"], "after": test[m]["b"], "delta": test[m]["delta"],
+            "p_value": test[m]["p_value"], "ci_delta": test[m]["ci_delta"]} for m in RELATED_METRICS}}
 
 
 def _base_encoder(db, spec: Optional[str]) -> BertEncoder:
@@ -196,6 +223,8 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
     plan.start("evaluate", f"frozen encoder on {len(test_pairs):,} held-out pairs")
     evaluate = plan.phase("evaluate")
     before = retrieval_scores(test_pairs, item_ids, base_vectors, base.encode, cancel=cancel)
+    truth = also_bought(db, split.split_ts, item_ids, cancel=cancel)
+    related_before = _related_view(db, base, split.split_ts, truth, cancel)
     outcome: dict[str, Any] = {}
 
     def evaluate_after(folder: Path, encoder_id: str) -> dict[str, Any]:
@@ -203,6 +232,8 @@ def _finetune(db, cfg: FinetuneConfig, progress, cancel, spec: Optional[str], na
         ids, vectors = item_text_vectors(db, tuned, progress=evaluate, cancel=cancel)
         after = retrieval_scores(test_pairs, [str(i) for i in ids], vectors, tuned.encode, cancel=cancel)
         comparison = compare_encoders(before, after, seed=cfg.seed)
+        comparison["related"] = related_change(related_before, _related_view(db, tuned, split.split_ts, truth, cancel),
+                                               seed=cfg.seed)
         outcome["comparison"] = comparison
         return {"test": comparison, "validation": run.best, "history": run.history, "steps": run.steps,
                 "n_validation_pairs": run.n_val, "split_ts": split.split_ts}

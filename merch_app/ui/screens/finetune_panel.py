@@ -13,9 +13,11 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QGroupBox,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableWidget,
     QVBoxLayout,
@@ -33,6 +35,7 @@ from merch_app.ui.workers import error_text
 RUNNING = 20  # steps in the loss's running mean (as merch_app.model.finetune reports it)
 REDRAW_MS = 250  # the loss curve is redrawn at most this often (the GUI shares two cores with the job)
 TABLE_METRICS = (("ndcg@10", "NDCG@10"), ("recall@10", "recall@10"), ("recall@50", "recall@50"))
+RELATED_ROWS = (("ndcg@10", "related NDCG@10"), ("recall@10", "related recall@10"))
 NO_VALIDATION = ("No validation on this shop: too few of the latest pairs\nhave a query or item that training "
                  "never saw.\nEvery pair is trained on; the last step is kept.")
 PHASES = {"pairs": "collecting pairs", "negatives": "hard negatives", "encode": "encoding items",
@@ -44,11 +47,13 @@ def comparison_rows(comparison: dict[str, Any]) -> list[list[Any]]:
     if not comparison.get("n_anchors"):
         return []
     rows = []
-    for key, label in TABLE_METRICS:
-        row = comparison.get(key)
-        if isinstance(row, dict):
-            rows.append([label, round(row["before"], 4), round(row["after"], 4), f"{row['delta']:+.4f}",
-                         round(row["p_value"], 3)])
+    related = comparison.get("related") or {}
+    for table, metrics in ((comparison, TABLE_METRICS), (related, RELATED_ROWS)):
+        for key, label in metrics:
+            row = table.get(key)
+            if isinstance(row, dict):
+                rows.append([label, round(row["before"], 4), round(row["after"], 4), f"{row['delta']:+.4f}",
+                             round(row["p_value"], 3)])
     return rows
 
 
@@ -111,13 +116,15 @@ class FinetunePanel(QWidget):
         ll.addLayout(prow)
         self.overall = PhaseProgress(self.progress, self.eta_label, self.log_line, PHASES)
 
-        table_box = QGroupBox("Before / after (held-out pairs, dense retrieval)")
+        table_box = QGroupBox("Before / after (behaviour after the split)")
         tl = QVBoxLayout(table_box)
         self.table_caption = QLabel("Runs when fine-tuning finishes.")
         self.table_caption.setWordWrap(True)
         self.table_caption.setStyleSheet("color: #555;")
         self.table = make_table()
         self.table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        # as wide as the box, not as its columns: the stretched number columns then fit (scroll bars are off)
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(24)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -261,9 +268,12 @@ class FinetunePanel(QWidget):
         if not result.activated and self._activate_mode is None:
             state += " (the held-out NDCG@10 did not improve)"
         if rows:
+            related = comparison.get("related") or {}
             self.table_caption.setText(
-                f"{comparison['n_anchors']:,} held-out anchors (pairs after the split); p: paired randomisation "
-                f"test. Version {named}: {state}.")
+                f"Dense retrieval of {comparison['n_anchors']:,} held-out anchors (pairs after the split)"
+                + (f"; related: {related['n_items']:,} products' text-only lists against what their buyers also "
+                   "bought after the split" if related else "")
+                + f". p: paired randomisation test. Version {named}: {state}.")
         else:
             self.table_caption.setText(f"No held-out pairs after the split: no before/after table. "
                                        f"Version {named}: {state}.")
@@ -307,7 +317,11 @@ class FinetunePanel(QWidget):
         for r in range(self.table.rowCount()):
             for c in range(1, len(headers)):
                 self.table.item(r, c).setTextAlignment(right)
-        self.table.resizeColumnsToContents()
+        header = self.table.horizontalHeader()  # the labels take what the numbers leave: p stays in view
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in range(1, len(headers)):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
         n = max(len(TABLE_METRICS), self.table.rowCount())
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height()
                                   + n * self.table.verticalHeader().defaultSectionSize() + 2 * self.table.frameWidth())
