@@ -29,6 +29,7 @@ SECONDS_PER_ITEM_SAVE = 3e-5  # an item's part of the version's files and vector
 SECONDS_PER_EVENT_PAIRS = 2e-5  # an event read while collecting fine-tuning pairs
 SECONDS_PER_ANCHOR_NEGATIVES = 4e-3  # one anchor encoded and searched for hard negatives
 SECONDS_PER_TRAIN_TEXT = 4e-3  # one text through BERT forward and backward in a fine-tuning step
+SECONDS_PER_RELATED_ITEM = 1e-3  # one product's related list ranked and scored against what its buyers also bought
 MAX_USERS_COUNTED = 50_000  # the first estimate of the evaluation counts users up to this many
 
 
@@ -164,7 +165,7 @@ def finetune_estimates(db, cfg, encoder, n_pairs: int, n_test_pairs: int) -> lis
     n_items = db.execute("SELECT count(*) FROM items").fetchone()[0]
     per_text = SECONDS_PER_NEW_TEXT[_kind(encoder)]
     batch = max(2, int(cfg.batch_size))
-    steps = math.ceil(n_pairs * (1.0 - float(cfg.val_fraction)) / batch) * max(1, int(cfg.epochs))
+    steps = math.ceil(n_pairs / batch) * max(1, int(cfg.epochs))  # the validation pairs are a few hundred at most
     texts_per_step = batch * (2 + max(0, int(cfg.hard_negatives)))
     validations = max(1, int(cfg.evals_per_epoch)) * max(1, int(cfg.epochs)) + 1
     val_texts = int(cfg.val_pool) + min(int(cfg.max_val_pairs), int(n_pairs * float(cfg.val_fraction)))
@@ -172,7 +173,7 @@ def finetune_estimates(db, cfg, encoder, n_pairs: int, n_test_pairs: int) -> lis
                "encode": encode_seconds(db, encoder),
                "negatives": n_pairs * SECONDS_PER_ANCHOR_NEGATIVES if cfg.hard_negatives > 0 else 0.0,
                "finetune": steps * texts_per_step * SECONDS_PER_TRAIN_TEXT + validations * val_texts * per_text,
-               "evaluate": (2 * n_test_pairs + n_items) * per_text}
+               "evaluate": (2 * n_test_pairs + n_items) * per_text + 2 * n_items * SECONDS_PER_RELATED_ITEM}
     return [(name, seconds[name]) for name in FINETUNE_PHASES]
 
 
