@@ -187,6 +187,7 @@ def test_cli_finetune_and_encoders(shop, ws_path, bert_dir):
     assert [v["version_id"] for v in json.loads(listed.output)] == [vid]
     text = runner.invoke(cli, ["encoders", "-w", str(ws_path)])
     assert text.exit_code == 0 and "* base" in text.output and vid in text.output
+    assert "NDCG@10 " in text.output and ", related " in text.output
     act = runner.invoke(cli, ["encoders", "activate", vid, "-w", str(ws_path), "--json"])
     assert act.exit_code == 0 and json.loads(act.output)["active"]["version_id"] == vid
     missing = runner.invoke(cli, ["encoders", "activate", "ft20000101-000000-abcdef", "-w", str(ws_path)])

@@ -101,6 +101,9 @@ def test_finetune_from_the_screen_curves_table_versions_and_query(qtbot, ft_wind
     assert panel.versions.table.item(0, cols["parent"]).text() == "tiny"
     assert panel.versions.table.item(0, cols["pairs"]).text() == str(v.n_pairs)
     assert "→" in panel.versions.table.item(0, cols["NDCG@10 (held out)"]).text()
+    related = result.comparison["related"]["ndcg@10"]
+    assert panel.versions.table.item(0, cols["related NDCG@10"]).text() == (
+        f"{related['before']:.3f} → {related['after']:.3f} ({related['delta']:+.3f})")
     assert panel.versions.table.item(0, cols["active"]).text() == ""
     assert panel.versions.activate_button.isEnabled() and not panel.versions.base_button.isEnabled()
 

@@ -68,11 +68,14 @@ class EncoderVersion:
         return dict(self.__dict__)
 
     def held_out_change(self) -> str:
-        """The held-out NDCG@10 before and after fine-tuning, as shown to the user."""
-        nd = (self.metrics.get("test") or {}).get("ndcg@10") or {}
+        """The held-out NDCG@10 before and after fine-tuning (and of the related lists), as shown to the user."""
+        test = self.metrics.get("test") or {}
+        nd = test.get("ndcg@10") or {}
         if "before" not in nd or "after" not in nd:
             return "no held-out table"
-        return f"NDCG@10 {nd['before']:.3f} -> {nd['after']:.3f}"
+        related = (test.get("related") or {}).get("ndcg@10") or {}
+        return f"NDCG@10 {nd['before']:.3f} -> {nd['after']:.3f}" + (
+            f", related {related['before']:.3f} -> {related['after']:.3f}" if "after" in related else "")
 
 
 def encoders_dir(db, create: bool = True) -> Path:

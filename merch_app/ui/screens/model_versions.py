@@ -278,7 +278,8 @@ class EncoderVersionsPanel(QWidget):
     touches the database itself); ``fn`` may return a message to show.
     """
 
-    COLUMNS = ["active", "name", "id", "parent", "pairs", "NDCG@10 (held out)", "recall@50 (held out)", "created"]
+    COLUMNS = ["active", "name", "id", "parent", "pairs", "NDCG@10 (held out)", "recall@50 (held out)",
+               "related NDCG@10", "created"]
 
     def __init__(self, run_action: Callable[[Callable[[Any], Any], str], None]) -> None:
         super().__init__()
@@ -326,6 +327,7 @@ class EncoderVersionsPanel(QWidget):
             rows.append(["✔" if v.active else "", v.name if v.name != v.version_id else "—", v.version_id,
                          encoder_short_name(v.parent_encoder_id, names), v.n_pairs,
                          before_after(test, "ndcg@10"), before_after(test, "recall@50"),
+                         before_after(test.get("related") or {}, "ndcg@10"),
                          (v.created or "")[:16].replace("T", " ")])
         self.table.blockSignals(True)
         fill_table(self.table, self.COLUMNS, rows)
@@ -335,6 +337,8 @@ class EncoderVersionsPanel(QWidget):
             for c in (5, 6):
                 self.table.item(r, c).setToolTip("frozen → fine-tuned (Δ) on the pairs after the split, "
                                                  "dense retrieval alone")
+            self.table.item(r, 7).setToolTip("frozen → fine-tuned (Δ): text-only related lists against what "
+                                             "each product's buyers also bought after the split")
         self.table.blockSignals(False)
         row = next((i for i, v in enumerate(self.versions) if v.version_id == keep), None)
         if row is None:
