@@ -186,22 +186,14 @@ def measure(saved: dict, db) -> None:
 def paired_users(db, base_id: str, model_id: str) -> dict:
     """User recommendations of ``model_id`` against ``base_id`` on the protocol's test users, paired per
     user (:func:`merch_app.evaluation.offline.paired_user_comparison`, the training job's own test)."""
-    import numpy as np
-
     from merch_app.evaluation import baselines as bl
-    from merch_app.evaluation.offline import paired_user_comparison
-    from merch_app.evaluation.split import relevant_items
-    from merch_app.model.interactions import load_interactions, ts_to_days
+    from merch_app.evaluation.offline import model_at_split, paired_user_comparison
     from merch_app.model.registry import load_model
 
     lists, rel = {}, {}
     for mid in (base_id, model_id):
-        m = load_model(db, mid)
-        train = load_interactions(db, m.item_ids, until_ts=SPLIT_TS, event_weights=m.config.event_weights,
-                                  user_ids=m.user_ids)
-        m = m.with_history(train, float(ts_to_days([SPLIT_TS])[0]))
-        seen = {str(m.user_ids[u]) for u in np.unique(train.user_idx)}
-        rel = {u: r for u, r in relevant_items(db, SPLIT_TS, seen, m.item_ids).items() if u in m.user_pos and r}
+        m, _train, relevant = model_at_split(db, load_model(db, mid), SPLIT_TS)
+        rel = {u: r for u, r in relevant.items() if u in m.user_pos and r}
         lists[mid] = bl.model_ranking(m, sorted(rel), K)
     return paired_user_comparison(lists[model_id], lists[base_id], rel, K)
 

@@ -16,22 +16,21 @@ from merch_app.model.finetune import FinetuneConfig, no_validation_note
 from merch_app.services.finetune import RELATED_METRICS, finetune
 
 
+def _metric_line(name: str, row: dict) -> str:
+    return f"{name:12}{row['before']:>10.4f}{row['after']:>12.4f}{row['delta']:>+10.4f}{row['p_value']:>8.3f}"
+
+
 def _comparison_lines(comparison: dict) -> list[str]:
     if not comparison.get("n_anchors"):
         return ["no held-out pairs after the split: no before/after table"]
     lines = [f"held-out anchors: {comparison['n_anchors']} (pairs after the split; dense retrieval alone)",
              f"{'':12}{'frozen':>10}{'fine-tuned':>12}{'delta':>10}{'p':>8}"]
-    for m in ("ndcg@10", "recall@10", "recall@50"):
-        row = comparison[m]
-        lines.append(f"{m:12}{row['before']:>10.4f}{row['after']:>12.4f}{row['delta']:>+10.4f}{row['p_value']:>8.3f}")
+    lines += [_metric_line(m, comparison[m]) for m in ("ndcg@10", "recall@10", "recall@50")]
     related = comparison.get("related") or {}
     if related:
         lines.append(f"related items: {related['n_items']:,} products' text-only lists against what their buyers "
                      "also bought after the split")
-        for m in RELATED_METRICS:
-            row = related[m]
-            lines.append(f"{m:12}{row['before']:>10.4f}{row['after']:>12.4f}{row['delta']:>+10.4f}"
-                         f"{row['p_value']:>8.3f}")
+        lines += [_metric_line(m, related[m]) for m in RELATED_METRICS]
     return lines
 
 

@@ -342,6 +342,23 @@ def test_ratings_for(db, model, split_ts: str) -> tuple[np.ndarray, np.ndarray, 
     return u, i, v
 
 
+def model_at_split(db, model, split_ts: str) -> tuple[Any, Interactions, dict[str, set]]:
+    """The model scoring as of ``split_ts``, its training interactions and the test users' items.
+
+    Returns
+    -------
+    model, train, relevant
+        ``model`` with its history cut at the split (no test events in it), the interactions
+        before the split (the model's event weights), and user -> items bought from the split
+        on, for the users with events before it.
+    """
+    train = load_interactions(db, model.item_ids, until_ts=split_ts, event_weights=model.config.event_weights,
+                              user_ids=model.user_ids)
+    model = model.with_history(train, float(ts_to_days([split_ts])[0]))
+    seen = {str(model.user_ids[u]) for u in np.unique(train.user_idx)}
+    return model, train, relevant_items(db, split_ts, seen, model.item_ids)
+
+
 def evaluate(db, model_id: Optional[str] = None, k: int = 10, split_date: Optional[str] = None,
              progress=None, cancel: Optional[CancelToken] = None, split: Optional[str] = None) -> dict[str, Any]:
     """Evaluate a registered model (active one if None) and the baselines on its time split.
@@ -377,12 +394,7 @@ def evaluate(db, model_id: Optional[str] = None, k: int = 10, split_date: Option
     if trained_split and split_ts < trained_split:
         notes.append(f"split {split_ts[:10]} is before the model's training cut-off {trained_split[:10]}: "
                      "test events were seen in training")
-    train = load_interactions(db, model.item_ids, until_ts=split_ts, event_weights=model.config.event_weights,
-                              user_ids=model.user_ids)
-    split_day = float(ts_to_days([split_ts])[0])
-    model = model.with_history(train, split_day)  # score as of the split: no test events in the history
-    seen = {str(model.user_ids[u]) for u in np.unique(train.user_idx)}
-    relevant = relevant_items(db, split_ts, seen, model.item_ids)
+    model, train, relevant = model_at_split(db, model, split_ts)
     out = evaluate_model(model, train, relevant, k, progress=progress, cancel=cancel,
                          test_ratings=test_ratings_for(db, model, split_ts) if model.explicit else None)
     out.update({"split_date": split_ts, "split_method": method, "split": describe_split(method, fraction),
